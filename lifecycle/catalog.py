@@ -1,0 +1,148 @@
+"""The plan catalog: the roadmap's four tiers, their prices, usage limits and feature flags.
+
+This module is the one place the tiers are defined. The database ``plans`` table is
+seeded from it (``lifecycle db upgrade``), Stripe is synced from it
+(``lifecycle stripe sync``), and entitlements are computed from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+LimitKind = Literal["hard", "soft"]
+
+
+@dataclass(frozen=True)
+class Limit:
+    metric: str
+    amount: float
+    kind: LimitKind  # hard: refused past the limit; soft: allowed, flagged as overage
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    code: str
+    name: str
+    rank: int  # ordering for "next tier up"
+    monthly_price_cents: int
+    annual_price_cents: int
+    features: dict[str, bool] = field(default_factory=dict)
+    limits: tuple[Limit, ...] = ()
+    tagline: str = ""
+
+    def limit(self, metric: str) -> Limit | None:
+        return next((lim for lim in self.limits if lim.metric == metric), None)
+
+    def price_cents(self, interval: str) -> int:
+        if interval == "month":
+            return self.monthly_price_cents
+        if interval == "year":
+            return self.annual_price_cents
+        raise ValueError(f"unknown billing interval {interval!r}; expected 'month' or 'year'")
+
+    @property
+    def monthly_price(self) -> str:
+        return f"${self.monthly_price_cents / 100:,.0f}"
+
+
+FEATURES = ("api_access", "team_features", "custom_models", "sso", "priority_support")
+METRICS = {
+    "ai_requests": "requests",
+    "seats": "seats",
+    "storage_gb": "GB",
+}
+
+
+def _features(*on: str) -> dict[str, bool]:
+    unknown = set(on) - set(FEATURES)
+    assert not unknown, unknown
+    return {name: name in on for name in FEATURES}
+
+
+# Annual plans are ten months' price: two months free.
+PLANS: tuple[Plan, ...] = (
+    Plan(
+        code="starter",
+        name="Starter",
+        rank=1,
+        monthly_price_cents=1900,
+        annual_price_cents=19000,
+        features=_features(),
+        limits=(
+            Limit("ai_requests", 1_000, "hard", "requests"),
+            Limit("seats", 1, "hard", "seats"),
+            Limit("storage_gb", 5, "soft", "GB"),
+        ),
+        tagline="For individuals getting started",
+    ),
+    Plan(
+        code="professional",
+        name="Professional",
+        rank=2,
+        monthly_price_cents=4900,
+        annual_price_cents=49000,
+        features=_features("api_access"),
+        limits=(
+            Limit("ai_requests", 10_000, "hard", "requests"),
+            Limit("seats", 3, "hard", "seats"),
+            Limit("storage_gb", 50, "soft", "GB"),
+        ),
+        tagline="API access and 10x the requests",
+    ),
+    Plan(
+        code="business",
+        name="Business",
+        rank=3,
+        monthly_price_cents=9900,
+        annual_price_cents=99000,
+        features=_features("api_access", "team_features", "priority_support"),
+        limits=(
+            Limit("ai_requests", 50_000, "soft", "requests"),
+            Limit("seats", 10, "hard", "seats"),
+            Limit("storage_gb", 250, "soft", "GB"),
+        ),
+        tagline="Team collaboration and priority support",
+    ),
+    Plan(
+        code="enterprise",
+        name="Enterprise",
+        rank=4,
+        monthly_price_cents=19900,
+        annual_price_cents=199000,
+        features=_features("api_access", "team_features", "custom_models", "sso", "priority_support"),
+        limits=(
+            Limit("ai_requests", 250_000, "soft", "requests"),
+            Limit("seats", 50, "soft", "seats"),
+            Limit("storage_gb", 1_000, "soft", "GB"),
+        ),
+        tagline="SSO, custom models and a dedicated success manager",
+    ),
+)
+
+PLANS_BY_CODE: dict[str, Plan] = {p.code: p for p in PLANS}
+DEFAULT_TRIAL_PLAN = "starter"
+
+
+def get_plan(code: str) -> Plan:
+    try:
+        return PLANS_BY_CODE[code]
+    except KeyError:
+        raise KeyError(f"unknown plan {code!r}; expected one of {', '.join(PLANS_BY_CODE)}") from None
+
+
+def next_plan_up(code: str) -> Plan | None:
+    current = get_plan(code)
+    higher = [p for p in PLANS if p.rank > current.rank]
+    return min(higher, key=lambda p: p.rank) if higher else None
+
+
+def added_by(upper: Plan, lower: Plan) -> list[str]:
+    """What ``upper`` adds over ``lower``, in words a customer reads."""
+    out = [f.replace("_", " ") for f in FEATURES if upper.features.get(f) and not lower.features.get(f)]
+    for lim in upper.limits:
+        low = lower.limit(lim.metric)
+        if low and lim.amount > low.amount:
+            out.append(f"{lim.amount:,.0f} {lim.unit or lim.metric} (from {low.amount:,.0f})")
+    return out

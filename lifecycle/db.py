@@ -1,0 +1,101 @@
+"""Database engine, sessions, migrations and the catalog seed.
+
+No engine is created at import: callers build one from settings with
+:func:`make_engine` and keep it (the API in its lifespan, the worker at start).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from lifecycle import catalog
+from lifecycle.models import PlanRow
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
+        kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply migrations, then seed the plan catalog."""
+    command.upgrade(alembic_config(url), revision)
+    engine = make_engine(url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            seed_catalog(session)
+    finally:
+        engine.dispose()
+
+
+def seed_catalog(session: Session) -> None:
+    """Make the plans table match lifecycle.catalog (prices, limits, features)."""
+    existing = {p.code: p for p in session.scalars(select(PlanRow))}
+    for plan in catalog.PLANS:
+        row = existing.get(plan.code) or PlanRow(code=plan.code)
+        row.name = plan.name
+        row.rank = plan.rank
+        row.monthly_price_cents = plan.monthly_price_cents
+        row.annual_price_cents = plan.annual_price_cents
+        row.features = dict(plan.features)
+        row.limits = {
+            lim.metric: {"amount": lim.amount, "kind": lim.kind, "unit": lim.unit}
+            for lim in plan.limits
+        }
+        session.add(row)

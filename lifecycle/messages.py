@@ -1,0 +1,144 @@
+"""What crosses Temporal: workflow inputs, state, events, activity inputs and results.
+
+One dataclass in, one out (Temporal samples' rule), so fields can be added with
+defaults without breaking running histories. No PII here: customers are ids; emails
+and names are looked up by activities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lifecycle.policy import CampaignPolicy, EmailStep
+
+# Lifecycle stages (DESIGN.md: trialing -> active -> past_due -> active | canceled,
+# trialing -> expired, canceled | expired -> won_back | lost).
+TRIALING = "trialing"
+ACTIVE = "active"
+EXPIRED = "expired"
+PAST_DUE = "past_due"
+CANCELED = "canceled"
+WON_BACK = "won_back"
+LOST = "lost"
+STAGES = (TRIALING, ACTIVE, PAST_DUE, EXPIRED, CANCELED, WON_BACK, LOST)
+
+
+def customer_workflow_id(customer_id: str) -> str:
+    return f"customer-{customer_id}"
+
+
+def campaign_workflow_id(customer_id: str, campaign: str, *parts: str) -> str:
+    return "/".join([customer_workflow_id(customer_id), campaign, *parts])
+
+
+# --- the customer entity ----------------------------------------------------------------
+
+
+@dataclass
+class CustomerEvent:
+    """Anything that happens to a customer. ``event_id`` is ours, for de-duplication.
+
+    Kinds: signup, activation (data.fact), payment_method_added, campaign_finished
+    (data.campaign, data.outcome), and the kinds later subsystems add.
+    """
+
+    event_id: str
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CustomerState:
+    customer_id: str
+    plan: str
+    stage: str = TRIALING
+    trial_ends_at: datetime | None = None
+    payment_method_on_file: bool = False
+    activation_facts: list[str] = field(default_factory=list)
+    # campaign name -> child workflow id, while it runs
+    campaigns: dict[str, str] = field(default_factory=dict)
+    # campaign name -> outcome, once finished
+    outcomes: dict[str, str] = field(default_factory=dict)
+    # recent event ids (bounded), kept across continue-as-new
+    seen_event_ids: list[str] = field(default_factory=list)
+    stage_changed_at: datetime | None = None
+    runs: int = 1  # how many runs (continue-as-new) this entity has had
+
+
+@dataclass
+class CustomerWorkflowInput:
+    customer_id: str
+    plan: str
+    policy: CampaignPolicy
+    state: CustomerState | None = None  # set on continue-as-new
+    pending: list[CustomerEvent] = field(default_factory=list)  # carried over on continue-as-new
+    # continue-as-new after this many events in one run, or when Temporal suggests it
+    max_events_per_run: int = 1000
+
+
+# --- campaigns --------------------------------------------------------------------------
+
+
+@dataclass
+class TrialInput:
+    customer_id: str
+    plan: str
+    trial_ends_at: datetime
+    reminders: list[EmailStep]
+    payment_method_on_file: bool = False
+    day_seconds: float = 86400.0
+
+
+@dataclass
+class OnboardingInput:
+    customer_id: str
+    steps: list[EmailStep]
+    activation_facts: list[str] = field(default_factory=list)
+    day_seconds: float = 86400.0
+
+
+@dataclass
+class CampaignStatus:
+    """What a campaign child answers to its ``status`` query."""
+
+    campaign: str
+    next_step: str | None
+    next_step_at: datetime | None
+    done_steps: list[str] = field(default_factory=list)
+
+
+# --- activities -------------------------------------------------------------------------
+
+
+@dataclass
+class RecordEventInput:
+    """A timeline entry; ``kind == 'stage_changed'`` also updates the customer row."""
+
+    customer_id: str
+    event_key: str  # unique per workflow step: a retry records nothing twice
+    kind: str
+    occurred_at: datetime
+    from_stage: str | None = None
+    to_stage: str | None = None
+    campaign: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SendEmailInput:
+    customer_id: str
+    template: str
+    idempotency_key: str  # unique per workflow step
+    campaign: str = ""
+    step: str = ""
+    category: str = "marketing"
+    context: dict[str, Any] = field(default_factory=dict)  # facts the template may use, no PII
+
+
+@dataclass
+class SendEmailResult:
+    status: str  # sent | duplicate | skipped
+    message_id: int | None = None
+    reason: str | None = None

@@ -1,0 +1,358 @@
+"""Database models (SQLAlchemy 2.0 typed ORM). The database owns facts; Temporal owns decisions.
+
+Every table the engine needs lives here; Alembic migrations under
+``lifecycle/migrations`` create them, and ``tests/test_db.py`` proves the two agree
+on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on both SQLite (which stores naive) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; attach a timezone")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+Quantity = Numeric(20, 6)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON(), Decimal: Quantity}
+
+
+# --- customers and the catalog ----------------------------------------------------------
+
+
+class Customer(Base):
+    """A customer of the SaaS product, keyed by the product's own id."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    company: Mapped[str] = mapped_column(String(200), default="")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    plan_code: Mapped[str] = mapped_column(ForeignKey("plans.code"))
+    stage: Mapped[str] = mapped_column(String(32), default="trialing", index=True)
+    trial_ends_at: Mapped[dt.datetime | None]
+    payment_method_on_file: Mapped[bool] = mapped_column(Boolean, default=False)
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PlanRow(Base):
+    """The catalog as stored (seeded from lifecycle.catalog)."""
+
+    __tablename__ = "plans"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    rank: Mapped[int] = mapped_column(Integer)
+    monthly_price_cents: Mapped[int] = mapped_column(Integer)
+    annual_price_cents: Mapped[int] = mapped_column(Integer)
+    features: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    limits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    stripe_product_id: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PlanPrice(Base):
+    """A Stripe plan (a price) for a tier and interval. Old prices are kept, marked inactive."""
+
+    __tablename__ = "plan_prices"
+    __table_args__ = (UniqueConstraint("stripe_plan_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plan_code: Mapped[str] = mapped_column(ForeignKey("plans.code"), index=True)
+    interval: Mapped[str] = mapped_column(String(8))  # month | year
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    stripe_plan_id: Mapped[str] = mapped_column(String(128))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- billing mirror ---------------------------------------------------------------------
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stripe_subscription_id: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    plan_code: Mapped[str | None] = mapped_column(String(32))
+    interval: Mapped[str | None] = mapped_column(String(8))
+    amount_cents: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(32))
+    current_period_start: Mapped[dt.datetime | None]
+    current_period_end: Mapped[dt.datetime | None]
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    canceled_at: Mapped[dt.datetime | None]
+    # Stripe's own ordering of the object's state (event.created or object timestamp);
+    # an older event never moves the mirror backwards.
+    stripe_version_ts: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SubscriptionChange(Base):
+    """Every plan or status change of a subscription, with its time (for MRR movements)."""
+
+    __tablename__ = "subscription_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"), index=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    plan_code: Mapped[str | None] = mapped_column(String(32))
+    interval: Mapped[str | None] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(32))
+    amount_cents: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    source_event_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stripe_invoice_id: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    amount_due_cents: Mapped[int] = mapped_column(Integer, default=0)
+    amount_paid_cents: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    period_start: Mapped[dt.datetime | None]
+    period_end: Mapped[dt.datetime | None]
+    paid_at: Mapped[dt.datetime | None]
+    stripe_version_ts: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stripe_id: Mapped[str] = mapped_column(String(64), unique=True)  # charge or payment intent
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    status: Mapped[str] = mapped_column(String(32))
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StripeEvent(Base):
+    """Every Stripe webhook event, recorded once by its id."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    created: Mapped[int] = mapped_column(BigInteger)  # Stripe's epoch seconds
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    # received | processed | ignored | failed
+    status: Mapped[str] = mapped_column(String(16), default="received", index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[dt.datetime | None]
+
+
+class StripeObject(Base):
+    """The Stripe object an activity step created, recorded before it is used.
+
+    A retry (after a crash between Stripe's answer and our commit) looks here, then
+    in Stripe by metadata, before it writes again.
+    """
+
+    __tablename__ = "stripe_objects"
+
+    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    object_type: Mapped[str] = mapped_column(String(32))
+    stripe_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- usage ------------------------------------------------------------------------------
+
+
+class UsageEvent(Base):
+    """A raw usage event, kept as the audit trail for billing disputes."""
+
+    __tablename__ = "usage_events"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "idempotency_key", name="uq_usage_events_key"),
+        Index("ix_usage_events_period", "customer_id", "metric", "period_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(String(128))
+    metric: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[Decimal] = mapped_column(Quantity)
+    occurred_at: Mapped[dt.datetime]
+    period_start: Mapped[dt.datetime]
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class UsageCounter(Base):
+    """Usage per customer, metric and billing period; thresholds remember when they fired."""
+
+    __tablename__ = "usage_counters"
+
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period_start: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    period_end: Mapped[dt.datetime]
+    used: Mapped[Decimal] = mapped_column(Quantity, default=Decimal(0))
+    crossed_80_at: Mapped[dt.datetime | None]
+    crossed_100_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# --- email ------------------------------------------------------------------------------
+
+
+class EmailMessage(Base):
+    """One email, recorded under a key unique to the workflow step that sent it."""
+
+    __tablename__ = "email_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    customer_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    campaign: Mapped[str] = mapped_column(String(64), default="")
+    step: Mapped[str] = mapped_column(String(64), default="")
+    template: Mapped[str] = mapped_column(String(128))
+    template_version: Mapped[str] = mapped_column(String(64), default="file")
+    variant: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(16), default="marketing")  # or transactional
+    to_address: Mapped[str] = mapped_column(String(320))
+    from_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(500))
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    # sending | sent | delivered | opened | clicked | bounced | dropped | failed
+    status: Mapped[str] = mapped_column(String(16), default="sending", index=True)
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    sent_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Suppression(Base):
+    """An address or customer that must not receive (some) email."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("email", "reason", name="uq_suppressions_email_reason"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    reason: Mapped[str] = mapped_column(String(32))  # unsubscribe | bounce | spam_report
+    scope: Mapped[str] = mapped_column(String(16), default="marketing")  # marketing | all
+    source: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class TemplateVersion(Base):
+    """A template edited without a deploy; the newest published version overrides the file."""
+
+    __tablename__ = "template_versions"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_template_versions_name_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    subject: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    preheader: Mapped[str] = mapped_column(Text, default="")
+    published: Mapped[bool] = mapped_column(Boolean, default=False)
+    author: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- the customer's timeline ------------------------------------------------------------
+
+
+class LifecycleEvent(Base):
+    """The customer's timeline: stage changes, emails sent or held back and why, events heard."""
+
+    __tablename__ = "lifecycle_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Unique per workflow step so an activity retry records nothing twice.
+    event_key: Mapped[str] = mapped_column(String(255), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # stage_changed | email_sent | email_skipped | ...
+    from_stage: Mapped[str | None] = mapped_column(String(32))
+    to_stage: Mapped[str | None] = mapped_column(String(32))
+    campaign: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,115 @@
+"""Campaign policy: the schedule, delays and template of every campaign step, as data.
+
+Marketers edit ``templates/campaigns.toml``. The starter loads it and passes it to a
+workflow as input, so a policy change applies to new runs and never breaks running
+ones (their input is in their history). Workflow code never holds these constants.
+
+Everything here is a plain dataclass that Temporal's data converter serialises; new
+fields must get defaults so old histories still decode.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+CATEGORIES = ("marketing", "transactional")
+
+
+class PolicyError(ValueError):
+    """The policy file is malformed; the message names the key and the file."""
+
+
+@dataclass
+class EmailStep:
+    """One email of a campaign."""
+
+    name: str
+    template: str
+    day: float = 0.0  # days after the campaign starts (onboarding, win-back, ...)
+    days_before_end: float = 0.0  # days before the trial ends (trial reminders)
+    skip_if: str | None = None  # activation fact that makes this step pointless
+    category: str = "marketing"  # marketing (caps, quiet hours, unsubscribe) | transactional
+
+
+@dataclass
+class TrialPolicy:
+    length_days: float = 14.0
+    reminders: list[EmailStep] = field(default_factory=list)
+
+
+@dataclass
+class OnboardingPolicy:
+    steps: list[EmailStep] = field(default_factory=list)
+
+
+@dataclass
+class CampaignPolicy:
+    """All campaigns' policy; ``day_seconds`` is how long a policy day lasts (86400 in production)."""
+
+    trial: TrialPolicy = field(default_factory=TrialPolicy)
+    onboarding: OnboardingPolicy = field(default_factory=OnboardingPolicy)
+    day_seconds: float = 86400.0
+    source: str = ""  # the file it was loaded from, for ops reading the history
+
+    def days(self, n: float) -> timedelta:
+        return timedelta(seconds=n * self.day_seconds)
+
+
+def _steps(raw: list[dict[str, Any]], where: str) -> list[EmailStep]:
+    steps = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise PolicyError(f"{where}[{i}]: expected a table with name and template")
+        unknown = set(item) - {f for f in EmailStep.__dataclass_fields__}
+        if unknown:
+            raise PolicyError(f"{where}[{i}]: unknown key(s) {sorted(unknown)}")
+        for key in ("name", "template"):
+            if not isinstance(item.get(key), str) or not item[key]:
+                raise PolicyError(f"{where}[{i}].{key}: required text")
+        step = EmailStep(**item)
+        if step.category not in CATEGORIES:
+            raise PolicyError(f"{where}[{i}].category: expected one of {CATEGORIES}")
+        if step.day < 0 or step.days_before_end < 0:
+            raise PolicyError(f"{where}[{i}]: day and days_before_end must not be negative")
+        steps.append(step)
+    names = [s.name for s in steps]
+    if len(names) != len(set(names)):
+        raise PolicyError(f"{where}: step names must be unique, got {names}")
+    return steps
+
+
+def parse_policy(raw: dict[str, Any], *, day_seconds: float = 86400.0, source: str = "") -> CampaignPolicy:
+    try:
+        trial_raw = raw.get("trial", {})
+        trial = TrialPolicy(
+            length_days=float(trial_raw.get("length_days", 14)),
+            reminders=_steps(trial_raw.get("reminders", []), "trial.reminders"),
+        )
+        if trial.length_days <= 0:
+            raise PolicyError("trial.length_days: must be positive")
+        for r in trial.reminders:
+            if r.days_before_end >= trial.length_days:
+                raise PolicyError(
+                    f"trial.reminders.{r.name}: days_before_end ({r.days_before_end}) "
+                    f"must be less than the trial length ({trial.length_days})"
+                )
+        onboarding = OnboardingPolicy(
+            steps=_steps(raw.get("onboarding", {}).get("steps", []), "onboarding.steps")
+        )
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise PolicyError(f"{source or 'policy'}: {exc}") from None
+    return CampaignPolicy(trial=trial, onboarding=onboarding, day_seconds=day_seconds, source=source)
+
+
+def load_policy(path: Path, *, day_seconds: float = 86400.0) -> CampaignPolicy:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PolicyError(f"campaign policy file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{path}: not valid TOML: {exc}") from None
+    return parse_policy(raw, day_seconds=day_seconds, source=str(path.name))

@@ -1,0 +1,123 @@
+"""The one settings object: environment variables prefixed ``LIFECYCLE_`` and an optional ``.env``.
+
+No other module reads ``os.environ``. Call :func:`get_settings` (cached) or build
+``Settings(...)`` explicitly in tests. An invalid value fails at start with
+:class:`SettingsError`, whose message names the variable and what it expects.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / ".data"
+
+ENV_PREFIX = "LIFECYCLE_"
+
+
+class SettingsError(RuntimeError):
+    """A setting has a value the engine cannot use; the message says which and why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    database_url: str = Field(
+        default=f"sqlite:///{DATA_DIR / 'lifecycle.db'}",
+        description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db",
+    )
+
+    # --- Temporal ------------------------------------------------------------------------
+    temporal_address: str = Field(default="127.0.0.1:7233", description="host:port of the frontend")
+    temporal_namespace: str = "default"
+    task_queue: str = "lifecycle"
+    temporal_tls_cert: Path | None = Field(default=None, description="client certificate (PEM) for mTLS")
+    temporal_tls_key: Path | None = Field(default=None, description="client private key (PEM) for mTLS")
+    temporal_tls_ca: Path | None = Field(default=None, description="server CA (PEM), if not a public CA")
+    temporal_api_key: str | None = Field(default=None, description="API key (Temporal Cloud)")
+    temporal_ui_url: str = Field(default="http://127.0.0.1:8233", description="Web UI base URL for links")
+
+    # --- HTTP API ------------------------------------------------------------------------
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated bearer keys accepted on /v1"
+    )
+    public_url: str = Field(default="http://127.0.0.1:8000", description="where the API is reached")
+
+    # --- campaigns -----------------------------------------------------------------------
+    templates_dir: Path = PROJECT_ROOT / "templates"
+    policy_file: Path | None = Field(
+        default=None, description="campaign policy TOML; default templates/campaigns.toml"
+    )
+    day_seconds: float = Field(
+        default=86400.0, gt=0, description="length of a policy 'day' in seconds (demo compresses it)"
+    )
+
+    # --- email ---------------------------------------------------------------------------
+    email_provider: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    email_sender: str = Field(default="Lifecycle Engine <hello@example.com>")
+    email_postal_address: str = Field(
+        default="Example Inc., 1 Main Street, Springfield", description="footer address (CAN-SPAM)"
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("expected a sqlite:/// or postgresql+psycopg:// URL")
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError("expected host:port, e.g. 127.0.0.1:7233")
+        return value
+
+    @property
+    def policy_path(self) -> Path:
+        return self.policy_file or (self.templates_dir / "campaigns.toml")
+
+    def temporal_ui_link(self, workflow_id: str) -> str:
+        return (
+            f"{self.temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows/"
+            f"{workflow_id}"
+        )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning pydantic's error into one that names the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            lines.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
