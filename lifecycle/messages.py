@@ -5,7 +5,6 @@ defaults without breaking running histories. No PII here: customers are ids; ema
 and names are looked up by activities.
 """
 
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime

@@ -8,7 +8,6 @@ Everything here is a plain dataclass that Temporal's data converter serialises; 
 fields must get defaults so old histories still decode.
 """
 
-from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field

@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001_initial
-Revises: 
+Revises:
 Create Date: 2026-11-25 07:43:16.062144
 """
 
@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import lifecycle.models
-
 
 revision: str = '0001_initial'
 down_revision: str | Sequence[str] | None = None

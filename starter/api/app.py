@@ -1,0 +1,67 @@
+"""The HTTP API (FastAPI). OpenAPI docs at /docs.
+
+The database engine and the Temporal client are built once in the lifespan and kept
+on ``app.state``; routes reach them through the dependencies in ``deps.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from temporalio.client import Client
+
+from lifecycle.db import make_engine, make_session_factory
+from lifecycle.settings import Settings, get_settings
+from lifecycle.temporal import connect
+from starter.api import customers, events
+from starter.api.deps import require_api_key
+
+
+def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.session_factory = make_session_factory(engine)
+        # Lazy: the API starts (and answers 503 on writes) while Temporal is down.
+        app.state.temporal = temporal or await connect(settings, lazy=True)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="Lifecycle Engine",
+        version="0.1.0",
+        description="Customer lifecycle campaigns on Temporal. Every /v1 route needs a bearer API key.",
+        lifespan=lifespan,
+    )
+    authed = [Depends(require_api_key)]
+    app.include_router(events.router, dependencies=authed)
+    app.include_router(customers.router, dependencies=authed)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            with app.state.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # report, don't crash the probe
+            checks["database"] = f"error: {exc.__class__.__name__}"
+        try:
+            await app.state.temporal.service_client.check_health()
+            checks["temporal"] = "ok"
+        except Exception as exc:
+            checks["temporal"] = f"error: {exc.__class__.__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503)
+
+    return app

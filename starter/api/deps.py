@@ -1,0 +1,53 @@
+"""Typed FastAPI dependencies: settings, database session, Temporal client, API key."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+from temporalio.client import Client
+
+from lifecycle.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from LIFECYCLE_API_KEYS")
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.session_factory() as session:
+        yield session
+
+
+def get_temporal(request: Request) -> Client:
+    return request.app.state.temporal
+
+
+def require_api_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    keys: list[str] = request.app.state.settings.api_keys
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing bearer API key: send 'Authorization: Bearer <key>' with a key from LIFECYCLE_API_KEYS",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not any(secrets.compare_digest(credentials.credentials, k) for k in keys):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return credentials.credentials
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+

@@ -1,0 +1,167 @@
+"""Events from the product: signup, activation facts, payment method on file.
+
+Each route writes its facts and signals the customer's workflow in one unit: when
+Temporal cannot take the event, the database work is rolled back and the API answers
+503, so nothing is recorded half-way and the product can simply retry.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, HTTPException, Response, status
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lifecycle import catalog
+from lifecycle.messages import CustomerEvent
+from lifecycle.models import Customer, LifecycleEvent
+from starter.api.customers import CustomerView, customer_view, get_customer_or_404
+from starter.api.deps import SessionDep, SettingsDep, TemporalDep
+from starter.events import TemporalUnavailable, signal_customer, start_input
+
+router = APIRouter(tags=["events"])
+
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+FACT_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class SignupEvent(BaseModel):
+    customer_id: str = Field(pattern=CUSTOMER_ID_PATTERN, description="the product's own customer id")
+    email: str = Field(max_length=320)
+    name: str = Field(default="", max_length=200)
+    company: str = Field(default="", max_length=200)
+    timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Berlin")
+    plan: str = Field(default=catalog.DEFAULT_TRIAL_PLAN, description="tier the trial runs on")
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        if not EMAIL_RE.match(v):
+            raise ValueError("not an email address")
+        return v.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA time zone (e.g. 'Europe/Berlin')") from None
+        return v
+
+    @field_validator("plan")
+    @classmethod
+    def _plan(cls, v: str) -> str:
+        if v not in catalog.PLANS_BY_CODE:
+            raise ValueError(f"unknown plan; expected one of {', '.join(catalog.PLANS_BY_CODE)}")
+        return v
+
+
+class ActivationEvent(BaseModel):
+    customer_id: str = Field(pattern=CUSTOMER_ID_PATTERN)
+    fact: str = Field(pattern=FACT_PATTERN, description="what the customer did, e.g. created_first_project")
+    event_id: str | None = Field(default=None, max_length=200, description="your id, for de-duplication")
+    occurred_at: datetime | None = None
+
+
+class PaymentMethodEvent(BaseModel):
+    payment_method_id: str | None = Field(default=None, max_length=200)
+
+
+def _unavailable(exc: TemporalUnavailable) -> HTTPException:
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"{exc} The event was not recorded; retry shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _timeline(session: Session, customer_id: str, key: str, kind: str, detail: dict[str, Any], at: datetime) -> None:
+    if session.scalar(select(LifecycleEvent.id).where(LifecycleEvent.event_key == key)) is None:
+        session.add(LifecycleEvent(event_key=key, customer_id=customer_id, kind=kind, detail=detail, occurred_at=at))
+
+
+@router.post("/v1/events/signup", response_model=CustomerView, status_code=201)
+async def signup(
+    body: SignupEvent, response: Response, session: SessionDep, client: TemporalDep, settings: SettingsDep
+) -> CustomerView:
+    """Sign a customer up: stores them, starts their lifecycle. Idempotent: a repeat returns the existing state."""
+    customer = session.get(Customer, body.customer_id)
+    created = customer is None
+    if customer is None:
+        customer = Customer(
+            id=body.customer_id,
+            email=body.email,
+            name=body.name,
+            company=body.company,
+            timezone=body.timezone,
+            attributes=body.attributes,
+            plan_code=body.plan,
+            stage="trialing",
+        )
+        session.add(customer)
+        _timeline(session, customer.id, f"signup:{customer.id}", "signup", {"plan": body.plan}, datetime.now(UTC))
+        session.flush()
+    try:
+        await signal_customer(
+            client,
+            customer.id,
+            CustomerEvent(event_id=f"signup:{customer.id}", kind="signup"),
+            start=start_input(settings, customer.id, customer.plan_code),
+            task_queue=settings.task_queue,
+        )
+    except TemporalUnavailable as exc:
+        session.rollback()
+        raise _unavailable(exc) from None
+    session.commit()
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    view = await customer_view(client, settings, customer)
+    view.created = created
+    return view
+
+
+@router.post("/v1/events/activation", status_code=202)
+async def activation(body: ActivationEvent, session: SessionDep, client: TemporalDep) -> dict[str, str]:
+    """An activation fact (e.g. created_first_project): onboarding skips what the customer already did."""
+    customer = get_customer_or_404(session, body.customer_id)
+    event_id = body.event_id or f"activation:{customer.id}:{body.fact}"
+    _timeline(
+        session, customer.id, event_id, "activation", {"fact": body.fact}, body.occurred_at or datetime.now(UTC)
+    )
+    session.flush()
+    try:
+        await signal_customer(
+            client, customer.id, CustomerEvent(event_id=event_id, kind="activation", data={"fact": body.fact})
+        )
+    except TemporalUnavailable as exc:
+        session.rollback()
+        raise _unavailable(exc) from None
+    session.commit()
+    return {"status": "accepted", "event_id": event_id}
+
+
+@router.post("/v1/customers/{customer_id}/payment-method", status_code=202)
+async def payment_method(
+    customer_id: str, session: SessionDep, client: TemporalDep, body: PaymentMethodEvent | None = None
+) -> dict[str, str]:
+    """Mark a payment method on file; a trialing customer then converts at the end of the trial."""
+    customer = get_customer_or_404(session, customer_id)
+    customer.payment_method_on_file = True
+    event_id = f"payment_method:{customer.id}:{(body and body.payment_method_id) or 'on_file'}"
+    _timeline(session, customer.id, event_id, "payment_method_added", {}, datetime.now(UTC))
+    session.flush()
+    try:
+        await signal_customer(client, customer.id, CustomerEvent(event_id=event_id, kind="payment_method_added"))
+    except TemporalUnavailable as exc:
+        session.rollback()
+        raise _unavailable(exc) from None
+    session.commit()
+    return {"status": "accepted", "event_id": event_id}

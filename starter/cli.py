@@ -1,0 +1,150 @@
+"""The ``lifecycle`` command line (typer). Every command has --help."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from lifecycle.settings import SettingsError, load_settings
+
+app = typer.Typer(help="Lifecycle Engine: customer lifecycle campaigns on Temporal.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+customer_app = typer.Typer(help="Inspect customers.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(customer_app, name="customer")
+
+console = Console()
+
+
+def _settings():  # noqa: ANN202
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def dev(
+    demo: Annotated[bool, typer.Option(help="compressed policy (a day lasts seconds) and sample customers")] = False,
+    day_seconds: Annotated[float, typer.Option(help="length of a policy day with --demo")] = 10.0,
+) -> None:
+    """Run the whole local stack: Temporal dev server, worker, API. Ctrl-C stops everything."""
+    from starter.dev import run_dev
+
+    raise typer.Exit(run_dev(_settings(), demo=demo, day_seconds=day_seconds))
+
+
+@app.command()
+def worker() -> None:
+    """Run a Temporal worker (all workflows and activities) on the configured task queue."""
+    from worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(run_worker(_settings()))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Run the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    _settings()
+    uvicorn.run(
+        "starter.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
+    """Apply migrations and seed the plan catalog."""
+    from lifecycle.db import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    console.print(f"database at {settings.database_url} is at {revision}")
+
+
+@customer_app.command("show")
+def customer_show(customer_id: str) -> None:
+    """A customer's stage, timeline, emails sent, and the link to its workflow in the Web UI."""
+    from lifecycle.db import make_engine, make_session_factory
+    from lifecycle.messages import customer_workflow_id
+    from lifecycle.models import Customer, EmailMessage, LifecycleEvent
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    with make_session_factory(engine)() as session:
+        customer = session.get(Customer, customer_id)
+        if customer is None:
+            console.print(f"[red]unknown customer {customer_id!r}[/red]")
+            raise typer.Exit(1)
+        console.print(f"[bold]{customer.id}[/bold]  {customer.name} <{customer.email}>  {customer.company}")
+        console.print(
+            f"stage [bold]{customer.stage}[/bold]  plan {customer.plan_code}  "
+            f"trial ends {customer.trial_ends_at:%Y-%m-%d %H:%M UTC}" if customer.trial_ends_at else
+            f"stage [bold]{customer.stage}[/bold]  plan {customer.plan_code}"
+        )
+        console.print(f"payment method on file: {'yes' if customer.payment_method_on_file else 'no'}")
+        console.print(f"workflow: {settings.temporal_ui_link(customer_workflow_id(customer.id))}")
+
+        timeline = Table(title="timeline", show_lines=False)
+        for col in ("when (UTC)", "what", "campaign", "detail"):
+            timeline.add_column(col)
+        for ev in session.scalars(
+            select(LifecycleEvent).where(LifecycleEvent.customer_id == customer_id).order_by(
+                LifecycleEvent.occurred_at, LifecycleEvent.id
+            )
+        ):
+            what = ev.kind if ev.kind != "stage_changed" else f"stage {ev.from_stage or '-'} → {ev.to_stage}"
+            detail = ", ".join(f"{k}={v}" for k, v in ev.detail.items() if v is not None)
+            timeline.add_row(f"{ev.occurred_at:%Y-%m-%d %H:%M:%S}", what, ev.campaign or "", detail)
+        console.print(timeline)
+
+        emails = Table(title="emails")
+        for col in ("sent (UTC)", "campaign/step", "template", "subject", "status"):
+            emails.add_column(col)
+        for msg in session.scalars(
+            select(EmailMessage).where(EmailMessage.customer_id == customer_id).order_by(EmailMessage.id)
+        ):
+            emails.add_row(
+                f"{msg.sent_at or msg.created_at:%Y-%m-%d %H:%M:%S}",
+                f"{msg.campaign}/{msg.step}",
+                f"{msg.template} ({msg.template_version})",
+                msg.subject,
+                msg.status,
+            )
+        console.print(emails)
+    engine.dispose()
+
+
+def main() -> None:
+    # The Temporal SDK can crash at interpreter teardown after all work is done
+    # (COMPONENTS.md): finish, flush, and exit with the command's own status.
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

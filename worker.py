@@ -1,0 +1,76 @@
+"""The Temporal worker: registers every workflow and activity on the engine's task queue.
+
+Run it with ``lifecycle worker`` (or ``python worker.py``). Workers are stateless; run
+as many replicas as load needs, all on the same task queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.email import EmailActivities
+from activities.store import StoreActivities
+from lifecycle.db import make_engine, make_session_factory
+from lifecycle.email import make_provider
+from lifecycle.settings import Settings, get_settings
+from lifecycle.temporal import connect, ensure_search_attributes
+from workflows.customer import CustomerWorkflow
+from workflows.onboarding import OnboardingWorkflow
+from workflows.trial import TrialWorkflow
+
+WORKFLOWS: Sequence[type] = (CustomerWorkflow, TrialWorkflow, OnboardingWorkflow)
+
+
+def build_activities(settings: Settings, session_factory: sessionmaker[Session]) -> list[Callable[..., Any]]:
+    """Every activity, bound to its clients (built once per worker)."""
+    store = StoreActivities(session_factory)
+    email = EmailActivities(session_factory, settings, make_provider(settings))
+    return [store.record_event, email.send_email]
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    *,
+    task_queue: str | None = None,
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=list(WORKFLOWS),
+        activities=build_activities(settings, session_factory),
+        max_concurrent_activities=50,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    client = await connect(settings)
+    try:
+        await ensure_search_attributes(client)
+    except Exception as exc:  # Temporal Cloud: attributes are registered in the namespace UI
+        logging.getLogger(__name__).warning("could not register search attributes: %s", exc)
+    engine = make_engine(settings.database_url)
+    try:
+        worker = build_worker(client, settings, make_session_factory(engine))
+        logging.getLogger(__name__).info(
+            "worker on task queue %r at %s (namespace %s)",
+            settings.task_queue,
+            settings.temporal_address,
+            settings.temporal_namespace,
+        )
+        await worker.run()
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(run_worker(get_settings()))

@@ -1,0 +1,240 @@
+"""CustomerWorkflow (``customer-{id}``): the durable entity holding one customer's lifecycle.
+
+It takes every event for the customer (the ``event`` signal, de-duplicated by our own
+event id), decides which campaign runs, starts campaigns as child workflows with
+deterministic ids and parent-close policy ABANDON, hears their outcome by signal, and
+records every stage change in the database timeline and in search attributes.
+
+Events are queued by the signal handler and handled one at a time by the main loop,
+so handling order is arrival order and continue-as-new carries unhandled events over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.store import StoreActivities
+    from lifecycle.messages import (
+        ACTIVE,
+        EXPIRED,
+        TRIALING,
+        CustomerEvent,
+        CustomerState,
+        CustomerWorkflowInput,
+        OnboardingInput,
+        RecordEventInput,
+        TrialInput,
+        campaign_workflow_id,
+        customer_workflow_id,
+    )
+    from lifecycle.temporal import CUSTOMER_ID, LIFECYCLE_STAGE, PLAN, customer_search_attributes
+    from workflows.onboarding import OnboardingWorkflow
+    from workflows.trial import TrialWorkflow
+
+SEEN_EVENT_IDS_KEPT = 500
+STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+
+
+@workflow.defn
+class CustomerWorkflow:
+    @workflow.init
+    def __init__(self, input: CustomerWorkflowInput) -> None:
+        self._input = input
+        self._state = input.state or CustomerState(customer_id=input.customer_id, plan=input.plan)
+        self._pending: list[CustomerEvent] = list(input.pending)
+        self._seen: set[str] = set(self._state.seen_event_ids)
+        self._handled_this_run = 0
+        self._handlers: dict[str, Callable[[CustomerEvent], Awaitable[None]]] = {
+            "signup": self._on_signup,
+            "activation": self._on_activation,
+            "payment_method_added": self._on_payment_method_added,
+            "campaign_finished": self._on_campaign_finished,
+        }
+
+    # --- messages -----------------------------------------------------------------------
+
+    @workflow.signal
+    def event(self, event: CustomerEvent) -> None:
+        """Every event for this customer. An id seen before is ignored (signals are not deduplicated for us)."""
+        if event.event_id in self._seen:
+            workflow.logger.info("duplicate event %s ignored", event.event_id)
+            return
+        self._seen.add(event.event_id)
+        self._state.seen_event_ids.append(event.event_id)
+        if len(self._state.seen_event_ids) > SEEN_EVENT_IDS_KEPT:
+            dropped = self._state.seen_event_ids[:-SEEN_EVENT_IDS_KEPT]
+            self._state.seen_event_ids = self._state.seen_event_ids[-SEEN_EVENT_IDS_KEPT:]
+            self._seen.difference_update(dropped)
+        self._pending.append(event)
+
+    @workflow.query
+    def state(self) -> CustomerState:
+        return self._state
+
+    # --- main loop ----------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: CustomerWorkflowInput) -> None:
+        if input.state is None:
+            await self._begin_trial()
+        while True:
+            await workflow.wait_condition(lambda: bool(self._pending) or self._should_continue_as_new())
+            while self._pending and not self._should_continue_as_new():
+                event = self._pending.pop(0)
+                await self._dispatch(event)
+                self._handled_this_run += 1
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._state.runs += 1
+                workflow.continue_as_new(
+                    CustomerWorkflowInput(
+                        customer_id=self._state.customer_id,
+                        plan=self._state.plan,
+                        policy=self._input.policy,
+                        state=self._state,
+                        pending=self._pending,
+                        max_events_per_run=self._input.max_events_per_run,
+                    )
+                )
+
+    def _should_continue_as_new(self) -> bool:
+        return (
+            workflow.info().is_continue_as_new_suggested()
+            or self._handled_this_run >= self._input.max_events_per_run
+        )
+
+    async def _dispatch(self, event: CustomerEvent) -> None:
+        handler = self._handlers.get(event.kind)
+        if handler is None:
+            workflow.logger.warning("event %s of unknown kind %r ignored", event.event_id, event.kind)
+            return
+        await handler(event)
+
+    # --- handlers -----------------------------------------------------------------------
+
+    async def _begin_trial(self) -> None:
+        policy = self._input.policy
+        cid = self._state.customer_id
+        self._state.trial_ends_at = workflow.now() + policy.days(policy.trial.length_days)
+        await self._set_stage(TRIALING, cause="signup")
+        await self._start_campaign(
+            "trial",
+            TrialWorkflow.run,
+            TrialInput(
+                customer_id=cid,
+                plan=self._state.plan,
+                trial_ends_at=self._state.trial_ends_at,
+                reminders=policy.trial.reminders,
+                payment_method_on_file=self._state.payment_method_on_file,
+                day_seconds=policy.day_seconds,
+            ),
+        )
+        await self._start_campaign(
+            "onboarding",
+            OnboardingWorkflow.run,
+            OnboardingInput(
+                customer_id=cid,
+                steps=policy.onboarding.steps,
+                activation_facts=list(self._state.activation_facts),
+                day_seconds=policy.day_seconds,
+            ),
+        )
+
+    async def _on_signup(self, event: CustomerEvent) -> None:
+        # The workflow exists, so this customer has signed up already: nothing to do.
+        workflow.logger.info("repeated signup for %s ignored", self._state.customer_id)
+
+    async def _on_activation(self, event: CustomerEvent) -> None:
+        fact = str(event.data.get("fact", ""))
+        if not fact or fact in self._state.activation_facts:
+            return
+        self._state.activation_facts.append(fact)
+        await self._tell_campaign("onboarding", "activation", fact)
+
+    async def _on_payment_method_added(self, event: CustomerEvent) -> None:
+        if self._state.payment_method_on_file:
+            return
+        self._state.payment_method_on_file = True
+        await self._tell_campaign("trial", "payment_method_added")
+
+    async def _on_campaign_finished(self, event: CustomerEvent) -> None:
+        campaign = str(event.data.get("campaign"))
+        outcome = str(event.data.get("outcome"))
+        self._state.campaigns.pop(campaign, None)
+        self._state.outcomes[campaign] = outcome
+        if campaign == "trial" and self._state.stage == TRIALING:
+            await self._set_stage(ACTIVE if outcome == "converted" else EXPIRED, cause=event.event_id)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    async def _set_stage(self, stage: str, *, cause: str) -> None:
+        previous = self._state.stage if self._state.stage_changed_at else None
+        if previous == stage:
+            return
+        now = workflow.now()
+        await workflow.execute_activity_method(
+            StoreActivities.record_event,
+            RecordEventInput(
+                customer_id=self._state.customer_id,
+                event_key=f"{workflow.info().workflow_id}:stage:{previous}->{stage}:{cause}",
+                kind="stage_changed",
+                occurred_at=now,
+                from_stage=previous,
+                to_stage=stage,
+                detail={
+                    "cause": cause,
+                    "plan": self._state.plan,
+                    "trial_ends_at": (
+                        self._state.trial_ends_at.isoformat() if self._state.trial_ends_at else None
+                    ),
+                },
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=STORE_RETRY,
+        )
+        self._state.stage = stage
+        self._state.stage_changed_at = now
+        workflow.upsert_search_attributes(
+            [
+                CUSTOMER_ID.value_set(self._state.customer_id),
+                PLAN.value_set(self._state.plan),
+                LIFECYCLE_STAGE.value_set(stage),
+            ]
+        )
+
+    async def _start_campaign(self, campaign: str, run_fn: object, arg: object, *parts: str) -> None:
+        """Start a campaign child (deterministic id, ABANDON on parent close); it reports back by signal."""
+        child_id = campaign_workflow_id(self._state.customer_id, campaign, *parts)
+        try:
+            await workflow.start_child_workflow(
+                run_fn,  # type: ignore[arg-type]
+                arg,
+                id=child_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                search_attributes=customer_search_attributes(
+                    self._state.customer_id, self._state.plan, self._state.stage
+                ),
+            )
+        except WorkflowAlreadyStartedError:
+            workflow.logger.info("campaign %s already started", child_id)
+        self._state.campaigns[campaign] = child_id
+
+    async def _tell_campaign(self, campaign: str, signal: str, *args: object) -> None:
+        """Forward an event to a running campaign; a campaign that just finished is fine to miss."""
+        child_id = self._state.campaigns.get(campaign)
+        if not child_id:
+            return
+        try:
+            await workflow.get_external_workflow_handle(child_id).signal(signal, *args)  # type: ignore[arg-type]
+        except FailureError as err:
+            workflow.logger.info("campaign %s not signalled (%s)", child_id, err)
+
+
+__all__ = ["CustomerWorkflow", "customer_workflow_id"]

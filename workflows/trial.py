@@ -1,0 +1,76 @@
+"""TrialWorkflow (``customer-{id}/trial``): reminders before the end, then convert or expire."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from lifecycle.messages import CampaignStatus, CustomerEvent, TrialInput, customer_workflow_id
+    from workflows.email_step import send_step_email, sleep_until
+
+CAMPAIGN = "trial"
+CONVERTED = "converted"
+EXPIRED = "expired"
+
+
+@workflow.defn
+class TrialWorkflow:
+    @workflow.init
+    def __init__(self, input: TrialInput) -> None:
+        self._input = input
+        self._payment_method_on_file = input.payment_method_on_file
+        self._done: list[str] = []
+        self._next: tuple[str, object] | None = None
+
+    @workflow.signal
+    def payment_method_added(self) -> None:
+        self._payment_method_on_file = True
+
+    @workflow.query
+    def status(self) -> CampaignStatus:
+        name, at = self._next if self._next else (None, None)
+        return CampaignStatus(CAMPAIGN, name, at, list(self._done))  # type: ignore[arg-type]
+
+    @workflow.query
+    def payment_method_on_file(self) -> bool:
+        return self._payment_method_on_file
+
+    @workflow.run
+    async def run(self, input: TrialInput) -> str:
+        end = input.trial_ends_at
+        reminders = sorted(input.reminders, key=lambda r: -r.days_before_end)
+        for reminder in reminders:
+            at = end - timedelta(seconds=reminder.days_before_end * input.day_seconds)
+            self._next = (reminder.name, at)
+            if at < workflow.now():
+                continue  # trial shorter than this reminder's lead time
+            await sleep_until(at)
+            await send_step_email(
+                input.customer_id,
+                CAMPAIGN,
+                reminder,
+                {
+                    "days_left": int(round(reminder.days_before_end)),
+                    "trial_ends_at": end.isoformat(),
+                    "has_payment_method": self._payment_method_on_file,
+                    "plan_code": input.plan,
+                },
+            )
+            self._done.append(reminder.name)
+
+        self._next = ("end_of_trial", end)
+        await sleep_until(end)
+        outcome = CONVERTED if self._payment_method_on_file else EXPIRED
+        self._next = None
+        self._done.append("end_of_trial")
+        await workflow.get_external_workflow_handle(customer_workflow_id(input.customer_id)).signal(
+            "event",
+            CustomerEvent(
+                event_id=f"{workflow.info().workflow_id}:finished",
+                kind="campaign_finished",
+                data={"campaign": CAMPAIGN, "outcome": outcome},
+            ),
+        )
+        return outcome
