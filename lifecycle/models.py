@@ -270,6 +270,34 @@ class UsageCounter(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class UsageSignal(Base):
+    """Outbox of threshold crossings to signal to the customer's workflow.
+
+    Written in the same transaction that marks the counter crossed, so a crossing is
+    never lost when Temporal is unreachable; ``signalled_at`` is set once the signal
+    went out, and a retry loop re-sends the rest (the workflow dedupes by ``event_id``).
+    """
+
+    __tablename__ = "usage_signals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    metric: Mapped[str] = mapped_column(String(64))
+    threshold: Mapped[int] = mapped_column(Integer)  # 80 | 100
+    period_start: Mapped[dt.datetime]
+    period_end: Mapped[dt.datetime]
+    used: Mapped[Decimal] = mapped_column(Quantity)
+    limit_amount: Mapped[Decimal] = mapped_column(Quantity)
+    limit_kind: Mapped[str] = mapped_column(String(8))  # hard | soft
+    plan_code: Mapped[str] = mapped_column(String(32))
+    crossed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    signalled_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 # --- email ------------------------------------------------------------------------------
 
 

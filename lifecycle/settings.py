@@ -63,6 +63,19 @@ class Settings(BaseSettings):
         default=86400.0, gt=0, description="length of a policy 'day' in seconds (demo compresses it)"
     )
 
+    # --- usage metering ------------------------------------------------------------------
+    usage_max_batch: int = Field(
+        default=1000, ge=1, le=100_000, description="most events one POST /v1/usage may carry"
+    )
+    usage_clock_skew_seconds: float = Field(
+        default=300.0, ge=0, description="how far an event's timestamp may lie in the future "
+        "(or before the customer's signup) and still be accepted",
+    )
+    usage_resend_interval_seconds: float = Field(
+        default=5.0, ge=0, description="how often the API re-sends threshold signals Temporal "
+        "did not take (0: never; `lifecycle usage resend` does it by hand)",
+    )
+
     # --- email ---------------------------------------------------------------------------
     email_provider: Literal["outbox", "smtp", "sendgrid"] = "outbox"
     email_sender: str = Field(default="Lifecycle Engine <hello@example.com>")
