@@ -95,6 +95,7 @@ class EventResult:
     status: str  # accepted | duplicate | rejected
     field: str | None = None
     reason: str | None = None
+    http_status: int = 200  # what a single-event request answers with
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"index": self.index, "idempotency_key": self.idempotency_key,
@@ -460,7 +461,7 @@ class UsageService:
             except UsageError as err:
                 key = raw.get("idempotency_key") if isinstance(raw, dict) else None
                 results[i] = EventResult(i, key if isinstance(key, str) else None, "rejected",
-                                         err.field, err.reason)
+                                         err.field, err.reason, err.status)
                 continue
             ident = (ev.customer_id, ev.idempotency_key)
             if ident in seen:
@@ -476,7 +477,7 @@ class UsageService:
                 if ev.index in rejected:
                     err = rejected[ev.index]
                     results[ev.index] = EventResult(ev.index, ev.idempotency_key, "rejected",
-                                                    err.field, err.reason)
+                                                    err.field, err.reason, err.status)
                 elif (ev.customer_id, ev.idempotency_key) in inserted:
                     results[ev.index] = EventResult(ev.index, ev.idempotency_key, "accepted")
                 else:
@@ -581,7 +582,7 @@ class UsageService:
                    "period_start, idempotency_key, received_at) VALUES " + values +
                    " ON CONFLICT (customer_id, idempotency_key) DO NOTHING "
                    "RETURNING customer_id, idempotency_key")
-            out.update(session.connection().exec_driver_sql(sql, tuple(params)).tuples())
+            out.update((c, k) for c, k in session.connection().exec_driver_sql(sql, tuple(params)))
         return out
 
     def _add_to_counters(
@@ -759,7 +760,7 @@ class UsageService:
                     UsageCounter.customer_id == customer_id,
                     UsageCounter.period_start == period.start,
                 )
-            ).tuples().all())
+            ).all())
         plan = info.plan
         metrics: dict[str, Any] = {}
         for metric, unit in catalog.METRICS.items():

@@ -12,7 +12,6 @@ from alembic import op
 
 import lifecycle.models
 
-
 revision: str = '0002_usage'
 down_revision: str | Sequence[str] | None = '0001_initial'
 branch_labels: str | Sequence[str] | None = None

@@ -1,0 +1,104 @@
+"""``lifecycle usage ...``: reconcile counters, export raw events, re-send threshold signals."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lifecycle.db import make_engine, make_session_factory
+from lifecycle.settings import get_settings
+from lifecycle.usage import UsageError, UsageService, number
+
+app = typer.Typer(help="Usage metering: reconcile counters, export raw events, re-send signals.",
+                  no_args_is_help=True)
+
+
+def _service() -> tuple[UsageService, object]:
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    return UsageService.from_settings(make_session_factory(engine), settings), engine
+
+
+@app.command()
+def reconcile(
+    fix: Annotated[bool, typer.Option("--fix", help="set each drifted counter to its raw events' sum")] = False,
+    customer: Annotated[str | None, typer.Option(help="only this customer")] = None,
+) -> None:
+    """Recompute every counter from the raw events and report drift per customer and metric.
+
+    Exits 1 when drift is found and not fixed, so a scheduled run can alert.
+    """
+    svc, engine = _service()
+    try:
+        drifts = svc.reconcile(fix=fix, customer_id=customer)
+    finally:
+        engine.dispose()  # type: ignore[attr-defined]
+    if not drifts:
+        typer.echo("no drift: every counter equals the sum of its raw events")
+        return
+    typer.echo(f"{'customer':<24} {'metric':<12} {'period start':<26} {'counted':>14} "
+               f"{'raw events':>14} {'drift':>12}  fixed")
+    for d in drifts:
+        typer.echo(f"{d.customer_id:<24} {d.metric:<12} {d.period_start.isoformat():<26} "
+                   f"{number(d.counted)!s:>14} {number(d.actual)!s:>14} {number(d.drift)!s:>12}  "
+                   f"{'yes' if d.fixed else 'no'}")
+    typer.echo(f"{len(drifts)} counter(s) drifted" + ("; fixed" if fix else "; run with --fix to repair"))
+    if not fix:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    customer: Annotated[str, typer.Argument(help="customer id")],
+    period: Annotated[str, typer.Option(
+        help="YYYY-MM (the billing period starting that month), YYYY-MM-DD (the period "
+             "containing that day) or 'current'")] = "current",
+    out: Annotated[Path | None, typer.Option(help="CSV file to write (default: stdout)")] = None,
+) -> None:
+    """Write a customer's raw usage events of one billing period as CSV (for billing disputes)."""
+    svc, engine = _service()
+    try:
+        try:
+            p = svc.resolve_period(customer, period)
+        except UsageError as err:
+            typer.echo(f"error: {err.field}: {err.reason}", err=True)
+            raise typer.Exit(2) from None
+        if out is None:
+            n = svc.export_csv(customer, p, sys.stdout)
+        else:
+            with out.open("w", newline="", encoding="utf-8") as fh:
+                n = svc.export_csv(customer, p, fh)
+    finally:
+        engine.dispose()  # type: ignore[attr-defined]
+    typer.echo(f"{n} event(s) of {customer} from {p.start.isoformat()} to {p.end.isoformat()}"
+               + (f" written to {out}" if out else ""), err=True)
+
+
+@app.command()
+def resend() -> None:
+    """Signal every threshold crossing Temporal has not taken yet (the API also does this
+    every LIFECYCLE_USAGE_RESEND_INTERVAL_SECONDS)."""
+    from starter.temporal_client import connect  # the foundation's client factory
+    from starter.usage_signals import resend_pending
+
+    svc, engine = _service()
+
+    async def run() -> tuple[int, int, list[str]]:
+        client = await connect(get_settings())
+        report = await resend_pending(client, svc, older_than=dt.timedelta(0))
+        return report.sent, report.failed, report.errors or []
+
+    try:
+        sent, failed, errors = asyncio.run(run())
+    finally:
+        engine.dispose()  # type: ignore[attr-defined]
+    for e in errors:
+        typer.echo(f"not delivered: {e}", err=True)
+    typer.echo(f"{sent} signal(s) sent, {failed} still pending")
+    if failed:
+        raise typer.Exit(1)
