@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from lifecycle.policy import CampaignPolicy, EmailStep
+from lifecycle.policy import CampaignPolicy, EmailStep, UsagePolicy
 
 # Lifecycle stages (DESIGN.md: trialing -> active -> past_due -> active | canceled,
 # trialing -> expired, canceled | expired -> won_back | lost).
@@ -96,6 +96,23 @@ class OnboardingInput:
     steps: list[EmailStep]
     activation_facts: list[str] = field(default_factory=list)
     day_seconds: float = 86400.0
+
+
+@dataclass
+class UsageNudgeInput:
+    """A usage threshold crossed (``usage_threshold`` event): which email the child sends."""
+
+    customer_id: str
+    metric: str
+    threshold: int  # 80 | 100
+    used: float
+    limit: float
+    limit_kind: str  # hard | soft
+    period_start: datetime
+    plan: str  # the plan whose limit was crossed
+    stage: str  # the customer's stage when it was crossed (trialing gets the trial version)
+    policy: UsagePolicy = field(default_factory=UsagePolicy)
+    period_end: datetime | None = None
 
 
 @dataclass

@@ -46,12 +46,33 @@ class OnboardingPolicy:
 
 
 @dataclass
+class UsagePolicy:
+    """Emails when a usage counter crosses 80 % or 100 % of the plan's limit.
+
+    Each goes out at most once per metric per billing period. ``skip_stages``: no usage
+    email to a customer in these stages (dunning first). Trial customers get the
+    ``*_trial_template`` versions.
+    """
+
+    nudge_template: str = "usage_nudge"
+    nudge_trial_template: str = "usage_nudge_trial"
+    limit_reached_template: str = "usage_limit_reached"
+    limit_reached_trial_template: str = "usage_limit_reached_trial"
+    overage_template: str = "usage_overage"
+    overage_trial_template: str = "usage_overage_trial"
+    nudge_category: str = "marketing"
+    notice_category: str = "transactional"  # limit reached / overage
+    skip_stages: list[str] = field(default_factory=lambda: ["past_due"])
+
+
+@dataclass
 class CampaignPolicy:
     """All campaigns' policy; ``day_seconds`` is how long a policy day lasts (86400 in production)."""
 
     trial: TrialPolicy = field(default_factory=TrialPolicy)
     onboarding: OnboardingPolicy = field(default_factory=OnboardingPolicy)
     day_seconds: float = 86400.0
+    usage: UsagePolicy = field(default_factory=UsagePolicy)
     source: str = ""  # the file it was loaded from, for ops reading the history
 
     def days(self, n: float) -> timedelta:
@@ -99,9 +120,32 @@ def parse_policy(raw: dict[str, Any], *, day_seconds: float = 86400.0, source: s
         onboarding = OnboardingPolicy(
             steps=_steps(raw.get("onboarding", {}).get("steps", []), "onboarding.steps")
         )
+        usage = _usage(raw.get("usage", {}))
     except (TypeError, ValueError, AttributeError) as exc:
         raise PolicyError(f"{source or 'policy'}: {exc}") from None
-    return CampaignPolicy(trial=trial, onboarding=onboarding, day_seconds=day_seconds, source=source)
+    return CampaignPolicy(
+        trial=trial, onboarding=onboarding, day_seconds=day_seconds, source=source, usage=usage
+    )
+
+
+def _usage(raw: dict[str, Any]) -> UsagePolicy:
+    if not isinstance(raw, dict):
+        raise PolicyError("usage: expected a table")
+    known = set(UsagePolicy.__dataclass_fields__)
+    unknown = set(raw) - known
+    if unknown:
+        raise PolicyError(f"usage: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
+    for key, value in raw.items():
+        if key == "skip_stages":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise PolicyError("usage.skip_stages: expected a list of stage names")
+        elif not isinstance(value, str) or not value:
+            raise PolicyError(f"usage.{key}: required text")
+    usage = UsagePolicy(**raw)
+    for key in ("nudge_category", "notice_category"):
+        if getattr(usage, key) not in CATEGORIES:
+            raise PolicyError(f"usage.{key}: expected one of {CATEGORIES}")
+    return usage
 
 
 def load_policy(path: Path, *, day_seconds: float = 86400.0) -> CampaignPolicy:

@@ -12,10 +12,10 @@ so handling order is arrival order and continue-as-new carries unhandled events 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
@@ -31,12 +31,14 @@ with workflow.unsafe.imports_passed_through():
         OnboardingInput,
         RecordEventInput,
         TrialInput,
+        UsageNudgeInput,
         campaign_workflow_id,
         customer_workflow_id,
     )
     from lifecycle.temporal import CUSTOMER_ID, LIFECYCLE_STAGE, PLAN, customer_search_attributes
     from workflows.onboarding import OnboardingWorkflow
     from workflows.trial import TrialWorkflow
+    from workflows.usage_nudge import UsageNudgeWorkflow, usage_workflow_id
 
 SEEN_EVENT_IDS_KEPT = 500
 STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
@@ -56,6 +58,7 @@ class CustomerWorkflow:
             "activation": self._on_activation,
             "payment_method_added": self._on_payment_method_added,
             "campaign_finished": self._on_campaign_finished,
+            "usage_threshold": self._on_usage_threshold,
         }
 
     # --- messages -----------------------------------------------------------------------
@@ -171,6 +174,52 @@ class CustomerWorkflow:
         self._state.outcomes[campaign] = outcome
         if campaign == "trial" and self._state.stage == TRIALING:
             await self._set_stage(ACTIVE if outcome == "converted" else EXPIRED, cause=event.event_id)
+
+    async def _on_usage_threshold(self, event: CustomerEvent) -> None:
+        """A usage counter crossed 80 % or 100 %: one email per metric, period and threshold."""
+        d = event.data
+        cid = self._state.customer_id
+        policy = self._input.policy.usage
+        if self._state.stage in policy.skip_stages:
+            await workflow.execute_activity_method(
+                StoreActivities.record_event,
+                RecordEventInput(
+                    customer_id=cid,
+                    event_key=f"{workflow.info().workflow_id}:usage-skipped:{event.event_id}",
+                    kind="email_skipped",
+                    occurred_at=workflow.now(),
+                    campaign="usage",
+                    detail={"metric": d.get("metric"), "threshold": d.get("threshold"),
+                            "reason": f"customer is {self._state.stage}"},
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=STORE_RETRY,
+            )
+            return
+        nudge = UsageNudgeInput(
+            customer_id=cid,
+            metric=str(d["metric"]),
+            threshold=int(d["threshold"]),
+            used=float(d["used"]),
+            limit=float(d["limit"]),
+            limit_kind=str(d["limit_kind"]),
+            period_start=datetime.fromisoformat(str(d["period_start"])),
+            period_end=datetime.fromisoformat(str(d["period_end"])) if d.get("period_end") else None,
+            plan=str(d.get("plan") or self._state.plan),
+            stage=self._state.stage,
+            policy=policy,
+        )
+        try:  # the id is per metric, period and threshold: a second start is refused
+            await workflow.start_child_workflow(
+                UsageNudgeWorkflow.run,
+                nudge,
+                id=usage_workflow_id(cid, nudge.metric, nudge.period_start, nudge.threshold),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=customer_search_attributes(cid, self._state.plan, self._state.stage),
+            )
+        except WorkflowAlreadyStartedError:
+            workflow.logger.info("usage email for %s already sent or under way", event.event_id)
 
     # --- helpers ------------------------------------------------------------------------
 

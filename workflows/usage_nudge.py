@@ -1,0 +1,88 @@
+"""UsageNudgeWorkflow (``customer-{id}/usage/{metric}/{YYYYMMDD}/{threshold}``): one usage email.
+
+Started by the customer's entity workflow when a usage counter crosses a threshold:
+at 80 % the upgrade nudge (how much is left, the next tier up with its price and what
+it adds); at 100 % a limit-reached email (hard limit: requests are now refused) or an
+overage notice (soft limit). Trial customers get the trial versions. The id is
+deterministic per metric, period and threshold, and the email's idempotency key is
+that id plus the step, so it goes out once per billing period whatever is retried.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from lifecycle import catalog
+    from lifecycle.messages import TRIALING, UsageNudgeInput, campaign_workflow_id
+    from lifecycle.policy import EmailStep
+    from workflows.email_step import send_step_email
+
+CAMPAIGN = "usage"
+METRIC_LABELS = {"ai_requests": "AI requests", "seats": "seats", "storage_gb": "storage"}
+
+
+def usage_workflow_id(customer_id: str, metric: str, period_start: datetime, threshold: int) -> str:
+    return campaign_workflow_id(customer_id, CAMPAIGN, metric, f"{period_start:%Y%m%d}", str(threshold))
+
+
+def choose_step(input: UsageNudgeInput) -> EmailStep:
+    """Which email this crossing gets, from the policy."""
+    p = input.policy
+    trial = input.stage == TRIALING
+    if input.threshold < 100:
+        template = p.nudge_trial_template if trial else p.nudge_template
+        return EmailStep(name=f"nudge_{input.threshold}", template=template, category=p.nudge_category)
+    if input.limit_kind == "hard":
+        template = p.limit_reached_trial_template if trial else p.limit_reached_template
+        return EmailStep(name="limit_reached", template=template, category=p.notice_category)
+    template = p.overage_trial_template if trial else p.overage_template
+    return EmailStep(name="overage", template=template, category=p.notice_category)
+
+
+def email_context(input: UsageNudgeInput) -> dict[str, object]:
+    """What the usage templates may use (facts only, no PII)."""
+    plan = catalog.get_plan(input.plan)
+    nxt = catalog.next_plan_up(plan.code)
+    unit = catalog.METRICS.get(input.metric, input.metric)
+    lim = plan.limit(input.metric)
+    used, limit = input.used, input.limit
+
+    def fmt(x: float) -> str:
+        return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.2f}"
+
+    return {
+        "usage": {
+            "metric": input.metric,
+            "metric_label": METRIC_LABELS.get(input.metric, input.metric.replace("_", " ")),
+            "unit": (lim.unit if lim and lim.unit else unit),
+            "threshold": input.threshold,
+            "used": fmt(used),
+            "limit": fmt(limit),
+            "remaining": fmt(max(limit - used, 0)),
+            "overage": fmt(max(used - limit, 0)),
+            "percent": int(used * 100 // limit) if limit else 0,
+            "limit_kind": input.limit_kind,
+            "period_end": f"{input.period_end:%B} {input.period_end.day}" if input.period_end else "",
+            "plan_name": plan.name,
+        },
+        "trialing": input.stage == TRIALING,
+        "next_plan": None if nxt is None else {
+            "code": nxt.code,
+            "name": nxt.name,
+            "price": nxt.monthly_price,
+            "adds": catalog.added_by(nxt, plan),
+            "metric_limit": fmt(nxt.limit(input.metric).amount) if nxt.limit(input.metric) else None,
+        },
+    }
+
+
+@workflow.defn
+class UsageNudgeWorkflow:
+    @workflow.run
+    async def run(self, input: UsageNudgeInput) -> str:
+        step = choose_step(input)
+        result = await send_step_email(input.customer_id, CAMPAIGN, step, email_context(input))
+        return result.status
