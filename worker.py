@@ -24,8 +24,9 @@ from lifecycle.temporal import connect, ensure_search_attributes
 from workflows.customer import CustomerWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.trial import TrialWorkflow
+from workflows.usage_nudge import UsageNudgeWorkflow
 
-WORKFLOWS: Sequence[type] = (CustomerWorkflow, TrialWorkflow, OnboardingWorkflow)
+WORKFLOWS: Sequence[type] = (CustomerWorkflow, TrialWorkflow, OnboardingWorkflow, UsageNudgeWorkflow)
 
 
 def build_activities(settings: Settings, session_factory: sessionmaker[Session]) -> list[Callable[..., Any]]:

@@ -14,12 +14,14 @@ from rich.table import Table
 from sqlalchemy import select
 
 from lifecycle.settings import SettingsError, load_settings
+from starter.cli_usage import app as usage_app
 
 app = typer.Typer(help="Lifecycle Engine: customer lifecycle campaigns on Temporal.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 customer_app = typer.Typer(help="Inspect customers.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(customer_app, name="customer")
+app.add_typer(usage_app, name="usage")
 
 console = Console()
 

@@ -11,15 +11,23 @@ from typing import Annotated
 import typer
 
 from lifecycle.db import make_engine, make_session_factory
-from lifecycle.settings import get_settings
+from lifecycle.settings import Settings, SettingsError, load_settings
 from lifecycle.usage import UsageError, UsageService, number
 
 app = typer.Typer(help="Usage metering: reconcile counters, export raw events, re-send signals.",
                   no_args_is_help=True)
 
 
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
 def _service() -> tuple[UsageService, object]:
-    settings = get_settings()
+    settings = _settings()
     engine = make_engine(settings.database_url)
     return UsageService.from_settings(make_session_factory(engine), settings), engine
 
@@ -81,15 +89,17 @@ def export(
 
 @app.command()
 def resend() -> None:
-    """Signal every threshold crossing Temporal has not taken yet (the API also does this
-    every LIFECYCLE_USAGE_RESEND_INTERVAL_SECONDS)."""
-    from starter.temporal_client import connect  # the foundation's client factory
+    """Signal every threshold crossing Temporal has not taken yet.
+
+    The API does the same every LIFECYCLE_USAGE_RESEND_INTERVAL_SECONDS.
+    """
+    from lifecycle.temporal import connect
     from starter.usage_signals import resend_pending
 
     svc, engine = _service()
 
     async def run() -> tuple[int, int, list[str]]:
-        client = await connect(get_settings())
+        client = await connect(_settings())
         report = await resend_pending(client, svc, older_than=dt.timedelta(0))
         return report.sent, report.failed, report.errors or []
 

