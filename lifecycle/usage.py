@@ -778,6 +778,14 @@ class UsageService:
                 "allowed": not (lim is not None and lim.kind == "hard" and u >= amount),
             }
         nxt = catalog.next_plan_up(plan.code)
+        upgrades = {}
+        for feature, on in plan.features.items():
+            if not on:
+                cheapest = min((p for p in catalog.PLANS if p.features.get(feature)),
+                               key=lambda p: p.rank, default=None)
+                if cheapest is not None:
+                    upgrades[feature] = {"code": cheapest.code, "name": cheapest.name,
+                                         "monthly_price_cents": cheapest.monthly_price_cents}
         return {
             "customer_id": customer_id,
             "plan": {"code": plan.code, "name": plan.name,
@@ -790,6 +798,7 @@ class UsageService:
                 "code": nxt.code, "name": nxt.name, "monthly_price_cents": nxt.monthly_price_cents,
                 "adds": catalog.added_by(nxt, plan),
             },
+            "feature_upgrades": upgrades,  # feature not in this plan -> the cheapest plan with it
         }
 
     # -- the signal outbox ---------------------------------------------------------------
