@@ -569,7 +569,7 @@ class UsageService:
         # stay under SQLite's bound-parameter limit. Times are stored as SQLAlchemy's
         # naive-UTC text so the ORM reads them back unchanged.
         out: set[tuple[str, str]] = set()
-        page = 999 // 7
+        page = max(1, self._sqlite_max_params(session) // 7)
         fmt = _sqlite_time
         for start in range(0, len(rows), page):
             chunk = rows[start:start + page]
@@ -591,23 +591,56 @@ class UsageService:
         deltas: dict[tuple[str, str, dt.datetime], list[Any]],
         now: dt.datetime,
     ) -> list[tuple[Any, ...]]:
-        """Upsert counters; returns (customer, metric, period_start, period_end, used, c80, c100)."""
-        values = [
-            {"customer_id": c, "metric": m, "period_start": p, "period_end": pe, "used": q,
-             "updated_at": now}
-            for (c, m, p), (q, pe) in sorted(deltas.items(), key=lambda kv: kv[0])
-        ]
+        """Upsert every counter the batch touches in one statement (per page on SQLite).
+
+        Returns (customer, metric, period_start, period_end, used, crossed_80, crossed_100)
+        as they are after the update. Rows go in key order, so concurrent batches lock
+        counters in the same order.
+        """
+        items = sorted(deltas.items(), key=lambda kv: kv[0])
         t = UsageCounter.__table__
-        stmt = self._insert(t)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[t.c.customer_id, t.c.metric, t.c.period_start],
-            set_={"used": t.c.used + stmt.excluded.used, "updated_at": stmt.excluded.updated_at},
-        ).returning(t.c.customer_id, t.c.metric, t.c.period_start, t.c.period_end, t.c.used,
-                    t.c.crossed_80_at, t.c.crossed_100_at)
-        out = []
-        for v in values:  # few rows (one per customer/metric/period in the batch)
-            out.append(tuple(session.execute(stmt.values(**v)).one()))
+        if self.dialect == "postgresql":
+            doc = orjson.dumps([[c, m, p, pe, str(q)] for (c, m, p), (q, pe) in items]).decode()
+            stmt = text(
+                "INSERT INTO usage_counters (customer_id, metric, period_start, period_end, used, "
+                "updated_at) SELECT e->>0, e->>1, (e->>2)::timestamptz, (e->>3)::timestamptz, "
+                "(e->>4)::numeric, CAST(:now AS timestamptz) "
+                "FROM jsonb_array_elements(CAST(:doc AS jsonb)) AS e "
+                "ON CONFLICT (customer_id, metric, period_start) DO UPDATE SET "
+                "used = usage_counters.used + excluded.used, updated_at = excluded.updated_at "
+                "RETURNING customer_id, metric, period_start, period_end, used, crossed_80_at, "
+                "crossed_100_at"
+            ).columns(t.c.customer_id, t.c.metric, t.c.period_start, t.c.period_end, t.c.used,
+                      t.c.crossed_80_at, t.c.crossed_100_at)
+            return [tuple(r) for r in session.execute(stmt, {"doc": doc, "now": now})]
+        fmt = _sqlite_time
+        keys = {(c, m, fmt(p)): (c, m, p, pe) for (c, m, p), (_q_, pe) in items}
+        out: list[tuple[Any, ...]] = []
+        page = max(1, self._sqlite_max_params(session) // 6)
+        for start in range(0, len(items), page):
+            chunk = items[start:start + page]
+            params: list[Any] = []
+            for (c, m, p), (q, pe) in chunk:
+                params += (c, m, fmt(p), fmt(pe), str(q), fmt(now))
+            sql = ("INSERT INTO usage_counters (customer_id, metric, period_start, period_end, used, "
+                   "updated_at) VALUES " + ",".join(["(?,?,?,?,?,?)"] * len(chunk)) +
+                   " ON CONFLICT (customer_id, metric, period_start) DO UPDATE SET "
+                   "used = used + excluded.used, updated_at = excluded.updated_at "
+                   "RETURNING customer_id, metric, period_start, used, crossed_80_at, crossed_100_at")
+            for c, m, p, used, c80, c100 in session.connection().exec_driver_sql(sql, tuple(params)):
+                _, _, p_dt, pe_dt = keys[(c, m, p)]
+                out.append((c, m, p_dt, pe_dt, _q(used), c80, c100))
         return out
+
+    @staticmethod
+    def _sqlite_max_params(session: Session) -> int:
+        import sqlite3
+
+        try:
+            raw = session.connection().connection.dbapi_connection
+            return int(raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # type: ignore[union-attr]
+        except (AttributeError, sqlite3.Error):
+            return 999
 
     def _detect(
         self,

@@ -316,3 +316,18 @@ def test_export_rejects_a_bad_period(usage_db: Db, spec: str) -> None:
     with pytest.raises(UsageError) as err:
         UsageService(usage_db.factory).resolve_period(cid, spec)
     assert err.value.field == "period"
+
+
+def test_a_batch_over_many_customers_counts_each_one(usage_db: Db) -> None:
+    cids = [usage_db.customer("starter") for _ in range(40)]
+    svc = UsageService(usage_db.factory)
+    batch = [ev(cids[i % 40], f"m{i}", qty=(i % 40) + 1) for i in range(800)]  # 20 events each
+    res = svc.ingest(batch)
+    assert res.count("accepted") == 800
+    # customer k got 20 events of k+1: those at k+1 >= 40 (20 * 40 = 800 of 1,000) crossed 80 %
+    assert sorted(c.customer_id for c in res.crossings) == sorted(cids[39:])
+    for k, cid in enumerate(cids):
+        assert [u for _, u in counter(usage_db, cid)] == [Decimal(20 * (k + 1))]
+    again = svc.ingest(batch)
+    assert again.count("duplicate") == 800 and again.crossings == []
+    assert [d for d in svc.reconcile() if d.customer_id in cids] == []
