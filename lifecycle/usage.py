@@ -21,6 +21,7 @@ from __future__ import annotations
 import calendar
 import csv
 import datetime as dt
+import functools
 import math
 import re
 import uuid
@@ -43,6 +44,7 @@ LIVE_SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "unpaid")
 MAX_KEY_LENGTH = 200
 MAX_CUSTOMER_ID_LENGTH = 128
 MAX_QUANTITY = Decimal("1e12")
+MAX_QUANTITY_INT = 10**12
 QUANTUM = Decimal("0.000001")
 _ZERO = Decimal(0)
 
@@ -83,7 +85,7 @@ class EventIn:
     index: int
     customer_id: str
     metric: str
-    quantity: Decimal
+    quantity: Decimal | int
     occurred_at: dt.datetime
     idempotency_key: str
 
@@ -95,7 +97,6 @@ class EventResult:
     status: str  # accepted | duplicate | rejected
     field: str | None = None
     reason: str | None = None
-    http_status: int = 200  # what a single-event request answers with
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"index": self.index, "idempotency_key": self.idempotency_key,
@@ -129,6 +130,7 @@ class Crossing:
 class IngestResult:
     results: list[EventResult]
     crossings: list[Crossing] = field(default_factory=list)
+    http_status: dict[int, int] = field(default_factory=dict)  # index -> 4xx of a rejected event
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -207,10 +209,10 @@ class Drift:
         return self.counted - self.actual
 
 
-def number(value: Decimal | None) -> int | float | None:
+def number(value: Decimal | int | None) -> int | float | None:
     """A Decimal as a JSON number: an int when whole."""
-    if value is None:
-        return None
+    if value is None or isinstance(value, int):
+        return value
     if value == value.to_integral_value():
         return int(value)
     return float(value)
@@ -219,6 +221,7 @@ def number(value: Decimal | None) -> int | float | None:
 # --- billing periods --------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=65536)
 def add_months(anchor: dt.datetime, months: int) -> dt.datetime:
     """``anchor`` plus whole months, the day clamped to the month's end (Jan 31 + 1 = Feb 28)."""
     y, m = divmod(anchor.month - 1 + months, 12)
@@ -341,7 +344,9 @@ def parse_timestamp(value: Any, field_name: str = "timestamp") -> dt.datetime:
     raise UsageError(field_name, "expected an ISO 8601 time with a zone, or epoch seconds")
 
 
-def parse_quantity(value: Any) -> Decimal:
+def parse_quantity(value: Any) -> Decimal | int:
+    if type(value) is int and 0 <= value <= MAX_QUANTITY_INT:  # the common case, kept cheap
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UsageError("quantity", f"expected a number, got {type(value).__name__} {str(value)[:40]!r}")
     if isinstance(value, float) and not math.isfinite(value):
@@ -453,6 +458,7 @@ class UsageService:
             )
         now = now or dt.datetime.now(dt.UTC)
         results: list[EventResult | None] = [None] * len(raw_events)
+        statuses: dict[int, int] = {}
         valid: list[EventIn] = []
         seen: set[tuple[str, str]] = set()
         for i, raw in enumerate(raw_events):
@@ -461,7 +467,8 @@ class UsageService:
             except UsageError as err:
                 key = raw.get("idempotency_key") if isinstance(raw, dict) else None
                 results[i] = EventResult(i, key if isinstance(key, str) else None, "rejected",
-                                         err.field, err.reason, err.status)
+                                         err.field, err.reason)
+                statuses[i] = err.status
                 continue
             ident = (ev.customer_id, ev.idempotency_key)
             if ident in seen:
@@ -477,13 +484,14 @@ class UsageService:
                 if ev.index in rejected:
                     err = rejected[ev.index]
                     results[ev.index] = EventResult(ev.index, ev.idempotency_key, "rejected",
-                                                    err.field, err.reason, err.status)
+                                                    err.field, err.reason)
+                    statuses[ev.index] = err.status
                 elif (ev.customer_id, ev.idempotency_key) in inserted:
                     results[ev.index] = EventResult(ev.index, ev.idempotency_key, "accepted")
                 else:
                     results[ev.index] = EventResult(ev.index, ev.idempotency_key, "duplicate",
                                                     reason="already recorded")
-        return IngestResult([r for r in results if r is not None], crossings)
+        return IngestResult([r for r in results if r is not None], crossings, statuses)
 
     def _with_retry(self, fn: Any, attempts: int = 5) -> Any:
         for attempt in range(attempts):
