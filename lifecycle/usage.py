@@ -279,40 +279,31 @@ class CustomerInfo:
 
 
 def load_customers(session: Session, ids: Iterable[str]) -> dict[str, CustomerInfo]:
-    """The customers among ``ids``, with their live subscription's period (one query each)."""
+    """The customers among ``ids``, with their live subscription's period (one query)."""
     ids = list(set(ids))
     out: dict[str, CustomerInfo] = {}
+    c = Customer.__table__.c
+    s = Subscription.__table__.c
+    conn = session.connection()
     for chunk_start in range(0, len(ids), 500):
         chunk = ids[chunk_start:chunk_start + 500]
-        for cid, plan_code, stage, created_at in session.execute(
-            select(Customer.id, Customer.plan_code, Customer.stage, Customer.created_at).where(
-                Customer.id.in_(chunk)
-            )
-        ):
-            out[cid] = CustomerInfo(cid, plan_code, stage, created_at)
-    if not out:
-        return out
-    found = list(out)
-    for chunk_start in range(0, len(found), 500):
-        chunk = found[chunk_start:chunk_start + 500]
-        rows = session.execute(
-            select(
-                Subscription.customer_id,
-                Subscription.current_period_start,
-                Subscription.current_period_end,
-                Subscription.interval,
-            )
-            .where(
-                Subscription.customer_id.in_(chunk),
-                Subscription.status.in_(LIVE_SUBSCRIPTION_STATUSES),
-                Subscription.current_period_start.is_not(None),
-                Subscription.current_period_end.is_not(None),
-            )
-            .order_by(Subscription.current_period_start)
+        rows = conn.execute(
+            select(c.id, c.plan_code, c.stage, c.created_at, s.current_period_start,
+                   s.current_period_end, s.interval)
+            .select_from(Customer.__table__.outerjoin(Subscription.__table__, and_(
+                s.customer_id == c.id,
+                s.status.in_(LIVE_SUBSCRIPTION_STATUSES),
+                s.current_period_start.is_not(None),
+                s.current_period_end.is_not(None),
+            )))
+            .where(c.id.in_(chunk))
         )
-        for cid, start, end, interval in rows:  # the latest period wins
-            info = out[cid]
-            info.sub_start, info.sub_end, info.sub_interval = start, end, interval
+        for cid, plan_code, stage, created_at, start, end, interval in rows:
+            info = out.get(cid)
+            if info is None:
+                info = out[cid] = CustomerInfo(cid, plan_code, stage, created_at)
+            if start is not None and (info.sub_start is None or start > info.sub_start):
+                info.sub_start, info.sub_end, info.sub_interval = start, end, interval  # latest wins
     return out
 
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import delete, func, select, update
 from usage_support import Db, usage_db  # noqa: F401  (fixture)
 
-from lifecycle.models import UsageCounter, UsageEvent, UsageSignal
+from lifecycle.models import Subscription, UsageCounter, UsageEvent, UsageSignal
 from lifecycle.usage import (
     UsageService,
     add_months,
@@ -71,6 +71,12 @@ def test_period_follows_the_subscription_then_steps_from_it(usage_db: Db) -> Non
     now = dt.datetime.now(UTC)
     start, end = now - dt.timedelta(days=10), now + dt.timedelta(days=18)
     cid = usage_db.customer(created_at=now - dt.timedelta(days=200), subscription=(start, end))
+    with usage_db.factory() as s:  # an older, canceled subscription does not count
+        s.add(Subscription(stripe_subscription_id=f"sub_old_{cid}", customer_id=cid, plan_code="starter",
+                           interval="month", status="canceled",
+                           current_period_start=start - dt.timedelta(days=3),
+                           current_period_end=end - dt.timedelta(days=3)))
+        s.commit()
     svc = UsageService(usage_db.factory)
     svc.ingest([ev(cid, "in", ts=now), ev(cid, "before", ts=start - dt.timedelta(days=1))])
     periods = [p for p, _ in counter(usage_db, cid)]

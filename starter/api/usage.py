@@ -128,10 +128,8 @@ async def post_usage(request: Request, background: BackgroundTasks) -> Response:
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     for r in result.results:
         counts[r.status] += 1
-    # orjson writes the result dataclasses itself (fields: index, idempotency_key, status,
-    # field, reason): building a dict per event cost more than the JSON.
     body = {"accepted": counts["accepted"], "duplicates": counts["duplicate"],
-            "rejected": counts["rejected"], "results": result.results}
+            "rejected": counts["rejected"], "results": [r.as_dict() for r in result.results]}
     return _json(body, 422 if counts["rejected"] == len(events) else 200)
 
 
