@@ -31,7 +31,7 @@ from decimal import Decimal, InvalidOperation
 from typing import IO, Any
 
 import orjson
-from sqlalchemy import Engine, and_, delete, func, select, text, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -429,6 +429,7 @@ class UsageService:
         bind = session_factory.kw.get("bind")
         self.dialect = bind.dialect.name if isinstance(bind, Engine) else "sqlite"
         self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        self._check_upsert = self._build_check_upserts()
 
     @classmethod
     def from_settings(cls, session_factory: sessionmaker[Session], settings: Any) -> UsageService:
@@ -500,7 +501,7 @@ class UsageService:
             # Read phase, committed before the first write: on SQLite a read transaction
             # that later writes can fail at once with SQLITE_BUSY under concurrency.
             infos = load_customers(session, {e.customer_id for e in events})
-            session.commit()
+            self._end_read_phase(session)
             rejected: dict[int, UsageError] = {}
             rows: list[dict[str, Any]] = []
             deltas: dict[tuple[str, str, dt.datetime], list[Any]] = {}
@@ -710,7 +711,7 @@ class UsageService:
     def _check(self, ev: EventIn, now: dt.datetime) -> CheckResult:
         with self.session_factory() as session:
             infos = load_customers(session, [ev.customer_id])
-            session.commit()
+            self._end_read_phase(session)
             info = infos.get(ev.customer_id)
             check_against_customer(ev, info, self.skew)
             assert info is not None
@@ -734,22 +735,14 @@ class UsageService:
                 session.commit()
                 return result(True, used, duplicate=True)
             t = UsageCounter.__table__
-            stmt = self._insert(t).values(
-                customer_id=ev.customer_id, metric=ev.metric, period_start=period.start,
-                period_end=period.end, used=ev.quantity, updated_at=now,
-            )
             hard = amount is not None and kind == "hard"
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[t.c.customer_id, t.c.metric, t.c.period_start],
-                set_={"used": t.c.used + stmt.excluded.used, "updated_at": stmt.excluded.updated_at},
-                # A hard limit refuses inside the same statement that takes the row lock,
-                # so racing requests can never admit more than the limit between them.
-                where=(t.c.used + stmt.excluded.used <= amount) if hard else None,
-            ).returning(t.c.customer_id, t.c.metric, t.c.period_start, t.c.period_end,
-                        t.c.used, t.c.crossed_80_at, t.c.crossed_100_at)
             counter = None
             if not (hard and ev.quantity > amount):  # type: ignore[operator]
-                counter = session.execute(stmt).one_or_none()
+                counter = session.execute(
+                    self._check_upsert[hard],
+                    {"cid": ev.customer_id, "metric": ev.metric, "ps": period.start,
+                     "pe": period.end, "q": ev.quantity, "now": now, "limit": amount},
+                ).one_or_none()
             if counter is None:  # refused: undo the raw event, remember the limit was hit
                 session.execute(delete(UsageEvent).where(
                     UsageEvent.customer_id == ev.customer_id,
@@ -769,6 +762,36 @@ class UsageService:
             crossings = self._detect(session, [tuple(counter)], infos, now)
             session.commit()
             return result(True, counter[4], crossings=crossings)
+
+    def _end_read_phase(self, session: Session) -> None:
+        """On SQLite, end the read transaction before writing: a deferred transaction that
+        reads and then writes fails at once (SQLITE_BUSY) when another writer got in between.
+        PostgreSQL needs no such thing, and saves the round trip."""
+        if self.dialect == "sqlite":
+            session.commit()
+
+    def _build_check_upserts(self) -> dict[bool, Any]:
+        """The check's counter upsert, soft and hard, built once (bound per call)."""
+        t = UsageCounter.__table__
+        out = {}
+        for hard in (False, True):
+            stmt = self._insert(t).values(
+                customer_id=bindparam("cid"), metric=bindparam("metric"),
+                period_start=bindparam("ps", type_=t.c.period_start.type),
+                period_end=bindparam("pe", type_=t.c.period_end.type),
+                used=bindparam("q", type_=t.c.used.type),
+                updated_at=bindparam("now", type_=t.c.updated_at.type),
+            )
+            out[hard] = stmt.on_conflict_do_update(
+                index_elements=[t.c.customer_id, t.c.metric, t.c.period_start],
+                set_={"used": t.c.used + stmt.excluded.used, "updated_at": stmt.excluded.updated_at},
+                # A hard limit refuses inside the same statement that takes the row lock,
+                # so racing requests can never admit more than the limit between them.
+                where=(t.c.used + stmt.excluded.used <= bindparam("limit", type_=t.c.used.type))
+                if hard else None,
+            ).returning(t.c.customer_id, t.c.metric, t.c.period_start, t.c.period_end,
+                        t.c.used, t.c.crossed_80_at, t.c.crossed_100_at)
+        return out
 
     @staticmethod
     def _used(session: Session, customer_id: str, metric: str, period_start: dt.datetime) -> Decimal:
