@@ -520,6 +520,8 @@ def main() -> int:
     p.add_argument("--database-url", help="with --url: that API's database")
     p.add_argument("--temporal-address", help="with --url: that worker's Temporal")
     p.add_argument("--task-queue", default="lifecycle", help="with --url: that worker's task queue")
+    p.add_argument("--temporal-db-file", action="store_true",
+                   help="persist the dev server to a SQLite file as `make dev` does (default: in memory)")
     p.add_argument("--profile-api", metavar="DIR",
                    help="sample the API with py-spy during the batch phase; collapsed stacks to DIR")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object last")
@@ -538,7 +540,8 @@ def main() -> int:
             tport = free_port()
             temporal = servers.spawn("temporal", [
                 str(temporal_binary()), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-                "--port", str(tport), "--db-filename", str(workdir / "temporal.db"),
+                "--port", str(tport),
+                *(["--db-filename", str(workdir / "temporal.db")] if args.temporal_db_file else []),
                 "--log-level", "warn", *dev_server_search_attribute_args()], dict(os.environ))
             wait_port(tport, temporal, "the Temporal dev server")
             temporal_address = f"127.0.0.1:{tport}"
