@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from sqlalchemy import func, select
-from usage_support import Db, usage_app, usage_db  # noqa: F401  (fixture)
 
 from lifecycle.models import UsageCounter, UsageEvent
+from tests.usage_support import Db, usage_app, usage_db  # noqa: F401  (fixture)
 
 UTC = dt.UTC
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from sqlalchemy import update
 from typer.testing import CliRunner
-from usage_support import Db, usage_db  # noqa: F401
 
 from lifecycle.models import UsageCounter
 from lifecycle.usage import UsageService, period_from_anchor
 from starter.cli import app
+from tests.usage_support import Db, usage_db  # noqa: F401
 
 UTC = dt.UTC
 

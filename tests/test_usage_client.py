@@ -6,7 +6,6 @@ from __future__ import annotations
 import httpx
 import pytest
 from fastapi import FastAPI
-from usage_support import Db, free_port, serve, usage_app, usage_db  # noqa: F401
 
 from lifecycle.usage_client import (
     AsyncUsageClient,
@@ -15,6 +14,7 @@ from lifecycle.usage_client import (
     UsageClient,
     UsageMiddleware,
 )
+from tests.usage_support import Db, free_port, serve, usage_app, usage_db  # noqa: F401
 
 
 def product_app(engine_app: FastAPI, *, fail_open: bool = False, base_url: str = "http://engine") -> FastAPI:

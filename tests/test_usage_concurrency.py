@@ -10,10 +10,10 @@ from decimal import Decimal
 
 import httpx
 from sqlalchemy import func, select
-from usage_support import Db, serve, usage_app, usage_pg  # noqa: F401
 
 from lifecycle.models import UsageCounter, UsageEvent, UsageSignal
 from lifecycle.usage import UsageService
+from tests.usage_support import Db, serve, usage_app, usage_pg  # noqa: F401
 
 
 def thresholds(db: Db, cid: str) -> list[tuple[str, int]]:

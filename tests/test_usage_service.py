@@ -11,7 +11,6 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import delete, func, select, update
-from usage_support import Db, usage_db  # noqa: F401  (fixture)
 
 from lifecycle.models import Subscription, UsageCounter, UsageEvent, UsageSignal
 from lifecycle.usage import (
@@ -20,6 +19,7 @@ from lifecycle.usage import (
     period_from_anchor,
     signal_event_id,
 )
+from tests.usage_support import Db, usage_db  # noqa: F401  (fixture)
 
 UTC = dt.UTC
 

