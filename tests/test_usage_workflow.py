@@ -3,6 +3,7 @@ period: time-skipping server, the real worker activities, SQLite and the outbox.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -172,3 +173,24 @@ async def test_a_crossing_survives_temporal_being_unreachable(
     assert mail.template == "usage_nudge"
     with wf_db.factory() as s:
         assert s.get(UsageSignal, row.id).signalled_at is not None  # type: ignore[union-attr]
+
+
+async def test_lifecycle_usage_resend_sends_what_was_left_in_the_outbox(
+    ts_env, wf_client: Client, wf_settings: Settings, wf_db: Db  # noqa: ANN001
+) -> None:
+    from typer.testing import CliRunner
+
+    from starter.cli import app
+
+    cid = wf_db.customer("starter", stage=ACTIVE)
+    await entity(wf_client, wf_settings, wf_db, cid, ACTIVE, "starter")
+    UsageService(wf_db.factory).ingest(events(cid, 810, "r"))  # crossed; nobody signalled it
+    target = ts_env.client.service_client.config.target_host
+    env = {"LIFECYCLE_DATABASE_URL": wf_db.url, "LIFECYCLE_TEMPORAL_ADDRESS": target}
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["usage", "resend"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "signal(s) sent, 0 still pending" in result.stdout
+    [mail] = await eventually(lambda: usage_emails(wf_db, cid))
+    assert mail.template == "usage_nudge"
+    again = await asyncio.to_thread(CliRunner().invoke, app, ["usage", "resend"], env=env)
+    assert again.stdout.strip().endswith("0 signal(s) sent, 0 still pending")
