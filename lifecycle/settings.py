@@ -11,13 +11,18 @@ import functools
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / ".data"
 
 ENV_PREFIX = "LIFECYCLE_"
+
+# The Stripe API version every request asks for, and the one to choose for the webhook
+# endpoint in the Stripe dashboard. It is the version the pinned SDK (stripe 16.x) is
+# generated for; lifecycle.stripe_shapes also reads localstripe's 2017-08-15 objects.
+STRIPE_API_VERSION = "2026-10-28.endive"
 
 
 class SettingsError(RuntimeError):
@@ -82,6 +87,35 @@ class Settings(BaseSettings):
     email_postal_address: str = Field(
         default="Example Inc., 1 Main Street, Springfield", description="footer address (CAN-SPAM)"
     )
+
+    # --- Stripe --------------------------------------------------------------------------
+    stripe_api_key: SecretStr = Field(
+        default=SecretStr(""), description="secret key (sk_live_..., sk_test_...; any sk_... for localstripe)"
+    )
+    stripe_api_base: str | None = Field(
+        default=None, description="unset for api.stripe.com; http://127.0.0.1:PORT for localstripe"
+    )
+    stripe_webhook_secret: SecretStr = Field(
+        default=SecretStr(""), description="the endpoint's signing secret (whsec_...)"
+    )
+    stripe_api_version: str = Field(default=STRIPE_API_VERSION, description="pinned Stripe API version")
+    stripe_webhook_tolerance_seconds: int = Field(
+        default=300, gt=0, description="oldest Stripe-Signature timestamp accepted"
+    )
+    stripe_localstripe_compat: bool = Field(
+        default=False,
+        description="leave out parameters localstripe answers 500 to (proration_behavior, discounts)",
+    )
+    localstripe_port: int = Field(default=8420, description="port of localstripe in `lifecycle dev`")
+
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _check_stripe_base(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http(s):// URL, e.g. http://127.0.0.1:8420")
+        return value.rstrip("/")
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -1,0 +1,545 @@
+"""Stripe activities: the only code that calls Stripe on a workflow's behalf.
+
+Every write sends an ``Idempotency-Key`` derived from the workflow and step (the input's
+``idempotency_key``). That key alone is not trusted (localstripe ignores it, and Stripe
+forgets keys after 24 hours), so each step also:
+
+1. looks in ``stripe_objects`` for the object an earlier attempt recorded under the key;
+2. else looks in Stripe for an object carrying the key in its metadata (the earlier
+   attempt may have crashed between Stripe's answer and our commit);
+3. only then writes, and records the object under the key in the same transaction that
+   links it to our rows.
+
+Card declines are business outcomes in the result. Network errors, 429 and 5xx raise a
+retryable error (the workflow's retry policy backs off); other 4xx raise a non-retryable
+``ApplicationError`` carrying Stripe's message. The SDK is blocking, so each activity runs
+its work in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import stripe
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from lifecycle import catalog
+from lifecycle.billing import (
+    MD_CUSTOMER,
+    MD_INTERVAL,
+    MD_KEY,
+    MD_PLAN,
+    CatalogNotSynced,
+    active_price,
+    now_ts,
+    upsert_invoice,
+    upsert_subscription,
+)
+from lifecycle.billing_messages import (
+    INTERVALS,
+    OUTCOME_ACTIVE,
+    OUTCOME_CANCEL_SCHEDULED,
+    OUTCOME_CANCELED,
+    OUTCOME_NO_PAYMENT_METHOD,
+    OUTCOME_PAYMENT_FAILED,
+    OUTCOME_UNCHANGED,
+    CancelInput,
+    ChangePlanInput,
+    CouponInput,
+    CouponResult,
+    EnsureCustomerInput,
+    EnsureCustomerResult,
+    ImportCustomerInput,
+    ImportCustomerResult,
+    ReactivateInput,
+    RetryInvoiceInput,
+    RetryInvoiceResult,
+    StartSubscriptionInput,
+    SubscriptionResult,
+)
+from lifecycle.db import session_scope
+from lifecycle.models import Customer, StripeObject
+from lifecycle.stripe_shapes import (
+    SubscriptionRec,
+    is_hard_decline,
+    parse_customer,
+    parse_invoice,
+    parse_subscription,
+    to_plain,
+)
+
+log = logging.getLogger("lifecycle.activities.stripe")
+
+T = TypeVar("T")
+
+
+def stripe_error(exc: stripe.StripeError) -> ApplicationError:
+    """Map an SDK error: transient ones retry, the rest fail with Stripe's message."""
+    status = exc.http_status
+    message = exc.user_message or str(exc) or type(exc).__name__
+    transient = (
+        isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
+        or status is None
+        or status == 429
+        or status >= 500
+    )
+    if transient:
+        return ApplicationError(
+            f"Stripe unavailable ({status or 'network error'}): {message}",
+            type="StripeUnavailable",
+        )
+    return ApplicationError(
+        f"Stripe refused the request ({status}): {message}",
+        {"http_status": status, "code": exc.code},
+        type="StripeRequestError",
+        non_retryable=True,
+    )
+
+
+def _business(message: str, type_: str = "BillingError") -> ApplicationError:
+    return ApplicationError(message, type=type_, non_retryable=True)
+
+
+class StripeActivities:
+    """Built once by the worker with its Stripe client and database session factory."""
+
+    def __init__(
+        self,
+        client: stripe.StripeClient,
+        session_factory: sessionmaker[Session],
+        *,
+        localstripe_compat: bool = False,
+    ) -> None:
+        self.client = client
+        self.sessions = session_factory
+        # localstripe answers 500 to proration_behavior and discounts; with this flag
+        # (settings.stripe_localstripe_compat, for `lifecycle dev`) they are left out.
+        self.localstripe_compat = localstripe_compat
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except stripe.StripeError as exc:
+            raise stripe_error(exc) from exc
+        except CatalogNotSynced as exc:
+            raise _business(str(exc), "CatalogNotSynced") from exc
+
+    def _opts(self, key: str) -> dict[str, Any]:
+        return {"idempotency_key": key}
+
+    def _recorded(self, key: str) -> str | None:
+        with session_scope(self.sessions) as session:
+            row = session.get(StripeObject, key)
+            return row.stripe_id if row is not None else None
+
+    @staticmethod
+    def _record(session: Session, key: str, object_type: str, stripe_id: str) -> None:
+        values = dict(idempotency_key=key, object_type=object_type, stripe_id=stripe_id)
+        dialect = session.get_bind().dialect.name
+        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        session.execute(ins(StripeObject).values(**values).on_conflict_do_nothing())
+
+    def _customer_row(self, session: Session, customer_id: str) -> Customer:
+        row = session.get(Customer, customer_id)
+        if row is None:
+            raise _business(f"customer {customer_id!r} not found", "CustomerNotFound")
+        return row
+
+    def _result(self, rec: SubscriptionRec, outcome: str | None = None) -> SubscriptionResult:
+        """Mirror the subscription as fetched now, and describe it."""
+        invoice_status = None
+        with session_scope(self.sessions) as session:
+            res = upsert_subscription(session, rec, now_ts())
+        if rec.latest_invoice:
+            inv = parse_invoice(to_plain(self.client.v1.invoices.retrieve(rec.latest_invoice)))
+            invoice_status = inv.status
+            with session_scope(self.sessions) as session:
+                upsert_invoice(session, inv, now_ts())
+        if outcome is None:
+            if rec.status in ("active", "trialing"):
+                outcome = OUTCOME_ACTIVE
+            elif rec.status in ("canceled", "incomplete_expired"):
+                outcome = OUTCOME_CANCELED
+            else:
+                outcome = OUTCOME_PAYMENT_FAILED
+        return SubscriptionResult(
+            outcome=outcome,
+            stripe_subscription_id=rec.id,
+            status=rec.status,
+            plan=res.plan,
+            interval=res.interval,
+            amount_cents=rec.amount_cents,
+            current_period_end=rec.current_period_end,
+            cancel_at_period_end=rec.cancel_at_period_end,
+            latest_invoice_id=rec.latest_invoice,
+            latest_invoice_status=invoice_status,
+        )
+
+    def _subscription(self, sub_id: str) -> SubscriptionRec:
+        return parse_subscription(to_plain(self.client.v1.subscriptions.retrieve(sub_id)))
+
+    # --- customer --------------------------------------------------------------------------
+
+    def _ensure_customer(self, customer_id: str, key: str) -> EnsureCustomerResult:
+        with session_scope(self.sessions) as session:
+            row = self._customer_row(session, customer_id)
+            linked, email, name = row.stripe_customer_id, row.email, row.name
+        if linked:
+            return EnsureCustomerResult(linked, False, self._default_payment_method(linked) is not None)
+        found = self._recorded(key)
+        if found is None:
+            # An earlier attempt may have created it and crashed before recording it.
+            listing = self.client.v1.customers.list(params={"email": email, "limit": 100})
+            for obj in listing.auto_paging_iter():
+                md = dict(obj.get("metadata") or {})
+                if md.get(MD_KEY) == key or md.get(MD_CUSTOMER) == customer_id:
+                    found = obj.id
+                    break
+        created = False
+        if found is None:
+            obj = self.client.v1.customers.create(
+                params={
+                    "email": email,
+                    "name": name or email,
+                    "metadata": {MD_CUSTOMER: customer_id, MD_KEY: key},
+                },
+                options=self._opts(key),  # type: ignore[arg-type]
+            )
+            found, created = obj.id, True
+        with session_scope(self.sessions) as session:
+            self._record(session, key, "customer", found)
+            row = self._customer_row(session, customer_id)
+            row.stripe_customer_id = found
+        return EnsureCustomerResult(found, created, self._default_payment_method(found) is not None)
+
+    def _default_payment_method(self, stripe_customer_id: str) -> str | None:
+        """The card invoices are charged to; the newest attached card becomes the default."""
+        cus = parse_customer(to_plain(self.client.v1.customers.retrieve(stripe_customer_id)))
+        cards = list(
+            self.client.v1.payment_methods.list(
+                params={"customer": stripe_customer_id, "type": "card", "limit": 100}
+            ).auto_paging_iter()
+        )
+        if not cards:
+            return cus.default_payment_method
+        newest = max(cards, key=lambda pm: (int(pm.created or 0), pm.id != cus.default_payment_method))
+        if cus.default_payment_method != newest.id:
+            self.client.v1.customers.update(
+                stripe_customer_id,
+                params={"invoice_settings": {"default_payment_method": newest.id}},
+            )
+        return newest.id
+
+    @activity.defn(name="stripe_ensure_customer")
+    async def ensure_customer(self, input: EnsureCustomerInput) -> EnsureCustomerResult:
+        """Create the customer in Stripe once (or find the one an earlier attempt made)."""
+        return await self._run(self._ensure_customer, input.customer_id, input.idempotency_key)
+
+    def _import_customer(self, input: ImportCustomerInput) -> ImportCustomerResult:
+        cus = parse_customer(to_plain(self.client.v1.customers.retrieve(input.stripe_customer_id)))
+        with session_scope(self.sessions) as session:
+            row = self._customer_row(session, input.customer_id)
+            if row.stripe_customer_id is None:
+                row.stripe_customer_id = cus.id
+            if not row.email and cus.email:
+                row.email = cus.email
+            if not row.name and cus.name:
+                row.name = cus.name
+            if cus.default_payment_method:
+                row.payment_method_on_file = True
+            return ImportCustomerResult(email_known=bool(row.email))
+
+    @activity.defn(name="stripe_import_customer")
+    async def import_customer(self, input: ImportCustomerInput) -> ImportCustomerResult:
+        """Fill in a customer that first appeared in Stripe (made in the dashboard)."""
+        return await self._run(self._import_customer, input)
+
+    # --- subscriptions ---------------------------------------------------------------------
+
+    def _find_subscription_by_key(self, stripe_customer_id: str, key: str) -> str | None:
+        listing = self.client.v1.subscriptions.list(
+            params={"customer": stripe_customer_id, "status": "all", "limit": 100}
+        )
+        for obj in listing.auto_paging_iter():
+            if dict(obj.get("metadata") or {}).get(MD_KEY) == key:
+                return obj.id
+        return None
+
+    def _start_subscription(self, input: StartSubscriptionInput) -> SubscriptionResult:
+        if input.interval not in INTERVALS:
+            raise _business(f"interval: expected one of {INTERVALS}, got {input.interval!r}")
+        try:
+            catalog.get_plan(input.plan)
+        except KeyError as exc:
+            raise _business(str(exc.args[0]), "UnknownPlan") from None
+        key = input.idempotency_key
+        with session_scope(self.sessions) as session:
+            plan_id = active_price(session, input.plan, input.interval).stripe_plan_id
+        cus = self._ensure_customer(input.customer_id, f"{key}:customer")
+        sub_id = self._recorded(key) or self._find_subscription_by_key(cus.stripe_customer_id, key)
+        if sub_id is None:
+            if self._default_payment_method(cus.stripe_customer_id) is None:
+                return SubscriptionResult(
+                    outcome=OUTCOME_NO_PAYMENT_METHOD,
+                    plan=input.plan,
+                    interval=input.interval,
+                    reason="the customer has no payment method on file in Stripe",
+                )
+            params: dict[str, Any] = {
+                "customer": cus.stripe_customer_id,
+                "items": [{"plan": plan_id}],
+                "payment_behavior": "allow_incomplete",
+                "metadata": {
+                    MD_CUSTOMER: input.customer_id,
+                    MD_PLAN: input.plan,
+                    MD_INTERVAL: input.interval,
+                    MD_KEY: key,
+                },
+            }
+            if input.coupon and not self.localstripe_compat:
+                params["discounts"] = [{"coupon": input.coupon}]
+            obj = self.client.v1.subscriptions.create(params=params, options=self._opts(key))  # type: ignore[arg-type]
+            sub_id = obj.id
+        with session_scope(self.sessions) as session:
+            self._record(session, key, "subscription", sub_id)
+        return self._result(self._subscription(sub_id))
+
+    @activity.defn(name="stripe_start_subscription")
+    async def start_subscription(self, input: StartSubscriptionInput) -> SubscriptionResult:
+        """Subscribe the customer (e.g. when the trial converts); charges the first invoice.
+
+        A declined card is the outcome ``payment_failed`` (subscription incomplete, its
+        invoice open), not an error.
+        """
+        return await self._run(self._start_subscription, input)
+
+    def _change_plan(self, input: ChangePlanInput) -> SubscriptionResult:
+        if input.interval not in INTERVALS:
+            raise _business(f"interval: expected one of {INTERVALS}, got {input.interval!r}")
+        with session_scope(self.sessions) as session:
+            plan_id = active_price(session, input.plan, input.interval).stripe_plan_id
+        rec = self._subscription(input.stripe_subscription_id)
+        if not rec.is_live:
+            raise _business(
+                f"subscription {rec.id} is {rec.status}; start a new one instead", "SubscriptionEnded"
+            )
+        if rec.plan_id == plan_id or self._recorded(input.idempotency_key) is not None:
+            return self._result(rec, OUTCOME_UNCHANGED if rec.plan_id == plan_id else None)
+        params: dict[str, Any] = {
+            "items": [{"id": rec.item_id, "plan": plan_id}],
+            "proration_behavior": input.proration_behavior,
+            "metadata": {MD_PLAN: input.plan, MD_INTERVAL: input.interval},
+        }
+        if self.localstripe_compat:
+            del params["proration_behavior"]
+        self.client.v1.subscriptions.update(
+            rec.id, params=params, options=self._opts(input.idempotency_key)  # type: ignore[arg-type]
+        )
+        with session_scope(self.sessions) as session:
+            self._record(session, input.idempotency_key, "subscription_change", rec.id)
+        return self._result(self._subscription(rec.id))
+
+    @activity.defn(name="stripe_change_plan")
+    async def change_plan(self, input: ChangePlanInput) -> SubscriptionResult:
+        """Move a live subscription to another tier or interval.
+
+        ``always_invoice`` (upgrades, now) charges the prorated difference at once;
+        ``none`` switches without proration (downgrades, run at the period end).
+        """
+        return await self._run(self._change_plan, input)
+
+    def _cancel(self, input: CancelInput) -> SubscriptionResult:
+        rec = self._subscription(input.stripe_subscription_id)
+        if not rec.is_live:
+            return self._result(rec, OUTCOME_UNCHANGED)
+        if input.at_period_end:
+            if rec.cancel_at_period_end:
+                return self._result(rec, OUTCOME_CANCEL_SCHEDULED)
+            self.client.v1.subscriptions.update(
+                rec.id,
+                params={"cancel_at_period_end": True},
+                options=self._opts(input.idempotency_key),  # type: ignore[arg-type]
+            )
+            return self._result(self._subscription(rec.id), OUTCOME_CANCEL_SCHEDULED)
+        self.client.v1.subscriptions.cancel(rec.id, options=self._opts(input.idempotency_key))  # type: ignore[arg-type]
+        return self._result(self._subscription(rec.id), OUTCOME_CANCELED)
+
+    @activity.defn(name="stripe_cancel_subscription")
+    async def cancel_subscription(self, input: CancelInput) -> SubscriptionResult:
+        """Cancel now, or at the end of the paid period (the default)."""
+        return await self._run(self._cancel, input)
+
+    def _reactivate(self, input: ReactivateInput) -> SubscriptionResult:
+        plan, interval = input.plan, input.interval
+        if input.stripe_subscription_id:
+            rec = self._subscription(input.stripe_subscription_id)
+            if rec.is_live:
+                if not rec.cancel_at_period_end:
+                    return self._result(rec, OUTCOME_UNCHANGED)
+                self.client.v1.subscriptions.update(
+                    rec.id,
+                    params={"cancel_at_period_end": False},
+                    options=self._opts(input.idempotency_key),  # type: ignore[arg-type]
+                )
+                return self._result(self._subscription(rec.id), OUTCOME_ACTIVE)
+            with session_scope(self.sessions) as session:
+                from lifecycle.billing import plan_of
+
+                old_plan, old_interval = plan_of(session, rec)
+            plan, interval = plan or old_plan, old_interval or interval
+        if not plan:
+            raise _business("plan: required to reactivate a subscription that has ended")
+        return self._start_subscription(
+            StartSubscriptionInput(
+                customer_id=input.customer_id,
+                plan=plan,
+                interval=interval or "month",
+                idempotency_key=input.idempotency_key,
+                coupon=input.coupon,
+            )
+        )
+
+    @activity.defn(name="stripe_reactivate_subscription")
+    async def reactivate_subscription(self, input: ReactivateInput) -> SubscriptionResult:
+        """Undo a cancellation at period end, or subscribe again after one took effect."""
+        return await self._run(self._reactivate, input)
+
+    # --- invoices --------------------------------------------------------------------------
+
+    def _retry_invoice(self, input: RetryInvoiceInput) -> RetryInvoiceResult:
+        key = input.idempotency_key
+        inv = parse_invoice(to_plain(self.client.v1.invoices.retrieve(input.invoice_id)))
+        if inv.status == "paid":
+            result = RetryInvoiceResult("paid", inv.status, inv.amount_due_cents)
+        elif inv.status not in ("draft", "open"):
+            result = RetryInvoiceResult("not_payable", inv.status, inv.amount_due_cents)
+        elif self._recorded(key) is not None:
+            # This step already attempted the charge; report, do not charge again.
+            result = self._invoice_outcome(inv)
+        elif not inv.customer or self._default_payment_method(inv.customer) is None:
+            result = RetryInvoiceResult("no_payment_method", inv.status, inv.amount_due_cents)
+        else:
+            decline: stripe.CardError | None = None
+            try:
+                self.client.v1.invoices.pay(inv.id, options=self._opts(key))  # type: ignore[arg-type]
+            except stripe.CardError as exc:  # real Stripe raises on a decline
+                decline = exc
+            with session_scope(self.sessions) as session:
+                self._record(session, key, "invoice_payment", inv.id)
+            # localstripe raises nothing on a decline: read the invoice's status.
+            inv = parse_invoice(to_plain(self.client.v1.invoices.retrieve(inv.id)))
+            result = self._invoice_outcome(inv, decline)
+        with session_scope(self.sessions) as session:
+            upsert_invoice(session, inv, now_ts())
+        return result
+
+    @staticmethod
+    def _invoice_outcome(inv: Any, decline: stripe.CardError | None = None) -> RetryInvoiceResult:
+        if inv.status == "paid":
+            return RetryInvoiceResult("paid", inv.status, inv.amount_due_cents)
+        code = inv.failure_code
+        message = inv.failure_message
+        if decline is not None:
+            err = decline.error
+            code = (getattr(err, "decline_code", None) or decline.code) or code
+            message = decline.user_message or message
+        outcome = "requires_action" if code == "authentication_required" else "declined"
+        return RetryInvoiceResult(
+            outcome,
+            inv.status,
+            inv.amount_due_cents,
+            failure_code=code,
+            failure_message=message,
+            hard_decline=is_hard_decline(code),
+        )
+
+    @activity.defn(name="stripe_retry_invoice")
+    async def retry_invoice(self, input: RetryInvoiceInput) -> RetryInvoiceResult:
+        """Try to collect an open invoice once per step; a decline is an outcome."""
+        return await self._run(self._retry_invoice, input)
+
+    # --- coupons ---------------------------------------------------------------------------
+
+    @staticmethod
+    def coupon_id_for(key: str) -> str:
+        return "lc-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+    def _coupon(self, input: CouponInput) -> CouponResult:
+        if (input.percent_off is None) == (input.amount_off_cents is None):
+            raise _business("give exactly one of percent_off and amount_off_cents")
+        cid = self.coupon_id_for(input.idempotency_key)
+        try:
+            self.client.v1.coupons.retrieve(cid)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status != 404:
+                raise
+            params: dict[str, Any] = {
+                "id": cid,
+                "duration": input.duration,
+                "metadata": {MD_CUSTOMER: input.customer_id, MD_KEY: input.idempotency_key},
+            }
+            if input.percent_off is not None:
+                params["percent_off"] = input.percent_off
+            else:
+                params["amount_off"] = input.amount_off_cents
+                params["currency"] = input.currency
+            if input.duration == "repeating":
+                params["duration_in_months"] = input.duration_in_months or 1
+            self.client.v1.coupons.create(params=params, options=self._opts(input.idempotency_key))  # type: ignore[arg-type]
+        applied = None
+        if input.apply_to_subscription:
+            apply_key = f"{input.idempotency_key}:apply"
+            if self._recorded(apply_key) is None and not self.localstripe_compat:
+                self.client.v1.subscriptions.update(
+                    input.apply_to_subscription,
+                    params={"discounts": [{"coupon": cid}]},
+                    options=self._opts(apply_key),  # type: ignore[arg-type]
+                )
+                with session_scope(self.sessions) as session:
+                    self._record(session, apply_key, "discount", input.apply_to_subscription)
+            applied = input.apply_to_subscription
+        with session_scope(self.sessions) as session:
+            self._record(session, input.idempotency_key, "coupon", cid)
+        return CouponResult(coupon_id=cid, applied_to=applied)
+
+    @activity.defn(name="stripe_create_coupon")
+    async def create_coupon(self, input: CouponInput) -> CouponResult:
+        """Create an offer coupon (id derived from the step) and apply it if asked."""
+        return await self._run(self._coupon, input)
+
+    def all(self) -> list[Callable[..., Any]]:
+        """The activities to register on the worker."""
+        return [
+            self.ensure_customer,
+            self.import_customer,
+            self.start_subscription,
+            self.change_plan,
+            self.cancel_subscription,
+            self.reactivate_subscription,
+            self.retry_invoice,
+            self.create_coupon,
+        ]
+
+
+def customer_has_subscription(session: Session, customer_id: str) -> str | None:
+    """The customer's live subscription id in the mirror, if any."""
+    from lifecycle.models import Subscription
+
+    return session.scalar(
+        select(Subscription.stripe_subscription_id)
+        .where(
+            Subscription.customer_id == customer_id,
+            Subscription.status.not_in(("canceled", "incomplete_expired")),
+        )
+        .order_by(Subscription.id.desc())
+    )

@@ -1,0 +1,854 @@
+"""Billing kernel: the plan catalog in Stripe, the Stripe event log and the billing mirror.
+
+- :func:`sync_catalog` makes Stripe hold a product per tier and a monthly and an annual
+  plan per product (the Plans API: on real Stripe a plan is also a price; localstripe has
+  no Prices API). Plan ids are derived from tier, interval, amount and currency, so a
+  second run finds everything and changes nothing, and a price change creates a new plan
+  and retires the old one for new subscriptions (existing ones keep theirs).
+- :func:`record_event` stores a webhook event once by its id; :func:`process_event`
+  applies it to the mirror (subscriptions with their history, invoices, payments) and
+  says what to tell the customer's workflow. It never calls Stripe.
+- The mirror never moves backwards: each row keeps ``stripe_version_ts`` (the event's
+  ``created``, or the fetch time for objects read from the API) and an older event is
+  skipped; a canceled subscription or a paid invoice never returns to an earlier status.
+- :func:`backfill` rebuilds the mirror from Stripe's list endpoints (fresh install).
+
+Stripe calls here are synchronous (CLI and ``lifecycle dev``); activities wrap theirs in
+threads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import stripe
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from lifecycle import catalog
+from lifecycle.db import session_scope
+from lifecycle.messages import (
+    ACTIVE,
+    CANCELED,
+    PAST_DUE,
+    TRIALING,
+    CustomerEvent,
+)
+from lifecycle.models import (
+    Customer,
+    Invoice,
+    Payment,
+    PlanPrice,
+    PlanRow,
+    StripeEvent,
+    Subscription,
+    SubscriptionChange,
+)
+from lifecycle.settings import Settings
+from lifecycle.stripe_shapes import (
+    EventRec,
+    InvoiceRec,
+    PaymentRec,
+    ShapeError,
+    SubscriptionRec,
+    is_hard_decline,
+    parse_customer,
+    parse_event,
+    parse_invoice,
+    parse_payment,
+    parse_subscription,
+    to_plain,
+)
+
+log = logging.getLogger("lifecycle.billing")
+
+# Metadata keys the engine writes on the Stripe objects it creates.
+MD_CUSTOMER = "lifecycle_customer_id"
+MD_PLAN = "lifecycle_plan"
+MD_INTERVAL = "lifecycle_interval"
+MD_KEY = "lifecycle_idempotency_key"
+
+# The webhook events the engine acts on (the list to enable in the Stripe dashboard).
+HANDLED_EVENTS = (
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.trial_will_end",
+    "invoice.created",
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+    "invoice.upcoming",
+    "invoice.voided",
+    "invoice.marked_uncollectible",
+    "invoice.updated",
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "charge.succeeded",
+    "charge.failed",
+    "checkout.session.completed",
+    "payment_method.attached",
+    "customer.created",
+    "customer.updated",
+)
+
+
+class StripeNotConfigured(RuntimeError):
+    """Stripe settings are missing; the message names the variable."""
+
+
+class CatalogNotSynced(LookupError):
+    """No active Stripe plan for a tier and interval: run `lifecycle stripe sync`."""
+
+
+def make_stripe_client(settings: Settings, *, max_network_retries: int = 0) -> stripe.StripeClient:
+    """A StripeClient for the configured key, API base and pinned version.
+
+    Retries are left to the caller (Temporal's retry policy for activities) unless asked.
+    """
+    key = settings.stripe_api_key.get_secret_value()
+    if not key:
+        raise StripeNotConfigured(
+            "LIFECYCLE_STRIPE_API_KEY is not set: use your Stripe secret key "
+            "(or any sk_test_... key with LIFECYCLE_STRIPE_API_BASE pointing at localstripe)"
+        )
+    base: dict[str, str] = {}
+    if settings.stripe_api_base:
+        base["api"] = settings.stripe_api_base
+    return stripe.StripeClient(
+        key,
+        stripe_version=settings.stripe_api_version,
+        base_addresses=base,  # type: ignore[arg-type]
+        max_network_retries=max_network_retries,
+    )
+
+
+def now_ts() -> int:
+    return int(time.time())
+
+
+# --- the catalog in Stripe ------------------------------------------------------------------
+
+
+def product_id_for(plan_code: str) -> str:
+    return f"lifecycle-{plan_code}"
+
+
+def plan_id_for(plan_code: str, interval: str, amount_cents: int, currency: str = "usd") -> str:
+    return f"lifecycle-{plan_code}-{interval}-{amount_cents}-{currency}"
+
+
+@dataclass
+class SyncReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.retired)
+
+
+def _retrieve_or_none(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status == 404:
+            return None
+        raise
+
+
+def _truthy(value: Any) -> bool:
+    # localstripe keeps a form-encoded "false" as the string "false"
+    return value.lower() == "true" if isinstance(value, str) else bool(value)
+
+
+def sync_catalog(
+    client: stripe.StripeClient,
+    factory: sessionmaker[Session],
+    plans: Iterable[catalog.Plan] = catalog.PLANS,
+    currency: str = "usd",
+) -> SyncReport:
+    """Create or update the tiers in Stripe and record their ids; idempotent."""
+    report = SyncReport()
+    with session_scope(factory) as session:
+        for plan in plans:
+            row = session.get(PlanRow, plan.code)
+            if row is None:
+                raise CatalogNotSynced(
+                    f"plan {plan.code!r} is not in the database: run `lifecycle db upgrade` first"
+                )
+            pid = product_id_for(plan.code)
+            product = _retrieve_or_none(lambda pid=pid: client.v1.products.retrieve(pid))
+            if product is None:
+                client.v1.products.create(
+                    params={
+                        "id": pid,
+                        "name": plan.name,
+                        "description": plan.tagline or plan.name,
+                        "metadata": {MD_PLAN: plan.code},
+                    },
+                    options={"idempotency_key": f"catalog:{pid}"},
+                )
+                report.created.append(pid)
+            elif product.name != plan.name:
+                client.v1.products.update(pid, params={"name": plan.name})
+                report.updated.append(pid)
+            else:
+                report.unchanged.append(pid)
+            row.stripe_product_id = pid
+
+            for interval in ("month", "year"):
+                amount = plan.price_cents(interval)
+                want = plan_id_for(plan.code, interval, amount, currency)
+                existing = _retrieve_or_none(lambda want=want: client.v1.plans.retrieve(want))
+                if existing is None:
+                    client.v1.plans.create(
+                        params={
+                            "id": want,
+                            "product": pid,
+                            "amount": amount,
+                            "currency": currency,
+                            "interval": interval,
+                            "nickname": f"{plan.name} ({interval}ly)",
+                            "metadata": {MD_PLAN: plan.code, MD_INTERVAL: interval},
+                        },
+                        options={"idempotency_key": f"catalog:{want}"},
+                    )
+                    report.created.append(want)
+                elif not _truthy(existing.active):
+                    client.v1.plans.update(want, params={"active": True})
+                    report.updated.append(want)
+                else:
+                    report.unchanged.append(want)
+                price = session.scalar(select(PlanPrice).where(PlanPrice.stripe_plan_id == want))
+                if price is None:
+                    price = PlanPrice(
+                        plan_code=plan.code,
+                        interval=interval,
+                        amount_cents=amount,
+                        currency=currency,
+                        stripe_plan_id=want,
+                    )
+                    session.add(price)
+                price.active = True
+
+                # Retire every other plan of this tier and interval: known ones from the
+                # database, and any in Stripe under our product (e.g. from another install).
+                in_stripe = client.v1.plans.list(params={"product": pid, "limit": 100})
+                others: dict[str, Any] = {}
+                for p in in_stripe.auto_paging_iter():
+                    if p.id != want and p.interval == interval:
+                        others[p.id] = p
+                for old in session.scalars(
+                    select(PlanPrice).where(
+                        PlanPrice.plan_code == plan.code,
+                        PlanPrice.interval == interval,
+                        PlanPrice.stripe_plan_id != want,
+                    )
+                ):
+                    others.setdefault(old.stripe_plan_id, None)
+                for old_id, obj in others.items():
+                    old_row = session.scalar(
+                        select(PlanPrice).where(PlanPrice.stripe_plan_id == old_id)
+                    )
+                    if old_row is None and obj is not None:
+                        old_row = PlanPrice(
+                            plan_code=plan.code,
+                            interval=interval,
+                            amount_cents=int(obj.amount or 0),
+                            currency=obj.currency or currency,
+                            stripe_plan_id=old_id,
+                            active=False,
+                        )
+                        session.add(old_row)
+                    stripe_active = obj is not None and _truthy(obj.active)
+                    db_active = old_row is not None and old_row.active
+                    if stripe_active:
+                        client.v1.plans.update(old_id, params={"active": False})
+                    if old_row is not None:
+                        old_row.active = False
+                    if stripe_active or db_active:
+                        report.retired.append(old_id)
+                session.flush()
+    log.info(
+        "stripe catalog sync: %d created, %d updated, %d retired, %d unchanged",
+        len(report.created),
+        len(report.updated),
+        len(report.retired),
+        len(report.unchanged),
+    )
+    return report
+
+
+def active_price(session: Session, plan_code: str, interval: str) -> PlanPrice:
+    """The Stripe plan new subscriptions to this tier and interval use."""
+    catalog.get_plan(plan_code)  # KeyError with the list of tiers if unknown
+    price = session.scalar(
+        select(PlanPrice)
+        .where(
+            PlanPrice.plan_code == plan_code,
+            PlanPrice.interval == interval,
+            PlanPrice.active.is_(True),
+        )
+        .order_by(PlanPrice.id.desc())
+    )
+    if price is None:
+        raise CatalogNotSynced(
+            f"no Stripe plan for {plan_code}/{interval}: run `lifecycle stripe sync`"
+        )
+    return price
+
+
+def plan_of(session: Session, rec: SubscriptionRec) -> tuple[str | None, str | None]:
+    """Our tier code and interval for a Stripe subscription (by plan id, then metadata)."""
+    if rec.plan_id:
+        price = session.scalar(select(PlanPrice).where(PlanPrice.stripe_plan_id == rec.plan_id))
+        if price is not None:
+            return price.plan_code, price.interval
+    code = rec.plan_metadata.get(MD_PLAN) or rec.metadata.get(MD_PLAN)
+    if code in catalog.PLANS_BY_CODE:
+        return code, rec.interval
+    return None, rec.interval
+
+
+# --- the mirror ---------------------------------------------------------------------------
+
+TERMINAL_SUB = frozenset({"canceled", "incomplete_expired"})
+_SUB_RANK = {
+    "incomplete": 0,
+    "trialing": 1,
+    "active": 2,
+    "past_due": 2,
+    "paused": 2,
+    "unpaid": 3,
+    "canceled": 4,
+    "incomplete_expired": 4,
+}
+_INVOICE_RANK = {"draft": 0, "open": 1, "paid": 2, "void": 2, "uncollectible": 2}
+TERMINAL_INVOICE = frozenset({"paid", "void"})
+
+
+def _is_newer(
+    stored_ts: int, stored_status: str, new_ts: int, new_status: str, rank: dict[str, int],
+    terminal: frozenset[str],
+) -> bool:
+    """May an object seen at ``new_ts`` replace the one stored at ``stored_ts``?"""
+    if stored_status in terminal and new_status not in terminal:
+        return False
+    if new_ts != stored_ts:
+        return new_ts > stored_ts
+    # Same second: Stripe gives no finer order, so never step back in the status order.
+    return rank.get(new_status, 0) >= rank.get(stored_status, 0)
+
+
+def stage_for_status(status: str) -> str:
+    """The lifecycle stage a Stripe subscription status implies."""
+    if status in ("active",):
+        return ACTIVE
+    if status in ("past_due", "unpaid"):
+        return PAST_DUE
+    if status in TERMINAL_SUB:
+        return CANCELED
+    return TRIALING
+
+
+def resolve_customer(session: Session, stripe_customer_id: str | None, metadata: dict[str, str]) -> str | None:
+    """Our customer id for a Stripe customer: metadata first, then the stored link."""
+    cid = metadata.get(MD_CUSTOMER)
+    if cid:
+        row = session.get(Customer, cid)
+        if row is not None:
+            if stripe_customer_id and row.stripe_customer_id is None:
+                row.stripe_customer_id = stripe_customer_id
+            return cid
+    if stripe_customer_id:
+        found = session.scalar(
+            select(Customer.id).where(Customer.stripe_customer_id == stripe_customer_id)
+        )
+        if found is not None:
+            return found
+    return None
+
+
+@dataclass
+class MirrorResult:
+    customer_id: str | None
+    applied: bool  # the object was newer than the mirror and was written
+    changed: bool  # plan, interval, status or amount changed (a history row was added)
+    adopted: bool = False  # the customer came from Stripe and was created here
+    plan: str | None = None
+    interval: str | None = None
+
+
+def upsert_subscription(
+    session: Session,
+    rec: SubscriptionRec,
+    version_ts: int,
+    *,
+    source_event_id: str | None = None,
+    adopt: bool = True,
+    email: str | None = None,
+) -> MirrorResult:
+    """Write a subscription to the mirror if it is newer; record history on change."""
+    code, interval = plan_of(session, rec)
+    customer_id = resolve_customer(session, rec.customer, rec.metadata)
+    adopted = False
+    if customer_id is None:
+        if not adopt:
+            return MirrorResult(None, False, False, plan=code, interval=interval)
+        # A subscription made outside the engine (Stripe dashboard): give it a customer.
+        customer_id = rec.metadata.get(MD_CUSTOMER) or rec.customer
+        existing = session.get(Customer, customer_id)
+        if existing is None:
+            session.add(
+                Customer(
+                    id=customer_id,
+                    email=email or "",
+                    plan_code=code or catalog.DEFAULT_TRIAL_PLAN,
+                    stage=stage_for_status(rec.status),
+                    stripe_customer_id=rec.customer,
+                    attributes={"source": "stripe"},
+                )
+            )
+            session.flush()
+            adopted = True
+        elif existing.stripe_customer_id is None:
+            existing.stripe_customer_id = rec.customer
+
+    row = session.scalar(
+        select(Subscription).where(Subscription.stripe_subscription_id == rec.id)
+    )
+    if row is not None and not _is_newer(
+        row.stripe_version_ts, row.status, version_ts, rec.status, _SUB_RANK, TERMINAL_SUB
+    ):
+        log.info(
+            "subscription %s: kept %s (ts %d), skipped older %s (ts %d)",
+            rec.id, row.status, row.stripe_version_ts, rec.status, version_ts,
+        )
+        return MirrorResult(customer_id, False, False, adopted, row.plan_code, row.interval)
+
+    before = None
+    if row is None:
+        row = Subscription(stripe_subscription_id=rec.id, customer_id=customer_id)
+        session.add(row)
+    else:
+        before = (row.plan_code, row.interval, row.status, row.amount_cents)
+    row.customer_id = customer_id
+    row.plan_code = code
+    row.interval = interval
+    row.amount_cents = rec.amount_cents
+    row.status = rec.status
+    row.current_period_start = rec.current_period_start
+    row.current_period_end = rec.current_period_end
+    row.cancel_at_period_end = rec.cancel_at_period_end
+    row.canceled_at = rec.canceled_at or (rec.ended_at if rec.status in TERMINAL_SUB else None)
+    row.stripe_version_ts = version_ts
+    session.flush()
+    after = (row.plan_code, row.interval, row.status, row.amount_cents)
+    changed = before != after
+    if changed:
+        session.add(
+            SubscriptionChange(
+                subscription_id=row.id,
+                customer_id=customer_id,
+                plan_code=code,
+                interval=interval,
+                status=rec.status,
+                amount_cents=rec.amount_cents,
+                changed_at=dt.datetime.fromtimestamp(version_ts, tz=dt.UTC),
+                source_event_id=source_event_id,
+            )
+        )
+    # Invoices that arrived before we knew whose they were.
+    session.execute(
+        update(Invoice)
+        .where(Invoice.stripe_subscription_id == rec.id, Invoice.customer_id.is_(None))
+        .values(customer_id=customer_id)
+    )
+    if code and rec.status in ("active", "trialing", "past_due"):
+        cust = session.get(Customer, customer_id)
+        if cust is not None and cust.plan_code != code:
+            cust.plan_code = code
+    return MirrorResult(customer_id, True, changed, adopted, code, interval)
+
+
+def upsert_invoice(session: Session, rec: InvoiceRec, version_ts: int) -> MirrorResult:
+    customer_id = resolve_customer(session, rec.customer, {})
+    if customer_id is None and rec.subscription:
+        customer_id = session.scalar(
+            select(Subscription.customer_id).where(
+                Subscription.stripe_subscription_id == rec.subscription
+            )
+        )
+    row = session.scalar(select(Invoice).where(Invoice.stripe_invoice_id == rec.id))
+    if row is not None and not _is_newer(
+        row.stripe_version_ts, row.status, version_ts, rec.status, _INVOICE_RANK, TERMINAL_INVOICE
+    ):
+        return MirrorResult(customer_id or row.customer_id, False, False)
+    before = None
+    if row is None:
+        row = Invoice(stripe_invoice_id=rec.id)
+        session.add(row)
+    else:
+        before = (row.status, row.amount_paid_cents, row.attempt_count)
+    row.customer_id = customer_id or row.customer_id
+    row.stripe_subscription_id = rec.subscription
+    row.status = rec.status
+    row.amount_due_cents = rec.amount_due_cents
+    row.amount_paid_cents = rec.amount_paid_cents
+    row.currency = rec.currency
+    row.attempt_count = rec.attempt_count
+    row.period_start = rec.period_start
+    row.period_end = rec.period_end
+    row.paid_at = rec.paid_at or (
+        dt.datetime.fromtimestamp(version_ts, tz=dt.UTC) if rec.status == "paid" and row.paid_at is None else row.paid_at
+    )
+    row.stripe_version_ts = version_ts
+    session.flush()
+    changed = before != (row.status, row.amount_paid_cents, row.attempt_count)
+    return MirrorResult(row.customer_id, True, changed)
+
+
+def upsert_payment(session: Session, rec: PaymentRec) -> MirrorResult:
+    """One payment row per payment intent (a charge without one stands on its own)."""
+    if rec.object == "charge" and rec.payment_intent:
+        key = rec.payment_intent  # the intent's row carries the outcome
+    else:
+        key = rec.id
+    customer_id = resolve_customer(session, rec.customer, {})
+    row = session.scalar(select(Payment).where(Payment.stripe_id == key))
+    if row is None:
+        row = Payment(stripe_id=key, status=rec.status)
+        session.add(row)
+    elif row.status in ("succeeded",) and rec.status != "succeeded":
+        return MirrorResult(customer_id, False, False)
+    row.customer_id = customer_id or row.customer_id
+    row.stripe_invoice_id = rec.invoice or row.stripe_invoice_id
+    row.amount_cents = rec.amount_cents
+    row.currency = rec.currency
+    row.status = rec.status
+    row.failure_code = rec.failure_code or (None if rec.status == "succeeded" else row.failure_code)
+    row.failure_message = rec.failure_message or (
+        None if rec.status == "succeeded" else row.failure_message
+    )
+    if rec.created:
+        row.created_at = dt.datetime.fromtimestamp(rec.created, tz=dt.UTC)
+    session.flush()
+    return MirrorResult(row.customer_id, True, True)
+
+
+# --- the event log --------------------------------------------------------------------------
+
+
+def record_event(session: Session, payload: dict[str, Any]) -> bool:
+    """Store a verified webhook event once; False if its id was already recorded."""
+    ev = parse_event(payload)
+    values = dict(
+        id=ev.id,
+        type=ev.type,
+        created=ev.created,
+        livemode=ev.livemode,
+        payload=payload,
+        status="received",
+        attempts=0,
+    )
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt = postgresql.insert(StripeEvent).values(**values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(StripeEvent).values(**values).on_conflict_do_nothing()
+    else:  # pragma: no cover - the engine supports the two above
+        if session.get(StripeEvent, ev.id) is not None:
+            return False
+        session.add(StripeEvent(**values))
+        session.flush()
+        return True
+    result = session.execute(stmt)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass
+class Handover:
+    """What the customer's workflow must hear about an event (signal-with-start)."""
+
+    customer_id: str
+    plan: str
+    event: CustomerEvent
+
+
+@dataclass
+class ProcessOutcome:
+    event_id: str
+    status: str  # processed | ignored | failed | missing
+    handover: Handover | None = None
+    error: str | None = None
+
+
+def _customer_plan(session: Session, customer_id: str) -> str:
+    row = session.get(Customer, customer_id)
+    return row.plan_code if row is not None else catalog.DEFAULT_TRIAL_PLAN
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def apply_event(session: Session, ev: EventRec) -> tuple[str, Handover | None]:
+    """Apply one event to the mirror; returns (status, what to tell the workflow)."""
+    t = ev.type
+    obj = ev.object
+    if t.startswith("customer.subscription."):
+        rec = parse_subscription(obj)
+        res = upsert_subscription(session, rec, ev.created, source_event_id=ev.id)
+        if res.customer_id is None:
+            return "processed", None
+        if t == "customer.subscription.trial_will_end":
+            data = {"stripe_subscription_id": rec.id, "trial_end": _iso(rec.trial_end)}
+            return "processed", Handover(
+                res.customer_id,
+                _customer_plan(session, res.customer_id),
+                CustomerEvent(f"stripe:{ev.id}", "stripe.trial_will_end", data),
+            )
+        if not res.applied:
+            return "processed", None  # older than what we know: tell nobody
+        data = {
+            "stripe_subscription_id": rec.id,
+            "stripe_customer_id": rec.customer,
+            "status": rec.status,
+            "plan": res.plan,
+            "interval": res.interval,
+            "amount_cents": rec.amount_cents,
+            "cancel_at_period_end": rec.cancel_at_period_end,
+            "current_period_end": _iso(rec.current_period_end),
+            "event_type": t,
+            "adopted": res.adopted,
+        }
+        return "processed", Handover(
+            res.customer_id,
+            res.plan or _customer_plan(session, res.customer_id),
+            CustomerEvent(f"stripe:{ev.id}", "stripe.subscription", data),
+        )
+
+    if t.startswith("invoice."):
+        if not obj.get("id"):  # invoice.upcoming describes a preview without an id
+            inv_customer = resolve_customer(session, obj.get("customer"), {})
+            if t == "invoice.upcoming" and inv_customer:
+                rec_u = parse_invoice({**obj, "id": "upcoming"})
+                data = {
+                    "stripe_subscription_id": rec_u.subscription,
+                    "amount_due_cents": rec_u.amount_due_cents,
+                    "period_end": _iso(rec_u.period_end),
+                    "next_payment_attempt": _iso(rec_u.next_payment_attempt),
+                }
+                return "processed", Handover(
+                    inv_customer,
+                    _customer_plan(session, inv_customer),
+                    CustomerEvent(f"stripe:{ev.id}", "stripe.invoice_upcoming", data),
+                )
+            return "ignored", None
+        rec_i = parse_invoice(obj)
+        res = upsert_invoice(session, rec_i, ev.created)
+        cid = res.customer_id
+        if cid is None:
+            return "processed", None
+        plan = _customer_plan(session, cid)
+        base = {
+            "invoice_id": rec_i.id,
+            "stripe_subscription_id": rec_i.subscription,
+            "amount_due_cents": rec_i.amount_due_cents,
+            "attempt_count": rec_i.attempt_count,
+        }
+        if t in ("invoice.paid", "invoice.payment_succeeded"):
+            # Both events mean the same thing: one id, so the workflow hears it once.
+            data = {**base, "amount_paid_cents": rec_i.amount_paid_cents}
+            return "processed", Handover(
+                cid, plan, CustomerEvent(f"stripe:invoice_paid:{rec_i.id}", "stripe.invoice_paid", data)
+            )
+        if t == "invoice.payment_failed":
+            data = {
+                **base,
+                "failure_code": rec_i.failure_code,
+                "hard_decline": is_hard_decline(rec_i.failure_code),
+                "next_payment_attempt": _iso(rec_i.next_payment_attempt),
+            }
+            return "processed", Handover(
+                cid, plan, CustomerEvent(f"stripe:{ev.id}", "stripe.invoice_payment_failed", data)
+            )
+        if t == "invoice.payment_action_required":
+            data = {**base, "hosted_invoice_url": rec_i.hosted_invoice_url, "hard_decline": True}
+            return "processed", Handover(
+                cid, plan, CustomerEvent(f"stripe:{ev.id}", "stripe.invoice_action_required", data)
+            )
+        if t == "invoice.upcoming":
+            data = {**base, "period_end": _iso(rec_i.period_end)}
+            return "processed", Handover(
+                cid, plan, CustomerEvent(f"stripe:{ev.id}", "stripe.invoice_upcoming", data)
+            )
+        return "processed", None
+
+    if t.startswith("payment_intent.") or t.startswith("charge."):
+        if t.endswith((".succeeded", ".payment_failed", ".failed", ".processing", ".canceled")):
+            upsert_payment(session, parse_payment(obj))
+            return "processed", None
+        return "ignored", None
+
+    if t == "checkout.session.completed":
+        ref = obj.get("client_reference_id")
+        stripe_customer = obj.get("customer")
+        cid = None
+        if ref and session.get(Customer, ref) is not None:
+            cid = ref
+            row = session.get(Customer, ref)
+            if row is not None and row.stripe_customer_id is None and stripe_customer:
+                row.stripe_customer_id = str(stripe_customer)
+        else:
+            cid = resolve_customer(session, stripe_customer, dict(obj.get("metadata") or {}))
+        if cid is None:
+            return "processed", None
+        data = {
+            "stripe_subscription_id": obj.get("subscription"),
+            "stripe_customer_id": stripe_customer,
+            "mode": obj.get("mode"),
+        }
+        return "processed", Handover(
+            cid, _customer_plan(session, cid),
+            CustomerEvent(f"stripe:{ev.id}", "stripe.checkout_completed", data),
+        )
+
+    if t == "payment_method.attached":
+        cid = resolve_customer(session, obj.get("customer"), {})
+        if cid is None:
+            return "processed", None
+        row = session.get(Customer, cid)
+        if row is not None:
+            row.payment_method_on_file = True
+        return "processed", Handover(
+            cid, _customer_plan(session, cid),
+            CustomerEvent(f"stripe:{ev.id}", "payment_method_added", {"payment_method": obj.get("id")}),
+        )
+
+    if t in ("customer.created", "customer.updated"):
+        rec_c = parse_customer(obj)
+        cid = resolve_customer(session, rec_c.id, rec_c.metadata)  # links by metadata
+        if cid is not None and rec_c.email:
+            row = session.get(Customer, cid)
+            if row is not None and not row.email:
+                row.email = rec_c.email  # a customer adopted from Stripe learns its email
+        return "processed", None
+
+    return "ignored", None
+
+
+def process_event(factory: sessionmaker[Session], event_id: str) -> ProcessOutcome:
+    """Apply a recorded event to the mirror and mark it; never raises for bad events."""
+    try:
+        with session_scope(factory) as session:
+            row = session.get(StripeEvent, event_id)
+            if row is None:
+                return ProcessOutcome(event_id, "missing", error="no such event recorded")
+            ev = parse_event(row.payload)
+            status, handover = apply_event(session, ev)
+            row.status = status
+            row.error = None
+            row.attempts += 1
+            row.processed_at = dt.datetime.now(dt.UTC)
+            if status == "ignored":
+                log.info("stripe event %s (%s) not used by the engine; acknowledged", ev.id, ev.type)
+            return ProcessOutcome(event_id, status, handover)
+    except Exception as exc:  # noqa: BLE001 - recorded with its reason, counted, replayable
+        reason = f"{type(exc).__name__}: {exc}"
+        mark_failed(factory, event_id, reason)
+        log.error("stripe event %s failed: %s", event_id, reason)
+        return ProcessOutcome(event_id, "failed", error=reason)
+
+
+def mark_failed(factory: sessionmaker[Session], event_id: str, reason: str) -> None:
+    with session_scope(factory) as session:
+        row = session.get(StripeEvent, event_id)
+        if row is not None:
+            row.status = "failed"
+            row.error = reason[:2000]
+            row.attempts += 1
+            row.processed_at = dt.datetime.now(dt.UTC)
+
+
+def recent_events(session: Session, *, failed_only: bool = False, limit: int = 20) -> list[StripeEvent]:
+    stmt = select(StripeEvent).order_by(StripeEvent.received_at.desc(), StripeEvent.created.desc())
+    if failed_only:
+        stmt = stmt.where(StripeEvent.status == "failed")
+    return list(session.scalars(stmt.limit(limit)))
+
+
+# --- backfill -------------------------------------------------------------------------------
+
+
+@dataclass
+class BackfillReport:
+    customers_linked: int = 0
+    customers_adopted: int = 0
+    subscriptions: int = 0
+    invoices: int = 0
+    payments: int = 0
+
+
+def backfill(client: stripe.StripeClient, factory: sessionmaker[Session]) -> BackfillReport:
+    """Rebuild the mirror from Stripe's list endpoints (fresh install, or after an outage)."""
+    report = BackfillReport()
+    fetched = now_ts()
+    emails: dict[str, str | None] = {}
+    with session_scope(factory) as session:
+        for obj in client.v1.customers.list(params={"limit": 100}).auto_paging_iter():
+            rec_c = parse_customer(to_plain(obj))
+            emails[rec_c.id] = rec_c.email
+            if resolve_customer(session, rec_c.id, rec_c.metadata) is not None:
+                report.customers_linked += 1
+        session.flush()
+        subs = client.v1.subscriptions.list(params={"status": "all", "limit": 100})
+        for obj in subs.auto_paging_iter():
+            rec = parse_subscription(to_plain(obj))
+            res = upsert_subscription(session, rec, fetched, email=emails.get(rec.customer))
+            report.subscriptions += 1
+            report.customers_adopted += int(res.adopted)
+        for obj in client.v1.invoices.list(params={"limit": 100}).auto_paging_iter():
+            upsert_invoice(session, parse_invoice(to_plain(obj)), fetched)
+            report.invoices += 1
+        for obj in client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter():
+            upsert_payment(session, parse_payment(to_plain(obj)))
+            report.payments += 1
+    return report
+
+
+__all__ = [
+    "BackfillReport",
+    "CatalogNotSynced",
+    "HANDLED_EVENTS",
+    "Handover",
+    "MirrorResult",
+    "ProcessOutcome",
+    "ShapeError",
+    "StripeNotConfigured",
+    "SyncReport",
+    "active_price",
+    "apply_event",
+    "backfill",
+    "make_stripe_client",
+    "plan_id_for",
+    "process_event",
+    "record_event",
+    "recent_events",
+    "stage_for_status",
+    "sync_catalog",
+    "upsert_invoice",
+    "upsert_payment",
+    "upsert_subscription",
+]

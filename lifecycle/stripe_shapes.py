@@ -1,0 +1,361 @@
+"""Stripe objects as our own typed records: the one place that knows Stripe's shapes.
+
+Two shapes reach the engine:
+
+- the pinned API version (``lifecycle.settings.STRIPE_API_VERSION``, 2025-03-31 and later):
+  a subscription's ``current_period_start/end`` live on its items, an item carries a
+  ``price`` (and, for plan-backed prices, a ``plan``), an invoice names its subscription
+  under ``parent.subscription_details.subscription`` and has no ``charge``;
+- localstripe's 2017-08-15 shape: ``current_period_*`` on the subscription, ``plan`` on
+  items, ``subscription`` and ``charge`` (sometimes expanded) on the invoice, booleans
+  sent back as the strings ``"true"``/``"false"`` after an update.
+
+Everything else in the engine reads the records below, never raw Stripe dicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ShapeError(ValueError):
+    """A Stripe payload lacks a field the engine needs; the message names it."""
+
+
+def to_plain(obj: Any) -> Any:
+    """A ``stripe.StripeObject`` (or anything holding them) as plain dicts and lists."""
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if isinstance(obj, Mapping):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def _id(value: Any) -> str | None:
+    """An id from a field that may hold the id or the expanded object."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, Mapping):
+        return value.get("id")
+    return str(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.lower() == "true"
+    return bool(value)
+
+
+def _int(value: Any, default: int = 0) -> int:
+    if value is None or value == "":
+        return default
+    return int(value)
+
+
+def ts(value: Any) -> dt.datetime | None:
+    """Stripe epoch seconds as an aware UTC datetime."""
+    if value in (None, "", 0):
+        return None
+    return dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
+
+
+def _require(obj: Mapping[str, Any], key: str, what: str) -> Any:
+    if obj.get(key) in (None, ""):
+        raise ShapeError(f"{what} has no {key!r}")
+    return obj[key]
+
+
+def _metadata(obj: Mapping[str, Any]) -> dict[str, str]:
+    md = obj.get("metadata") or {}
+    return {str(k): str(v) for k, v in dict(md).items()}
+
+
+# --- records ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerRec:
+    id: str
+    email: str | None
+    name: str | None
+    metadata: dict[str, str]
+    default_payment_method: str | None
+    created: int
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class SubscriptionRec:
+    id: str
+    customer: str
+    status: str
+    plan_id: str | None  # the Stripe plan (= price) id of the first item
+    interval: str | None  # month | year
+    amount_cents: int  # per period, times quantity
+    currency: str
+    current_period_start: dt.datetime | None
+    current_period_end: dt.datetime | None
+    cancel_at_period_end: bool
+    cancel_at: dt.datetime | None
+    canceled_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    trial_end: dt.datetime | None
+    latest_invoice: str | None
+    created: int
+    metadata: dict[str, str] = field(default_factory=dict)
+    plan_metadata: dict[str, str] = field(default_factory=dict)
+    item_id: str | None = None
+    discount_coupon: str | None = None
+
+    @property
+    def is_live(self) -> bool:
+        """Still billing or able to (not ended)."""
+        return self.status not in ("canceled", "incomplete_expired")
+
+
+@dataclass(frozen=True)
+class InvoiceRec:
+    id: str
+    customer: str | None
+    customer_email: str | None
+    subscription: str | None
+    status: str  # draft | open | paid | void | uncollectible
+    amount_due_cents: int
+    amount_paid_cents: int
+    currency: str
+    attempt_count: int
+    period_start: dt.datetime | None
+    period_end: dt.datetime | None
+    paid_at: dt.datetime | None
+    created: int
+    billing_reason: str | None
+    charge: str | None  # 2017 shape only
+    payment_intent: str | None  # 2017 shape only
+    hosted_invoice_url: str | None = None
+    next_payment_attempt: dt.datetime | None = None
+    # failure of the last charge when the payload carries it (expanded charge)
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentRec:
+    id: str  # pi_... or ch_...
+    object: str  # payment_intent | charge
+    customer: str | None
+    invoice: str | None
+    amount_cents: int
+    currency: str
+    status: str  # succeeded | failed | processing | requires_action | ...
+    failure_code: str | None
+    failure_message: str | None
+    created: int
+    payment_intent: str | None = None  # for a charge: its payment intent, if any
+
+
+@dataclass(frozen=True)
+class EventRec:
+    id: str
+    type: str
+    created: int
+    livemode: bool
+    api_version: str | None
+    object: dict[str, Any]
+    previous_attributes: dict[str, Any]
+
+    @property
+    def object_type(self) -> str | None:
+        return self.object.get("object")
+
+
+# --- parsers ------------------------------------------------------------------------------
+
+
+def parse_event(payload: Mapping[str, Any]) -> EventRec:
+    if payload.get("object") not in (None, "event"):
+        raise ShapeError(f"not an event object: object={payload.get('object')!r}")
+    data = payload.get("data")
+    if not isinstance(data, Mapping) or not isinstance(data.get("object"), Mapping):
+        raise ShapeError("event has no 'data.object'")
+    return EventRec(
+        id=str(_require(payload, "id", "event")),
+        type=str(_require(payload, "type", "event")),
+        created=_int(_require(payload, "created", "event")),
+        livemode=_bool(payload.get("livemode", False)),
+        api_version=payload.get("api_version"),
+        object=dict(data["object"]),
+        previous_attributes=dict(data.get("previous_attributes") or {}),
+    )
+
+
+def parse_customer(obj: Mapping[str, Any]) -> CustomerRec:
+    settings = obj.get("invoice_settings") or {}
+    return CustomerRec(
+        id=str(_require(obj, "id", "customer")),
+        email=obj.get("email"),
+        name=obj.get("name"),
+        metadata=_metadata(obj),
+        default_payment_method=_id(settings.get("default_payment_method"))
+        or _id(obj.get("default_source")),
+        created=_int(obj.get("created")),
+        deleted=_bool(obj.get("deleted", False)),
+    )
+
+
+def parse_subscription(obj: Mapping[str, Any]) -> SubscriptionRec:
+    sid = str(_require(obj, "id", "subscription"))
+    items = (obj.get("items") or {}).get("data") or []
+    item: Mapping[str, Any] = items[0] if items else {}
+    plan = item.get("plan") or obj.get("plan") or {}
+    price = item.get("price") or {}
+    if not isinstance(plan, Mapping):
+        plan = {"id": plan}
+    if not isinstance(price, Mapping):
+        price = {"id": price}
+    quantity = _int(item.get("quantity"), 1) or 1
+    if plan.get("amount") is not None:
+        unit = _int(plan.get("amount"))
+    else:
+        unit = _int(price.get("unit_amount"))
+    interval = plan.get("interval") or (price.get("recurring") or {}).get("interval")
+    # Current shape: periods on the item; 2017 shape: on the subscription.
+    period_start = item.get("current_period_start") or obj.get("current_period_start")
+    period_end = item.get("current_period_end") or obj.get("current_period_end")
+    discount = obj.get("discount") or {}
+    coupon = None
+    if isinstance(discount, Mapping) and discount:
+        coupon = _id(discount.get("coupon")) or _id(
+            (discount.get("source") or {}).get("coupon")
+        )
+    elif obj.get("discounts"):
+        first = obj["discounts"][0]
+        coupon = _id(first.get("coupon")) if isinstance(first, Mapping) else None
+    return SubscriptionRec(
+        id=sid,
+        customer=str(_id(_require(obj, "customer", f"subscription {sid}"))),
+        status=str(_require(obj, "status", f"subscription {sid}")),
+        plan_id=_id(plan.get("id")) or _id(price.get("id")),
+        interval=interval,
+        amount_cents=unit * quantity,
+        currency=str(plan.get("currency") or price.get("currency") or obj.get("currency") or "usd"),
+        current_period_start=ts(period_start),
+        current_period_end=ts(period_end),
+        cancel_at_period_end=_bool(obj.get("cancel_at_period_end", False)),
+        cancel_at=ts(obj.get("cancel_at")),
+        canceled_at=ts(obj.get("canceled_at")),
+        ended_at=ts(obj.get("ended_at")),
+        trial_end=ts(obj.get("trial_end")),
+        latest_invoice=_id(obj.get("latest_invoice")),
+        created=_int(obj.get("created")),
+        metadata=_metadata(obj),
+        plan_metadata=_metadata(plan) or _metadata(price),
+        item_id=_id(item.get("id")),
+        discount_coupon=coupon,
+    )
+
+
+def parse_invoice(obj: Mapping[str, Any]) -> InvoiceRec:
+    iid = str(_require(obj, "id", "invoice"))
+    parent = obj.get("parent") or {}
+    subscription = _id(obj.get("subscription")) or _id(
+        (parent.get("subscription_details") or {}).get("subscription")
+    )
+    transitions = obj.get("status_transitions") or {}
+    charge = obj.get("charge")
+    failure_code = failure_message = None
+    if isinstance(charge, Mapping):
+        failure_code = charge.get("failure_code")
+        failure_message = charge.get("failure_message")
+    pi = obj.get("payment_intent")
+    if isinstance(pi, Mapping) and not failure_code:
+        err = pi.get("last_payment_error") or {}
+        failure_code = err.get("decline_code") or err.get("code")
+        failure_message = err.get("message")
+    status = obj.get("status")
+    if status is None:  # very old shape: booleans only
+        status = "paid" if _bool(obj.get("paid")) else "open"
+    return InvoiceRec(
+        id=iid,
+        customer=_id(obj.get("customer")),
+        customer_email=obj.get("customer_email"),
+        subscription=subscription,
+        status=str(status),
+        amount_due_cents=_int(obj.get("amount_due")),
+        amount_paid_cents=_int(obj.get("amount_paid")),
+        currency=str(obj.get("currency") or "usd"),
+        attempt_count=_int(obj.get("attempt_count")),
+        period_start=ts(obj.get("period_start")),
+        period_end=ts(obj.get("period_end")),
+        paid_at=ts(transitions.get("paid_at")),
+        created=_int(obj.get("created") or obj.get("date")),
+        billing_reason=obj.get("billing_reason"),
+        charge=_id(charge),
+        payment_intent=_id(pi),
+        hosted_invoice_url=obj.get("hosted_invoice_url"),
+        next_payment_attempt=ts(obj.get("next_payment_attempt")),
+        failure_code=failure_code,
+        failure_message=failure_message,
+    )
+
+
+def parse_payment(obj: Mapping[str, Any]) -> PaymentRec:
+    """A payment intent or a charge."""
+    pid = str(_require(obj, "id", "payment"))
+    kind = obj.get("object") or ("charge" if pid.startswith("ch_") else "payment_intent")
+    if kind == "charge":
+        status = str(obj.get("status") or "pending")
+        return PaymentRec(
+            id=pid,
+            object="charge",
+            customer=_id(obj.get("customer")),
+            invoice=_id(obj.get("invoice")),
+            amount_cents=_int(obj.get("amount")),
+            currency=str(obj.get("currency") or "usd"),
+            status=status,
+            failure_code=obj.get("failure_code"),
+            failure_message=obj.get("failure_message"),
+            created=_int(obj.get("created")),
+            payment_intent=_id(obj.get("payment_intent")),
+        )
+    err = obj.get("last_payment_error") or {}
+    status = str(obj.get("status") or "processing")
+    if err and status == "requires_payment_method":
+        status = "failed"
+    return PaymentRec(
+        id=pid,
+        object="payment_intent",
+        customer=_id(obj.get("customer")),
+        invoice=_id(obj.get("invoice")),
+        amount_cents=_int(obj.get("amount")),
+        currency=str(obj.get("currency") or "usd"),
+        status=status,
+        failure_code=(err.get("decline_code") or err.get("code")) if err else None,
+        failure_message=err.get("message") if err else None,
+        created=_int(obj.get("created")),
+    )
+
+
+# Decline codes that a retry cannot fix: the card must be updated (DESIGN.md, "hard
+# declines are not retried").
+HARD_DECLINES = frozenset(
+    {
+        "expired_card",
+        "stolen_card",
+        "lost_card",
+        "pickup_card",
+        "restricted_card",
+        "invalid_account",
+        "incorrect_number",
+        "invalid_number",
+        "authentication_required",
+    }
+)
+
+
+def is_hard_decline(code: str | None) -> bool:
+    return bool(code) and code in HARD_DECLINES
