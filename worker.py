@@ -17,23 +17,32 @@ from temporalio.worker import Worker
 
 from activities.email import EmailActivities
 from activities.store import StoreActivities
+from activities.stripe import StripeActivities
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.email import make_provider
 from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect, ensure_search_attributes
 from workflows.customer import CustomerWorkflow
 from workflows.onboarding import OnboardingWorkflow
+from workflows.plan_change import PlanChangeWorkflow
 from workflows.trial import TrialWorkflow
 from workflows.usage_nudge import UsageNudgeWorkflow
 
-WORKFLOWS: Sequence[type] = (CustomerWorkflow, TrialWorkflow, OnboardingWorkflow, UsageNudgeWorkflow)
+WORKFLOWS: Sequence[type] = (
+    CustomerWorkflow,
+    TrialWorkflow,
+    OnboardingWorkflow,
+    UsageNudgeWorkflow,
+    PlanChangeWorkflow,
+)
 
 
 def build_activities(settings: Settings, session_factory: sessionmaker[Session]) -> list[Callable[..., Any]]:
     """Every activity, bound to its clients (built once per worker)."""
     store = StoreActivities(session_factory)
     email = EmailActivities(session_factory, settings, make_provider(settings))
-    return [store.record_event, email.send_email]
+    stripe_acts = StripeActivities.from_settings(settings, session_factory)
+    return [store.record_event, email.send_email, *stripe_acts.all()]
 
 
 def build_worker(

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import stripe
-from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -38,7 +37,9 @@ from lifecycle.billing import (
     MD_KEY,
     MD_PLAN,
     CatalogNotSynced,
+    StripeNotConfigured,
     active_price,
+    make_stripe_client,
     now_ts,
     upsert_invoice,
     upsert_subscription,
@@ -67,6 +68,7 @@ from lifecycle.billing_messages import (
 )
 from lifecycle.db import session_scope
 from lifecycle.models import Customer, StripeObject
+from lifecycle.settings import Settings
 from lifecycle.stripe_shapes import (
     SubscriptionRec,
     is_hard_decline,
@@ -113,26 +115,46 @@ class StripeActivities:
 
     def __init__(
         self,
-        client: stripe.StripeClient,
+        client: stripe.StripeClient | None,
         session_factory: sessionmaker[Session],
         *,
         localstripe_compat: bool = False,
     ) -> None:
-        self.client = client
+        self._client = client
         self.sessions = session_factory
         # localstripe answers 500 to proration_behavior and discounts; with this flag
         # (settings.stripe_localstripe_compat, for `lifecycle dev`) they are left out.
         self.localstripe_compat = localstripe_compat
 
+    @classmethod
+    def from_settings(cls, settings: Settings, session_factory: sessionmaker[Session]) -> StripeActivities:
+        """The worker's instance; without LIFECYCLE_STRIPE_API_KEY every call fails with that reason."""
+        try:
+            client = make_stripe_client(settings)
+        except StripeNotConfigured:
+            client = None
+        return cls(client, session_factory, localstripe_compat=settings.stripe_localstripe_compat)
+
     # --- plumbing ----------------------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._client is None:
+            raise _business(
+                "Stripe is not configured: set LIFECYCLE_STRIPE_API_KEY (and LIFECYCLE_STRIPE_API_BASE "
+                "for localstripe)",
+                "StripeNotConfigured",
+            )
         try:
             return await asyncio.to_thread(fn, *args)
         except stripe.StripeError as exc:
             raise stripe_error(exc) from exc
         except CatalogNotSynced as exc:
             raise _business(str(exc), "CatalogNotSynced") from exc
+
+    @property
+    def client(self) -> stripe.StripeClient:
+        assert self._client is not None
+        return self._client
 
     def _opts(self, key: str) -> dict[str, Any]:
         return {"idempotency_key": key}
@@ -240,6 +262,17 @@ class StripeActivities:
             )
         return newest.id
 
+    def _attach(self, stripe_customer_id: str, payment_method_id: str, key: str) -> None:
+        """Attach a card (e.g. collected by Stripe Elements) and make it the default."""
+        pm = self.client.v1.payment_methods.attach(
+            payment_method_id,
+            params={"customer": stripe_customer_id},
+            options=self._opts(key),  # type: ignore[arg-type]
+        )
+        self.client.v1.customers.update(
+            stripe_customer_id, params={"invoice_settings": {"default_payment_method": pm.id}}
+        )
+
     @activity.defn(name="stripe_ensure_customer")
     async def ensure_customer(self, input: EnsureCustomerInput) -> EnsureCustomerResult:
         """Create the customer in Stripe once (or find the one an earlier attempt made)."""
@@ -287,6 +320,8 @@ class StripeActivities:
             plan_id = active_price(session, input.plan, input.interval).stripe_plan_id
         cus = self._ensure_customer(input.customer_id, f"{key}:customer")
         sub_id = self._recorded(key) or self._find_subscription_by_key(cus.stripe_customer_id, key)
+        if sub_id is None and input.payment_method_id:
+            self._attach(cus.stripe_customer_id, input.payment_method_id, f"{key}:payment-method")
         if sub_id is None:
             if self._default_payment_method(cus.stripe_customer_id) is None:
                 return SubscriptionResult(
@@ -530,16 +565,3 @@ class StripeActivities:
             self.create_coupon,
         ]
 
-
-def customer_has_subscription(session: Session, customer_id: str) -> str | None:
-    """The customer's live subscription id in the mirror, if any."""
-    from lifecycle.models import Subscription
-
-    return session.scalar(
-        select(Subscription.stripe_subscription_id)
-        .where(
-            Subscription.customer_id == customer_id,
-            Subscription.status.not_in(("canceled", "incomplete_expired")),
-        )
-        .order_by(Subscription.id.desc())
-    )

@@ -4,8 +4,6 @@ One dataclass in, one out; new fields get defaults so running histories still de
 No PII: customers are ids, Stripe objects are ids.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +18,30 @@ OUTCOME_UNCHANGED = "unchanged"  # already in the asked-for state
 OUTCOME_CANCELED = "canceled"
 OUTCOME_CANCEL_SCHEDULED = "cancel_scheduled"  # cancels at period end
 OUTCOME_CHANGE_SCHEDULED = "change_scheduled"  # downgrade applies at period end
+
+
+@dataclass
+class BillingState:
+    """What the customer's workflow knows of its subscription (kept across continue-as-new)."""
+
+    stripe_subscription_id: str | None = None
+    status: str | None = None  # Stripe's status: active, past_due, canceled, incomplete, ...
+    plan: str | None = None
+    interval: str | None = None
+    cancel_at_period_end: bool = False
+    current_period_end: datetime | None = None
+    pending_plan: str | None = None  # a downgrade waiting for the period end
+    pending_interval: str | None = None
+    pending_change_workflow: str | None = None
+    imported: bool = False  # a customer from Stripe whose details were fetched
+
+    @property
+    def live(self) -> bool:
+        return bool(self.stripe_subscription_id) and self.status not in (
+            None,
+            "canceled",
+            "incomplete_expired",
+        )
 
 
 @dataclass
@@ -42,6 +64,7 @@ class StartSubscriptionInput:
     idempotency_key: str  # derived from the workflow and step
     interval: str = "month"
     coupon: str | None = None  # e.g. a win-back offer
+    payment_method_id: str | None = None  # attach this card first (e.g. from Stripe Elements)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from lifecycle.billing_messages import BillingState
 from lifecycle.policy import CampaignPolicy, EmailStep, UsagePolicy
 
 # Lifecycle stages (DESIGN.md: trialing -> active -> past_due -> active | canceled,
@@ -64,6 +65,7 @@ class CustomerState:
     seen_event_ids: list[str] = field(default_factory=list)
     stage_changed_at: datetime | None = None
     runs: int = 1  # how many runs (continue-as-new) this entity has had
+    billing: BillingState = field(default_factory=BillingState)
 
 
 @dataclass
@@ -75,6 +77,9 @@ class CustomerWorkflowInput:
     pending: list[CustomerEvent] = field(default_factory=list)  # carried over on continue-as-new
     # continue-as-new after this many events in one run, or when Temporal suggests it
     max_events_per_run: int = 1000
+    # signup: begins with the trial and onboarding; stripe: a customer that first
+    # appeared in Stripe (e.g. subscribed in the dashboard), whose stage comes from billing
+    origin: str = "signup"
 
 
 # --- campaigns --------------------------------------------------------------------------

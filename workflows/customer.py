@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         customer_workflow_id,
     )
     from lifecycle.temporal import CUSTOMER_ID, LIFECYCLE_STAGE, PLAN, customer_search_attributes
+    from workflows.billing import BillingMixin
     from workflows.onboarding import OnboardingWorkflow
     from workflows.trial import TrialWorkflow
     from workflows.usage_nudge import UsageNudgeWorkflow, usage_workflow_id
@@ -45,7 +46,7 @@ STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interva
 
 
 @workflow.defn
-class CustomerWorkflow:
+class CustomerWorkflow(BillingMixin):
     @workflow.init
     def __init__(self, input: CustomerWorkflowInput) -> None:
         self._input = input
@@ -59,7 +60,9 @@ class CustomerWorkflow:
             "payment_method_added": self._on_payment_method_added,
             "campaign_finished": self._on_campaign_finished,
             "usage_threshold": self._on_usage_threshold,
+            **self._billing_handlers(),  # type: ignore[dict-item]
         }
+        self._init_billing()
 
     # --- messages -----------------------------------------------------------------------
 
@@ -85,7 +88,7 @@ class CustomerWorkflow:
 
     @workflow.run
     async def run(self, input: CustomerWorkflowInput) -> None:
-        if input.state is None:
+        if input.state is None and input.origin == "signup":
             await self._begin_trial()
         while True:
             await workflow.wait_condition(lambda: bool(self._pending) or self._should_continue_as_new())
@@ -104,6 +107,7 @@ class CustomerWorkflow:
                         state=self._state,
                         pending=self._pending,
                         max_events_per_run=self._input.max_events_per_run,
+                        origin=self._input.origin,
                     )
                 )
 
@@ -173,7 +177,10 @@ class CustomerWorkflow:
         self._state.campaigns.pop(campaign, None)
         self._state.outcomes[campaign] = outcome
         if campaign == "trial" and self._state.stage == TRIALING:
-            await self._set_stage(ACTIVE if outcome == "converted" else EXPIRED, cause=event.event_id)
+            if outcome == "converted" and workflow.patched("stripe-trial-conversion"):
+                await self._convert_trial(cause=event.event_id)  # a real subscription in Stripe
+            else:
+                await self._set_stage(ACTIVE if outcome == "converted" else EXPIRED, cause=event.event_id)
 
     async def _on_usage_threshold(self, event: CustomerEvent) -> None:
         """A usage counter crossed 80 % or 100 %: one email per metric, period and threshold."""

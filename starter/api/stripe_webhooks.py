@@ -28,6 +28,7 @@ from lifecycle.billing import Handover, mark_failed, process_event, record_event
 from lifecycle.db import session_scope
 from lifecycle.settings import Settings
 from lifecycle.stripe_shapes import ShapeError, parse_event
+from starter.events import signal_customer, start_input
 
 log = logging.getLogger("lifecycle.webhooks.stripe")
 
@@ -64,15 +65,13 @@ def _signature_reason(exc: stripe.SignatureVerificationError) -> str:
 
 
 async def hand_over(temporal: Any, settings: Settings, handover: Handover) -> None:
-    """Signal the customer's workflow, starting it if none runs."""
-    from starter.events import signal_customer  # the foundation's signal-with-start helper
-
-    from lifecycle.messages import CustomerWorkflowInput
-    from lifecycle.policy import load_policy
-
-    policy = load_policy(settings.policy_path, day_seconds=settings.day_seconds)
-    start = CustomerWorkflowInput(customer_id=handover.customer_id, plan=handover.plan, policy=policy)
-    await signal_customer(temporal, handover.customer_id, handover.event, start=start)
+    """Signal the customer's workflow; where none runs, start one whose stage comes from
+    billing (origin "stripe": no trial for a customer who is already paying)."""
+    start = start_input(settings, handover.customer_id, handover.plan)
+    start.origin = "stripe"
+    await signal_customer(
+        temporal, handover.customer_id, handover.event, start=start, task_queue=settings.task_queue
+    )
 
 
 async def process_and_hand_over(
@@ -149,7 +148,7 @@ async def stripe_webhook(request: Request, background: BackgroundTasks) -> dict[
         WEBHOOK_EVENTS.labels(ev.type, "duplicate").inc()
         log.info("stripe event %s (%s) redelivered; already recorded", ev.id, ev.type)
         return {"received": True, "duplicate": True, "id": ev.id}
-    temporal = getattr(state, "temporal_client", None)
+    temporal = getattr(state, "temporal", None)
     background.add_task(
         process_and_hand_over, factory, temporal, settings, ev.id, ev.type, received
     )

@@ -1,0 +1,209 @@
+"""/v1/customers/{id}/subscription: subscribe, change tier or interval, cancel.
+
+Each write goes through the customer's workflow as a validated update, so the lifecycle
+knows, a bad request is refused with the reason (nothing happens in Stripe), and the
+answer is the resulting subscription. The request's ``request_id`` (or a fresh one)
+is the update id: a client retry with the same id gets the first answer, not a second
+subscription.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from lifecycle import catalog
+from lifecycle.billing_messages import SubscriptionRequest, SubscriptionResult
+from lifecycle.messages import customer_workflow_id
+from lifecycle.models import Subscription
+from starter.api.customers import get_customer_or_404
+from starter.api.deps import SessionDep, TemporalDep
+from workflows.customer import CustomerWorkflow
+
+router = APIRouter(prefix="/v1/customers", tags=["subscriptions"])
+
+Interval = Literal["month", "year"]
+REQUEST_ID = r"^[A-Za-z0-9_.:-]{1,100}$"
+
+
+def _check_plan(v: str | None) -> str | None:
+    if v is not None and v not in catalog.PLANS_BY_CODE:
+        raise ValueError(f"unknown plan; expected one of {', '.join(catalog.PLANS_BY_CODE)}")
+    return v
+
+
+class SubscribeBody(BaseModel):
+    plan: str = Field(description="tier: " + ", ".join(catalog.PLANS_BY_CODE))
+    interval: Interval = "month"
+    payment_method_id: str | None = Field(
+        default=None, max_length=200, description="a Stripe payment method to attach first (pm_...)"
+    )
+    request_id: str | None = Field(default=None, pattern=REQUEST_ID, description="your id; a retry reuses it")
+
+    _plan = field_validator("plan")(classmethod(lambda cls, v: _check_plan(v)))
+
+
+class ChangeBody(BaseModel):
+    plan: str | None = None
+    interval: Interval | None = None
+    request_id: str | None = Field(default=None, pattern=REQUEST_ID)
+
+    _plan = field_validator("plan")(classmethod(lambda cls, v: _check_plan(v)))
+
+
+class SubscriptionView(BaseModel):
+    customer_id: str
+    outcome: str
+    stripe_subscription_id: str | None
+    status: str | None
+    plan: str | None
+    interval: str | None
+    amount_cents: int
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+    latest_invoice_id: str | None
+    latest_invoice_status: str | None
+    pending_plan: str | None
+    pending_interval: str | None
+    reason: str | None = None
+
+
+def _view(customer_id: str, r: SubscriptionResult) -> SubscriptionView:
+    return SubscriptionView(
+        customer_id=customer_id,
+        outcome=r.outcome,
+        stripe_subscription_id=r.stripe_subscription_id,
+        status=r.status,
+        plan=r.plan,
+        interval=r.interval,
+        amount_cents=r.amount_cents,
+        current_period_end=r.current_period_end,
+        cancel_at_period_end=r.cancel_at_period_end,
+        latest_invoice_id=r.latest_invoice_id,
+        latest_invoice_status=r.latest_invoice_status,
+        pending_plan=r.pending_plan,
+        pending_interval=r.pending_interval,
+        reason=r.reason,
+    )
+
+
+_STATUS_BY_TYPE = {
+    "NoPaymentMethod": status.HTTP_402_PAYMENT_REQUIRED,
+    "StripeRequestError": status.HTTP_502_BAD_GATEWAY,
+    "StripeFailed": status.HTTP_502_BAD_GATEWAY,
+    "StripeUnavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+    "StripeNotConfigured": status.HTTP_503_SERVICE_UNAVAILABLE,
+    "CatalogNotSynced": status.HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+
+async def _update(client: TemporalDep, customer_id: str, req: SubscriptionRequest) -> SubscriptionResult:
+    handle = client.get_workflow_handle(customer_workflow_id(customer_id))
+    try:
+        return await handle.execute_update(
+            CustomerWorkflow.change_subscription,
+            req,
+            id=f"subscription:{req.request_id}",
+            result_type=SubscriptionResult,
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = getattr(cause, "message", None) or str(cause or exc)
+        kind = cause.type if isinstance(cause, ApplicationError) else None
+        code = _STATUS_BY_TYPE.get(kind or "")
+        if code is None:  # refused by the validator: the request does not fit the state
+            field = message.split(":", 1)[0]
+            code = 422 if field in ("plan", "interval", "action") else status.HTTP_409_CONFLICT
+        raise HTTPException(code, message) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(404, f"customer {customer_id!r} has no running lifecycle workflow") from None
+        raise HTTPException(
+            503, f"Temporal could not take the request: {exc.message}", headers={"Retry-After": "5"}
+        ) from None
+    except RuntimeError as exc:  # lazy client could not connect
+        raise HTTPException(503, f"Temporal is unreachable: {exc}", headers={"Retry-After": "5"}) from None
+
+
+@router.post("/{customer_id}/subscription", response_model=SubscriptionView, status_code=201)
+async def subscribe(
+    customer_id: str, body: SubscribeBody, session: SessionDep, client: TemporalDep
+) -> SubscriptionView:
+    """Subscribe to a tier and interval (charges the first invoice), or undo a pending cancellation."""
+    get_customer_or_404(session, customer_id)
+    session.close()
+    req = SubscriptionRequest(
+        action="create",
+        request_id=body.request_id or uuid.uuid4().hex,
+        plan=body.plan,
+        interval=body.interval,
+        detail={"payment_method_id": body.payment_method_id} if body.payment_method_id else {},
+    )
+    return _view(customer_id, await _update(client, customer_id, req))
+
+
+@router.patch("/{customer_id}/subscription", response_model=SubscriptionView)
+async def change(
+    customer_id: str, body: ChangeBody, session: SessionDep, client: TemporalDep
+) -> SubscriptionView:
+    """Change tier or interval: an upgrade applies now (prorated), a downgrade at the period end."""
+    get_customer_or_404(session, customer_id)
+    session.close()
+    req = SubscriptionRequest(
+        action="change",
+        request_id=body.request_id or uuid.uuid4().hex,
+        plan=body.plan,
+        interval=body.interval,
+    )
+    return _view(customer_id, await _update(client, customer_id, req))
+
+
+@router.delete("/{customer_id}/subscription", response_model=SubscriptionView)
+async def cancel(
+    customer_id: str,
+    session: SessionDep,
+    client: TemporalDep,
+    at_once: Annotated[bool, Query(description="cancel now instead of at the period end")] = False,
+    request_id: Annotated[str | None, Query(pattern=REQUEST_ID)] = None,
+) -> SubscriptionView:
+    """Cancel at the end of the paid period (default), or now with ``?at_once=true``."""
+    get_customer_or_404(session, customer_id)
+    session.close()
+    req = SubscriptionRequest(action="cancel", request_id=request_id or uuid.uuid4().hex, at_once=at_once)
+    return _view(customer_id, await _update(client, customer_id, req))
+
+
+@router.get("/{customer_id}/subscription", response_model=SubscriptionView)
+async def current(customer_id: str, session: SessionDep, response: Response) -> SubscriptionView:
+    """The customer's latest subscription as mirrored from Stripe (no Stripe call)."""
+    get_customer_or_404(session, customer_id)
+    row = session.scalar(
+        select(Subscription)
+        .where(Subscription.customer_id == customer_id)
+        .order_by(Subscription.stripe_version_ts.desc(), Subscription.id.desc())
+    )
+    if row is None:
+        raise HTTPException(404, f"customer {customer_id!r} has no subscription")
+    return SubscriptionView(
+        customer_id=customer_id,
+        outcome="mirror",
+        stripe_subscription_id=row.stripe_subscription_id,
+        status=row.status,
+        plan=row.plan_code,
+        interval=row.interval,
+        amount_cents=row.amount_cents,
+        current_period_end=row.current_period_end,
+        cancel_at_period_end=row.cancel_at_period_end,
+        latest_invoice_id=None,
+        latest_invoice_status=None,
+        pending_plan=None,
+        pending_interval=None,
+    )

@@ -1,0 +1,391 @@
+"""The customer's subscription, as CustomerWorkflow handles it (a mixin of that workflow).
+
+- ``change_subscription`` is a validated update: the HTTP API's create / change / cancel
+  requests arrive here, a bad request is refused by the validator with a reason (the
+  workflow is untouched), a good one runs the Stripe activity and answers with the
+  resulting subscription. Upgrades apply now with proration; downgrades wait for the end
+  of the paid period in a ``customer-{id}/plan-change/{request}`` child workflow.
+- A trial that converts (payment method on file) starts a real subscription.
+- Billing events from the Stripe webhooks (``stripe.subscription``, ``stripe.invoice_paid``,
+  ``stripe.invoice_payment_failed`` ...) move the stage: active, past_due, canceled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.stripe import StripeActivities
+    from lifecycle import catalog
+    from lifecycle.billing_messages import (
+        INTERVALS,
+        OUTCOME_ACTIVE,
+        OUTCOME_CHANGE_SCHEDULED,
+        OUTCOME_NO_PAYMENT_METHOD,
+        OUTCOME_PAYMENT_FAILED,
+        BillingState,
+        CancelInput,
+        ChangePlanInput,
+        ImportCustomerInput,
+        PlanChangeInput,
+        ReactivateInput,
+        StartSubscriptionInput,
+        SubscriptionRequest,
+        SubscriptionResult,
+    )
+    from lifecycle.messages import (
+        ACTIVE,
+        CANCELED,
+        EXPIRED,
+        PAST_DUE,
+        TRIALING,
+        WON_BACK,
+        CustomerEvent,
+        campaign_workflow_id,
+    )
+    from lifecycle.temporal import PLAN
+    from workflows.plan_change import PlanChangeWorkflow
+
+if TYPE_CHECKING:
+    from lifecycle.messages import CustomerState
+
+# Stripe calls: transient failures (network, 429, 5xx) retry with backoff; a refusal
+# (other 4xx) is non-retryable and fails at once with Stripe's message.
+STRIPE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=6,
+)
+STRIPE_TIMEOUT = timedelta(seconds=60)
+
+PAID_STAGES = (ACTIVE, WON_BACK)
+
+
+def annual_cents(plan: str, interval: str) -> int:
+    price = catalog.get_plan(plan).price_cents(interval)
+    return price * 12 if interval == "month" else price
+
+
+class BillingMixin:
+    """Subscription handling for CustomerWorkflow (which provides the state and helpers)."""
+
+    _state: CustomerState
+    _billing_lock: asyncio.Lock
+
+    async def _set_stage(self, stage: str, *, cause: str) -> None:  # provided by the workflow
+        raise NotImplementedError
+
+    def _init_billing(self) -> None:
+        self._billing_lock = asyncio.Lock()
+
+    @property
+    def _billing(self) -> BillingState:
+        return self._state.billing
+
+    def _billing_handlers(self) -> dict[str, object]:
+        return {
+            "stripe.subscription": self._on_stripe_subscription,
+            "stripe.invoice_paid": self._on_invoice_paid,
+            "stripe.invoice_payment_failed": self._on_invoice_payment_failed,
+            "stripe.invoice_action_required": self._on_invoice_payment_failed,
+            "stripe.trial_will_end": self._on_billing_notice,
+            "stripe.invoice_upcoming": self._on_billing_notice,
+            "stripe.checkout_completed": self._on_billing_notice,
+            "billing.plan_changed": self._on_plan_changed,
+        }
+
+    # --- the update the HTTP API calls -------------------------------------------------------
+
+    @workflow.update
+    async def change_subscription(self, req: SubscriptionRequest) -> SubscriptionResult:
+        async with self._billing_lock:
+            b = self._billing
+            if req.action == "create":
+                if b.live and b.cancel_at_period_end:
+                    return await self._reactivate(req)
+                return await self._subscribe(req)
+            if req.action == "change":
+                return await self._change(req)
+            return await self._cancel(req)
+
+    @change_subscription.validator
+    def _validate_change_subscription(self, req: SubscriptionRequest) -> None:
+        b = self._billing
+        if req.action not in ("create", "change", "cancel"):
+            raise ApplicationError(f"action: expected create, change or cancel, got {req.action!r}")
+        if req.plan is not None and req.plan not in catalog.PLANS_BY_CODE:
+            raise ApplicationError(
+                f"plan: unknown plan {req.plan!r}; expected one of {', '.join(catalog.PLANS_BY_CODE)}"
+            )
+        if req.interval is not None and req.interval not in INTERVALS:
+            raise ApplicationError(f"interval: expected one of {', '.join(INTERVALS)}, got {req.interval!r}")
+        if req.action == "create":
+            if not req.plan:
+                raise ApplicationError("plan: required to subscribe")
+            if b.live and not b.cancel_at_period_end:
+                raise ApplicationError(
+                    f"already subscribed to {b.plan} ({b.interval}ly, {b.status}); "
+                    "use PATCH to change the plan"
+                )
+        elif req.action == "change":
+            if not b.live:
+                raise ApplicationError("no active subscription to change; subscribe first (POST)")
+            if not req.plan and not req.interval:
+                raise ApplicationError("plan or interval: give at least one to change")
+            plan, interval = req.plan or b.plan, req.interval or b.interval
+            if (plan, interval) == (b.plan, b.interval) and not b.pending_plan:
+                raise ApplicationError(f"already on {plan} ({interval}ly)")
+        else:
+            if not b.live:
+                raise ApplicationError("no active subscription to cancel")
+            if b.cancel_at_period_end and not req.at_once:
+                raise ApplicationError("already set to cancel at the end of the period")
+
+    def _key(self, req: SubscriptionRequest, step: str) -> str:
+        return f"{workflow.info().workflow_id}:subscription:{req.request_id}:{step}"
+
+    async def _stripe(self, fn: object, arg: object) -> object:
+        try:
+            return await workflow.execute_activity_method(
+                fn,  # type: ignore[arg-type]
+                arg,
+                start_to_close_timeout=STRIPE_TIMEOUT,
+                retry_policy=STRIPE_RETRY,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            message = cause.message if isinstance(cause, FailureError) else str(err)
+            kind = cause.type if isinstance(cause, ApplicationError) else None
+            raise ApplicationError(message, type=kind or "StripeFailed", non_retryable=True) from err
+
+    async def _subscribe(self, req: SubscriptionRequest) -> SubscriptionResult:
+        assert req.plan
+        result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]
+            StripeActivities.start_subscription,
+            StartSubscriptionInput(
+                customer_id=self._state.customer_id,
+                plan=req.plan,
+                interval=req.interval or "month",
+                idempotency_key=self._key(req, "start"),
+                payment_method_id=req.detail.get("payment_method_id"),
+            ),
+        )
+        if result.outcome == OUTCOME_NO_PAYMENT_METHOD:
+            raise ApplicationError(
+                "payment method: none on file in Stripe; add a card first", type="NoPaymentMethod"
+            )
+        await self._apply_result(result, cause=f"subscription:{req.request_id}")
+        return result
+
+    async def _reactivate(self, req: SubscriptionRequest) -> SubscriptionResult:
+        result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]
+            StripeActivities.reactivate_subscription,
+            ReactivateInput(
+                customer_id=self._state.customer_id,
+                idempotency_key=self._key(req, "reactivate"),
+                stripe_subscription_id=self._billing.stripe_subscription_id,
+                plan=req.plan,
+                interval=req.interval or self._billing.interval or "month",
+            ),
+        )
+        await self._apply_result(result, cause=f"subscription:{req.request_id}")
+        return result
+
+    async def _change(self, req: SubscriptionRequest) -> SubscriptionResult:
+        b = self._billing
+        assert b.stripe_subscription_id and b.plan and b.interval
+        plan, interval = req.plan or b.plan, req.interval or b.interval
+        await self._drop_pending_change()
+        if (plan, interval) == (b.plan, b.interval):  # only undoing a scheduled downgrade
+            return self._describe(b)
+        if annual_cents(plan, interval) > annual_cents(b.plan, b.interval):
+            result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]
+                StripeActivities.change_plan,
+                ChangePlanInput(
+                    customer_id=self._state.customer_id,
+                    stripe_subscription_id=b.stripe_subscription_id,
+                    plan=plan,
+                    interval=interval,
+                    idempotency_key=self._key(req, "upgrade"),
+                    proration_behavior="always_invoice",
+                ),
+            )
+            await self._apply_result(result, cause=f"subscription:{req.request_id}")
+            return result
+        # A downgrade: the customer keeps what they paid for until the period ends.
+        child_id = campaign_workflow_id(self._state.customer_id, "plan-change", req.request_id)
+        apply_at = b.current_period_end or workflow.now()
+        await workflow.start_child_workflow(
+            PlanChangeWorkflow.run,
+            PlanChangeInput(
+                customer_id=self._state.customer_id,
+                stripe_subscription_id=b.stripe_subscription_id,
+                plan=plan,
+                interval=interval,
+                apply_at=apply_at,
+                request_id=req.request_id,
+            ),
+            id=child_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
+        b.pending_plan, b.pending_interval, b.pending_change_workflow = plan, interval, child_id
+        result = self._describe(b)
+        result.outcome = OUTCOME_CHANGE_SCHEDULED
+        return result
+
+    async def _drop_pending_change(self) -> None:
+        b = self._billing
+        if b.pending_change_workflow:
+            try:
+                await workflow.get_external_workflow_handle(b.pending_change_workflow).cancel()
+            except FailureError as err:
+                workflow.logger.info("pending plan change %s not canceled (%s)", b.pending_change_workflow, err)
+        b.pending_plan = b.pending_interval = b.pending_change_workflow = None
+
+    async def _cancel(self, req: SubscriptionRequest) -> SubscriptionResult:
+        b = self._billing
+        assert b.stripe_subscription_id
+        await self._drop_pending_change()
+        result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]
+            StripeActivities.cancel_subscription,
+            CancelInput(
+                customer_id=self._state.customer_id,
+                stripe_subscription_id=b.stripe_subscription_id,
+                idempotency_key=self._key(req, "cancel"),
+                at_period_end=not req.at_once,
+            ),
+        )
+        await self._apply_result(result, cause=f"subscription:{req.request_id}")
+        return result
+
+    def _describe(self, b: BillingState) -> SubscriptionResult:
+        return SubscriptionResult(
+            outcome=OUTCOME_ACTIVE if b.live else (b.status or "none"),
+            stripe_subscription_id=b.stripe_subscription_id,
+            status=b.status,
+            plan=b.plan,
+            interval=b.interval,
+            current_period_end=b.current_period_end,
+            cancel_at_period_end=b.cancel_at_period_end,
+            pending_plan=b.pending_plan,
+            pending_interval=b.pending_interval,
+        )
+
+    # --- keeping state and stage in step with Stripe ---------------------------------------
+
+    async def _apply_result(self, result: SubscriptionResult, *, cause: str) -> None:
+        b = self._billing
+        if result.stripe_subscription_id:
+            b.stripe_subscription_id = result.stripe_subscription_id
+        b.status = result.status or b.status
+        b.plan = result.plan or b.plan
+        b.interval = result.interval or b.interval
+        b.cancel_at_period_end = result.cancel_at_period_end
+        b.current_period_end = result.current_period_end or b.current_period_end
+        result.pending_plan, result.pending_interval = b.pending_plan, b.pending_interval
+        await self._follow_status(cause)
+
+    async def _follow_status(self, cause: str) -> None:
+        """Move the stage to match the subscription's status, and the plan to match its plan."""
+        b = self._billing
+        if b.plan and b.plan != self._state.plan and b.live:
+            self._state.plan = b.plan
+            workflow.upsert_search_attributes([PLAN.value_set(b.plan)])
+        stage = self._state.stage
+        status = b.status
+        if status == "active" or status == "trialing" and stage != TRIALING:
+            target = WON_BACK if stage in (CANCELED, EXPIRED) else (stage if stage in PAID_STAGES else ACTIVE)
+        elif status in ("past_due", "unpaid"):
+            target = PAST_DUE
+        elif status == "incomplete":
+            target = PAST_DUE if stage in PAID_STAGES or stage == TRIALING else stage
+        elif status in ("canceled", "incomplete_expired"):
+            target = CANCELED if stage in (*PAID_STAGES, PAST_DUE, TRIALING) else stage
+        else:
+            target = stage
+        if target != stage or self._state.stage_changed_at is None:
+            await self._set_stage(target, cause=cause)  # also updates the search attributes
+
+    async def _on_stripe_subscription(self, event: CustomerEvent) -> None:
+        async with self._billing_lock:
+            d = event.data
+            b = self._billing
+            sub_id = d.get("stripe_subscription_id")
+            if d.get("adopted") and not b.imported and d.get("stripe_customer_id"):
+                b.imported = True
+                try:
+                    await self._stripe(
+                        StripeActivities.import_customer,
+                        ImportCustomerInput(self._state.customer_id, str(d["stripe_customer_id"])),
+                    )
+                except ApplicationError as err:
+                    workflow.logger.warning("customer details not imported from Stripe: %s", err)
+            if b.live and sub_id != b.stripe_subscription_id and d.get("status") in ("canceled", "incomplete_expired"):
+                return  # an older subscription ended; the current one is unaffected
+            b.stripe_subscription_id = sub_id
+            b.status = d.get("status")
+            b.plan = d.get("plan") or b.plan
+            b.interval = d.get("interval") or b.interval
+            b.cancel_at_period_end = bool(d.get("cancel_at_period_end"))
+            if d.get("current_period_end"):
+                b.current_period_end = datetime.fromisoformat(d["current_period_end"])
+            await self._follow_status(event.event_id)
+
+    async def _on_invoice_paid(self, event: CustomerEvent) -> None:
+        async with self._billing_lock:
+            b = self._billing
+            if self._state.stage == PAST_DUE:
+                if b.status in ("past_due", "unpaid", "incomplete"):
+                    b.status = "active"
+                await self._set_stage(ACTIVE, cause=event.event_id)
+
+    async def _on_invoice_payment_failed(self, event: CustomerEvent) -> None:
+        async with self._billing_lock:
+            if self._state.stage in PAID_STAGES:
+                await self._set_stage(PAST_DUE, cause=event.event_id)
+
+    async def _on_billing_notice(self, event: CustomerEvent) -> None:
+        workflow.logger.info("billing notice %s (%s)", event.kind, event.event_id)
+
+    async def _on_plan_changed(self, event: CustomerEvent) -> None:
+        async with self._billing_lock:
+            b = self._billing
+            if event.data.get("workflow_id") == b.pending_change_workflow:
+                b.pending_plan = b.pending_interval = b.pending_change_workflow = None
+            b.plan = event.data.get("plan") or b.plan
+            b.interval = event.data.get("interval") or b.interval
+            b.status = event.data.get("status") or b.status
+            await self._follow_status(event.event_id)
+
+    # --- trial conversion ------------------------------------------------------------------
+
+    async def _convert_trial(self, cause: str) -> None:
+        """The trial ended with a payment method on file: subscribe for real."""
+        async with self._billing_lock:
+            if self._billing.live:  # subscribed during the trial already
+                await self._follow_status(cause)
+                return
+            result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]
+                StripeActivities.start_subscription,
+                StartSubscriptionInput(
+                    customer_id=self._state.customer_id,
+                    plan=self._state.plan,
+                    interval="month",
+                    idempotency_key=f"{workflow.info().workflow_id}:trial-conversion",
+                ),
+            )
+            if result.outcome == OUTCOME_NO_PAYMENT_METHOD:
+                workflow.logger.warning("trial converted but Stripe has no card: trial expires")
+                await self._set_stage(EXPIRED, cause=cause)
+                return
+            await self._apply_result(result, cause=cause)
+            if result.outcome == OUTCOME_PAYMENT_FAILED and self._state.stage == TRIALING:
+                await self._set_stage(PAST_DUE, cause=cause)
