@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from lifecycle.settings import SettingsError, load_settings
 from starter.cli_usage import app as usage_app
+from starter.cli_stripe import app as stripe_app
 
 app = typer.Typer(help="Lifecycle Engine: customer lifecycle campaigns on Temporal.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -22,6 +23,7 @@ customer_app = typer.Typer(help="Inspect customers.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(customer_app, name="customer")
 app.add_typer(usage_app, name="usage")
+app.add_typer(stripe_app, name="stripe")
 
 console = Console()
 

@@ -1,0 +1,138 @@
+"""``lifecycle stripe ...``: the catalog in Stripe, the billing mirror, the webhook event log."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lifecycle.settings import SettingsError, load_settings
+
+app = typer.Typer(help="Stripe: catalog sync, mirror backfill, webhook events.", no_args_is_help=True)
+console = Console()
+
+
+def _settings():  # noqa: ANN202
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _client_and_sessions():  # noqa: ANN202
+    from lifecycle.billing import StripeNotConfigured, make_stripe_client
+    from lifecycle.db import make_engine, make_session_factory
+
+    settings = _settings()
+    try:
+        client = make_stripe_client(settings, max_network_retries=2)
+    except StripeNotConfigured as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    engine = make_engine(settings.database_url)
+    return settings, client, engine, make_session_factory(engine)
+
+
+@app.command()
+def sync() -> None:
+    """Create or update the four tiers in Stripe (a product each, monthly and annual plans).
+
+    Idempotent: a second run changes nothing. After a price change in lifecycle/catalog.py
+    it adds the new plan and retires the old one for new subscriptions.
+    """
+    import stripe
+
+    from lifecycle.billing import CatalogNotSynced, sync_catalog
+
+    _settings_, client, engine, factory = _client_and_sessions()
+    try:
+        report = sync_catalog(client, factory)
+    except (stripe.StripeError, CatalogNotSynced) as exc:
+        console.print(f"[red]sync failed: {exc}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    for label, ids in (("created", report.created), ("updated", report.updated), ("retired", report.retired)):
+        for i in ids:
+            console.print(f"{label:8} {i}")
+    console.print(
+        f"{len(report.created)} created, {len(report.updated)} updated, "
+        f"{len(report.retired)} retired, {len(report.unchanged)} unchanged"
+    )
+
+
+@app.command()
+def backfill() -> None:
+    """Rebuild the billing mirror (subscriptions, invoices, payments) from Stripe's list endpoints."""
+    import stripe
+
+    from lifecycle.billing import backfill as run_backfill
+
+    _settings_, client, engine, factory = _client_and_sessions()
+    try:
+        report = run_backfill(client, factory)
+    except stripe.StripeError as exc:
+        console.print(f"[red]backfill failed: {exc}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    console.print(
+        f"{report.subscriptions} subscriptions, {report.invoices} invoices, {report.payments} payments; "
+        f"{report.customers_linked} customers linked, {report.customers_adopted} created from Stripe"
+    )
+
+
+@app.command()
+def events(
+    failed: Annotated[bool, typer.Option("--failed", help="only events whose processing failed")] = False,
+    limit: Annotated[int, typer.Option(help="how many, newest first")] = 20,
+) -> None:
+    """The last webhook events received, with their status (and the reason when they failed)."""
+    from lifecycle.billing import recent_events
+    from lifecycle.db import make_engine, make_session_factory
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            rows = recent_events(session, failed_only=failed, limit=limit)
+            table = Table(title="failed Stripe events" if failed else "Stripe events")
+            for col in ("received (UTC)", "id", "type", "status", "attempts", "reason"):
+                table.add_column(col)
+            for r in rows:
+                table.add_row(
+                    f"{r.received_at:%Y-%m-%d %H:%M:%S}", r.id, r.type, r.status, str(r.attempts), r.error or ""
+                )
+    finally:
+        engine.dispose()
+    console.print(table)
+    if not rows:
+        console.print("no failed events" if failed else "no events recorded yet")
+
+
+@app.command()
+def replay(event_id: str) -> None:
+    """Process one recorded event again: the mirror, then the customer's workflow."""
+    from lifecycle.db import make_engine, make_session_factory
+    from lifecycle.temporal import connect
+    from starter.api.stripe_webhooks import process_and_hand_over
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+
+    async def go() -> str:
+        temporal = await connect(settings)
+        return await process_and_hand_over(make_session_factory(engine), temporal, settings, event_id, "replay")
+
+    try:
+        status = asyncio.run(go())
+    finally:
+        engine.dispose()
+    color = "green" if status in ("processed", "ignored") else "red"
+    console.print(f"[{color}]{event_id}: {status}[/{color}]")
+    if status in ("failed", "missing"):
+        raise typer.Exit(1)
