@@ -223,7 +223,7 @@ class StripeActivities:
             # An earlier attempt may have created it and crashed before recording it.
             listing = self.client.v1.customers.list(params={"email": email, "limit": 100})
             for obj in listing.auto_paging_iter():
-                md = dict(obj.get("metadata") or {})
+                md = to_plain(obj).get("metadata") or {}
                 if md.get(MD_KEY) == key or md.get(MD_CUSTOMER) == customer_id:
                     found = obj.id
                     break
@@ -304,7 +304,7 @@ class StripeActivities:
             params={"customer": stripe_customer_id, "status": "all", "limit": 100}
         )
         for obj in listing.auto_paging_iter():
-            if dict(obj.get("metadata") or {}).get(MD_KEY) == key:
+            if (to_plain(obj).get("metadata") or {}).get(MD_KEY) == key:
                 return obj.id
         return None
 

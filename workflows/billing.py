@@ -373,15 +373,25 @@ class BillingMixin:
             if self._billing.live:  # subscribed during the trial already
                 await self._follow_status(cause)
                 return
-            result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]
-                StripeActivities.start_subscription,
-                StartSubscriptionInput(
-                    customer_id=self._state.customer_id,
-                    plan=self._state.plan,
-                    interval="month",
-                    idempotency_key=f"{workflow.info().workflow_id}:trial-conversion",
-                ),
-            )
+            try:
+                result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]
+                    StripeActivities.start_subscription,
+                    StartSubscriptionInput(
+                        customer_id=self._state.customer_id,
+                        plan=self._state.plan,
+                        interval="month",
+                        idempotency_key=f"{workflow.info().workflow_id}:trial-conversion",
+                    ),
+                )
+            except ApplicationError as err:
+                # Never fail the entity over billing: without Stripe configured the engine
+                # does not bill (the customer is simply active); a refusal is a payment problem.
+                if err.type == "StripeNotConfigured":
+                    await self._set_stage(ACTIVE, cause=cause)
+                else:
+                    workflow.logger.warning("trial conversion could not subscribe: %s", err)
+                    await self._set_stage(PAST_DUE, cause=cause)
+                return
             if result.outcome == OUTCOME_NO_PAYMENT_METHOD:
                 workflow.logger.warning("trial converted but Stripe has no card: trial expires")
                 await self._set_stage(EXPIRED, cause=cause)

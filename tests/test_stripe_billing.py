@@ -1,0 +1,301 @@
+"""The catalog in Stripe and the Stripe activities, against localstripe and a SQLite database."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import stripe
+from sqlalchemy import func, select
+from temporalio.exceptions import ApplicationError
+
+from activities.stripe import StripeActivities
+from lifecycle import catalog
+from lifecycle.billing import plan_id_for, sync_catalog
+from lifecycle.billing_messages import (
+    ChangePlanInput,
+    CouponInput,
+    EnsureCustomerInput,
+    RetryInvoiceInput,
+    StartSubscriptionInput,
+)
+from lifecycle.localstripe import start_localstripe
+from lifecycle.models import Customer, Invoice, PlanPrice, Subscription, SubscriptionChange
+from tests.helpers import add_customer
+from tests.stripe_support import FAILING_CARD, GOOD_CARD, RecordingStripe, add_card, new_customer_id
+
+pytest_plugins = ["tests.stripe_fixtures"]
+
+
+def _stripe_plans(client: stripe.StripeClient) -> dict[str, bool]:
+    out = {}
+    for p in client.v1.plans.list(params={"limit": 100}).auto_paging_iter():
+        out[p.id] = str(p.active).lower() == "true"
+    return out
+
+
+async def test_sync_twice_changes_nothing(stripe_settings, session_factory):
+    from lifecycle.billing import make_stripe_client
+
+    with start_localstripe() as fresh:  # an empty Stripe, to see the first run create everything
+        client = make_stripe_client(stripe_settings.model_copy(update={"stripe_api_base": fresh.url}))
+        first = sync_catalog(client, session_factory)
+        plans_after_first = _stripe_plans(client)
+        second = sync_catalog(client, session_factory)
+
+        assert len(first.created) == 4 + 8  # a product per tier, a monthly and an annual plan each
+        assert second.created == second.updated == second.retired == []
+        assert _stripe_plans(client) == plans_after_first
+        assert len(client.v1.products.list(params={"limit": 100}).data) == 4
+    with session_factory() as s:
+        prices = s.scalars(select(PlanPrice).where(PlanPrice.active.is_(True))).all()
+        assert sorted((p.plan_code, p.interval, p.amount_cents) for p in prices) == sorted(
+            (p.code, i, p.price_cents(i)) for p in catalog.PLANS for i in ("month", "year")
+        )
+
+
+async def test_price_change_retires_the_old_plan_for_new_subscriptions_only(
+    stripe_client, session_factory, stripe_acts
+):
+    cid = new_customer_id()
+    add_customer(session_factory, cid)
+    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
+    add_card(stripe_client, cus.stripe_customer_id)
+    before = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "professional", f"{cid}:sub1"))
+
+    raised = [
+        dataclasses.replace(p, monthly_price_cents=5900) if p.code == "professional" else p
+        for p in catalog.PLANS
+    ]
+    report = sync_catalog(stripe_client, session_factory, plans=raised)
+    old_id = plan_id_for("professional", "month", 4900)
+    new_id = plan_id_for("professional", "month", 5900)
+    assert report.created == [new_id] and report.retired == [old_id]
+    assert sync_catalog(stripe_client, session_factory, plans=raised).changed is False
+
+    # The existing subscription stays on its plan; a new one gets the new price.
+    existing = stripe_client.v1.subscriptions.retrieve(before.stripe_subscription_id)
+    assert existing["items"]["data"][0]["plan"]["id"] == old_id
+    cid2 = new_customer_id()
+    add_customer(session_factory, cid2)
+    cus2 = await stripe_acts.ensure_customer(EnsureCustomerInput(cid2, f"{cid2}:customer"))
+    add_card(stripe_client, cus2.stripe_customer_id)
+    after = await stripe_acts.start_subscription(StartSubscriptionInput(cid2, "professional", f"{cid2}:sub1"))
+    assert after.amount_cents == 5900 and after.plan == "professional"
+
+    sync_catalog(stripe_client, session_factory)  # back to the catalog's prices for other tests
+
+
+@pytest.mark.parametrize("plan", [p.code for p in catalog.PLANS])
+async def test_subscribe_to_each_tier(plan, stripe_client, session_factory, stripe_acts):
+    cid = new_customer_id(plan)
+    add_customer(session_factory, cid)
+    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
+    add_card(stripe_client, cus.stripe_customer_id)
+
+    result = await stripe_acts.start_subscription(StartSubscriptionInput(cid, plan, f"{cid}:subscribe", "year"))
+
+    price = catalog.get_plan(plan).annual_price_cents
+    assert (result.outcome, result.status, result.plan, result.interval) == ("active", "active", plan, "year")
+    assert result.amount_cents == price and result.latest_invoice_status == "paid"
+    with session_factory() as s:
+        sub = s.scalar(select(Subscription).where(Subscription.customer_id == cid))
+        inv = s.scalar(select(Invoice).where(Invoice.customer_id == cid))
+        assert (sub.plan_code, sub.status, sub.amount_cents) == (plan, "active", price)
+        assert (inv.status, inv.amount_paid_cents) == ("paid", price)
+
+
+async def test_no_card_means_no_subscription(session_factory, stripe_acts, stripe_client):
+    cid = new_customer_id()
+    add_customer(session_factory, cid)
+    result = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "starter", f"{cid}:subscribe"))
+    assert result.outcome == "no_payment_method" and result.stripe_subscription_id is None
+    stripe_cus = stripe_acts.client.v1.customers.list(params={"email": f"{cid}@example.test"}).data
+    assert len(stripe_cus) == 1
+    assert stripe_client.v1.subscriptions.list(params={"customer": stripe_cus[0].id, "status": "all"}).data == []
+
+
+async def test_failing_card_leaves_the_invoice_open_and_a_retry_after_a_good_card_pays_it(
+    session_factory, stripe_acts, stripe_client
+):
+    cid = new_customer_id()
+    add_customer(session_factory, cid)
+    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
+    add_card(stripe_client, cus.stripe_customer_id, FAILING_CARD)
+
+    started = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "business", f"{cid}:subscribe"))
+    assert (started.outcome, started.status, started.latest_invoice_status) == (
+        "payment_failed",
+        "incomplete",
+        "open",
+    )
+
+    # A retry with the same failing card: declined, reported, not raised.
+    declined = await stripe_acts.retry_invoice(
+        RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:1")
+    )
+    assert (declined.outcome, declined.invoice_status) == ("declined", "open")
+    assert declined.failure_code == "card_declined" and declined.hard_decline is False
+    # The same step retried (e.g. after a worker crash) does not charge again.
+    again = await stripe_acts.retry_invoice(RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:1"))
+    assert again.outcome == "declined"
+    pis = stripe_client.v1.payment_intents.list(params={"limit": 100}).data
+    assert len([p for p in pis if p.customer == cus.stripe_customer_id]) == 2  # creation + one retry
+
+    add_card(stripe_client, cus.stripe_customer_id, GOOD_CARD, default=False)  # newest card is used
+    paid = await stripe_acts.retry_invoice(RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:2"))
+    assert (paid.outcome, paid.invoice_status) == ("paid", "paid")
+    sub = stripe_client.v1.subscriptions.retrieve(started.stripe_subscription_id)
+    assert sub.status == "active"
+    with session_factory() as s:
+        inv = s.scalar(select(Invoice).where(Invoice.stripe_invoice_id == started.latest_invoice_id))
+        assert (inv.status, inv.amount_paid_cents) == ("paid", 9900)
+
+
+async def test_a_retry_after_a_crash_between_stripes_answer_and_our_commit_creates_nothing_twice(
+    session_factory, stripe_acts, stripe_client, monkeypatch
+):
+    """localstripe ignores Idempotency-Key, so this shows the metadata lookup doing the work."""
+    cid = new_customer_id()
+    add_customer(session_factory, cid)
+    real_record = StripeActivities._record
+    crashed: set[str] = set()
+
+    def crash_once(session, key, object_type, stripe_id):
+        if object_type in ("customer", "subscription") and object_type not in crashed:
+            crashed.add(object_type)  # the first record of each kind is lost with the process
+            raise ConnectionError("database went away after Stripe answered")
+        return real_record(session, key, object_type, stripe_id)
+
+    monkeypatch.setattr(StripeActivities, "_record", staticmethod(crash_once))
+    with pytest.raises(ConnectionError):
+        await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
+    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
+    assert cus.created is False  # found by metadata, not created again
+    add_card(stripe_client, cus.stripe_customer_id)
+
+    with pytest.raises(ConnectionError):
+        await stripe_acts.start_subscription(StartSubscriptionInput(cid, "starter", f"{cid}:subscribe"))
+    result = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "starter", f"{cid}:subscribe"))
+
+    assert len(stripe_client.v1.customers.list(params={"email": f"{cid}@example.test"}).data) == 1
+    subs = stripe_client.v1.subscriptions.list(params={"customer": cus.stripe_customer_id, "status": "all"}).data
+    assert [s.id for s in subs] == [result.stripe_subscription_id]
+    invoices = stripe_client.v1.invoices.list(params={"customer": cus.stripe_customer_id}).data
+    assert len(invoices) == 1  # charged once
+    with session_factory() as s:
+        assert s.get(Customer, cid).stripe_customer_id == cus.stripe_customer_id
+
+
+async def test_upgrade_sends_proration_and_idempotency_key(
+    stripe_client, session_factory, stripe_acts, stripe_settings, recording: RecordingStripe
+):
+    """Stands in for Stripe's proration on update (localstripe answers 500 to it): the
+    recording server checks the exact request, then forwards it without the parameter."""
+    from lifecycle.billing import make_stripe_client
+
+    cid = new_customer_id()
+    add_customer(session_factory, cid)
+    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
+    add_card(stripe_client, cus.stripe_customer_id)
+    sub = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "starter", f"{cid}:subscribe"))
+
+    via_recorder = StripeActivities(
+        make_stripe_client(stripe_settings.model_copy(update={"stripe_api_base": recording.url})),
+        session_factory,
+    )
+    key = f"customer-{cid}:subscription:r1:upgrade"
+    result = await via_recorder.change_plan(
+        ChangePlanInput(cid, sub.stripe_subscription_id, "business", "month", key, "always_invoice")
+    )
+
+    (update,) = recording.posts(f"/v1/subscriptions/{sub.stripe_subscription_id}")
+    assert update.form["proration_behavior"] == "always_invoice"
+    assert update.form["items[0][plan]"] == plan_id_for("business", "month", 9900)
+    assert update.form["items[0][id]"].startswith("si_")
+    assert update.idempotency_key == key
+    assert update.stripe_version == stripe_settings.stripe_api_version
+    assert (result.plan, result.amount_cents) == ("business", 9900)
+    with session_factory() as s:
+        history = s.scalars(
+            select(SubscriptionChange.plan_code).where(SubscriptionChange.customer_id == cid).order_by(
+                SubscriptionChange.id
+            )
+        ).all()
+        assert history == ["starter", "business"]
+
+
+async def test_coupon_is_created_once_and_applied_to_the_subscription(
+    stripe_client, session_factory, stripe_acts, stripe_settings, recording: RecordingStripe
+):
+    """Stands in for coupon application (localstripe never applies coupons): the request
+    that applies it is checked on the recording server."""
+    from lifecycle.billing import make_stripe_client
+
+    cid = new_customer_id()
+    add_customer(session_factory, cid)
+    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
+    add_card(stripe_client, cus.stripe_customer_id)
+    sub = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "starter", f"{cid}:subscribe"))
+    via_recorder = StripeActivities(
+        make_stripe_client(stripe_settings.model_copy(update={"stripe_api_base": recording.url})),
+        session_factory,
+    )
+    offer = CouponInput(cid, f"customer-{cid}/winback:day7", percent_off=25, duration="repeating",
+                        duration_in_months=3, apply_to_subscription=sub.stripe_subscription_id)
+
+    first = await via_recorder.create_coupon(offer)
+    second = await via_recorder.create_coupon(offer)  # the step retried
+
+    assert first == second
+    creates = recording.posts("/v1/coupons")
+    assert len(creates) == 1
+    assert creates[0].form["percent_off"] == "25" and creates[0].form["duration_in_months"] == "3"
+    assert stripe_client.v1.coupons.retrieve(first.coupon_id).percent_off == 25
+    (apply,) = recording.posts(f"/v1/subscriptions/{sub.stripe_subscription_id}")
+    assert apply.form == {"discounts[0][coupon]": first.coupon_id}
+    assert apply.idempotency_key == f"customer-{cid}/winback:day7:apply"
+
+
+async def test_stripe_errors_are_mapped_to_retryable_or_not(
+    stripe_client, session_factory, stripe_acts, stripe_settings, recording: RecordingStripe
+):
+    from lifecycle.billing import make_stripe_client
+
+    cid = new_customer_id()
+    add_customer(session_factory, cid)
+    # 4xx: fails at once with Stripe's message
+    with pytest.raises(ApplicationError) as refused:
+        await stripe_acts.retry_invoice(RetryInvoiceInput(cid, "in_doesnotexist", f"{cid}:x"))
+    assert refused.value.non_retryable and refused.value.type == "StripeRequestError"
+    assert "404" in refused.value.message and "Not Found" in refused.value.message
+
+    # 5xx and 429: retryable (the workflow's retry policy backs off)
+    recording.fail_with = {"/v1/invoices/in_x": 503, "/v1/invoices/in_y": 429}
+    via_recorder = StripeActivities(
+        make_stripe_client(stripe_settings.model_copy(update={"stripe_api_base": recording.url})),
+        session_factory,
+    )
+    for inv in ("in_x", "in_y"):
+        with pytest.raises(ApplicationError) as transient:
+            await via_recorder.retry_invoice(RetryInvoiceInput(cid, inv, f"{cid}:{inv}"))
+        assert not transient.value.non_retryable and transient.value.type == "StripeUnavailable"
+    # network error: retryable
+    offline = StripeActivities(
+        make_stripe_client(stripe_settings.model_copy(update={"stripe_api_base": "http://127.0.0.1:9"})),
+        session_factory,
+    )
+    with pytest.raises(ApplicationError) as network:
+        await offline.retry_invoice(RetryInvoiceInput(cid, "in_z", f"{cid}:z"))
+    assert not network.value.non_retryable
+
+
+async def test_catalog_not_synced_is_a_clear_refusal(stripe_client, session_factory):
+    acts = StripeActivities(stripe_client, session_factory)
+    cid = new_customer_id()
+    add_customer(session_factory, cid)
+    with pytest.raises(ApplicationError) as err:
+        await acts.start_subscription(StartSubscriptionInput(cid, "starter", f"{cid}:s"))
+    assert err.value.non_retryable and "lifecycle stripe sync" in err.value.message
+    with session_factory() as s:
+        assert s.scalar(select(func.count()).select_from(Subscription)) == 0
