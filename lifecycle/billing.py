@@ -573,8 +573,8 @@ def record_event(session: Session, payload: dict[str, Any]) -> bool:
         session.add(StripeEvent(**values))
         session.flush()
         return True
-    result = session.execute(stmt)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    inserted = session.execute(stmt.returning(StripeEvent.id)).scalar_one_or_none()
+    return inserted is not None
 
 
 @dataclass

@@ -299,3 +299,45 @@ async def test_catalog_not_synced_is_a_clear_refusal(stripe_client, session_fact
     assert err.value.non_retryable and "lifecycle stripe sync" in err.value.message
     with session_factory() as s:
         assert s.scalar(select(func.count()).select_from(Subscription)) == 0
+
+
+async def test_event_log_and_mirror_on_sqlite_and_postgresql(db_url):
+    """Recording once by id and never moving backwards rely on each database's upsert."""
+    from lifecycle.billing import record_event, upsert_subscription
+    from lifecycle.db import make_engine, make_session_factory
+    from lifecycle.stripe_shapes import parse_subscription
+    from tests.stripe_support import make_event
+
+    engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+    try:
+        add_customer(factory, "c-db")
+        sub = {
+            "id": "sub_db", "object": "subscription", "customer": "cus_db", "status": "active",
+            "metadata": {"lifecycle_customer_id": "c-db"}, "created": 1_800_000_000,
+            "items": {"data": [{"id": "si_1", "current_period_start": 1_800_000_000,
+                                "current_period_end": 1_802_592_000, "quantity": 1,
+                                "price": {"id": "price_x", "unit_amount": 4900, "currency": "usd",
+                                          "recurring": {"interval": "month"},
+                                          "metadata": {"lifecycle_plan": "professional"}}}]},
+        }  # the current API's shape: periods on the item, a price instead of a plan
+        event = make_event("customer.subscription.created", sub, created=1_800_000_010)
+        with factory.begin() as s:
+            assert record_event(s, event) is True
+        with factory.begin() as s:
+            assert record_event(s, event) is False
+        rec = parse_subscription(sub)
+        with factory.begin() as s:
+            upsert_subscription(s, rec, 1_800_000_020)
+            upsert_subscription(s, parse_subscription({**sub, "status": "past_due"}), 1_800_000_015)
+        with factory.begin() as s:
+            row = s.scalar(select(Subscription).where(Subscription.stripe_subscription_id == "sub_db"))
+            assert (row.status, row.plan_code, row.amount_cents, row.customer_id) == (
+                "active", "professional", 4900, "c-db",
+            )
+            assert row.current_period_end.timestamp() == 1_802_592_000
+            assert s.get(Customer, "c-db").stripe_customer_id == "cus_db"
+            StripeActivities._record(s, "k1", "customer", "cus_db")
+            StripeActivities._record(s, "k1", "customer", "cus_db")  # a retry: no error, one row
+    finally:
+        engine.dispose()
