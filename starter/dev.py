@@ -9,6 +9,7 @@ sends sample customers through.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -19,8 +20,10 @@ import time
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from lifecycle.db import upgrade
+from lifecycle.localstripe import LocalStripe, start_for_dev
 from lifecycle.settings import DATA_DIR, Settings
 from lifecycle.temporal import dev_server_search_attribute_args, temporal_binary
 
@@ -72,6 +75,24 @@ def run_dev(settings: Settings, *, demo: bool = False, day_seconds: float = 10.0
 
     key = dev_api_key(settings)
     env = os.environ.copy()
+    # Stripe: localstripe unless a real key and no API base were configured.
+    if not settings.stripe_api_key.get_secret_value() or settings.stripe_api_base:
+        stripe_base = settings.stripe_api_base or f"http://127.0.0.1:{settings.localstripe_port}"
+        env.setdefault("LIFECYCLE_STRIPE_API_KEY", "sk_test_localstripe")
+        env.setdefault("LIFECYCLE_STRIPE_WEBHOOK_SECRET", "whsec_localstripe_dev")
+        env["LIFECYCLE_STRIPE_API_BASE"] = stripe_base
+        env["LIFECYCLE_STRIPE_LOCALSTRIPE_COMPAT"] = "true"
+        settings = settings.model_copy(
+            update={
+                "stripe_api_key": SecretStr(env["LIFECYCLE_STRIPE_API_KEY"]),
+                "stripe_webhook_secret": SecretStr(env["LIFECYCLE_STRIPE_WEBHOOK_SECRET"]),
+                "stripe_api_base": stripe_base,
+                "stripe_localstripe_compat": True,
+            }
+        )
+        use_localstripe = True
+    else:
+        use_localstripe = False
     env["LIFECYCLE_API_KEYS"] = ",".join(settings.api_keys or [key])
     env["LIFECYCLE_PUBLIC_URL"] = f"http://127.0.0.1:{API_PORT}"
     if demo:
@@ -79,6 +100,7 @@ def run_dev(settings: Settings, *, demo: bool = False, day_seconds: float = 10.0
     lifecycle_cli = str(Path(sys.prefix) / "bin" / "lifecycle")
 
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    localstripe: LocalStripe | None = None
 
     def spawn(name: str, args: list[str]) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(args, env=env, start_new_session=True)
@@ -86,6 +108,8 @@ def run_dev(settings: Settings, *, demo: bool = False, day_seconds: float = 10.0
         return proc
 
     def stop_all() -> None:
+        if localstripe is not None:
+            localstripe.stop()
         for _name, proc in reversed(procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -128,6 +152,18 @@ def run_dev(settings: Settings, *, demo: bool = False, day_seconds: float = 10.0
             ],
         )
         _wait_port(host, temporal_port, "the Temporal dev server", temporal)
+        if use_localstripe:
+            if _port_open("127.0.0.1", settings.localstripe_port):
+                print(f"port {settings.localstripe_port} (localstripe) is already in use", file=sys.stderr)
+                return 1
+            localstripe = asyncio.run(
+                start_for_dev(
+                    settings,
+                    webhook_url=f"http://127.0.0.1:{API_PORT}/webhooks/stripe",
+                    state_file=DATA_DIR / "localstripe.pickle",
+                    log_path=DATA_DIR / "localstripe.log",
+                )
+            )
         spawn("worker", [lifecycle_cli, "worker"])
         api = spawn("api", [lifecycle_cli, "api", "--port", str(API_PORT)])
         _wait_port("127.0.0.1", API_PORT, "the API", api)
@@ -138,6 +174,7 @@ def run_dev(settings: Settings, *, demo: bool = False, day_seconds: float = 10.0
             f"  Temporal UI  {settings.temporal_ui_url}\n"
             f"  API key      {env['LIFECYCLE_API_KEYS'].split(',')[0]}\n"
             f"  database     {settings.database_url}\n"
+            f"  Stripe       {settings.stripe_api_base or 'api.stripe.com'}\n"
             f"  policy day   {day_seconds if demo else settings.day_seconds:g} s\n"
             "Try:\n"
             f"  curl -s -X POST http://127.0.0.1:{API_PORT}/v1/events/signup "
