@@ -29,6 +29,7 @@ from typing import Any
 import stripe
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle import catalog
@@ -750,26 +751,45 @@ def apply_event(session: Session, ev: EventRec) -> tuple[str, Handover | None]:
 
 
 def process_event(factory: sessionmaker[Session], event_id: str) -> ProcessOutcome:
-    """Apply a recorded event to the mirror and mark it; never raises for bad events."""
-    try:
-        with session_scope(factory) as session:
-            row = session.get(StripeEvent, event_id)
-            if row is None:
-                return ProcessOutcome(event_id, "missing", error="no such event recorded")
-            ev = parse_event(row.payload)
-            status, handover = apply_event(session, ev)
-            row.status = status
-            row.error = None
-            row.attempts += 1
-            row.processed_at = dt.datetime.now(dt.UTC)
-            if status == "ignored":
-                log.info("stripe event %s (%s) not used by the engine; acknowledged", ev.id, ev.type)
-            return ProcessOutcome(event_id, status, handover)
-    except Exception as exc:  # noqa: BLE001 - recorded with its reason, counted, replayable
-        reason = f"{type(exc).__name__}: {exc}"
-        mark_failed(factory, event_id, reason)
-        log.error("stripe event %s failed: %s", event_id, reason)
-        return ProcessOutcome(event_id, "failed", error=reason)
+    """Apply a recorded event to the mirror and mark it; never raises for bad events.
+
+    Events about one object often arrive together (invoice.created and
+    invoice.payment_succeeded in the same second) and are processed concurrently: when
+    both insert the same mirror row, the loser retries and takes the update path.
+    """
+    for attempt in range(3):
+        try:
+            return _process_once(factory, event_id)
+        except IntegrityError as exc:
+            if attempt == 2:
+                return _failed(factory, event_id, exc)
+            log.info("stripe event %s raced another writer; retrying", event_id)
+        except Exception as exc:  # noqa: BLE001 - recorded with its reason, counted, replayable
+            return _failed(factory, event_id, exc)
+    raise AssertionError("unreachable")
+
+
+def _process_once(factory: sessionmaker[Session], event_id: str) -> ProcessOutcome:
+    with session_scope(factory) as session:
+        row = session.get(StripeEvent, event_id)
+        if row is None:
+            return ProcessOutcome(event_id, "missing", error="no such event recorded")
+        ev = parse_event(row.payload)
+        status, handover = apply_event(session, ev)
+        row.status = status
+        row.error = None
+        row.attempts += 1
+        row.processed_at = dt.datetime.now(dt.UTC)
+        if status == "ignored":
+            log.info("stripe event %s (%s) not used by the engine; acknowledged", ev.id, ev.type)
+        return ProcessOutcome(event_id, status, handover)
+
+
+def _failed(factory: sessionmaker[Session], event_id: str, exc: Exception) -> ProcessOutcome:
+    reason = f"{type(exc).__name__}: {exc}"
+    mark_failed(factory, event_id, reason)
+    log.error("stripe event %s failed: %s", event_id, reason)
+    return ProcessOutcome(event_id, "failed", error=reason)
 
 
 def mark_failed(factory: sessionmaker[Session], event_id: str, reason: str) -> None:

@@ -10,34 +10,21 @@ from datetime import timedelta
 import httpx
 import pytest
 from sqlalchemy import select
-from temporalio.testing import WorkflowEnvironment
 
-from lifecycle import temporal as lt
 from lifecycle.billing_messages import EnsureCustomerInput
 from lifecycle.messages import CustomerEvent, customer_workflow_id
 from lifecycle.models import SubscriptionChange
 from starter.api.app import create_app
 from starter.events import signal_customer, start_input
 from tests.helpers import add_customer, customer_row, eventually
-from tests.stripe_support import add_card, new_customer_id
+from tests.stripe_support import add_card, new_customer_id, own_ts_env
 from worker import build_worker
 from workflows.customer import CustomerWorkflow
 
 pytest_plugins = ["tests.stripe_fixtures"]
+ts_env = own_ts_env
 
 AUTH = {"Authorization": "Bearer test-key"}
-
-
-@pytest.fixture
-async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server of this test's own (0.1 s to start): workflows other tests
-    leave behind without a worker hold pending tasks that stop time from skipping."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(lt.test_server_binary()))
-    await lt.ensure_search_attributes(env.client)
-    try:
-        yield env
-    finally:
-        await env.shutdown()
 
 
 @pytest.fixture
