@@ -22,7 +22,14 @@ from lifecycle.messages import customer_workflow_id
 from lifecycle.models import Customer, Invoice, StripeEvent, Subscription, SubscriptionChange
 from starter.api.app import create_app
 from tests.helpers import add_customer, customer_row, eventually
-from tests.stripe_support import WEBHOOK_SECRET, add_card, new_customer_id, own_ts_env, sign, signed_event
+from tests.stripe_support import (
+    WEBHOOK_SECRET,
+    add_card,
+    new_customer_id,
+    own_ts_env,
+    sign,
+    signed_event,
+)
 from worker import build_worker
 from workflows.customer import CustomerWorkflow
 
