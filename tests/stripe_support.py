@@ -25,11 +25,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
-import pytest
 import stripe
-from temporalio.testing import WorkflowEnvironment
 
-from lifecycle import temporal as lt
 from lifecycle.settings import STRIPE_API_VERSION
 from lifecycle.stripe_shapes import to_plain
 
@@ -184,15 +181,3 @@ class RecordingStripe:
 def new_customer_id(prefix: str = "cus") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
-
-@pytest.fixture(name="ts_env")
-async def own_ts_env() -> Any:
-    """A time-skipping server per test (0.1 s to start), imported by the Stripe test modules
-    in place of the shared one: workflows a test leaves without a worker keep tasks
-    pending, and pending tasks stop the shared server from skipping time for later tests."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(lt.test_server_binary()))
-    await lt.ensure_search_attributes(env.client)
-    try:
-        yield env
-    finally:
-        await env.shutdown()

@@ -17,12 +17,11 @@ from lifecycle.models import SubscriptionChange
 from starter.api.app import create_app
 from starter.events import signal_customer, start_input
 from tests.helpers import add_customer, customer_row, eventually
-from tests.stripe_support import add_card, new_customer_id, own_ts_env
+from tests.stripe_support import add_card, new_customer_id
 from worker import build_worker
 from workflows.customer import CustomerWorkflow
 
 pytest_plugins = ["tests.stripe_fixtures"]
-ts_env = own_ts_env
 
 AUTH = {"Authorization": "Bearer test-key"}
 

@@ -26,7 +26,6 @@ from tests.stripe_support import (
     WEBHOOK_SECRET,
     add_card,
     new_customer_id,
-    own_ts_env,
     sign,
     signed_event,
 )
@@ -34,7 +33,6 @@ from worker import build_worker
 from workflows.customer import CustomerWorkflow
 
 pytest_plugins = ["tests.stripe_fixtures"]
-ts_env = own_ts_env
 
 
 @pytest.fixture
