@@ -341,3 +341,37 @@ async def test_event_log_and_mirror_on_sqlite_and_postgresql(db_url):
             StripeActivities._record(s, "k1", "customer", "cus_db")  # a retry: no error, one row
     finally:
         engine.dispose()
+
+
+async def test_backfill_rebuilds_the_mirror_of_a_fresh_install(
+    stripe_client, session_factory, stripe_acts, tmp_path
+):
+    from lifecycle.billing import backfill
+    from lifecycle.db import make_engine, make_session_factory, upgrade
+
+    cid = new_customer_id()
+    add_customer(session_factory, cid, email=f"{cid}@example.test")
+    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
+    add_card(stripe_client, cus.stripe_customer_id)
+    sub = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "enterprise", f"{cid}:s", "year"))
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    fresh = make_session_factory(engine)
+    try:
+        sync_catalog(stripe_client, fresh)
+        report = backfill(stripe_client, fresh)
+        again = backfill(stripe_client, fresh)  # idempotent: nothing new the second time
+        with fresh() as s:
+            row = s.scalar(select(Subscription).where(Subscription.stripe_subscription_id == sub.stripe_subscription_id))
+            assert (row.customer_id, row.plan_code, row.interval, row.status) == (cid, "enterprise", "year", "active")
+            customer = s.get(Customer, cid)  # recreated from Stripe, with the email Stripe holds
+            assert (customer.email, customer.stripe_customer_id) == (f"{cid}@example.test", cus.stripe_customer_id)
+            inv = s.scalar(select(Invoice).where(Invoice.stripe_invoice_id == sub.latest_invoice_id))
+            assert (inv.status, inv.amount_paid_cents, inv.customer_id) == ("paid", 199000, cid)
+            assert s.scalar(select(func.count()).select_from(SubscriptionChange).where(
+                SubscriptionChange.customer_id == cid)) == 1
+        assert report.subscriptions >= 1 and report.customers_adopted >= 1 and again.customers_adopted == 0
+    finally:
+        engine.dispose()
