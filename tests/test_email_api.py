@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from email_support import EmailDB, email_db, make_settings, utc  # noqa: F401
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -22,6 +21,7 @@ from lifecycle.messages import SendEmailInput
 from lifecycle.models import EmailMessage, LifecycleEvent, Suppression
 from lifecycle.unsubscribe import make_token
 from starter.api import email as email_api
+from tests.email_support import EmailDB, email_db, make_settings, utc  # noqa: F401
 
 SECRET = "test-secret-not-for-production"
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from email_support import free_port
 
 from lifecycle.email_providers import (
     OutgoingEmail,
@@ -23,6 +22,7 @@ from lifecycle.email_providers import (
     make_provider,
 )
 from lifecycle.settings import SettingsError, load_settings
+from tests.email_support import free_port
 
 UNSUB = "https://lifecycle.example.com/unsubscribe?token=abc.def"
 

@@ -6,8 +6,6 @@ import datetime as dt
 from collections import Counter
 from zoneinfo import ZoneInfo
 
-from email_support import utc
-
 from lifecycle.email_rules import (
     assign_variant,
     cap_free_at,
@@ -16,6 +14,7 @@ from lifecycle.email_rules import (
     quiet_hours_end,
 )
 from lifecycle.policy import EmailVariant
+from tests.email_support import utc
 
 NY = ZoneInfo("America/New_York")
 NINE, SIX_PM = dt.time(9), dt.time(18)

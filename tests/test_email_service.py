@@ -11,11 +11,9 @@ import email
 import email.policy
 
 import pytest
-from email_support import EmailDB, email_db, make_settings, utc  # noqa: F401
 from sqlalchemy import select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
-from test_email_providers import smtp  # noqa: F401  (fixture)
 
 from activities.email import EmailActivities
 from lifecycle.db import session_scope
@@ -24,6 +22,8 @@ from lifecycle.email_service import EmailService, add_suppression
 from lifecycle.messages import SendEmailInput
 from lifecycle.models import EmailMessage, LifecycleEvent
 from lifecycle.policy import EmailVariant
+from tests.email_support import EmailDB, email_db, make_settings, utc  # noqa: F401
+from tests.test_email_providers import smtp  # noqa: F401  (fixture)
 
 NOON = utc(2026, 3, 3, 12)  # 12:00 UTC: inside the default send window in UTC
 
@@ -62,7 +62,7 @@ async def test_sent_email_reaches_smtp_with_unsubscribe_headers_and_is_recorded(
     with session_scope(email_db.factory) as s:
         row = s.get(EmailMessage, result.message_id)
         assert row.status == "sent" and row.provider == "smtp" and row.template_version == "file"
-        assert row.subject == "Welcome to Example Inc., Grace"
+        assert row.subject == "Welcome aboard, Grace"
     assert timeline(email_db) == [("email_sent", "")]
 
 
@@ -79,7 +79,7 @@ async def test_unsubscribed_customer_gets_no_marketing_but_does_get_dunning(
     assert marketing.status == "skipped" and marketing.reason == "unsubscribed"
     dunning = await service.send(inp("d1", template="trial_reminder", campaign="dunning",
                                      step="day_1", category="transactional",
-                                     context={"days_left": 1, "trial_ends_on": "March 4"}))
+                                     context={"days_left": 1, "has_payment_method": False}))
     assert dunning.status == "sent"
     assert len(sink.messages) == 1 and b"Your trial ends in 1 day" in sink.messages[0].original_content
     assert ("email_skipped", "unsubscribed") in timeline(email_db)
@@ -105,7 +105,7 @@ async def test_a_retried_send_never_sends_twice(
     email_db.add_customer("cus_1")
     service = smtp_service(email_db, port)
     env = ActivityEnvironment()
-    activities = EmailActivities(email_db.factory, service.provider, service.settings)
+    activities = EmailActivities(email_db.factory, service.settings, service.provider)
 
     # 1. the provider says "later" (SMTP 451): retryable, nothing sent, row queued
     sink.reply = "451 4.3.0 try later"
@@ -143,7 +143,7 @@ async def test_provider_refusal_is_final_with_the_providers_words(
     sink, port = smtp
     email_db.add_customer("cus_1")
     service = smtp_service(email_db, port)
-    activities = EmailActivities(email_db.factory, service.provider, service.settings)
+    activities = EmailActivities(email_db.factory, service.settings, service.provider)
     sink.reply = "550 5.1.1 mailbox unavailable"
     with pytest.raises(ApplicationError) as exc:
         await ActivityEnvironment().run(activities.send_email, inp("f1"))
@@ -162,7 +162,7 @@ async def test_cap_defers_the_second_marketing_email_and_transactional_ignores_i
     assert second.status == "deferred" and second.not_before == NOON + dt.timedelta(hours=24)
     assert "frequency cap" in second.reason
     receipt = await service.send(inp("c3", template="trial_reminder", category="transactional",
-                                     context={"days_left": 1, "trial_ends_on": "x"}, now=later))
+                                     context={"days_left": 1, "has_payment_method": True}, now=later))
     assert receipt.status == "sent"
     again = await service.send(inp("c2", template="tip_api", step="tip_api",
                                    now=NOON + dt.timedelta(hours=24)))

@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from email_support import TEMPLATES, EmailDB, email_db, make_settings  # noqa: F401
 from typer.testing import CliRunner
 
 from lifecycle.db import session_scope
 from lifecycle.email_templates import TemplateRenderError, TemplateSet, check_templates, sample_vars
 from lifecycle.policy import load_policy
 from starter.cli_email import templates_app
+from tests.email_support import TEMPLATES, EmailDB, email_db, make_settings  # noqa: F401
 
 runner = CliRunner()
 
@@ -80,10 +80,10 @@ def test_check_fails_when_a_step_names_a_missing_template_or_layout_loses_its_fo
 
 def test_a_step_must_declare_the_variables_its_template_uses(tdir: Path) -> None:
     policy = load_policy(tdir / "campaigns.toml")
-    del policy.trial.reminders[1].vars["trial_ends_on"]
+    del policy.trial.reminders[1].vars["has_payment_method"]
     problems = [str(p) for p in check_templates(TemplateSet(tdir / "email"), policy)]
     assert problems == [
-        "trial_reminder: uses 'trial_ends_on', not declared in vars of step(s) trial.reminder_1_day"
+        "trial_reminder: uses 'has_payment_method', not declared in vars of step(s) trial.reminder_1_day"
     ]
 
 
@@ -101,14 +101,14 @@ def test_sandbox_keeps_templates_away_from_python_internals(tdir: Path) -> None:
 def test_rendering_inlines_css_and_has_preheader_footer_and_unsubscribe() -> None:
     policy = load_policy(TEMPLATES / "campaigns.toml")
     out = TemplateSet(TEMPLATES / "email").render("welcome", sample_vars("welcome", policy))
-    assert out.subject == "Welcome to Example Inc., Ada"
-    assert out.preheader == "Three minutes to your first result."
+    assert out.subject == "Welcome aboard, Ada"
+    assert out.preheader == "Your Starter trial has started. Here is how to get going."
     assert '<style' not in out.html and 'style="' in out.html  # CSS inlined
     assert 'class="preheader"' in out.html and out.preheader in out.html
     assert "https://app.example.com/unsubscribe?token=sample" in out.html
     assert "Unsubscribe: https://app.example.com/unsubscribe?token=sample" in out.text
     assert "1 Main Street" in out.html and "1 Main Street" in out.text
-    assert "<p" not in out.text and "Hi Ada," in out.text
+    assert "<p" not in out.text and "Welcome, Ada!" in out.text
 
 
 def test_preview_with_sample_data_writes_subject_html_and_text(
@@ -121,7 +121,7 @@ def test_preview_with_sample_data_writes_subject_html_and_text(
     )
     assert result.exit_code == 0, result.output
     assert "Your trial ends in 3 days" in result.output
-    assert "March 14" in (out / "trial_reminder.html").read_text()
+    assert "Add a payment method" in (out / "trial_reminder.html").read_text()
     text = (out / "trial_reminder.txt").read_text()
     assert text.startswith("Subject: Your trial ends in 3 days\n")
 
@@ -135,12 +135,12 @@ def test_preview_with_a_customer_and_publish_a_new_version(
     args = ["preview", "welcome", "--customer", "cus_pv", "--out", str(out), "--no-open"]
     result = runner.invoke(templates_app, args)
     assert result.exit_code == 0, result.output
-    assert "Welcome to Example Inc., Katherine" in result.output
+    assert "Welcome aboard, Katherine" in result.output
     assert "Version:   file" in result.output
 
     edited = tmp_path / "welcome.j2"
     edited.write_text((TEMPLATES / "email" / "welcome.j2").read_text().replace(
-        "Welcome to {{ company_name }}", "Hello from {{ company_name }}"))
+        "Welcome aboard,", "Hello from {{ company_name }},"))
     result = runner.invoke(templates_app, ["publish", "welcome", "--file", str(edited), "--author", "mia"])
     assert result.exit_code == 0, result.output
     assert "welcome v1 published" in result.output
