@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,15 +54,49 @@ class EmailDB:
             ))
 
 
-@pytest.fixture
-def email_db(tmp_path: Path) -> Iterator[EmailDB]:
-    url = f"sqlite:///{tmp_path / 'email.db'}"
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _pg_database() -> str:
+    """A fresh PostgreSQL database; skips without a server, fails under CI=true."""
+    import psycopg
+
+    name = f"lc_test_{os.getpid()}_email_{uuid.uuid4().hex[:6]}"
+    try:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True,
+                             connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is not reachable under CI=true: {exc}")
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+    return name
+
+
+def _drop_pg(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def email_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmailDB]:
+    """A migrated database: once SQLite, once PostgreSQL."""
+    pg_name = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'email.db'}"
+    else:
+        pg_name = _pg_database()
+        url = PG_ADMIN.rsplit("/", 1)[0] + "/" + pg_name
     upgrade(url)
     engine = make_engine(url)
     try:
         yield EmailDB(url, make_session_factory(engine))
     finally:
         engine.dispose()
+        if pg_name:
+            _drop_pg(pg_name)
 
 
 def utc(*args: int) -> dt.datetime:

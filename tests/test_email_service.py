@@ -219,3 +219,15 @@ async def test_goal_met_is_recorded_as_a_skip(email_db: EmailDB) -> None:  # noq
     r = await service.send(inp("g1", skip_reason="goal met: created_first_project"))
     assert r.status == "skipped"
     assert timeline(email_db) == [("email_skipped", "goal met: created_first_project")]
+
+
+async def test_two_campaigns_racing_for_the_last_slot_send_only_one(email_db: EmailDB) -> None:  # noqa: F811
+    import asyncio
+
+    email_db.add_customer("cus_1")
+    service = EmailService(email_db.factory, OutboxProvider(), make_settings(email_db.url))
+    results = await asyncio.gather(*[
+        service.send(inp(f"race{i}", template="tip_api", campaign=f"c{i}", step="s"))
+        for i in range(4)
+    ])
+    assert sorted(r.status for r in results) == ["deferred", "deferred", "deferred", "sent"]
