@@ -347,7 +347,9 @@ class EmailService:
 
     def _timing(self, session: Session, customer: Customer, now: dt.datetime) -> Any:
         s = self.settings
-        window = dt.timedelta(hours=s.email_frequency_cap_hours)
+        # The cap counts in policy time: 24 h in production, compressed like policy days
+        # when LIFECYCLE_DAY_SECONDS is (the `lifecycle dev --demo` stack).
+        window = dt.timedelta(hours=s.email_frequency_cap_hours) * (s.day_seconds / 86400.0)
         recent = list(
             session.scalars(
                 select(EmailMessage.created_at).where(

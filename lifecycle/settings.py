@@ -119,7 +119,8 @@ class Settings(BaseSettings):
         description="HMAC key that signs unsubscribe links; must be set for smtp/sendgrid",
     )
     email_quiet_hours_start: dt.time = Field(
-        default=dt.time(18, 0), description="marketing email waits from this local time ..."
+        default=dt.time(18, 0),
+        description="marketing email waits from this local time ... (start == end: no quiet hours)",
     )
     email_quiet_hours_end: dt.time = Field(
         default=dt.time(9, 0), description="... until this local time (customer's time zone)"
@@ -127,7 +128,9 @@ class Settings(BaseSettings):
     email_frequency_cap: int = Field(
         default=1, ge=0, description="marketing emails per customer per cap window (0: no cap)"
     )
-    email_frequency_cap_hours: float = Field(default=24.0, gt=0, description="the cap window")
+    email_frequency_cap_hours: float = Field(
+        default=24.0, gt=0, description="the cap window, in hours of policy time (see day_seconds)"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod
