@@ -60,7 +60,7 @@ def _goal_times(
                     Invoice.customer_id.in_(chunk), Invoice.paid_at.is_not(None),
                     Invoice.amount_paid_cents > 0,
                 )
-            ).tuples().all()
+            ).all()
             rows += _events(session, chunk, "stage_changed", "active")
         elif goal.startswith("stage:"):
             rows += _events(session, chunk, "stage_changed", goal.split(":", 1)[1])
@@ -82,7 +82,7 @@ def _events(
     )
     if to_stage is not None:
         q = q.where(LifecycleEvent.to_stage == to_stage)
-    return list(session.execute(q).tuples().all())
+    return list(session.execute(q).all())
 
 
 def campaign_results(
@@ -99,7 +99,7 @@ def campaign_results(
     ).where(EmailMessage.campaign == campaign, EmailMessage.is_test.is_(False))
     if step:
         q = q.where(EmailMessage.step == step)
-    messages = session.execute(q).tuples().all()
+    messages = session.execute(q).all()
     window = dt.timedelta(seconds=conversion.within_days * day_seconds)
     goals = _goal_times(session, conversion.goal, (m[2] for m in messages if m[2]))
     groups: dict[tuple[str, str], GroupResult] = {}

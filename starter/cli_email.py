@@ -51,6 +51,11 @@ console = Console()
 err = Console(stderr=True)
 
 
+@campaigns_app.callback()
+def _campaigns() -> None:
+    """Campaign results per step and A/B variant."""  # a group even with one command
+
+
 def _settings() -> Settings:
     try:
         return load_settings()

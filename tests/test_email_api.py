@@ -172,3 +172,18 @@ def test_webhook_signature_is_verified_when_a_key_is_set(email_db: EmailDB) -> N
             email_api.SIGNATURE_HEADER: sig, email_api.TIMESTAMP_HEADER: ts})
         assert good.status_code == 200
     assert suppressions(email_db) == [("x@example.org", "bounce", None)]
+
+
+def test_the_real_app_serves_unsubscribe_without_an_api_key_even_with_temporal_down(
+    email_db: EmailDB,  # noqa: F811
+) -> None:
+    from starter.api.app import create_app
+
+    email_db.add_customer("cus_1", email="grace@example.org")
+    # nothing listens at this address: the lazy client fails when the route signals
+    settings = make_settings(email_db.url, temporal_address="127.0.0.1:1", api_keys=["k"])
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/unsubscribe", params={"token": make_token(SECRET, "cus_1")})
+        assert r.status_code == 200 and "You are unsubscribed" in r.text
+        assert client.post("/webhooks/sendgrid", json=[]).status_code == 200
+    assert suppressions(email_db) == [("grace@example.org", "unsubscribe", "cus_1")]

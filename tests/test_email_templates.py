@@ -161,3 +161,13 @@ def test_preview_with_a_customer_and_publish_a_new_version(
     with session_scope(email_db.factory) as s:
         from lifecycle.email_templates import load_published
         assert load_published(s, ["welcome"]) == []
+
+
+def test_the_lifecycle_command_has_the_email_sub_apps(monkeypatch: pytest.MonkeyPatch) -> None:
+    from starter.cli import app
+
+    _env(monkeypatch, TEMPLATES)
+    result = runner.invoke(app, ["templates", "check"])
+    assert result.exit_code == 0 and "templates OK" in result.output
+    for sub in ("outbox", "campaigns"):
+        assert runner.invoke(app, [sub, "--help"]).exit_code == 0

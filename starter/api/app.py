@@ -17,7 +17,7 @@ from temporalio.client import Client
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect
-from starter.api import customers, events, usage
+from starter.api import customers, email, events, usage
 from starter.api.deps import require_api_key
 
 
@@ -47,6 +47,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.include_router(events.router, dependencies=authed)
     app.include_router(customers.router, dependencies=authed)
     app.include_router(usage.router, dependencies=authed)
+    # no API key: the signed token authenticates unsubscribes, SendGrid's signature the webhook
+    app.include_router(email.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:
