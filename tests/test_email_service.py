@@ -23,7 +23,7 @@ from lifecycle.messages import SendEmailInput
 from lifecycle.models import EmailMessage, LifecycleEvent
 from lifecycle.policy import EmailVariant
 from tests.email_support import EmailDB, email_db, make_settings, utc  # noqa: F401
-from tests.test_email_providers import smtp  # noqa: F401  (fixture)
+from tests.test_email_providers import sendgrid_server, smtp  # noqa: F401  (fixtures)
 
 NOON = utc(2026, 3, 3, 12)  # 12:00 UTC: inside the default send window in UTC
 
@@ -231,3 +231,24 @@ async def test_two_campaigns_racing_for_the_last_slot_send_only_one(email_db: Em
         for i in range(4)
     ])
     assert sorted(r.status for r in results) == ["deferred", "deferred", "deferred", "sent"]
+
+
+async def test_sendgrid_gets_the_unsubscribe_headers_and_our_ids(
+    email_db: EmailDB, sendgrid_server  # noqa: F811
+) -> None:
+    from lifecycle.email_providers import SendGridProvider
+    from lifecycle.unsubscribe import read_token
+
+    email_db.add_customer("cus_1")
+    settings = make_settings(email_db.url)
+    provider = SendGridProvider("SG.k", base_url=sendgrid_server.url)
+    result = await EmailService(email_db.factory, provider, settings).send(inp("sg1"))
+    assert result.status == "sent"
+    [req] = sendgrid_server.requests
+    headers = req["json"]["headers"]
+    url = headers["List-Unsubscribe"].strip("<>")
+    assert read_token(settings.unsubscribe_secret, url.split("token=")[1]) == "cus_1"
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert req["json"]["custom_args"]["lifecycle_message_id"] == str(result.message_id)
+    with session_scope(email_db.factory) as s:
+        assert s.get(EmailMessage, result.message_id).provider_message_id == "sg-abc123"
