@@ -516,7 +516,8 @@ class EmailService:
         self, session: Session, template: str, *, customer_id: str | None,
         policy: CampaignPolicy | None, is_test: bool = True,
     ) -> Any:
-        variables = sample_vars(template, policy)
+        templates = self._templates(session, template)
+        variables = sample_vars(template, policy, declared=templates.declared(template))
         variables.update(
             company_name=self.settings.email_company_name,
             postal_address=self.settings.email_postal_address,
@@ -532,7 +533,7 @@ class EmailService:
                 customer, category=variables["category"], campaign=variables["campaign"],
                 step=variables["step"], is_test=is_test,
             ))
-        return self._templates(session, template).render(template, variables)
+        return templates.render(template, variables)
 
     def _prepare_test(
         self, template: str, to: str, customer_id: str | None, policy: CampaignPolicy | None

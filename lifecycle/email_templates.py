@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html.parser
 import re
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,32 @@ def plan_vars(code: str) -> dict[str, Any]:
     return {"code": plan.code, "name": plan.name, "price": plan.monthly_price}
 
 
+_FRONT = re.compile(r"\{#-?\s*vars\b[^\n]*\n(.*?)-?#\}", re.S)  # first line: a free note
+
+
+def front_matter(source: str) -> dict[str, Any]:
+    """Variables a template declares itself, with sample values, in a ``{#- vars … -#}`` comment.
+
+    For templates that campaigns send from code rather than from a policy step (the
+    usage emails): the comment holds TOML, each key a variable and its value the sample
+    used by ``check`` and ``preview`` (the rest of the first line is a free note)::
+
+        {#- vars: what the campaign gives this email
+        days_left = 3
+        [usage]
+        percent = 80
+        -#}
+    """
+    m = _FRONT.search(source)
+    if not m:
+        return {}
+    try:
+        data = tomllib.loads(m.group(1))
+    except tomllib.TOMLDecodeError as exc:
+        raise TemplateRenderError(f"the {{#- vars … -#}} comment is not valid TOML: {exc}") from None
+    return data
+
+
 # --- loading ----------------------------------------------------------------------------
 
 
@@ -210,6 +237,13 @@ class TemplateSet:
         if not path.is_file():
             raise TemplateRenderError(f"template {name!r} not found in {self.directory}")
         return path.read_text(encoding="utf-8")
+
+    def declared(self, name: str) -> dict[str, Any]:
+        """The template's own ``{#- vars -#}`` declarations and samples."""
+        try:
+            return front_matter(self.source(name))
+        except TemplateRenderError:
+            return {}
 
     def version_label(self, name: str) -> str:
         """What is recorded on the message: ``file`` or ``v<N>``, plus the layout's if published."""
@@ -371,9 +405,14 @@ def template_uses(policy: CampaignPolicy | None) -> dict[str, TemplateUse]:
 
 
 def sample_vars(
-    name: str, policy: CampaignPolicy | None, *, settings_vars: Mapping[str, Any] | None = None
+    name: str,
+    policy: CampaignPolicy | None,
+    *,
+    settings_vars: Mapping[str, Any] | None = None,
+    declared: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Sample data for ``name``: a sample customer, the standard values, the steps' samples."""
+    """Sample data for ``name``: a sample customer, the standard values, the template's own
+    ``{#- vars -#}`` samples (``declared``), then the steps' samples."""
     out: dict[str, Any] = {
         "customer": dict(SAMPLE_CUSTOMER),
         "company_name": "Example Inc.",
@@ -389,6 +428,7 @@ def sample_vars(
     }
     out.update(settings_vars or {})
     out["sender_postal_address"] = out["postal_address"]
+    out.update(declared or {})
     use = template_uses(policy).get(name)
     if use:
         campaign, step = use.steps[0]
@@ -491,10 +531,17 @@ def _check_one(
     for b in REQUIRED_BLOCKS:
         if b not in blocks:
             out.append(Problem(name, f"has no {{% block {b} %}}"))
+    try:
+        own = front_matter(source)
+    except TemplateRenderError as exc:
+        return [Problem(name, str(exc))]
     declared = use.declared()
-    for var in sorted(used - set(STANDARD_VARS)):
+    for var in sorted(used - set(STANDARD_VARS) - set(own)):
         if declared is None:
-            out.append(Problem(name, f"uses {var!r}, but no campaign step using it declares it"))
+            out.append(Problem(
+                name, f"uses {var!r}, but no campaign step using it declares it "
+                "(add it to the step's vars, or to a {#- vars -#} comment in the template)"
+            ))
         elif var not in declared:
             missing = [f"{c}.{s.name}" for c, s in use.steps if var not in s.vars]
             out.append(
@@ -503,7 +550,7 @@ def _check_one(
     if out:
         return out
     try:
-        rendered = templates.render(name, sample_vars(name, policy))
+        rendered = templates.render(name, sample_vars(name, policy, declared=own))
     except TemplateRenderError as exc:
         return [Problem(name, f"does not render with its sample data: {exc}")]
     for link in relative_links(rendered.html):

@@ -14,8 +14,8 @@ from rich.table import Table
 from sqlalchemy import select
 
 from lifecycle.settings import SettingsError, load_settings
-from starter.cli_usage import app as usage_app
 from starter.cli_email import campaigns_app, outbox_app, templates_app
+from starter.cli_usage import app as usage_app
 
 app = typer.Typer(help="Lifecycle Engine: customer lifecycle campaigns on Temporal.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)

@@ -145,8 +145,9 @@ def templates_preview(
             if customer:
                 err.print(f"[red]database: {exc.orig}[/red]")
                 raise typer.Exit(1) from None
-            rendered = TemplateSet(_email_dir(settings)).render(
-                name, _sample_with_settings(name, policy, settings)
+            files = TemplateSet(_email_dir(settings))
+            rendered = files.render(
+                name, _sample_with_settings(name, policy, settings, files.declared(name))
             )
         except (TemplateRenderError, EmailRejected) as exc:
             err.print(f"[red]{exc}[/red]")
@@ -166,10 +167,12 @@ def templates_preview(
         _open(html_path)
 
 
-def _sample_with_settings(name: str, policy: CampaignPolicy, settings: Settings) -> dict:
+def _sample_with_settings(
+    name: str, policy: CampaignPolicy, settings: Settings, declared: dict
+) -> dict:
     from lifecycle.email_templates import sample_vars
 
-    return sample_vars(name, policy, settings_vars={
+    return sample_vars(name, policy, declared=declared, settings_vars={
         "company_name": settings.email_company_name,
         "postal_address": settings.email_postal_address,
         "app_url": settings.email_app_url.rstrip("/"),

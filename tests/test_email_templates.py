@@ -51,6 +51,10 @@ BROKEN = {
                 "{% block html_body %}x{% endblock %}", "block text_body"),
     "no_layout": ("{% block subject %}Hi{% endblock %}{% block html_body %}x{% endblock %}"
                   "{% block text_body %}x{% endblock %}", "extends"),
+    "bad_vars_comment": ("{% extends '_layout.j2' %}{#- vars\nlimit = = 3\n-#}"
+                         "{% block subject %}Hi {{ limit }}{% endblock %}"
+                         "{% block html_body %}x{% endblock %}{% block text_body %}x{% endblock %}",
+                         "not valid TOML"),
     "bad_attribute": ("{% extends '_layout.j2' %}{% block subject %}Hi {{ customer.nickname }}{% endblock %}"
                       "{% block html_body %}x{% endblock %}{% block text_body %}x{% endblock %}",
                       "nickname"),

@@ -1,7 +1,7 @@
 """email channel: template source
 
 Revision ID: 0004_email
-Revises: 0001_initial
+Revises: 0002_usage
 Create Date: 2026-11-25 07:48:32.112350
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0004_email'
-down_revision: str | Sequence[str] | None = '0001_initial'
+down_revision: str | Sequence[str] | None = '0002_usage'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
