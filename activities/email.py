@@ -1,53 +1,36 @@
-"""The email activity: render with the customer's data from the database, hand to the provider.
+"""The email activity: one method, ``send_email``, over :class:`lifecycle.email_service.EmailService`.
 
-No address or name travels through workflow history: the activity looks them up.
-Each send is recorded under the step's idempotency key before it goes to the provider,
-so a retried activity never sends twice.
+The worker builds :class:`EmailActivities` once with its session factory, provider and
+settings. Errors become Temporal's vocabulary:
+
+* a provider's "not now" (SendGrid 429/5xx, SMTP 4xx, connection refused) → a retryable
+  ``ApplicationError`` (type ``ProviderUnavailable``; ``next_retry_delay`` from Retry-After),
+  so Temporal retries with the backoff set at the call;
+* anything retrying cannot fix (unknown customer, provider 4xx) →
+  ``ApplicationError(non_retryable=True)`` with the provider's message;
+* a template that does not render → a retryable ``TemplateError``: the step waits
+  (visible in the Web UI as a failing activity) until a fixed version is published.
+
+A retried attempt never sends twice: see ``lifecycle/email_service.py`` and docs/email.md.
 """
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime
-from typing import Any
+from datetime import timedelta
+from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from lifecycle import catalog
-from lifecycle.email import (
-    EmailProvider,
-    OutgoingEmail,
-    TemplateError,
-    TemplateRenderer,
-    unsubscribe_url,
-)
+from lifecycle.email_providers import EmailProvider
+from lifecycle.email_service import EmailRejected, EmailRetryLater, EmailService
 from lifecycle.messages import SendEmailInput, SendEmailResult
-from lifecycle.models import Customer, EmailMessage, LifecycleEvent
 from lifecycle.settings import Settings
 
-
-def customer_context(customer: Customer, settings: Settings) -> dict[str, Any]:
-    """What every template may use about the customer (looked up, never from history)."""
-    plan = catalog.get_plan(customer.plan_code)
-    first_name = (customer.name or "").split(" ")[0] or "there"
-    return {
-        "customer": {
-            "id": customer.id,
-            "name": customer.name or "",
-            "first_name": first_name,
-            "company": customer.company or "",
-            "email": customer.email,
-            "stage": customer.stage,
-        },
-        "plan": {"code": plan.code, "name": plan.name, "price": plan.monthly_price},
-        "app_url": settings.public_url,
-        "sender_postal_address": settings.email_postal_address,
-        "unsubscribe_url": unsubscribe_url(settings, customer.id),
-    }
+# ApplicationError types that are final. A template error is not among them: it is retried
+# with backoff, so publishing a fixed version (`lifecycle templates publish`) lets it go out.
+NON_RETRYABLE_TYPES = ["UnknownCustomer", "ProviderRejected", "EmailRejected"]
 
 
 class EmailActivities:
@@ -56,80 +39,23 @@ class EmailActivities:
         session_factory: sessionmaker[Session],
         settings: Settings,
         provider: EmailProvider,
-        renderer: TemplateRenderer | None = None,
+        *,
+        templates_dir: Path | None = None,
     ) -> None:
-        self._sessions = session_factory
-        self._settings = settings
-        self._provider = provider
-        self._renderer = renderer or TemplateRenderer(settings.templates_dir)
+        self.service = EmailService(
+            session_factory, provider, settings, templates_dir=templates_dir
+        )
 
-    @activity.defn(name="send_email")
-    async def send_email(self, input: SendEmailInput) -> SendEmailResult:
-        return await asyncio.to_thread(self._send, input)
-
-    def _send(self, input: SendEmailInput) -> SendEmailResult:
-        with self._sessions() as session:
-            existing = session.scalar(
-                select(EmailMessage).where(EmailMessage.idempotency_key == input.idempotency_key)
-            )
-            if existing is not None:
-                return SendEmailResult("duplicate", existing.id, "already sent for this step")
-            customer = session.get(Customer, input.customer_id)
-            if customer is None:
-                raise ApplicationError(
-                    f"unknown customer {input.customer_id!r}", type="UnknownCustomer", non_retryable=True
-                )
-            context = {**customer_context(customer, self._settings), **input.context}
-            try:
-                rendered = self._renderer.render(input.template, context)
-            except TemplateError as exc:
-                # Retried (with backoff) rather than dropped: fixing the template lets it go out.
-                raise ApplicationError(str(exc), type="TemplateError") from None
-            now = datetime.now(UTC)
-            outgoing = OutgoingEmail(
-                to_address=customer.email,
-                from_address=self._settings.email_sender,
-                rendered=rendered,
-                category=input.category,
-                campaign=input.campaign,
-                step=input.step,
-                message_key=input.idempotency_key,
-            )
-            message = EmailMessage(
-                idempotency_key=input.idempotency_key,
-                customer_id=customer.id,
-                campaign=input.campaign,
-                step=input.step,
-                template=input.template,
-                template_version=rendered.version,
-                category=input.category,
-                to_address=customer.email,
-                from_address=self._settings.email_sender,
-                subject=rendered.subject,
-                html=rendered.html,
-                text=rendered.text,
-                provider=self._provider.name,
-                status="sending",
-                created_at=now,
-            )
-            session.add(message)
-            try:
-                session.flush()
-            except IntegrityError:
-                session.rollback()
-                return SendEmailResult("duplicate", None, "already sent for this step")
-            message.provider_message_id = self._provider.send(outgoing)
-            message.status = "sent"
-            message.sent_at = now
-            session.add(
-                LifecycleEvent(
-                    event_key=f"email:{input.idempotency_key}",
-                    customer_id=customer.id,
-                    kind="email_sent",
-                    campaign=input.campaign,
-                    detail={"step": input.step, "template": input.template, "subject": rendered.subject},
-                    occurred_at=now,
-                )
-            )
-            session.commit()
-            return SendEmailResult("sent", message.id)
+    @activity.defn
+    async def send_email(self, inp: SendEmailInput) -> SendEmailResult:
+        """Send, defer (cap, quiet hours), skip (suppressed, holdout) or report a duplicate."""
+        try:
+            return await self.service.send(inp)
+        except EmailRejected as exc:
+            final = exc.kind in NON_RETRYABLE_TYPES
+            raise ApplicationError(str(exc), type=exc.kind, non_retryable=final) from None
+        except EmailRetryLater as exc:
+            delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
+            raise ApplicationError(
+                str(exc), type="ProviderUnavailable", next_retry_delay=delay
+            ) from None

@@ -360,6 +360,9 @@ class TemplateVersion(Base):
     html: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     preheader: Mapped[str] = mapped_column(Text, default="")
+    # The whole template file as published (extends the layout, all blocks); the columns
+    # above hold its blocks for an editor. Rendering uses this.
+    source: Mapped[str | None] = mapped_column(Text)
     published: Mapped[bool] = mapped_column(Boolean, default=False)
     author: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -23,6 +23,15 @@ class PolicyError(ValueError):
 
 
 @dataclass
+class EmailVariant:
+    """One arm of an A/B test: a template and its share (weights are relative)."""
+
+    name: str
+    template: str
+    weight: float = 1.0
+
+
+@dataclass
 class EmailStep:
     """One email of a campaign."""
 
@@ -32,6 +41,25 @@ class EmailStep:
     days_before_end: float = 0.0  # days before the trial ends (trial reminders)
     skip_if: str | None = None  # activation fact that makes this step pointless
     category: str = "marketing"  # marketing (caps, quiet hours, unsubscribe) | transactional
+    # The campaign variables this step gives its template, with sample values for previews
+    # (`lifecycle templates check` fails a template that uses a variable its steps don't give).
+    vars: dict[str, Any] = field(default_factory=dict)
+    # A/B test: variants replace `template` (assigned per customer by hash); `holdout` is the
+    # share of customers who get no email at all, so lift can be measured.
+    variants: list[EmailVariant] = field(default_factory=list)
+    holdout: float = 0.0
+
+
+@dataclass
+class Conversion:
+    """What counts as a conversion for a campaign's results.
+
+    goal: ``paid`` (an invoice paid or the stage moved to active), ``stage:<name>``
+    or ``event:<kind>`` (a timeline entry of that kind), within ``within_days`` of the email.
+    """
+
+    goal: str = "paid"
+    within_days: float = 7.0
 
 
 @dataclass
@@ -74,9 +102,81 @@ class CampaignPolicy:
     day_seconds: float = 86400.0
     usage: UsagePolicy = field(default_factory=UsagePolicy)
     source: str = ""  # the file it was loaded from, for ops reading the history
+    # campaign name -> what counts as converted (`lifecycle campaigns results`)
+    conversions: dict[str, Conversion] = field(default_factory=dict)
 
     def days(self, n: float) -> timedelta:
         return timedelta(seconds=n * self.day_seconds)
+
+
+def _variants(raw: Any, where: str) -> list[EmailVariant]:
+    if not isinstance(raw, list):
+        raise PolicyError(f"{where}: expected a list of {{name, template, weight}}")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise PolicyError(f"{where}[{i}]: expected a table with name, template, weight")
+        unknown = set(item) - {"name", "template", "weight"}
+        if unknown:
+            raise PolicyError(f"{where}[{i}]: unknown key(s) {sorted(unknown)}")
+        for key in ("name", "template"):
+            if not isinstance(item.get(key), str) or not item[key]:
+                raise PolicyError(f"{where}[{i}].{key}: required text")
+        weight = item.get("weight", 1.0)
+        if not isinstance(weight, int | float) or weight <= 0:
+            raise PolicyError(f"{where}[{i}].weight: must be a positive number")
+        if item["name"] == "holdout":
+            raise PolicyError(f"{where}[{i}].name: 'holdout' is reserved for the holdout group")
+        out.append(EmailVariant(name=item["name"], template=item["template"], weight=float(weight)))
+    names = [v.name for v in out]
+    if len(names) != len(set(names)):
+        raise PolicyError(f"{where}: variant names must be unique, got {names}")
+    return out
+
+
+def _conversions(raw: Any) -> dict[str, Conversion]:
+    if not isinstance(raw, dict):
+        raise PolicyError("conversions: expected a table campaign = {goal, within_days}")
+    out = {}
+    for campaign, item in raw.items():
+        if not isinstance(item, dict) or set(item) - {"goal", "within_days"}:
+            raise PolicyError(f"conversions.{campaign}: expected {{goal = ..., within_days = N}}")
+        conv = Conversion(
+            goal=str(item.get("goal", "paid")), within_days=float(item.get("within_days", 7))
+        )
+        if not (conv.goal == "paid" or conv.goal.startswith(("stage:", "event:"))):
+            raise PolicyError(
+                f"conversions.{campaign}.goal: expected paid, stage:<stage> or event:<kind>"
+            )
+        if conv.within_days <= 0:
+            raise PolicyError(f"conversions.{campaign}.within_days: must be positive")
+        out[str(campaign)] = conv
+    return out
+
+
+def email_steps(policy: Any) -> list[tuple[str, EmailStep]]:
+    """Every email step in a policy, with its campaign's name, found by walking the dataclasses.
+
+    Generic on purpose: campaigns added later (usage nudges, dunning, ...) are found
+    without this function knowing them.
+    """
+    found: list[tuple[str, EmailStep]] = []
+
+    def walk(obj: Any, campaign: str) -> None:
+        if isinstance(obj, EmailStep):
+            found.append((campaign, obj))
+        elif isinstance(obj, list | tuple):
+            for item in obj:
+                walk(item, campaign)
+        elif isinstance(obj, dict):
+            for item in obj.values():
+                walk(item, campaign)
+        elif hasattr(obj, "__dataclass_fields__"):
+            for name in obj.__dataclass_fields__:
+                walk(getattr(obj, name), campaign or name)
+
+    walk(policy, "")
+    return found
 
 
 def _steps(raw: list[dict[str, Any]], where: str) -> list[EmailStep]:
@@ -90,9 +190,17 @@ def _steps(raw: list[dict[str, Any]], where: str) -> list[EmailStep]:
         for key in ("name", "template"):
             if not isinstance(item.get(key), str) or not item[key]:
                 raise PolicyError(f"{where}[{i}].{key}: required text")
-        step = EmailStep(**item)
+        item = dict(item)
+        variants_raw = item.pop("variants", [])
+        if not isinstance(item.get("vars", {}), dict):
+            raise PolicyError(f"{where}[{i}].vars: expected a table of variable = sample value")
+        step = EmailStep(**item, variants=_variants(variants_raw, f"{where}[{i}].variants"))
         if step.category not in CATEGORIES:
             raise PolicyError(f"{where}[{i}].category: expected one of {CATEGORIES}")
+        if not 0 <= step.holdout < 1:
+            raise PolicyError(f"{where}[{i}].holdout: expected a share from 0 up to (not incl.) 1")
+        if step.holdout and step.category != "marketing":
+            raise PolicyError(f"{where}[{i}].holdout: only marketing steps may hold customers out")
         if step.day < 0 or step.days_before_end < 0:
             raise PolicyError(f"{where}[{i}]: day and days_before_end must not be negative")
         steps.append(step)
@@ -123,8 +231,14 @@ def parse_policy(raw: dict[str, Any], *, day_seconds: float = 86400.0, source: s
         usage = _usage(raw.get("usage", {}))
     except (TypeError, ValueError, AttributeError) as exc:
         raise PolicyError(f"{source or 'policy'}: {exc}") from None
+    conversions = _conversions(raw.get("conversions", {}))
     return CampaignPolicy(
-        trial=trial, onboarding=onboarding, day_seconds=day_seconds, source=source, usage=usage
+        trial=trial,
+        onboarding=onboarding,
+        day_seconds=day_seconds,
+        source=source,
+        usage=usage,
+        conversions=conversions,
     )
 
 

@@ -7,6 +7,7 @@ No other module reads ``os.environ``. Call :func:`get_settings` (cached) or buil
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,6 +24,9 @@ ENV_PREFIX = "LIFECYCLE_"
 # endpoint in the Stripe dashboard. It is the version the pinned SDK (stripe 16.x) is
 # generated for; lifecycle.stripe_shapes also reads localstripe's 2017-08-15 objects.
 STRIPE_API_VERSION = "2026-10-28.endive"
+
+# Signs unsubscribe links in development; real providers refuse to start with it.
+UNSAFE_UNSUBSCRIBE_SECRET = "dev-only-unsubscribe-secret"
 
 
 class SettingsError(RuntimeError):
@@ -86,6 +90,51 @@ class Settings(BaseSettings):
     email_sender: str = Field(default="Lifecycle Engine <hello@example.com>")
     email_postal_address: str = Field(
         default="Example Inc., 1 Main Street, Springfield", description="footer address (CAN-SPAM)"
+    )
+    email_company_name: str = Field(default="Example Inc.", description="name in the email footer")
+    email_app_url: str = Field(
+        default="https://app.example.com", description="absolute base URL of the product, for links"
+    )
+    email_reply_to: str | None = Field(default=None, description="Reply-To address, if any")
+    # SMTP (LIFECYCLE_EMAIL_PROVIDER=smtp)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_tls: Literal["none", "starttls", "ssl"] = Field(
+        default="none", description="none, starttls (port 587) or ssl (implicit TLS, port 465)"
+    )
+    smtp_timeout: float = Field(default=20.0, gt=0, description="seconds per SMTP conversation")
+    # SendGrid (LIFECYCLE_EMAIL_PROVIDER=sendgrid)
+    sendgrid_api_key: str | None = Field(default=None, description="SendGrid API key (SG.…)")
+    sendgrid_base_url: str = Field(
+        default="https://api.sendgrid.com", description="SendGrid API host (tests point it at a local server)"
+    )
+    sendgrid_sandbox_mode: bool = Field(
+        default=False, description="SendGrid validates but does not deliver (mail_settings.sandbox_mode)"
+    )
+    sendgrid_timeout: float = Field(default=15.0, gt=0, description="seconds per SendGrid request")
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None,
+        description="Event Webhook verification key (base64 ECDSA public key); unset: not verified",
+    )
+    # compliance and etiquette
+    unsubscribe_secret: str = Field(
+        default=UNSAFE_UNSUBSCRIBE_SECRET,
+        description="HMAC key that signs unsubscribe links; must be set for smtp/sendgrid",
+    )
+    email_quiet_hours_start: dt.time = Field(
+        default=dt.time(18, 0),
+        description="marketing email waits from this local time ... (start == end: no quiet hours)",
+    )
+    email_quiet_hours_end: dt.time = Field(
+        default=dt.time(9, 0), description="... until this local time (customer's time zone)"
+    )
+    email_frequency_cap: int = Field(
+        default=1, ge=0, description="marketing emails per customer per cap window (0: no cap)"
+    )
+    email_frequency_cap_hours: float = Field(
+        default=24.0, gt=0, description="the cap window, in hours of policy time (see day_seconds)"
     )
 
     # --- Stripe --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from lifecycle.settings import SettingsError, load_settings
+from starter.cli_email import campaigns_app, outbox_app, templates_app
 from starter.cli_stripe import app as stripe_app
 from starter.cli_usage import app as usage_app
 
@@ -24,6 +25,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(customer_app, name="customer")
 app.add_typer(usage_app, name="usage")
 app.add_typer(stripe_app, name="stripe")
+app.add_typer(templates_app, name="templates")
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(campaigns_app, name="campaigns")
 
 console = Console()
 
@@ -121,7 +125,7 @@ def customer_show(customer_id: str) -> None:
         console.print(timeline)
 
         emails = Table(title="emails")
-        for col in ("sent (UTC)", "campaign/step", "template", "subject", "status"):
+        for col in ("sent (UTC)", "campaign/step", "template", "variant", "subject", "status"):
             emails.add_column(col)
         for msg in session.scalars(
             select(EmailMessage).where(EmailMessage.customer_id == customer_id).order_by(EmailMessage.id)
@@ -130,6 +134,7 @@ def customer_show(customer_id: str) -> None:
                 f"{msg.sent_at or msg.created_at:%Y-%m-%d %H:%M:%S}",
                 f"{msg.campaign}/{msg.step}",
                 f"{msg.template} ({msg.template_version})",
+                msg.variant or "",
                 msg.subject,
                 msg.status,
             )

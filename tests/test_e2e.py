@@ -56,6 +56,9 @@ def stack(dev_env: WorkflowEnvironment, settings: Settings, tmp_path: Path) -> I
         "LIFECYCLE_TASK_QUEUE": settings.task_queue,
         "LIFECYCLE_API_KEYS": "e2e-key",
         "LIFECYCLE_DAY_SECONDS": str(DAY_SECONDS),
+        # no quiet hours: the test expects the welcome at once, whatever the time of day
+        "LIFECYCLE_EMAIL_QUIET_HOURS_START": "00:00",
+        "LIFECYCLE_EMAIL_QUIET_HOURS_END": "00:00",
     }
     cli = str(Path(sys.prefix) / "bin" / "lifecycle")
     log = open(tmp_path / "procs.log", "wb")  # noqa: SIM115

@@ -37,8 +37,11 @@ def wf_db(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 @pytest.fixture
 def wf_settings(wf_db: Db) -> Settings:
+    # No quiet hours, no frequency cap: these tests expect the nudge as soon as the counter
+    # crosses (tests/test_email_workflow.py shows both rules delaying campaign email).
     return Settings(database_url=wf_db.url, task_queue=f"usage-{uuid.uuid4().hex[:8]}",
-                    _env_file=None)  # type: ignore[call-arg]
+                    email_quiet_hours_start=dt.time(0), email_quiet_hours_end=dt.time(0),
+                    email_frequency_cap=0, _env_file=None)  # type: ignore[call-arg]
 
 
 @pytest.fixture

@@ -1,55 +1,117 @@
-"""The workflow side of sending a campaign email: one call per policy step.
+"""The workflow side of an email step: ask the email activity, wait when it says "not yet".
 
-Campaign workflows call :func:`send_step_email`; the idempotency key is the workflow
-id plus the step name, so an activity retry (or a replay) never sends twice.
+Campaign workflows call :func:`send_step_email` for each policy step. The activity
+decides (send now / wait until a UTC time / skip with a reason); when it says wait
+(frequency cap, quiet hours in the customer's zone) this helper sleeps on a durable
+timer and asks again, so a later step waits rather than drops. Decisions use
+``workflow.now()``, so they follow workflow time (and time skipping in tests).
+
+The idempotency key is the workflow id plus the step name, so an activity retry (or a
+replay) never sends twice.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import EmailActivities
+    from activities.email import NON_RETRYABLE_TYPES, EmailActivities
     from activities.store import StoreActivities
-    from lifecycle.messages import RecordEventInput, SendEmailInput, SendEmailResult
+    from lifecycle.messages import (
+        EMAIL_DEFERRED,
+        EMAIL_SKIPPED,
+        RecordEventInput,
+        SendEmailInput,
+        SendEmailResult,
+    )
     from lifecycle.policy import EmailStep
 
-# Provider outages and template fixes are waited out: retries back off to every 10
-# minutes and never give up, so no email is lost; ops see the pending activity and its
-# error in the Web UI. Business refusals (unknown customer) are non-retryable.
+# Provider outages (429/5xx, SMTP 4xx) and template errors are waited out: retries back
+# off to every 10 minutes and never give up, so no email is lost; ops see the pending
+# activity and its error in the Web UI. Final refusals (unknown customer, provider 4xx)
+# are non-retryable.
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=NON_RETRYABLE_TYPES,
 )
 STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+SEND_TIMEOUT = timedelta(seconds=60)
+MIN_WAIT = timedelta(seconds=1)
+MAX_ASKS = 100  # a step deferred this often is stuck; it is skipped, with the reason recorded
 
 
 def step_key(step_name: str) -> str:
     return f"{workflow.info().workflow_id}/{step_name}"
 
 
-async def send_step_email(
-    customer_id: str, campaign: str, step: EmailStep, context: dict[str, Any] | None = None
-) -> SendEmailResult:
+async def _ask(inp: SendEmailInput) -> SendEmailResult:
+    inp.now = workflow.now()
     return await workflow.execute_activity_method(
         EmailActivities.send_email,
-        SendEmailInput(
-            customer_id=customer_id,
-            template=step.template,
-            idempotency_key=step_key(step.name),
-            campaign=campaign,
-            step=step.name,
-            category=step.category,
-            context=context or {},
-        ),
-        start_to_close_timeout=timedelta(seconds=60),
+        inp,
+        start_to_close_timeout=SEND_TIMEOUT,
         retry_policy=EMAIL_RETRY,
     )
+
+
+async def send_step_email(
+    customer_id: str,
+    campaign: str,
+    step: EmailStep,
+    context: dict[str, Any] | None = None,
+    *,
+    key: str | None = None,
+    skip_reason: str | None = None,
+    stop: Callable[[], bool] | None = None,
+    stop_reason: str = "goal met while waiting to send",
+) -> SendEmailResult:
+    """Send ``step`` to the customer, waiting out caps and quiet hours.
+
+    Returns the final result: ``sent``, ``duplicate``, ``skipped`` (reason: unsubscribed,
+    suppressed, …), ``holdout`` (A/B holdout: no email) or ``uncertain``.
+
+    ``key``: the idempotency key (default: workflow id + step name).
+    ``skip_reason``: the workflow already knows the step is pointless; the decision is
+    recorded on the customer's timeline and nothing is sent.
+    ``stop``: checked while waiting for the cap or quiet hours; when it turns true the
+    step is skipped with ``stop_reason`` (recorded too).
+    """
+    inp = SendEmailInput(
+        customer_id=customer_id,
+        template=step.template,
+        idempotency_key=key or step_key(step.name),
+        campaign=campaign,
+        step=step.name,
+        category=step.category,
+        context=dict(context or {}),
+        variants=list(step.variants),
+        holdout=step.holdout,
+        skip_reason=skip_reason,
+    )
+    for _ in range(MAX_ASKS):
+        result = await _ask(inp)
+        if result.status != EMAIL_DEFERRED or result.not_before is None:
+            return result
+        wait = max(result.not_before - workflow.now(), MIN_WAIT)
+        if stop is None:
+            await workflow.sleep(wait)
+            continue
+        try:
+            await workflow.wait_condition(stop, timeout=wait)
+        except TimeoutError:
+            continue
+        inp.skip_reason = stop_reason
+        return await _ask(inp)
+    inp.skip_reason = f"still deferred after {MAX_ASKS} tries"
+    result = await _ask(inp)
+    return SendEmailResult(status=EMAIL_SKIPPED, reason=result.reason or inp.skip_reason)
 
 
 async def record_step_skipped(customer_id: str, campaign: str, step: EmailStep, reason: str) -> None:
@@ -69,7 +131,7 @@ async def record_step_skipped(customer_id: str, campaign: str, step: EmailStep, 
     )
 
 
-async def sleep_until(when: Any) -> None:
+async def sleep_until(when: datetime) -> None:
     """Durable timer to a UTC instant (no-op when it is already past)."""
     delay = when - workflow.now()
     if delay > timedelta(0):

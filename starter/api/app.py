@@ -17,7 +17,7 @@ from temporalio.client import Client
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect
-from starter.api import customers, events, metrics, stripe_webhooks, subscriptions, usage
+from starter.api import customers, email, events, metrics, stripe_webhooks, subscriptions, usage
 from starter.api.deps import require_api_key
 
 
@@ -50,6 +50,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.include_router(subscriptions.router, dependencies=authed)
     app.include_router(stripe_webhooks.router)  # authenticated by the Stripe-Signature header
     app.include_router(metrics.router)
+    # no API key: the signed token authenticates unsubscribes, SendGrid's signature the webhook
+    app.include_router(email.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

@@ -1,0 +1,267 @@
+"""Email routes: the unsubscribe link (GET page, POST one-click) and SendGrid's Event Webhook.
+
+No API key on these routes: the unsubscribe token is signed by us and names exactly
+one customer; the webhook is verified with SendGrid's signature when
+``LIFECYCLE_SENDGRID_WEBHOOK_PUBLIC_KEY`` is set.
+
+* ``GET /unsubscribe?token=…`` shows a page with a confirm button (mail scanners follow
+  GET links; they must not unsubscribe anyone).
+* ``POST /unsubscribe?token=…`` unsubscribes: the form's button and RFC 8058 one-click
+  (``List-Unsubscribe-Post: List-Unsubscribe=One-Click``) both land here. It records a
+  suppression and a timeline entry, then tells the customer's workflow (CustomerEvent
+  ``unsubscribed``). The database is the authority: if Temporal is down the unsubscribe
+  still holds (every send checks suppressions) and the page still says so.
+* ``POST /webhooks/sendgrid``: bounces, spam reports and unsubscribes add suppressions;
+  delivered, open and click move the message's status forward (never back).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse
+from sendgrid.helpers.eventwebhook import EventWebhook
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lifecycle.db import session_scope
+from lifecycle.email_service import (
+    BOUNCE,
+    PROGRESS,
+    SPAM,
+    UNSUBSCRIBE,
+    add_suppression,
+    record_event,
+)
+from lifecycle.messages import CustomerEvent
+from lifecycle.models import Customer, EmailMessage
+from lifecycle.settings import Settings
+from lifecycle.unsubscribe import BadToken, read_token
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["email"])
+
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+
+# --- dependencies (the same app.state the rest of the API uses) -------------------------
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def _notify(request: Request) -> Any:
+    """An ``async (customer_id, CustomerEvent) -> None`` that tells the customer's workflow."""
+    client = getattr(request.app.state, "temporal", None)
+
+    async def notify(customer_id: str, event: CustomerEvent) -> None:
+        from starter.events import signal_customer  # the lead's one way to signal a customer
+
+        await signal_customer(client, customer_id, event)
+
+    return notify
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+NotifyDep = Annotated[Any, Depends(_notify)]
+
+
+def _sessions(request: Request) -> Any:
+    return request.app.state.session_factory
+
+
+SessionsDep = Annotated[Any, Depends(_sessions)]
+
+
+# --- unsubscribe ------------------------------------------------------------------------
+
+
+def _page(title: str, body: str, code: int = 200) -> HTMLResponse:
+    doc = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:Helvetica,Arial,sans-serif;max-width:480px;margin:48px auto;"
+        "padding:0 16px;color:#1f2933}button{background:#3949ab;color:#fff;border:0;"
+        "padding:12px 20px;border-radius:4px;font-size:16px;cursor:pointer}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+    return HTMLResponse(doc, status_code=code)
+
+
+def _customer_for(settings: Settings, session: Session, token: str) -> Customer:
+    try:
+        customer_id = read_token(settings.unsubscribe_secret, token)
+    except BadToken as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"token: {exc}") from None
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "token: no such customer")
+    return customer
+
+
+TokenQuery = Annotated[str, Query(min_length=3, max_length=512, description="the signed token")]
+
+
+@router.get("/unsubscribe", response_class=HTMLResponse)
+def unsubscribe_page(token: TokenQuery, settings: SettingsDep, sessions: SessionsDep) -> HTMLResponse:
+    """A confirmation page: GET never unsubscribes (link scanners prefetch GETs)."""
+    with session_scope(sessions) as session:
+        try:
+            customer = _customer_for(settings, session, token)
+        except HTTPException as exc:
+            return _page("This link is not valid", f"<p>{html.escape(exc.detail)}</p>", exc.status_code)
+        masked = _mask(customer.email)
+    return _page(
+        "Unsubscribe",
+        f"<p>Stop marketing email from {html.escape(settings.email_company_name)} to "
+        f"<strong>{html.escape(masked)}</strong>? You will still get messages about your "
+        "account and billing.</p>"
+        f"<form method='post' action='?token={html.escape(token)}'>"
+        "<button type='submit'>Unsubscribe</button></form>",
+    )
+
+
+@router.post("/unsubscribe", response_class=HTMLResponse)
+async def unsubscribe(
+    token: TokenQuery, settings: SettingsDep, sessions: SessionsDep, notify: NotifyDep
+) -> HTMLResponse:
+    """Unsubscribe from marketing email (the form button and RFC 8058 one-click)."""
+    with session_scope(sessions) as session:
+        customer = _customer_for(settings, session, token)
+        customer_id, email = customer.id, customer.email
+        new = add_suppression(
+            session, email=email, reason=UNSUBSCRIBE, customer_id=customer_id, source="link"
+        )
+        record_event(
+            session, key=f"unsubscribed:{customer_id}", customer_id=customer_id,
+            kind="unsubscribed", at=dt.datetime.now(dt.UTC), campaign=None,
+            detail={"source": "unsubscribe link", "reason": "customer unsubscribed"},
+        )
+    if new:
+        await _tell_workflow(notify, customer_id, "link")
+    return _page(
+        "You are unsubscribed",
+        f"<p>{html.escape(_mask(email))} will get no more marketing email from "
+        f"{html.escape(settings.email_company_name)}.</p>",
+    )
+
+
+async def _tell_workflow(notify: Any, customer_id: str, source: str) -> None:
+    event = CustomerEvent(
+        event_id=f"unsubscribed:{customer_id}", kind="unsubscribed", data={"source": source}
+    )
+    try:
+        await notify(customer_id, event)
+    except Exception as exc:  # the suppression holds without the workflow; log and go on
+        log.warning("unsubscribe of %s recorded, workflow not told: %s", customer_id, exc)
+
+
+def _mask(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return (local[:2] + "…" if len(local) > 2 else local) + "@" + domain
+
+
+# --- SendGrid Event Webhook -------------------------------------------------------------
+
+
+@router.post("/webhooks/sendgrid")
+async def sendgrid_events(
+    request: Request, settings: SettingsDep, sessions: SessionsDep, notify: NotifyDep
+) -> JSONResponse:
+    raw = await request.body()
+    if settings.sendgrid_webhook_public_key:
+        signature = request.headers.get(SIGNATURE_HEADER)
+        timestamp = request.headers.get(TIMESTAMP_HEADER)
+        if not signature or not timestamp:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, f"missing {SIGNATURE_HEADER} / {TIMESTAMP_HEADER}"
+            )
+        try:
+            verifier = EventWebhook(settings.sendgrid_webhook_public_key)
+            ok = verifier.verify_signature(raw.decode("utf-8"), signature, timestamp)
+        except (ValueError, UnicodeDecodeError):
+            ok = False
+        if not ok:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "signature does not match the body")
+    try:
+        events = json.loads(raw)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body: not JSON ({exc})") from None
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body: expected a JSON array of events")
+    with session_scope(sessions) as session:
+        outcome = [apply_sendgrid_event(session, e) for e in events]
+    for customer_id in {c for c in outcome if c}:
+        await _tell_workflow(notify, customer_id, "sendgrid")
+    return JSONResponse({"received": len(events)})
+
+
+def _message_for(session: Session, event: dict[str, Any]) -> EmailMessage | None:
+    raw_id = event.get("lifecycle_message_id")
+    if raw_id is not None and str(raw_id).isdigit():
+        row = session.get(EmailMessage, int(raw_id))
+        if row is not None:
+            return row
+    sg_id = str(event.get("sg_message_id") or "")
+    if sg_id:
+        return session.scalar(
+            select(EmailMessage).where(EmailMessage.provider_message_id == sg_id.split(".")[0])
+        )
+    return None
+
+
+def _advance(row: EmailMessage, new_status: str) -> None:
+    if PROGRESS.get(new_status, 0) > PROGRESS.get(row.status, 99):
+        row.status = new_status
+
+
+def apply_sendgrid_event(session: Session, event: dict[str, Any]) -> str | None:
+    """Apply one event; returns the customer id when the customer newly unsubscribed."""
+    kind = str(event.get("event", ""))
+    email = str(event.get("email") or "").strip().lower()
+    row = _message_for(session, event)
+    customer_id = row.customer_id if row is not None else None
+    if customer_id is None and email:
+        customer_id = session.scalar(select(Customer.id).where(Customer.email == email))
+    at = dt.datetime.fromtimestamp(int(event.get("timestamp") or 0), dt.UTC) if str(
+        event.get("timestamp", "")).isdigit() else dt.datetime.now(dt.UTC)
+
+    if kind in ("delivered", "open", "click") and row is not None:
+        _advance(row, {"delivered": "delivered", "open": "opened", "click": "clicked"}[kind])
+        return None
+    reason = None
+    if kind == "bounce" and event.get("type", "bounce") != "blocked":
+        reason = BOUNCE
+    elif kind == "dropped":
+        why = str(event.get("reason", "")).lower()
+        reason = BOUNCE if "bounce" in why else SPAM if "spam" in why else None
+        if row is not None and row.status in ("sending", "sent", "uncertain", "queued"):
+            row.status = "dropped"
+    elif kind == "spamreport":
+        reason = SPAM
+    elif kind in ("unsubscribe", "group_unsubscribe"):
+        reason = UNSUBSCRIBE
+    if reason is None or not email:
+        return None
+    if row is not None and reason == BOUNCE and row.status in ("sending", "sent", "uncertain"):
+        row.status = "bounced"
+    new = add_suppression(
+        session, email=email, reason=reason, customer_id=customer_id, source=f"sendgrid:{kind}"
+    )
+    if customer_id and new:
+        record_event(
+            session, key=f"suppressed:{reason}:{email}", customer_id=customer_id,
+            kind="unsubscribed" if reason == UNSUBSCRIBE else "email_suppressed", at=at,
+            campaign=row.campaign if row is not None else None,
+            detail={"reason": reason, "source": f"sendgrid {kind}",
+                    "message_id": row.id if row is not None else None},
+        )
+    return customer_id if (new and reason == UNSUBSCRIBE) else None

@@ -1,0 +1,189 @@
+"""Unsubscribe link (GET page, POST one-click) and SendGrid's Event Webhook, over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from lifecycle.db import session_scope
+from lifecycle.email_providers import OutboxProvider
+from lifecycle.email_service import EmailService
+from lifecycle.messages import SendEmailInput
+from lifecycle.models import EmailMessage, LifecycleEvent, Suppression
+from lifecycle.unsubscribe import make_token
+from starter.api import email as email_api
+from tests.email_support import EmailDB, email_db, make_settings, utc  # noqa: F401
+
+SECRET = "test-secret-not-for-production"
+
+
+
+def build_app(email_db: EmailDB, calls: list, **settings: Any) -> FastAPI:  # noqa: F811
+    app = FastAPI()
+    app.include_router(email_api.router)
+    app.state.settings = make_settings(email_db.url, **settings)
+    app.state.session_factory = email_db.factory
+
+    async def notify() -> Any:
+        async def record(customer_id: str, event: Any) -> None:
+            calls.append((customer_id, event))
+        return record
+
+    app.dependency_overrides[email_api._notify] = notify
+    return app
+
+
+@pytest.fixture
+def api(email_db: EmailDB) -> Iterator[tuple[TestClient, list, EmailDB]]:  # noqa: F811
+    calls: list = []
+    email_db.add_customer("cus_1", email="grace@example.org")
+    with TestClient(build_app(email_db, calls)) as client:
+        yield client, calls, email_db
+
+
+def suppressions(db: EmailDB) -> list[tuple[str, str, str | None]]:
+    with session_scope(db.factory) as s:
+        return [(r.email, r.reason, r.customer_id) for r in s.scalars(select(Suppression))]
+
+
+def test_get_shows_a_confirmation_and_changes_nothing(api) -> None:
+    client, calls, db = api
+    r = client.get("/unsubscribe", params={"token": make_token(SECRET, "cus_1")})
+    assert r.status_code == 200 and "<form method='post'" in r.text and "gr…@example.org" in r.text
+    assert suppressions(db) == [] and calls == []
+
+
+def test_one_click_post_unsubscribes_and_tells_the_workflow(api) -> None:
+    client, calls, db = api
+    token = make_token(SECRET, "cus_1")
+    r = client.post(f"/unsubscribe?token={token}", data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 200 and "You are unsubscribed" in r.text
+    assert suppressions(db) == [("grace@example.org", "unsubscribe", "cus_1")]
+    [(customer_id, event)] = calls
+    assert customer_id == "cus_1" and event.kind == "unsubscribed"
+    assert event.event_id == "unsubscribed:cus_1"
+    # twice is harmless: one suppression, the workflow told once
+    assert client.post(f"/unsubscribe?token={token}").status_code == 200
+    assert len(suppressions(db)) == 1 and len(calls) == 1
+
+
+async def test_the_link_in_a_sent_email_unsubscribes_and_stops_marketing(api) -> None:
+    client, calls, db = api
+    service = EmailService(db.factory, OutboxProvider(), make_settings(db.url))
+    sent = await service.send(SendEmailInput(customer_id="cus_1", template="welcome",
+                                             idempotency_key="w1", campaign="onboarding",
+                                             step="welcome", now=utc(2026, 3, 3, 12)))
+    with session_scope(db.factory) as s:
+        header = s.get(EmailMessage, sent.message_id).headers["List-Unsubscribe"]
+    url = header.strip("<>").replace("https://lifecycle.example.com", "")
+    assert client.post(url).status_code == 200
+    later = await service.send(SendEmailInput(customer_id="cus_1", template="tip_api",
+                                              idempotency_key="w2", campaign="onboarding",
+                                              step="tip_api", now=utc(2026, 3, 3, 13)))
+    assert later.status == "skipped" and later.reason == "unsubscribed"
+
+
+@pytest.mark.parametrize("token", ["garbage", make_token("another-secret", "cus_1"),
+                                   make_token(SECRET, "cus_unknown")])
+def test_a_bad_token_is_refused_and_records_nothing(api, token: str) -> None:
+    client, calls, db = api
+    r = client.post("/unsubscribe", params={"token": token})
+    assert r.status_code in (400, 404) and "token" in r.json()["detail"]
+    assert suppressions(db) == [] and calls == []
+
+
+def _message(db: EmailDB) -> int:
+    with session_scope(db.factory) as s:
+        row = EmailMessage(idempotency_key="x1", customer_id="cus_1", campaign="onboarding",
+                           step="welcome", template="welcome", to_address="grace@example.org",
+                           from_address="a@b.c", subject="s", html="h", text="t",
+                           provider="sendgrid", provider_message_id="sgid1", status="sent")
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def test_webhook_moves_status_forward_and_suppresses_bounces_spam_and_unsubscribes(api) -> None:
+    client, calls, db = api
+    mid = _message(db)
+    events = [
+        {"event": "delivered", "email": "grace@example.org", "sg_message_id": "sgid1.filter0001",
+         "timestamp": 1770000000},
+        {"event": "click", "email": "grace@example.org", "lifecycle_message_id": str(mid),
+         "timestamp": 1770000100},
+        {"event": "open", "email": "grace@example.org", "lifecycle_message_id": str(mid),
+         "timestamp": 1770000200},  # arrives late: must not move "clicked" back
+        {"event": "bounce", "type": "bounce", "email": "Gone@Example.org", "timestamp": 1770000300},
+        {"event": "bounce", "type": "blocked", "email": "soft@example.org", "timestamp": 1770000300},
+        {"event": "spamreport", "email": "angry@example.org", "timestamp": 1770000400},
+        {"event": "unsubscribe", "email": "grace@example.org", "timestamp": 1770000500},
+    ]
+    r = client.post("/webhooks/sendgrid", json=events)
+    assert r.status_code == 200 and r.json() == {"received": 7}
+    with session_scope(db.factory) as s:
+        assert s.get(EmailMessage, mid).status == "clicked"
+        kinds = [e.kind for e in s.scalars(select(LifecycleEvent))]
+    assert sorted(suppressions(db)) == [
+        ("angry@example.org", "spam_report", None),
+        ("gone@example.org", "bounce", None),
+        ("grace@example.org", "unsubscribe", "cus_1"),
+    ]
+    assert kinds == ["unsubscribed"]
+    assert [c for c, _ in calls] == ["cus_1"]
+    # SendGrid retries deliveries: the same batch again changes nothing
+    assert client.post("/webhooks/sendgrid", json=events).status_code == 200
+    assert len(suppressions(db)) == 3 and len(calls) == 1
+
+
+def test_webhook_rejects_bad_json_with_a_clear_error(api) -> None:
+    client, _, _ = api
+    r = client.post("/webhooks/sendgrid", content=b"{not json")
+    assert r.status_code == 400 and r.json()["detail"].startswith("body: not JSON")
+    r = client.post("/webhooks/sendgrid", json={"event": "open"})
+    assert r.status_code == 400 and "array" in r.json()["detail"]
+
+
+def test_webhook_signature_is_verified_when_a_key_is_set(email_db: EmailDB) -> None:  # noqa: F811
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = base64.b64encode(key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    calls: list = []
+    app = build_app(email_db, calls, sendgrid_webhook_public_key=public)
+    body = json.dumps([{"event": "bounce", "type": "bounce", "email": "x@example.org"}]).encode()
+    ts = "1770000000"
+    sig = base64.b64encode(key.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()
+    with TestClient(app) as client:
+        unsigned = client.post("/webhooks/sendgrid", content=body)
+        assert unsigned.status_code == 401
+        forged = client.post("/webhooks/sendgrid", content=body.replace(b"x@", b"y@"), headers={
+            email_api.SIGNATURE_HEADER: sig, email_api.TIMESTAMP_HEADER: ts})
+        assert forged.status_code == 403
+        assert suppressions(email_db) == []
+        good = client.post("/webhooks/sendgrid", content=body, headers={
+            email_api.SIGNATURE_HEADER: sig, email_api.TIMESTAMP_HEADER: ts})
+        assert good.status_code == 200
+    assert suppressions(email_db) == [("x@example.org", "bounce", None)]
+
+
+def test_the_real_app_serves_unsubscribe_without_an_api_key_even_with_temporal_down(
+    email_db: EmailDB,  # noqa: F811
+) -> None:
+    from starter.api.app import create_app
+
+    email_db.add_customer("cus_1", email="grace@example.org")
+    # nothing listens at this address: the lazy client fails when the route signals
+    settings = make_settings(email_db.url, temporal_address="127.0.0.1:1", api_keys=["k"])
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/unsubscribe", params={"token": make_token(SECRET, "cus_1")})
+        assert r.status_code == 200 and "You are unsubscribed" in r.text
+        assert client.post("/webhooks/sendgrid", json=[]).status_code == 200
+    assert suppressions(email_db) == [("grace@example.org", "unsubscribe", "cus_1")]
