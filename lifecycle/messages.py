@@ -66,6 +66,8 @@ class CustomerState:
     stage_changed_at: datetime | None = None
     runs: int = 1  # how many runs (continue-as-new) this entity has had
     billing: BillingState = field(default_factory=BillingState)
+    payment_method_id: str | None = None  # the Stripe card to charge when the trial converts
+    marketing_opt_out: bool = False  # unsubscribed from marketing email (a suppression is recorded too)
 
 
 @dataclass

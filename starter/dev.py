@@ -224,7 +224,7 @@ def _run_demo(base_url: str, key: str) -> None:
                 json={"customer_id": cid, "email": email, "name": name, "company": company, "timezone": tz},
             )
             print(f"demo: signed up {cid}: {r.status_code} {r.json().get('stage', r.text)}")
-        http.post(f"/v1/customers/{people[0][0]}/payment-method", json={})
+        http.post(f"/v1/customers/{people[0][0]}/payment-method", json={"payment_method_id": "pm_card_visa"})
         print(f"demo: {people[0][0]} added a payment method (will convert)")
         http.post("/v1/events/activation", json={"customer_id": people[1][0], "fact": "created_first_project"})
         print(f"demo: {people[1][0]} created a first project (its tip is skipped)")

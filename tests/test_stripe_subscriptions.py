@@ -161,3 +161,22 @@ async def test_trial_conversion_creates_a_real_subscription(
 async def _active(client, cid):
     state = await _state(client, cid)
     return state if state.stage == "active" and state.billing.stripe_subscription_id else None
+
+
+async def test_trial_conversion_charges_the_card_given_to_the_payment_method_route(
+    running, client, stripe_settings, session_factory, stripe_client, ts_env
+):
+    """POST /v1/customers/{id}/payment-method with a pm_… id: the conversion attaches and charges it."""
+    cid = new_customer_id()
+    await signed_up(client, stripe_settings, session_factory, cid)
+    await signal_customer(
+        client, cid, CustomerEvent(f"pm:{cid}", "payment_method_added", {"payment_method_id": "pm_card_visa"})
+    )
+    await ts_env.sleep(timedelta(days=14, minutes=1))
+
+    state = await eventually(lambda: _active(client, cid), timeout=20)
+    assert state.payment_method_id == "pm_card_visa"
+    sub = stripe_client.v1.subscriptions.retrieve(state.billing.stripe_subscription_id)
+    assert sub.status == "active"
+    invoice = stripe_client.v1.invoices.retrieve(sub.latest_invoice)
+    assert invoice.status == "paid" and invoice.amount_paid == 1900

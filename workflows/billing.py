@@ -381,6 +381,7 @@ class BillingMixin:
                         plan=self._state.plan,
                         interval="month",
                         idempotency_key=f"{workflow.info().workflow_id}:trial-conversion",
+                        payment_method_id=self._state.payment_method_id,
                     ),
                 )
             except ApplicationError as err:

@@ -59,6 +59,7 @@ class CustomerWorkflow(BillingMixin):
             "activation": self._on_activation,
             "payment_method_added": self._on_payment_method_added,
             "campaign_finished": self._on_campaign_finished,
+            "unsubscribed": self._on_unsubscribed,
             "usage_threshold": self._on_usage_threshold,
             **self._billing_handlers(),  # type: ignore[dict-item]
         }
@@ -156,7 +157,7 @@ class CustomerWorkflow(BillingMixin):
 
     async def _on_signup(self, event: CustomerEvent) -> None:
         # The workflow exists, so this customer has signed up already: nothing to do.
-        workflow.logger.info("repeated signup for %s ignored", self._state.customer_id)
+        workflow.logger.debug("signup for %s: lifecycle already running", self._state.customer_id)
 
     async def _on_activation(self, event: CustomerEvent) -> None:
         fact = str(event.data.get("fact", ""))
@@ -166,10 +167,17 @@ class CustomerWorkflow(BillingMixin):
         await self._tell_campaign("onboarding", "activation", fact)
 
     async def _on_payment_method_added(self, event: CustomerEvent) -> None:
+        pm = event.data.get("payment_method_id")
+        if pm:  # a Stripe card (pm_...): attached when the trial converts
+            self._state.payment_method_id = str(pm)
         if self._state.payment_method_on_file:
             return
         self._state.payment_method_on_file = True
         await self._tell_campaign("trial", "payment_method_added")
+
+    async def _on_unsubscribed(self, event: CustomerEvent) -> None:
+        # Every marketing send also checks the suppression list; the state shows ops the opt-out.
+        self._state.marketing_opt_out = True
 
     async def _on_campaign_finished(self, event: CustomerEvent) -> None:
         campaign = str(event.data.get("campaign"))

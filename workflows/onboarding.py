@@ -39,6 +39,10 @@ class OnboardingWorkflow:
         name, at = self._next if self._next else (None, None)
         return CampaignStatus(CAMPAIGN, name, at, list(self._done))  # type: ignore[arg-type]
 
+    @workflow.query
+    def activation_facts(self) -> list[str]:
+        return sorted(self._facts)
+
     @workflow.run
     async def run(self, input: OnboardingInput) -> str:
         started = workflow.now()

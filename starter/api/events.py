@@ -72,7 +72,12 @@ class ActivationEvent(BaseModel):
 
 
 class PaymentMethodEvent(BaseModel):
-    payment_method_id: str | None = Field(default=None, max_length=200)
+    payment_method_id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="the Stripe payment method (pm_...) to charge when the trial converts; "
+        "omit when the card was attached in Stripe directly",
+    )
 
 
 def _unavailable(exc: TemporalUnavailable) -> HTTPException:
@@ -159,7 +164,15 @@ async def payment_method(
     _timeline(session, customer.id, event_id, "payment_method_added", {}, datetime.now(UTC))
     session.flush()
     try:
-        await signal_customer(client, customer.id, CustomerEvent(event_id=event_id, kind="payment_method_added"))
+        await signal_customer(
+            client,
+            customer.id,
+            CustomerEvent(
+                event_id=event_id,
+                kind="payment_method_added",
+                data={"payment_method_id": body.payment_method_id} if body and body.payment_method_id else {},
+            ),
+        )
     except TemporalUnavailable as exc:
         session.rollback()
         raise _unavailable(exc) from None
