@@ -372,6 +372,11 @@ def run_database(kind: str, args: argparse.Namespace, procs: Procs | None, tempo
                    "LIFECYCLE_TEMPORAL_ADDRESS": temporal_address,
                    "LIFECYCLE_TASK_QUEUE": task_queue, "LIFECYCLE_API_KEYS": API_KEY,
                    "LIFECYCLE_USAGE_RESEND_INTERVAL_SECONDS": "2",
+                   # the nudge is marketing email: measure the engine's path, not the policy's
+                   # waits (quiet hours would defer it to 09:00, the cap by a day)
+                   "LIFECYCLE_EMAIL_QUIET_HOURS_START": "00:00",
+                   "LIFECYCLE_EMAIL_QUIET_HOURS_END": "00:00",
+                   "LIFECYCLE_EMAIL_FREQUENCY_CAP": "0",
                    "LIFECYCLE_PUBLIC_URL": f"http://127.0.0.1:{port}"}
             procs.spawn("worker", [str(BIN / "lifecycle"), "worker"], env)
             api = procs.spawn("api", [str(BIN / "lifecycle"), "api", "--port", str(port),
@@ -496,6 +501,7 @@ def run_database(kind: str, args: argparse.Namespace, procs: Procs | None, tempo
             "nudge_p50_ms": round(nud["nudge_p50_ms"], 1),
             "nudge_p99_ms": round(nud["nudge_p99_ms"], 1),
             "nudges_sent": nud["nudges_sent"],
+            "nudges_expected": nud["nudges_expected"],
         }
         return result
 
@@ -580,6 +586,8 @@ def main() -> int:
                 bad.append("signals sent differ from thresholds crossed")
             if r["duplicates_rejected"] != r["duplicates_sent"]:
                 bad.append("not every replayed event came back as a duplicate")
+            if r.get("nudges_sent") != r.get("nudges_expected", r.get("nudges_sent")):
+                bad.append(f"{r.get('nudges_sent')} of {r.get('nudges_expected')} nudge emails recorded")
             if bad:
                 print(f"{d}: FAILED: {'; '.join(bad)}")
                 code = 1

@@ -197,3 +197,49 @@ async def test_lifecycle_usage_resend_sends_what_was_left_in_the_outbox(
     assert mail.template == "usage_nudge"
     again = await asyncio.to_thread(CliRunner().invoke, app, ["usage", "resend"], env=env)
     assert again.stdout.strip().endswith("0 signal(s) sent, 0 still pending")
+
+
+async def test_a_nudge_held_by_quiet_hours_is_dropped_once_the_limit_is_reached(
+    ts_env, wf_db: Db
+) -> None:
+    """80 % crossed during quiet hours: the nudge waits; 100 % arrives first: the stale nudge never goes."""
+    now = dt.datetime.now(UTC)
+    quiet = wf_settings_with(
+        wf_db,
+        email_quiet_hours_start=(now - dt.timedelta(hours=1)).time().replace(microsecond=0),
+        email_quiet_hours_end=(now + dt.timedelta(hours=3)).time().replace(microsecond=0),
+    )
+    async with build_worker(ts_env.client, quiet, wf_db.factory):
+        client = ts_env.client
+        cid = wf_db.customer("starter", stage=ACTIVE)  # customer in UTC
+        await entity(client, quiet, wf_db, cid, ACTIVE, "starter")
+        svc = UsageService(wf_db.factory)
+        await deliver(client, svc, svc.ingest(events(cid, 800, "a")).crossings)
+
+        def deferred() -> list[LifecycleEvent]:
+            with wf_db.factory() as s:
+                return list(s.scalars(select(LifecycleEvent).where(
+                    LifecycleEvent.customer_id == cid, LifecycleEvent.kind == "email_deferred")))
+
+        await eventually(deferred)
+        assert usage_emails(wf_db, cid) == []
+
+        hit = svc.check({"customer_id": cid, "metric": "ai_requests", "quantity": 200})
+        await deliver(client, svc, hit.crossings)
+        await eventually(lambda: [m.step for m in usage_emails(wf_db, cid)] == ["limit_reached"])
+
+        def skipped() -> list[LifecycleEvent]:
+            with wf_db.factory() as s:
+                return list(s.scalars(select(LifecycleEvent).where(
+                    LifecycleEvent.customer_id == cid, LifecycleEvent.kind == "email_skipped")))
+
+        [skip] = await eventually(skipped)
+        assert "limit was reached" in skip.detail["reason"]
+        await ts_env.sleep(dt.timedelta(hours=5))  # past the quiet hours: still no nudge
+        await asyncio.sleep(0.5)
+        assert [m.step for m in usage_emails(wf_db, cid)] == ["limit_reached"]
+
+
+def wf_settings_with(db: Db, **overrides: object) -> Settings:
+    return Settings(database_url=db.url, task_queue=f"usage-{uuid.uuid4().hex[:8]}",
+                    email_frequency_cap=0, _env_file=None, **overrides)  # type: ignore[call-arg]

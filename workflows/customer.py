@@ -224,6 +224,13 @@ class CustomerWorkflow(BillingMixin):
             stage=self._state.stage,
             policy=policy,
         )
+        if nudge.threshold >= 100 and workflow.patched("usage-nudge-supersede"):
+            # an 80 % nudge still waiting for quiet hours or the cap would now be stale
+            stale = usage_workflow_id(cid, nudge.metric, nudge.period_start, 80)
+            try:
+                await workflow.get_external_workflow_handle(stale).signal(UsageNudgeWorkflow.supersede)
+            except FailureError:
+                pass  # already sent, or never started
         try:  # the id is per metric, period and threshold: a second start is refused
             await workflow.start_child_workflow(
                 UsageNudgeWorkflow.run,

@@ -81,8 +81,27 @@ def email_context(input: UsageNudgeInput) -> dict[str, object]:
 
 @workflow.defn
 class UsageNudgeWorkflow:
+    @workflow.init
+    def __init__(self, input: UsageNudgeInput) -> None:
+        self._superseded = False
+
+    @workflow.signal
+    def supersede(self) -> None:
+        """The limit itself was reached (or the plan changed): an 80 % nudge still waiting is stale."""
+        self._superseded = True
+
     @workflow.run
     async def run(self, input: UsageNudgeInput) -> str:
         step = choose_step(input)
-        result = await send_step_email(input.customer_id, CAMPAIGN, step, email_context(input))
+        stop = None
+        if input.threshold < 100 and workflow.patched("usage-nudge-supersede"):
+            stop = lambda: self._superseded  # noqa: E731
+        result = await send_step_email(
+            input.customer_id,
+            CAMPAIGN,
+            step,
+            email_context(input),
+            stop=stop,
+            stop_reason="the limit was reached before the nudge could go out",
+        )
         return result.status
