@@ -55,6 +55,7 @@ def stack(dev_env: WorkflowEnvironment, settings: Settings, tmp_path: Path) -> I
         "LIFECYCLE_TEMPORAL_ADDRESS": target,
         "LIFECYCLE_TASK_QUEUE": settings.task_queue,
         "LIFECYCLE_API_KEYS": "e2e-key",
+        "LIFECYCLE_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "LIFECYCLE_DAY_SECONDS": str(DAY_SECONDS),
         # no quiet hours: the test expects the welcome at once, whatever the time of day
         "LIFECYCLE_EMAIL_QUIET_HOURS_START": "00:00",
