@@ -92,7 +92,8 @@ async def test_signup_over_http_runs_the_real_stack(stack, dev_env: WorkflowEnvi
         assert r.status_code == 201, r.text
 
         welcome = await eventually(
-            lambda: [m for m in emails(sessions, "e2e-1") if m.template == "welcome"], timeout=30
+            lambda: [m for m in emails(sessions, "e2e-1") if m.template == "welcome" and m.status == "sent"],
+            timeout=30,
         )
         assert welcome[0].to_address == "ada@e2e.test"
         assert welcome[0].subject == "Welcome aboard, Ada"

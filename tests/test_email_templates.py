@@ -110,9 +110,12 @@ def test_rendering_inlines_css_and_has_preheader_footer_and_unsubscribe() -> Non
     assert '<style' not in out.html and 'style="' in out.html  # CSS inlined
     assert 'class="preheader"' in out.html and out.preheader in out.html
     assert "https://app.example.com/unsubscribe?token=sample" in out.html
-    assert "Unsubscribe: https://app.example.com/unsubscribe?token=sample" in out.text
+    # welcome is transactional (the answer to a signup): its footer says so
+    assert "Unsubscribe from marketing email: https://app.example.com/unsubscribe?token=sample" in out.text
     assert "1 Main Street" in out.html and "1 Main Street" in out.text
     assert "<p" not in out.text and "Welcome, Ada!" in out.text
+    tip = TemplateSet(TEMPLATES / "email").render("tip_first_project", sample_vars("tip_first_project", policy))
+    assert "Unsubscribe: https://app.example.com/unsubscribe?token=sample" in tip.text
 
 
 def test_preview_with_sample_data_writes_subject_html_and_text(
