@@ -526,6 +526,7 @@ def main() -> int:
     p.add_argument("--database-url", help="with --url: that API's database")
     p.add_argument("--temporal-address", help="with --url: that worker's Temporal")
     p.add_argument("--task-queue", default="lifecycle", help="with --url: that worker's task queue")
+    p.add_argument("--api-key", help="with --url: a key from that API's LIFECYCLE_API_KEYS")
     p.add_argument("--temporal-db-file", action="store_true",
                    help="persist the dev server to a SQLite file as `make dev` does (default: in memory)")
     p.add_argument("--profile-api", metavar="DIR",
@@ -533,8 +534,11 @@ def main() -> int:
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object last")
     args = p.parse_args()
     kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
-    if args.url and (not args.database_url or len(kinds) != 1):
-        p.error("--url needs --database-url and a single --databases entry")
+    if args.url and (not args.database_url or not args.api_key or len(kinds) != 1):
+        p.error("--url needs --database-url, --api-key and a single --databases entry")
+    if args.api_key:
+        global API_KEY
+        API_KEY = args.api_key
 
     workdir = Path(tempfile.mkdtemp(prefix="lc-bench-"))
     results: dict[str, Any] = {}
