@@ -2,12 +2,16 @@
 
 A non-deterministic edit to a workflow (a new timer, a reordered activity) fails here
 instead of in production. Version such changes with ``workflow.patched`` and record
-new histories with ``python -m tests.record_histories`` (keeping the old ones).
+new histories with ``python -m tests.record_histories`` (trial, onboarding,
+continue-as-new), ``tests.record_usage_histories`` (usage nudges) or
+``tests.record_billing_histories`` (subscriptions, trial conversion, dunning, plan
+changes), keeping the old ones.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,10 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from tests.replay_variants import (
+    CustomerWorkflowWithAnUnversionedChangeActivity,
+    CustomerWorkflowWithAnUnversionedConversionPause,
+    CustomerWorkflowWithAPatchedChangeActivity,
+    CustomerWorkflowWithAPatchedConversionPause,
     TrialWorkflowWithAnUnversionedTimer,
     TrialWorkflowWithAPatchedTimer,
 )
@@ -33,7 +41,27 @@ def _load(path: Path) -> WorkflowHistory:
 
 def test_there_are_histories_to_replay() -> None:
     names = {p.name.split(".")[0] for p in HISTORIES}
-    assert {"customer_converted", "trial_converted", "onboarding_skip", "customer_continue_as_new"} <= names
+    assert {
+        "customer_converted",
+        "trial_converted",
+        "onboarding_skip",
+        "customer_continue_as_new",
+        "customer_billing_trial_conversion",
+        "customer_billing_subscription_changes",
+        "customer_billing_dunning_stages",
+        "plan_change_downgrade",
+    } <= names
+
+
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.name)
+def test_histories_carry_no_email_addresses(path: Path) -> None:
+    """Histories are committed: customers appear in them by id only. (A worker's identity,
+    ``pid@host``, is not an address.)"""
+    found = [m for m in EMAIL.findall(path.read_text()) if not m.split("@")[0].isdigit()]
+    assert found == []
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.name)
@@ -46,3 +74,32 @@ async def test_an_unversioned_change_fails_replay_and_a_patched_one_passes() -> 
     with pytest.raises(NondeterminismError):
         await Replayer(workflows=[TrialWorkflowWithAnUnversionedTimer]).replay_workflow(history)
     await Replayer(workflows=[TrialWorkflowWithAPatchedTimer]).replay_workflow(history)
+
+
+@pytest.mark.parametrize(
+    ("history", "unversioned", "patched"),
+    [
+        (
+            "customer_billing_trial_conversion",
+            CustomerWorkflowWithAnUnversionedConversionPause,
+            CustomerWorkflowWithAPatchedConversionPause,
+        ),
+        (
+            "customer_billing_subscription_changes",
+            CustomerWorkflowWithAnUnversionedChangeActivity,
+            CustomerWorkflowWithAPatchedChangeActivity,
+        ),
+    ],
+)
+async def test_the_billing_histories_catch_an_unversioned_billing_change(
+    history: str, unversioned: type, patched: type
+) -> None:
+    """An edit to the billing path of CustomerWorkflow (a timer before the trial conversion
+    charges; an activity before a plan change reaches Stripe) breaks the workflows that
+    already went that way; behind workflow.patched it does not."""
+    recorded = [p for p in HISTORIES if p.name.startswith(f"{history}.")]
+    assert recorded, f"no {history} history recorded"
+    for path in recorded:
+        with pytest.raises(NondeterminismError):
+            await Replayer(workflows=[unversioned]).replay_workflow(_load(path))
+        await Replayer(workflows=[patched]).replay_workflow(_load(path))

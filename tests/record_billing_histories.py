@@ -1,0 +1,239 @@
+"""Record the billing histories the replay tests keep (tests/histories/*billing*.json,
+plan_change_*.json): the customer workflow's subscription paths and the downgrade child.
+
+Run after an intended, versioned change to workflows/billing.py or workflows/plan_change.py:
+
+    .venv/bin/python -m tests.record_billing_histories
+
+Keep the old files (rename them with a suffix): replaying histories recorded by older
+code is what proves a change is safe for running workflows.
+
+Everything runs for real: the time-skipping server, the worker from worker.py with the
+real Stripe activities against a localstripe of its own (free port, state in memory), the
+HTTP API in process for the subscription requests and the Stripe webhooks. The webhook
+events localstripe never sends (invoice.payment_failed, invoice.paid, and the
+subscription events, built here so their order is fixed) are built around real
+localstripe objects and signed as Stripe signs them. The histories carry ids only: the
+customers' emails and names stay in the database and in localstripe (checked below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from lifecycle import catalog
+from lifecycle.billing import make_stripe_client, plan_id_for, sync_catalog
+from lifecycle.db import make_engine, make_session_factory, upgrade
+from lifecycle.localstripe import start_localstripe
+from lifecycle.messages import (
+    CustomerEvent,
+    CustomerState,
+    campaign_workflow_id,
+    customer_workflow_id,
+)
+from lifecycle.settings import Settings
+from lifecycle.temporal import ensure_search_attributes, test_server_binary
+from starter.api.app import create_app
+from starter.events import signal_customer, start_input
+from tests.helpers import add_customer
+from tests.stripe_support import WEBHOOK_SECRET, add_card, signed_event
+from worker import build_worker
+from workflows.customer import CustomerWorkflow
+
+HERE = Path(__file__).parent / "histories"
+API_KEY = "record-key"
+
+# Personal data the histories must not carry (the customers' rows and Stripe customers have it).
+PII = {
+    "rec-b1": ("billing-trial@example.test", "Trial Customer"),
+    "rec-b2": ("billing-changes@example.test", "Changing Customer"),
+    "dunning": ("billing-dunning@example.test", "Dunning Customer"),
+}
+
+
+class RecordingFailed(RuntimeError):
+    pass
+
+
+async def _until(
+    what: str, probe: Callable[[], Awaitable[CustomerState]], ok: Callable[[CustomerState], bool]
+) -> CustomerState:
+    deadline = time.monotonic() + 30
+    while True:
+        state = await probe()
+        if ok(state):
+            return state
+        if time.monotonic() > deadline:
+            raise RecordingFailed(f"{what}: not reached in 30 s (last state: {state})")
+        await asyncio.sleep(0.1)
+
+
+def _expect(what: str, response: httpx.Response, status: int) -> dict[str, Any]:
+    if response.status_code != status:
+        raise RecordingFailed(f"{what}: HTTP {response.status_code}: {response.text}")
+    return dict(response.json())
+
+
+async def record(suffix: str = "v1") -> list[Path]:
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
+    await ensure_search_attributes(env.client)
+    localstripe = start_localstripe()
+    written: list[Path] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{tmp}/record.db"
+            upgrade(url)
+            settings = Settings(
+                database_url=url,
+                task_queue="record-billing",
+                api_keys=[API_KEY],
+                # no quiet hours, no cap: the campaign emails in these histories do not
+                # depend on the hour the recording runs
+                email_quiet_hours_start=dt.time(0),
+                email_quiet_hours_end=dt.time(0),
+                email_frequency_cap=0,
+                stripe_api_key=SecretStr("sk_test_record"),
+                stripe_api_base=localstripe.url,
+                stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
+                stripe_localstripe_compat=True,
+                _env_file=None,  # type: ignore[call-arg]
+            )
+            engine = make_engine(url)
+            sessions = make_session_factory(engine)
+            stripe = make_stripe_client(settings)
+            sync_catalog(stripe, sessions)
+            app = create_app(settings, temporal=env.client)
+            async with (
+                build_worker(env.client, settings, sessions),
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app),
+                    base_url="http://api.record",
+                    headers={"Authorization": f"Bearer {API_KEY}"},
+                    timeout=60,
+                ) as api,
+            ):
+                histories = await _run_paths(env, settings, sessions, stripe, api)
+                for name, wid in histories.items():
+                    text = (await env.client.get_workflow_handle(wid).fetch_history()).to_json()
+                    leaked = [v for pair in PII.values() for v in pair if v in text]
+                    if leaked:
+                        raise RecordingFailed(f"{name}: the history carries personal data {leaked}")
+                    path = HERE / f"{name}.{suffix}.json"
+                    path.write_text(text)
+                    written.append(path)
+            engine.dispose()
+    finally:
+        localstripe.stop()
+        await env.shutdown()
+    return written
+
+
+async def _run_paths(
+    env: WorkflowEnvironment, settings: Settings, sessions: Any, stripe: Any, api: httpx.AsyncClient
+) -> dict[str, str]:
+    """Run the three customers' billing paths; the workflow id of each history to keep."""
+    client: Client = env.client
+
+    async def state(cid: str) -> CustomerState:
+        return await client.get_workflow_handle(customer_workflow_id(cid)).query(CustomerWorkflow.state)
+
+    async def signed_up(cid: str) -> None:
+        email, name = PII[cid]
+        add_customer(sessions, cid, email=email, name=name)
+        await signal_customer(
+            client, cid, CustomerEvent(f"signup:{cid}", "signup"),
+            start=start_input(settings, cid, "starter"), task_queue=settings.task_queue,
+        )
+
+    # 1. subscription changes through the HTTP API (the validated update): subscribe during
+    #    the trial, upgrade now, downgrade at the period end (a PlanChangeWorkflow child
+    #    whose timer fires and applies it), cancel at the period end, reactivate.
+    cid = "rec-b2"
+    base = f"/v1/customers/{cid}/subscription"
+    await signed_up(cid)
+    _expect("subscribe", await api.post(
+        base, json={"plan": "starter", "payment_method_id": "pm_card_visa", "request_id": "create"}), 201)
+    up = _expect("upgrade", await api.patch(base, json={"plan": "business", "request_id": "upgrade"}), 200)
+    if up["plan"] != "business":
+        raise RecordingFailed(f"upgrade: {up}")
+    down = _expect("downgrade", await api.patch(base, json={"plan": "professional", "request_id": "downgrade"}), 200)
+    if down["outcome"] != "change_scheduled":
+        raise RecordingFailed(f"downgrade: {down}")
+    plan_change_id = campaign_workflow_id(cid, "plan-change", "downgrade")
+    await env.sleep(timedelta(days=32))  # past the paid period: the child applies the downgrade
+    await client.get_workflow_handle(plan_change_id).result()
+    await _until("downgrade applied", lambda: state(cid),
+                 lambda s: s.plan == "professional" and s.billing.pending_plan is None)
+    cancel = _expect("cancel", await api.delete(base, params={"request_id": "cancel"}), 200)
+    if not cancel["cancel_at_period_end"]:
+        raise RecordingFailed(f"cancel at period end: {cancel}")
+    again = _expect("reactivate", await api.post(base, json={"plan": "professional", "request_id": "reactivate"}), 201)
+    if again["cancel_at_period_end"] or again["status"] != "active":
+        raise RecordingFailed(f"reactivate: {again}")
+    await _until("active after reactivating", lambda: state(cid),
+                 lambda s: s.stage == "active" and not s.billing.cancel_at_period_end)
+
+    # 2. a trial that converts: the card given to the payment-method route is on file when
+    #    the trial ends, so the entity subscribes for real in Stripe.
+    cid = "rec-b1"
+    await signed_up(cid)
+    await signal_customer(
+        client, cid, CustomerEvent("pm:rec-b1", "payment_method_added", {"payment_method_id": "pm_card_visa"})
+    )
+    await env.sleep(timedelta(days=14, minutes=1))
+    await client.get_workflow_handle(campaign_workflow_id(cid, "trial")).result()
+    await _until("trial converted", lambda: state(cid),
+                 lambda s: s.stage == "active" and s.billing.stripe_subscription_id is not None)
+
+    # 3. dunning through the Stripe webhook path: a subscription made in the Stripe
+    #    dashboard (the customer is adopted: signal-with-start, origin "stripe"), then
+    #    invoice.payment_failed -> past_due, invoice.paid -> active, deleted -> canceled.
+    email, name = PII["dunning"]
+    cus = stripe.v1.customers.create(params={"email": email, "name": name})
+    add_card(stripe, cus.id)
+    plan = catalog.get_plan("starter")
+    sub = stripe.v1.subscriptions.create(
+        params={"customer": cus.id, "items": [{"plan": plan_id_for("starter", "month", plan.price_cents("month"))}]}
+    )
+    invoice = stripe.v1.invoices.retrieve(sub.latest_invoice).to_dict()
+    now = int(time.time())
+
+    async def webhook(type_: str, obj: Any, created: int) -> None:
+        _e, body, headers = signed_event(type_, obj, created=created)
+        _expect(type_, await api.post("/webhooks/stripe", content=body, headers=headers), 200)
+
+    await webhook("customer.subscription.created", sub, now)
+    await _until("adopted and active", lambda: state(cus.id), lambda s: s.stage == "active")
+    await webhook("invoice.payment_failed", {**invoice, "status": "open", "attempt_count": 2, "amount_paid": 0}, now + 1)
+    await _until("past due", lambda: state(cus.id), lambda s: s.stage == "past_due")
+    await webhook("invoice.paid", invoice, now + 2)
+    await _until("paid again", lambda: state(cus.id), lambda s: s.stage == "active")
+    stripe.v1.subscriptions.cancel(sub.id)
+    await webhook("customer.subscription.deleted", stripe.v1.subscriptions.retrieve(sub.id), now + 3)
+    await _until("canceled", lambda: state(cus.id), lambda s: s.stage == "canceled")
+
+    await asyncio.sleep(1)  # let the last workflow tasks complete before reading histories
+    return {
+        "customer_billing_subscription_changes": customer_workflow_id("rec-b2"),
+        "plan_change_downgrade": plan_change_id,
+        "customer_billing_trial_conversion": customer_workflow_id("rec-b1"),
+        "customer_billing_dunning_stages": customer_workflow_id(cus.id),
+    }
+
+
+if __name__ == "__main__":
+    for p in asyncio.run(record()):
+        print("wrote", p)
