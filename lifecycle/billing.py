@@ -735,7 +735,7 @@ def apply_event(session: Session, ev: EventRec) -> tuple[str, Handover | None]:
             row.payment_method_on_file = True
         return "processed", Handover(
             cid, _customer_plan(session, cid),
-            CustomerEvent(f"stripe:{ev.id}", "payment_method_added", {"payment_method": obj.get("id")}),
+            CustomerEvent(f"stripe:{ev.id}", "payment_method_added", {"payment_method_id": obj.get("id")}),
         )
 
     if t in ("customer.created", "customer.updated"):

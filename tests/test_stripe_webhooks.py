@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -18,9 +19,10 @@ from sqlalchemy import func, select
 from lifecycle.billing import make_stripe_client, sync_catalog
 from lifecycle.billing_messages import EnsureCustomerInput, StartSubscriptionInput
 from lifecycle.localstripe import free_port, start_localstripe
-from lifecycle.messages import customer_workflow_id
+from lifecycle.messages import CustomerEvent, customer_workflow_id
 from lifecycle.models import Customer, Invoice, StripeEvent, Subscription, SubscriptionChange
 from starter.api.app import create_app
+from starter.events import signal_customer, start_input
 from tests.helpers import add_customer, customer_row, eventually
 from tests.stripe_support import (
     WEBHOOK_SECRET,
@@ -247,3 +249,33 @@ def test_signature_helper_matches_the_sdk():
 
     body = b'{"id": "evt_1", "object": "event"}'
     stripe.WebhookSignature.verify_header(body.decode(), sign(body), WEBHOOK_SECRET, 300)
+
+
+async def test_a_card_attached_in_stripe_is_the_one_the_trial_conversion_charges(
+    api, session_factory, stripe_acts, stripe_client, client, stripe_settings, ts_env
+):
+    """payment_method.attached hands the card's id to the entity (as payment_method_id),
+    which charges it when the trial converts."""
+    cid = new_customer_id()
+    add_customer(session_factory, cid)
+    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
+    async with build_worker(client, stripe_settings, session_factory):
+        await signal_customer(
+            client, cid, CustomerEvent(f"signup:{cid}", "signup"),
+            start=start_input(stripe_settings, cid, "starter"), task_queue=stripe_settings.task_queue,
+        )
+        pm_id = add_card(stripe_client, cus.stripe_customer_id, default=False)  # e.g. Stripe Elements
+        _e, body, headers = signed_event("payment_method.attached", stripe_client.v1.payment_methods.retrieve(pm_id))
+        assert (await api.post("/webhooks/stripe", content=body, headers=headers)).status_code == 200
+        handle = client.get_workflow_handle(customer_workflow_id(cid))
+
+        async def card_known():
+            return (await handle.query(CustomerWorkflow.state)).payment_method_id
+
+        assert await eventually(card_known) == pm_id
+        await ts_env.sleep(timedelta(days=14, minutes=1))
+        await eventually(lambda: _stage(handle, "active"), timeout=20)
+        state = await handle.query(CustomerWorkflow.state)
+    sub = stripe_client.v1.subscriptions.retrieve(state.billing.stripe_subscription_id)
+    assert sub.status == "active"
+    assert stripe_client.v1.customers.retrieve(cus.stripe_customer_id).invoice_settings.default_payment_method == pm_id

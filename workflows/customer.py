@@ -167,7 +167,8 @@ class CustomerWorkflow(BillingMixin):
         await self._tell_campaign("onboarding", "activation", fact)
 
     async def _on_payment_method_added(self, event: CustomerEvent) -> None:
-        pm = event.data.get("payment_method_id")
+        # "payment_method" is the key the Stripe webhook used before it sent payment_method_id
+        pm = event.data.get("payment_method_id") or event.data.get("payment_method")
         if pm:  # a Stripe card (pm_...): attached when the trial converts
             self._state.payment_method_id = str(pm)
         if self._state.payment_method_on_file:
