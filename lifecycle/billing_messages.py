@@ -18,6 +18,7 @@ OUTCOME_UNCHANGED = "unchanged"  # already in the asked-for state
 OUTCOME_CANCELED = "canceled"
 OUTCOME_CANCEL_SCHEDULED = "cancel_scheduled"  # cancels at period end
 OUTCOME_CHANGE_SCHEDULED = "change_scheduled"  # downgrade applies at period end
+OUTCOME_CHANGE_DROPPED = "change_dropped"  # the subscription ended before the downgrade applied
 
 
 @dataclass
@@ -34,6 +35,7 @@ class BillingState:
     pending_interval: str | None = None
     pending_change_workflow: str | None = None
     imported: bool = False  # a customer from Stripe whose details were fetched
+    trial_told: bool = False  # the running trial campaign heard that the customer subscribed
 
     @property
     def live(self) -> bool:

@@ -4,21 +4,32 @@ activities against localstripe, SQLite."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
 import pytest
 from sqlalchemy import select
+from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.worker import Worker
 
-from lifecycle.billing_messages import EnsureCustomerInput
-from lifecycle.messages import CustomerEvent, customer_workflow_id
+from activities.store import StoreActivities
+from lifecycle.billing_messages import EnsureCustomerInput, SubscriptionResult
+from lifecycle.messages import (
+    CustomerEvent,
+    RecordEventInput,
+    campaign_workflow_id,
+    customer_workflow_id,
+)
 from lifecycle.models import SubscriptionChange
 from starter.api.app import create_app
 from starter.events import signal_customer, start_input
-from tests.helpers import add_customer, customer_row, eventually
-from tests.stripe_support import add_card, new_customer_id
-from worker import build_worker
+from tests.helpers import add_customer, customer_row, emails, eventually, timeline
+from tests.stripe_support import add_card, new_customer_id, signed_event
+from worker import WORKFLOWS, build_activities, build_worker
 from workflows.customer import CustomerWorkflow
 
 pytest_plugins = ["tests.stripe_fixtures"]
@@ -180,3 +191,234 @@ async def test_trial_conversion_charges_the_card_given_to_the_payment_method_rou
     assert sub.status == "active"
     invoice = stripe_client.v1.invoices.retrieve(sub.latest_invoice)
     assert invoice.status == "paid" and invoice.amount_paid == 1900
+
+
+# --- review fixes: races, reactivation, cancellation, trial, outages ---------------------------
+
+
+def _stripe_customer(session_factory, cid: str) -> str:
+    row = customer_row(session_factory, cid)
+    assert row is not None and row.stripe_customer_id
+    return row.stripe_customer_id
+
+
+async def test_two_concurrent_subscribe_requests_make_one_subscription(
+    running, client, stripe_settings, session_factory, stripe_client
+):
+    """Both requests pass the validator before either holds the billing lock; the second
+    must see the first's subscription once it gets the lock, and be refused."""
+    cid = new_customer_id()
+    await signed_up(client, stripe_settings, session_factory, cid)
+    base = f"/v1/customers/{cid}/subscription"
+
+    first, second = await asyncio.gather(
+        running.post(base, json={"plan": "starter", "payment_method_id": "pm_card_visa", "request_id": "a"}),
+        running.post(base, json={"plan": "business", "payment_method_id": "pm_card_visa", "request_id": "b"}),
+    )
+
+    assert sorted([first.status_code, second.status_code]) == [201, 409], (first.text, second.text)
+    won, lost = (first, second) if first.status_code == 201 else (second, first)
+    assert "already subscribed" in lost.json()["detail"]
+    subs = stripe_client.v1.subscriptions.list(
+        params={"customer": _stripe_customer(session_factory, cid), "status": "all"}
+    ).data
+    assert [s.id for s in subs] == [won.json()["stripe_subscription_id"]]
+    state = await _state(client, cid)
+    assert state.billing.stripe_subscription_id == won.json()["stripe_subscription_id"]
+
+
+async def test_subscribing_during_the_trial_stops_the_trial_reminders(
+    running, client, stripe_settings, session_factory, ts_env
+):
+    cid = new_customer_id()
+    await signed_up(client, stripe_settings, session_factory, cid)
+    r = await running.post(
+        f"/v1/customers/{cid}/subscription", json={"plan": "starter", "payment_method_id": "pm_card_visa"}
+    )
+    assert r.status_code == 201, r.text
+    trial = client.get_workflow_handle(campaign_workflow_id(cid, "trial"))
+
+    await ts_env.sleep(timedelta(days=14, minutes=1))
+
+    assert await trial.result() == "subscribed"
+    assert [m.step for m in emails(session_factory, cid) if m.campaign == "trial"] == []
+    skipped = [e.detail for e in timeline(session_factory, cid) if e.kind == "email_skipped"]
+    assert [d["step"] for d in skipped] == ["reminder_3_days", "reminder_1_day"]
+    assert all("subscribed" in d["reason"] for d in skipped)
+    state = await _state(client, cid)
+    assert (state.stage, state.outcomes.get("trial")) == ("active", "subscribed")
+
+
+async def test_reactivating_with_another_plan_moves_to_that_plan(
+    running, client, stripe_settings, session_factory, stripe_client
+):
+    cid = new_customer_id()
+    await signed_up(client, stripe_settings, session_factory, cid)
+    base = f"/v1/customers/{cid}/subscription"
+    created = await running.post(base, json={"plan": "starter", "payment_method_id": "pm_card_visa"})
+    sub_id = created.json()["stripe_subscription_id"]
+    canceling = await running.delete(base)
+    assert canceling.json()["cancel_at_period_end"] is True
+
+    again = await running.post(base, json={"plan": "business"})
+
+    assert again.status_code == 201, again.text
+    body = again.json()
+    assert (body["plan"], body["cancel_at_period_end"], body["amount_cents"]) == ("business", False, 9900)
+    sub = stripe_client.v1.subscriptions.retrieve(sub_id)
+    assert sub["items"]["data"][0]["plan"]["id"] == "lifecycle-business-month-9900-usd"
+    assert sub.cancel_at_period_end is False
+    state = await _state(client, cid)
+    assert (state.plan, state.billing.plan, state.billing.cancel_at_period_end) == ("business", "business", False)
+
+
+async def _scheduled_downgrade(running, client, stripe_settings, session_factory) -> tuple[str, str, str]:
+    """A business subscriber with a downgrade to professional waiting for the period end."""
+    cid = new_customer_id()
+    await signed_up(client, stripe_settings, session_factory, cid)
+    base = f"/v1/customers/{cid}/subscription"
+    created = await running.post(base, json={"plan": "business", "payment_method_id": "pm_card_visa"})
+    assert created.status_code == 201, created.text
+    down = await running.patch(base, json={"plan": "professional", "request_id": "down"})
+    assert down.json()["outcome"] == "change_scheduled", down.text
+    return cid, created.json()["stripe_subscription_id"], campaign_workflow_id(cid, "plan-change", "down")
+
+
+async def test_a_cancellation_by_webhook_drops_the_pending_downgrade(
+    running, client, stripe_settings, session_factory, stripe_client, ts_env
+):
+    cid, sub_id, child_id = await _scheduled_downgrade(running, client, stripe_settings, session_factory)
+    stripe_client.v1.subscriptions.cancel(sub_id)  # e.g. in the Stripe dashboard
+    _e, body, headers = signed_event(
+        "customer.subscription.deleted", stripe_client.v1.subscriptions.retrieve(sub_id), created=int(time.time()) + 5
+    )
+    assert (await running.post("/webhooks/stripe", content=body, headers=headers)).status_code == 200
+
+    state = await eventually(lambda: _in_stage(client, cid, "canceled"), timeout=20)
+    assert (state.billing.pending_plan, state.billing.pending_change_workflow) == (None, None)
+    child = client.get_workflow_handle(child_id)
+    await eventually(lambda: _closed(child), timeout=20)
+    await ts_env.sleep(timedelta(days=32))
+    assert (await child.describe()).status != WorkflowExecutionStatus.FAILED
+
+
+async def test_a_downgrade_whose_subscription_ended_unheard_ends_cleanly_and_reports(
+    running, client, stripe_settings, session_factory, stripe_client, ts_env
+):
+    """The subscription ended in Stripe and the entity never heard (no webhook): the
+    downgrade child does not fail at the period end; it reports that it had nothing to change."""
+    cid, sub_id, child_id = await _scheduled_downgrade(running, client, stripe_settings, session_factory)
+    stripe_client.v1.subscriptions.cancel(sub_id)
+
+    await ts_env.sleep(timedelta(days=32))
+
+    result = await client.get_workflow_handle(child_id, result_type=SubscriptionResult).result()
+    assert result.outcome == "change_dropped" and "canceled" in (result.reason or "")
+    state = await eventually(lambda: _no_pending(client, cid), timeout=20)
+    assert state.plan == "business"
+
+
+async def _in_stage(client, cid, stage):
+    state = await _state(client, cid)
+    return state if state.stage == stage else None
+
+
+async def _no_pending(client, cid):
+    state = await _state(client, cid)
+    return state if state.billing.pending_plan is None and state.billing.pending_change_workflow is None else None
+
+
+async def _closed(handle) -> bool:
+    return (await handle.describe()).status != WorkflowExecutionStatus.RUNNING
+
+
+@pytest.fixture
+async def outage_worker(client, stripe_settings, session_factory, synced, recording) -> AsyncIterator[object]:
+    """A worker whose Stripe calls go through the recording proxy (which can fail them)."""
+    settings = stripe_settings.model_copy(update={"stripe_api_base": recording.url})
+    async with build_worker(client, settings, session_factory):
+        yield recording
+
+
+async def test_a_stripe_outage_at_trial_end_is_waited_out(
+    outage_worker, client, stripe_settings, session_factory, stripe_client, ts_env
+):
+    cid = new_customer_id()
+    await signed_up(client, stripe_settings, session_factory, cid)
+    await signal_customer(
+        client, cid, CustomerEvent(f"pm:{cid}", "payment_method_added", {"payment_method_id": "pm_card_visa"})
+    )
+    await eventually(lambda: _pm_id(client, cid))
+    outage_worker.fail_with["/v1/"] = 503  # Stripe is down when the trial ends
+
+    await ts_env.sleep(timedelta(days=14, minutes=1))
+    await eventually(lambda: len(outage_worker.requests) >= 2, timeout=20)  # the conversion is retrying
+    await ts_env.sleep(timedelta(hours=3))  # a long outage
+    assert (await _state(client, cid)).stage == "trialing"  # still trying, not given up
+    assert customer_row(session_factory, cid).stage == "trialing"
+
+    outage_worker.fail_with.clear()  # Stripe is back
+    await ts_env.sleep(timedelta(minutes=11))
+    state = await eventually(lambda: _active(client, cid), timeout=30)
+    subs = stripe_client.v1.subscriptions.list(params={"customer": _stripe_customer(session_factory, cid)}).data
+    assert [s.id for s in subs] == [state.billing.stripe_subscription_id]
+    changes = [(e.from_stage, e.to_stage) for e in timeline(session_factory, cid) if e.kind == "stage_changed"]
+    assert changes == [(None, "trialing"), ("trialing", "active")]
+
+
+async def test_a_stripe_refusal_at_trial_end_is_past_due_with_the_reason_on_the_timeline(
+    outage_worker, client, stripe_settings, session_factory, ts_env
+):
+    cid = new_customer_id()
+    await signed_up(client, stripe_settings, session_factory, cid)
+    await signal_customer(
+        client, cid, CustomerEvent(f"pm:{cid}", "payment_method_added", {"payment_method_id": "pm_card_visa"})
+    )
+    await eventually(lambda: _pm_id(client, cid))
+    outage_worker.fail_with["/v1/"] = 400  # Stripe refuses (not retryable)
+
+    await ts_env.sleep(timedelta(days=14, minutes=1))
+
+    await eventually(lambda: _in_stage(client, cid, "past_due"), timeout=20)
+    change = [e for e in timeline(session_factory, cid) if e.kind == "stage_changed"][-1]
+    assert (change.from_stage, change.to_stage) == ("trialing", "past_due")
+    assert "Stripe refused the request (400)" in change.detail["reason"]
+
+
+async def _pm_id(client, cid):
+    return (await _state(client, cid)).payment_method_id
+
+
+class SlowToRecordTheTrial(StoreActivities):
+    """The store answers slowly for the signup's stage change (a busy database)."""
+
+    @activity.defn(name="record_event")
+    async def record_event(self, input: RecordEventInput) -> bool:
+        if input.to_stage == "trialing":
+            await asyncio.sleep(3)
+        return await super().record_event(input)
+
+
+async def test_a_subscription_answered_before_the_trial_began_is_not_moved_back_to_trialing(
+    client, stripe_settings, session_factory, synced
+):
+    """The update arrives while the entity still records its signup; Stripe answers first."""
+    app = create_app(stripe_settings, temporal=client)
+    acts = [a for a in build_activities(stripe_settings, session_factory) if a.__name__ != "record_event"]
+    acts.append(SlowToRecordTheTrial(session_factory).record_event)
+    worker = Worker(client, task_queue=stripe_settings.task_queue, workflows=list(WORKFLOWS), activities=acts)
+    cid = new_customer_id()
+    async with worker, app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH, timeout=60
+    ) as http:
+        await signed_up(client, stripe_settings, session_factory, cid)
+        r = await http.post(
+            f"/v1/customers/{cid}/subscription", json={"plan": "starter", "payment_method_id": "pm_card_visa"}
+        )
+        assert r.status_code == 201, r.text
+        await asyncio.sleep(3.5)  # the slow signup record is done
+        state = await _state(client, cid)
+    assert state.stage == "active"
+    assert customer_row(session_factory, cid).stage == "active"
+    changes = [(e.from_stage, e.to_stage) for e in timeline(session_factory, cid) if e.kind == "stage_changed"]
+    assert changes == [(None, "trialing"), ("trialing", "active")]

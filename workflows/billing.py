@@ -65,6 +65,14 @@ STRIPE_RETRY = RetryPolicy(
     maximum_attempts=6,
 )
 STRIPE_TIMEOUT = timedelta(seconds=60)
+# The trial conversion has no one waiting on an answer and must not give up on an outage:
+# transient failures retry with backoff up to every 10 minutes, without an attempt cap
+# (like the email activity); only a refusal (non-retryable) ends in past_due.
+CONVERSION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+)
 
 PAID_STAGES = (ACTIVE, WON_BACK)
 
@@ -79,9 +87,19 @@ class BillingMixin:
 
     _state: CustomerState
     _billing_lock: asyncio.Lock
+    _begun: bool  # the entity has begun (a signup's trial stage recorded); set by the workflow
 
-    async def _set_stage(self, stage: str, *, cause: str) -> None:  # provided by the workflow
+    async def _set_stage(self, stage: str, *, cause: str, reason: str | None = None) -> None:  # the workflow's
         raise NotImplementedError
+
+    async def _tell_campaign(self, campaign: str, signal: str, *args: object) -> None:  # the workflow's
+        raise NotImplementedError
+
+    async def _until_begun(self) -> None:
+        """Billing waits for the entity to begin: a signup records its trial stage first, so
+        a subscription answered meanwhile is not overwritten by "trialing"."""
+        if not self._begun:
+            await workflow.wait_condition(lambda: self._begun)
 
     def _init_billing(self) -> None:
         self._billing_lock = asyncio.Lock()
@@ -100,13 +118,21 @@ class BillingMixin:
             "stripe.invoice_upcoming": self._on_billing_notice,
             "stripe.checkout_completed": self._on_billing_notice,
             "billing.plan_changed": self._on_plan_changed,
+            "billing.plan_change_dropped": self._on_plan_change_dropped,
         }
 
     # --- the update the HTTP API calls -------------------------------------------------------
 
     @workflow.update
     async def change_subscription(self, req: SubscriptionRequest) -> SubscriptionResult:
+        if not self._begun and workflow.patched("billing-wait-until-begun"):
+            await self._until_begun()
         async with self._billing_lock:
+            # The validator ran before this request waited for the lock; a request that ran
+            # meanwhile (e.g. another create) may have changed the state: check it again.
+            refusal = self._refusal(req)
+            if refusal is not None and workflow.patched("billing-recheck-under-lock"):
+                raise ApplicationError(refusal, type="SubscriptionConflict", non_retryable=True)
             b = self._billing
             if req.action == "create":
                 if b.live and b.cancel_at_period_end:
@@ -118,6 +144,19 @@ class BillingMixin:
 
     @change_subscription.validator
     def _validate_change_subscription(self, req: SubscriptionRequest) -> None:
+        refusal = self._refusal(req)
+        if refusal is not None:
+            raise ApplicationError(refusal)
+
+    def _refusal(self, req: SubscriptionRequest) -> str | None:
+        """Why the request does not fit the current state (None: it does)."""
+        try:
+            self._check_request(req)
+        except ApplicationError as err:
+            return err.message
+        return None
+
+    def _check_request(self, req: SubscriptionRequest) -> None:
         b = self._billing
         if req.action not in ("create", "change", "cancel"):
             raise ApplicationError(f"action: expected create, change or cancel, got {req.action!r}")
@@ -152,13 +191,13 @@ class BillingMixin:
     def _key(self, req: SubscriptionRequest, step: str) -> str:
         return f"{workflow.info().workflow_id}:subscription:{req.request_id}:{step}"
 
-    async def _stripe(self, fn: object, arg: object) -> object:
+    async def _stripe(self, fn: object, arg: object, retry_policy: RetryPolicy = STRIPE_RETRY) -> object:
         try:
             return await workflow.execute_activity_method(
                 fn,  # type: ignore[arg-type]
                 arg,
                 start_to_close_timeout=STRIPE_TIMEOUT,
-                retry_policy=STRIPE_RETRY,
+                retry_policy=retry_policy,
             )
         except ActivityError as err:
             cause = err.cause
@@ -197,6 +236,14 @@ class BillingMixin:
             ),
         )
         await self._apply_result(result, cause=f"subscription:{req.request_id}")
+        b = self._billing
+        wanted = (req.plan or b.plan, req.interval or b.interval)
+        if b.live and wanted != (b.plan, b.interval) and workflow.patched("billing-reactivate-to-plan"):
+            # The request named another tier or interval: move to it like a PATCH would
+            # (an upgrade now, prorated; a downgrade at the period end), so the answer is true.
+            return await self._change(
+                SubscriptionRequest(action="change", request_id=req.request_id, plan=wanted[0], interval=wanted[1])
+            )
         return result
 
     async def _change(self, req: SubscriptionRequest) -> SubscriptionResult:
@@ -313,8 +360,18 @@ class BillingMixin:
             target = stage
         if target != stage or self._state.stage_changed_at is None:
             await self._set_stage(target, cause=cause)  # also updates the search attributes
+        if (
+            b.live
+            and not b.trial_told
+            and "trial" in self._state.campaigns
+            and workflow.patched("billing-tell-trial-subscribed")
+        ):
+            # subscribed while the trial campaign runs: no more "add a card" reminders
+            b.trial_told = True
+            await self._tell_campaign("trial", "subscribed")
 
     async def _on_stripe_subscription(self, event: CustomerEvent) -> None:
+        await self._until_begun()
         async with self._billing_lock:
             d = event.data
             b = self._billing
@@ -337,9 +394,12 @@ class BillingMixin:
             b.cancel_at_period_end = bool(d.get("cancel_at_period_end"))
             if d.get("current_period_end"):
                 b.current_period_end = datetime.fromisoformat(d["current_period_end"])
+            if not b.live and b.pending_change_workflow and workflow.patched("billing-ended-drops-pending-change"):
+                await self._drop_pending_change()  # nothing left to downgrade
             await self._follow_status(event.event_id)
 
     async def _on_invoice_paid(self, event: CustomerEvent) -> None:
+        await self._until_begun()
         async with self._billing_lock:
             b = self._billing
             if self._state.stage == PAST_DUE:
@@ -348,6 +408,7 @@ class BillingMixin:
                 await self._set_stage(ACTIVE, cause=event.event_id)
 
     async def _on_invoice_payment_failed(self, event: CustomerEvent) -> None:
+        await self._until_begun()
         async with self._billing_lock:
             if self._state.stage in PAID_STAGES:
                 await self._set_stage(PAST_DUE, cause=event.event_id)
@@ -355,7 +416,17 @@ class BillingMixin:
     async def _on_billing_notice(self, event: CustomerEvent) -> None:
         workflow.logger.info("billing notice %s (%s)", event.kind, event.event_id)
 
+    async def _on_plan_change_dropped(self, event: CustomerEvent) -> None:
+        """A downgrade child found its subscription ended: the change is no longer pending."""
+        await self._until_begun()
+        async with self._billing_lock:
+            b = self._billing
+            if event.data.get("workflow_id") == b.pending_change_workflow:
+                b.pending_plan = b.pending_interval = b.pending_change_workflow = None
+            workflow.logger.info("plan change %s dropped: %s", event.data.get("workflow_id"), event.data.get("reason"))
+
     async def _on_plan_changed(self, event: CustomerEvent) -> None:
+        await self._until_begun()
         async with self._billing_lock:
             b = self._billing
             if event.data.get("workflow_id") == b.pending_change_workflow:
@@ -383,6 +454,7 @@ class BillingMixin:
                         idempotency_key=f"{workflow.info().workflow_id}:trial-conversion",
                         payment_method_id=self._state.payment_method_id,
                     ),
+                    CONVERSION_RETRY,
                 )
             except ApplicationError as err:
                 # Never fail the entity over billing: without Stripe configured the engine
@@ -391,7 +463,9 @@ class BillingMixin:
                     await self._set_stage(ACTIVE, cause=cause)
                 else:
                     workflow.logger.warning("trial conversion could not subscribe: %s", err)
-                    await self._set_stage(PAST_DUE, cause=cause)
+                    await self._set_stage(
+                        PAST_DUE, cause=cause, reason=f"trial conversion refused by Stripe: {err.message}"
+                    )
                 return
             if result.outcome == OUTCOME_NO_PAYMENT_METHOD:
                 workflow.logger.warning("trial converted but Stripe has no card: trial expires")

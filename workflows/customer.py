@@ -54,6 +54,9 @@ class CustomerWorkflow(BillingMixin):
         self._pending: list[CustomerEvent] = list(input.pending)
         self._seen: set[str] = set(self._state.seen_event_ids)
         self._handled_this_run = 0
+        # a new signup begins with its trial (stage recorded, campaigns started); billing
+        # updates wait for that (see BillingMixin._until_begun)
+        self._begun = not (input.state is None and input.origin == "signup")
         self._handlers: dict[str, Callable[[CustomerEvent], Awaitable[None]]] = {
             "signup": self._on_signup,
             "activation": self._on_activation,
@@ -91,6 +94,7 @@ class CustomerWorkflow(BillingMixin):
     async def run(self, input: CustomerWorkflowInput) -> None:
         if input.state is None and input.origin == "signup":
             await self._begin_trial()
+            self._begun = True
         while True:
             await workflow.wait_condition(lambda: bool(self._pending) or self._should_continue_as_new())
             while self._pending and not self._should_continue_as_new():
@@ -131,7 +135,8 @@ class CustomerWorkflow(BillingMixin):
         policy = self._input.policy
         cid = self._state.customer_id
         self._state.trial_ends_at = workflow.now() + policy.days(policy.trial.length_days)
-        await self._set_stage(TRIALING, cause="signup")
+        if not self._billing.live:  # a paying customer is never moved back to trialing
+            await self._set_stage(TRIALING, cause="signup")
         await self._start_campaign(
             "trial",
             TrialWorkflow.run,
@@ -186,7 +191,10 @@ class CustomerWorkflow(BillingMixin):
         self._state.campaigns.pop(campaign, None)
         self._state.outcomes[campaign] = outcome
         if campaign == "trial" and self._state.stage == TRIALING:
-            if outcome == "converted" and workflow.patched("stripe-trial-conversion"):
+            if outcome == "subscribed":  # the subscription decides the stage, not the trial
+                async with self._billing_lock:
+                    await self._follow_status(event.event_id)
+            elif outcome == "converted" and workflow.patched("stripe-trial-conversion"):
                 await self._convert_trial(cause=event.event_id)  # a real subscription in Stripe
             else:
                 await self._set_stage(ACTIVE if outcome == "converted" else EXPIRED, cause=event.event_id)
@@ -246,7 +254,7 @@ class CustomerWorkflow(BillingMixin):
 
     # --- helpers ------------------------------------------------------------------------
 
-    async def _set_stage(self, stage: str, *, cause: str) -> None:
+    async def _set_stage(self, stage: str, *, cause: str, reason: str | None = None) -> None:
         previous = self._state.stage if self._state.stage_changed_at else None
         if previous == stage:
             return
@@ -266,6 +274,7 @@ class CustomerWorkflow(BillingMixin):
                     "trial_ends_at": (
                         self._state.trial_ends_at.isoformat() if self._state.trial_ends_at else None
                     ),
+                    **({"reason": reason} if reason else {}),
                 },
             ),
             start_to_close_timeout=timedelta(seconds=30),

@@ -3,6 +3,8 @@
 The customer keeps the tier they paid for until the paid period ends; then the
 subscription moves to the lower tier without proration and the customer's workflow
 hears the result. Canceling this child (a new change, a cancellation) drops the change.
+If the subscription has ended by then (canceled in Stripe, unheard by the entity), there
+is nothing to downgrade: the child tells the entity and ends with ``change_dropped``.
 """
 
 from __future__ import annotations
@@ -11,10 +13,16 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.stripe import StripeActivities
-    from lifecycle.billing_messages import ChangePlanInput, PlanChangeInput, SubscriptionResult
+    from lifecycle.billing_messages import (
+        OUTCOME_CHANGE_DROPPED,
+        ChangePlanInput,
+        PlanChangeInput,
+        SubscriptionResult,
+    )
     from lifecycle.messages import CustomerEvent, customer_workflow_id
 
 
@@ -26,7 +34,30 @@ class PlanChangeWorkflow:
         if delay > timedelta(0):
             await workflow.sleep(delay)
         wf_id = workflow.info().workflow_id
-        result: SubscriptionResult = await workflow.execute_activity_method(
+        try:
+            result: SubscriptionResult = await self._apply(input, wf_id)
+        except ActivityError as err:
+            cause = err.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == "SubscriptionEnded"):
+                raise
+            return await self._dropped(input, wf_id, cause.message)
+        await workflow.get_external_workflow_handle(customer_workflow_id(input.customer_id)).signal(
+            "event",
+            CustomerEvent(
+                event_id=f"{wf_id}:applied",
+                kind="billing.plan_changed",
+                data={
+                    "workflow_id": wf_id,
+                    "plan": result.plan,
+                    "interval": result.interval,
+                    "status": result.status,
+                },
+            ),
+        )
+        return result
+
+    async def _apply(self, input: PlanChangeInput, wf_id: str) -> SubscriptionResult:
+        return await workflow.execute_activity_method(
             StripeActivities.change_plan,
             ChangePlanInput(
                 customer_id=input.customer_id,
@@ -43,17 +74,22 @@ class PlanChangeWorkflow:
                 maximum_attempts=20,
             ),
         )
-        await workflow.get_external_workflow_handle(customer_workflow_id(input.customer_id)).signal(
-            "event",
-            CustomerEvent(
-                event_id=f"{wf_id}:applied",
-                kind="billing.plan_changed",
-                data={
-                    "workflow_id": wf_id,
-                    "plan": result.plan,
-                    "interval": result.interval,
-                    "status": result.status,
-                },
-            ),
+
+    async def _dropped(self, input: PlanChangeInput, wf_id: str, reason: str) -> SubscriptionResult:
+        """The subscription ended before the period end: report, and end without failing."""
+        try:
+            await workflow.get_external_workflow_handle(customer_workflow_id(input.customer_id)).signal(
+                "event",
+                CustomerEvent(
+                    event_id=f"{wf_id}:dropped",
+                    kind="billing.plan_change_dropped",
+                    data={"workflow_id": wf_id, "reason": reason},
+                ),
+            )
+        except FailureError as err:  # the entity is gone: nothing to tell
+            workflow.logger.info("plan change %s dropped, entity not told (%s)", wf_id, err)
+        return SubscriptionResult(
+            outcome=OUTCOME_CHANGE_DROPPED,
+            stripe_subscription_id=input.stripe_subscription_id,
+            reason=reason,
         )
-        return result

@@ -1,4 +1,10 @@
-"""TrialWorkflow (``customer-{id}/trial``): reminders before the end, then convert or expire."""
+"""TrialWorkflow (``customer-{id}/trial``): reminders before the end, then convert or expire.
+
+A customer who subscribes during the trial (the entity sends ``subscribed``) gets no
+more reminders: each is recorded on the timeline as skipped, with the reason, at the
+time it would have gone out, and the trial ends at its end with the outcome
+``subscribed``. (Ending at once instead would change the timers of running trials.)
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,12 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from lifecycle.messages import CampaignStatus, CustomerEvent, TrialInput, customer_workflow_id
-    from workflows.email_step import send_step_email, sleep_until
+    from workflows.email_step import record_step_skipped, send_step_email, sleep_until
 
 CAMPAIGN = "trial"
 CONVERTED = "converted"
 EXPIRED = "expired"
+SUBSCRIBED = "subscribed"
 
 
 @workflow.defn
@@ -21,12 +28,18 @@ class TrialWorkflow:
     def __init__(self, input: TrialInput) -> None:
         self._input = input
         self._payment_method_on_file = input.payment_method_on_file
+        self._subscribed = False
         self._done: list[str] = []
         self._next: tuple[str, object] | None = None
 
     @workflow.signal
     def payment_method_added(self) -> None:
         self._payment_method_on_file = True
+
+    @workflow.signal
+    def subscribed(self) -> None:
+        """The customer subscribed during the trial: no more reminders."""
+        self._subscribed = True
 
     @workflow.query
     def status(self) -> CampaignStatus:
@@ -47,6 +60,12 @@ class TrialWorkflow:
             if at < workflow.now():
                 continue  # trial shorter than this reminder's lead time
             await sleep_until(at)
+            if self._subscribed:
+                await record_step_skipped(
+                    input.customer_id, CAMPAIGN, reminder, "the customer subscribed during the trial"
+                )
+                self._done.append(reminder.name)
+                continue
             await send_step_email(
                 input.customer_id,
                 CAMPAIGN,
@@ -62,7 +81,10 @@ class TrialWorkflow:
 
         self._next = ("end_of_trial", end)
         await sleep_until(end)
-        outcome = CONVERTED if self._payment_method_on_file else EXPIRED
+        if self._subscribed:
+            outcome = SUBSCRIBED
+        else:
+            outcome = CONVERTED if self._payment_method_on_file else EXPIRED
         self._next = None
         self._done.append("end_of_trial")
         await workflow.get_external_workflow_handle(customer_workflow_id(input.customer_id)).signal(

@@ -97,6 +97,8 @@ def _view(customer_id: str, r: SubscriptionResult) -> SubscriptionView:
 
 _STATUS_BY_TYPE = {
     "NoPaymentMethod": status.HTTP_402_PAYMENT_REQUIRED,
+    # the state changed while the request waited for an earlier one (e.g. a second create)
+    "SubscriptionConflict": status.HTTP_409_CONFLICT,
     "StripeRequestError": status.HTTP_502_BAD_GATEWAY,
     "StripeFailed": status.HTTP_502_BAD_GATEWAY,
     "StripeUnavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -137,7 +139,8 @@ async def _update(client: TemporalDep, customer_id: str, req: SubscriptionReques
 async def subscribe(
     customer_id: str, body: SubscribeBody, session: SessionDep, client: TemporalDep
 ) -> SubscriptionView:
-    """Subscribe to a tier and interval (charges the first invoice), or undo a pending cancellation."""
+    """Subscribe to a tier and interval (charges the first invoice), or undo a pending cancellation
+    (and move to the tier and interval asked for, as a PATCH would)."""
     get_customer_or_404(session, customer_id)
     session.close()
     req = SubscriptionRequest(
