@@ -60,6 +60,7 @@ PII = {
     "rec-b1": ("billing-trial@example.test", "Trial Customer"),
     "rec-b2": ("billing-changes@example.test", "Changing Customer"),
     "dunning": ("billing-dunning@example.test", "Dunning Customer"),
+    "rec-b3": ("billing-ended@example.test", "Ended Customer"),
 }
 
 
@@ -159,8 +160,9 @@ async def _run_paths(
         )
 
     # 1. subscription changes through the HTTP API (the validated update): subscribe during
-    #    the trial, upgrade now, downgrade at the period end (a PlanChangeWorkflow child
-    #    whose timer fires and applies it), cancel at the period end, reactivate.
+    #    the trial (the trial hears it: no more reminders), upgrade now, downgrade at the
+    #    period end (a PlanChangeWorkflow child whose timer fires and applies it), cancel at
+    #    the period end, reactivate on a higher tier (undo the cancellation, then upgrade).
     cid = "rec-b2"
     base = f"/v1/customers/{cid}/subscription"
     await signed_up(cid)
@@ -180,11 +182,11 @@ async def _run_paths(
     cancel = _expect("cancel", await api.delete(base, params={"request_id": "cancel"}), 200)
     if not cancel["cancel_at_period_end"]:
         raise RecordingFailed(f"cancel at period end: {cancel}")
-    again = _expect("reactivate", await api.post(base, json={"plan": "professional", "request_id": "reactivate"}), 201)
-    if again["cancel_at_period_end"] or again["status"] != "active":
+    again = _expect("reactivate", await api.post(base, json={"plan": "business", "request_id": "reactivate"}), 201)
+    if again["cancel_at_period_end"] or again["status"] != "active" or again["plan"] != "business":
         raise RecordingFailed(f"reactivate: {again}")
-    await _until("active after reactivating", lambda: state(cid),
-                 lambda s: s.stage == "active" and not s.billing.cancel_at_period_end)
+    await _until("active on business after reactivating", lambda: state(cid),
+                 lambda s: s.stage == "active" and not s.billing.cancel_at_period_end and s.plan == "business")
 
     # 2. a trial that converts: the card given to the payment-method route is on file when
     #    the trial ends, so the entity subscribes for real in Stripe.
@@ -197,16 +199,24 @@ async def _run_paths(
     await client.get_workflow_handle(campaign_workflow_id(cid, "trial")).result()
     await _until("trial converted", lambda: state(cid),
                  lambda s: s.stage == "active" and s.billing.stripe_subscription_id is not None)
+    # rec-b2 subscribed during its trial: that trial skipped its reminders and ended "subscribed"
+    subscribed_trial = campaign_workflow_id("rec-b2", "trial")
+    if (outcome := await client.get_workflow_handle(subscribed_trial).result()) != "subscribed":
+        raise RecordingFailed(f"rec-b2's trial ended {outcome!r}, not 'subscribed'")
 
     # 3. dunning through the Stripe webhook path: a subscription made in the Stripe
     #    dashboard (the customer is adopted: signal-with-start, origin "stripe"), then
-    #    invoice.payment_failed -> past_due, invoice.paid -> active, deleted -> canceled.
+    #    invoice.payment_failed -> past_due, invoice.paid -> active, a downgrade scheduled
+    #    through the API, then deleted -> canceled, which drops the pending downgrade.
     email, name = PII["dunning"]
     cus = stripe.v1.customers.create(params={"email": email, "name": name})
     add_card(stripe, cus.id)
-    plan = catalog.get_plan("starter")
+    plan = catalog.get_plan("professional")
     sub = stripe.v1.subscriptions.create(
-        params={"customer": cus.id, "items": [{"plan": plan_id_for("starter", "month", plan.price_cents("month"))}]}
+        params={
+            "customer": cus.id,
+            "items": [{"plan": plan_id_for("professional", "month", plan.price_cents("month"))}],
+        }
     )
     invoice = stripe.v1.invoices.retrieve(sub.latest_invoice).to_dict()
     now = int(time.time())
@@ -221,9 +231,30 @@ async def _run_paths(
     await _until("past due", lambda: state(cus.id), lambda s: s.stage == "past_due")
     await webhook("invoice.paid", invoice, now + 2)
     await _until("paid again", lambda: state(cus.id), lambda s: s.stage == "active")
+    down = _expect("dunning downgrade", await api.patch(
+        f"/v1/customers/{cus.id}/subscription", json={"plan": "starter", "request_id": "down"}), 200)
+    if down["outcome"] != "change_scheduled":
+        raise RecordingFailed(f"dunning downgrade: {down}")
     stripe.v1.subscriptions.cancel(sub.id)
     await webhook("customer.subscription.deleted", stripe.v1.subscriptions.retrieve(sub.id), now + 3)
-    await _until("canceled", lambda: state(cus.id), lambda s: s.stage == "canceled")
+    await _until("canceled, downgrade dropped", lambda: state(cus.id),
+                 lambda s: s.stage == "canceled" and s.billing.pending_change_workflow is None)
+
+    # 4. a downgrade whose subscription ended unheard (canceled in Stripe, no webhook): at
+    #    the period end the PlanChangeWorkflow child reports it and ends "change_dropped".
+    cid = "rec-b3"
+    base = f"/v1/customers/{cid}/subscription"
+    await signed_up(cid)
+    made = _expect("subscribe b3", await api.post(
+        base, json={"plan": "business", "payment_method_id": "pm_card_visa", "request_id": "create"}), 201)
+    _expect("downgrade b3", await api.patch(base, json={"plan": "starter", "request_id": "down"}), 200)
+    stripe.v1.subscriptions.cancel(made["stripe_subscription_id"])
+    dropped_id = campaign_workflow_id(cid, "plan-change", "down")
+    await env.sleep(timedelta(days=32))
+    dropped = await client.get_workflow_handle(dropped_id).result()
+    if dropped.get("outcome") != "change_dropped":
+        raise RecordingFailed(f"downgrade of an ended subscription: {dropped}")
+    await _until("dropped downgrade heard", lambda: state(cid), lambda s: s.billing.pending_change_workflow is None)
 
     await asyncio.sleep(1)  # let the last workflow tasks complete before reading histories
     return {
@@ -231,6 +262,8 @@ async def _run_paths(
         "plan_change_downgrade": plan_change_id,
         "customer_billing_trial_conversion": customer_workflow_id("rec-b1"),
         "customer_billing_dunning_stages": customer_workflow_id(cus.id),
+        "trial_subscribed": subscribed_trial,
+        "plan_change_dropped": dropped_id,
     }
 
 

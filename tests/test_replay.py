@@ -50,6 +50,8 @@ def test_there_are_histories_to_replay() -> None:
         "customer_billing_subscription_changes",
         "customer_billing_dunning_stages",
         "plan_change_downgrade",
+        "trial_subscribed",
+        "plan_change_dropped",
     } <= names
 
 
