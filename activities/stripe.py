@@ -263,12 +263,21 @@ class StripeActivities:
         return newest.id
 
     def _attach(self, stripe_customer_id: str, payment_method_id: str, key: str) -> None:
-        """Attach a card (e.g. collected by Stripe Elements) and make it the default."""
-        pm = self.client.v1.payment_methods.attach(
-            payment_method_id,
-            params={"customer": stripe_customer_id},
-            options=self._opts(key),  # type: ignore[arg-type]
-        )
+        """Attach a card (e.g. collected by Stripe Elements) and make it the default.
+
+        A card already attached to this customer (reported by the payment_method.attached
+        webhook) is not attached again, so nothing relies on how Stripe treats a repeat attach.
+        """
+        try:
+            pm = self.client.v1.payment_methods.retrieve(payment_method_id)
+        except stripe.InvalidRequestError:  # test tokens such as pm_card_visa, or unknown ids
+            pm = None
+        if pm is None or getattr(pm, "customer", None) != stripe_customer_id:
+            pm = self.client.v1.payment_methods.attach(
+                payment_method_id,
+                params={"customer": stripe_customer_id},
+                options=self._opts(key),  # type: ignore[arg-type]
+            )
         self.client.v1.customers.update(
             stripe_customer_id, params={"invoice_settings": {"default_payment_method": pm.id}}
         )
