@@ -20,8 +20,6 @@ customers' emails and names stay in the database and in localstripe (checked bel
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -35,7 +33,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from lifecycle import catalog
 from lifecycle.billing import make_stripe_client, plan_id_for, sync_catalog
-from lifecycle.db import make_engine, make_session_factory, upgrade
 from lifecycle.localstripe import start_localstripe
 from lifecycle.messages import (
     CustomerEvent,
@@ -44,15 +41,13 @@ from lifecycle.messages import (
     customer_workflow_id,
 )
 from lifecycle.settings import Settings
-from lifecycle.temporal import ensure_search_attributes, test_server_binary
 from starter.api.app import create_app
 from starter.events import signal_customer, start_input
 from tests.helpers import add_customer
+from tests.record_histories import recording, save
 from tests.stripe_support import WEBHOOK_SECRET, add_card, signed_event
-from worker import build_worker
 from workflows.customer import CustomerWorkflow
 
-HERE = Path(__file__).parent / "histories"
 API_KEY = "record-key"
 
 # Personal data the histories must not carry (the customers' rows and Stripe customers have it).
@@ -88,36 +83,21 @@ def _expect(what: str, response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 async def record(suffix: str = "v1") -> list[Path]:
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
-    await ensure_search_attributes(env.client)
     localstripe = start_localstripe()
     written: list[Path] = []
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite:///{tmp}/record.db"
-            upgrade(url)
-            settings = Settings(
-                database_url=url,
-                task_queue="record-billing",
-                api_keys=[API_KEY],
-                # no quiet hours, no cap: the campaign emails in these histories do not
-                # depend on the hour the recording runs
-                email_quiet_hours_start=dt.time(0),
-                email_quiet_hours_end=dt.time(0),
-                email_frequency_cap=0,
-                stripe_api_key=SecretStr("sk_test_record"),
-                stripe_api_base=localstripe.url,
-                stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
-                stripe_localstripe_compat=True,
-                _env_file=None,  # type: ignore[call-arg]
-            )
-            engine = make_engine(url)
-            sessions = make_session_factory(engine)
-            stripe = make_stripe_client(settings)
-            sync_catalog(stripe, sessions)
-            app = create_app(settings, temporal=env.client)
+        async with recording(
+            "record-billing",
+            api_keys=[API_KEY],
+            stripe_api_key=SecretStr("sk_test_record"),
+            stripe_api_base=localstripe.url,
+            stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
+            stripe_localstripe_compat=True,
+        ) as rec:
+            stripe = make_stripe_client(rec.settings)
+            sync_catalog(stripe, rec.sessions)
+            app = create_app(rec.settings, temporal=rec.client)
             async with (
-                build_worker(env.client, settings, sessions),
                 app.router.lifespan_context(app),
                 httpx.AsyncClient(
                     transport=httpx.ASGITransport(app=app),
@@ -126,19 +106,16 @@ async def record(suffix: str = "v1") -> list[Path]:
                     timeout=60,
                 ) as api,
             ):
-                histories = await _run_paths(env, settings, sessions, stripe, api)
-                for name, wid in histories.items():
-                    text = (await env.client.get_workflow_handle(wid).fetch_history()).to_json()
-                    leaked = [v for pair in PII.values() for v in pair if v in text]
-                    if leaked:
-                        raise RecordingFailed(f"{name}: the history carries personal data {leaked}")
-                    path = HERE / f"{name}.{suffix}.json"
-                    path.write_text(text)
-                    written.append(path)
-            engine.dispose()
+                histories = await _run_paths(rec.env, rec.settings, rec.sessions, stripe, api)
+            for name, wid in histories.items():
+                path = await save(rec.client, name, wid, suffix)
+                leaked = [v for pair in PII.values() for v in pair if v in path.read_text()]
+                if leaked:
+                    path.unlink()
+                    raise RecordingFailed(f"{name}: the history carries personal data {leaked}")
+                written.append(path)
     finally:
         localstripe.stop()
-        await env.shutdown()
     return written
 
 

