@@ -83,4 +83,5 @@ async def run_worker(settings: Settings) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
+    logging.getLogger("stripe").setLevel(logging.WARNING)  # request URLs can carry customer emails
     asyncio.run(run_worker(get_settings()))

@@ -57,6 +57,8 @@ def worker() -> None:
     from worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the stripe SDK logs every request URL at INFO, customer emails in query strings included
+    logging.getLogger("stripe").setLevel(logging.WARNING)
     try:
         asyncio.run(run_worker(_settings()))
     except KeyboardInterrupt:
