@@ -143,23 +143,27 @@ class SmtpProvider:
         password: str | None = None,
         tls: str = "none",
         timeout: float = 20.0,
+        ca_file: str | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.user, self.password = user, password
         self.tls, self.timeout = tls, timeout
+        self.ca_file = ca_file  # a private CA's bundle; default: the system's CAs
 
     async def send(self, email: OutgoingEmail) -> str:
         return await asyncio.to_thread(self._send, email)
 
     def _connect(self) -> smtplib.SMTP:
         if self.tls == "ssl":
-            return smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
-            )
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._tls())
         conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         if self.tls == "starttls":
-            conn.starttls(context=ssl.create_default_context())
+            conn.starttls(context=self._tls())
         return conn
+
+    def _tls(self) -> ssl.SSLContext:
+        """Certificate and host name verified, always (against ca_file when one is given)."""
+        return ssl.create_default_context(cafile=self.ca_file)
 
     def _send(self, email: OutgoingEmail) -> str:
         mime = build_mime(email)
@@ -318,6 +322,7 @@ def make_provider(settings: Settings) -> EmailProvider:
             password=settings.smtp_password,
             tls=settings.smtp_tls,
             timeout=settings.smtp_timeout,
+            ca_file=str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
         )
     if not settings.sendgrid_api_key:
         raise SettingsError("LIFECYCLE_SENDGRID_API_KEY: required with LIFECYCLE_EMAIL_PROVIDER=sendgrid")

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
         default="none", description="none, starttls (port 587) or ssl (implicit TLS, port 465)"
     )
     smtp_timeout: float = Field(default=20.0, gt=0, description="seconds per SMTP conversation")
+    smtp_ca_file: Path | None = Field(
+        default=None, description="CA bundle (PEM) that signed the SMTP server's certificate, if private"
+    )
     # SendGrid (LIFECYCLE_EMAIL_PROVIDER=sendgrid)
     sendgrid_api_key: str | None = Field(default=None, description="SendGrid API key (SG.…)")
     sendgrid_base_url: str = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from lifecycle.email_providers import (
     OutgoingEmail,
@@ -198,3 +200,68 @@ def test_real_providers_refuse_unsafe_settings() -> None:
     with pytest.raises(SettingsError, match="LIFECYCLE_SENDGRID_API_KEY"):
         make_provider(load_settings(email_provider="sendgrid", unsubscribe_secret="x" * 32))
     assert make_provider(load_settings()).name == "outbox"
+
+
+# --- SMTP over TLS (a test CA from trustme; certificates verified as in production) -------
+
+
+@pytest.fixture
+def tls_ca(tmp_path):  # noqa: ANN001, ANN201
+    import trustme
+
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(server_ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return server_ctx, str(ca_file)
+
+
+def _logins() -> tuple[list[str], Any]:
+    seen: list[str] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN202
+        ok = auth_data.login == b"mailer" and auth_data.password == b"s3cret"
+        if ok:
+            seen.append(auth_data.login.decode())
+        return AuthResult(success=ok)
+
+    return seen, authenticator
+
+
+async def test_smtp_starttls_with_login_delivers_and_verifies_the_certificate(tls_ca) -> None:
+    server_ctx, ca_file = tls_ca
+    sink, (logins, authenticator) = SmtpSink(), _logins()
+    port = free_port()
+    controller = Controller(
+        sink, hostname="127.0.0.1", port=port, tls_context=server_ctx, require_starttls=True,
+        authenticator=authenticator, auth_require_tls=True,
+    )
+    controller.start()
+    try:
+        provider = SmtpProvider("127.0.0.1", port, user="mailer", password="s3cret", tls="starttls",
+                                ca_file=ca_file)
+        await provider.send(outgoing())
+        assert logins == ["mailer"] and len(sink.messages) == 1
+        # the same server without the private CA: the certificate is refused, nothing is sent
+        untrusting = SmtpProvider("127.0.0.1", port, user="mailer", password="s3cret", tls="starttls")
+        with pytest.raises(ProviderError, match="cannot connect.*CERTIFICATE_VERIFY_FAILED"):
+            await untrusting.send(outgoing())
+        assert len(sink.messages) == 1
+    finally:
+        controller.stop()
+
+
+async def test_smtp_implicit_tls_delivers(tls_ca) -> None:
+    server_ctx, ca_file = tls_ca
+    sink = SmtpSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port, ssl_context=server_ctx)
+    controller.start()
+    try:
+        await SmtpProvider("127.0.0.1", port, tls="ssl", ca_file=ca_file).send(outgoing())
+        assert len(sink.messages) == 1
+        assert sink.messages[0].rcpt_tos == ["grace@example.org"]
+    finally:
+        controller.stop()
