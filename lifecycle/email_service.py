@@ -158,6 +158,19 @@ def add_suppression(
     return True
 
 
+def remove_unsubscribe(session: Session, *, customer_id: str, email: str) -> bool:
+    """Lift a customer's own unsubscribe (never a bounce or a spam report); True if there was one."""
+    rows = session.scalars(
+        select(Suppression).where(
+            Suppression.reason == UNSUBSCRIBE,
+            or_(Suppression.customer_id == customer_id, Suppression.email == email.strip().lower()),
+        )
+    ).all()
+    for row in rows:
+        session.delete(row)
+    return bool(rows)
+
+
 class EmailService:
     def __init__(
         self,

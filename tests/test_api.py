@@ -51,6 +51,7 @@ async def test_every_v1_route_needs_an_api_key(api: httpx.AsyncClient) -> None:
         ("POST", "/v1/events/activation"),
         ("POST", "/v1/customers/x/payment-method"),
         ("GET", "/v1/customers/x"),
+        ("PUT", "/v1/customers/x/email-preferences"),
     ]:
         r = await api.request(method, path, headers={"Authorization": ""}, json={})
         assert r.status_code == 401, (method, path)
@@ -145,3 +146,35 @@ async def test_temporal_unreachable_gives_503_and_records_nothing(settings: Sett
     with session_factory() as s:
         assert s.get(Customer, "acme-1") is None
         assert s.scalar(select(func.count()).select_from(LifecycleEvent)) == 0
+
+
+async def test_email_preferences_opt_out_and_back_in(api: httpx.AsyncClient, ts_env, session_factory) -> None:
+    from lifecycle.email_service import BOUNCE, add_suppression, suppression_reasons
+    from workflows.customer import CustomerWorkflow
+
+    assert (await api.post("/v1/events/signup", json=SIGNUP)).status_code == 201
+    handle = ts_env.client.get_workflow_handle("customer-acme-1")
+
+    async def opted_out(expected: bool) -> bool:
+        return (await handle.query(CustomerWorkflow.state)).marketing_opt_out is expected
+
+    r = await api.put("/v1/customers/acme-1/email-preferences", json={"marketing": False})
+    assert r.status_code == 200 and r.json() == {"customer_id": "acme-1", "marketing": False, "suppressed": []}
+    with session_factory() as s:
+        assert suppression_reasons(s, "acme-1", "ada@acme.test") == {"unsubscribe"}
+    await eventually(lambda: opted_out(True))
+
+    r = await api.put("/v1/customers/acme-1/email-preferences", json={"marketing": True})
+    assert r.json()["marketing"] is True
+    with session_factory() as s:
+        assert suppression_reasons(s, "acme-1", "ada@acme.test") == set()
+    await eventually(lambda: opted_out(False))
+
+    # a hard bounce is never lifted by the customer's preference
+    with session_factory() as s:
+        add_suppression(s, email="ada@acme.test", reason=BOUNCE, customer_id="acme-1", source="sendgrid")
+        s.commit()
+    r = await api.put("/v1/customers/acme-1/email-preferences", json={"marketing": True})
+    assert r.json() == {"customer_id": "acme-1", "marketing": False, "suppressed": ["bounce"]}
+    assert (await api.put("/v1/customers/nobody/email-preferences", json={"marketing": True})).status_code == 404
+    assert (await api.put("/v1/customers/acme-1/email-preferences", json={})).status_code == 422

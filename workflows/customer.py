@@ -63,6 +63,7 @@ class CustomerWorkflow(BillingMixin):
             "payment_method_added": self._on_payment_method_added,
             "campaign_finished": self._on_campaign_finished,
             "unsubscribed": self._on_unsubscribed,
+            "resubscribed": self._on_resubscribed,
             "usage_threshold": self._on_usage_threshold,
             **self._billing_handlers(),  # type: ignore[dict-item]
         }
@@ -184,6 +185,9 @@ class CustomerWorkflow(BillingMixin):
     async def _on_unsubscribed(self, event: CustomerEvent) -> None:
         # Every marketing send also checks the suppression list; the state shows ops the opt-out.
         self._state.marketing_opt_out = True
+
+    async def _on_resubscribed(self, event: CustomerEvent) -> None:
+        self._state.marketing_opt_out = False
 
     async def _on_campaign_finished(self, event: CustomerEvent) -> None:
         campaign = str(event.data.get("campaign"))

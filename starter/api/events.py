@@ -18,6 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lifecycle import catalog
+from lifecycle.email_service import (
+    BOUNCE,
+    SPAM,
+    UNSUBSCRIBE,
+    add_suppression,
+    remove_unsubscribe,
+    suppression_reasons,
+)
 from lifecycle.messages import CustomerEvent
 from lifecycle.models import Customer, LifecycleEvent
 from starter.api.customers import CustomerView, customer_view, get_customer_or_404
@@ -178,3 +186,52 @@ async def payment_method(
         raise _unavailable(exc) from None
     session.commit()
     return {"status": "accepted", "event_id": event_id}
+
+
+class EmailPreferences(BaseModel):
+    marketing: bool = Field(description="false: unsubscribe from marketing email; true: opt back in")
+
+
+class EmailPreferencesView(BaseModel):
+    customer_id: str
+    marketing: bool
+    suppressed: list[str] = Field(
+        description="what still blocks email: a hard bounce or a spam report is never lifted here"
+    )
+
+
+@router.put("/v1/customers/{customer_id}/email-preferences", response_model=EmailPreferencesView)
+async def email_preferences(
+    customer_id: str, body: EmailPreferences, session: SessionDep, client: TemporalDep
+) -> EmailPreferencesView:
+    """The customer's own marketing-email choice, from the product's settings page.
+
+    Opting out records the same suppression as the unsubscribe link; opting back in lifts
+    only that one. Transactional email (billing, account) is not affected either way.
+    """
+    customer = get_customer_or_404(session, customer_id)
+    now = datetime.now(UTC)
+    if body.marketing:
+        changed = remove_unsubscribe(session, customer_id=customer.id, email=customer.email)
+        kind = "resubscribed"
+    else:
+        changed = add_suppression(
+            session, email=customer.email, reason=UNSUBSCRIBE, customer_id=customer.id, source="preferences"
+        )
+        kind = "unsubscribed"
+    if changed:
+        stamp = now.strftime("%Y%m%dT%H%M%S%f")
+        _timeline(session, customer.id, f"{kind}:{customer.id}:{stamp}", kind, {"source": "preferences"}, now)
+        session.flush()
+        try:
+            await signal_customer(client, customer.id, CustomerEvent(event_id=f"{kind}:{customer.id}:{stamp}", kind=kind))
+        except TemporalUnavailable as exc:
+            session.rollback()
+            raise _unavailable(exc) from None
+    session.commit()
+    reasons = suppression_reasons(session, customer.id, customer.email)
+    return EmailPreferencesView(
+        customer_id=customer.id,
+        marketing=UNSUBSCRIBE not in reasons and not (reasons & {BOUNCE, SPAM}),
+        suppressed=sorted(reasons - {UNSUBSCRIBE}),
+    )
