@@ -266,3 +266,37 @@ async def test_unsubscribe_is_heard_by_the_entity(
         return (await state_of(handle)).marketing_opt_out
 
     await eventually(opted_out)
+
+
+async def test_a_broken_template_holds_the_step_until_a_fixed_version_is_published(
+    ts_env: WorkflowEnvironment, client, settings, session_factory, worker
+):
+    """Nothing half-sent and nothing lost: the step retries until marketers publish a fix."""
+    from lifecycle.email_templates import publish
+    from lifecycle.settings import PROJECT_ROOT
+
+    good = (PROJECT_ROOT / "templates" / "email" / "welcome.j2").read_text()
+    broken = good.replace("{{ customer.first_name }}", "{{ customer.nickname }}")
+    with session_factory() as s:
+        publish(s, "welcome", broken)
+        s.commit()
+
+    cid = new_id()
+    await sign_up(client, settings, session_factory, cid)
+    onboarding = await campaign(client, cid, "onboarding")
+
+    async def failing_attempts() -> int:
+        desc = await onboarding.describe()
+        pending = desc.raw_description.pending_activities
+        return pending[0].attempt if pending and "nickname" in pending[0].last_failure.message else 0
+
+    assert await eventually(lambda: failing_attempts(), timeout=20) >= 1
+    assert emails(session_factory, cid) == []  # nothing recorded as sent, nothing half-sent
+
+    with session_factory() as s:
+        publish(s, "welcome", good)  # the fix: version 2
+        s.commit()
+    await ts_env.sleep(timedelta(minutes=30))  # past the retry's backoff
+    [welcome] = await eventually(lambda: [m for m in emails(session_factory, cid) if m.step == "welcome"])
+    assert welcome.status == "sent" and welcome.subject == "Welcome aboard, Ada"
+    assert welcome.template_version.startswith("v2")
