@@ -59,7 +59,9 @@ async def signal_customer(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             start_signal="event",
             start_signal_args=[event],
-            search_attributes=customer_search_attributes(customer_id, start.plan, TRIALING),
+            search_attributes=customer_search_attributes(
+                customer_id, start.plan, start.state.stage if start.state else TRIALING
+            ),
             rpc_timeout=RPC_TIMEOUT,
         )
     except RPCError as exc:
