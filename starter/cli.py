@@ -92,10 +92,12 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] 
 
 @customer_app.command("show")
 def customer_show(customer_id: str) -> None:
-    """A customer's stage, timeline, emails sent, and the link to its workflow in the Web UI."""
+    """A customer's stage, subscription, usage this period, timeline (with every email held
+    back and why), emails sent, and the link to its workflow in the Web UI."""
     from lifecycle.db import make_engine, make_session_factory
     from lifecycle.messages import customer_workflow_id
-    from lifecycle.models import Customer, EmailMessage, LifecycleEvent
+    from lifecycle.models import Customer, EmailMessage, LifecycleEvent, Subscription
+    from lifecycle.usage import UsageService
 
     settings = _settings()
     engine = make_engine(settings.database_url)
@@ -112,6 +114,29 @@ def customer_show(customer_id: str) -> None:
         )
         console.print(f"payment method on file: {'yes' if customer.payment_method_on_file else 'no'}")
         console.print(f"workflow: {settings.temporal_ui_link(customer_workflow_id(customer.id))}")
+        sub = session.scalars(
+            select(Subscription)
+            .where(Subscription.customer_id == customer_id)
+            .order_by(Subscription.updated_at.desc(), Subscription.id.desc())
+        ).first()
+        if sub is None:
+            console.print("subscription: none")
+        else:
+            ends = f"{sub.current_period_end:%Y-%m-%d}" if sub.current_period_end else "?"
+            cancel = ", cancels at period end" if sub.cancel_at_period_end else ""
+            console.print(
+                f"subscription: {sub.plan_code} {sub.interval}ly ${sub.amount_cents / 100:,.2f}, "
+                f"{sub.status}, period ends {ends}{cancel}  ({sub.stripe_subscription_id})"
+            )
+
+        ent = UsageService(make_session_factory(engine)).entitlements(customer_id)
+        usage = Table(title=f"usage {ent['period']['start'][:10]} → {ent['period']['end'][:10]}")
+        for col in ("metric", "used", "limit", "kind", "remaining"):
+            usage.add_column(col)
+        for metric, m in ent["metrics"].items():
+            usage.add_row(metric, f"{m['used']:,}", f"{m['limit']:,} {m['unit']}", str(m["limit_kind"]),
+                          f"{m['remaining']:,}" + ("  (over)" if m["overage"] else ""))
+        console.print(usage)
 
         timeline = Table(title="timeline", show_lines=False)
         for col in ("when (UTC)", "what", "campaign", "detail"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle.models import EmailMessage, LifecycleEvent
+from lifecycle.models import EmailMessage, LifecycleEvent, Subscription
 from lifecycle.settings import Settings
+from lifecycle.usage import UsageService
 from tests.helpers import add_customer
 
 CLI = str(Path(sys.prefix) / "bin" / "lifecycle")
@@ -40,9 +42,19 @@ def test_customer_show_prints_stage_timeline_emails_and_the_ui_link(settings: Se
                            subject="Welcome aboard, Ada", html="<p>", text="hi", provider="outbox",
                            status="sent", sent_at=now))
         s.commit()
+    with session_factory() as s:
+        s.add(Subscription(stripe_subscription_id="sub_cli", customer_id="cli-1", plan_code="business",
+                           interval="month", amount_cents=9900, status="active",
+                           current_period_end=now + dt.timedelta(days=30)))
+        s.commit()
+    UsageService(session_factory).ingest(
+        [{"customer_id": "cli-1", "metric": "ai_requests", "quantity": 420, "idempotency_key": "u1"}]
+    )
     result = run(settings, "customer", "show", "cli-1")
     assert result.returncode == 0, result.stderr
     out = result.stdout
+    assert "subscription: business monthly $99.00, active" in out
+    assert "ai_requests" in out and "420" in out
     assert "stage - → trialing" in out
     assert "Welcome aboard, Ada" in out
     assert "/namespaces/default/workflows/customer-cli-1" in out
