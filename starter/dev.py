@@ -65,7 +65,12 @@ def run_dev(settings: Settings, *, demo: bool = False, day_seconds: float = 10.0
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     host, _, port = settings.temporal_address.rpartition(":")
     temporal_port = int(port)
-    for p, what in ((temporal_port, "Temporal"), (UI_PORT, "Temporal Web UI"), (API_PORT, "API")):
+    # Stripe: localstripe unless a real key and no API base were configured.
+    use_localstripe = not settings.stripe_api_key.get_secret_value() or bool(settings.stripe_api_base)
+    ports = [(temporal_port, "Temporal"), (UI_PORT, "Temporal Web UI"), (API_PORT, "API")]
+    if use_localstripe:
+        ports.append((settings.localstripe_port, "localstripe"))
+    for p, what in ports:
         if _port_open("127.0.0.1", p):
             print(f"port {p} ({what}) is already in use: is another `make dev` running?", file=sys.stderr)
             return 1
@@ -75,8 +80,7 @@ def run_dev(settings: Settings, *, demo: bool = False, day_seconds: float = 10.0
 
     key = dev_api_key(settings)
     env = os.environ.copy()
-    # Stripe: localstripe unless a real key and no API base were configured.
-    if not settings.stripe_api_key.get_secret_value() or settings.stripe_api_base:
+    if use_localstripe:
         stripe_base = settings.stripe_api_base or f"http://127.0.0.1:{settings.localstripe_port}"
         env.setdefault("LIFECYCLE_STRIPE_API_KEY", "sk_test_localstripe")
         env.setdefault("LIFECYCLE_STRIPE_WEBHOOK_SECRET", "whsec_localstripe_dev")
@@ -90,10 +94,7 @@ def run_dev(settings: Settings, *, demo: bool = False, day_seconds: float = 10.0
                 "stripe_localstripe_compat": True,
             }
         )
-        use_localstripe = True
-    else:
-        use_localstripe = False
-    env["LIFECYCLE_API_KEYS"] = ",".join(settings.api_keys or [key])
+    env["LIFECYCLE_API_KEYS"] = ",".join(settings.api_keys or [key])  # key is the first of them
     env["LIFECYCLE_PUBLIC_URL"] = f"http://127.0.0.1:{API_PORT}"
     if demo:
         env["LIFECYCLE_DAY_SECONDS"] = str(day_seconds)
@@ -155,9 +156,6 @@ def run_dev(settings: Settings, *, demo: bool = False, day_seconds: float = 10.0
         )
         _wait_port(host, temporal_port, "the Temporal dev server", temporal)
         if use_localstripe:
-            if _port_open("127.0.0.1", settings.localstripe_port):
-                print(f"port {settings.localstripe_port} (localstripe) is already in use", file=sys.stderr)
-                return 1
             localstripe = asyncio.run(
                 start_for_dev(
                     settings,
@@ -174,13 +172,13 @@ def run_dev(settings: Settings, *, demo: bool = False, day_seconds: float = 10.0
             "\nLifecycle Engine is running:\n"
             f"  API          http://127.0.0.1:{API_PORT}  (docs: http://127.0.0.1:{API_PORT}/docs)\n"
             f"  Temporal UI  {settings.temporal_ui_url}\n"
-            f"  API key      {env['LIFECYCLE_API_KEYS'].split(',')[0]}\n"
+            f"  API key      {key}\n"
             f"  database     {settings.database_url}\n"
             f"  Stripe       {settings.stripe_api_base or 'api.stripe.com'}\n"
             f"  policy day   {day_seconds if demo else settings.day_seconds:g} s\n"
             "Try:\n"
             f"  curl -s -X POST http://127.0.0.1:{API_PORT}/v1/events/signup "
-            f"-H 'Authorization: Bearer {env['LIFECYCLE_API_KEYS'].split(',')[0]}' "
+            f"-H 'Authorization: Bearer {key}' "
             "-H 'Content-Type: application/json' "
             "-d '{\"customer_id\": \"acme-1\", \"email\": \"ada@acme.test\", \"name\": \"Ada Lovelace\"}'\n"
             "  .venv/bin/lifecycle customer show acme-1\n"
@@ -189,7 +187,7 @@ def run_dev(settings: Settings, *, demo: bool = False, day_seconds: float = 10.0
         )
         if demo:
             try:
-                _run_demo(f"http://127.0.0.1:{API_PORT}", env["LIFECYCLE_API_KEYS"].split(",")[0])
+                _run_demo(f"http://127.0.0.1:{API_PORT}", key)
             except httpx.HTTPError as exc:
                 print(f"demo: could not send the sample customers: {exc}", file=sys.stderr)
 
