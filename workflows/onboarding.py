@@ -11,12 +11,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from lifecycle.messages import (
-        CampaignStatus,
-        CustomerEvent,
-        OnboardingInput,
-        customer_workflow_id,
-    )
+    from lifecycle.messages import CampaignStatus, OnboardingInput
+    from workflows.campaign import report_finished
     from workflows.email_step import record_step_skipped, send_step_email, sleep_until
 
 CAMPAIGN = "onboarding"
@@ -62,12 +58,5 @@ class OnboardingWorkflow:
             self._done.append(step.name)
         self._next = None
         outcome = f"completed: {sent} sent, {skipped} skipped"
-        await workflow.get_external_workflow_handle(customer_workflow_id(input.customer_id)).signal(
-            "event",
-            CustomerEvent(
-                event_id=f"{workflow.info().workflow_id}:finished",
-                kind="campaign_finished",
-                data={"campaign": CAMPAIGN, "outcome": outcome},
-            ),
-        )
+        await report_finished(input.customer_id, CAMPAIGN, outcome)
         return outcome

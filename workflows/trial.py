@@ -13,7 +13,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from lifecycle.messages import CampaignStatus, CustomerEvent, TrialInput, customer_workflow_id
+    from lifecycle.messages import CampaignStatus, TrialInput
+    from workflows.campaign import report_finished
     from workflows.email_step import record_step_skipped, send_step_email, sleep_until
 
 CAMPAIGN = "trial"
@@ -87,12 +88,5 @@ class TrialWorkflow:
             outcome = CONVERTED if self._payment_method_on_file else EXPIRED
         self._next = None
         self._done.append("end_of_trial")
-        await workflow.get_external_workflow_handle(customer_workflow_id(input.customer_id)).signal(
-            "event",
-            CustomerEvent(
-                event_id=f"{workflow.info().workflow_id}:finished",
-                kind="campaign_finished",
-                data={"campaign": CAMPAIGN, "outcome": outcome},
-            ),
-        )
+        await report_finished(input.customer_id, CAMPAIGN, outcome)
         return outcome

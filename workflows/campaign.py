@@ -1,0 +1,28 @@
+"""What every campaign child shares: telling the customer's entity workflow how it ended.
+
+Children are started with parent-close policy ABANDON and the entity may have
+continued-as-new since, so they report by signal to ``customer-{id}`` (its latest run),
+not through the child-completion event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from lifecycle.messages import CustomerEvent, customer_workflow_id
+
+
+async def tell_customer(customer_id: str, kind: str, data: dict[str, Any], *, suffix: str = "finished") -> None:
+    """Signal the entity an event whose id is this workflow's id plus ``suffix`` (sent once)."""
+    await workflow.get_external_workflow_handle(customer_workflow_id(customer_id)).signal(
+        "event",
+        CustomerEvent(event_id=f"{workflow.info().workflow_id}:{suffix}", kind=kind, data=data),
+    )
+
+
+async def report_finished(customer_id: str, campaign: str, outcome: str) -> None:
+    """The campaign ended with ``outcome``; the entity decides what that means for the stage."""
+    await tell_customer(customer_id, "campaign_finished", {"campaign": campaign, "outcome": outcome})
