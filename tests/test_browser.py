@@ -9,15 +9,12 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
-from lifecycle.db import make_engine, make_session_factory
 from lifecycle.models import Suppression
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, Stack
 from tests.helpers import emails, eventually
-from tests.test_e2e import _healthy, dev_env, stack  # noqa: F401  (fixtures)
 from workflows.customer import CustomerWorkflow
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -54,17 +51,13 @@ async def browser() -> AsyncIterator[object]:
 
 
 async def test_the_welcome_email_renders_and_its_unsubscribe_link_works_in_a_browser(
-    stack, dev_env, browser  # noqa: F811
+    stack: Stack, dev_env, browser, session_factory
 ) -> None:
-    base_url, settings = stack
-    sessions = make_session_factory(make_engine(settings.database_url))
-    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": "Bearer e2e-key"}, timeout=10) as http:
-        await eventually(lambda: _healthy(http), timeout=30)
-        r = await http.post(
-            "/v1/events/signup",
-            json={"customer_id": "web-1", "email": "grace@web.test", "name": "Grace Hopper"},
-        )
-        assert r.status_code == 201, r.text
+    sessions = session_factory
+    r = await stack.http.post(
+        "/v1/events/signup", json={"customer_id": "web-1", "email": "grace@web.test", "name": "Grace Hopper"}
+    )
+    assert r.status_code == 201, r.text
     [welcome] = await eventually(
         lambda: [m for m in emails(sessions, "web-1") if m.template == "welcome" and m.status == "sent"],
         timeout=30,
@@ -81,7 +74,7 @@ async def test_the_welcome_email_renders_and_its_unsubscribe_link_works_in_a_bro
 
     # the footer's unsubscribe link, as the customer clicks it
     link = await page.get_by_role("link", name=re.compile("unsubscribe", re.I)).get_attribute("href")
-    assert link and link.startswith(f"{base_url}/unsubscribe?token=")
+    assert link and link.startswith(f"{stack.url}/unsubscribe?token=")
     await page.goto(link)
     assert "Unsubscribe" in await page.title()
     with sessions() as s:  # opening the page (as a link scanner would) changes nothing
@@ -99,4 +92,3 @@ async def test_the_welcome_email_renders_and_its_unsubscribe_link_works_in_a_bro
         return (await handle.query(CustomerWorkflow.state)).marketing_opt_out
 
     await eventually(heard, timeout=20)
-    sessions.kw["bind"].dispose()

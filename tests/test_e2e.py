@@ -4,131 +4,62 @@ and in the Web UI's search attributes. Policy days are compressed to seconds."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from pathlib import Path
 
-import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from lifecycle.db import make_engine, make_session_factory
 from lifecycle.messages import CustomerEvent, campaign_workflow_id, customer_workflow_id
 from lifecycle.settings import Settings
-from lifecycle.temporal import SEARCH_ATTRIBUTES, temporal_binary
 from starter.events import signal_customer, start_input
-from tests.conftest import free_port
+from tests.conftest import Stack
 from tests.helpers import add_customer, emails, eventually
 from worker import build_worker
 from workflows.customer import CustomerWorkflow
 
 pytestmark = pytest.mark.e2e
-DAY_SECONDS = 0.5  # a 14-day trial lasts 7 s
 
 
-@pytest.fixture
-async def dev_env(tmp_path: Path) -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_binary()),
-        port=free_port(),
-        search_attributes=list(SEARCH_ATTRIBUTES),
-        dev_server_log_level="error",
-        dev_server_database_filename=str(tmp_path / "temporal.db"),
+async def test_signup_over_http_runs_the_real_stack(
+    stack: Stack, dev_env: WorkflowEnvironment, session_factory
+) -> None:
+    http, sessions = stack.http, session_factory
+    r = await http.post(
+        "/v1/events/signup",
+        json={"customer_id": "e2e-1", "email": "ada@e2e.test", "name": "Ada Lovelace", "timezone": "UTC"},
     )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
+    assert r.status_code == 201, r.text
 
+    welcome = await eventually(
+        lambda: [m for m in emails(sessions, "e2e-1") if m.template == "welcome" and m.status == "sent"],
+        timeout=30,
+    )
+    assert welcome[0].to_address == "ada@e2e.test"
+    assert welcome[0].subject == "Welcome aboard, Ada"
+    assert welcome[0].provider == "outbox" and welcome[0].status == "sent"
 
-@pytest.fixture
-def stack(dev_env: WorkflowEnvironment, settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
-    """`lifecycle worker` and `lifecycle api` as their own processes, configured by environment."""
-    port = free_port()
-    target = dev_env.client.service_client.config.target_host
-    env = {
-        **os.environ,
-        "LIFECYCLE_DATABASE_URL": settings.database_url,
-        "LIFECYCLE_TEMPORAL_ADDRESS": target,
-        "LIFECYCLE_TASK_QUEUE": settings.task_queue,
-        "LIFECYCLE_API_KEYS": "e2e-key",
-        "LIFECYCLE_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "LIFECYCLE_DAY_SECONDS": str(DAY_SECONDS),
-        # no quiet hours: the test expects the welcome at once, whatever the time of day
-        "LIFECYCLE_EMAIL_QUIET_HOURS_START": "00:00",
-        "LIFECYCLE_EMAIL_QUIET_HOURS_END": "00:00",
-    }
-    cli = str(Path(sys.prefix) / "bin" / "lifecycle")
-    log = open(tmp_path / "procs.log", "wb")  # noqa: SIM115
-    procs = [
-        subprocess.Popen([cli, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT),
-        subprocess.Popen([cli, "api", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT),
-    ]
-    try:
-        yield f"http://127.0.0.1:{port}", settings.model_copy(update={"temporal_address": target})
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        log.close()
+    view = (await http.get("/v1/customers/e2e-1")).json()
+    assert view["stage"] == "trialing" and view["live"] is True
 
+    # ops can filter in the Web UI by stage (visibility lags about a second)
+    async def listed() -> list[str]:
+        return [
+            wf.id
+            async for wf in dev_env.client.list_workflows(
+                "WorkflowId STARTS_WITH 'customer-' AND LifecycleStage = 'trialing'"
+            )
+        ]
 
-async def test_signup_over_http_runs_the_real_stack(stack, dev_env: WorkflowEnvironment) -> None:
-    base_url, settings = stack
-    sessions = make_session_factory(make_engine(settings.database_url))
-    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": "Bearer e2e-key"}, timeout=10) as http:
-        await eventually(lambda: _healthy(http), timeout=30)
-        r = await http.post(
-            "/v1/events/signup",
-            json={"customer_id": "e2e-1", "email": "ada@e2e.test", "name": "Ada Lovelace", "timezone": "UTC"},
-        )
-        assert r.status_code == 201, r.text
+    assert "customer-e2e-1" in await eventually(listed, timeout=20)
 
-        welcome = await eventually(
-            lambda: [m for m in emails(sessions, "e2e-1") if m.template == "welcome" and m.status == "sent"],
-            timeout=30,
-        )
-        assert welcome[0].to_address == "ada@e2e.test"
-        assert welcome[0].subject == "Welcome aboard, Ada"
-        assert welcome[0].provider == "outbox" and welcome[0].status == "sent"
+    # the compressed trial ends (7 s) and, with no card, the customer expires
+    async def expired() -> bool:
+        return (await http.get("/v1/customers/e2e-1")).json()["stage"] == "expired"
 
-        view = (await http.get("/v1/customers/e2e-1")).json()
-        assert view["stage"] == "trialing" and view["live"] is True
-
-        # ops can filter in the Web UI by stage (visibility lags about a second)
-        async def listed() -> list[str]:
-            return [
-                wf.id
-                async for wf in dev_env.client.list_workflows(
-                    "WorkflowId STARTS_WITH 'customer-' AND LifecycleStage = 'trialing'"
-                )
-            ]
-
-        assert "customer-e2e-1" in await eventually(listed, timeout=20)
-
-        # the compressed trial ends (7 s) and, with no card, the customer expires
-        async def expired() -> bool:
-            return (await http.get("/v1/customers/e2e-1")).json()["stage"] == "expired"
-
-        await eventually(expired, timeout=40)
-        # the PII stayed in the database: not in the workflow's history
-        history = await dev_env.client.get_workflow_handle("customer-e2e-1").fetch_history()
-        assert "ada@e2e.test" not in history.to_json()
-    sessions.kw["bind"].dispose()
-
-
-async def _healthy(http: httpx.AsyncClient) -> bool:
-    try:
-        return (await http.get("/healthz")).status_code == 200
-    except httpx.HTTPError:
-        return False
+    await eventually(expired, timeout=40)
+    # the PII stayed in the database: not in the workflow's history
+    history = await dev_env.client.get_workflow_handle("customer-e2e-1").fetch_history()
+    assert "ada@e2e.test" not in history.to_json()
 
 
 async def test_campaign_finishing_after_continue_as_new_reaches_the_latest_run(
