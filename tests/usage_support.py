@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.db import make_engine, make_session_factory, session_scope, upgrade
 from lifecycle.models import Customer, Subscription
+from lifecycle.usage import Period, period_from_anchor
 from tests.conftest import free_port
 
 
@@ -49,6 +50,12 @@ class Db:
                                    current_period_start=subscription[0],
                                    current_period_end=subscription[1]))
         return cid
+
+    def aged_customer(self, plan: str, days: int) -> tuple[str, Period]:
+        """A customer created ``days`` ago (no subscription), and its current billing period."""
+        now = dt.datetime.now(dt.UTC)
+        created = now - dt.timedelta(days=days)
+        return self.customer(plan, created_at=created), period_from_anchor(now, created)
 
     def set_plan(self, cid: str, plan: str) -> None:
         with session_scope(self.factory) as s:
