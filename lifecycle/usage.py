@@ -925,10 +925,11 @@ class UsageService:
                 drifts.append(Drift(key[0], key[1], key[2], c, a))
         if fix:
             for d in drifts:
-                d.fixed = self._with_retry(lambda d=d: self._fix(d))
+                self._with_retry(lambda d=d: self._fix(d))
+                d.fixed = True
         return drifts
 
-    def _fix(self, d: Drift) -> bool:
+    def _fix(self, d: Drift) -> None:
         """Set one counter to the sum of its raw events, under the counter's row lock."""
         with self.session_factory() as session:
             where = and_(UsageCounter.customer_id == d.customer_id, UsageCounter.metric == d.metric,
@@ -950,7 +951,6 @@ class UsageService:
                 counter.used = actual
             d.actual = actual
             session.commit()
-            return True
 
     # -- export --------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lifecycle.messages import CustomerEvent
@@ -28,7 +28,7 @@ USAGE_THRESHOLD = "usage_threshold"
 class DeliveryReport:
     sent: int = 0
     failed: int = 0
-    errors: list[str] | None = None
+    errors: list[str] = field(default_factory=list)
 
 
 def crossing_event(c: Crossing) -> CustomerEvent:
@@ -37,7 +37,7 @@ def crossing_event(c: Crossing) -> CustomerEvent:
 
 async def deliver(client: Any, service: UsageService, crossings: Sequence[Crossing]) -> DeliveryReport:
     """Signal each crossing to ``customer-{id}``; mark it sent, or record the failure."""
-    report = DeliveryReport(errors=[])
+    report = DeliveryReport()
     sent: list[int] = []
     for c in crossings:
         if client is None:
@@ -53,7 +53,7 @@ async def deliver(client: Any, service: UsageService, crossings: Sequence[Crossi
                 sent.append(c.signal_id)
                 continue
         report.failed += 1
-        report.errors.append(f"{c.event_id}: {err}")  # type: ignore[union-attr]
+        report.errors.append(f"{c.event_id}: {err}")
         log.warning("usage signal %s not delivered, will retry: %s", c.event_id, err)
         await asyncio.to_thread(service.mark_failed, c.signal_id, err)
     if sent:
@@ -69,7 +69,7 @@ async def resend_pending(
 
     ``older_than`` leaves fresh crossings to the request that made them.
     """
-    total = DeliveryReport(errors=[])
+    total = DeliveryReport()
     while True:
         pending = await asyncio.to_thread(service.pending_signals, older_than=older_than)
         if not pending:
@@ -77,7 +77,7 @@ async def resend_pending(
         report = await deliver(client, service, pending)
         total.sent += report.sent
         total.failed += report.failed
-        total.errors += report.errors or []  # type: ignore[operator]
+        total.errors += report.errors
         if report.sent == 0:  # all failed and backed off; try again on the next round
             return total
 

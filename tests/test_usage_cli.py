@@ -16,8 +16,6 @@ from lifecycle.usage import UsageService
 from starter.cli import app
 from tests.usage_support import Db, usage_db  # noqa: F401
 
-UTC = dt.UTC
-
 
 def run(db: Db, *args: str) -> tuple[int, str, str]:
     r = CliRunner().invoke(app, ["usage", *args], env={"LIFECYCLE_DATABASE_URL": db.url})

@@ -125,12 +125,8 @@ async def post_usage(request: Request, background: BackgroundTasks) -> Response:
             return _error(result.http_status.get(0, 422), r.field or "event", r.reason or "rejected",
                           idempotency_key=r.idempotency_key)
         return _json(r.as_dict(), 201 if r.status == "accepted" else 200)
-    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
-    for r in result.results:
-        counts[r.status] += 1
-    body = {"accepted": counts["accepted"], "duplicates": counts["duplicate"],
-            "rejected": counts["rejected"], "results": [r.as_dict() for r in result.results]}
-    return _json(body, 422 if counts["rejected"] == len(events) else 200)
+    body = result.as_dict()
+    return _json(body, 422 if body["rejected"] == len(events) else 200)
 
 
 @router.post("/usage/check", summary="Check-and-record one metered request")
