@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.db import make_engine, make_session_factory, session_scope, upgrade
 from lifecycle.models import Customer, Subscription
-from lifecycle.usage import Period, period_from_anchor
+from lifecycle.usage import Period, UsageService, period_from_anchor
 from tests.conftest import free_port
 
 
@@ -70,6 +70,7 @@ def usage_app(factory: sessionmaker[Session], temporal: object | None = None):  
 
     app = FastAPI()
     app.state.session_factory = factory
+    app.state.usage_service = UsageService(factory)
     app.state.temporal = temporal
     app.include_router(router)
     return app
