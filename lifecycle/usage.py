@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle import catalog
 from lifecycle.models import Customer, Subscription, UsageCounter, UsageEvent, UsageSignal
+from lifecycle.settings import Settings
 
 THRESHOLDS = (80, 100)
 LIVE_SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "unpaid")
@@ -432,7 +433,7 @@ class UsageService:
         self._check_upsert = self._build_check_upserts()
 
     @classmethod
-    def from_settings(cls, session_factory: sessionmaker[Session], settings: Any) -> UsageService:
+    def from_settings(cls, session_factory: sessionmaker[Session], settings: Settings) -> UsageService:
         return cls(
             session_factory,
             max_batch=settings.usage_max_batch,

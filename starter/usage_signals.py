@@ -18,6 +18,7 @@ from typing import Any
 
 from lifecycle.messages import CustomerEvent
 from lifecycle.usage import Crossing, UsageService, crossing_event_data
+from starter.events import signal_customer  # the one way to signal a customer
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,6 @@ async def deliver(client: Any, service: UsageService, crossings: Sequence[Crossi
             err = "no Temporal client (the API could not connect at start)"
         else:
             try:
-                from starter.events import signal_customer  # the one way to signal a customer
-
                 await signal_customer(client, c.customer_id, crossing_event(c))
             except Exception as exc:  # any failure leaves it in the outbox for a retry
                 err = f"{type(exc).__name__}: {exc}"
