@@ -40,7 +40,6 @@ from lifecycle import catalog
 from lifecycle.models import Customer, Subscription, UsageCounter, UsageEvent, UsageSignal
 from lifecycle.settings import Settings
 
-THRESHOLDS = (80, 100)
 LIVE_SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "unpaid")
 MAX_KEY_LENGTH = 200
 MAX_CUSTOMER_ID_LENGTH = 128
@@ -265,7 +264,7 @@ class CustomerInfo:
 
     def period_at(self, at: dt.datetime) -> Period:
         last = self._last
-        if last is not None and last.start <= at < last.end:
+        if last is not None and last.contains(at):
             return last
         if self.sub_start is not None and self.sub_end is not None and self.sub_end > self.sub_start:
             if self.sub_start <= at < self.sub_end:
@@ -1050,7 +1049,7 @@ def _sqlite_time(value: dt.datetime) -> str:
 
 
 __all__ = [
-    "THRESHOLDS", "CheckResult", "Crossing", "CustomerInfo", "Drift", "EventIn", "EventResult",
+    "CheckResult", "Crossing", "CustomerInfo", "Drift", "EventIn", "EventResult",
     "IngestResult", "Period", "UsageError", "UsageService", "add_months", "crossing_event_data",
     "load_customers", "number", "parse_event", "period_from_anchor", "signal_event_id",
 ]
