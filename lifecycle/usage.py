@@ -38,8 +38,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle import catalog
 from lifecycle.models import Customer, Subscription, UsageCounter, UsageEvent, UsageSignal
+from lifecycle.settings import Settings
 
-THRESHOLDS = (80, 100)
 LIVE_SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "unpaid")
 MAX_KEY_LENGTH = 200
 MAX_CUSTOMER_ID_LENGTH = 128
@@ -264,7 +264,7 @@ class CustomerInfo:
 
     def period_at(self, at: dt.datetime) -> Period:
         last = self._last
-        if last is not None and last.start <= at < last.end:
+        if last is not None and last.contains(at):
             return last
         if self.sub_start is not None and self.sub_end is not None and self.sub_end > self.sub_start:
             if self.sub_start <= at < self.sub_end:
@@ -432,7 +432,7 @@ class UsageService:
         self._check_upsert = self._build_check_upserts()
 
     @classmethod
-    def from_settings(cls, session_factory: sessionmaker[Session], settings: Any) -> UsageService:
+    def from_settings(cls, session_factory: sessionmaker[Session], settings: Settings) -> UsageService:
         return cls(
             session_factory,
             max_batch=settings.usage_max_batch,
@@ -925,10 +925,11 @@ class UsageService:
                 drifts.append(Drift(key[0], key[1], key[2], c, a))
         if fix:
             for d in drifts:
-                d.fixed = self._with_retry(lambda d=d: self._fix(d))
+                self._with_retry(lambda d=d: self._fix(d))
+                d.fixed = True
         return drifts
 
-    def _fix(self, d: Drift) -> bool:
+    def _fix(self, d: Drift) -> None:
         """Set one counter to the sum of its raw events, under the counter's row lock."""
         with self.session_factory() as session:
             where = and_(UsageCounter.customer_id == d.customer_id, UsageCounter.metric == d.metric,
@@ -950,7 +951,6 @@ class UsageService:
                 counter.used = actual
             d.actual = actual
             session.commit()
-            return True
 
     # -- export --------------------------------------------------------------------------
 
@@ -1049,7 +1049,7 @@ def _sqlite_time(value: dt.datetime) -> str:
 
 
 __all__ = [
-    "THRESHOLDS", "CheckResult", "Crossing", "CustomerInfo", "Drift", "EventIn", "EventResult",
+    "CheckResult", "Crossing", "CustomerInfo", "Drift", "EventIn", "EventResult",
     "IngestResult", "Period", "UsageError", "UsageService", "add_months", "crossing_event_data",
     "load_customers", "number", "parse_event", "period_from_anchor", "signal_event_id",
 ]

@@ -191,23 +191,16 @@ Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 
-def header_customer(name: str = CUSTOMER_HEADER) -> Callable[[Scope], str | None]:
-    key = name.lower().encode()
-
-    def get(scope: Scope) -> str | None:
-        for k, v in scope.get("headers", []):
-            if k == key:
-                return v.decode("latin-1") or None
-        return None
-
-    return get
-
-
 def _header(scope: Scope, name: bytes) -> str | None:
     for k, v in scope.get("headers", []):
         if k == name:
             return v.decode("latin-1")
     return None
+
+
+def header_customer(name: str = CUSTOMER_HEADER) -> Callable[[Scope], str | None]:
+    key = name.lower().encode()
+    return lambda scope: _header(scope, key) or None
 
 
 class UsageMiddleware:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.settings import Settings, SettingsError, load_settings
 from lifecycle.usage import UsageError, UsageService, number
+
+if TYPE_CHECKING:
+    from starter.usage_signals import DeliveryReport
 
 app = typer.Typer(help="Usage metering: reconcile counters, export raw events, re-send signals.",
                   no_args_is_help=True)
@@ -26,10 +31,13 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _service() -> tuple[UsageService, object]:
-    settings = _settings()
+@contextlib.contextmanager
+def _service(settings: Settings) -> Iterator[UsageService]:
     engine = make_engine(settings.database_url)
-    return UsageService.from_settings(make_session_factory(engine), settings), engine
+    try:
+        yield UsageService.from_settings(make_session_factory(engine), settings)
+    finally:
+        engine.dispose()
 
 
 @app.command()
@@ -41,11 +49,8 @@ def reconcile(
 
     Exits 1 when drift is found and not fixed, so a scheduled run can alert.
     """
-    svc, engine = _service()
-    try:
+    with _service(_settings()) as svc:
         drifts = svc.reconcile(fix=fix, customer_id=customer)
-    finally:
-        engine.dispose()  # type: ignore[attr-defined]
     if not drifts:
         typer.echo("no drift: every counter equals the sum of its raw events")
         return
@@ -69,8 +74,7 @@ def export(
     out: Annotated[Path | None, typer.Option(help="CSV file to write (default: stdout)")] = None,
 ) -> None:
     """Write a customer's raw usage events of one billing period as CSV (for billing disputes)."""
-    svc, engine = _service()
-    try:
+    with _service(_settings()) as svc:
         try:
             p = svc.resolve_period(customer, period)
         except UsageError as err:
@@ -81,8 +85,6 @@ def export(
         else:
             with out.open("w", newline="", encoding="utf-8") as fh:
                 n = svc.export_csv(customer, p, fh)
-    finally:
-        engine.dispose()  # type: ignore[attr-defined]
     typer.echo(f"{n} event(s) of {customer} from {p.start.isoformat()} to {p.end.isoformat()}"
                + (f" written to {out}" if out else ""), err=True)
 
@@ -93,22 +95,18 @@ def resend() -> None:
 
     The API does the same every LIFECYCLE_USAGE_RESEND_INTERVAL_SECONDS.
     """
+    settings = _settings()
+    with _service(settings) as svc:
+        report = asyncio.run(_resend(settings, svc))
+    for e in report.errors:
+        typer.echo(f"not delivered: {e}", err=True)
+    typer.echo(f"{report.sent} signal(s) sent, {report.failed} still pending")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+async def _resend(settings: Settings, svc: UsageService) -> DeliveryReport:
     from lifecycle.temporal import connect
     from starter.usage_signals import resend_pending
 
-    svc, engine = _service()
-
-    async def run() -> tuple[int, int, list[str]]:
-        client = await connect(_settings())
-        report = await resend_pending(client, svc, older_than=dt.timedelta(0))
-        return report.sent, report.failed, report.errors or []
-
-    try:
-        sent, failed, errors = asyncio.run(run())
-    finally:
-        engine.dispose()  # type: ignore[attr-defined]
-    for e in errors:
-        typer.echo(f"not delivered: {e}", err=True)
-    typer.echo(f"{sent} signal(s) sent, {failed} still pending")
-    if failed:
-        raise typer.Exit(1)
+    return await resend_pending(await connect(settings), svc, older_than=dt.timedelta(0))

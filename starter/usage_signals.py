@@ -13,11 +13,12 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lifecycle.messages import CustomerEvent
 from lifecycle.usage import Crossing, UsageService, crossing_event_data
+from starter.events import signal_customer  # the one way to signal a customer
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ USAGE_THRESHOLD = "usage_threshold"
 class DeliveryReport:
     sent: int = 0
     failed: int = 0
-    errors: list[str] | None = None
+    errors: list[str] = field(default_factory=list)
 
 
 def crossing_event(c: Crossing) -> CustomerEvent:
@@ -37,15 +38,13 @@ def crossing_event(c: Crossing) -> CustomerEvent:
 
 async def deliver(client: Any, service: UsageService, crossings: Sequence[Crossing]) -> DeliveryReport:
     """Signal each crossing to ``customer-{id}``; mark it sent, or record the failure."""
-    report = DeliveryReport(errors=[])
+    report = DeliveryReport()
     sent: list[int] = []
     for c in crossings:
         if client is None:
             err = "no Temporal client (the API could not connect at start)"
         else:
             try:
-                from starter.events import signal_customer  # the one way to signal a customer
-
                 await signal_customer(client, c.customer_id, crossing_event(c))
             except Exception as exc:  # any failure leaves it in the outbox for a retry
                 err = f"{type(exc).__name__}: {exc}"
@@ -53,7 +52,7 @@ async def deliver(client: Any, service: UsageService, crossings: Sequence[Crossi
                 sent.append(c.signal_id)
                 continue
         report.failed += 1
-        report.errors.append(f"{c.event_id}: {err}")  # type: ignore[union-attr]
+        report.errors.append(f"{c.event_id}: {err}")
         log.warning("usage signal %s not delivered, will retry: %s", c.event_id, err)
         await asyncio.to_thread(service.mark_failed, c.signal_id, err)
     if sent:
@@ -69,7 +68,7 @@ async def resend_pending(
 
     ``older_than`` leaves fresh crossings to the request that made them.
     """
-    total = DeliveryReport(errors=[])
+    total = DeliveryReport()
     while True:
         pending = await asyncio.to_thread(service.pending_signals, older_than=older_than)
         if not pending:
@@ -77,7 +76,7 @@ async def resend_pending(
         report = await deliver(client, service, pending)
         total.sent += report.sent
         total.failed += report.failed
-        total.errors += report.errors or []  # type: ignore[operator]
+        total.errors += report.errors
         if report.sent == 0:  # all failed and backed off; try again on the next round
             return total
 

@@ -12,11 +12,9 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from lifecycle.models import UsageCounter
-from lifecycle.usage import UsageService, period_from_anchor
+from lifecycle.usage import UsageService
 from starter.cli import app
 from tests.usage_support import Db, usage_db  # noqa: F401
-
-UTC = dt.UTC
 
 
 def run(db: Db, *args: str) -> tuple[int, str, str]:
@@ -47,9 +45,7 @@ def test_reconcile_reports_drift_then_fixes_it(usage_db: Db) -> None:
 
 
 def test_export_writes_the_periods_events_as_csv(usage_db: Db, tmp_path: Path) -> None:
-    created = dt.datetime.now(UTC) - dt.timedelta(days=50)
-    cid = usage_db.customer("business", created_at=created)
-    cur = period_from_anchor(dt.datetime.now(UTC), created)
+    cid, cur = usage_db.aged_customer("business", days=50)
     old = cur.start - dt.timedelta(hours=5)
     UsageService(usage_db.factory).ingest([
         {"customer_id": cid, "metric": "ai_requests", "quantity": 7, "idempotency_key": "old",

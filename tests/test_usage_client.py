@@ -14,7 +14,8 @@ from lifecycle.usage_client import (
     UsageClient,
     UsageMiddleware,
 )
-from tests.usage_support import Db, free_port, serve, usage_app, usage_db  # noqa: F401
+from tests.conftest import free_port
+from tests.usage_support import Db, serve, usage_app, usage_db  # noqa: F401
 
 
 def product_app(engine_app: FastAPI, *, fail_open: bool = False, base_url: str = "http://engine") -> FastAPI:

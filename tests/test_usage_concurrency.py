@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the usage_pg fixture is imported from usage_support)
+# ruff: noqa: F811  (the usage_db fixture is imported from usage_support)
 """Races on PostgreSQL through the real HTTP stack (uvicorn on a free port, concurrent
 clients): thresholds fire once, a hard limit never admits more than the limit, and a
 batch replayed concurrently counts once."""
@@ -9,11 +9,14 @@ import asyncio
 from decimal import Decimal
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from lifecycle.models import UsageCounter, UsageEvent, UsageSignal
 from lifecycle.usage import UsageService
-from tests.usage_support import Db, serve, usage_app, usage_pg  # noqa: F401
+from tests.usage_support import Db, serve, usage_app, usage_db  # noqa: F401
+
+pytestmark = pytest.mark.parametrize("usage_db", ["postgresql"], indirect=True)
 
 
 def thresholds(db: Db, cid: str) -> list[tuple[str, int]]:
@@ -31,12 +34,12 @@ def used(db: Db, cid: str, metric: str = "ai_requests") -> tuple[Decimal, int, D
     return counted, n, Decimal(total)
 
 
-async def test_racing_checks_cross_each_threshold_once_and_never_pass_a_hard_limit(usage_pg: Db) -> None:
-    cid = usage_pg.customer("starter")  # ai_requests: 1,000, hard
-    UsageService(usage_pg.factory).ingest(
+async def test_racing_checks_cross_each_threshold_once_and_never_pass_a_hard_limit(usage_db: Db) -> None:
+    cid = usage_db.customer("starter")  # ai_requests: 1,000, hard
+    UsageService(usage_db.factory).ingest(
         [{"customer_id": cid, "metric": "ai_requests", "quantity": 1, "idempotency_key": f"pre{i}"}
          for i in range(790)])
-    with serve(usage_app(usage_pg.factory)) as url:
+    with serve(usage_app(usage_db.factory)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=60,
                                      limits=httpx.Limits(max_connections=64)) as http:
 
@@ -48,39 +51,39 @@ async def test_racing_checks_cross_each_threshold_once_and_never_pass_a_hard_lim
 
             first = await asyncio.gather(*(check(f"a{i}") for i in range(60)))
             assert all(r["allowed"] for r in first)
-            assert thresholds(usage_pg, cid) == [("ai_requests", 80)]
+            assert thresholds(usage_db, cid) == [("ai_requests", 80)]
 
             second = await asyncio.gather(*(check(f"b{i}") for i in range(300)))
     allowed = sum(r["allowed"] for r in second)
     assert allowed == 150  # 850 + 150 = the limit, not one more
     assert all(r["remaining"] == 0 for r in second if not r["allowed"])
-    assert thresholds(usage_pg, cid) == [("ai_requests", 80), ("ai_requests", 100)]
-    assert used(usage_pg, cid) == (Decimal(1000), 1000, Decimal(1000))
+    assert thresholds(usage_db, cid) == [("ai_requests", 80), ("ai_requests", 100)]
+    assert used(usage_db, cid) == (Decimal(1000), 1000, Decimal(1000))
 
 
-async def test_concurrent_batches_over_a_soft_limit_signal_once(usage_pg: Db) -> None:
-    cid = usage_pg.customer("starter")  # storage_gb: 5, soft
+async def test_concurrent_batches_over_a_soft_limit_signal_once(usage_db: Db) -> None:
+    cid = usage_db.customer("starter")  # storage_gb: 5, soft
     batches = [[{"customer_id": cid, "metric": "storage_gb", "quantity": 0.05,
                  "idempotency_key": f"b{b}-{i}"} for i in range(10)] for b in range(16)]
-    with serve(usage_app(usage_pg.factory)) as url:
+    with serve(usage_app(usage_db.factory)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             rs = await asyncio.gather(*(http.post("/v1/usage", json={"events": b}) for b in batches))
     assert [r.status_code for r in rs] == [200] * 16
     assert sum(r.json()["accepted"] for r in rs) == 160
-    assert thresholds(usage_pg, cid) == [("storage_gb", 80), ("storage_gb", 100)]
-    assert used(usage_pg, cid, "storage_gb") == (Decimal(8), 160, Decimal(8))
+    assert thresholds(usage_db, cid) == [("storage_gb", 80), ("storage_gb", 100)]
+    assert used(usage_db, cid, "storage_gb") == (Decimal(8), 160, Decimal(8))
 
 
-async def test_a_batch_replayed_concurrently_counts_once(usage_pg: Db) -> None:
-    cid = usage_pg.customer("enterprise")
+async def test_a_batch_replayed_concurrently_counts_once(usage_db: Db) -> None:
+    cid = usage_db.customer("enterprise")
     batch = [{"customer_id": cid, "metric": "ai_requests", "quantity": 2, "idempotency_key": f"k{i}"}
              for i in range(500)]
-    with serve(usage_app(usage_pg.factory)) as url:
+    with serve(usage_app(usage_db.factory)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             rs = await asyncio.gather(*(http.post("/v1/usage", json={"events": batch})
                                         for _ in range(8)))
     bodies = [r.json() for r in rs]
     assert sum(b["accepted"] for b in bodies) == 500
     assert sum(b["duplicates"] for b in bodies) == 500 * 7
-    assert used(usage_pg, cid) == (Decimal(1000), 500, Decimal(1000))
-    assert UsageService(usage_pg.factory).reconcile(customer_id=cid) == []
+    assert used(usage_db, cid) == (Decimal(1000), 500, Decimal(1000))
+    assert UsageService(usage_db.factory).reconcile(customer_id=cid) == []

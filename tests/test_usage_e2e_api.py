@@ -59,3 +59,15 @@ async def test_signup_then_usage_over_http_sends_the_trial_nudge_once(
                                                      "quantity": 5})).json()
     assert check["allowed"] and check["remaining"] == 175
     assert len(nudges()) == 1
+
+
+async def test_the_usage_routes_follow_the_apps_settings(settings: Settings) -> None:
+    """The settings given to create_app, not the environment, set the batch limit."""
+    app = create_app(settings.model_copy(update={"usage_max_batch": 3}), temporal=None)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api", headers=AUTH
+    ) as http:
+        events = [{"customer_id": "x", "metric": "seats", "idempotency_key": f"k{i}"} for i in range(4)]
+        r = await http.post("/v1/usage", json={"events": events})
+    assert r.status_code == 413
+    assert r.json()["detail"] == {"field": "events", "reason": "4 events in one batch; at most 3"}

@@ -173,8 +173,8 @@ def test_hard_limit_refuses_and_soft_limit_flags_overage(usage_db: Db) -> None:
     soft = svc.check({"customer_id": cid, "metric": "storage_gb", "quantity": 6.5})
     assert soft.allowed and soft.overage == Decimal("1.5") and soft.remaining == 0
     ent = svc.entitlements(cid)
-    assert ent["metrics"]["storage_gb"] | {"unit": None} == {
-        "unit": None, "limit": 5, "limit_kind": "soft", "used": 6.5, "remaining": 0,
+    assert ent["metrics"]["storage_gb"] == {
+        "unit": "GB", "limit": 5, "limit_kind": "soft", "used": 6.5, "remaining": 0,
         "overage": 1.5, "percent": 130.0, "allowed": True}
     assert ent["metrics"]["ai_requests"]["allowed"] is False
     assert ent["features"]["api_access"] is False
@@ -230,10 +230,8 @@ def test_refusal_at_the_hard_limit_counts_as_reaching_it(usage_db: Db) -> None:
 
 
 def test_new_period_starts_counters_and_thresholds_afresh(usage_db: Db) -> None:
-    created = dt.datetime.now(UTC) - dt.timedelta(days=45)
-    cid = usage_db.customer("starter", created_at=created)
+    cid, current = usage_db.aged_customer("starter", days=45)
     svc = UsageService(usage_db.factory)
-    current = period_from_anchor(dt.datetime.now(UTC), created)
     last_period_day = current.start - dt.timedelta(days=2)
     old = svc.ingest([ev(cid, f"old{i}", ts=last_period_day) for i in range(900)])
     assert old.count("accepted") == 900
@@ -296,10 +294,8 @@ def test_reconcile_finds_injected_drift_and_fixes_it(usage_db: Db) -> None:
 
 
 def test_export_writes_one_periods_raw_events(usage_db: Db) -> None:
-    created = dt.datetime.now(UTC) - dt.timedelta(days=70)
-    cid = usage_db.customer("business", created_at=created)
+    cid, cur = usage_db.aged_customer("business", days=70)
     svc = UsageService(usage_db.factory)
-    cur = period_from_anchor(dt.datetime.now(UTC), created)
     prev_day = cur.start - dt.timedelta(days=1)
     svc.ingest([ev(cid, "p1", 2, ts=prev_day), ev(cid, "p2", 0.5, metric="storage_gb", ts=prev_day),
                 ev(cid, "c1", 4)])

@@ -5,66 +5,71 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
 from temporalio.client import Client
 
-from lifecycle.messages import ACTIVE, PAST_DUE, CustomerEvent, CustomerState, customer_workflow_id
+from lifecycle.messages import (
+    ACTIVE,
+    EMAIL_SKIPPED,
+    PAST_DUE,
+    CustomerEvent,
+    CustomerState,
+    customer_workflow_id,
+)
 from lifecycle.models import EmailMessage, LifecycleEvent, UsageSignal
 from lifecycle.settings import Settings
 from lifecycle.temporal import connect
 from lifecycle.usage import UsageService
 from starter.events import signal_customer, start_input
 from starter.usage_signals import deliver, resend_pending
-from tests.helpers import eventually
-from tests.usage_support import Db, free_port, sqlite_database
+from tests.conftest import free_port
+from tests.helpers import emails, eventually, timeline
+from tests.usage_support import Db
 from worker import build_worker
+from workflows.usage_nudge import usage_workflow_id
 
 UTC = dt.UTC
 
 
-@pytest.fixture(scope="module")
-def wf_db(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    with sqlite_database(tmp_path_factory.mktemp("usage-wf")) as url:
-        db = Db(url)
-        yield db
-        db.engine.dispose()
+@pytest.fixture
+def wf_db(sqlite_url: str) -> Iterator[Db]:
+    db = Db(sqlite_url)
+    yield db
+    db.engine.dispose()
 
 
 @pytest.fixture
-def wf_settings(wf_db: Db) -> Settings:
-    # No quiet hours, no frequency cap: these tests expect the nudge as soon as the counter
-    # crosses (tests/test_email_workflow.py shows both rules delaying campaign email).
-    return Settings(database_url=wf_db.url, task_queue=f"usage-{uuid.uuid4().hex[:8]}",
-                    email_quiet_hours_start=dt.time(0), email_quiet_hours_end=dt.time(0),
-                    email_frequency_cap=0, _env_file=None)  # type: ignore[call-arg]
-
-
-@pytest.fixture
-async def wf_client(ts_env, wf_settings: Settings, wf_db: Db) -> AsyncIterator[Client]:  # noqa: ANN001
-    """The conftest's time-skipping server with a worker running the real activities."""
-    async with build_worker(ts_env.client, wf_settings, wf_db.factory):
+async def wf_client(ts_env, settings: Settings, wf_db: Db) -> AsyncIterator[Client]:  # noqa: ANN001
+    """The conftest's time-skipping server with a worker running the real activities (the
+    conftest's settings: no quiet hours, no frequency cap, so the nudge goes out as soon as
+    the counter crosses; tests/test_email_workflow.py shows both rules delaying email)."""
+    async with build_worker(ts_env.client, settings, wf_db.factory):
         yield ts_env.client
 
 
-async def entity(client: Client, settings: Settings, db: Db, cid: str, stage: str, plan: str) -> None:
-    """Start ``customer-{id}``: a fresh signup (trialing) or an entity already in ``stage``."""
+async def entity(client: Client, settings: Settings, db: Db, plan: str, stage: str) -> str:
+    """A new customer and its ``customer-{id}``: a fresh signup (trialing) or an entity
+    already in ``stage``."""
+    cid = db.customer(plan, stage=stage)
     start = start_input(settings, cid, plan)
     if stage != "trialing":
         start = replace(start, state=CustomerState(customer_id=cid, plan=plan, stage=stage,
                                                    stage_changed_at=dt.datetime.now(UTC)))
     await signal_customer(client, cid, CustomerEvent(f"signup:{cid}", "signup"), start=start,
                           task_queue=settings.task_queue)
+    return cid
 
 
 def usage_emails(db: Db, cid: str) -> list[EmailMessage]:
-    with db.factory() as s:
-        return list(s.scalars(select(EmailMessage).where(
-            EmailMessage.customer_id == cid, EmailMessage.campaign == "usage").order_by(EmailMessage.id)))
+    return [m for m in emails(db.factory, cid) if m.campaign == "usage"]
+
+
+def timeline_of(db: Db, cid: str, kind: str) -> list[LifecycleEvent]:
+    return [e for e in timeline(db.factory, cid) if e.kind == kind]
 
 
 def events(cid: str, n: int, prefix: str, metric: str = "ai_requests") -> list[dict[str, object]]:
@@ -73,10 +78,9 @@ def events(cid: str, n: int, prefix: str, metric: str = "ai_requests") -> list[d
 
 
 async def test_nudge_names_the_next_tier_and_its_price_once_per_period(
-    wf_client: Client, wf_settings: Settings, wf_db: Db
+    wf_client: Client, settings: Settings, wf_db: Db
 ) -> None:
-    cid = wf_db.customer("starter", stage=ACTIVE)
-    await entity(wf_client, wf_settings, wf_db, cid, ACTIVE, "starter")
+    cid = await entity(wf_client, settings, wf_db, "starter", ACTIVE)
     svc = UsageService(wf_db.factory)
     res = svc.ingest(events(cid, 800, "a"))
     assert [c.threshold for c in res.crossings] == [80]
@@ -115,10 +119,9 @@ async def test_nudge_names_the_next_tier_and_its_price_once_per_period(
 
 
 async def test_trial_customers_get_the_trial_version_and_soft_limits_an_overage_notice(
-    wf_client: Client, wf_settings: Settings, wf_db: Db
+    wf_client: Client, settings: Settings, wf_db: Db
 ) -> None:
-    cid = wf_db.customer("starter", stage="trialing")
-    await entity(wf_client, wf_settings, wf_db, cid, "trialing", "starter")
+    cid = await entity(wf_client, settings, wf_db, "starter", "trialing")
     svc = UsageService(wf_db.factory)
     nudge = svc.ingest(events(cid, 4, "s", metric="storage_gb"))  # 4 of 5 GB
     over = svc.ingest(events(cid, 2, "t", metric="storage_gb"))  # 6 of 5 GB: soft
@@ -129,30 +132,22 @@ async def test_trial_customers_get_the_trial_version_and_soft_limits_an_overage_
 
 
 async def test_no_usage_email_to_a_customer_in_dunning(
-    wf_client: Client, wf_settings: Settings, wf_db: Db
+    wf_client: Client, settings: Settings, wf_db: Db
 ) -> None:
-    cid = wf_db.customer("professional", stage=PAST_DUE)
-    await entity(wf_client, wf_settings, wf_db, cid, PAST_DUE, "professional")
+    cid = await entity(wf_client, settings, wf_db, "professional", PAST_DUE)
     svc = UsageService(wf_db.factory)
     res = svc.ingest([{"customer_id": cid, "metric": "ai_requests", "quantity": 9000,
                        "idempotency_key": "big"}])
     await deliver(wf_client, svc, res.crossings)
-
-    def skipped() -> list[LifecycleEvent]:
-        with wf_db.factory() as s:
-            return list(s.scalars(select(LifecycleEvent).where(
-                LifecycleEvent.customer_id == cid, LifecycleEvent.kind == "email_skipped")))
-
-    [skip] = await eventually(skipped)
+    [skip] = await eventually(lambda: timeline_of(wf_db, cid, "email_skipped"))
     assert skip.campaign == "usage" and "past_due" in skip.detail["reason"]
     assert usage_emails(wf_db, cid) == []
 
 
 async def test_a_crossing_survives_temporal_being_unreachable(
-    wf_client: Client, wf_settings: Settings, wf_db: Db
+    wf_client: Client, settings: Settings, wf_db: Db
 ) -> None:
-    cid = wf_db.customer("starter", stage=ACTIVE)
-    await entity(wf_client, wf_settings, wf_db, cid, ACTIVE, "starter")
+    cid = await entity(wf_client, settings, wf_db, "starter", ACTIVE)
     svc = UsageService(wf_db.factory)
     res = svc.ingest(events(cid, 850, "d"))
     # nothing listens on this port: the signal fails, the crossing stays in the outbox
@@ -179,14 +174,13 @@ async def test_a_crossing_survives_temporal_being_unreachable(
 
 
 async def test_lifecycle_usage_resend_sends_what_was_left_in_the_outbox(
-    ts_env, wf_client: Client, wf_settings: Settings, wf_db: Db  # noqa: ANN001
+    ts_env, wf_client: Client, settings: Settings, wf_db: Db  # noqa: ANN001
 ) -> None:
     from typer.testing import CliRunner
 
     from starter.cli import app
 
-    cid = wf_db.customer("starter", stage=ACTIVE)
-    await entity(wf_client, wf_settings, wf_db, cid, ACTIVE, "starter")
+    cid = await entity(wf_client, settings, wf_db, "starter", ACTIVE)
     UsageService(wf_db.factory).ingest(events(cid, 810, "r"))  # crossed; nobody signalled it
     target = ts_env.client.service_client.config.target_host
     env = {"LIFECYCLE_DATABASE_URL": wf_db.url, "LIFECYCLE_TEMPORAL_ADDRESS": target}
@@ -200,46 +194,31 @@ async def test_lifecycle_usage_resend_sends_what_was_left_in_the_outbox(
 
 
 async def test_a_nudge_held_by_quiet_hours_is_dropped_once_the_limit_is_reached(
-    ts_env, wf_db: Db
+    ts_env, settings: Settings, wf_db: Db  # noqa: ANN001
 ) -> None:
     """80 % crossed during quiet hours: the nudge waits; 100 % arrives first: the stale nudge never goes."""
     now = dt.datetime.now(UTC)
-    quiet = wf_settings_with(
-        wf_db,
-        email_quiet_hours_start=(now - dt.timedelta(hours=1)).time().replace(microsecond=0),
-        email_quiet_hours_end=(now + dt.timedelta(hours=3)).time().replace(microsecond=0),
-    )
+    quiet = settings.model_copy(update={
+        "email_quiet_hours_start": (now - dt.timedelta(hours=1)).time().replace(microsecond=0),
+        "email_quiet_hours_end": (now + dt.timedelta(hours=3)).time().replace(microsecond=0),
+    })
     async with build_worker(ts_env.client, quiet, wf_db.factory):
         client = ts_env.client
-        cid = wf_db.customer("starter", stage=ACTIVE)  # customer in UTC
-        await entity(client, quiet, wf_db, cid, ACTIVE, "starter")
+        cid = await entity(client, quiet, wf_db, "starter", ACTIVE)  # customer in UTC
         svc = UsageService(wf_db.factory)
-        await deliver(client, svc, svc.ingest(events(cid, 800, "a")).crossings)
-
-        def deferred() -> list[LifecycleEvent]:
-            with wf_db.factory() as s:
-                return list(s.scalars(select(LifecycleEvent).where(
-                    LifecycleEvent.customer_id == cid, LifecycleEvent.kind == "email_deferred")))
-
-        await eventually(deferred)
+        [nudge] = svc.ingest(events(cid, 800, "a")).crossings
+        await deliver(client, svc, [nudge])
+        await eventually(lambda: timeline_of(wf_db, cid, "email_deferred"))
         assert usage_emails(wf_db, cid) == []
 
         hit = svc.check({"customer_id": cid, "metric": "ai_requests", "quantity": 200})
         await deliver(client, svc, hit.crossings)
         await eventually(lambda: [m.step for m in usage_emails(wf_db, cid)] == ["limit_reached"])
-
-        def skipped() -> list[LifecycleEvent]:
-            with wf_db.factory() as s:
-                return list(s.scalars(select(LifecycleEvent).where(
-                    LifecycleEvent.customer_id == cid, LifecycleEvent.kind == "email_skipped")))
-
-        [skip] = await eventually(skipped)
+        [skip] = await eventually(lambda: timeline_of(wf_db, cid, "email_skipped"))
         assert "limit was reached" in skip.detail["reason"]
-        await ts_env.sleep(dt.timedelta(hours=5))  # past the quiet hours: still no nudge
-        await asyncio.sleep(0.5)
+        # the nudge's workflow has ended without sending; past the quiet hours, still no nudge
+        nudge_wf = usage_workflow_id(cid, nudge.metric, nudge.period_start, nudge.threshold)
+        assert await client.get_workflow_handle(nudge_wf).result() == EMAIL_SKIPPED
+        await ts_env.sleep(dt.timedelta(hours=5))
         assert [m.step for m in usage_emails(wf_db, cid)] == ["limit_reached"]
 
-
-def wf_settings_with(db: Db, **overrides: object) -> Settings:
-    return Settings(database_url=db.url, task_queue=f"usage-{uuid.uuid4().hex[:8]}",
-                    email_frequency_cap=0, _env_file=None, **overrides)  # type: ignore[call-arg]

@@ -1,15 +1,14 @@
-"""Shared helpers for the usage tests: databases on SQLite and PostgreSQL, customers, an app."""
+"""Shared helpers for the usage tests: a database shared by a session's usage tests (SQLite and
+PostgreSQL), customers, an app."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -17,13 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.db import make_engine, make_session_factory, session_scope, upgrade
 from lifecycle.models import Customer, Subscription
-
-
-@contextlib.contextmanager
-def sqlite_database(directory: Path) -> Iterator[str]:
-    url = f"sqlite:///{directory / 'usage.db'}"
-    upgrade(url)
-    yield url
+from lifecycle.usage import Period, UsageService, period_from_anchor
+from tests.conftest import free_port
 
 
 class Db:
@@ -57,15 +51,15 @@ class Db:
                                    current_period_end=subscription[1]))
         return cid
 
+    def aged_customer(self, plan: str, days: int) -> tuple[str, Period]:
+        """A customer created ``days`` ago (no subscription), and its current billing period."""
+        now = dt.datetime.now(dt.UTC)
+        created = now - dt.timedelta(days=days)
+        return self.customer(plan, created_at=created), period_from_anchor(now, created)
+
     def set_plan(self, cid: str, plan: str) -> None:
         with session_scope(self.factory) as s:
             s.get(Customer, cid).plan_code = plan  # type: ignore[union-attr]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def usage_app(factory: sessionmaker[Session], temporal: object | None = None):  # noqa: ANN201
@@ -76,6 +70,7 @@ def usage_app(factory: sessionmaker[Session], temporal: object | None = None):  
 
     app = FastAPI()
     app.state.session_factory = factory
+    app.state.usage_service = UsageService(factory)
     app.state.temporal = temporal
     app.include_router(router)
     return app
@@ -105,25 +100,17 @@ def serve(app: object) -> Iterator[str]:
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def usage_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Db]:
-    """A migrated database shared by the usage tests of a session, on SQLite and PostgreSQL
-    (the conftest's ``pg_server`` makes, and drops, the PostgreSQL one; it skips or, under
-    CI=true, fails without a server). Tests keep apart by using their own customers."""
+    """A migrated database shared by the usage tests of a session, on SQLite and PostgreSQL.
+
+    The conftest's ``db_url`` migrates a new database for every test; the usage tests keep
+    apart by using their own customers, so one per session and dialect is enough. The
+    conftest's ``pg_server`` makes (and drops) the PostgreSQL one; it skips or, under
+    CI=true, fails without a server. PostgreSQL only: ``@pytest.mark.parametrize("usage_db",
+    ["postgresql"], indirect=True)``."""
     if request.param == "postgresql":
         url = request.getfixturevalue("pg_server")("usage")
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('usage-sqlite') / 'usage.db'}"
-    upgrade(url)
-    db = Db(url)
-    try:
-        yield db
-    finally:
-        db.engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def usage_pg(pg_server) -> Iterator[Db]:  # noqa: ANN001
-    """PostgreSQL only (the concurrency tests)."""
-    url = pg_server("usagec")
     upgrade(url)
     db = Db(url)
     try:

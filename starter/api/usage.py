@@ -9,9 +9,10 @@
   ``allowed`` with the remaining quota and records the usage when allowed.
 - ``GET /v1/customers/{id}/entitlements``: plan, features, limits, used and remaining.
 
-The app's lifespan keeps ``session_factory`` and ``temporal`` (the client, or None) on
-``app.state``; this router's own lifespan runs the loop that re-sends threshold signals
-Temporal did not take. Bearer auth is the app's dependency, added at include time.
+The app's lifespan keeps ``settings``, ``session_factory`` and ``temporal`` (the client,
+or None) on ``app.state``; this router's own lifespan, which runs inside it, puts the
+``UsageService`` there and runs the loop that re-sends threshold signals Temporal did
+not take. Bearer auth is the app's dependency, added at include time.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from fastapi import APIRouter, BackgroundTasks, FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from lifecycle.settings import get_settings
 from lifecycle.usage import Crossing, UsageError, UsageService
 from starter.usage_signals import deliver, resend_loop
 
@@ -35,21 +35,20 @@ BYTES_PER_EVENT = 4096  # generous upper bound of one event's JSON
 
 
 def _service(app: Any) -> UsageService:
-    svc = getattr(app.state, "usage_service", None)
-    factory = app.state.session_factory
-    if svc is None or svc.session_factory is not factory:
-        svc = UsageService.from_settings(factory, get_settings())
-        app.state.usage_service = svc
-    return svc
+    return app.state.usage_service
 
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    interval = get_settings().usage_resend_interval_seconds
+    """Runs inside the app's lifespan, which has put ``settings`` and ``session_factory`` on
+    ``app.state``: builds the service once and starts the outbox re-send loop."""
+    settings = app.state.settings
+    service = app.state.usage_service = UsageService.from_settings(app.state.session_factory, settings)
+    interval = settings.usage_resend_interval_seconds
     task = None
-    if interval > 0 and getattr(app.state, "session_factory", None) is not None:
+    if interval > 0:
         task = asyncio.create_task(
-            resend_loop(lambda: getattr(app.state, "temporal", None), _service(app), interval),
+            resend_loop(lambda: getattr(app.state, "temporal", None), service, interval),
             name="usage-signal-resend",
         )
     try:
@@ -125,12 +124,8 @@ async def post_usage(request: Request, background: BackgroundTasks) -> Response:
             return _error(result.http_status.get(0, 422), r.field or "event", r.reason or "rejected",
                           idempotency_key=r.idempotency_key)
         return _json(r.as_dict(), 201 if r.status == "accepted" else 200)
-    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
-    for r in result.results:
-        counts[r.status] += 1
-    body = {"accepted": counts["accepted"], "duplicates": counts["duplicate"],
-            "rejected": counts["rejected"], "results": [r.as_dict() for r in result.results]}
-    return _json(body, 422 if counts["rejected"] == len(events) else 200)
+    body = result.as_dict()
+    return _json(body, 422 if body["rejected"] == len(events) else 200)
 
 
 @router.post("/usage/check", summary="Check-and-record one metered request")
