@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the usage_db fixture is imported from usage_support)
 """The usage HTTP API on SQLite and PostgreSQL: results per event, and a clear 4xx for each
 bad input with nothing half-recorded."""
 
@@ -12,7 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from lifecycle.models import UsageCounter, UsageEvent
-from tests.usage_support import Db, usage_app, usage_db  # noqa: F401  (fixture)
+from tests.usage_support import Db, usage_app
+
+pytest_plugins = ["tests.usage_support"]  # usage_db, usage_app
 
 UTC = dt.UTC
 

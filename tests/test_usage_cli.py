@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the usage_db fixture is imported from usage_support)
 """`lifecycle usage reconcile|export` on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -14,7 +13,9 @@ from typer.testing import CliRunner
 from lifecycle.models import UsageCounter
 from lifecycle.usage import UsageService
 from starter.cli import app
-from tests.usage_support import Db, usage_db  # noqa: F401
+from tests.usage_support import Db
+
+pytest_plugins = ["tests.usage_support"]  # usage_db, usage_app
 
 
 def run(db: Db, *args: str) -> tuple[int, str, str]:

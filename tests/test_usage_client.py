@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the usage_db fixture is imported from usage_support)
 """The Python client and the drop-in ASGI middleware, against the real usage API."""
 
 from __future__ import annotations
@@ -15,7 +14,9 @@ from lifecycle.usage_client import (
     UsageMiddleware,
 )
 from tests.conftest import free_port
-from tests.usage_support import Db, serve, usage_app, usage_db  # noqa: F401
+from tests.usage_support import Db, serve, usage_app
+
+pytest_plugins = ["tests.usage_support"]  # usage_db, usage_app
 
 
 def product_app(engine_app: FastAPI, *, fail_open: bool = False, base_url: str = "http://engine") -> FastAPI:

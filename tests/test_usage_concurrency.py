@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the usage_db fixture is imported from usage_support)
 """Races on PostgreSQL through the real HTTP stack (uvicorn on a free port, concurrent
 clients): thresholds fire once, a hard limit never admits more than the limit, and a
 batch replayed concurrently counts once."""
@@ -14,7 +13,9 @@ from sqlalchemy import func, select
 
 from lifecycle.models import UsageCounter, UsageEvent, UsageSignal
 from lifecycle.usage import UsageService
-from tests.usage_support import Db, serve, usage_app, usage_db  # noqa: F401
+from tests.usage_support import Db, serve, usage_app
+
+pytest_plugins = ["tests.usage_support"]  # usage_db, usage_app
 
 pytestmark = pytest.mark.parametrize("usage_db", ["postgresql"], indirect=True)
 

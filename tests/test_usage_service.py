@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the usage_db fixture is imported from usage_support)
 """Usage service on SQLite and PostgreSQL: exact-once counting, limits, periods, thresholds,
 reconcile and export."""
 
@@ -19,7 +18,9 @@ from lifecycle.usage import (
     period_from_anchor,
     signal_event_id,
 )
-from tests.usage_support import Db, usage_db  # noqa: F401  (fixture)
+from tests.usage_support import Db
+
+pytest_plugins = ["tests.usage_support"]  # usage_db, usage_app
 
 UTC = dt.UTC
 
