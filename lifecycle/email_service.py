@@ -184,6 +184,8 @@ class EmailService:
         self.provider = provider
         self.settings = settings
         self.templates_dir = templates_dir or (settings.templates_dir / "email")
+        # compiled templates, by the published versions they were built with
+        self._template_sets: dict[frozenset[tuple[str, int]], TemplateSet] = {}
 
     # --- the pipeline -------------------------------------------------------------------
 
@@ -197,7 +199,22 @@ class EmailService:
         return await self._hand_over(inp, step, now)
 
     def _templates(self, session: Session, name: str) -> TemplateSet:
-        return TemplateSet(self.templates_dir, load_published(session, [name, LAYOUT]))
+        """The templates in force for ``name``.
+
+        Which versions are published is read on every send (one indexed query), so a
+        ``lifecycle templates publish`` or ``--revert`` takes effect on the next send without
+        a restart. Compiling is not repeated: a set is kept per combination of published
+        versions (a new version is a new key), and Jinja re-reads a file only when its
+        mtime changes.
+        """
+        published = load_published(session, [name, LAYOUT])
+        key = frozenset((p.name, p.version) for p in published)
+        templates = self._template_sets.get(key)
+        if templates is None:
+            if len(self._template_sets) >= 64:  # superseded versions: start afresh
+                self._template_sets.clear()
+            templates = self._template_sets[key] = TemplateSet(self.templates_dir, published)
+        return templates
 
     def standard_vars(self, customer: Customer, *, category: str, campaign: str, step: str,
                       is_test: bool = False) -> dict[str, Any]:
