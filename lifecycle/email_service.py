@@ -39,6 +39,7 @@ from lifecycle.email_providers import EmailProvider, OutgoingEmail, ProviderErro
 from lifecycle.email_rules import HOLDOUT, assign_variant, marketing_timing
 from lifecycle.email_templates import (
     LAYOUT,
+    RenderedEmail,
     TemplateRenderError,
     TemplateSet,
     customer_vars,
@@ -70,7 +71,6 @@ UNCERTAIN = "uncertain"  # handed over, no answer: maybe sent; never resent
 HELD_OUT = "holdout"  # A/B holdout: no email
 # forward-only delivery progress (webhook events never move a message backwards)
 PROGRESS = {SENDING: 0, QUEUED: 0, UNCERTAIN: 1, SENT: 1, "delivered": 2, "opened": 3, "clicked": 4}
-DONE = {SENT, "delivered", "opened", "clicked", "bounced", "dropped", "spam_report"}
 NOT_COUNTED_FOR_CAP = {FAILED, HELD_OUT}
 
 # suppression reasons
@@ -109,15 +109,16 @@ def record_event(
     customer_id: str,
     kind: str,
     at: dt.datetime,
-    campaign: str | None,
     detail: dict[str, Any],
+    campaign: str | None = None,
 ) -> None:
     """Add a timeline entry once per ``key`` (an activity retry records nothing twice)."""
+    key = key[:255]  # the column's length: look up what is stored
     if session.scalar(select(LifecycleEvent.id).where(LifecycleEvent.event_key == key)):
         return
     session.add(
         LifecycleEvent(
-            event_key=key[:255],
+            event_key=key,
             customer_id=customer_id,
             kind=kind,
             campaign=campaign or None,
@@ -334,30 +335,37 @@ class EmailService:
             }
             if inp.category == "marketing":
                 headers.update(self.list_headers(customer.id))
-            row = EmailMessage(
-                idempotency_key=key,
-                customer_id=customer.id,
-                campaign=inp.campaign,
-                step=inp.step,
-                template=template,
-                template_version=rendered.template_version,
-                variant=variant,
-                category=inp.category,
-                to_address=customer.email,
-                from_address=self.settings.email_sender,
-                subject=rendered.subject,
-                html=rendered.html,
-                text=rendered.text,
-                headers=headers,
-                provider=self.provider.name,
-                status=SENDING,
-                created_at=now,
+            row = self._add_sending(
+                session, rendered, key=key, to=customer.email, headers=headers,
+                customer_id=customer.id, campaign=inp.campaign, step=inp.step,
+                variant=variant, category=inp.category, created_at=now,
             )
-            session.add(row)
-            session.flush()
             row.headers = dict(headers, **{"X-Lifecycle-Message-Id": str(row.id)})
             return _Ready(row.id, self._outgoing(row), variant, rendered.template_version)
         # the transaction commits here: "sending" is durable before the provider is called
+
+    def _add_sending(
+        self, session: Session, rendered: RenderedEmail, *, key: str, to: str,
+        headers: dict[str, str], subject: str | None = None, **fields: Any,
+    ) -> EmailMessage:
+        """Store a rendered message as "sending" (flushed: it has its id)."""
+        row = EmailMessage(
+            idempotency_key=key,
+            template=rendered.template,
+            template_version=rendered.template_version,
+            to_address=to,
+            from_address=self.settings.email_sender,
+            subject=rendered.subject if subject is None else subject,
+            html=rendered.html,
+            text=rendered.text,
+            headers=headers,
+            provider=self.provider.name,
+            status=SENDING,
+            **fields,
+        )
+        session.add(row)
+        session.flush()
+        return row
 
     def _outgoing(self, row: EmailMessage) -> OutgoingEmail:
         return OutgoingEmail(
@@ -577,24 +585,9 @@ class EmailService:
             headers = {"X-Lifecycle-Test": "true"}
             if customer_id:
                 headers.update(self.list_headers(customer_id))
-            row = EmailMessage(
-                idempotency_key=f"test:{uuid.uuid4()}",
-                customer_id=customer_id,
-                campaign="",
-                step="",
-                template=template,
-                template_version=rendered.template_version,
-                category="marketing",
-                to_address=to,
-                from_address=self.settings.email_sender,
-                subject="[TEST] " + rendered.subject,
-                html=rendered.html,
-                text=rendered.text,
-                headers=headers,
-                provider=self.provider.name,
-                status=SENDING,
-                is_test=True,
+            row = self._add_sending(
+                session, rendered, key=f"test:{uuid.uuid4()}", to=to, headers=headers,
+                subject="[TEST] " + rendered.subject, customer_id=customer_id, campaign="",
+                step="", category="marketing", is_test=True,
             )
-            session.add(row)
-            session.flush()
             return _Ready(row.id, self._outgoing(row), None, rendered.template_version)
