@@ -231,10 +231,7 @@ class EmailService:
                 stage=customer.stage,
             ),
             "plan": plan_vars(customer.plan_code),
-            "company_name": s.email_company_name,
-            "postal_address": s.email_postal_address,
-            "sender_postal_address": s.email_postal_address,
-            "app_url": s.email_app_url.rstrip("/"),
+            **self._sender_vars(),
             "unsubscribe_url": unsubscribe_url(s.public_url, s.unsubscribe_secret, customer.id),
             "category": category,
             "campaign": campaign,
@@ -552,26 +549,36 @@ class EmailService:
 
     def render_for(
         self, session: Session, template: str, *, customer_id: str | None,
-        policy: CampaignPolicy | None, is_test: bool = True,
-    ) -> Any:
+        policy: CampaignPolicy | None,
+    ) -> RenderedEmail:
+        """Render a test or preview: sample data, or the customer's when ``customer_id``."""
         templates = self._templates(session, template)
-        variables = sample_vars(template, policy, declared=templates.declared(template))
-        variables.update(
-            company_name=self.settings.email_company_name,
-            postal_address=self.settings.email_postal_address,
-            sender_postal_address=self.settings.email_postal_address,
-            app_url=self.settings.email_app_url.rstrip("/"),
-            is_test=is_test,
-        )
+        variables = self.sample_vars(templates, template, policy)
         if customer_id:
             customer = session.get(Customer, customer_id)
             if customer is None:
                 raise EmailRejected(f"customer {customer_id!r} not found", "UnknownCustomer")
             variables.update(self.standard_vars(
                 customer, category=variables["category"], campaign=variables["campaign"],
-                step=variables["step"], is_test=is_test,
+                step=variables["step"], is_test=True,
             ))
         return templates.render(template, variables)
+
+    def sample_vars(
+        self, templates: TemplateSet, template: str, policy: CampaignPolicy | None
+    ) -> dict[str, Any]:
+        """The template's sample data, with this sender's name, address and app URL."""
+        return sample_vars(template, policy, declared=templates.declared(template),
+                           settings_vars=self._sender_vars())
+
+    def _sender_vars(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "company_name": s.email_company_name,
+            "postal_address": s.email_postal_address,
+            "sender_postal_address": s.email_postal_address,
+            "app_url": s.email_app_url.rstrip("/"),
+        }
 
     def _prepare_test(
         self, template: str, to: str, customer_id: str | None, policy: CampaignPolicy | None
