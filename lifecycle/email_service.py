@@ -39,6 +39,7 @@ from lifecycle.email_providers import EmailProvider, OutgoingEmail, ProviderErro
 from lifecycle.email_rules import HOLDOUT, assign_variant, marketing_timing
 from lifecycle.email_templates import (
     LAYOUT,
+    RenderedEmail,
     TemplateRenderError,
     TemplateSet,
     customer_vars,
@@ -70,7 +71,6 @@ UNCERTAIN = "uncertain"  # handed over, no answer: maybe sent; never resent
 HELD_OUT = "holdout"  # A/B holdout: no email
 # forward-only delivery progress (webhook events never move a message backwards)
 PROGRESS = {SENDING: 0, QUEUED: 0, UNCERTAIN: 1, SENT: 1, "delivered": 2, "opened": 3, "clicked": 4}
-DONE = {SENT, "delivered", "opened", "clicked", "bounced", "dropped", "spam_report"}
 NOT_COUNTED_FOR_CAP = {FAILED, HELD_OUT}
 
 # suppression reasons
@@ -109,15 +109,16 @@ def record_event(
     customer_id: str,
     kind: str,
     at: dt.datetime,
-    campaign: str | None,
     detail: dict[str, Any],
+    campaign: str | None = None,
 ) -> None:
     """Add a timeline entry once per ``key`` (an activity retry records nothing twice)."""
+    key = key[:255]  # the column's length: look up what is stored
     if session.scalar(select(LifecycleEvent.id).where(LifecycleEvent.event_key == key)):
         return
     session.add(
         LifecycleEvent(
-            event_key=key[:255],
+            event_key=key,
             customer_id=customer_id,
             kind=kind,
             campaign=campaign or None,
@@ -184,6 +185,8 @@ class EmailService:
         self.provider = provider
         self.settings = settings
         self.templates_dir = templates_dir or (settings.templates_dir / "email")
+        # compiled templates, by the published versions they were built with
+        self._template_sets: dict[frozenset[tuple[str, int]], TemplateSet] = {}
 
     # --- the pipeline -------------------------------------------------------------------
 
@@ -197,7 +200,22 @@ class EmailService:
         return await self._hand_over(inp, step, now)
 
     def _templates(self, session: Session, name: str) -> TemplateSet:
-        return TemplateSet(self.templates_dir, load_published(session, [name, LAYOUT]))
+        """The templates in force for ``name``.
+
+        Which versions are published is read on every send (one indexed query), so a
+        ``lifecycle templates publish`` or ``--revert`` takes effect on the next send without
+        a restart. Compiling is not repeated: a set is kept per combination of published
+        versions (a new version is a new key), and Jinja re-reads a file only when its
+        mtime changes.
+        """
+        published = load_published(session, [name, LAYOUT])
+        key = frozenset((p.name, p.version) for p in published)
+        templates = self._template_sets.get(key)
+        if templates is None:
+            if len(self._template_sets) >= 64:  # superseded versions: start afresh
+                self._template_sets.clear()
+            templates = self._template_sets[key] = TemplateSet(self.templates_dir, published)
+        return templates
 
     def standard_vars(self, customer: Customer, *, category: str, campaign: str, step: str,
                       is_test: bool = False) -> dict[str, Any]:
@@ -213,10 +231,7 @@ class EmailService:
                 stage=customer.stage,
             ),
             "plan": plan_vars(customer.plan_code),
-            "company_name": s.email_company_name,
-            "postal_address": s.email_postal_address,
-            "sender_postal_address": s.email_postal_address,
-            "app_url": s.email_app_url.rstrip("/"),
+            **self._sender_vars(),
             "unsubscribe_url": unsubscribe_url(s.public_url, s.unsubscribe_secret, customer.id),
             "category": category,
             "campaign": campaign,
@@ -317,30 +332,37 @@ class EmailService:
             }
             if inp.category == "marketing":
                 headers.update(self.list_headers(customer.id))
-            row = EmailMessage(
-                idempotency_key=key,
-                customer_id=customer.id,
-                campaign=inp.campaign,
-                step=inp.step,
-                template=template,
-                template_version=rendered.template_version,
-                variant=variant,
-                category=inp.category,
-                to_address=customer.email,
-                from_address=self.settings.email_sender,
-                subject=rendered.subject,
-                html=rendered.html,
-                text=rendered.text,
-                headers=headers,
-                provider=self.provider.name,
-                status=SENDING,
-                created_at=now,
+            row = self._add_sending(
+                session, rendered, key=key, to=customer.email, headers=headers,
+                customer_id=customer.id, campaign=inp.campaign, step=inp.step,
+                variant=variant, category=inp.category, created_at=now,
             )
-            session.add(row)
-            session.flush()
             row.headers = dict(headers, **{"X-Lifecycle-Message-Id": str(row.id)})
             return _Ready(row.id, self._outgoing(row), variant, rendered.template_version)
         # the transaction commits here: "sending" is durable before the provider is called
+
+    def _add_sending(
+        self, session: Session, rendered: RenderedEmail, *, key: str, to: str,
+        headers: dict[str, str], subject: str | None = None, **fields: Any,
+    ) -> EmailMessage:
+        """Store a rendered message as "sending" (flushed: it has its id)."""
+        row = EmailMessage(
+            idempotency_key=key,
+            template=rendered.template,
+            template_version=rendered.template_version,
+            to_address=to,
+            from_address=self.settings.email_sender,
+            subject=rendered.subject if subject is None else subject,
+            html=rendered.html,
+            text=rendered.text,
+            headers=headers,
+            provider=self.provider.name,
+            status=SENDING,
+            **fields,
+        )
+        session.add(row)
+        session.flush()
+        return row
 
     def _outgoing(self, row: EmailMessage) -> OutgoingEmail:
         return OutgoingEmail(
@@ -527,26 +549,36 @@ class EmailService:
 
     def render_for(
         self, session: Session, template: str, *, customer_id: str | None,
-        policy: CampaignPolicy | None, is_test: bool = True,
-    ) -> Any:
+        policy: CampaignPolicy | None,
+    ) -> RenderedEmail:
+        """Render a test or preview: sample data, or the customer's when ``customer_id``."""
         templates = self._templates(session, template)
-        variables = sample_vars(template, policy, declared=templates.declared(template))
-        variables.update(
-            company_name=self.settings.email_company_name,
-            postal_address=self.settings.email_postal_address,
-            sender_postal_address=self.settings.email_postal_address,
-            app_url=self.settings.email_app_url.rstrip("/"),
-            is_test=is_test,
-        )
+        variables = self.sample_vars(templates, template, policy)
         if customer_id:
             customer = session.get(Customer, customer_id)
             if customer is None:
                 raise EmailRejected(f"customer {customer_id!r} not found", "UnknownCustomer")
             variables.update(self.standard_vars(
                 customer, category=variables["category"], campaign=variables["campaign"],
-                step=variables["step"], is_test=is_test,
+                step=variables["step"], is_test=True,
             ))
         return templates.render(template, variables)
+
+    def sample_vars(
+        self, templates: TemplateSet, template: str, policy: CampaignPolicy | None
+    ) -> dict[str, Any]:
+        """The template's sample data, with this sender's name, address and app URL."""
+        return sample_vars(template, policy, declared=templates.declared(template),
+                           settings_vars=self._sender_vars())
+
+    def _sender_vars(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "company_name": s.email_company_name,
+            "postal_address": s.email_postal_address,
+            "sender_postal_address": s.email_postal_address,
+            "app_url": s.email_app_url.rstrip("/"),
+        }
 
     def _prepare_test(
         self, template: str, to: str, customer_id: str | None, policy: CampaignPolicy | None
@@ -560,24 +592,9 @@ class EmailService:
             headers = {"X-Lifecycle-Test": "true"}
             if customer_id:
                 headers.update(self.list_headers(customer_id))
-            row = EmailMessage(
-                idempotency_key=f"test:{uuid.uuid4()}",
-                customer_id=customer_id,
-                campaign="",
-                step="",
-                template=template,
-                template_version=rendered.template_version,
-                category="marketing",
-                to_address=to,
-                from_address=self.settings.email_sender,
-                subject="[TEST] " + rendered.subject,
-                html=rendered.html,
-                text=rendered.text,
-                headers=headers,
-                provider=self.provider.name,
-                status=SENDING,
-                is_test=True,
+            row = self._add_sending(
+                session, rendered, key=f"test:{uuid.uuid4()}", to=to, headers=headers,
+                subject="[TEST] " + rendered.subject, customer_id=customer_id, campaign="",
+                step="", category="marketing", is_test=True,
             )
-            session.add(row)
-            session.flush()
             return _Ready(row.id, self._outgoing(row), None, rendered.template_version)

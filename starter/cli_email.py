@@ -146,9 +146,7 @@ def templates_preview(
                 err.print(f"[red]database: {exc.orig}[/red]")
                 raise typer.Exit(1) from None
             files = TemplateSet(_email_dir(settings))
-            rendered = files.render(
-                name, _sample_with_settings(name, policy, settings, files.declared(name))
-            )
+            rendered = files.render(name, service.sample_vars(files, name, policy))
         except (TemplateRenderError, EmailRejected) as exc:
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None
@@ -165,18 +163,6 @@ def templates_preview(
     console.print(f"HTML: {html_path}\ntext: {text_path}")
     if open_browser:
         _open(html_path)
-
-
-def _sample_with_settings(
-    name: str, policy: CampaignPolicy, settings: Settings, declared: dict
-) -> dict:
-    from lifecycle.email_templates import sample_vars
-
-    return sample_vars(name, policy, declared=declared, settings_vars={
-        "company_name": settings.email_company_name,
-        "postal_address": settings.email_postal_address,
-        "app_url": settings.email_app_url.rstrip("/"),
-    })
 
 
 def _open(path: Path) -> None:

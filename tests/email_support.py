@@ -1,29 +1,19 @@
-"""Shared helpers for the email tests: a migrated SQLite database, settings, customers."""
+"""Shared helpers for the email tests: a database with customers, settings."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from lifecycle.db import make_engine, make_session_factory, session_scope, upgrade
+from lifecycle.db import make_engine, make_session_factory, session_scope
 from lifecycle.models import Customer
 from lifecycle.settings import PROJECT_ROOT, Settings, load_settings
 
 TEMPLATES = PROJECT_ROOT / "templates"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_settings(db_url: str, **overrides: object) -> Settings:
@@ -54,49 +44,14 @@ class EmailDB:
             ))
 
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_database() -> str:
-    """A fresh PostgreSQL database; skips without a server, fails under CI=true."""
-    import psycopg
-
-    name = f"lc_test_{os.getpid()}_email_{uuid.uuid4().hex[:6]}"
+@pytest.fixture
+def email_db(db_url: str) -> Iterator[EmailDB]:
+    """A migrated database: once SQLite, once PostgreSQL (conftest's ``db_url``)."""
+    engine = make_engine(db_url)
     try:
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True,
-                             connect_timeout=3) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is not reachable under CI=true: {exc}")
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
-    return name
-
-
-def _drop_pg(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def email_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmailDB]:
-    """A migrated database: once SQLite, once PostgreSQL."""
-    pg_name = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'email.db'}"
-    else:
-        pg_name = _pg_database()
-        url = PG_ADMIN.rsplit("/", 1)[0] + "/" + pg_name
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        yield EmailDB(url, make_session_factory(engine))
+        yield EmailDB(db_url, make_session_factory(engine))
     finally:
         engine.dispose()
-        if pg_name:
-            _drop_pg(pg_name)
 
 
 def utc(*args: int) -> dt.datetime:

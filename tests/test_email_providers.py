@@ -24,7 +24,7 @@ from lifecycle.email_providers import (
     make_provider,
 )
 from lifecycle.settings import SettingsError, load_settings
-from tests.email_support import free_port
+from tests.conftest import free_port
 
 UNSUB = "https://lifecycle.example.com/unsubscribe?token=abc.def"
 

@@ -252,3 +252,34 @@ async def test_sendgrid_gets_the_unsubscribe_headers_and_our_ids(
     assert req["json"]["custom_args"]["lifecycle_message_id"] == str(result.message_id)
     with session_scope(email_db.factory) as s:
         assert s.get(EmailMessage, result.message_id).provider_message_id == "sg-abc123"
+
+
+async def test_a_published_version_and_its_revert_take_effect_on_the_next_send(
+    email_db: EmailDB,  # noqa: F811
+) -> None:
+    """One running service (a worker): no restart between publishing and sending."""
+    from lifecycle.email_templates import publish, unpublish
+    from lifecycle.settings import PROJECT_ROOT
+
+    service = EmailService(email_db.factory, OutboxProvider(), make_settings(
+        email_db.url, email_frequency_cap=0))
+    source = (PROJECT_ROOT / "templates" / "email" / "welcome.j2").read_text()
+
+    async def send(key: str) -> tuple[str, str]:
+        email_db.add_customer(f"cus_{key}")
+        r = await service.send(inp(key, customer=f"cus_{key}"))
+        assert r.status == "sent"
+        with session_scope(email_db.factory) as s:
+            row = s.get(EmailMessage, r.message_id)
+            return row.template_version, row.subject
+
+    assert await send("p0") == ("file", "Welcome aboard, Grace")
+    with session_scope(email_db.factory) as s:
+        publish(s, "welcome", source.replace("Welcome aboard,", "Hello again,"))
+    assert await send("p1") == ("v1", "Hello again, Grace")
+    with session_scope(email_db.factory) as s:
+        publish(s, "welcome", source.replace("Welcome aboard,", "Third time,"))
+    assert await send("p2") == ("v2", "Third time, Grace")
+    with session_scope(email_db.factory) as s:
+        unpublish(s, "welcome")
+    assert await send("p3") == ("file", "Welcome aboard, Grace")

@@ -1,23 +1,18 @@
-"""Caps and quiet hours at workflow level: the time-skipping server, the real email activity,
-a SQLite database and the outbox. The workflow waits on durable timers; nothing is dropped."""
+"""Caps and quiet hours at workflow level: the time-skipping server (conftest's ts_env), the
+real email activity, SQLite and PostgreSQL, and the outbox. The workflow waits on durable timers; nothing is dropped."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import select
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.email import EmailActivities
 from activities.store import StoreActivities
-from lifecycle import temporal as lc_temporal
 from lifecycle.db import session_scope
 from lifecycle.email_providers import OutboxProvider
 from lifecycle.models import EmailMessage, LifecycleEvent
@@ -25,23 +20,6 @@ from lifecycle.policy import EmailStep
 from lifecycle.settings import Settings
 from tests.email_support import EmailDB, email_db, make_settings  # noqa: F401
 from tests.email_workflows import EmailStepsWorkflow, StepsInput
-
-
-@pytest.fixture
-async def ts() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(lc_temporal.test_server_binary())
-    )
-    # the time-skipping server cannot list search attributes: register them directly
-    await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-        namespace=env.client.namespace,
-        search_attributes={k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-                           for k in lc_temporal.SEARCH_ATTRIBUTES},
-    ))
-    try:
-        yield env
-    finally:
-        await env.shutdown()
 
 
 async def run_steps(
@@ -74,14 +52,14 @@ def events(db: EmailDB, customer: str) -> list[LifecycleEvent]:
 NO_QUIET = {"email_quiet_hours_start": dt.time(0), "email_quiet_hours_end": dt.time(0)}
 
 
-async def test_the_cap_delays_the_second_email_of_the_day(ts, email_db: EmailDB) -> None:  # noqa: F811
+async def test_the_cap_delays_the_second_email_of_the_day(ts_env, email_db: EmailDB) -> None:  # noqa: F811
     email_db.add_customer("cus_cap")
     settings = make_settings(email_db.url, **NO_QUIET)
     steps = [EmailStep("welcome", "welcome"), EmailStep("tip_api", "tip_api"),
              EmailStep("receipt", "trial_reminder", category="transactional",
                        vars={"days_left": 1})]
-    started = await ts.get_current_time()
-    results = await run_steps(ts, email_db, settings, "cus_cap", steps,
+    started = await ts_env.get_current_time()
+    results = await run_steps(ts_env, email_db, settings, "cus_cap", steps,
                               {"days_left": 1, "has_payment_method": False})
     assert [r.status for r in results] == ["sent", "sent", "sent"]
     first, second, receipt = sent_rows(email_db, "cus_cap")
@@ -97,17 +75,17 @@ async def test_the_cap_delays_the_second_email_of_the_day(ts, email_db: EmailDB)
 
 
 async def test_quiet_hours_delay_a_send_to_the_next_window_in_the_customers_zone(
-    ts, email_db: EmailDB  # noqa: F811
+    ts_env, email_db: EmailDB  # noqa: F811
 ) -> None:
     zone = ZoneInfo("Asia/Tokyo")
     email_db.add_customer("cus_tokyo", timezone="Asia/Tokyo")
-    local_now = (await ts.get_current_time()).astimezone(zone)
+    local_now = (await ts_env.get_current_time()).astimezone(zone)
     # quiet hours around "now" in Tokyo, whatever the time of day the suite runs
     start = (local_now - dt.timedelta(hours=1)).time().replace(second=0, microsecond=0)
     end = (local_now + dt.timedelta(hours=3)).time().replace(second=0, microsecond=0)
     settings = make_settings(email_db.url, email_quiet_hours_start=start,
                              email_quiet_hours_end=end, email_frequency_cap=0)
-    results = await run_steps(ts, email_db, settings, "cus_tokyo", [EmailStep("welcome", "welcome")])
+    results = await run_steps(ts_env, email_db, settings, "cus_tokyo", [EmailStep("welcome", "welcome")])
     assert results[0].status == "sent"
     [row] = sent_rows(email_db, "cus_tokyo")
     sent_local = row.created_at.astimezone(zone)

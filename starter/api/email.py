@@ -27,7 +27,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.db import session_scope
 from lifecycle.email_service import (
@@ -42,6 +42,7 @@ from lifecycle.messages import CustomerEvent
 from lifecycle.models import Customer, EmailMessage
 from lifecycle.settings import Settings
 from lifecycle.unsubscribe import BadToken, read_token
+from starter.api.deps import SettingsDep
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["email"])
@@ -50,11 +51,7 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 
-# --- dependencies (the same app.state the rest of the API uses) -------------------------
-
-
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+# --- dependencies (SettingsDep from starter.api.deps; the session factory for commits) --
 
 
 async def _notify(request: Request) -> Any:
@@ -69,15 +66,14 @@ async def _notify(request: Request) -> Any:
     return notify
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
 NotifyDep = Annotated[Any, Depends(_notify)]
 
 
-def _sessions(request: Request) -> Any:
+def _sessions(request: Request) -> sessionmaker[Session]:
     return request.app.state.session_factory
 
 
-SessionsDep = Annotated[Any, Depends(_sessions)]
+SessionsDep = Annotated[sessionmaker[Session], Depends(_sessions)]
 
 
 # --- unsubscribe ------------------------------------------------------------------------
@@ -142,7 +138,7 @@ async def unsubscribe(
         )
         record_event(
             session, key=f"unsubscribed:{customer_id}", customer_id=customer_id,
-            kind="unsubscribed", at=dt.datetime.now(dt.UTC), campaign=None,
+            kind="unsubscribed", at=dt.datetime.now(dt.UTC),
             detail={"source": "unsubscribe link", "reason": "customer unsubscribed"},
         )
     if new:
