@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from lifecycle.db import add_timeline_event
 from lifecycle.messages import RecordEventInput
-from lifecycle.models import Customer, LifecycleEvent
+from lifecycle.models import Customer
 
 
 class StoreActivities:
@@ -29,28 +29,24 @@ class StoreActivities:
 
     def _record_event(self, input: RecordEventInput) -> bool:
         with self._sessions() as session:
-            already = session.scalar(
-                select(LifecycleEvent.id).where(LifecycleEvent.event_key == input.event_key)
-            )
-            if already is not None:
-                return False
             customer = session.get(Customer, input.customer_id)
             if customer is None:
                 raise ApplicationError(
                     f"unknown customer {input.customer_id!r}", type="UnknownCustomer", non_retryable=True
                 )
-            session.add(
-                LifecycleEvent(
-                    event_key=input.event_key,
-                    customer_id=input.customer_id,
-                    kind=input.kind,
-                    from_stage=input.from_stage,
-                    to_stage=input.to_stage,
-                    campaign=input.campaign,
-                    detail=input.detail,
-                    occurred_at=input.occurred_at,
-                )
+            added = add_timeline_event(
+                session,
+                key=input.event_key,
+                customer_id=input.customer_id,
+                kind=input.kind,
+                at=input.occurred_at,
+                detail=input.detail,
+                campaign=input.campaign,
+                from_stage=input.from_stage,
+                to_stage=input.to_stage,
             )
+            if not added:
+                return False
             if input.kind == "stage_changed" and input.to_stage:
                 customer.stage = input.to_stage
                 if "plan" in input.detail and input.detail["plan"]:

@@ -6,6 +6,7 @@ No engine is created at import: callers build one from settings with
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle import catalog
-from lifecycle.models import PlanRow
+from lifecycle.models import LifecycleEvent, PlanRow
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -99,3 +100,37 @@ def seed_catalog(session: Session) -> None:
             for lim in plan.limits
         }
         session.add(row)
+
+
+def add_timeline_event(
+    session: Session,
+    *,
+    key: str,
+    customer_id: str,
+    kind: str,
+    at: dt.datetime,
+    detail: dict[str, Any],
+    campaign: str | None = None,
+    from_stage: str | None = None,
+    to_stage: str | None = None,
+) -> bool:
+    """Add an entry to the customer's timeline once per ``key`` (a retry records nothing twice).
+
+    Returns False when an entry with this key is already there. The caller commits.
+    """
+    key = key[:255]  # the column's length: look up what is stored
+    if session.scalar(select(LifecycleEvent.id).where(LifecycleEvent.event_key == key)) is not None:
+        return False
+    session.add(
+        LifecycleEvent(
+            event_key=key,
+            customer_id=customer_id,
+            kind=kind,
+            from_stage=from_stage,
+            to_stage=to_stage,
+            campaign=campaign or None,
+            detail=detail,
+            occurred_at=at,
+        )
+    )
+    return True

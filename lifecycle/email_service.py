@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from lifecycle.db import session_scope
+from lifecycle.db import add_timeline_event, session_scope
 from lifecycle.email_providers import EmailProvider, OutgoingEmail, ProviderError
 from lifecycle.email_rules import HOLDOUT, assign_variant, marketing_timing
 from lifecycle.email_templates import (
@@ -57,7 +57,7 @@ from lifecycle.messages import (
     SendEmailInput,
     SendEmailResult,
 )
-from lifecycle.models import Customer, EmailMessage, LifecycleEvent, Suppression
+from lifecycle.models import Customer, EmailMessage, Suppression
 from lifecycle.policy import CampaignPolicy
 from lifecycle.settings import Settings
 from lifecycle.unsubscribe import unsubscribe_url
@@ -100,32 +100,6 @@ class _Ready:
     email: OutgoingEmail
     variant: str | None
     template_version: str
-
-
-def record_event(
-    session: Session,
-    *,
-    key: str,
-    customer_id: str,
-    kind: str,
-    at: dt.datetime,
-    detail: dict[str, Any],
-    campaign: str | None = None,
-) -> None:
-    """Add a timeline entry once per ``key`` (an activity retry records nothing twice)."""
-    key = key[:255]  # the column's length: look up what is stored
-    if session.scalar(select(LifecycleEvent.id).where(LifecycleEvent.event_key == key)):
-        return
-    session.add(
-        LifecycleEvent(
-            event_key=key,
-            customer_id=customer_id,
-            kind=kind,
-            campaign=campaign or None,
-            detail=detail,
-            occurred_at=at,
-        )
-    )
 
 
 def suppression_reasons(session: Session, customer_id: str | None, email: str) -> set[str]:
@@ -256,7 +230,7 @@ class EmailService:
                 return self._earlier(session, inp, found, now)
 
             def skip(reason: str, kind: str = "email_skipped") -> SendEmailResult:
-                record_event(
+                add_timeline_event(
                     session, key=f"{key}:skipped", customer_id=inp.customer_id, kind=kind,
                     at=now, campaign=inp.campaign,
                     detail={"step": inp.step, "template": inp.template, "reason": reason,
@@ -305,7 +279,7 @@ class EmailService:
                     reason = "; ".join(timing.reasons)
                     if not inp.allow_defer:
                         return skip(f"not now and the caller cannot wait: {reason}")
-                    record_event(
+                    add_timeline_event(
                         session, key=f"{key}:deferred:{timing.at.isoformat()}",
                         customer_id=customer.id, kind="email_deferred", at=now,
                         campaign=inp.campaign,
@@ -418,7 +392,7 @@ class EmailService:
             # provider's answer. The provider may have the message: do not send it again.
             row.status = UNCERTAIN
             row.error = "an earlier attempt stopped after handing over; not resent"
-            record_event(
+            add_timeline_event(
                 session, key=f"{inp.idempotency_key}:uncertain", customer_id=inp.customer_id,
                 kind="email_uncertain", at=now, campaign=inp.campaign,
                 detail={"step": inp.step, "message_id": row.id, "reason": row.error},
@@ -453,7 +427,7 @@ class EmailService:
         )
         session.add(row)
         session.flush()
-        record_event(
+        add_timeline_event(
             session, key=f"{inp.idempotency_key}:holdout", customer_id=customer.id,
             kind="email_held_out", at=now, campaign=inp.campaign,
             detail={"step": inp.step, "template": inp.template, "message_id": row.id,
@@ -496,7 +470,7 @@ class EmailService:
             row.sent_at = now
             row.error = None
             if row.customer_id and not row.is_test:
-                record_event(
+                add_timeline_event(
                     session, key=f"{inp.idempotency_key}:sent", customer_id=row.customer_id,
                     kind="email_sent", at=now, campaign=inp.campaign,
                     detail={"step": inp.step, "template": row.template, "message_id": row.id,
@@ -519,7 +493,7 @@ class EmailService:
             else:
                 row.status = FAILED
             if row.customer_id and not row.is_test and row.status != QUEUED:
-                record_event(
+                add_timeline_event(
                     session, key=f"{inp.idempotency_key}:{row.status}",
                     customer_id=row.customer_id,
                     kind="email_failed" if row.status == FAILED else "email_uncertain",

@@ -29,14 +29,13 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lifecycle.db import session_scope
+from lifecycle.db import add_timeline_event, session_scope
 from lifecycle.email_service import (
     BOUNCE,
     PROGRESS,
     SPAM,
     UNSUBSCRIBE,
     add_suppression,
-    record_event,
 )
 from lifecycle.messages import CustomerEvent
 from lifecycle.models import Customer, EmailMessage
@@ -136,7 +135,7 @@ async def unsubscribe(
         new = add_suppression(
             session, email=email, reason=UNSUBSCRIBE, customer_id=customer_id, source="link"
         )
-        record_event(
+        add_timeline_event(
             session, key=f"unsubscribed:{customer_id}", customer_id=customer_id,
             kind="unsubscribed", at=dt.datetime.now(dt.UTC),
             detail={"source": "unsubscribe link", "reason": "customer unsubscribed"},
@@ -253,7 +252,7 @@ def apply_sendgrid_event(session: Session, event: dict[str, Any]) -> str | None:
         session, email=email, reason=reason, customer_id=customer_id, source=f"sendgrid:{kind}"
     )
     if customer_id and new:
-        record_event(
+        add_timeline_event(
             session, key=f"suppressed:{reason}:{email}", customer_id=customer_id,
             kind="unsubscribed" if reason == UNSUBSCRIBE else "email_suppressed", at=at,
             campaign=row.campaign if row is not None else None,

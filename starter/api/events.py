@@ -14,10 +14,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from lifecycle import catalog
+from lifecycle.db import add_timeline_event
 from lifecycle.email_service import (
     BOUNCE,
     SPAM,
@@ -27,7 +26,7 @@ from lifecycle.email_service import (
     suppression_reasons,
 )
 from lifecycle.messages import CustomerEvent
-from lifecycle.models import Customer, LifecycleEvent
+from lifecycle.models import Customer
 from starter.api.customers import CustomerView, customer_view, get_customer_or_404
 from starter.api.deps import SessionDep, SettingsDep, TemporalDep
 from starter.events import TemporalUnavailable, signal_customer, start_input
@@ -96,11 +95,6 @@ def _unavailable(exc: TemporalUnavailable) -> HTTPException:
     )
 
 
-def _timeline(session: Session, customer_id: str, key: str, kind: str, detail: dict[str, Any], at: datetime) -> None:
-    if session.scalar(select(LifecycleEvent.id).where(LifecycleEvent.event_key == key)) is None:
-        session.add(LifecycleEvent(event_key=key, customer_id=customer_id, kind=kind, detail=detail, occurred_at=at))
-
-
 @router.post("/v1/events/signup", response_model=CustomerView, status_code=201)
 async def signup(
     body: SignupEvent, response: Response, session: SessionDep, client: TemporalDep, settings: SettingsDep
@@ -120,7 +114,14 @@ async def signup(
             stage="trialing",
         )
         session.add(customer)
-        _timeline(session, customer.id, f"signup:{customer.id}", "signup", {"plan": body.plan}, datetime.now(UTC))
+        add_timeline_event(
+            session,
+            key=f"signup:{customer.id}",
+            customer_id=customer.id,
+            kind="signup",
+            detail={"plan": body.plan},
+            at=datetime.now(UTC),
+        )
         session.flush()
     try:
         await signal_customer(
@@ -146,8 +147,13 @@ async def activation(body: ActivationEvent, session: SessionDep, client: Tempora
     """An activation fact (e.g. created_first_project): onboarding skips what the customer already did."""
     customer = get_customer_or_404(session, body.customer_id)
     event_id = body.event_id or f"activation:{customer.id}:{body.fact}"
-    _timeline(
-        session, customer.id, event_id, "activation", {"fact": body.fact}, body.occurred_at or datetime.now(UTC)
+    add_timeline_event(
+        session,
+        key=event_id,
+        customer_id=customer.id,
+        kind="activation",
+        detail={"fact": body.fact},
+        at=body.occurred_at or datetime.now(UTC),
     )
     session.flush()
     try:
@@ -169,7 +175,9 @@ async def payment_method(
     customer = get_customer_or_404(session, customer_id)
     customer.payment_method_on_file = True
     event_id = f"payment_method:{customer.id}:{(body and body.payment_method_id) or 'on_file'}"
-    _timeline(session, customer.id, event_id, "payment_method_added", {}, datetime.now(UTC))
+    add_timeline_event(
+        session, key=event_id, customer_id=customer.id, kind="payment_method_added", detail={}, at=datetime.now(UTC)
+    )
     session.flush()
     try:
         await signal_customer(
@@ -221,7 +229,10 @@ async def email_preferences(
         kind = "unsubscribed"
     if changed:
         stamp = now.strftime("%Y%m%dT%H%M%S%f")
-        _timeline(session, customer.id, f"{kind}:{customer.id}:{stamp}", kind, {"source": "preferences"}, now)
+        add_timeline_event(
+            session, key=f"{kind}:{customer.id}:{stamp}", customer_id=customer.id, kind=kind,
+            detail={"source": "preferences"}, at=now,
+        )
         session.flush()
         try:
             await signal_customer(client, customer.id, CustomerEvent(event_id=f"{kind}:{customer.id}:{stamp}", kind=kind))
