@@ -331,10 +331,12 @@ class StripeActivities:
         key = input.idempotency_key
         cus = self._ensure_customer(input.customer_id, f"{key}:customer")
         sub_id = self._recorded(key) or self._find_subscription_by_key(cus.stripe_customer_id, key)
-        if sub_id is None and input.payment_method_id:
-            self._attach(cus.stripe_customer_id, input.payment_method_id, f"{key}:payment-method")
         if sub_id is None:
-            if self._default_payment_method(cus.stripe_customer_id) is None:
+            has_card = cus.has_payment_method  # _ensure_customer just looked (and set the default)
+            if input.payment_method_id:
+                self._attach(cus.stripe_customer_id, input.payment_method_id, f"{key}:payment-method")
+                has_card = self._default_payment_method(cus.stripe_customer_id) is not None
+            if not has_card:
                 return SubscriptionResult(
                     outcome=OUTCOME_NO_PAYMENT_METHOD,
                     plan=input.plan,

@@ -208,6 +208,19 @@ async def test_upgrade_sends_proration_and_idempotency_key(
         assert history == ["starter", "business"]
 
 
+async def test_subscribing_reads_the_cards_on_file_once(
+    stripe_client, session_factory, stripe_acts, stripe_settings, recording: RecordingStripe
+):
+    cid, _stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client)
+    via_recorder = activities_at(stripe_settings, session_factory, recording.url)
+
+    result = await via_recorder.start_subscription(StartSubscriptionInput(cid, "starter", f"{cid}:subscribe"))
+
+    assert result.outcome == "active"
+    card_reads = [r for r in recording.requests if (r.method, r.path) == ("GET", "/v1/payment_methods")]
+    assert len(card_reads) == 1
+
+
 async def test_coupon_is_created_once_and_applied_to_the_subscription(
     stripe_client, session_factory, stripe_acts, stripe_settings, recording: RecordingStripe
 ):
