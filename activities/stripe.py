@@ -25,12 +25,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import stripe
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from lifecycle import catalog
 from lifecycle.billing import (
     MD_CUSTOMER,
     MD_INTERVAL,
@@ -39,8 +37,10 @@ from lifecycle.billing import (
     CatalogNotSynced,
     StripeNotConfigured,
     active_price,
+    insert_ignore,
     make_stripe_client,
     now_ts,
+    plan_of,
     upsert_invoice,
     upsert_subscription,
 )
@@ -70,6 +70,7 @@ from lifecycle.db import session_scope
 from lifecycle.models import Customer, StripeObject
 from lifecycle.settings import Settings
 from lifecycle.stripe_shapes import (
+    ENDED_STATUSES,
     SubscriptionRec,
     is_hard_decline,
     parse_customer,
@@ -167,9 +168,7 @@ class StripeActivities:
     @staticmethod
     def _record(session: Session, key: str, object_type: str, stripe_id: str) -> None:
         values = dict(idempotency_key=key, object_type=object_type, stripe_id=stripe_id)
-        dialect = session.get_bind().dialect.name
-        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        session.execute(ins(StripeObject).values(**values).on_conflict_do_nothing())
+        insert_ignore(session, StripeObject, values)
 
     def _customer_row(self, session: Session, customer_id: str) -> Customer:
         row = session.get(Customer, customer_id)
@@ -190,7 +189,7 @@ class StripeActivities:
         if outcome is None:
             if rec.status in ("active", "trialing"):
                 outcome = OUTCOME_ACTIVE
-            elif rec.status in ("canceled", "incomplete_expired"):
+            elif rec.status in ENDED_STATUSES:
                 outcome = OUTCOME_CANCELED
             else:
                 outcome = OUTCOME_PAYMENT_FAILED
@@ -206,6 +205,16 @@ class StripeActivities:
             latest_invoice_id=rec.latest_invoice,
             latest_invoice_status=invoice_status,
         )
+
+    def _plan_id(self, plan: str, interval: str) -> str:
+        """The Stripe plan for a tier and interval; a bad one is a non-retryable refusal."""
+        if interval not in INTERVALS:
+            raise _business(f"interval: expected one of {INTERVALS}, got {interval!r}")
+        try:
+            with session_scope(self.sessions) as session:
+                return active_price(session, plan, interval).stripe_plan_id
+        except KeyError as exc:  # unknown tier (the message lists the known ones)
+            raise _business(str(exc.args[0]), "UnknownPlan") from None
 
     def _subscription(self, sub_id: str) -> SubscriptionRec:
         return parse_subscription(to_plain(self.client.v1.subscriptions.retrieve(sub_id)))
@@ -318,21 +327,16 @@ class StripeActivities:
         return None
 
     def _start_subscription(self, input: StartSubscriptionInput) -> SubscriptionResult:
-        if input.interval not in INTERVALS:
-            raise _business(f"interval: expected one of {INTERVALS}, got {input.interval!r}")
-        try:
-            catalog.get_plan(input.plan)
-        except KeyError as exc:
-            raise _business(str(exc.args[0]), "UnknownPlan") from None
+        plan_id = self._plan_id(input.plan, input.interval)
         key = input.idempotency_key
-        with session_scope(self.sessions) as session:
-            plan_id = active_price(session, input.plan, input.interval).stripe_plan_id
         cus = self._ensure_customer(input.customer_id, f"{key}:customer")
         sub_id = self._recorded(key) or self._find_subscription_by_key(cus.stripe_customer_id, key)
-        if sub_id is None and input.payment_method_id:
-            self._attach(cus.stripe_customer_id, input.payment_method_id, f"{key}:payment-method")
         if sub_id is None:
-            if self._default_payment_method(cus.stripe_customer_id) is None:
+            has_card = cus.has_payment_method  # _ensure_customer just looked (and set the default)
+            if input.payment_method_id:
+                self._attach(cus.stripe_customer_id, input.payment_method_id, f"{key}:payment-method")
+                has_card = self._default_payment_method(cus.stripe_customer_id) is not None
+            if not has_card:
                 return SubscriptionResult(
                     outcome=OUTCOME_NO_PAYMENT_METHOD,
                     plan=input.plan,
@@ -368,10 +372,7 @@ class StripeActivities:
         return await self._run(self._start_subscription, input)
 
     def _change_plan(self, input: ChangePlanInput) -> SubscriptionResult:
-        if input.interval not in INTERVALS:
-            raise _business(f"interval: expected one of {INTERVALS}, got {input.interval!r}")
-        with session_scope(self.sessions) as session:
-            plan_id = active_price(session, input.plan, input.interval).stripe_plan_id
+        plan_id = self._plan_id(input.plan, input.interval)
         rec = self._subscription(input.stripe_subscription_id)
         if not rec.is_live:
             raise _business(
@@ -402,6 +403,14 @@ class StripeActivities:
         """
         return await self._run(self._change_plan, input)
 
+    def _set_cancel_at_period_end(
+        self, rec: SubscriptionRec, value: bool, key: str, outcome: str
+    ) -> SubscriptionResult:
+        self.client.v1.subscriptions.update(
+            rec.id, params={"cancel_at_period_end": value}, options=self._opts(key)  # type: ignore[arg-type]
+        )
+        return self._result(self._subscription(rec.id), outcome)
+
     def _cancel(self, input: CancelInput) -> SubscriptionResult:
         rec = self._subscription(input.stripe_subscription_id)
         if not rec.is_live:
@@ -409,12 +418,7 @@ class StripeActivities:
         if input.at_period_end:
             if rec.cancel_at_period_end:
                 return self._result(rec, OUTCOME_CANCEL_SCHEDULED)
-            self.client.v1.subscriptions.update(
-                rec.id,
-                params={"cancel_at_period_end": True},
-                options=self._opts(input.idempotency_key),  # type: ignore[arg-type]
-            )
-            return self._result(self._subscription(rec.id), OUTCOME_CANCEL_SCHEDULED)
+            return self._set_cancel_at_period_end(rec, True, input.idempotency_key, OUTCOME_CANCEL_SCHEDULED)
         self.client.v1.subscriptions.cancel(rec.id, options=self._opts(input.idempotency_key))  # type: ignore[arg-type]
         return self._result(self._subscription(rec.id), OUTCOME_CANCELED)
 
@@ -430,15 +434,8 @@ class StripeActivities:
             if rec.is_live:
                 if not rec.cancel_at_period_end:
                     return self._result(rec, OUTCOME_UNCHANGED)
-                self.client.v1.subscriptions.update(
-                    rec.id,
-                    params={"cancel_at_period_end": False},
-                    options=self._opts(input.idempotency_key),  # type: ignore[arg-type]
-                )
-                return self._result(self._subscription(rec.id), OUTCOME_ACTIVE)
+                return self._set_cancel_at_period_end(rec, False, input.idempotency_key, OUTCOME_ACTIVE)
             with session_scope(self.sessions) as session:
-                from lifecycle.billing import plan_of
-
                 old_plan, old_interval = plan_of(session, rec)
             plan, interval = plan or old_plan, old_interval or interval
         if not plan:

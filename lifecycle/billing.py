@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import stripe
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -53,11 +54,13 @@ from lifecycle.models import (
 )
 from lifecycle.settings import Settings
 from lifecycle.stripe_shapes import (
+    ENDED_STATUSES,
     EventRec,
     InvoiceRec,
     PaymentRec,
     ShapeError,
     SubscriptionRec,
+    as_bool,
     is_hard_decline,
     parse_customer,
     parse_event,
@@ -168,11 +171,6 @@ def _retrieve_or_none(fn: Callable[[], Any]) -> Any:
         raise
 
 
-def _truthy(value: Any) -> bool:
-    # localstripe keeps a form-encoded "false" as the string "false"
-    return value.lower() == "true" if isinstance(value, str) else bool(value)
-
-
 def sync_catalog(
     client: stripe.StripeClient,
     factory: sessionmaker[Session],
@@ -226,7 +224,7 @@ def sync_catalog(
                         options={"idempotency_key": f"catalog:{want}"},
                     )
                     report.created.append(want)
-                elif not _truthy(existing.active):
+                elif not as_bool(existing.active):
                     client.v1.plans.update(want, params={"active": True})
                     report.updated.append(want)
                 else:
@@ -272,7 +270,7 @@ def sync_catalog(
                             active=False,
                         )
                         session.add(old_row)
-                    stripe_active = obj is not None and _truthy(obj.active)
+                    stripe_active = obj is not None and as_bool(obj.active)
                     db_active = old_row is not None and old_row.active
                     if stripe_active:
                         client.v1.plans.update(old_id, params={"active": False})
@@ -324,7 +322,6 @@ def plan_of(session: Session, rec: SubscriptionRec) -> tuple[str | None, str | N
 
 # --- the mirror ---------------------------------------------------------------------------
 
-TERMINAL_SUB = frozenset({"canceled", "incomplete_expired"})
 _SUB_RANK = {
     "incomplete": 0,
     "trialing": 1,
@@ -358,7 +355,7 @@ def stage_for_status(status: str) -> str:
         return ACTIVE
     if status in ("past_due", "unpaid"):
         return PAST_DUE
-    if status in TERMINAL_SUB:
+    if status in ENDED_STATUSES:
         return CANCELED
     return TRIALING
 
@@ -430,7 +427,7 @@ def upsert_subscription(
         select(Subscription).where(Subscription.stripe_subscription_id == rec.id)
     )
     if row is not None and not _is_newer(
-        row.stripe_version_ts, row.status, version_ts, rec.status, _SUB_RANK, TERMINAL_SUB
+        row.stripe_version_ts, row.status, version_ts, rec.status, _SUB_RANK, ENDED_STATUSES
     ):
         log.info(
             "subscription %s: kept %s (ts %d), skipped older %s (ts %d)",
@@ -452,7 +449,7 @@ def upsert_subscription(
     row.current_period_start = rec.current_period_start
     row.current_period_end = rec.current_period_end
     row.cancel_at_period_end = rec.cancel_at_period_end
-    row.canceled_at = rec.canceled_at or (rec.ended_at if rec.status in TERMINAL_SUB else None)
+    row.canceled_at = rec.canceled_at or (rec.ended_at if rec.status in ENDED_STATUSES else None)
     row.stripe_version_ts = version_ts
     session.flush()
     after = (row.plan_code, row.interval, row.status, row.amount_cents)
@@ -551,6 +548,14 @@ def upsert_payment(session: Session, rec: PaymentRec) -> MirrorResult:
 # --- the event log --------------------------------------------------------------------------
 
 
+def insert_ignore(session: Session, model: type[Any], values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING (PostgreSQL or SQLite); False if the row was there."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    key = sa_inspect(model).primary_key[0]
+    stmt = insert(model).values(**values).on_conflict_do_nothing().returning(key)
+    return session.execute(stmt).scalar_one_or_none() is not None
+
+
 def record_event(session: Session, payload: dict[str, Any]) -> bool:
     """Store a verified webhook event once; False if its id was already recorded."""
     ev = parse_event(payload)
@@ -563,19 +568,7 @@ def record_event(session: Session, payload: dict[str, Any]) -> bool:
         status="received",
         attempts=0,
     )
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt = postgresql.insert(StripeEvent).values(**values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(StripeEvent).values(**values).on_conflict_do_nothing()
-    else:  # pragma: no cover - the engine supports the two above
-        if session.get(StripeEvent, ev.id) is not None:
-            return False
-        session.add(StripeEvent(**values))
-        session.flush()
-        return True
-    inserted = session.execute(stmt.returning(StripeEvent.id)).scalar_one_or_none()
-    return inserted is not None
+    return insert_ignore(session, StripeEvent, values)
 
 
 @dataclass
@@ -706,11 +699,10 @@ def apply_event(session: Session, ev: EventRec) -> tuple[str, Handover | None]:
     if t == "checkout.session.completed":
         ref = obj.get("client_reference_id")
         stripe_customer = obj.get("customer")
-        cid = None
-        if ref and session.get(Customer, ref) is not None:
-            cid = ref
-            row = session.get(Customer, ref)
-            if row is not None and row.stripe_customer_id is None and stripe_customer:
+        row = session.get(Customer, ref) if ref else None
+        if row is not None:
+            cid = row.id
+            if row.stripe_customer_id is None and stripe_customer:
                 row.stripe_customer_id = str(stripe_customer)
         else:
             cid = resolve_customer(session, stripe_customer, dict(obj.get("metadata") or {}))
@@ -861,6 +853,7 @@ __all__ = [
     "active_price",
     "apply_event",
     "backfill",
+    "insert_ignore",
     "make_stripe_client",
     "plan_id_for",
     "process_event",

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from lifecycle.stripe_shapes import ENDED_STATUSES
+
 INTERVALS = ("month", "year")
 
 # Outcomes the workflow decides on (business results, not errors).
@@ -39,11 +41,11 @@ class BillingState:
 
     @property
     def live(self) -> bool:
-        return bool(self.stripe_subscription_id) and self.status not in (
-            None,
-            "canceled",
-            "incomplete_expired",
-        )
+        return bool(self.stripe_subscription_id) and self.status not in (None, *ENDED_STATUSES)
+
+    def clear_pending_change(self) -> None:
+        """No downgrade waits for the period end any more."""
+        self.pending_plan = self.pending_interval = self.pending_change_workflow = None
 
 
 @dataclass

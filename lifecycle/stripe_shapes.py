@@ -45,7 +45,8 @@ def _id(value: Any) -> str | None:
     return str(value)
 
 
-def _bool(value: Any) -> bool:
+def as_bool(value: Any) -> bool:
+    """A Stripe boolean; localstripe sends ``"true"``/``"false"`` back after an update."""
     if isinstance(value, str):
         return value.lower() == "true"
     return bool(value)
@@ -73,6 +74,10 @@ def _require(obj: Mapping[str, Any], key: str, what: str) -> Any:
 def _metadata(obj: Mapping[str, Any]) -> dict[str, str]:
     md = obj.get("metadata") or {}
     return {str(k): str(v) for k, v in dict(md).items()}
+
+
+# A subscription in one of these has ended: it bills no more and cannot be changed.
+ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 
 
 # --- records ------------------------------------------------------------------------------
@@ -115,7 +120,7 @@ class SubscriptionRec:
     @property
     def is_live(self) -> bool:
         """Still billing or able to (not ended)."""
-        return self.status not in ("canceled", "incomplete_expired")
+        return self.status not in ENDED_STATUSES
 
 
 @dataclass(frozen=True)
@@ -186,7 +191,7 @@ def parse_event(payload: Mapping[str, Any]) -> EventRec:
         id=str(_require(payload, "id", "event")),
         type=str(_require(payload, "type", "event")),
         created=_int(_require(payload, "created", "event")),
-        livemode=_bool(payload.get("livemode", False)),
+        livemode=as_bool(payload.get("livemode", False)),
         api_version=payload.get("api_version"),
         object=dict(data["object"]),
         previous_attributes=dict(data.get("previous_attributes") or {}),
@@ -203,7 +208,7 @@ def parse_customer(obj: Mapping[str, Any]) -> CustomerRec:
         default_payment_method=_id(settings.get("default_payment_method"))
         or _id(obj.get("default_source")),
         created=_int(obj.get("created")),
-        deleted=_bool(obj.get("deleted", False)),
+        deleted=as_bool(obj.get("deleted", False)),
     )
 
 
@@ -245,7 +250,7 @@ def parse_subscription(obj: Mapping[str, Any]) -> SubscriptionRec:
         currency=str(plan.get("currency") or price.get("currency") or obj.get("currency") or "usd"),
         current_period_start=ts(period_start),
         current_period_end=ts(period_end),
-        cancel_at_period_end=_bool(obj.get("cancel_at_period_end", False)),
+        cancel_at_period_end=as_bool(obj.get("cancel_at_period_end", False)),
         cancel_at=ts(obj.get("cancel_at")),
         canceled_at=ts(obj.get("canceled_at")),
         ended_at=ts(obj.get("ended_at")),
@@ -278,7 +283,7 @@ def parse_invoice(obj: Mapping[str, Any]) -> InvoiceRec:
         failure_message = err.get("message")
     status = obj.get("status")
     if status is None:  # very old shape: booleans only
-        status = "paid" if _bool(obj.get("paid")) else "open"
+        status = "paid" if as_bool(obj.get("paid")) else "open"
     return InvoiceRec(
         id=iid,
         customer=_id(obj.get("customer")),
@@ -309,34 +314,28 @@ def parse_payment(obj: Mapping[str, Any]) -> PaymentRec:
     kind = obj.get("object") or ("charge" if pid.startswith("ch_") else "payment_intent")
     if kind == "charge":
         status = str(obj.get("status") or "pending")
-        return PaymentRec(
-            id=pid,
-            object="charge",
-            customer=_id(obj.get("customer")),
-            invoice=_id(obj.get("invoice")),
-            amount_cents=_int(obj.get("amount")),
-            currency=str(obj.get("currency") or "usd"),
-            status=status,
-            failure_code=obj.get("failure_code"),
-            failure_message=obj.get("failure_message"),
-            created=_int(obj.get("created")),
-            payment_intent=_id(obj.get("payment_intent")),
-        )
-    err = obj.get("last_payment_error") or {}
-    status = str(obj.get("status") or "processing")
-    if err and status == "requires_payment_method":
-        status = "failed"
+        failure_code, failure_message = obj.get("failure_code"), obj.get("failure_message")
+        payment_intent = _id(obj.get("payment_intent"))
+    else:
+        kind = "payment_intent"
+        err = obj.get("last_payment_error") or {}
+        status = str(obj.get("status") or "processing")
+        if err and status == "requires_payment_method":
+            status = "failed"
+        failure_code, failure_message = err.get("decline_code") or err.get("code"), err.get("message")
+        payment_intent = None
     return PaymentRec(
         id=pid,
-        object="payment_intent",
+        object=kind,
         customer=_id(obj.get("customer")),
         invoice=_id(obj.get("invoice")),
         amount_cents=_int(obj.get("amount")),
         currency=str(obj.get("currency") or "usd"),
         status=status,
-        failure_code=(err.get("decline_code") or err.get("code")) if err else None,
-        failure_message=err.get("message") if err else None,
+        failure_code=failure_code,
+        failure_message=failure_message,
         created=_int(obj.get("created")),
+        payment_intent=payment_intent,
     )
 
 

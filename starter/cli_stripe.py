@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from lifecycle.settings import SettingsError, load_settings
+from lifecycle.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 app = typer.Typer(help="Stripe: catalog sync, mirror backfill, webhook events.", no_args_is_help=True)
 console = Console()
 
 
-def _settings():  # noqa: ANN202
+def _settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as exc:
@@ -23,18 +28,26 @@ def _settings():  # noqa: ANN202
         raise typer.Exit(2) from None
 
 
-def _client_and_sessions():  # noqa: ANN202
-    from lifecycle.billing import StripeNotConfigured, make_stripe_client
+@contextmanager
+def _sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    """A session factory on the configured database, its engine disposed afterwards."""
     from lifecycle.db import make_engine, make_session_factory
 
-    settings = _settings()
+    engine = make_engine(settings.database_url)
     try:
-        client = make_stripe_client(settings, max_network_retries=2)
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+def _stripe_client(settings: Settings):  # noqa: ANN202
+    from lifecycle.billing import StripeNotConfigured, make_stripe_client
+
+    try:
+        return make_stripe_client(settings, max_network_retries=2)
     except StripeNotConfigured as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    engine = make_engine(settings.database_url)
-    return settings, client, engine, make_session_factory(engine)
 
 
 @app.command()
@@ -48,14 +61,14 @@ def sync() -> None:
 
     from lifecycle.billing import CatalogNotSynced, sync_catalog
 
-    _settings_, client, engine, factory = _client_and_sessions()
+    settings = _settings()
+    client = _stripe_client(settings)
     try:
-        report = sync_catalog(client, factory)
+        with _sessions(settings) as factory:
+            report = sync_catalog(client, factory)
     except (stripe.StripeError, CatalogNotSynced) as exc:
         console.print(f"[red]sync failed: {exc}[/red]")
         raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
     for label, ids in (("created", report.created), ("updated", report.updated), ("retired", report.retired)):
         for i in ids:
             console.print(f"{label:8} {i}")
@@ -72,14 +85,14 @@ def backfill() -> None:
 
     from lifecycle.billing import backfill as run_backfill
 
-    _settings_, client, engine, factory = _client_and_sessions()
+    settings = _settings()
+    client = _stripe_client(settings)
     try:
-        report = run_backfill(client, factory)
+        with _sessions(settings) as factory:
+            report = run_backfill(client, factory)
     except stripe.StripeError as exc:
         console.print(f"[red]backfill failed: {exc}[/red]")
         raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
     console.print(
         f"{report.subscriptions} subscriptions, {report.invoices} invoices, {report.payments} payments; "
         f"{report.customers_linked} customers linked, {report.customers_adopted} created from Stripe"
@@ -93,22 +106,14 @@ def events(
 ) -> None:
     """The last webhook events received, with their status (and the reason when they failed)."""
     from lifecycle.billing import recent_events
-    from lifecycle.db import make_engine, make_session_factory
 
-    settings = _settings()
-    engine = make_engine(settings.database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            rows = recent_events(session, failed_only=failed, limit=limit)
-            table = Table(title="failed Stripe events" if failed else "Stripe events")
-            for col in ("received (UTC)", "id", "type", "status", "attempts", "reason"):
-                table.add_column(col)
-            for r in rows:
-                table.add_row(
-                    f"{r.received_at:%Y-%m-%d %H:%M:%S}", r.id, r.type, r.status, str(r.attempts), r.error or ""
-                )
-    finally:
-        engine.dispose()
+    with _sessions(_settings()) as factory, factory() as session:
+        rows = recent_events(session, failed_only=failed, limit=limit)
+    table = Table(title="failed Stripe events" if failed else "Stripe events")
+    for col in ("received (UTC)", "id", "type", "status", "attempts", "reason"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(f"{r.received_at:%Y-%m-%d %H:%M:%S}", r.id, r.type, r.status, str(r.attempts), r.error or "")
     console.print(table)
     if not rows:
         console.print("no failed events" if failed else "no events recorded yet")
@@ -117,21 +122,17 @@ def events(
 @app.command()
 def replay(event_id: str) -> None:
     """Process one recorded event again: the mirror, then the customer's workflow."""
-    from lifecycle.db import make_engine, make_session_factory
     from lifecycle.temporal import connect
     from starter.api.stripe_webhooks import process_and_hand_over
 
     settings = _settings()
-    engine = make_engine(settings.database_url)
 
-    async def go() -> str:
+    async def go(factory: sessionmaker[Session]) -> str:
         temporal = await connect(settings)
-        return await process_and_hand_over(make_session_factory(engine), temporal, settings, event_id, "replay")
+        return await process_and_hand_over(factory, temporal, settings, event_id, "replay")
 
-    try:
-        status = asyncio.run(go())
-    finally:
-        engine.dispose()
+    with _sessions(settings) as factory:
+        status = asyncio.run(go(factory))
     color = "green" if status in ("processed", "ignored") else "red"
     console.print(f"[{color}]{event_id}: {status}[/{color}]")
     if status in ("failed", "missing"):

@@ -23,11 +23,8 @@ from tests.stripe_support import WEBHOOK_SECRET, RecordingStripe
 
 @pytest.fixture(scope="session")
 def localstripe() -> Iterator[LocalStripe]:
-    handle = start_localstripe()
-    try:
+    with start_localstripe() as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture

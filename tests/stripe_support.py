@@ -8,7 +8,7 @@
   request exactly as the SDK sent it (path, form body, Idempotency-Key) and forwards it
   with the parameters localstripe cannot take removed (proration_behavior, discounts).
   It stands in for Stripe where the API call itself is missing from localstripe.
-- card helpers.
+- customers with a card, subscribers, and Stripe activities pointed at another server.
 """
 
 from __future__ import annotations
@@ -26,9 +26,20 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import stripe
+from sqlalchemy.orm import Session, sessionmaker
 
-from lifecycle.settings import STRIPE_API_VERSION
+from activities.stripe import StripeActivities
+from lifecycle.billing import make_stripe_client
+from lifecycle.billing_messages import (
+    EnsureCustomerInput,
+    StartSubscriptionInput,
+    SubscriptionResult,
+)
+from lifecycle.messages import CustomerEvent
+from lifecycle.settings import STRIPE_API_VERSION, Settings
 from lifecycle.stripe_shapes import to_plain
+from starter.events import signal_customer, start_input
+from tests.helpers import add_customer
 
 GOOD_CARD = "4242424242424242"
 FAILING_CARD = "4000000000000341"  # attaches, then every charge is declined
@@ -85,6 +96,50 @@ def add_card(client: stripe.StripeClient, stripe_customer_id: str, number: str =
             stripe_customer_id, params={"invoice_settings": {"default_payment_method": pm.id}}
         )
     return pm.id
+
+
+async def customer_with_card(
+    session_factory: sessionmaker[Session],
+    acts: StripeActivities,
+    client: stripe.StripeClient,
+    *,
+    card: str = GOOD_CARD,
+    prefix: str = "cus",
+) -> tuple[str, str]:
+    """(our id, Stripe's id) of a new customer whose Stripe customer has ``card`` as default."""
+    cid = new_customer_id(prefix)
+    add_customer(session_factory, cid)
+    cus = await acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
+    add_card(client, cus.stripe_customer_id, card)
+    return cid, cus.stripe_customer_id
+
+
+async def subscribed(
+    session_factory: sessionmaker[Session],
+    acts: StripeActivities,
+    client: stripe.StripeClient,
+    plan: str = "professional",
+    interval: str = "month",
+) -> tuple[str, SubscriptionResult]:
+    """A new customer with a good card, subscribed through the activity."""
+    cid, _ = await customer_with_card(session_factory, acts, client)
+    return cid, await acts.start_subscription(StartSubscriptionInput(cid, plan, f"{cid}:subscribe", interval))
+
+
+async def signed_up(temporal: Any, settings: Settings, session_factory: sessionmaker[Session], cid: str) -> None:
+    """The customer's row, and its workflow started by a signup (trial on the starter tier)."""
+    add_customer(session_factory, cid)
+    await signal_customer(
+        temporal, cid, CustomerEvent(f"signup:{cid}", "signup"),
+        start=start_input(settings, cid, "starter"), task_queue=settings.task_queue,
+    )
+
+
+def activities_at(settings: Settings, session_factory: sessionmaker[Session], api_base: str) -> StripeActivities:
+    """The Stripe activities talking to another server (the recording proxy, a dead port)."""
+    return StripeActivities(
+        make_stripe_client(settings.model_copy(update={"stripe_api_base": api_base})), session_factory
+    )
 
 
 # --- a recording server in front of localstripe ------------------------------------------------

@@ -22,7 +22,16 @@ from lifecycle.billing_messages import (
 from lifecycle.localstripe import start_localstripe
 from lifecycle.models import Customer, Invoice, PlanPrice, Subscription, SubscriptionChange
 from tests.helpers import add_customer
-from tests.stripe_support import FAILING_CARD, GOOD_CARD, RecordingStripe, add_card, new_customer_id
+from tests.stripe_support import (
+    FAILING_CARD,
+    GOOD_CARD,
+    RecordingStripe,
+    activities_at,
+    add_card,
+    customer_with_card,
+    new_customer_id,
+    subscribed,
+)
 
 pytest_plugins = ["tests.stripe_fixtures"]
 
@@ -57,11 +66,7 @@ async def test_sync_twice_changes_nothing(stripe_settings, session_factory):
 async def test_price_change_retires_the_old_plan_for_new_subscriptions_only(
     stripe_client, session_factory, stripe_acts
 ):
-    cid = new_customer_id()
-    add_customer(session_factory, cid)
-    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
-    add_card(stripe_client, cus.stripe_customer_id)
-    before = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "professional", f"{cid}:sub1"))
+    _cid, before = await subscribed(session_factory, stripe_acts, stripe_client, "professional")
 
     raised = [
         dataclasses.replace(p, monthly_price_cents=5900) if p.code == "professional" else p
@@ -76,11 +81,7 @@ async def test_price_change_retires_the_old_plan_for_new_subscriptions_only(
     # The existing subscription stays on its plan; a new one gets the new price.
     existing = stripe_client.v1.subscriptions.retrieve(before.stripe_subscription_id)
     assert existing["items"]["data"][0]["plan"]["id"] == old_id
-    cid2 = new_customer_id()
-    add_customer(session_factory, cid2)
-    cus2 = await stripe_acts.ensure_customer(EnsureCustomerInput(cid2, f"{cid2}:customer"))
-    add_card(stripe_client, cus2.stripe_customer_id)
-    after = await stripe_acts.start_subscription(StartSubscriptionInput(cid2, "professional", f"{cid2}:sub1"))
+    _cid2, after = await subscribed(session_factory, stripe_acts, stripe_client, "professional")
     assert after.amount_cents == 5900 and after.plan == "professional"
 
     sync_catalog(stripe_client, session_factory)  # back to the catalog's prices for other tests
@@ -88,12 +89,7 @@ async def test_price_change_retires_the_old_plan_for_new_subscriptions_only(
 
 @pytest.mark.parametrize("plan", [p.code for p in catalog.PLANS])
 async def test_subscribe_to_each_tier(plan, stripe_client, session_factory, stripe_acts):
-    cid = new_customer_id(plan)
-    add_customer(session_factory, cid)
-    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
-    add_card(stripe_client, cus.stripe_customer_id)
-
-    result = await stripe_acts.start_subscription(StartSubscriptionInput(cid, plan, f"{cid}:subscribe", "year"))
+    cid, result = await subscribed(session_factory, stripe_acts, stripe_client, plan, "year")
 
     price = catalog.get_plan(plan).annual_price_cents
     assert (result.outcome, result.status, result.plan, result.interval) == ("active", "active", plan, "year")
@@ -118,10 +114,7 @@ async def test_no_card_means_no_subscription(session_factory, stripe_acts, strip
 async def test_failing_card_leaves_the_invoice_open_and_a_retry_after_a_good_card_pays_it(
     session_factory, stripe_acts, stripe_client
 ):
-    cid = new_customer_id()
-    add_customer(session_factory, cid)
-    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
-    add_card(stripe_client, cus.stripe_customer_id, FAILING_CARD)
+    cid, stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client, card=FAILING_CARD)
 
     started = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "business", f"{cid}:subscribe"))
     assert (started.outcome, started.status, started.latest_invoice_status) == (
@@ -140,9 +133,9 @@ async def test_failing_card_leaves_the_invoice_open_and_a_retry_after_a_good_car
     again = await stripe_acts.retry_invoice(RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:1"))
     assert again.outcome == "declined"
     pis = stripe_client.v1.payment_intents.list(params={"limit": 100}).data
-    assert len([p for p in pis if p.customer == cus.stripe_customer_id]) == 2  # creation + one retry
+    assert len([p for p in pis if p.customer == stripe_cus]) == 2  # creation + one retry
 
-    add_card(stripe_client, cus.stripe_customer_id, GOOD_CARD, default=False)  # newest card is used
+    add_card(stripe_client, stripe_cus, GOOD_CARD, default=False)  # newest card is used
     paid = await stripe_acts.retry_invoice(RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:2"))
     assert (paid.outcome, paid.invoice_status) == ("paid", "paid")
     sub = stripe_client.v1.subscriptions.retrieve(started.stripe_subscription_id)
@@ -192,18 +185,8 @@ async def test_upgrade_sends_proration_and_idempotency_key(
 ):
     """Stands in for Stripe's proration on update (localstripe answers 500 to it): the
     recording server checks the exact request, then forwards it without the parameter."""
-    from lifecycle.billing import make_stripe_client
-
-    cid = new_customer_id()
-    add_customer(session_factory, cid)
-    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
-    add_card(stripe_client, cus.stripe_customer_id)
-    sub = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "starter", f"{cid}:subscribe"))
-
-    via_recorder = StripeActivities(
-        make_stripe_client(stripe_settings.model_copy(update={"stripe_api_base": recording.url})),
-        session_factory,
-    )
+    cid, sub = await subscribed(session_factory, stripe_acts, stripe_client, "starter")
+    via_recorder = activities_at(stripe_settings, session_factory, recording.url)
     key = f"customer-{cid}:subscription:r1:upgrade"
     result = await via_recorder.change_plan(
         ChangePlanInput(cid, sub.stripe_subscription_id, "business", "month", key, "always_invoice")
@@ -225,22 +208,26 @@ async def test_upgrade_sends_proration_and_idempotency_key(
         assert history == ["starter", "business"]
 
 
+async def test_subscribing_reads_the_cards_on_file_once(
+    stripe_client, session_factory, stripe_acts, stripe_settings, recording: RecordingStripe
+):
+    cid, _stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client)
+    via_recorder = activities_at(stripe_settings, session_factory, recording.url)
+
+    result = await via_recorder.start_subscription(StartSubscriptionInput(cid, "starter", f"{cid}:subscribe"))
+
+    assert result.outcome == "active"
+    card_reads = [r for r in recording.requests if (r.method, r.path) == ("GET", "/v1/payment_methods")]
+    assert len(card_reads) == 1
+
+
 async def test_coupon_is_created_once_and_applied_to_the_subscription(
     stripe_client, session_factory, stripe_acts, stripe_settings, recording: RecordingStripe
 ):
     """Stands in for coupon application (localstripe never applies coupons): the request
     that applies it is checked on the recording server."""
-    from lifecycle.billing import make_stripe_client
-
-    cid = new_customer_id()
-    add_customer(session_factory, cid)
-    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
-    add_card(stripe_client, cus.stripe_customer_id)
-    sub = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "starter", f"{cid}:subscribe"))
-    via_recorder = StripeActivities(
-        make_stripe_client(stripe_settings.model_copy(update={"stripe_api_base": recording.url})),
-        session_factory,
-    )
+    cid, sub = await subscribed(session_factory, stripe_acts, stripe_client, "starter")
+    via_recorder = activities_at(stripe_settings, session_factory, recording.url)
     offer = CouponInput(cid, f"customer-{cid}/winback:day7", percent_off=25, duration="repeating",
                         duration_in_months=3, apply_to_subscription=sub.stripe_subscription_id)
 
@@ -260,8 +247,6 @@ async def test_coupon_is_created_once_and_applied_to_the_subscription(
 async def test_stripe_errors_are_mapped_to_retryable_or_not(
     stripe_client, session_factory, stripe_acts, stripe_settings, recording: RecordingStripe
 ):
-    from lifecycle.billing import make_stripe_client
-
     cid = new_customer_id()
     add_customer(session_factory, cid)
     # 4xx: fails at once with Stripe's message
@@ -272,19 +257,13 @@ async def test_stripe_errors_are_mapped_to_retryable_or_not(
 
     # 5xx and 429: retryable (the workflow's retry policy backs off)
     recording.fail_with = {"/v1/invoices/in_x": 503, "/v1/invoices/in_y": 429}
-    via_recorder = StripeActivities(
-        make_stripe_client(stripe_settings.model_copy(update={"stripe_api_base": recording.url})),
-        session_factory,
-    )
+    via_recorder = activities_at(stripe_settings, session_factory, recording.url)
     for inv in ("in_x", "in_y"):
         with pytest.raises(ApplicationError) as transient:
             await via_recorder.retry_invoice(RetryInvoiceInput(cid, inv, f"{cid}:{inv}"))
         assert not transient.value.non_retryable and transient.value.type == "StripeUnavailable"
     # network error: retryable
-    offline = StripeActivities(
-        make_stripe_client(stripe_settings.model_copy(update={"stripe_api_base": "http://127.0.0.1:9"})),
-        session_factory,
-    )
+    offline = activities_at(stripe_settings, session_factory, "http://127.0.0.1:9")
     with pytest.raises(ApplicationError) as network:
         await offline.retry_invoice(RetryInvoiceInput(cid, "in_z", f"{cid}:z"))
     assert not network.value.non_retryable
@@ -299,6 +278,24 @@ async def test_catalog_not_synced_is_a_clear_refusal(stripe_client, session_fact
     assert err.value.non_retryable and "lifecycle stripe sync" in err.value.message
     with session_factory() as s:
         assert s.scalar(select(func.count()).select_from(Subscription)) == 0
+
+
+async def test_an_unknown_tier_or_interval_is_refused_without_retries(
+    session_factory, stripe_acts, stripe_client
+):
+    cid, sub = await subscribed(session_factory, stripe_acts, stripe_client, "starter")
+    for plan, interval, kind in (("platinum", "month", "UnknownPlan"), ("business", "week", "BillingError")):
+        with pytest.raises(ApplicationError) as err:
+            await stripe_acts.change_plan(
+                ChangePlanInput(cid, sub.stripe_subscription_id, plan, interval, f"{cid}:{plan}")
+            )
+        assert err.value.non_retryable and err.value.type == kind
+        assert (plan if kind == "UnknownPlan" else interval) in err.value.message
+    with pytest.raises(ApplicationError) as err:
+        await stripe_acts.start_subscription(StartSubscriptionInput(cid, "platinum", f"{cid}:again"))
+    assert err.value.non_retryable and err.value.type == "UnknownPlan"
+    item = stripe_client.v1.subscriptions.retrieve(sub.stripe_subscription_id)["items"]["data"][0]
+    assert item["plan"]["id"] == plan_id_for("starter", "month", 1900)
 
 
 async def test_event_log_and_mirror_on_sqlite_and_postgresql(db_url):
@@ -349,10 +346,7 @@ async def test_backfill_rebuilds_the_mirror_of_a_fresh_install(
     from lifecycle.billing import backfill
     from lifecycle.db import make_engine, make_session_factory, upgrade
 
-    cid = new_customer_id()
-    add_customer(session_factory, cid, email=f"{cid}@example.test")
-    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
-    add_card(stripe_client, cus.stripe_customer_id)
+    cid, stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client)
     sub = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "enterprise", f"{cid}:s", "year"))
 
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
@@ -367,7 +361,7 @@ async def test_backfill_rebuilds_the_mirror_of_a_fresh_install(
             row = s.scalar(select(Subscription).where(Subscription.stripe_subscription_id == sub.stripe_subscription_id))
             assert (row.customer_id, row.plan_code, row.interval, row.status) == (cid, "enterprise", "year", "active")
             customer = s.get(Customer, cid)  # recreated from Stripe, with the email Stripe holds
-            assert (customer.email, customer.stripe_customer_id) == (f"{cid}@example.test", cus.stripe_customer_id)
+            assert (customer.email, customer.stripe_customer_id) == (f"{cid}@example.test", stripe_cus)
             inv = s.scalar(select(Invoice).where(Invoice.stripe_invoice_id == sub.latest_invoice_id))
             assert (inv.status, inv.amount_paid_cents, inv.customer_id) == ("paid", 199000, cid)
             assert s.scalar(select(func.count()).select_from(SubscriptionChange).where(

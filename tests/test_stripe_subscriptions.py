@@ -26,9 +26,9 @@ from lifecycle.messages import (
 )
 from lifecycle.models import SubscriptionChange
 from starter.api.app import create_app
-from starter.events import signal_customer, start_input
-from tests.helpers import add_customer, customer_row, emails, eventually, timeline
-from tests.stripe_support import add_card, new_customer_id, signed_event
+from starter.events import signal_customer
+from tests.helpers import customer_row, emails, eventually, timeline
+from tests.stripe_support import add_card, new_customer_id, signed_event, signed_up
 from worker import WORKFLOWS, build_activities, build_worker
 from workflows.customer import CustomerWorkflow
 
@@ -46,14 +46,6 @@ async def running(stripe_settings, client, session_factory, synced) -> AsyncIter
             transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH, timeout=60
         ) as http:
             yield http
-
-
-async def signed_up(client, settings, session_factory, cid: str) -> None:
-    add_customer(session_factory, cid)
-    await signal_customer(
-        client, cid, CustomerEvent(f"signup:{cid}", "signup"),
-        start=start_input(settings, cid, "starter"), task_queue=settings.task_queue,
-    )
 
 
 async def _state(client, cid):
@@ -169,6 +161,16 @@ async def test_trial_conversion_creates_a_real_subscription(
     assert customer_row(session_factory, cid).stage == "active"
 
 
+async def _signed_up_with_a_card(client, settings, session_factory) -> str:
+    """A new trialing customer who gave a card to the payment method route (pm_card_visa)."""
+    cid = new_customer_id()
+    await signed_up(client, settings, session_factory, cid)
+    await signal_customer(
+        client, cid, CustomerEvent(f"pm:{cid}", "payment_method_added", {"payment_method_id": "pm_card_visa"})
+    )
+    return cid
+
+
 async def _active(client, cid):
     state = await _state(client, cid)
     return state if state.stage == "active" and state.billing.stripe_subscription_id else None
@@ -178,11 +180,7 @@ async def test_trial_conversion_charges_the_card_given_to_the_payment_method_rou
     running, client, stripe_settings, session_factory, stripe_client, ts_env
 ):
     """POST /v1/customers/{id}/payment-method with a pm_… id: the conversion attaches and charges it."""
-    cid = new_customer_id()
-    await signed_up(client, stripe_settings, session_factory, cid)
-    await signal_customer(
-        client, cid, CustomerEvent(f"pm:{cid}", "payment_method_added", {"payment_method_id": "pm_card_visa"})
-    )
+    cid = await _signed_up_with_a_card(client, stripe_settings, session_factory)
     await ts_env.sleep(timedelta(days=14, minutes=1))
 
     state = await eventually(lambda: _active(client, cid), timeout=20)
@@ -343,11 +341,7 @@ async def outage_worker(client, stripe_settings, session_factory, synced, record
 async def test_a_stripe_outage_at_trial_end_is_waited_out(
     outage_worker, client, stripe_settings, session_factory, stripe_client, ts_env
 ):
-    cid = new_customer_id()
-    await signed_up(client, stripe_settings, session_factory, cid)
-    await signal_customer(
-        client, cid, CustomerEvent(f"pm:{cid}", "payment_method_added", {"payment_method_id": "pm_card_visa"})
-    )
+    cid = await _signed_up_with_a_card(client, stripe_settings, session_factory)
     await eventually(lambda: _pm_id(client, cid))
     outage_worker.fail_with["/v1/"] = 503  # Stripe is down when the trial ends
 
@@ -369,11 +363,7 @@ async def test_a_stripe_outage_at_trial_end_is_waited_out(
 async def test_a_stripe_refusal_at_trial_end_is_past_due_with_the_reason_on_the_timeline(
     outage_worker, client, stripe_settings, session_factory, ts_env
 ):
-    cid = new_customer_id()
-    await signed_up(client, stripe_settings, session_factory, cid)
-    await signal_customer(
-        client, cid, CustomerEvent(f"pm:{cid}", "payment_method_added", {"payment_method_id": "pm_card_visa"})
-    )
+    cid = await _signed_up_with_a_card(client, stripe_settings, session_factory)
     await eventually(lambda: _pm_id(client, cid))
     outage_worker.fail_with["/v1/"] = 400  # Stripe refuses (not retryable)
 

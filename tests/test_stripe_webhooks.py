@@ -17,19 +17,20 @@ import uvicorn
 from sqlalchemy import func, select
 
 from lifecycle.billing import make_stripe_client, sync_catalog
-from lifecycle.billing_messages import EnsureCustomerInput, StartSubscriptionInput
+from lifecycle.billing_messages import EnsureCustomerInput
 from lifecycle.localstripe import free_port, start_localstripe
-from lifecycle.messages import CustomerEvent, customer_workflow_id
+from lifecycle.messages import customer_workflow_id
 from lifecycle.models import Customer, Invoice, StripeEvent, Subscription, SubscriptionChange
 from starter.api.app import create_app
-from starter.events import signal_customer, start_input
-from tests.helpers import add_customer, customer_row, eventually
+from tests.helpers import customer_row, eventually
 from tests.stripe_support import (
     WEBHOOK_SECRET,
     add_card,
     new_customer_id,
     sign,
     signed_event,
+    signed_up,
+    subscribed,
 )
 from worker import build_worker
 from workflows.customer import CustomerWorkflow
@@ -49,15 +50,6 @@ async def api(stripe_settings, client) -> AsyncIterator[httpx.AsyncClient]:
 def count_events(session_factory) -> int:
     with session_factory() as s:
         return s.scalar(select(func.count()).select_from(StripeEvent))
-
-
-async def subscribed(session_factory, stripe_acts, stripe_client, plan="professional"):
-    cid = new_customer_id()
-    add_customer(session_factory, cid)
-    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
-    add_card(stripe_client, cus.stripe_customer_id)
-    res = await stripe_acts.start_subscription(StartSubscriptionInput(cid, plan, f"{cid}:subscribe"))
-    return cid, res
 
 
 async def test_bad_signature_stale_timestamp_and_tampered_body_are_refused_with_nothing_recorded(
@@ -257,13 +249,9 @@ async def test_a_card_attached_in_stripe_is_the_one_the_trial_conversion_charges
     """payment_method.attached hands the card's id to the entity (as payment_method_id),
     which charges it when the trial converts."""
     cid = new_customer_id()
-    add_customer(session_factory, cid)
-    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
     async with build_worker(client, stripe_settings, session_factory):
-        await signal_customer(
-            client, cid, CustomerEvent(f"signup:{cid}", "signup"),
-            start=start_input(stripe_settings, cid, "starter"), task_queue=stripe_settings.task_queue,
-        )
+        await signed_up(client, stripe_settings, session_factory, cid)
+        cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
         pm_id = add_card(stripe_client, cus.stripe_customer_id, default=False)  # e.g. Stripe Elements
         _e, body, headers = signed_event("payment_method.attached", stripe_client.v1.payment_methods.retrieve(pm_id))
         assert (await api.post("/webhooks/stripe", content=body, headers=headers)).status_code == 200

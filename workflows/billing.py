@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         CustomerEvent,
         campaign_workflow_id,
     )
+    from lifecycle.stripe_shapes import ENDED_STATUSES
     from lifecycle.temporal import PLAN
     from workflows.plan_change import PlanChangeWorkflow
 
@@ -295,7 +296,7 @@ class BillingMixin:
                 await workflow.get_external_workflow_handle(b.pending_change_workflow).cancel()
             except FailureError as err:
                 workflow.logger.info("pending plan change %s not canceled (%s)", b.pending_change_workflow, err)
-        b.pending_plan = b.pending_interval = b.pending_change_workflow = None
+        b.clear_pending_change()
 
     async def _cancel(self, req: SubscriptionRequest) -> SubscriptionResult:
         b = self._billing
@@ -354,7 +355,7 @@ class BillingMixin:
             target = PAST_DUE
         elif status == "incomplete":
             target = PAST_DUE if stage in PAID_STAGES or stage == TRIALING else stage
-        elif status in ("canceled", "incomplete_expired"):
+        elif status in ENDED_STATUSES:
             target = CANCELED if stage in (*PAID_STAGES, PAST_DUE, TRIALING) else stage
         else:
             target = stage
@@ -385,7 +386,7 @@ class BillingMixin:
                     )
                 except ApplicationError as err:
                     workflow.logger.warning("customer details not imported from Stripe: %s", err)
-            if b.live and sub_id != b.stripe_subscription_id and d.get("status") in ("canceled", "incomplete_expired"):
+            if b.live and sub_id != b.stripe_subscription_id and d.get("status") in ENDED_STATUSES:
                 return  # an older subscription ended; the current one is unaffected
             b.stripe_subscription_id = sub_id
             b.status = d.get("status")
@@ -422,7 +423,7 @@ class BillingMixin:
         async with self._billing_lock:
             b = self._billing
             if event.data.get("workflow_id") == b.pending_change_workflow:
-                b.pending_plan = b.pending_interval = b.pending_change_workflow = None
+                b.clear_pending_change()
             workflow.logger.info("plan change %s dropped: %s", event.data.get("workflow_id"), event.data.get("reason"))
 
     async def _on_plan_changed(self, event: CustomerEvent) -> None:
@@ -430,7 +431,7 @@ class BillingMixin:
         async with self._billing_lock:
             b = self._billing
             if event.data.get("workflow_id") == b.pending_change_workflow:
-                b.pending_plan = b.pending_interval = b.pending_change_workflow = None
+                b.clear_pending_change()
             b.plan = event.data.get("plan") or b.plan
             b.interval = event.data.get("interval") or b.interval
             b.status = event.data.get("status") or b.status

@@ -84,21 +84,19 @@ async def process_and_hand_over(
     if status == "failed":
         WEBHOOK_FAILURES.labels(event_type, "mirror").inc()
     elif outcome.handover is not None:
+        reason = None
         if temporal is None:
             reason = "handover: no Temporal client (the API started without one)"
-            await asyncio.to_thread(mark_failed, factory, event_id, reason)
-            WEBHOOK_FAILURES.labels(event_type, "handover").inc()
-            log.error("stripe event %s (%s) failed: %s", event_id, event_type, reason)
-            status = "failed"
         else:
             try:
                 await hand_over(temporal, settings, outcome.handover)
             except Exception as exc:  # noqa: BLE001 - recorded, counted, replayable
                 reason = f"handover: {type(exc).__name__}: {exc}"
-                await asyncio.to_thread(mark_failed, factory, event_id, reason)
-                WEBHOOK_FAILURES.labels(event_type, "handover").inc()
-                log.error("stripe event %s (%s) failed: %s", event_id, event_type, reason)
-                status = "failed"
+        if reason is not None:
+            await asyncio.to_thread(mark_failed, factory, event_id, reason)
+            WEBHOOK_FAILURES.labels(event_type, "handover").inc()
+            log.error("stripe event %s (%s) failed: %s", event_id, event_type, reason)
+            status = "failed"
     WEBHOOK_EVENTS.labels(event_type, status).inc()
     if received is not None:
         PROCESSING_SECONDS.observe(time.monotonic() - received)

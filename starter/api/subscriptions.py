@@ -9,6 +9,7 @@ subscription.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
@@ -77,22 +78,7 @@ class SubscriptionView(BaseModel):
 
 
 def _view(customer_id: str, r: SubscriptionResult) -> SubscriptionView:
-    return SubscriptionView(
-        customer_id=customer_id,
-        outcome=r.outcome,
-        stripe_subscription_id=r.stripe_subscription_id,
-        status=r.status,
-        plan=r.plan,
-        interval=r.interval,
-        amount_cents=r.amount_cents,
-        current_period_end=r.current_period_end,
-        cancel_at_period_end=r.cancel_at_period_end,
-        latest_invoice_id=r.latest_invoice_id,
-        latest_invoice_status=r.latest_invoice_status,
-        pending_plan=r.pending_plan,
-        pending_interval=r.pending_interval,
-        reason=r.reason,
-    )
+    return SubscriptionView(customer_id=customer_id, **dataclasses.asdict(r))
 
 
 _STATUS_BY_TYPE = {
@@ -107,10 +93,15 @@ _STATUS_BY_TYPE = {
 }
 
 
-async def _update(client: TemporalDep, customer_id: str, req: SubscriptionRequest) -> SubscriptionResult:
+async def _update(
+    session: SessionDep, client: TemporalDep, customer_id: str, req: SubscriptionRequest
+) -> SubscriptionView:
+    """Run the request as the workflow's update; the answer, or the refusal as an HTTP error."""
+    get_customer_or_404(session, customer_id)
+    session.close()  # no connection held while the workflow calls Stripe
     handle = client.get_workflow_handle(customer_workflow_id(customer_id))
     try:
-        return await handle.execute_update(
+        result = await handle.execute_update(
             CustomerWorkflow.change_subscription,
             req,
             id=f"subscription:{req.request_id}",
@@ -133,6 +124,7 @@ async def _update(client: TemporalDep, customer_id: str, req: SubscriptionReques
         ) from None
     except RuntimeError as exc:  # lazy client could not connect
         raise HTTPException(503, f"Temporal is unreachable: {exc}", headers={"Retry-After": "5"}) from None
+    return _view(customer_id, result)
 
 
 @router.post("/{customer_id}/subscription", response_model=SubscriptionView, status_code=201)
@@ -141,8 +133,6 @@ async def subscribe(
 ) -> SubscriptionView:
     """Subscribe to a tier and interval (charges the first invoice), or undo a pending cancellation
     (and move to the tier and interval asked for, as a PATCH would)."""
-    get_customer_or_404(session, customer_id)
-    session.close()
     req = SubscriptionRequest(
         action="create",
         request_id=body.request_id or uuid.uuid4().hex,
@@ -150,7 +140,7 @@ async def subscribe(
         interval=body.interval,
         detail={"payment_method_id": body.payment_method_id} if body.payment_method_id else {},
     )
-    return _view(customer_id, await _update(client, customer_id, req))
+    return await _update(session, client, customer_id, req)
 
 
 @router.patch("/{customer_id}/subscription", response_model=SubscriptionView)
@@ -158,15 +148,10 @@ async def change(
     customer_id: str, body: ChangeBody, session: SessionDep, client: TemporalDep
 ) -> SubscriptionView:
     """Change tier or interval: an upgrade applies now (prorated), a downgrade at the period end."""
-    get_customer_or_404(session, customer_id)
-    session.close()
     req = SubscriptionRequest(
-        action="change",
-        request_id=body.request_id or uuid.uuid4().hex,
-        plan=body.plan,
-        interval=body.interval,
+        action="change", request_id=body.request_id or uuid.uuid4().hex, plan=body.plan, interval=body.interval
     )
-    return _view(customer_id, await _update(client, customer_id, req))
+    return await _update(session, client, customer_id, req)
 
 
 @router.delete("/{customer_id}/subscription", response_model=SubscriptionView)
@@ -178,10 +163,8 @@ async def cancel(
     request_id: Annotated[str | None, Query(pattern=REQUEST_ID)] = None,
 ) -> SubscriptionView:
     """Cancel at the end of the paid period (default), or now with ``?at_once=true``."""
-    get_customer_or_404(session, customer_id)
-    session.close()
     req = SubscriptionRequest(action="cancel", request_id=request_id or uuid.uuid4().hex, at_once=at_once)
-    return _view(customer_id, await _update(client, customer_id, req))
+    return await _update(session, client, customer_id, req)
 
 
 @router.get("/{customer_id}/subscription", response_model=SubscriptionView)
@@ -195,8 +178,7 @@ async def current(customer_id: str, session: SessionDep, response: Response) -> 
     )
     if row is None:
         raise HTTPException(404, f"customer {customer_id!r} has no subscription")
-    return SubscriptionView(
-        customer_id=customer_id,
+    mirrored = SubscriptionResult(
         outcome="mirror",
         stripe_subscription_id=row.stripe_subscription_id,
         status=row.status,
@@ -205,8 +187,5 @@ async def current(customer_id: str, session: SessionDep, response: Response) -> 
         amount_cents=row.amount_cents,
         current_period_end=row.current_period_end,
         cancel_at_period_end=row.cancel_at_period_end,
-        latest_invoice_id=None,
-        latest_invoice_status=None,
-        pending_plan=None,
-        pending_interval=None,
     )
+    return _view(customer_id, mirrored)
