@@ -37,7 +37,6 @@ from lifecycle.billing import (
     CatalogNotSynced,
     StripeNotConfigured,
     active_price,
-    insert_ignore,
     make_stripe_client,
     now_ts,
     plan_of,
@@ -66,7 +65,7 @@ from lifecycle.billing_messages import (
     StartSubscriptionInput,
     SubscriptionResult,
 )
-from lifecycle.db import session_scope
+from lifecycle.db import insert_ignore, session_scope
 from lifecycle.models import Customer, StripeObject
 from lifecycle.settings import Settings
 from lifecycle.stripe_shapes import (

@@ -27,14 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import stripe
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle import catalog
-from lifecycle.db import session_scope
+from lifecycle.db import insert_ignore, session_scope
 from lifecycle.messages import (
     ACTIVE,
     CANCELED,
@@ -548,14 +546,6 @@ def upsert_payment(session: Session, rec: PaymentRec) -> MirrorResult:
 # --- the event log --------------------------------------------------------------------------
 
 
-def insert_ignore(session: Session, model: type[Any], values: dict[str, Any]) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING (PostgreSQL or SQLite); False if the row was there."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    key = sa_inspect(model).primary_key[0]
-    stmt = insert(model).values(**values).on_conflict_do_nothing().returning(key)
-    return session.execute(stmt).scalar_one_or_none() is not None
-
-
 def record_event(session: Session, payload: dict[str, Any]) -> bool:
     """Store a verified webhook event once; False if its id was already recorded."""
     ev = parse_event(payload)
@@ -853,7 +843,6 @@ __all__ = [
     "active_price",
     "apply_event",
     "backfill",
-    "insert_ignore",
     "make_stripe_client",
     "plan_id_for",
     "process_event",

@@ -15,6 +15,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -134,3 +136,16 @@ def add_timeline_event(
         )
     )
     return True
+
+
+def dialect_insert(dialect_name: str) -> Any:
+    """The INSERT construct with ON CONFLICT for this database (PostgreSQL or SQLite)."""
+    return postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+
+
+def insert_ignore(session: Session, model: type[Any], values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; False if the row was already there."""
+    insert = dialect_insert(session.get_bind().dialect.name)
+    key = sa_inspect(model).primary_key[0]
+    stmt = insert(model).values(**values).on_conflict_do_nothing().returning(key)
+    return session.execute(stmt).scalar_one_or_none() is not None

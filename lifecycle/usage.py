@@ -32,11 +32,11 @@ from typing import IO, Any
 
 import orjson
 from sqlalchemy import Engine, and_, bindparam, delete, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle import catalog
+from lifecycle.db import dialect_insert
 from lifecycle.models import Customer, Subscription, UsageCounter, UsageEvent, UsageSignal
 from lifecycle.settings import Settings
 
@@ -428,7 +428,7 @@ class UsageService:
         self.skew = clock_skew
         bind = session_factory.kw.get("bind")
         self.dialect = bind.dialect.name if isinstance(bind, Engine) else "sqlite"
-        self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        self._insert = dialect_insert(self.dialect)
         self._check_upsert = self._build_check_upserts()
 
     @classmethod
