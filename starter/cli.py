@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from lifecycle.settings import SettingsError, load_settings
+from lifecycle.settings import settings_or_exit
 from starter.cli_email import campaigns_app, outbox_app, templates_app
 from starter.cli_stripe import app as stripe_app
 from starter.cli_usage import app as usage_app
@@ -32,14 +32,6 @@ app.add_typer(campaigns_app, name="campaigns")
 console = Console()
 
 
-def _settings():  # noqa: ANN202
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-
-
 @app.command()
 def dev(
     demo: Annotated[bool, typer.Option(help="compressed policy (a day lasts seconds) and sample customers")] = False,
@@ -48,7 +40,7 @@ def dev(
     """Run the whole local stack: Temporal dev server, worker, API. Ctrl-C stops everything."""
     from starter.dev import run_dev
 
-    raise typer.Exit(run_dev(_settings(), demo=demo, day_seconds=day_seconds))
+    raise typer.Exit(run_dev(settings_or_exit(), demo=demo, day_seconds=day_seconds))
 
 
 @app.command()
@@ -60,7 +52,7 @@ def worker() -> None:
     # the stripe SDK logs every request URL at INFO, customer emails in query strings included
     logging.getLogger("stripe").setLevel(logging.WARNING)
     try:
-        asyncio.run(run_worker(_settings()))
+        asyncio.run(run_worker(settings_or_exit()))
     except KeyboardInterrupt:
         pass
 
@@ -74,7 +66,7 @@ def api(
     """Run the HTTP API (OpenAPI docs at /docs)."""
     import uvicorn
 
-    _settings()
+    settings_or_exit()
     uvicorn.run(
         "starter.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
     )
@@ -85,7 +77,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] 
     """Apply migrations and seed the plan catalog."""
     from lifecycle.db import upgrade
 
-    settings = _settings()
+    settings = settings_or_exit()
     upgrade(settings.database_url, revision)
     console.print(f"database at {settings.database_url} is at {revision}")
 
@@ -99,7 +91,7 @@ def customer_show(customer_id: str) -> None:
     from lifecycle.models import Customer, EmailMessage, LifecycleEvent, Subscription
     from lifecycle.usage import UsageService
 
-    settings = _settings()
+    settings = settings_or_exit()
     engine = make_engine(settings.database_url)
     with make_session_factory(engine)() as session:
         customer = session.get(Customer, customer_id)

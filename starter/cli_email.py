@@ -38,7 +38,7 @@ from lifecycle.email_templates import (
 )
 from lifecycle.models import EmailMessage, TemplateVersion
 from lifecycle.policy import CampaignPolicy, Conversion, PolicyError, load_policy
-from lifecycle.settings import Settings, SettingsError, load_settings
+from lifecycle.settings import Settings, SettingsError, settings_or_exit
 
 templates_app = typer.Typer(
     help="Email templates: check, preview, send a test, publish without a deploy.",
@@ -55,13 +55,6 @@ err = Console(stderr=True)
 def _campaigns() -> None:
     """Campaign results per step and A/B variant."""  # a group even with one command
 
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
 
 
 def _policy(settings: Settings) -> CampaignPolicy:
@@ -105,7 +98,7 @@ def templates_check(
     ] = False,
 ) -> None:
     """Validate every template: syntax, layout blocks, declared variables, sample render, absolute links."""
-    settings = _settings()
+    settings = settings_or_exit()
     policy = _policy(settings)
     versions = []
     if published:
@@ -134,7 +127,7 @@ def templates_preview(
     if customer and sample:
         err.print("[red]--customer and --sample: choose one[/red]")
         raise typer.Exit(2)
-    settings = _settings()
+    settings = settings_or_exit()
     policy = _policy(settings)
     with _sessions(settings) as factory:
         service = EmailService(factory, OutboxProvider(), settings)  # renders only
@@ -187,7 +180,7 @@ def templates_send_test(
     if "@" not in to:
         err.print(f"[red]--to: {to!r} is not an email address[/red]")
         raise typer.Exit(2)
-    settings = _settings()
+    settings = settings_or_exit()
     policy = _policy(settings)
     try:
         provider = make_provider(settings)
@@ -215,7 +208,7 @@ def templates_publish(
     revert: Annotated[bool, typer.Option("--revert", help="withdraw published versions: the file is in force again")] = False,
 ) -> None:
     """Publish a new version to the database (it overrides the file, no deploy). Checked first."""
-    settings = _settings()
+    settings = settings_or_exit()
     with _sessions(settings) as factory:
         if revert:
             with session_scope(factory) as session:
@@ -246,7 +239,7 @@ def templates_publish(
 @templates_app.command("versions")
 def templates_versions(name: Annotated[str, typer.Argument(help="template name")]) -> None:
     """Every stored version of a template; the one in force is marked."""
-    settings = _settings()
+    settings = settings_or_exit()
     with _sessions(settings) as factory, session_scope(factory) as session:
         rows = list(session.scalars(
             select(TemplateVersion).where(TemplateVersion.name == name).order_by(TemplateVersion.version)
@@ -273,7 +266,7 @@ def outbox_list(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
 ) -> None:
     """The newest recorded emails (every provider; the outbox provider stores them only here)."""
-    settings = _settings()
+    settings = settings_or_exit()
     with _sessions(settings) as factory, session_scope(factory) as session:
         q = select(EmailMessage).order_by(EmailMessage.id.desc()).limit(limit)
         if customer:
@@ -300,7 +293,7 @@ def outbox_show(
     html: Annotated[bool, typer.Option("--html", help="print the HTML part too")] = False,
 ) -> None:
     """One email in full: headers, subject, text (and HTML)."""
-    settings = _settings()
+    settings = settings_or_exit()
     with _sessions(settings) as factory, session_scope(factory) as session:
         r = session.get(EmailMessage, message_id)
         if r is None:
@@ -331,7 +324,7 @@ def campaigns_results(
     step: Annotated[str | None, typer.Option(help="only this step")] = None,
 ) -> None:
     """Per step and variant: sent, delivered, opened, clicked, converted, and the lift over holdout."""
-    settings = _settings()
+    settings = settings_or_exit()
     policy = _policy(settings)
     conversion = policy.conversions.get(campaign, Conversion())
     with _sessions(settings) as factory, session_scope(factory) as session:

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lifecycle.settings import Settings, SettingsError, load_settings
+from lifecycle.settings import Settings, settings_or_exit
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -19,13 +19,6 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Stripe: catalog sync, mirror backfill, webhook events.", no_args_is_help=True)
 console = Console()
 
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
 
 
 @contextmanager
@@ -61,7 +54,7 @@ def sync() -> None:
 
     from lifecycle.billing import CatalogNotSynced, sync_catalog
 
-    settings = _settings()
+    settings = settings_or_exit()
     client = _stripe_client(settings)
     try:
         with _sessions(settings) as factory:
@@ -85,7 +78,7 @@ def backfill() -> None:
 
     from lifecycle.billing import backfill as run_backfill
 
-    settings = _settings()
+    settings = settings_or_exit()
     client = _stripe_client(settings)
     try:
         with _sessions(settings) as factory:
@@ -107,7 +100,7 @@ def events(
     """The last webhook events received, with their status (and the reason when they failed)."""
     from lifecycle.billing import recent_events
 
-    with _sessions(_settings()) as factory, factory() as session:
+    with _sessions(settings_or_exit()) as factory, factory() as session:
         rows = recent_events(session, failed_only=failed, limit=limit)
     table = Table(title="failed Stripe events" if failed else "Stripe events")
     for col in ("received (UTC)", "id", "type", "status", "attempts", "reason"):
@@ -125,7 +118,7 @@ def replay(event_id: str) -> None:
     from lifecycle.temporal import connect
     from starter.api.stripe_webhooks import process_and_hand_over
 
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def go(factory: sessionmaker[Session]) -> str:
         temporal = await connect(settings)

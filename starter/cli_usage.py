@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lifecycle.db import make_engine, make_session_factory
-from lifecycle.settings import Settings, SettingsError, load_settings
+from lifecycle.settings import Settings, settings_or_exit
 from lifecycle.usage import UsageError, UsageService, number
 
 if TYPE_CHECKING:
@@ -22,13 +22,6 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Usage metering: reconcile counters, export raw events, re-send signals.",
                   no_args_is_help=True)
 
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
 
 
 @contextlib.contextmanager
@@ -49,7 +42,7 @@ def reconcile(
 
     Exits 1 when drift is found and not fixed, so a scheduled run can alert.
     """
-    with _service(_settings()) as svc:
+    with _service(settings_or_exit()) as svc:
         drifts = svc.reconcile(fix=fix, customer_id=customer)
     if not drifts:
         typer.echo("no drift: every counter equals the sum of its raw events")
@@ -74,7 +67,7 @@ def export(
     out: Annotated[Path | None, typer.Option(help="CSV file to write (default: stdout)")] = None,
 ) -> None:
     """Write a customer's raw usage events of one billing period as CSV (for billing disputes)."""
-    with _service(_settings()) as svc:
+    with _service(settings_or_exit()) as svc:
         try:
             p = svc.resolve_period(customer, period)
         except UsageError as err:
@@ -95,7 +88,7 @@ def resend() -> None:
 
     The API does the same every LIFECYCLE_USAGE_RESEND_INTERVAL_SECONDS.
     """
-    settings = _settings()
+    settings = settings_or_exit()
     with _service(settings) as svc:
         report = asyncio.run(_resend(settings, svc))
     for e in report.errors:

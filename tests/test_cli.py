@@ -70,4 +70,4 @@ def test_invalid_setting_fails_at_start_naming_the_variable(settings: Settings) 
     env = {**os.environ, "LIFECYCLE_TEMPORAL_ADDRESS": "nowhere"}
     result = subprocess.run([CLI, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "LIFECYCLE_TEMPORAL_ADDRESS" in result.stdout
+    assert "LIFECYCLE_TEMPORAL_ADDRESS" in result.stderr  # errors go to stderr
