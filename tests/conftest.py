@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -22,6 +21,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from lifecycle.db import make_engine, make_session_factory, upgrade
+from lifecycle.localstripe import free_port  # noqa: F401  (tests import it from here)
 from lifecycle.settings import Settings
 from lifecycle.temporal import (
     SEARCH_ATTRIBUTES,
@@ -33,12 +33,6 @@ from tests.helpers import eventually
 
 PG_ADMIN_URL = os.environ.get("LIFECYCLE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------
