@@ -54,8 +54,7 @@ STANDARD_VARS: dict[str, str] = {
     "is_test": "true for `lifecycle templates send-test`",
     "plan": "the customer's plan: code, name, price (e.g. $19)",
     "sender_postal_address": "same as postal_address",
-    "render_mode": "html or text (the layout uses it; `part` is the same)",
-    "part": "same as render_mode",
+    "render_mode": "html or text (the layout uses it)",
 }
 
 SAMPLE_PLAN: dict[str, Any] = {"code": "starter", "name": "Starter", "price": "$19"}
@@ -261,14 +260,14 @@ class TemplateSet:
             for block in REQUIRED_BLOCKS:
                 if block not in text_t.blocks:
                     raise TemplateRenderError(f"{name}: block {block!r} is missing")
-            text_ctx = dict(variables, render_mode="text", part="text")
+            text_ctx = dict(variables, render_mode="text")
             subject = _collapse("".join(text_t.blocks["subject"](text_t.new_context(text_ctx))))
             preheader = ""
             if "preheader" in text_t.blocks:
                 preheader = _collapse(
                     "".join(text_t.blocks["preheader"](text_t.new_context(text_ctx)))
                 )
-            html_out = html_t.render(dict(variables, render_mode="html", part="html"))
+            html_out = html_t.render(dict(variables, render_mode="html"))
             text_out = text_t.render(text_ctx)
         except TemplateNotFound as exc:
             raise TemplateRenderError(f"template {exc.name!r} not found in {self.directory}") from None
