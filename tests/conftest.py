@@ -31,6 +31,9 @@ from lifecycle.temporal import (
 )
 from tests.helpers import eventually
 
+# fixtures of the usage and Stripe tests, loaded early so their asserts are rewritten too
+pytest_plugins = ["tests.usage_support", "tests.stripe_fixtures"]
+
 PG_ADMIN_URL = os.environ.get("LIFECYCLE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -1,4 +1,4 @@
-"""Fixtures for the Stripe tests (loaded with ``pytest_plugins = ["tests.stripe_fixtures"]``).
+"""Fixtures for the Stripe tests (registered in tests/conftest.py with ``pytest_plugins``).
 
 One localstripe per test session on a free port, its state in memory only (the launcher
 in lifecycle.localstripe keeps it away from the shared /tmp/localstripe.pickle). Tests

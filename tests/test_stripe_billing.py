@@ -33,8 +33,6 @@ from tests.stripe_support import (
     subscribed,
 )
 
-pytest_plugins = ["tests.stripe_fixtures"]
-
 
 def _stripe_plans(client: stripe.StripeClient) -> dict[str, bool]:
     out = {}

@@ -12,8 +12,6 @@ from lifecycle.models import PlanPrice
 from starter.cli import app
 from tests.stripe_support import make_event
 
-pytest_plugins = ["tests.stripe_fixtures"]
-
 
 def run(env: dict[str, str], *args: str) -> tuple[int, str]:
     r = CliRunner().invoke(app, ["stripe", *args], env=env)

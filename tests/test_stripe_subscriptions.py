@@ -32,8 +32,6 @@ from tests.stripe_support import add_card, new_customer_id, signed_event, signed
 from worker import WORKFLOWS, build_activities, build_worker
 from workflows.customer import CustomerWorkflow
 
-pytest_plugins = ["tests.stripe_fixtures"]
-
 AUTH = {"Authorization": "Bearer test-key"}
 
 

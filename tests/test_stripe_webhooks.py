@@ -35,8 +35,6 @@ from tests.stripe_support import (
 from worker import build_worker
 from workflows.customer import CustomerWorkflow
 
-pytest_plugins = ["tests.stripe_fixtures"]
-
 
 @pytest.fixture
 async def api(stripe_settings, client) -> AsyncIterator[httpx.AsyncClient]:

@@ -13,8 +13,6 @@ from sqlalchemy import func, select
 from lifecycle.models import UsageCounter, UsageEvent
 from tests.usage_support import Db, usage_app
 
-pytest_plugins = ["tests.usage_support"]  # usage_db, usage_app
-
 UTC = dt.UTC
 
 

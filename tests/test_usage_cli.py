@@ -15,8 +15,6 @@ from lifecycle.usage import UsageService
 from starter.cli import app
 from tests.usage_support import Db
 
-pytest_plugins = ["tests.usage_support"]  # usage_db, usage_app
-
 
 def run(db: Db, *args: str) -> tuple[int, str, str]:
     r = CliRunner().invoke(app, ["usage", *args], env={"LIFECYCLE_DATABASE_URL": db.url})

@@ -16,8 +16,6 @@ from lifecycle.usage_client import (
 from tests.conftest import free_port
 from tests.usage_support import Db, serve, usage_app
 
-pytest_plugins = ["tests.usage_support"]  # usage_db, usage_app
-
 
 def product_app(engine_app: FastAPI, *, fail_open: bool = False, base_url: str = "http://engine") -> FastAPI:
     """A customer's product with metered routes, wired to the engine's usage API in-process."""

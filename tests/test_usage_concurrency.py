@@ -15,8 +15,6 @@ from lifecycle.models import UsageCounter, UsageEvent, UsageSignal
 from lifecycle.usage import UsageService
 from tests.usage_support import Db, serve, usage_app
 
-pytest_plugins = ["tests.usage_support"]  # usage_db, usage_app
-
 pytestmark = pytest.mark.parametrize("usage_db", ["postgresql"], indirect=True)
 
 

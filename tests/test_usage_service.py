@@ -20,8 +20,6 @@ from lifecycle.usage import (
 )
 from tests.usage_support import Db
 
-pytest_plugins = ["tests.usage_support"]  # usage_db, usage_app
-
 UTC = dt.UTC
 
 
