@@ -56,6 +56,16 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
+def database(url: str) -> Iterator[sessionmaker[Session]]:
+    """A session factory for a short-lived process (a CLI command); the engine is disposed after."""
+    engine = make_engine(url)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error."""
     session = factory()
@@ -79,12 +89,8 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply migrations, then seed the plan catalog."""
     command.upgrade(alembic_config(url), revision)
-    engine = make_engine(url)
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            seed_catalog(session)
-    finally:
-        engine.dispose()
+    with database(url) as sessions, session_scope(sessions) as session:
+        seed_catalog(session)
 
 
 def seed_catalog(session: Session) -> None:

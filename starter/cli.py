@@ -86,14 +86,13 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] 
 def customer_show(customer_id: str) -> None:
     """A customer's stage, subscription, usage this period, timeline (with every email held
     back and why), emails sent, and the link to its workflow in the Web UI."""
-    from lifecycle.db import make_engine, make_session_factory
+    from lifecycle.db import database
     from lifecycle.messages import customer_workflow_id
     from lifecycle.models import Customer, EmailMessage, LifecycleEvent, Subscription
     from lifecycle.usage import UsageService
 
     settings = settings_or_exit()
-    engine = make_engine(settings.database_url)
-    with make_session_factory(engine)() as session:
+    with database(settings.database_url) as sessions, sessions() as session:
         customer = session.get(Customer, customer_id)
         if customer is None:
             console.print(f"[red]unknown customer {customer_id!r}[/red]")
@@ -121,7 +120,7 @@ def customer_show(customer_id: str) -> None:
                 f"{sub.status}, period ends {ends}{cancel}  ({sub.stripe_subscription_id})"
             )
 
-        ent = UsageService(make_session_factory(engine)).entitlements(customer_id)
+        ent = UsageService(sessions).entitlements(customer_id)
         usage = Table(title=f"usage {ent['period']['start'][:10]} → {ent['period']['end'][:10]}")
         for col in ("metric", "used", "limit", "kind", "remaining"):
             usage.add_column(col)
@@ -158,7 +157,6 @@ def customer_show(customer_id: str) -> None:
                 msg.status,
             )
         console.print(emails)
-    engine.dispose()
 
 
 def main() -> None:

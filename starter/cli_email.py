@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import webbrowser
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from lifecycle.db import make_engine, make_session_factory, session_scope
+from lifecycle.db import database, session_scope
 from lifecycle.email_providers import OutboxProvider, make_provider
 from lifecycle.email_results import campaign_results
 from lifecycle.email_service import EmailRejected, EmailRetryLater, EmailService
@@ -65,15 +63,6 @@ def _policy(settings: Settings) -> CampaignPolicy:
         raise typer.Exit(2) from None
 
 
-@contextmanager
-def _sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(settings.database_url)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        engine.dispose()
-
-
 def _email_dir(settings: Settings) -> Path:
     return settings.templates_dir / "email"
 
@@ -102,7 +91,7 @@ def templates_check(
     policy = _policy(settings)
     versions = []
     if published:
-        with _sessions(settings) as factory:
+        with database(settings.database_url) as factory:
             versions = _published_or_none(factory)
     templates = TemplateSet(_email_dir(settings), versions)
     problems = check_templates(templates, policy)
@@ -129,7 +118,7 @@ def templates_preview(
         raise typer.Exit(2)
     settings = settings_or_exit()
     policy = _policy(settings)
-    with _sessions(settings) as factory:
+    with database(settings.database_url) as factory:
         service = EmailService(factory, OutboxProvider(), settings)  # renders only
         try:
             with session_scope(factory) as session:
@@ -187,7 +176,7 @@ def templates_send_test(
     except SettingsError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    with _sessions(settings) as factory:
+    with database(settings.database_url) as factory:
         service = EmailService(factory, provider, settings)
         try:
             result = asyncio.run(service.send_test(name, to, customer_id=customer, policy=policy))
@@ -209,7 +198,7 @@ def templates_publish(
 ) -> None:
     """Publish a new version to the database (it overrides the file, no deploy). Checked first."""
     settings = settings_or_exit()
-    with _sessions(settings) as factory:
+    with database(settings.database_url) as factory:
         if revert:
             with session_scope(factory) as session:
                 n = unpublish(session, name)
@@ -240,7 +229,7 @@ def templates_publish(
 def templates_versions(name: Annotated[str, typer.Argument(help="template name")]) -> None:
     """Every stored version of a template; the one in force is marked."""
     settings = settings_or_exit()
-    with _sessions(settings) as factory, session_scope(factory) as session:
+    with database(settings.database_url) as factory, session_scope(factory) as session:
         rows = list(session.scalars(
             select(TemplateVersion).where(TemplateVersion.name == name).order_by(TemplateVersion.version)
         ))
@@ -267,7 +256,7 @@ def outbox_list(
 ) -> None:
     """The newest recorded emails (every provider; the outbox provider stores them only here)."""
     settings = settings_or_exit()
-    with _sessions(settings) as factory, session_scope(factory) as session:
+    with database(settings.database_url) as factory, session_scope(factory) as session:
         q = select(EmailMessage).order_by(EmailMessage.id.desc()).limit(limit)
         if customer:
             q = q.where(EmailMessage.customer_id == customer)
@@ -294,7 +283,7 @@ def outbox_show(
 ) -> None:
     """One email in full: headers, subject, text (and HTML)."""
     settings = settings_or_exit()
-    with _sessions(settings) as factory, session_scope(factory) as session:
+    with database(settings.database_url) as factory, session_scope(factory) as session:
         r = session.get(EmailMessage, message_id)
         if r is None:
             err.print(f"[red]no message {message_id}[/red]")
@@ -327,7 +316,7 @@ def campaigns_results(
     settings = settings_or_exit()
     policy = _policy(settings)
     conversion = policy.conversions.get(campaign, Conversion())
-    with _sessions(settings) as factory, session_scope(factory) as session:
+    with database(settings.database_url) as factory, session_scope(factory) as session:
         results = campaign_results(
             session, campaign, conversion, day_seconds=policy.day_seconds, step=step
         )

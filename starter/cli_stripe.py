@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from lifecycle.db import database
 from lifecycle.settings import Settings, settings_or_exit
 
 if TYPE_CHECKING:
@@ -19,18 +18,6 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Stripe: catalog sync, mirror backfill, webhook events.", no_args_is_help=True)
 console = Console()
 
-
-
-@contextmanager
-def _sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    """A session factory on the configured database, its engine disposed afterwards."""
-    from lifecycle.db import make_engine, make_session_factory
-
-    engine = make_engine(settings.database_url)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        engine.dispose()
 
 
 def _stripe_client(settings: Settings):  # noqa: ANN202
@@ -57,7 +44,7 @@ def sync() -> None:
     settings = settings_or_exit()
     client = _stripe_client(settings)
     try:
-        with _sessions(settings) as factory:
+        with database(settings.database_url) as factory:
             report = sync_catalog(client, factory)
     except (stripe.StripeError, CatalogNotSynced) as exc:
         console.print(f"[red]sync failed: {exc}[/red]")
@@ -81,7 +68,7 @@ def backfill() -> None:
     settings = settings_or_exit()
     client = _stripe_client(settings)
     try:
-        with _sessions(settings) as factory:
+        with database(settings.database_url) as factory:
             report = run_backfill(client, factory)
     except stripe.StripeError as exc:
         console.print(f"[red]backfill failed: {exc}[/red]")
@@ -100,7 +87,7 @@ def events(
     """The last webhook events received, with their status (and the reason when they failed)."""
     from lifecycle.billing import recent_events
 
-    with _sessions(settings_or_exit()) as factory, factory() as session:
+    with database(settings_or_exit().database_url) as factory, factory() as session:
         rows = recent_events(session, failed_only=failed, limit=limit)
     table = Table(title="failed Stripe events" if failed else "Stripe events")
     for col in ("received (UTC)", "id", "type", "status", "attempts", "reason"):
@@ -124,7 +111,7 @@ def replay(event_id: str) -> None:
         temporal = await connect(settings)
         return await process_and_hand_over(factory, temporal, settings, event_id, "replay")
 
-    with _sessions(settings) as factory:
+    with database(settings.database_url) as factory:
         status = asyncio.run(go(factory))
     color = "green" if status in ("processed", "ignored") else "red"
     console.print(f"[{color}]{event_id}: {status}[/{color}]")

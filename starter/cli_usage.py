@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lifecycle.db import make_engine, make_session_factory
+from lifecycle.db import database
 from lifecycle.settings import Settings, settings_or_exit
 from lifecycle.usage import UsageError, UsageService, number
 
@@ -26,11 +26,8 @@ app = typer.Typer(help="Usage metering: reconcile counters, export raw events, r
 
 @contextlib.contextmanager
 def _service(settings: Settings) -> Iterator[UsageService]:
-    engine = make_engine(settings.database_url)
-    try:
-        yield UsageService.from_settings(make_session_factory(engine), settings)
-    finally:
-        engine.dispose()
+    with database(settings.database_url) as sessions:
+        yield UsageService.from_settings(sessions, settings)
 
 
 @app.command()
