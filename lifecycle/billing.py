@@ -51,6 +51,7 @@ from lifecycle.models import (
     SubscriptionChange,
 )
 from lifecycle.settings import Settings
+from lifecycle.signal_outbox import backoff, enqueue
 from lifecycle.stripe_shapes import (
     ENDED_STATUSES,
     EventRec,
@@ -732,8 +733,16 @@ def apply_event(session: Session, ev: EventRec) -> tuple[str, Handover | None]:
     return "ignored", None
 
 
-def process_event(factory: sessionmaker[Session], event_id: str) -> ProcessOutcome:
+PENDING_STATUSES = ("received", "failed")  # recorded, not (yet) applied: the sweeper's work
+
+
+def process_event(factory: sessionmaker[Session], event_id: str, *, force: bool = False) -> ProcessOutcome:
     """Apply a recorded event to the mirror and mark it; never raises for bad events.
+
+    What the customer's workflow must hear is queued in the signal outbox in the same
+    transaction (``lifecycle.signal_outbox``), so a hand-over is never lost once the event
+    is marked processed. An event already processed is left alone unless ``force``
+    (``lifecycle stripe replay``): a redelivery and the sweeper may race, it applies once.
 
     Events about one object often arrive together (invoice.created and
     invoice.payment_succeeded in the same second) and are processed concurrently: when
@@ -741,7 +750,7 @@ def process_event(factory: sessionmaker[Session], event_id: str) -> ProcessOutco
     """
     for attempt in range(3):
         try:
-            return _process_once(factory, event_id)
+            return _process_once(factory, event_id, force=force)
         except IntegrityError as exc:
             if attempt == 2:
                 return _failed(factory, event_id, exc)
@@ -751,16 +760,21 @@ def process_event(factory: sessionmaker[Session], event_id: str) -> ProcessOutco
     raise AssertionError("unreachable")
 
 
-def _process_once(factory: sessionmaker[Session], event_id: str) -> ProcessOutcome:
+def _process_once(factory: sessionmaker[Session], event_id: str, *, force: bool) -> ProcessOutcome:
     with session_scope(factory) as session:
-        row = session.get(StripeEvent, event_id)
+        row = session.get(StripeEvent, event_id, with_for_update=True)
         if row is None:
             return ProcessOutcome(event_id, "missing", error="no such event recorded")
+        if row.status not in PENDING_STATUSES and not force:
+            return ProcessOutcome(event_id, "already")
         ev = parse_event(row.payload)
         status, handover = apply_event(session, ev)
+        if handover is not None:
+            enqueue(session, handover.customer_id, handover.event, start_plan=handover.plan, origin="stripe")
         row.status = status
         row.error = None
         row.attempts += 1
+        row.next_attempt_at = None
         row.processed_at = dt.datetime.now(dt.UTC)
         if status == "ignored":
             log.info("stripe event %s (%s) not used by the engine; acknowledged", ev.id, ev.type)
@@ -775,19 +789,61 @@ def _failed(factory: sessionmaker[Session], event_id: str, exc: Exception) -> Pr
 
 
 def mark_failed(factory: sessionmaker[Session], event_id: str, reason: str) -> None:
+    """Record why the event could not be applied; the sweeper tries again after a back-off."""
+    now = dt.datetime.now(dt.UTC)
     with session_scope(factory) as session:
         row = session.get(StripeEvent, event_id)
         if row is not None:
             row.status = "failed"
             row.error = reason[:2000]
             row.attempts += 1
-            row.processed_at = dt.datetime.now(dt.UTC)
+            row.processed_at = now
+            row.next_attempt_at = now + backoff(row.attempts)
 
 
-def recent_events(session: Session, *, failed_only: bool = False, limit: int = 20) -> list[StripeEvent]:
+def event_status(factory: sessionmaker[Session], event_id: str) -> str | None:
+    with factory() as session:
+        return session.scalar(select(StripeEvent.status).where(StripeEvent.id == event_id))
+
+
+def claim_stuck(
+    factory: sessionmaker[Session], *, older_than: dt.timedelta, limit: int = 100,
+    now: dt.datetime | None = None,
+) -> list[tuple[str, str, int]]:
+    """Events received or failed more than ``older_than`` ago whose retry time has come:
+    ``(id, type, attempts)``, each leased until its next back-off (two sweepers, on two
+    replicas, never take the same one)."""
+    now = now or dt.datetime.now(dt.UTC)
+    with session_scope(factory) as session:
+        stmt = (
+            select(StripeEvent)
+            .where(
+                StripeEvent.status.in_(PENDING_STATUSES),
+                StripeEvent.received_at <= now - older_than,
+                (StripeEvent.next_attempt_at.is_(None)) | (StripeEvent.next_attempt_at <= now),
+            )
+            .order_by(StripeEvent.created, StripeEvent.received_at)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = list(session.scalars(stmt))
+        for row in rows:
+            row.next_attempt_at = now + backoff(row.attempts + 1)
+        return [(r.id, r.type, r.attempts) for r in rows]
+
+
+def recent_events(
+    session: Session, *, failed_only: bool = False, stuck_after: dt.timedelta | None = None, limit: int = 20
+) -> list[StripeEvent]:
+    """The event log, newest first; ``stuck_after``: only events received or failed and
+    still unapplied that long after receipt."""
     stmt = select(StripeEvent).order_by(StripeEvent.received_at.desc(), StripeEvent.created.desc())
     if failed_only:
         stmt = stmt.where(StripeEvent.status == "failed")
+    if stuck_after is not None:
+        cutoff = dt.datetime.now(dt.UTC) - stuck_after
+        stmt = stmt.where(StripeEvent.status.in_(PENDING_STATUSES), StripeEvent.received_at <= cutoff)
     return list(session.scalars(stmt.limit(limit)))
 
 

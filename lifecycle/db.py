@@ -126,12 +126,12 @@ def add_timeline_event(
 
     Returns False when an entry with this key is already there. The caller commits.
     """
-    key = key[:255]  # the column's length: look up what is stored
-    if session.scalar(select(LifecycleEvent.id).where(LifecycleEvent.event_key == key)) is not None:
-        return False
-    session.add(
-        LifecycleEvent(
-            event_key=key,
+    # INSERT ... ON CONFLICT DO NOTHING: two requests racing on one key record it once
+    return insert_ignore(
+        session,
+        LifecycleEvent,
+        dict(
+            event_key=key[:255],  # the column's length
             customer_id=customer_id,
             kind=kind,
             from_stage=from_stage,
@@ -139,9 +139,9 @@ def add_timeline_event(
             campaign=campaign or None,
             detail=detail,
             occurred_at=at,
-        )
+            recorded_at=dt.datetime.now(dt.UTC),
+        ),
     )
-    return True
 
 
 def dialect_insert(dialect_name: str) -> Any:

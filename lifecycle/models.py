@@ -216,6 +216,8 @@ class StripeEvent(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[dt.datetime | None]
+    # the sweeper's back-off for received / failed events (None: due now)
+    next_attempt_at: Mapped[dt.datetime | None]
 
 
 class StripeObject(Base):
@@ -293,6 +295,32 @@ class UsageSignal(Base):
     plan_code: Mapped[str] = mapped_column(String(32))
     crossed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     signalled_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class SignalOutbox(Base):
+    """Outbox of events for customer workflows (signup, activation, Stripe hand-overs, ...).
+
+    A route or the Stripe intake writes its facts and the event here in one transaction,
+    commits, then delivers; whatever is not delivered (Temporal down, the process killed)
+    is delivered by the relay with back-off. ``event_id`` is the workflow's de-duplication
+    id, unique here too, so a repeated request queues nothing twice.
+    """
+
+    __tablename__ = "signal_outbox"
+    __table_args__ = (Index("ix_signal_outbox_pending", "delivered_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column()
+    # set: signal-with-start, a new entity on this plan ({"plan": ..., "origin": ...})
+    start: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[dt.datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     temporal_tls_ca: Path | None = Field(default=None, description="server CA (PEM), if not a public CA")
     temporal_api_key: str | None = Field(default=None, description="API key (Temporal Cloud)")
     temporal_ui_url: str = Field(default="http://127.0.0.1:8233", description="Web UI base URL for links")
+    temporal_deadline_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="how long an API request waits for Temporal before it "
+        "answers without it (an event stays queued and is delivered later)",
+    )
+    signal_relay_interval_seconds: float = Field(
+        default=2.0, ge=0, description="how often the API delivers queued workflow events "
+        "Temporal did not take at once (0: never; `lifecycle signals deliver` does it by hand)",
+    )
 
     # --- HTTP API ------------------------------------------------------------------------
     api_keys: Annotated[list[str], NoDecode] = Field(
@@ -158,6 +166,14 @@ class Settings(BaseSettings):
     stripe_localstripe_compat: bool = Field(
         default=False,
         description="leave out parameters localstripe answers 500 to (proration_behavior, discounts)",
+    )
+    stripe_sweep_interval_seconds: float = Field(
+        default=5.0, ge=0, description="how often the API processes Stripe events left received "
+        "or failed (a crash after the 200, a bug since fixed); 0: never",
+    )
+    stripe_stuck_after_seconds: float = Field(
+        default=30.0, gt=0, description="a Stripe event still unprocessed this long after receipt "
+        "is stuck: swept, logged and counted",
     )
     localstripe_port: int = Field(default=8420, description="port of localstripe in `lifecycle dev`")
 

@@ -82,21 +82,29 @@ def backfill() -> None:
 @app.command()
 def events(
     failed: Annotated[bool, typer.Option("--failed", help="only events whose processing failed")] = False,
+    stuck: Annotated[
+        bool, typer.Option("--stuck", help="only events still unapplied (received or failed) past the stuck threshold")
+    ] = False,
     limit: Annotated[int, typer.Option(help="how many, newest first")] = 20,
 ) -> None:
     """The last webhook events received, with their status (and the reason when they failed)."""
+    import datetime as dt
+
     from lifecycle.billing import recent_events
 
-    with database(settings_or_exit().database_url) as factory, factory() as session:
-        rows = recent_events(session, failed_only=failed, limit=limit)
-    table = Table(title="failed Stripe events" if failed else "Stripe events")
+    settings = settings_or_exit()
+    stuck_after = dt.timedelta(seconds=settings.stripe_stuck_after_seconds) if stuck else None
+    with database(settings.database_url) as factory, factory() as session:
+        rows = recent_events(session, failed_only=failed, stuck_after=stuck_after, limit=limit)
+    title = "stuck Stripe events" if stuck else "failed Stripe events" if failed else "Stripe events"
+    table = Table(title=title)
     for col in ("received (UTC)", "id", "type", "status", "attempts", "reason"):
         table.add_column(col)
     for r in rows:
         table.add_row(f"{r.received_at:%Y-%m-%d %H:%M:%S}", r.id, r.type, r.status, str(r.attempts), r.error or "")
     console.print(table)
     if not rows:
-        console.print("no failed events" if failed else "no events recorded yet")
+        console.print("no stuck events" if stuck else "no failed events" if failed else "no events recorded yet")
 
 
 @app.command()
@@ -109,7 +117,7 @@ def replay(event_id: str) -> None:
 
     async def go(factory: sessionmaker[Session]) -> str:
         temporal = await connect(settings)
-        return await process_and_hand_over(factory, temporal, settings, event_id, "replay")
+        return await process_and_hand_over(factory, temporal, settings, event_id, "replay", force=True)
 
     with database(settings.database_url) as factory:
         status = asyncio.run(go(factory))

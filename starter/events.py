@@ -40,6 +40,7 @@ async def signal_customer(
     start: CustomerWorkflowInput | None = None,
     *,
     task_queue: str | None = None,
+    rpc_timeout: timedelta = RPC_TIMEOUT,
 ) -> None:
     """Signal ``customer-{id}``; with ``start`` (and ``task_queue``), signal-with-start."""
     workflow_id = customer_workflow_id(customer_id)
@@ -48,7 +49,7 @@ async def signal_customer(
     try:
         if start is None:
             await client.get_workflow_handle(workflow_id).signal(
-                CustomerWorkflow.event, event, rpc_timeout=RPC_TIMEOUT
+                CustomerWorkflow.event, event, rpc_timeout=rpc_timeout
             )
             return
         await client.start_workflow(
@@ -62,7 +63,7 @@ async def signal_customer(
             search_attributes=customer_search_attributes(
                 customer_id, start.plan, start.state.stage if start.state else TRIALING
             ),
-            rpc_timeout=RPC_TIMEOUT,
+            rpc_timeout=rpc_timeout,
         )
     except RPCError as exc:
         raise TemporalUnavailable(f"Temporal refused or could not take the event: {exc.message}") from exc

@@ -13,23 +13,16 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from lifecycle.messages import CustomerEvent
 from lifecycle.usage import Crossing, UsageService, crossing_event_data
 from starter.events import signal_customer  # the one way to signal a customer
+from starter.signal_relay import DeliveryReport, run_every
 
 log = logging.getLogger(__name__)
 
 USAGE_THRESHOLD = "usage_threshold"
-
-
-@dataclass
-class DeliveryReport:
-    sent: int = 0
-    failed: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 def crossing_event(c: Crossing) -> CustomerEvent:
@@ -74,20 +67,11 @@ async def resend_pending(
         if not pending:
             return total
         report = await deliver(client, service, pending)
-        total.sent += report.sent
-        total.failed += report.failed
-        total.errors += report.errors
+        total.add(report)
         if report.sent == 0:  # all failed and backed off; try again on the next round
             return total
 
 
 async def resend_loop(get_client: Any, service: UsageService, interval: float) -> None:
     """Forever: re-send unsignalled crossings every ``interval`` seconds."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await resend_pending(get_client(), service)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the loop must outlive a database hiccup
-            log.exception("usage signal resend round failed")
+    await run_every(interval, lambda: resend_pending(get_client(), service), "usage signal resend")

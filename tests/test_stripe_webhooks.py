@@ -150,7 +150,9 @@ async def test_a_failed_event_is_listed_and_replayable(api, session_factory, str
     assert 'lifecycle_stripe_webhook_failures_total{stage="mirror",type="customer.subscription.updated"}' in (
         await api.get("/metrics")
     ).text
-    status = await process_and_hand_over(session_factory, client, stripe_settings, event["id"], "replay")
+    status = await process_and_hand_over(
+        session_factory, client, stripe_settings, event["id"], "replay", force=True
+    )
     assert status == "failed"
     with session_factory() as s:
         assert s.get(StripeEvent, event["id"]).attempts == 2

@@ -1,17 +1,24 @@
 """The HTTP API (FastAPI). OpenAPI docs at /docs.
 
 The database engine and the Temporal client are built once in the lifespan and kept
-on ``app.state``; routes reach them through the dependencies in ``deps.py``.
+on ``app.state``; routes reach them through the dependencies in ``deps.py``. The lifespan
+also runs the background rounds that make every acknowledged event count: the signal
+outbox relay and the Stripe event sweeper (the usage-signal resend lives with the usage
+routes). Each is safe with many API replicas running it at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
 from lifecycle.db import make_engine, make_session_factory
@@ -19,6 +26,7 @@ from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect
 from starter.api import customers, email, events, metrics, stripe_webhooks, subscriptions, usage
 from starter.api.deps import require_api_key
+from starter.signal_relay import relay_round, run_every
 
 
 def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
@@ -32,9 +40,28 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         app.state.session_factory = make_session_factory(engine)
         # Lazy: the API starts (and answers 503 on writes) while Temporal is down.
         app.state.temporal = temporal or await connect(settings, lazy=True)
+        factory = app.state.session_factory
+        tasks = []
+        if settings.signal_relay_interval_seconds > 0:
+            tasks.append(asyncio.create_task(run_every(
+                settings.signal_relay_interval_seconds,
+                lambda: relay_round(app.state.temporal, settings, factory),
+                "signal outbox relay",
+            ), name="signal-outbox-relay"))
+        if settings.stripe_sweep_interval_seconds > 0:
+            tasks.append(asyncio.create_task(run_every(
+                settings.stripe_sweep_interval_seconds,
+                lambda: stripe_webhooks.sweep_round(factory, app.state.temporal, settings),
+                "stripe event sweep",
+            ), name="stripe-event-sweep"))
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             engine.dispose()
 
     app = FastAPI(
@@ -56,14 +83,22 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:
         checks: dict[str, str] = {}
-        try:
+
+        def ping_database() -> None:
             with app.state.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
+
+        deadline = settings.temporal_deadline_seconds
+        try:
+            await asyncio.wait_for(run_in_threadpool(ping_database), timeout=deadline)
             checks["database"] = "ok"
         except Exception as exc:  # report, don't crash the probe
             checks["database"] = f"error: {exc.__class__.__name__}"
         try:
-            await app.state.temporal.service_client.check_health()
+            await asyncio.wait_for(
+                app.state.temporal.service_client.check_health(timeout=timedelta(seconds=deadline)),
+                timeout=deadline,
+            )
             checks["temporal"] = "ok"
         except Exception as exc:
             checks["temporal"] = f"error: {exc.__class__.__name__}"

@@ -1,20 +1,27 @@
-"""GET /v1/customers/{id}: where a customer is in the lifecycle, and what happens next."""
+"""GET /v1/customers/{id}: where a customer is in the lifecycle, and what happens next.
+
+The database answers first (in a worker thread); Temporal is asked within the deadline
+(``LIFECYCLE_TEMPORAL_DEADLINE_SECONDS``), and when it cannot answer the view says
+``live: false`` and shows what the database knows.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from lifecycle.messages import CampaignStatus, CustomerState, customer_workflow_id
 from lifecycle.models import Customer
 from lifecycle.settings import Settings
-from starter.api.deps import SessionDep, SettingsDep, TemporalDep
+from starter.api.deps import SessionsDep, SettingsDep, TemporalDep
 from workflows.customer import CustomerWorkflow
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
@@ -38,8 +45,12 @@ class CustomerView(BaseModel):
     next_steps: list[NextStep]
     workflow_id: str
     workflow_url: str
-    live: bool  # False when Temporal could not be asked; the rest comes from the database
+    live: bool = Field(description="false when Temporal could not be asked in time; the rest comes from the database")
     created: bool = False
+    queued: bool = Field(
+        default=False,
+        description="true: the event is recorded and queued; it reaches the workflow when Temporal answers",
+    )
 
 
 def get_customer_or_404(session: Session, customer_id: str) -> Customer:
@@ -65,9 +76,16 @@ async def customer_view(client: Client, settings: Settings, customer: Customer) 
         workflow_url=settings.temporal_ui_link(wf_id),
         live=False,
     )
+    deadline = settings.temporal_deadline_seconds
+
+    async def ask(workflow_id: str, query: Any, result_type: type | None = None) -> Any:
+        handle = client.get_workflow_handle(workflow_id)
+        call = handle.query(query, result_type=result_type, rpc_timeout=timedelta(seconds=deadline))
+        return await asyncio.wait_for(call, timeout=deadline)
+
     try:
-        state: CustomerState = await client.get_workflow_handle(wf_id).query(CustomerWorkflow.state)
-    except (RPCError, RuntimeError):
+        state: CustomerState = await ask(wf_id, CustomerWorkflow.state)
+    except (RPCError, RuntimeError, TimeoutError):
         return CustomerView(**view)
     view.update(
         stage=state.stage,
@@ -79,21 +97,23 @@ async def customer_view(client: Client, settings: Settings, customer: Customer) 
         campaign_outcomes=dict(state.outcomes),
         live=True,
     )
-    for campaign, child_id in sorted(state.campaigns.items()):
-        try:
-            status: CampaignStatus = await client.get_workflow_handle(child_id).query(
-                "status", result_type=CampaignStatus
-            )
-        except (RPCError, RuntimeError):
-            continue
-        if status.next_step:
+    campaigns = sorted(state.campaigns.items())
+    statuses = await asyncio.gather(
+        *(ask(child_id, "status", CampaignStatus) for _c, child_id in campaigns), return_exceptions=True
+    )
+    for (campaign, _child), status in zip(campaigns, statuses, strict=True):
+        if isinstance(status, CampaignStatus) and status.next_step:
             view["next_steps"].append(NextStep(campaign=campaign, step=status.next_step, at=status.next_step_at))
     return CustomerView(**view)
 
 
 @router.get("/{customer_id}", response_model=CustomerView)
 async def get_customer(
-    customer_id: str, session: SessionDep, client: TemporalDep, settings: SettingsDep
+    customer_id: str, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
 ) -> CustomerView:
-    customer = get_customer_or_404(session, customer_id)
+    def load() -> Customer:
+        with sessions() as session:
+            return get_customer_or_404(session, customer_id)
+
+    customer = await run_in_threadpool(load)
     return await customer_view(client, settings, customer)

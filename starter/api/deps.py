@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from lifecycle.settings import Settings
@@ -18,6 +18,12 @@ _bearer = HTTPBearer(auto_error=False, description="An API key from LIFECYCLE_AP
 
 def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def get_sessions(request: Request) -> sessionmaker[Session]:
+    """The session factory: async routes do their database work in a worker thread with it
+    (``run_in_threadpool``), never on the event loop."""
+    return request.app.state.session_factory
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -48,6 +54,7 @@ def require_api_key(
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session)]  # for sync (threadpool) routes only
+SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 

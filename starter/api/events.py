@@ -1,22 +1,27 @@
-"""Events from the product: signup, activation facts, payment method on file.
+"""Events from the product: signup, activation facts, payment method on file, email preferences.
 
-Each route writes its facts and signals the customer's workflow in one unit: when
-Temporal cannot take the event, the database work is rolled back and the API answers
-503, so nothing is recorded half-way and the product can simply retry.
+Each route commits its facts together with the event for the customer's workflow (the
+signal outbox, ``lifecycle.signal_outbox``) in one short transaction, in a worker
+thread, then delivers the event within ``LIFECYCLE_TEMPORAL_DEADLINE_SECONDS``. When
+Temporal cannot take it in time the answer says ``queued`` (202) and the relay
+delivers it when Temporal is back: an acknowledged event is never lost, no database
+connection is held while Temporal is called, and a repeated request records nothing twice.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field, field_validator
+from starlette.concurrency import run_in_threadpool
 
 from lifecycle import catalog
-from lifecycle.db import add_timeline_event
+from lifecycle.db import add_timeline_event, insert_ignore, session_scope
 from lifecycle.email_service import (
     BOUNCE,
     SPAM,
@@ -27,9 +32,10 @@ from lifecycle.email_service import (
 )
 from lifecycle.messages import CustomerEvent
 from lifecycle.models import Customer
+from lifecycle.signal_outbox import enqueue
 from starter.api.customers import CustomerView, customer_view, get_customer_or_404
-from starter.api.deps import SessionDep, SettingsDep, TemporalDep
-from starter.events import TemporalUnavailable, signal_customer, start_input
+from starter.api.deps import SessionsDep, SettingsDep, TemporalDep
+from starter.signal_relay import deliver_customer
 
 router = APIRouter(tags=["events"])
 
@@ -87,113 +93,101 @@ class PaymentMethodEvent(BaseModel):
     )
 
 
-def _unavailable(exc: TemporalUnavailable) -> HTTPException:
-    return HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        f"{exc} The event was not recorded; retry shortly.",
-        headers={"Retry-After": "5"},
-    )
+class Accepted(BaseModel):
+    status: str = Field(description="delivered: the workflow has it; queued: recorded, delivered when Temporal answers")
+    event_id: str
+
+
+def _accepted(delivered: bool, event_id: str) -> Accepted:
+    return Accepted(status="delivered" if delivered else "queued", event_id=event_id)
 
 
 @router.post("/v1/events/signup", response_model=CustomerView, status_code=201)
 async def signup(
-    body: SignupEvent, response: Response, session: SessionDep, client: TemporalDep, settings: SettingsDep
+    body: SignupEvent, response: Response, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
 ) -> CustomerView:
-    """Sign a customer up: stores them, starts their lifecycle. Idempotent: a repeat returns the existing state."""
-    customer = session.get(Customer, body.customer_id)
-    created = customer is None
-    if customer is None:
-        customer = Customer(
-            id=body.customer_id,
-            email=body.email,
-            name=body.name,
-            company=body.company,
-            timezone=body.timezone,
-            attributes=body.attributes,
-            plan_code=body.plan,
-            stage="trialing",
-        )
-        session.add(customer)
-        add_timeline_event(
-            session,
-            key=f"signup:{customer.id}",
-            customer_id=customer.id,
-            kind="signup",
-            detail={"plan": body.plan},
-            at=datetime.now(UTC),
-        )
-        session.flush()
-    try:
-        await signal_customer(
-            client,
-            customer.id,
-            CustomerEvent(event_id=f"signup:{customer.id}", kind="signup"),
-            start=start_input(settings, customer.id, customer.plan_code),
-            task_queue=settings.task_queue,
-        )
-    except TemporalUnavailable as exc:
-        session.rollback()
-        raise _unavailable(exc) from None
-    session.commit()
+    """Sign a customer up: stores them, starts their lifecycle. Idempotent: a repeat returns the existing state.
+
+    201 created; 200 a repeat; 202 created while Temporal was unreachable: the lifecycle
+    starts as soon as Temporal answers (nothing to retry).
+    """
+    event = CustomerEvent(event_id=f"signup:{body.customer_id}", kind="signup")
+
+    def record() -> tuple[bool, Customer]:
+        with session_scope(sessions) as session:
+            created = insert_ignore(
+                session,
+                Customer,
+                dict(
+                    id=body.customer_id, email=body.email, name=body.name, company=body.company,
+                    timezone=body.timezone, attributes=body.attributes, plan_code=body.plan,
+                    stage="trialing",
+                ),
+            )
+            if created:
+                add_timeline_event(
+                    session, key=event.event_id, customer_id=body.customer_id, kind="signup",
+                    detail={"plan": body.plan}, at=datetime.now(UTC),
+                )
+            customer = session.get(Customer, body.customer_id)
+            assert customer is not None
+            enqueue(session, customer.id, event, start_plan=customer.plan_code)
+            return created, customer
+
+    created, customer = await run_in_threadpool(record)
+    delivered = await deliver_customer(client, settings, sessions, customer.id)
     if not created:
         response.status_code = status.HTTP_200_OK
+    elif not delivered:
+        response.status_code = status.HTTP_202_ACCEPTED
     view = await customer_view(client, settings, customer)
     view.created = created
+    view.queued = not delivered
     return view
 
 
-@router.post("/v1/events/activation", status_code=202)
-async def activation(body: ActivationEvent, session: SessionDep, client: TemporalDep) -> dict[str, str]:
+@router.post("/v1/events/activation", status_code=202, response_model=Accepted)
+async def activation(
+    body: ActivationEvent, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
+) -> Accepted:
     """An activation fact (e.g. created_first_project): onboarding skips what the customer already did."""
-    customer = get_customer_or_404(session, body.customer_id)
-    event_id = body.event_id or f"activation:{customer.id}:{body.fact}"
-    add_timeline_event(
-        session,
-        key=event_id,
-        customer_id=customer.id,
-        kind="activation",
-        detail={"fact": body.fact},
-        at=body.occurred_at or datetime.now(UTC),
-    )
-    session.flush()
-    try:
-        await signal_customer(
-            client, customer.id, CustomerEvent(event_id=event_id, kind="activation", data={"fact": body.fact})
-        )
-    except TemporalUnavailable as exc:
-        session.rollback()
-        raise _unavailable(exc) from None
-    session.commit()
-    return {"status": "accepted", "event_id": event_id}
+    event_id = body.event_id or f"activation:{body.customer_id}:{body.fact}"
+
+    def record() -> None:
+        with session_scope(sessions) as session:
+            customer = get_customer_or_404(session, body.customer_id)
+            add_timeline_event(
+                session, key=event_id, customer_id=customer.id, kind="activation",
+                detail={"fact": body.fact}, at=body.occurred_at or datetime.now(UTC),
+            )
+            enqueue(session, customer.id, CustomerEvent(event_id, "activation", {"fact": body.fact}))
+
+    await run_in_threadpool(record)
+    return _accepted(await deliver_customer(client, settings, sessions, body.customer_id), event_id)
 
 
-@router.post("/v1/customers/{customer_id}/payment-method", status_code=202)
+@router.post("/v1/customers/{customer_id}/payment-method", status_code=202, response_model=Accepted)
 async def payment_method(
-    customer_id: str, session: SessionDep, client: TemporalDep, body: PaymentMethodEvent | None = None
-) -> dict[str, str]:
+    customer_id: str, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep,
+    body: PaymentMethodEvent | None = None,
+) -> Accepted:
     """Mark a payment method on file; a trialing customer then converts at the end of the trial."""
-    customer = get_customer_or_404(session, customer_id)
-    customer.payment_method_on_file = True
-    event_id = f"payment_method:{customer.id}:{(body and body.payment_method_id) or 'on_file'}"
-    add_timeline_event(
-        session, key=event_id, customer_id=customer.id, kind="payment_method_added", detail={}, at=datetime.now(UTC)
-    )
-    session.flush()
-    try:
-        await signal_customer(
-            client,
-            customer.id,
-            CustomerEvent(
-                event_id=event_id,
-                kind="payment_method_added",
-                data={"payment_method_id": body.payment_method_id} if body and body.payment_method_id else {},
-            ),
-        )
-    except TemporalUnavailable as exc:
-        session.rollback()
-        raise _unavailable(exc) from None
-    session.commit()
-    return {"status": "accepted", "event_id": event_id}
+    pm = body.payment_method_id if body else None
+    event_id = f"payment_method:{customer_id}:{pm or 'on_file'}"
+
+    def record() -> None:
+        with session_scope(sessions) as session:
+            customer = get_customer_or_404(session, customer_id)
+            customer.payment_method_on_file = True
+            add_timeline_event(
+                session, key=event_id, customer_id=customer.id, kind="payment_method_added",
+                detail={}, at=datetime.now(UTC),
+            )
+            data = {"payment_method_id": pm} if pm else {}
+            enqueue(session, customer.id, CustomerEvent(event_id, "payment_method_added", data))
+
+    await run_in_threadpool(record)
+    return _accepted(await deliver_customer(client, settings, sessions, customer_id), event_id)
 
 
 class EmailPreferences(BaseModel):
@@ -210,39 +204,45 @@ class EmailPreferencesView(BaseModel):
 
 @router.put("/v1/customers/{customer_id}/email-preferences", response_model=EmailPreferencesView)
 async def email_preferences(
-    customer_id: str, body: EmailPreferences, session: SessionDep, client: TemporalDep
+    customer_id: str, body: EmailPreferences, sessions: SessionsDep, client: TemporalDep,
+    settings: SettingsDep,
 ) -> EmailPreferencesView:
     """The customer's own marketing-email choice, from the product's settings page.
 
     Opting out records the same suppression as the unsubscribe link; opting back in lifts
     only that one. Transactional email (billing, account) is not affected either way.
+    Each change is its own event (its own id), so opting out, in and out again all reach
+    the timeline and the workflow; a request that changes nothing records nothing.
     """
-    customer = get_customer_or_404(session, customer_id)
-    now = datetime.now(UTC)
-    if body.marketing:
-        changed = remove_unsubscribe(session, customer_id=customer.id, email=customer.email)
-        kind = "resubscribed"
-    else:
-        changed = add_suppression(
-            session, email=customer.email, reason=UNSUBSCRIBE, customer_id=customer.id, source="preferences"
-        )
-        kind = "unsubscribed"
-    if changed:
-        stamp = now.strftime("%Y%m%dT%H%M%S%f")
-        add_timeline_event(
-            session, key=f"{kind}:{customer.id}:{stamp}", customer_id=customer.id, kind=kind,
-            detail={"source": "preferences"}, at=now,
-        )
-        session.flush()
-        try:
-            await signal_customer(client, customer.id, CustomerEvent(event_id=f"{kind}:{customer.id}:{stamp}", kind=kind))
-        except TemporalUnavailable as exc:
-            session.rollback()
-            raise _unavailable(exc) from None
-    session.commit()
-    reasons = suppression_reasons(session, customer.id, customer.email)
-    return EmailPreferencesView(
-        customer_id=customer.id,
-        marketing=UNSUBSCRIBE not in reasons and not (reasons & {BOUNCE, SPAM}),
-        suppressed=sorted(reasons - {UNSUBSCRIBE}),
-    )
+
+    def record() -> EmailPreferencesView:
+        with session_scope(sessions) as session:
+            customer = get_customer_or_404(session, customer_id)
+            if body.marketing:
+                changed = remove_unsubscribe(session, customer_id=customer.id, email=customer.email)
+                kind = "resubscribed"
+            else:
+                changed = add_suppression(
+                    session, email=customer.email, reason=UNSUBSCRIBE, customer_id=customer.id,
+                    source="preferences",
+                )
+                kind = "unsubscribed"
+            if changed:
+                now = datetime.now(UTC)
+                event_id = f"{kind}:{customer.id}:{now.strftime('%Y%m%dT%H%M%S%f')}:{uuid.uuid4().hex[:8]}"
+                add_timeline_event(
+                    session, key=event_id, customer_id=customer.id, kind=kind,
+                    detail={"source": "preferences"}, at=now,
+                )
+                enqueue(session, customer.id, CustomerEvent(event_id, kind, {"source": "preferences"}))
+            session.flush()
+            reasons = suppression_reasons(session, customer.id, customer.email)
+            return EmailPreferencesView(
+                customer_id=customer.id,
+                marketing=UNSUBSCRIBE not in reasons and not (reasons & {BOUNCE, SPAM}),
+                suppressed=sorted(reasons - {UNSUBSCRIBE}),
+            )
+
+    view = await run_in_threadpool(record)
+    await deliver_customer(client, settings, sessions, customer_id)
+    return view

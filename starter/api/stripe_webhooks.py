@@ -2,33 +2,46 @@
 
 1. The ``Stripe-Signature`` header is checked against the raw body with the SDK
    (wrong secret, stale timestamp, tampered body: 400, nothing recorded, counted).
-2. The event is recorded once by its id; a redelivery is acknowledged and not processed
-   again.
+2. The event is recorded once by its id. A redelivery of an event already applied is
+   acknowledged and not processed again; one still ``received`` or ``failed`` (the API
+   died after its 200, or processing failed) is processed now.
 3. The answer goes out; then, in the background, the event is applied to the billing
-   mirror (database only, Stripe is never called here) and the customer's workflow is
-   signalled, with signal-with-start when none runs (a subscription made in the Stripe
-   dashboard still gets a lifecycle). A failure is recorded on the event with its reason,
-   logged with the event id and counted; ``lifecycle stripe replay EVENT_ID`` retries it.
+   mirror (database only, Stripe is never called here) and what the customer's workflow
+   must hear is queued in the signal outbox in the same transaction, then delivered
+   (signal-with-start when none runs: a subscription made in the Stripe dashboard still
+   gets a lifecycle). Temporal down: the hand-over stays queued and the relay delivers it.
+4. The sweeper (:func:`sweep_round`, every ``LIFECYCLE_STRIPE_SWEEP_INTERVAL_SECONDS``)
+   processes what is still ``received`` or ``failed`` after
+   ``LIFECYCLE_STRIPE_STUCK_AFTER_SECONDS``, with back-off; each such event is logged and
+   counted; ``lifecycle stripe events --stuck`` lists them and ``lifecycle stripe replay
+   EVENT_ID`` reprocesses one by hand.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 import stripe
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
 from prometheus_client import Counter, Histogram
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
-from lifecycle.billing import Handover, mark_failed, process_event, record_event
+from lifecycle.billing import (
+    PENDING_STATUSES,
+    claim_stuck,
+    event_status,
+    process_event,
+    record_event,
+)
 from lifecycle.db import session_scope
 from lifecycle.settings import Settings
 from lifecycle.stripe_shapes import ShapeError, parse_event
-from starter.events import signal_customer, start_input
+from starter.signal_relay import deliver_customer
 
 log = logging.getLogger("lifecycle.webhooks.stripe")
 
@@ -38,6 +51,11 @@ WEBHOOK_EVENTS = Counter(
     "lifecycle_stripe_webhook_events",
     "Stripe webhook events received, by type and result",
     ["type", "result"],  # processed | ignored | duplicate | failed
+)
+STUCK_EVENTS = Counter(
+    "lifecycle_stripe_webhook_stuck_events",
+    "Stripe events found unprocessed after LIFECYCLE_STRIPE_STUCK_AFTER_SECONDS and swept",
+    ["type"],
 )
 WEBHOOK_FAILURES = Counter(
     "lifecycle_stripe_webhook_failures",
@@ -64,44 +82,46 @@ def _signature_reason(exc: stripe.SignatureVerificationError) -> str:
     return "mismatch"
 
 
-async def hand_over(temporal: Any, settings: Settings, handover: Handover) -> None:
-    """Signal the customer's workflow; where none runs, start one whose stage comes from
-    billing (origin "stripe": no trial for a customer who is already paying)."""
-    start = start_input(settings, handover.customer_id, handover.plan)
-    start.origin = "stripe"
-    await signal_customer(
-        temporal, handover.customer_id, handover.event, start=start, task_queue=settings.task_queue
-    )
-
-
 async def process_and_hand_over(
     factory: sessionmaker[Session], temporal: Any, settings: Settings, event_id: str, event_type: str,
-    received: float | None = None,
+    received: float | None = None, *, force: bool = False,
 ) -> str:
-    """Apply one recorded event and tell the workflow; returns the event's final status."""
-    outcome = await asyncio.to_thread(process_event, factory, event_id)
+    """Apply one recorded event and tell the workflow; returns the event's final status.
+
+    The hand-over is queued with the mirror update, so "processed" holds even when
+    Temporal cannot take it now: the relay delivers it later (counted as a hand-over failure).
+    """
+    outcome = await run_in_threadpool(lambda: process_event(factory, event_id, force=force))
     status = outcome.status
+    if status == "already":
+        return (await run_in_threadpool(event_status, factory, event_id)) or status
     if status == "failed":
         WEBHOOK_FAILURES.labels(event_type, "mirror").inc()
     elif outcome.handover is not None:
-        reason = None
-        if temporal is None:
-            reason = "handover: no Temporal client (the API started without one)"
-        else:
-            try:
-                await hand_over(temporal, settings, outcome.handover)
-            except Exception as exc:  # noqa: BLE001 - recorded, counted, replayable
-                reason = f"handover: {type(exc).__name__}: {exc}"
-        if reason is not None:
-            await asyncio.to_thread(mark_failed, factory, event_id, reason)
+        if not await deliver_customer(temporal, settings, factory, outcome.handover.customer_id):
             WEBHOOK_FAILURES.labels(event_type, "handover").inc()
-            log.error("stripe event %s (%s) failed: %s", event_id, event_type, reason)
-            status = "failed"
+            log.warning("stripe event %s (%s) applied; its hand-over is queued for Temporal", event_id, event_type)
     WEBHOOK_EVENTS.labels(event_type, status).inc()
     if received is not None:
         PROCESSING_SECONDS.observe(time.monotonic() - received)
     log.info("stripe event %s (%s): %s", event_id, event_type, status)
     return status
+
+
+async def sweep_round(factory: sessionmaker[Session], temporal: Any, settings: Settings) -> int:
+    """Process every event still unapplied after the stuck threshold; returns how many were taken."""
+    taken = 0
+    while True:
+        stuck = await run_in_threadpool(
+            lambda: claim_stuck(factory, older_than=timedelta(seconds=settings.stripe_stuck_after_seconds))
+        )
+        if not stuck:
+            return taken
+        for event_id, event_type, attempts in stuck:
+            STUCK_EVENTS.labels(event_type).inc()
+            log.warning("stripe event %s (%s) stuck after %d attempt(s); processing it", event_id, event_type, attempts)
+            await process_and_hand_over(factory, temporal, settings, event_id, event_type)
+        taken += len(stuck)
 
 
 def _record(factory: sessionmaker[Session], payload: dict[str, Any]) -> bool:
@@ -141,12 +161,17 @@ async def stripe_webhook(request: Request, background: BackgroundTasks) -> dict[
         raise HTTPException(400, f"body: not a Stripe event ({exc})") from None
 
     factory: sessionmaker[Session] = state.session_factory
-    is_new = await asyncio.to_thread(_record, factory, payload)
+    is_new = await run_in_threadpool(_record, factory, payload)
+    temporal = getattr(state, "temporal", None)
     if not is_new:
         WEBHOOK_EVENTS.labels(ev.type, "duplicate").inc()
-        log.info("stripe event %s (%s) redelivered; already recorded", ev.id, ev.type)
+        status = await run_in_threadpool(event_status, factory, ev.id)
+        if status in PENDING_STATUSES:  # acknowledged once but never applied: apply it now
+            log.info("stripe event %s (%s) redelivered while %s; processing it", ev.id, ev.type, status)
+            background.add_task(process_and_hand_over, factory, temporal, settings, ev.id, ev.type, received)
+        else:
+            log.info("stripe event %s (%s) redelivered; already %s", ev.id, ev.type, status)
         return {"received": True, "duplicate": True, "id": ev.id}
-    temporal = getattr(state, "temporal", None)
     background.add_task(
         process_and_hand_over, factory, temporal, settings, ev.id, ev.type, received
     )

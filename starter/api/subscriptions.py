@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -26,7 +28,7 @@ from lifecycle.billing_messages import SubscriptionRequest, SubscriptionResult
 from lifecycle.messages import customer_workflow_id
 from lifecycle.models import Subscription
 from starter.api.customers import get_customer_or_404
-from starter.api.deps import SessionDep, TemporalDep
+from starter.api.deps import SessionDep, SessionsDep, TemporalDep
 from workflows.customer import CustomerWorkflow
 
 router = APIRouter(prefix="/v1/customers", tags=["subscriptions"])
@@ -93,12 +95,16 @@ _STATUS_BY_TYPE = {
 }
 
 
+def _exists_or_404(sessions: sessionmaker[Session], customer_id: str) -> None:
+    with sessions() as session:
+        get_customer_or_404(session, customer_id)
+
+
 async def _update(
-    session: SessionDep, client: TemporalDep, customer_id: str, req: SubscriptionRequest
+    sessions: sessionmaker[Session], client: TemporalDep, customer_id: str, req: SubscriptionRequest
 ) -> SubscriptionView:
     """Run the request as the workflow's update; the answer, or the refusal as an HTTP error."""
-    get_customer_or_404(session, customer_id)
-    session.close()  # no connection held while the workflow calls Stripe
+    await run_in_threadpool(_exists_or_404, sessions, customer_id)  # no connection held after
     handle = client.get_workflow_handle(customer_workflow_id(customer_id))
     try:
         result = await handle.execute_update(
@@ -129,7 +135,7 @@ async def _update(
 
 @router.post("/{customer_id}/subscription", response_model=SubscriptionView, status_code=201)
 async def subscribe(
-    customer_id: str, body: SubscribeBody, session: SessionDep, client: TemporalDep
+    customer_id: str, body: SubscribeBody, sessions: SessionsDep, client: TemporalDep
 ) -> SubscriptionView:
     """Subscribe to a tier and interval (charges the first invoice), or undo a pending cancellation
     (and move to the tier and interval asked for, as a PATCH would)."""
@@ -140,35 +146,35 @@ async def subscribe(
         interval=body.interval,
         detail={"payment_method_id": body.payment_method_id} if body.payment_method_id else {},
     )
-    return await _update(session, client, customer_id, req)
+    return await _update(sessions, client, customer_id, req)
 
 
 @router.patch("/{customer_id}/subscription", response_model=SubscriptionView)
 async def change(
-    customer_id: str, body: ChangeBody, session: SessionDep, client: TemporalDep
+    customer_id: str, body: ChangeBody, sessions: SessionsDep, client: TemporalDep
 ) -> SubscriptionView:
     """Change tier or interval: an upgrade applies now (prorated), a downgrade at the period end."""
     req = SubscriptionRequest(
         action="change", request_id=body.request_id or uuid.uuid4().hex, plan=body.plan, interval=body.interval
     )
-    return await _update(session, client, customer_id, req)
+    return await _update(sessions, client, customer_id, req)
 
 
 @router.delete("/{customer_id}/subscription", response_model=SubscriptionView)
 async def cancel(
     customer_id: str,
-    session: SessionDep,
+    sessions: SessionsDep,
     client: TemporalDep,
     at_once: Annotated[bool, Query(description="cancel now instead of at the period end")] = False,
     request_id: Annotated[str | None, Query(pattern=REQUEST_ID)] = None,
 ) -> SubscriptionView:
     """Cancel at the end of the paid period (default), or now with ``?at_once=true``."""
     req = SubscriptionRequest(action="cancel", request_id=request_id or uuid.uuid4().hex, at_once=at_once)
-    return await _update(session, client, customer_id, req)
+    return await _update(sessions, client, customer_id, req)
 
 
 @router.get("/{customer_id}/subscription", response_model=SubscriptionView)
-async def current(customer_id: str, session: SessionDep, response: Response) -> SubscriptionView:
+def current(customer_id: str, session: SessionDep, response: Response) -> SubscriptionView:
     """The customer's latest subscription as mirrored from Stripe (no Stripe call)."""
     get_customer_or_404(session, customer_id)
     row = session.scalar(
