@@ -89,24 +89,23 @@ def pending_for(factory: sessionmaker[Session], customer_id: str) -> list[Pendin
 
 def claim_due(
     factory: sessionmaker[Session], *, limit: int = 200, older_than: dt.timedelta = dt.timedelta(0),
-    now: dt.datetime | None = None,
+    now: dt.datetime | None = None, due_only: bool = True,
 ) -> list[Pending]:
     """Claim undelivered events whose time has come (leased for :data:`LEASE`), oldest first.
 
-    ``older_than`` leaves fresh rows to the request that wrote them.
+    ``older_than`` leaves fresh rows to the request that wrote them; ``due_only=False``
+    (delivering by hand) takes rows still backing off too.
     """
     now = now or dt.datetime.now(dt.UTC)
     with session_scope(factory) as session:
         stmt = (
             select(SignalOutbox)
-            .where(
-                SignalOutbox.delivered_at.is_(None),
-                (SignalOutbox.next_attempt_at.is_(None)) | (SignalOutbox.next_attempt_at <= now),
-                SignalOutbox.created_at <= now - older_than,
-            )
+            .where(SignalOutbox.delivered_at.is_(None), SignalOutbox.created_at <= now - older_than)
             .order_by(SignalOutbox.id)
             .limit(limit)
         )
+        if due_only:
+            stmt = stmt.where((SignalOutbox.next_attempt_at.is_(None)) | (SignalOutbox.next_attempt_at <= now))
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         rows = list(session.scalars(stmt))

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from lifecycle.settings import settings_or_exit
 from starter.cli_email import campaigns_app, outbox_app, templates_app
+from starter.cli_signals import app as signals_app
 from starter.cli_stripe import app as stripe_app
 from starter.cli_usage import app as usage_app
 
@@ -28,6 +29,7 @@ app.add_typer(stripe_app, name="stripe")
 app.add_typer(templates_app, name="templates")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(campaigns_app, name="campaigns")
+app.add_typer(signals_app, name="signals")
 
 console = Console()
 

@@ -109,12 +109,15 @@ async def deliver_customer(
 
 async def relay_round(
     client: Any, settings: Settings, factory: sessionmaker[Session],
-    *, older_than: timedelta = timedelta(seconds=2),
+    *, older_than: timedelta = timedelta(seconds=2), due_only: bool = True,
 ) -> DeliveryReport:
-    """Claim and send every due event (``older_than`` leaves fresh ones to their request)."""
+    """Claim and send every due event (``older_than`` leaves fresh ones to their request;
+    ``due_only=False``, by hand: those backing off too)."""
     total = DeliveryReport()
     while True:
-        rows = await run_in_threadpool(lambda: signal_outbox.claim_due(factory, older_than=older_than))
+        rows = await run_in_threadpool(
+            lambda: signal_outbox.claim_due(factory, older_than=older_than, due_only=due_only)
+        )
         if not rows:
             return total
         report = await deliver(client, settings, factory, rows)
