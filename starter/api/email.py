@@ -1,8 +1,10 @@
 """Email routes: the unsubscribe link (GET page, POST one-click) and SendGrid's Event Webhook.
 
 No API key on these routes: the unsubscribe token is signed by us and names exactly
-one customer; the webhook is verified with SendGrid's signature when
-``LIFECYCLE_SENDGRID_WEBHOOK_PUBLIC_KEY`` is set.
+one customer; the webhook must carry SendGrid's signature, checked with
+``LIFECYCLE_SENDGRID_WEBHOOK_PUBLIC_KEY``. Without that key it answers 503 and records
+nothing, unless ``LIFECYCLE_SENDGRID_WEBHOOK_INSECURE_NO_VERIFY=true`` (local use only;
+the smtp and sendgrid providers refuse to start with it).
 
 * ``GET /unsubscribe?token=…`` shows a page with a confirm button (mail scanners follow
   GET links; they must not unsubscribe anyone).
@@ -171,21 +173,8 @@ def _mask(email: str) -> str:
 async def sendgrid_events(
     request: Request, settings: SettingsDep, sessions: SessionsDep, notify: NotifyDep
 ) -> JSONResponse:
-    raw = await request.body()
-    if settings.sendgrid_webhook_public_key:
-        signature = request.headers.get(SIGNATURE_HEADER)
-        timestamp = request.headers.get(TIMESTAMP_HEADER)
-        if not signature or not timestamp:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, f"missing {SIGNATURE_HEADER} / {TIMESTAMP_HEADER}"
-            )
-        try:
-            verifier = EventWebhook(settings.sendgrid_webhook_public_key)
-            ok = verifier.verify_signature(raw.decode("utf-8"), signature, timestamp)
-        except (ValueError, UnicodeDecodeError):
-            ok = False
-        if not ok:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "signature does not match the body")
+    raw = await request.body()  # the bytes as received: the signature covers exactly these
+    _verify_sendgrid(settings, request, raw)
     try:
         events = json.loads(raw)
     except ValueError as exc:
@@ -197,6 +186,36 @@ async def sendgrid_events(
     for customer_id in {c for c in outcome if c}:
         await _tell_workflow(notify, customer_id, "sendgrid")
     return JSONResponse({"received": len(events)})
+
+
+def _verify_sendgrid(settings: Settings, request: Request, raw: bytes) -> None:
+    """Refuse the post unless SendGrid signed it; closed when no key is configured.
+
+    Only ``LIFECYCLE_SENDGRID_WEBHOOK_INSECURE_NO_VERIFY=true`` (refused at start with the
+    smtp and sendgrid providers) lets an unsigned post through, and only without a key.
+    """
+    key = settings.sendgrid_webhook_public_key
+    if not key:
+        if settings.sendgrid_webhook_insecure_no_verify:
+            return
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "SendGrid Event Webhook is not configured: set LIFECYCLE_SENDGRID_WEBHOOK_PUBLIC_KEY "
+            "(the verification key from SendGrid's Mail Settings)",
+        )
+    signature = request.headers.get(SIGNATURE_HEADER)
+    timestamp = request.headers.get(TIMESTAMP_HEADER)
+    if not signature or not timestamp:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, f"missing {SIGNATURE_HEADER} / {TIMESTAMP_HEADER}"
+        )
+    try:
+        ok = EventWebhook(key).verify_signature(raw.decode("utf-8"), signature, timestamp)
+    except (ValueError, UnicodeDecodeError):  # not base64, not UTF-8
+        ok = False
+    if not ok:
+        log.warning("SendGrid webhook refused: the signature does not match the body")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "signature does not match the body")
 
 
 def _message_for(session: Session, event: dict[str, Any]) -> EmailMessage | None:
