@@ -13,13 +13,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.db import session_scope
 from lifecycle.email_providers import OutboxProvider
-from lifecycle.email_service import EmailService
+from lifecycle.email_service import EmailService, remove_unsubscribe
 from lifecycle.messages import SendEmailInput
 from lifecycle.models import EmailMessage, LifecycleEvent, Suppression
-from lifecycle.settings import SettingsError, load_settings
+from lifecycle.settings import Settings, SettingsError, load_settings
 from lifecycle.unsubscribe import make_token
 from starter.api import email as email_api
 from tests.email_support import EmailDB, email_db, make_settings, utc  # noqa: F401
@@ -69,8 +70,8 @@ def api(email_db: EmailDB) -> Iterator[tuple[TestClient, list, EmailDB]]:  # noq
         yield client, calls, email_db
 
 
-def suppressions(db: EmailDB) -> list[tuple[str, str, str | None]]:
-    with session_scope(db.factory) as s:
+def suppressions(db: EmailDB | sessionmaker[Session]) -> list[tuple[str, str, str | None]]:
+    with session_scope(db.factory if isinstance(db, EmailDB) else db) as s:
         return [(r.email, r.reason, r.customer_id) for r in s.scalars(select(Suppression))]
 
 
@@ -89,7 +90,9 @@ def test_one_click_post_unsubscribes_and_tells_the_workflow(api) -> None:
     assert suppressions(db) == [("grace@example.org", "unsubscribe", "cus_1")]
     [(customer_id, event)] = calls
     assert customer_id == "cus_1" and event.kind == "unsubscribed"
-    assert event.event_id == "unsubscribed:cus_1"
+    with session_scope(db.factory) as s:
+        [entry] = s.scalars(select(LifecycleEvent))
+        assert entry.kind == "unsubscribed" and entry.event_key == event.event_id
     # twice is harmless: one suppression, the workflow told once
     assert client.post(f"/unsubscribe?token={token}").status_code == 200
     assert len(suppressions(db)) == 1 and len(calls) == 1
@@ -161,6 +164,75 @@ def test_webhook_moves_status_forward_and_suppresses_bounces_spam_and_unsubscrib
     # SendGrid retries deliveries: the same batch again changes nothing
     assert post_events(client, events).status_code == 200
     assert len(suppressions(db)) == 3 and len(calls) == 1
+
+
+def test_webhook_unsubscribe_after_opting_back_in_counts_again_a_redelivery_does_not(api) -> None:
+    client, calls, db = api
+    first = [{"event": "unsubscribe", "email": "grace@example.org", "sg_event_id": "ev-1"}]
+    assert post_events(client, first).status_code == 200
+    with session_scope(db.factory) as s:  # the customer opts back in (as the preferences route does)
+        assert remove_unsubscribe(s, customer_id="cus_1", email="grace@example.org")
+    assert post_events(client, first).status_code == 200  # SendGrid redelivers the old event
+    assert suppressions(db) == []
+    again = [{"event": "unsubscribe", "email": "grace@example.org", "sg_event_id": "ev-2"}]
+    assert post_events(client, again).status_code == 200
+    assert suppressions(db) == [("grace@example.org", "unsubscribe", "cus_1")]
+    with session_scope(db.factory) as s:
+        keys = [e.event_key for e in s.scalars(select(LifecycleEvent).order_by(LifecycleEvent.id))]
+    assert [event.event_id for _, event in calls] == keys and len(set(keys)) == 2
+
+
+async def test_unsubscribe_opt_in_unsubscribe_reaches_timeline_and_workflow_each_time(
+    ts_env, settings: Settings, session_factory,
+) -> None:
+    """The real API and worker on the time-skipping server: every action counts once."""
+    import httpx
+
+    from starter.api.app import create_app
+    from tests.helpers import eventually
+    from worker import build_worker
+    from workflows.customer import CustomerWorkflow
+
+    app = create_app(settings, temporal=ts_env.client)
+    handle = ts_env.client.get_workflow_handle("customer-ada")
+    token = make_token(settings.unsubscribe_secret, "ada")
+
+    async def opted_out(expected: bool) -> bool:
+        return (await handle.query(CustomerWorkflow.state)).marketing_opt_out is expected
+
+    def timeline() -> list[str]:
+        with session_scope(session_factory) as s:
+            return [e.kind for e in s.scalars(
+                select(LifecycleEvent).where(LifecycleEvent.kind.in_(["unsubscribed", "resubscribed"]))
+                .order_by(LifecycleEvent.id))]
+
+    async def unsubscribe_ids() -> list[str]:
+        seen = (await handle.query(CustomerWorkflow.state)).seen_event_ids
+        return [i for i in seen if i.startswith("unsubscribed:")]
+
+    async with build_worker(ts_env.client, settings, session_factory), app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api",
+                                     headers={"Authorization": "Bearer test-key"}) as http:
+            r = await http.post("/v1/events/signup", json={"customer_id": "ada", "email": "ada@acme.test"})
+            assert r.status_code == 201
+            assert (await http.post("/unsubscribe", params={"token": token})).status_code == 200
+            await eventually(lambda: opted_out(True))
+            r = await http.put("/v1/customers/ada/email-preferences", json={"marketing": True})
+            assert r.json()["marketing"] is True
+            await eventually(lambda: opted_out(False))
+            assert (await http.post("/unsubscribe", params={"token": token})).status_code == 200
+            await eventually(lambda: opted_out(True))
+            assert timeline() == ["unsubscribed", "resubscribed", "unsubscribed"]
+            assert len(await unsubscribe_ids()) == 2
+            # the same link clicked again while unsubscribed: nothing new anywhere
+            assert (await http.post("/unsubscribe", params={"token": token})).status_code == 200
+            assert suppressions(session_factory) == [("ada@acme.test", "unsubscribe", "ada")]
+            assert timeline() == ["unsubscribed", "resubscribed", "unsubscribed"]
+            # signals are taken in order: once this opt-in shows, a signal of the retry would have too
+            await http.put("/v1/customers/ada/email-preferences", json={"marketing": True})
+            await eventually(lambda: opted_out(False))
+            assert len(await unsubscribe_ids()) == 2
 
 
 def test_webhook_rejects_bad_json_with_a_clear_error(api) -> None:

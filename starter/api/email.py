@@ -23,6 +23,7 @@ import datetime as dt
 import html
 import json
 import logging
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
@@ -40,7 +41,7 @@ from lifecycle.email_service import (
     add_suppression,
 )
 from lifecycle.messages import CustomerEvent
-from lifecycle.models import Customer, EmailMessage
+from lifecycle.models import Customer, EmailMessage, LifecycleEvent
 from lifecycle.settings import Settings
 from lifecycle.unsubscribe import BadToken, read_token
 from starter.api.deps import SettingsDep
@@ -137,13 +138,15 @@ async def unsubscribe(
         new = add_suppression(
             session, email=email, reason=UNSUBSCRIBE, customer_id=customer_id, source="link"
         )
-        add_timeline_event(
-            session, key=f"unsubscribed:{customer_id}", customer_id=customer_id,
-            kind="unsubscribed", at=dt.datetime.now(dt.UTC),
-            detail={"source": "unsubscribe link", "reason": "customer unsubscribed"},
-        )
+        if new:  # a second click while unsubscribed changes nothing and records nothing
+            now = dt.datetime.now(dt.UTC)
+            action = action_id("unsubscribed", customer_id, now)
+            add_timeline_event(
+                session, key=action, customer_id=customer_id, kind="unsubscribed", at=now,
+                detail={"source": "unsubscribe link", "reason": "customer unsubscribed"},
+            )
     if new:
-        await _tell_workflow(notify, customer_id, "link")
+        await _tell_workflow(notify, customer_id, action, "link")
     return _page(
         "You are unsubscribed",
         f"<p>{html.escape(_mask(email))} will get no more marketing email from "
@@ -151,10 +154,18 @@ async def unsubscribe(
     )
 
 
-async def _tell_workflow(notify: Any, customer_id: str, source: str) -> None:
-    event = CustomerEvent(
-        event_id=f"unsubscribed:{customer_id}", kind="unsubscribed", data={"source": source}
-    )
+def action_id(kind: str, customer_id: str, now: dt.datetime) -> str:
+    """One id per change of a customer's subscription: the timeline key and the event id.
+
+    Unsubscribe, opt back in, unsubscribe again are three actions; each must reach the
+    timeline and the workflow (which ignores event ids it has seen) once. Same shape as
+    the email-preferences route's ids, plus a random tail.
+    """
+    return f"{kind}:{customer_id}:{now:%Y%m%dT%H%M%S%f}:{uuid.uuid4().hex[:8]}"
+
+
+async def _tell_workflow(notify: Any, customer_id: str, event_id: str, source: str) -> None:
+    event = CustomerEvent(event_id=event_id, kind="unsubscribed", data={"source": source})
     try:
         await notify(customer_id, event)
     except Exception as exc:  # the suppression holds without the workflow; log and go on
@@ -183,8 +194,11 @@ async def sendgrid_events(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "body: expected a JSON array of events")
     with session_scope(sessions) as session:
         outcome = [apply_sendgrid_event(session, e) for e in events]
-    for customer_id in {c for c in outcome if c}:
-        await _tell_workflow(notify, customer_id, "sendgrid")
+    told: set[str] = set()
+    for unsubscribed in outcome:
+        if unsubscribed is not None and unsubscribed[0] not in told:
+            told.add(unsubscribed[0])
+            await _tell_workflow(notify, *unsubscribed, "sendgrid")
     return JSONResponse({"received": len(events)})
 
 
@@ -237,8 +251,8 @@ def _advance(row: EmailMessage, new_status: str) -> None:
         row.status = new_status
 
 
-def apply_sendgrid_event(session: Session, event: dict[str, Any]) -> str | None:
-    """Apply one event; returns the customer id when the customer newly unsubscribed."""
+def apply_sendgrid_event(session: Session, event: dict[str, Any]) -> tuple[str, str] | None:
+    """Apply one event; when the customer newly unsubscribed, (customer id, event id)."""
     kind = str(event.get("event", ""))
     email = str(event.get("email") or "").strip().lower()
     row = _message_for(session, event)
@@ -267,15 +281,24 @@ def apply_sendgrid_event(session: Session, event: dict[str, Any]) -> str | None:
         return None
     if row is not None and reason == BOUNCE and row.status in ("sending", "sent", "uncertain"):
         row.status = "bounced"
+    # SendGrid's own event id names the action; a redelivery of an event already recorded
+    # (even after the customer opted back in) changes nothing
+    sg_event_id = str(event.get("sg_event_id") or "")
+    key = (f"suppressed:{reason}:{email}:{sg_event_id}" if sg_event_id
+           else action_id(f"suppressed:{reason}", email, dt.datetime.now(dt.UTC)))
+    if sg_event_id and session.scalar(
+        select(LifecycleEvent.id).where(LifecycleEvent.event_key == key[:255])
+    ) is not None:
+        return None
     new = add_suppression(
         session, email=email, reason=reason, customer_id=customer_id, source=f"sendgrid:{kind}"
     )
     if customer_id and new:
         add_timeline_event(
-            session, key=f"suppressed:{reason}:{email}", customer_id=customer_id,
+            session, key=key, customer_id=customer_id,
             kind="unsubscribed" if reason == UNSUBSCRIBE else "email_suppressed", at=at,
             campaign=row.campaign if row is not None else None,
             detail={"reason": reason, "source": f"sendgrid {kind}",
                     "message_id": row.id if row is not None else None},
         )
-    return customer_id if (new and reason == UNSUBSCRIBE) else None
+    return (customer_id, key[:255]) if (customer_id and new and reason == UNSUBSCRIBE) else None
