@@ -138,14 +138,15 @@ async def unsubscribe(
         new = add_suppression(
             session, email=email, reason=UNSUBSCRIBE, customer_id=customer_id, source="link"
         )
-        if new:  # a second click while unsubscribed changes nothing and records nothing
+        action = None  # a second click while unsubscribed changes nothing and records nothing
+        if new:
             now = dt.datetime.now(dt.UTC)
             action = action_id("unsubscribed", customer_id, now)
             add_timeline_event(
                 session, key=action, customer_id=customer_id, kind="unsubscribed", at=now,
                 detail={"source": "unsubscribe link", "reason": "customer unsubscribed"},
             )
-    if new:
+    if action is not None:
         await _tell_workflow(notify, customer_id, action, "link")
     return _page(
         "You are unsubscribed",
