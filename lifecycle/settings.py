@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +128,14 @@ class Settings(BaseSettings):
     sendgrid_timeout: float = Field(default=15.0, gt=0, description="seconds per SendGrid request")
     sendgrid_webhook_public_key: str | None = Field(
         default=None,
-        description="Event Webhook verification key (base64 ECDSA public key); unset: not verified",
+        description="Event Webhook verification key (base64 ECDSA public key from SendGrid's Mail "
+        "Settings); unset: POST /webhooks/sendgrid answers 503 (see the next setting)",
+    )
+    sendgrid_webhook_insecure_no_verify: bool = Field(
+        default=False,
+        description="local development only: accept Event Webhook posts without a signature when "
+        "no public key is set (anyone could then suppress any address); refused with the smtp "
+        "and sendgrid providers",
     )
     # compliance and etiquette
     unsubscribe_secret: str = Field(
@@ -185,6 +192,38 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("expected an http(s):// URL, e.g. http://127.0.0.1:8420")
         return value.rstrip("/")
+
+    @field_validator("sendgrid_webhook_public_key")
+    @classmethod
+    def _check_sendgrid_key(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from sendgrid.helpers.eventwebhook import EventWebhook
+
+        value = value.strip()
+        try:
+            key = EventWebhook(value).public_key  # the same parsing the webhook route uses
+        except ValueError:
+            key = None
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise ValueError(
+                "expected the Event Webhook verification key from SendGrid's Mail Settings "
+                "(a base64 ECDSA public key, without the PEM header lines)"
+            )
+        return value
+
+    @field_validator("sendgrid_webhook_insecure_no_verify")
+    @classmethod
+    def _check_insecure_webhook(cls, value: bool, info: ValidationInfo) -> bool:
+        provider = info.data.get("email_provider")
+        if value and provider in ("smtp", "sendgrid"):
+            raise ValueError(
+                f"must not be true with LIFECYCLE_EMAIL_PROVIDER={provider}: unsigned Event "
+                "Webhook posts could suppress any address (set "
+                "LIFECYCLE_SENDGRID_WEBHOOK_PUBLIC_KEY instead)"
+            )
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

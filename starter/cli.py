@@ -9,7 +9,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
@@ -17,6 +16,8 @@ from lifecycle.settings import settings_or_exit
 from starter.cli_email import campaigns_app, outbox_app, templates_app
 from starter.cli_signals import app as signals_app
 from starter.cli_stripe import app as stripe_app
+from starter.cli_text import console as make_console
+from starter.cli_text import safe
 from starter.cli_usage import app as usage_app
 
 app = typer.Typer(help="Lifecycle Engine: customer lifecycle campaigns on Temporal.", no_args_is_help=True)
@@ -31,7 +32,7 @@ app.add_typer(outbox_app, name="outbox")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(signals_app, name="signals")
 
-console = Console()
+console = make_console()
 
 
 @app.command()
@@ -81,7 +82,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] 
 
     settings = settings_or_exit()
     upgrade(settings.database_url, revision)
-    console.print(f"database at {settings.database_url} is at {revision}")
+    console.print(f"database at {safe(settings.database_url)} is at {safe(revision)}")
 
 
 @customer_app.command("show")
@@ -97,16 +98,17 @@ def customer_show(customer_id: str) -> None:
     with database(settings.database_url) as sessions, sessions() as session:
         customer = session.get(Customer, customer_id)
         if customer is None:
-            console.print(f"[red]unknown customer {customer_id!r}[/red]")
+            console.print(f"[red]unknown customer {safe(repr(customer_id))}[/red]")
             raise typer.Exit(1)
-        console.print(f"[bold]{customer.id}[/bold]  {customer.name} <{customer.email}>  {customer.company}")
+        console.print(f"[bold]{safe(customer.id)}[/bold]  {safe(customer.name)} <{safe(customer.email)}>  "
+                      f"{safe(customer.company)}")
         console.print(
-            f"stage [bold]{customer.stage}[/bold]  plan {customer.plan_code}  "
+            f"stage [bold]{safe(customer.stage)}[/bold]  plan {safe(customer.plan_code)}  "
             f"trial ends {customer.trial_ends_at:%Y-%m-%d %H:%M UTC}" if customer.trial_ends_at else
-            f"stage [bold]{customer.stage}[/bold]  plan {customer.plan_code}"
+            f"stage [bold]{safe(customer.stage)}[/bold]  plan {safe(customer.plan_code)}"
         )
         console.print(f"payment method on file: {'yes' if customer.payment_method_on_file else 'no'}")
-        console.print(f"workflow: {settings.temporal_ui_link(customer_workflow_id(customer.id))}")
+        console.print(f"workflow: {safe(settings.temporal_ui_link(customer_workflow_id(customer.id)))}")
         sub = session.scalars(
             select(Subscription)
             .where(Subscription.customer_id == customer_id)
@@ -118,8 +120,8 @@ def customer_show(customer_id: str) -> None:
             ends = f"{sub.current_period_end:%Y-%m-%d}" if sub.current_period_end else "?"
             cancel = ", cancels at period end" if sub.cancel_at_period_end else ""
             console.print(
-                f"subscription: {sub.plan_code} {sub.interval}ly ${sub.amount_cents / 100:,.2f}, "
-                f"{sub.status}, period ends {ends}{cancel}  ({sub.stripe_subscription_id})"
+                f"subscription: {safe(sub.plan_code)} {safe(sub.interval)}ly ${sub.amount_cents / 100:,.2f}, "
+                f"{safe(sub.status)}, period ends {ends}{cancel}  ({safe(sub.stripe_subscription_id)})"
             )
 
         ent = UsageService(sessions).entitlements(customer_id)
@@ -127,7 +129,7 @@ def customer_show(customer_id: str) -> None:
         for col in ("metric", "used", "limit", "kind", "remaining"):
             usage.add_column(col)
         for metric, m in ent["metrics"].items():
-            usage.add_row(metric, f"{m['used']:,}", f"{m['limit']:,} {m['unit']}", str(m["limit_kind"]),
+            usage.add_row(safe(metric), f"{m['used']:,}", safe(f"{m['limit']:,} {m['unit']}"), safe(m["limit_kind"]),
                           f"{m['remaining']:,}" + ("  (over)" if m["overage"] else ""))
         console.print(usage)
 
@@ -141,7 +143,7 @@ def customer_show(customer_id: str) -> None:
         ):
             what = ev.kind if ev.kind != "stage_changed" else f"stage {ev.from_stage or '-'} → {ev.to_stage}"
             detail = ", ".join(f"{k}={v}" for k, v in ev.detail.items() if v is not None)
-            timeline.add_row(f"{ev.occurred_at:%Y-%m-%d %H:%M:%S}", what, ev.campaign or "", detail)
+            timeline.add_row(f"{ev.occurred_at:%Y-%m-%d %H:%M:%S}", safe(what), safe(ev.campaign or ""), safe(detail))
         console.print(timeline)
 
         emails = Table(title="emails")
@@ -152,11 +154,11 @@ def customer_show(customer_id: str) -> None:
         ):
             emails.add_row(
                 f"{msg.sent_at or msg.created_at:%Y-%m-%d %H:%M:%S}",
-                f"{msg.campaign}/{msg.step}",
-                f"{msg.template} ({msg.template_version})",
-                msg.variant or "",
-                msg.subject,
-                msg.status,
+                safe(f"{msg.campaign}/{msg.step}"),
+                safe(f"{msg.template} ({msg.template_version})"),
+                safe(msg.variant or ""),
+                safe(msg.subject),
+                safe(msg.status),
             )
         console.print(emails)
 

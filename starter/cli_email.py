@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
@@ -37,6 +36,8 @@ from lifecycle.email_templates import (
 from lifecycle.models import EmailMessage, TemplateVersion
 from lifecycle.policy import CampaignPolicy, Conversion, PolicyError, load_policy
 from lifecycle.settings import Settings, SettingsError, settings_or_exit
+from starter.cli_text import console as make_console
+from starter.cli_text import plain, safe
 
 templates_app = typer.Typer(
     help="Email templates: check, preview, send a test, publish without a deploy.",
@@ -45,8 +46,8 @@ templates_app = typer.Typer(
 outbox_app = typer.Typer(help="Emails recorded (the outbox and every provider's log).", no_args_is_help=True)
 campaigns_app = typer.Typer(help="Campaign results per step and A/B variant.", no_args_is_help=True)
 
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 
 @campaigns_app.callback()
@@ -59,7 +60,7 @@ def _policy(settings: Settings) -> CampaignPolicy:
     try:
         return load_policy(settings.policy_path, day_seconds=settings.day_seconds)
     except PolicyError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{safe(exc)}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -73,7 +74,7 @@ def _published_or_none(factory: sessionmaker[Session], names: list[str] | None =
         with session_scope(factory) as session:
             return load_published(session, names)
     except DBAPIError as exc:
-        err.print(f"[yellow]note: no published versions read ({exc.orig}); using files[/yellow]")
+        err.print(f"[yellow]note: no published versions read ({safe(exc.orig)}); using files[/yellow]")
         return []
 
 
@@ -96,12 +97,12 @@ def templates_check(
     templates = TemplateSet(_email_dir(settings), versions)
     problems = check_templates(templates, policy)
     for p in problems:
-        console.print(f"[red]✗[/red] {p}")
+        console.print(f"[red]✗[/red] {safe(p)}")
     names = templates.names()
     if problems:
         console.print(f"{len(problems)} problem(s) in {len({p.template for p in problems})} template(s)")
         raise typer.Exit(1)
-    console.print(f"[green]✓[/green] {len(names)} templates OK: {', '.join(names)}")
+    console.print(f"[green]✓[/green] {len(names)} templates OK: {safe(', '.join(names))}")
 
 
 @templates_app.command("preview")
@@ -125,12 +126,12 @@ def templates_preview(
                 rendered = service.render_for(session, name, customer_id=customer, policy=policy)
         except DBAPIError as exc:
             if customer:
-                err.print(f"[red]database: {exc.orig}[/red]")
+                err.print(f"[red]database: {safe(exc.orig)}[/red]")
                 raise typer.Exit(1) from None
             files = TemplateSet(_email_dir(settings))
             rendered = files.render(name, service.sample_vars(files, name, policy))
         except (TemplateRenderError, EmailRejected) as exc:
-            err.print(f"[red]{exc}[/red]")
+            err.print(f"[red]{safe(exc)}[/red]")
             raise typer.Exit(1) from None
     out.mkdir(parents=True, exist_ok=True)
     html_path, text_path = out / f"{name}.html", out / f"{name}.txt"
@@ -139,10 +140,10 @@ def templates_preview(
         f"Subject: {rendered.subject}\nPreheader: {rendered.preheader}\n\n{rendered.text}",
         encoding="utf-8",
     )
-    console.print(f"[bold]Subject:[/bold]   {rendered.subject}")
-    console.print(f"[bold]Preheader:[/bold] {rendered.preheader}")
-    console.print(f"[bold]Version:[/bold]   {rendered.template_version}")
-    console.print(f"HTML: {html_path}\ntext: {text_path}")
+    console.print(f"[bold]Subject:[/bold]   {safe(rendered.subject)}")
+    console.print(f"[bold]Preheader:[/bold] {safe(rendered.preheader)}")
+    console.print(f"[bold]Version:[/bold]   {safe(rendered.template_version)}")
+    console.print(f"HTML: {safe(html_path)}\ntext: {safe(text_path)}")
     if open_browser:
         _open(html_path)
 
@@ -167,25 +168,25 @@ def templates_send_test(
 ) -> None:
     """Send one through the configured provider, marked as a test ([TEST] subject, X-Lifecycle-Test)."""
     if "@" not in to:
-        err.print(f"[red]--to: {to!r} is not an email address[/red]")
+        err.print(f"[red]--to: {safe(repr(to))} is not an email address[/red]")
         raise typer.Exit(2)
     settings = settings_or_exit()
     policy = _policy(settings)
     try:
         provider = make_provider(settings)
     except SettingsError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{safe(exc)}[/red]")
         raise typer.Exit(2) from None
     with database(settings.database_url) as factory:
         service = EmailService(factory, provider, settings)
         try:
             result = asyncio.run(service.send_test(name, to, customer_id=customer, policy=policy))
         except (EmailRejected, EmailRetryLater) as exc:
-            err.print(f"[red]not sent: {exc}[/red]")
+            err.print(f"[red]not sent: {safe(exc)}[/red]")
             raise typer.Exit(1) from None
     console.print(
-        f"test of {name} ({result.template_version}) {result.status} to {to} via "
-        f"{provider.name}; message {result.message_id} (`lifecycle outbox show {result.message_id}`)"
+        f"test of {safe(name)} ({safe(result.template_version)}) {safe(result.status)} to {safe(to)} via "
+        f"{safe(provider.name)}; message {result.message_id} (`lifecycle outbox show {result.message_id}`)"
     )
 
 
@@ -202,11 +203,11 @@ def templates_publish(
         if revert:
             with session_scope(factory) as session:
                 n = unpublish(session, name)
-            console.print(f"{name}: {n} version(s) withdrawn; the file is in force")
+            console.print(f"{safe(name)}: {n} version(s) withdrawn; the file is in force")
             return
         path = file or (_email_dir(settings) / f"{name}{SUFFIX}")
         if not path.is_file():
-            err.print(f"[red]--file: {path} not found[/red]")
+            err.print(f"[red]--file: {safe(path)} not found[/red]")
             raise typer.Exit(2)
         source = path.read_text(encoding="utf-8")
         from lifecycle.email_templates import Published
@@ -216,13 +217,13 @@ def templates_publish(
         problems = check_templates(candidate, _policy(settings), only=[name] if not name.startswith("_") else None)
         if problems:
             for p in problems:
-                err.print(f"[red]✗[/red] {p}")
+                err.print(f"[red]✗[/red] {safe(p)}")
             err.print("[red]not published[/red]")
             raise typer.Exit(1)
         with session_scope(factory) as session:
             row = publish(session, name, source, author=author)
             version = row.version
-    console.print(f"[green]✓[/green] {name} v{version} published; new emails use it now")
+    console.print(f"[green]✓[/green] {safe(name)} v{version} published; new emails use it now")
 
 
 @templates_app.command("versions")
@@ -234,14 +235,14 @@ def templates_versions(name: Annotated[str, typer.Argument(help="template name")
             select(TemplateVersion).where(TemplateVersion.name == name).order_by(TemplateVersion.version)
         ))
         in_force = {p.name: p.version for p in load_published(session, [name])}.get(name)
-    table = Table("version", "published", "author", "created", "subject", title=f"{name}")
+    table = Table("version", "published", "author", "created", "subject", title=safe(name))
     for r in rows:
         mark = " ← in force" if r.version == in_force else ""
-        table.add_row(f"v{r.version}{mark}", "yes" if r.published else "no", r.author,
-                      f"{r.created_at:%Y-%m-%d %H:%M}", r.subject[:60])
+        table.add_row(f"v{r.version}{mark}", "yes" if r.published else "no", safe(r.author),
+                      f"{r.created_at:%Y-%m-%d %H:%M}", safe(r.subject[:60]))
     console.print(table)
     if in_force is None:
-        console.print(f"in force: the file templates/email/{name}{SUFFIX}")
+        console.print(f"in force: the file templates/email/{safe(name)}{SUFFIX}")
 
 
 # --- outbox -----------------------------------------------------------------------------
@@ -268,10 +269,10 @@ def outbox_list(
     table = Table("id", "created (UTC)", "to", "campaign/step", "template", "variant", "status", "subject")
     for r in rows:
         table.add_row(
-            str(r.id), f"{r.created_at:%Y-%m-%d %H:%M}", r.to_address,
-            f"{r.campaign}/{r.step}" if r.campaign else "-",
-            f"{r.template}@{r.template_version}", r.variant or "-",
-            r.status + (" (test)" if r.is_test else ""), r.subject[:50],
+            str(r.id), f"{r.created_at:%Y-%m-%d %H:%M}", safe(r.to_address),
+            safe(f"{r.campaign}/{r.step}") if r.campaign else "-",
+            safe(f"{r.template}@{r.template_version}"), safe(r.variant or "-"),
+            safe(r.status) + (" (test)" if r.is_test else ""), safe(plain(r.subject)[:50]),
         )
     console.print(table)
 
@@ -288,20 +289,20 @@ def outbox_show(
         if r is None:
             err.print(f"[red]no message {message_id}[/red]")
             raise typer.Exit(1)
-    console.print(f"[bold]Message {r.id}[/bold]  status {r.status}  via {r.provider}"
-                  f"  provider id {r.provider_message_id or '-'}")
-    console.print(f"From: {r.from_address}\nTo: {r.to_address}\nSubject: {r.subject}")
+    console.print(f"[bold]Message {r.id}[/bold]  status {safe(r.status)}  via {safe(r.provider)}"
+                  f"  provider id {safe(r.provider_message_id or '-')}")
+    console.print(f"From: {safe(r.from_address)}\nTo: {safe(r.to_address)}\nSubject: {safe(r.subject)}")
     for k, v in (r.headers or {}).items():
-        console.print(f"{k}: {v}", markup=False)
-    console.print(f"Template: {r.template} ({r.template_version})  variant {r.variant or '-'}"
-                  f"  campaign {r.campaign or '-'}/{r.step or '-'}  category {r.category}")
+        console.print(f"{safe(k)}: {safe(v)}")
+    console.print(f"Template: {safe(r.template)} ({safe(r.template_version)})  variant {safe(r.variant or '-')}"
+                  f"  campaign {safe(r.campaign or '-')}/{safe(r.step or '-')}  category {safe(r.category)}")
     console.print(f"Created: {r.created_at:%Y-%m-%d %H:%M:%S} UTC  sent: "
                   f"{r.sent_at:%Y-%m-%d %H:%M:%S} UTC" if r.sent_at else f"Created: {r.created_at}")
     if r.error:
-        console.print(f"[red]Error: {r.error}[/red]")
-    console.print("\n" + r.text, markup=False, highlight=False)
+        console.print(f"[red]Error: {safe(r.error)}[/red]")
+    console.print("\n" + plain(r.text, multiline=True), markup=False, highlight=False)
     if html:
-        console.print(r.html, markup=False, highlight=False)
+        console.print(plain(r.html, multiline=True), markup=False, highlight=False)
 
 
 # --- campaigns --------------------------------------------------------------------------
@@ -321,17 +322,17 @@ def campaigns_results(
             session, campaign, conversion, day_seconds=policy.day_seconds, step=step
         )
     if not results:
-        console.print(f"no emails recorded for campaign {campaign!r}")
+        console.print(f"no emails recorded for campaign {safe(repr(campaign))}")
         return
     table = Table(
         "step", "variant", "customers", "sent", "delivered", "opened", "clicked", "converted",
         "rate", "vs holdout",
-        title=f"{campaign}: converted = {conversion.goal} within {conversion.within_days:g} days",
+        title=safe(f"{campaign}: converted = {conversion.goal} within {conversion.within_days:g} days"),
     )
     for g in results:
         lift = "" if g.lift_pp is None else f"{g.lift_pp:+.1f} pp"
         table.add_row(
-            g.step, g.variant, str(g.customers), str(g.sent), str(g.delivered), str(g.opened),
+            safe(g.step), safe(g.variant), str(g.customers), str(g.sent), str(g.delivered), str(g.opened),
             str(g.clicked), str(g.converted), f"{100 * g.conversion_rate:.1f}%", lift,
         )
     console.print(table)

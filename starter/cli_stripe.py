@@ -6,17 +6,18 @@ import asyncio
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from lifecycle.db import database
 from lifecycle.settings import Settings, settings_or_exit
+from starter.cli_text import console as make_console
+from starter.cli_text import safe
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
 app = typer.Typer(help="Stripe: catalog sync, mirror backfill, webhook events.", no_args_is_help=True)
-console = Console()
+console = make_console()
 
 
 
@@ -26,7 +27,7 @@ def _stripe_client(settings: Settings):  # noqa: ANN202
     try:
         return make_stripe_client(settings, max_network_retries=2)
     except StripeNotConfigured as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{safe(exc)}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -47,11 +48,11 @@ def sync() -> None:
         with database(settings.database_url) as factory:
             report = sync_catalog(client, factory)
     except (stripe.StripeError, CatalogNotSynced) as exc:
-        console.print(f"[red]sync failed: {exc}[/red]")
+        console.print(f"[red]sync failed: {safe(exc)}[/red]")
         raise typer.Exit(1) from None
     for label, ids in (("created", report.created), ("updated", report.updated), ("retired", report.retired)):
         for i in ids:
-            console.print(f"{label:8} {i}")
+            console.print(f"{label:8} {safe(i)}")
     console.print(
         f"{len(report.created)} created, {len(report.updated)} updated, "
         f"{len(report.retired)} retired, {len(report.unchanged)} unchanged"
@@ -71,7 +72,7 @@ def backfill() -> None:
         with database(settings.database_url) as factory:
             report = run_backfill(client, factory)
     except stripe.StripeError as exc:
-        console.print(f"[red]backfill failed: {exc}[/red]")
+        console.print(f"[red]backfill failed: {safe(exc)}[/red]")
         raise typer.Exit(1) from None
     console.print(
         f"{report.subscriptions} subscriptions, {report.invoices} invoices, {report.payments} payments; "
@@ -101,7 +102,8 @@ def events(
     for col in ("received (UTC)", "id", "type", "status", "attempts", "reason"):
         table.add_column(col)
     for r in rows:
-        table.add_row(f"{r.received_at:%Y-%m-%d %H:%M:%S}", r.id, r.type, r.status, str(r.attempts), r.error or "")
+        table.add_row(f"{r.received_at:%Y-%m-%d %H:%M:%S}", safe(r.id), safe(r.type), safe(r.status),
+                      str(r.attempts), safe(r.error or ""))
     console.print(table)
     if not rows:
         console.print("no stuck events" if stuck else "no failed events" if failed else "no events recorded yet")
@@ -122,6 +124,6 @@ def replay(event_id: str) -> None:
     with database(settings.database_url) as factory:
         status = asyncio.run(go(factory))
     color = "green" if status in ("processed", "ignored") else "red"
-    console.print(f"[{color}]{event_id}: {status}[/{color}]")
+    console.print(f"[{color}]{safe(event_id)}: {safe(status)}[/{color}]")
     if status in ("failed", "missing"):
         raise typer.Exit(1)

@@ -15,6 +15,7 @@ import typer
 from lifecycle.db import database
 from lifecycle.settings import Settings, settings_or_exit
 from lifecycle.usage import UsageError, UsageService, number
+from starter.cli_text import plain
 
 if TYPE_CHECKING:
     from starter.usage_signals import DeliveryReport
@@ -47,7 +48,7 @@ def reconcile(
     typer.echo(f"{'customer':<24} {'metric':<12} {'period start':<26} {'counted':>14} "
                f"{'raw events':>14} {'drift':>12}  fixed")
     for d in drifts:
-        typer.echo(f"{d.customer_id:<24} {d.metric:<12} {d.period_start.isoformat():<26} "
+        typer.echo(f"{plain(d.customer_id):<24} {plain(d.metric):<12} {d.period_start.isoformat():<26} "
                    f"{number(d.counted)!s:>14} {number(d.actual)!s:>14} {number(d.drift)!s:>12}  "
                    f"{'yes' if d.fixed else 'no'}")
     typer.echo(f"{len(drifts)} counter(s) drifted" + ("; fixed" if fix else "; run with --fix to repair"))
@@ -68,14 +69,14 @@ def export(
         try:
             p = svc.resolve_period(customer, period)
         except UsageError as err:
-            typer.echo(f"error: {err.field}: {err.reason}", err=True)
+            typer.echo(f"error: {plain(err.field)}: {plain(err.reason)}", err=True)
             raise typer.Exit(2) from None
         if out is None:
             n = svc.export_csv(customer, p, sys.stdout)
         else:
             with out.open("w", newline="", encoding="utf-8") as fh:
                 n = svc.export_csv(customer, p, fh)
-    typer.echo(f"{n} event(s) of {customer} from {p.start.isoformat()} to {p.end.isoformat()}"
+    typer.echo(f"{n} event(s) of {plain(customer)} from {p.start.isoformat()} to {p.end.isoformat()}"
                + (f" written to {out}" if out else ""), err=True)
 
 
@@ -89,7 +90,7 @@ def resend() -> None:
     with _service(settings) as svc:
         report = asyncio.run(_resend(settings, svc))
     for e in report.errors:
-        typer.echo(f"not delivered: {e}", err=True)
+        typer.echo(f"not delivered: {plain(e)}", err=True)
     typer.echo(f"{report.sent} signal(s) sent, {report.failed} still pending")
     if report.failed:
         raise typer.Exit(1)

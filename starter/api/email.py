@@ -1,8 +1,10 @@
 """Email routes: the unsubscribe link (GET page, POST one-click) and SendGrid's Event Webhook.
 
 No API key on these routes: the unsubscribe token is signed by us and names exactly
-one customer; the webhook is verified with SendGrid's signature when
-``LIFECYCLE_SENDGRID_WEBHOOK_PUBLIC_KEY`` is set.
+one customer; the webhook must carry SendGrid's signature, checked with
+``LIFECYCLE_SENDGRID_WEBHOOK_PUBLIC_KEY``. Without that key it answers 503 and records
+nothing, unless ``LIFECYCLE_SENDGRID_WEBHOOK_INSECURE_NO_VERIFY=true`` (local use only;
+the smtp and sendgrid providers refuse to start with it).
 
 * ``GET /unsubscribe?token=…`` shows a page with a confirm button (mail scanners follow
   GET links; they must not unsubscribe anyone).
@@ -21,6 +23,7 @@ import datetime as dt
 import html
 import json
 import logging
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
@@ -38,7 +41,7 @@ from lifecycle.email_service import (
     add_suppression,
 )
 from lifecycle.messages import CustomerEvent
-from lifecycle.models import Customer, EmailMessage
+from lifecycle.models import Customer, EmailMessage, LifecycleEvent
 from lifecycle.settings import Settings
 from lifecycle.unsubscribe import BadToken, read_token
 from starter.api.deps import SettingsDep
@@ -135,13 +138,16 @@ async def unsubscribe(
         new = add_suppression(
             session, email=email, reason=UNSUBSCRIBE, customer_id=customer_id, source="link"
         )
-        add_timeline_event(
-            session, key=f"unsubscribed:{customer_id}", customer_id=customer_id,
-            kind="unsubscribed", at=dt.datetime.now(dt.UTC),
-            detail={"source": "unsubscribe link", "reason": "customer unsubscribed"},
-        )
-    if new:
-        await _tell_workflow(notify, customer_id, "link")
+        action = None  # a second click while unsubscribed changes nothing and records nothing
+        if new:
+            now = dt.datetime.now(dt.UTC)
+            action = action_id("unsubscribed", customer_id, now)
+            add_timeline_event(
+                session, key=action, customer_id=customer_id, kind="unsubscribed", at=now,
+                detail={"source": "unsubscribe link", "reason": "customer unsubscribed"},
+            )
+    if action is not None:
+        await _tell_workflow(notify, customer_id, action, "link")
     return _page(
         "You are unsubscribed",
         f"<p>{html.escape(_mask(email))} will get no more marketing email from "
@@ -149,10 +155,18 @@ async def unsubscribe(
     )
 
 
-async def _tell_workflow(notify: Any, customer_id: str, source: str) -> None:
-    event = CustomerEvent(
-        event_id=f"unsubscribed:{customer_id}", kind="unsubscribed", data={"source": source}
-    )
+def action_id(kind: str, customer_id: str, now: dt.datetime) -> str:
+    """One id per change of a customer's subscription: the timeline key and the event id.
+
+    Unsubscribe, opt back in, unsubscribe again are three actions; each must reach the
+    timeline and the workflow (which ignores event ids it has seen) once. Same shape as
+    the email-preferences route's ids, plus a random tail.
+    """
+    return f"{kind}:{customer_id}:{now:%Y%m%dT%H%M%S%f}:{uuid.uuid4().hex[:8]}"
+
+
+async def _tell_workflow(notify: Any, customer_id: str, event_id: str, source: str) -> None:
+    event = CustomerEvent(event_id=event_id, kind="unsubscribed", data={"source": source})
     try:
         await notify(customer_id, event)
     except Exception as exc:  # the suppression holds without the workflow; log and go on
@@ -171,21 +185,8 @@ def _mask(email: str) -> str:
 async def sendgrid_events(
     request: Request, settings: SettingsDep, sessions: SessionsDep, notify: NotifyDep
 ) -> JSONResponse:
-    raw = await request.body()
-    if settings.sendgrid_webhook_public_key:
-        signature = request.headers.get(SIGNATURE_HEADER)
-        timestamp = request.headers.get(TIMESTAMP_HEADER)
-        if not signature or not timestamp:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, f"missing {SIGNATURE_HEADER} / {TIMESTAMP_HEADER}"
-            )
-        try:
-            verifier = EventWebhook(settings.sendgrid_webhook_public_key)
-            ok = verifier.verify_signature(raw.decode("utf-8"), signature, timestamp)
-        except (ValueError, UnicodeDecodeError):
-            ok = False
-        if not ok:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "signature does not match the body")
+    raw = await request.body()  # the bytes as received: the signature covers exactly these
+    _verify_sendgrid(settings, request, raw)
     try:
         events = json.loads(raw)
     except ValueError as exc:
@@ -194,9 +195,42 @@ async def sendgrid_events(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "body: expected a JSON array of events")
     with session_scope(sessions) as session:
         outcome = [apply_sendgrid_event(session, e) for e in events]
-    for customer_id in {c for c in outcome if c}:
-        await _tell_workflow(notify, customer_id, "sendgrid")
+    told: set[str] = set()
+    for unsubscribed in outcome:
+        if unsubscribed is not None and unsubscribed[0] not in told:
+            told.add(unsubscribed[0])
+            await _tell_workflow(notify, *unsubscribed, "sendgrid")
     return JSONResponse({"received": len(events)})
+
+
+def _verify_sendgrid(settings: Settings, request: Request, raw: bytes) -> None:
+    """Refuse the post unless SendGrid signed it; closed when no key is configured.
+
+    Only ``LIFECYCLE_SENDGRID_WEBHOOK_INSECURE_NO_VERIFY=true`` (refused at start with the
+    smtp and sendgrid providers) lets an unsigned post through, and only without a key.
+    """
+    key = settings.sendgrid_webhook_public_key
+    if not key:
+        if settings.sendgrid_webhook_insecure_no_verify:
+            return
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "SendGrid Event Webhook is not configured: set LIFECYCLE_SENDGRID_WEBHOOK_PUBLIC_KEY "
+            "(the verification key from SendGrid's Mail Settings)",
+        )
+    signature = request.headers.get(SIGNATURE_HEADER)
+    timestamp = request.headers.get(TIMESTAMP_HEADER)
+    if not signature or not timestamp:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, f"missing {SIGNATURE_HEADER} / {TIMESTAMP_HEADER}"
+        )
+    try:
+        ok = EventWebhook(key).verify_signature(raw.decode("utf-8"), signature, timestamp)
+    except (ValueError, UnicodeDecodeError):  # not base64, not UTF-8
+        ok = False
+    if not ok:
+        log.warning("SendGrid webhook refused: the signature does not match the body")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "signature does not match the body")
 
 
 def _message_for(session: Session, event: dict[str, Any]) -> EmailMessage | None:
@@ -218,8 +252,8 @@ def _advance(row: EmailMessage, new_status: str) -> None:
         row.status = new_status
 
 
-def apply_sendgrid_event(session: Session, event: dict[str, Any]) -> str | None:
-    """Apply one event; returns the customer id when the customer newly unsubscribed."""
+def apply_sendgrid_event(session: Session, event: dict[str, Any]) -> tuple[str, str] | None:
+    """Apply one event; when the customer newly unsubscribed, (customer id, event id)."""
     kind = str(event.get("event", ""))
     email = str(event.get("email") or "").strip().lower()
     row = _message_for(session, event)
@@ -248,15 +282,24 @@ def apply_sendgrid_event(session: Session, event: dict[str, Any]) -> str | None:
         return None
     if row is not None and reason == BOUNCE and row.status in ("sending", "sent", "uncertain"):
         row.status = "bounced"
+    # SendGrid's own event id names the action; a redelivery of an event already recorded
+    # (even after the customer opted back in) changes nothing
+    sg_event_id = str(event.get("sg_event_id") or "")
+    key = (f"suppressed:{reason}:{email}:{sg_event_id}" if sg_event_id
+           else action_id(f"suppressed:{reason}", email, dt.datetime.now(dt.UTC)))
+    if sg_event_id and session.scalar(
+        select(LifecycleEvent.id).where(LifecycleEvent.event_key == key[:255])
+    ) is not None:
+        return None
     new = add_suppression(
         session, email=email, reason=reason, customer_id=customer_id, source=f"sendgrid:{kind}"
     )
     if customer_id and new:
         add_timeline_event(
-            session, key=f"suppressed:{reason}:{email}", customer_id=customer_id,
+            session, key=key, customer_id=customer_id,
             kind="unsubscribed" if reason == UNSUBSCRIBE else "email_suppressed", at=at,
             campaign=row.campaign if row is not None else None,
             detail={"reason": reason, "source": f"sendgrid {kind}",
                     "message_id": row.id if row is not None else None},
         )
-    return customer_id if (new and reason == UNSUBSCRIBE) else None
+    return (customer_id, key[:255]) if (customer_id and new and reason == UNSUBSCRIBE) else None
