@@ -162,7 +162,7 @@ class SubscriptionChange(Base):
     status: Mapped[str] = mapped_column(String(32))
     amount_cents: Mapped[int] = mapped_column(Integer, default=0)
     changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
-    source_event_id: Mapped[str | None] = mapped_column(String(64))
+    source_event_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class Invoice(Base):
@@ -205,8 +205,8 @@ class StripeEvent(Base):
 
     __tablename__ = "stripe_events"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    type: Mapped[str] = mapped_column(String(64), index=True)
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # Stripe ids: up to 255
+    type: Mapped[str] = mapped_column(String(100), index=True)
     created: Mapped[int] = mapped_column(BigInteger)  # Stripe's epoch seconds
     livemode: Mapped[bool] = mapped_column(Boolean, default=False)
     payload: Mapped[dict[str, Any]] = mapped_column()
