@@ -27,6 +27,7 @@ from lifecycle.messages import customer_workflow_id
 from lifecycle.models import Subscription
 from starter.api.customers import get_customer_or_404
 from starter.api.deps import SessionDep, TemporalDep
+from starter.api.stripe_errors import stripe_http_error
 from workflows.customer import CustomerWorkflow
 
 router = APIRouter(prefix="/v1/customers", tags=["subscriptions"])
@@ -85,9 +86,8 @@ _STATUS_BY_TYPE = {
     "NoPaymentMethod": status.HTTP_402_PAYMENT_REQUIRED,
     # the state changed while the request waited for an earlier one (e.g. a second create)
     "SubscriptionConflict": status.HTTP_409_CONFLICT,
-    "StripeRequestError": status.HTTP_502_BAD_GATEWAY,
-    "StripeFailed": status.HTTP_502_BAD_GATEWAY,
-    "StripeUnavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+    # Stripe's own failures (StripeInvalidRequest, StripeCardDeclined, StripeUnavailable, ...)
+    # are answered by starter.api.stripe_errors.stripe_http_error
     "StripeNotConfigured": status.HTTP_503_SERVICE_UNAVAILABLE,
     "CatalogNotSynced": status.HTTP_503_SERVICE_UNAVAILABLE,
 }
@@ -111,6 +111,10 @@ async def _update(
         cause = exc.cause
         message = getattr(cause, "message", None) or str(cause or exc)
         kind = cause.type if isinstance(cause, ApplicationError) else None
+        details = tuple(cause.details) if isinstance(cause, ApplicationError) else ()
+        stripe_answer = stripe_http_error(kind, message, details)
+        if stripe_answer is not None:
+            raise stripe_answer from None
         code = _STATUS_BY_TYPE.get(kind or "")
         if code is None:  # refused by the validator: the request does not fit the state
             field = message.split(":", 1)[0]
