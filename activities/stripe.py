@@ -39,6 +39,7 @@ from lifecycle.billing import (
     CatalogNotSynced,
     StripeNotConfigured,
     active_price,
+    configure_price_tiers,
     make_stripe_client,
     now_ts,
     plan_of,
@@ -158,6 +159,7 @@ class StripeActivities:
     @classmethod
     def from_settings(cls, settings: Settings, session_factory: sessionmaker[Session]) -> StripeActivities:
         """The worker's instance; without LIFECYCLE_STRIPE_API_KEY every call fails with that reason."""
+        configure_price_tiers(settings.stripe_price_tiers)  # the mirror written from results
         try:
             client = make_stripe_client(settings)
         except StripeNotConfigured:

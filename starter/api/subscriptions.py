@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from lifecycle import catalog
+from lifecycle.billing import tier_label
 from lifecycle.billing_messages import SubscriptionRequest, SubscriptionResult
 from lifecycle.messages import customer_workflow_id
 from lifecycle.models import Subscription
@@ -76,6 +77,8 @@ class SubscriptionView(BaseModel):
     pending_plan: str | None
     pending_interval: str | None
     reason: str | None = None
+    stripe_price_id: str | None = None  # the mirror's answer: the price billed
+    plan_mapped: bool | None = None  # the mirror's answer: False when the price maps to no tier
 
 
 def _view(customer_id: str, r: SubscriptionResult) -> SubscriptionView:
@@ -186,10 +189,14 @@ async def current(customer_id: str, session: SessionDep, response: Response) -> 
         outcome="mirror",
         stripe_subscription_id=row.stripe_subscription_id,
         status=row.status,
-        plan=row.plan_code,
+        # the tier, or "unmapped price price_..." (never null): see `lifecycle stripe prices`
+        plan=tier_label(row.plan_code, row.stripe_price_id),
         interval=row.interval,
         amount_cents=row.amount_cents,
         current_period_end=row.current_period_end,
         cancel_at_period_end=row.cancel_at_period_end,
     )
-    return _view(customer_id, mirrored)
+    view = _view(customer_id, mirrored)
+    view.stripe_price_id = row.stripe_price_id
+    view.plan_mapped = row.plan_code is not None
+    return view
