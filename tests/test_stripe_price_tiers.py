@@ -206,7 +206,7 @@ async def test_an_unmapped_price_is_never_starter_leaves_the_plan_and_is_reporte
 
     # ops map it (the setting here), then replay the event: the tier applies
     configure_price_tiers({p["id"]: "enterprise"})
-    assert process_event(api._transport.app.state.session_factory, event_id).status == "processed"
+    assert process_event(session_factory, event_id).status == "processed"  # what replay runs
     assert customer_row(session_factory, cid).plan_code == "enterprise"
     await assert_entitled_to(api, cid, "enterprise")
     with session_factory() as s:
