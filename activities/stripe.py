@@ -10,9 +10,11 @@ forgets keys after 24 hours), so each step also:
 3. only then writes, and records the object under the key in the same transaction that
    links it to our rows.
 
-Card declines are business outcomes in the result. Network errors, 429 and 5xx raise a
-retryable error (the workflow's retry policy backs off); other 4xx raise a non-retryable
-``ApplicationError`` carrying Stripe's message. The SDK is blocking, so each activity runs
+Card declines when an invoice is paid are business outcomes in the result. Errors are
+mapped by cause in :func:`stripe_error`: network errors, 429 and 5xx raise a retryable
+``StripeUnavailable`` (the workflow's retry policy backs off); an invalid request (a bogus
+id: the caller's input) ``StripeInvalidRequest`` and a card declined when attached
+``StripeCardDeclined``, both non-retryable with Stripe's message, code and the field. The SDK is blocking, so each activity runs
 its work in a thread.
 """
 
@@ -37,6 +39,7 @@ from lifecycle.billing import (
     CatalogNotSynced,
     StripeNotConfigured,
     active_price,
+    configure_price_tiers,
     make_stripe_client,
     now_ts,
     plan_of,
@@ -83,10 +86,32 @@ log = logging.getLogger("lifecycle.activities.stripe")
 T = TypeVar("T")
 
 
-def stripe_error(exc: stripe.StripeError) -> ApplicationError:
-    """Map an SDK error: transient ones retry, the rest fail with Stripe's message."""
+# The ApplicationError types a Stripe SDK error becomes; starter/api/stripe_errors.py turns
+# each into its HTTP answer.
+STRIPE_UNAVAILABLE = "StripeUnavailable"  # unreachable, rate limited, 5xx: retried, then 503
+STRIPE_INVALID_REQUEST = "StripeInvalidRequest"  # the caller's input (a bogus id): 422
+STRIPE_CARD_DECLINED = "StripeCardDeclined"  # the card was refused: 402
+STRIPE_REQUEST_ERROR = "StripeRequestError"  # anything else Stripe refused (our key...): 502
+
+
+def stripe_error(exc: stripe.StripeError, *, field: str | None = None) -> ApplicationError:
+    """Map an SDK error by its cause: transient ones retry; the caller's input (an invalid
+    request, a declined card) and the rest fail at once with Stripe's message.
+
+    The details carry what an answer needs: ``field`` (the input the error is about:
+    ``field`` when the caller knows it, e.g. ``payment_method_id``, else Stripe's
+    ``param``), Stripe's ``code`` and ``decline_code``, its message and HTTP status.
+    """
     status = exc.http_status
     message = exc.user_message or str(exc) or type(exc).__name__
+    err = exc.error
+    detail = {
+        "http_status": status,
+        "code": exc.code,
+        "decline_code": getattr(err, "decline_code", None) if err is not None else None,
+        "field": field or (getattr(err, "param", None) if err is not None else None),
+        "message": message,
+    }
     transient = (
         isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
         or status is None
@@ -95,14 +120,19 @@ def stripe_error(exc: stripe.StripeError) -> ApplicationError:
     )
     if transient:
         return ApplicationError(
-            f"Stripe unavailable ({status or 'network error'}): {message}",
-            type="StripeUnavailable",
+            f"Stripe unavailable ({status or 'network error'}): {message}", detail, type=STRIPE_UNAVAILABLE
         )
+    if isinstance(exc, stripe.CardError):
+        detail["decline_code"] = detail["decline_code"] or exc.code
+        return ApplicationError(
+            f"card declined ({detail['decline_code']}): {message}",
+            detail,
+            type=STRIPE_CARD_DECLINED,
+            non_retryable=True,
+        )
+    kind = STRIPE_INVALID_REQUEST if isinstance(exc, stripe.InvalidRequestError) else STRIPE_REQUEST_ERROR
     return ApplicationError(
-        f"Stripe refused the request ({status}): {message}",
-        {"http_status": status, "code": exc.code},
-        type="StripeRequestError",
-        non_retryable=True,
+        f"Stripe refused the request ({status}): {message}", detail, type=kind, non_retryable=True
     )
 
 
@@ -129,6 +159,7 @@ class StripeActivities:
     @classmethod
     def from_settings(cls, settings: Settings, session_factory: sessionmaker[Session]) -> StripeActivities:
         """The worker's instance; without LIFECYCLE_STRIPE_API_KEY every call fails with that reason."""
+        configure_price_tiers(settings.stripe_price_tiers)  # the mirror written from results
         try:
             client = make_stripe_client(settings)
         except StripeNotConfigured:
@@ -281,11 +312,14 @@ class StripeActivities:
         except stripe.InvalidRequestError:  # test tokens such as pm_card_visa, or unknown ids
             pm = None
         if pm is None or getattr(pm, "customer", None) != stripe_customer_id:
-            pm = self.client.v1.payment_methods.attach(
-                payment_method_id,
-                params={"customer": stripe_customer_id},
-                options=self._opts(key),  # type: ignore[arg-type]
-            )
+            try:
+                pm = self.client.v1.payment_methods.attach(
+                    payment_method_id,
+                    params={"customer": stripe_customer_id},
+                    options=self._opts(key),  # type: ignore[arg-type]
+                )
+            except stripe.StripeError as exc:  # no such card, or declined: about the caller's input
+                raise stripe_error(exc, field="payment_method_id") from exc
         self.client.v1.customers.update(
             stripe_customer_id, params={"invoice_settings": {"default_payment_method": pm.id}}
         )

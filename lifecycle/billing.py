@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import stripe
+from prometheus_client import Counter
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,6 +49,8 @@ from lifecycle.models import (
     PlanPrice,
     PlanRow,
     StripeEvent,
+    StripePrice,
+    StripeProduct,
     Subscription,
     SubscriptionChange,
 )
@@ -57,6 +61,7 @@ from lifecycle.stripe_shapes import (
     EventRec,
     InvoiceRec,
     PaymentRec,
+    PriceRec,
     ShapeError,
     SubscriptionRec,
     as_bool,
@@ -65,6 +70,8 @@ from lifecycle.stripe_shapes import (
     parse_event,
     parse_invoice,
     parse_payment,
+    parse_price,
+    parse_product,
     parse_subscription,
     to_plain,
 )
@@ -101,6 +108,18 @@ HANDLED_EVENTS = (
     "payment_method.attached",
     "customer.created",
     "customer.updated",
+    # the catalog as Stripe has it: products and prices whose metadata may name a tier
+    "product.created",
+    "product.updated",
+    "price.created",
+    "price.updated",
+    "plan.created",
+    "plan.updated",
+)
+
+UNMAPPED_PRICES = Counter(
+    "lifecycle_stripe_unmapped_prices",
+    "Subscriptions mirrored whose Stripe price maps to no tier (see `lifecycle stripe prices`)",
 )
 
 
@@ -307,16 +326,147 @@ def active_price(session: Session, plan_code: str, interval: str) -> PlanPrice:
     return price
 
 
+# --- prices to tiers --------------------------------------------------------------------------
+#
+# A Stripe price (or legacy plan) maps to a tier by the first of:
+#   own_id            a plan `lifecycle stripe sync` made (plan_prices), our `lifecycle_plan`
+#                     metadata on the price, or our product `lifecycle-<tier>`;
+#   price_metadata    `metadata.tier` on the price;
+#   product_metadata  `metadata.tier` on its product (expanded in the payload, or as the
+#                     mirror knows it from product.* events and the backfill);
+#   lookup_key        the price's lookup key (a legacy plan: its id) contains exactly one tier
+#                     code as a whole word (words are runs of letters and digits):
+#                     `business_monthly`, `enterprise-annual-2025` map; `pro_monthly` (no
+#                     tier code) and `starter-to-business` (two) do not;
+#   setting           LIFECYCLE_STRIPE_PRICE_TIERS (`price_abc=business,price_def=enterprise`).
+# A price that maps to none is never taken for a tier: see upsert_subscription.
+
+_PRICE_TIERS: dict[str, str] = {}
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def configure_price_tiers(mapping: dict[str, str]) -> None:
+    """Install LIFECYCLE_STRIPE_PRICE_TIERS (validated by the settings) for this process."""
+    _PRICE_TIERS.clear()
+    _PRICE_TIERS.update(mapping)
+
+
+def _tier_code(value: str | None) -> str | None:
+    code = (value or "").strip().lower()
+    return code if code in catalog.PLANS_BY_CODE else None
+
+
+def tier_in_words(text: str | None) -> str | None:
+    """The one tier code that is a whole word of ``text``; None for none or several."""
+    words = set(_WORD.findall((text or "").lower()))
+    found = [code for code in catalog.PLANS_BY_CODE if code in words]
+    return found[0] if len(found) == 1 else None
+
+
+def price_tier(session: Session, price: PriceRec) -> tuple[str | None, str | None]:
+    """(tier, how) for a price; (None, None) when nothing maps it. Never calls Stripe."""
+    own = session.scalar(select(PlanPrice.plan_code).where(PlanPrice.stripe_plan_id == price.id).limit(1))
+    if own is None:
+        own = _tier_code(price.metadata.get(MD_PLAN))
+    if own is None and price.product_id:
+        own = session.scalar(select(PlanRow.code).where(PlanRow.stripe_product_id == price.product_id))
+    if own is not None:
+        return own, "own_id"
+    tier = _tier_code(price.metadata.get("tier"))
+    if tier:
+        return tier, "price_metadata"
+    product_md = price.product_metadata
+    if product_md is None and price.product_id:
+        product = session.get(StripeProduct, price.product_id)
+        product_md = dict(product.metadata_ or {}) if product is not None else {}
+    tier = _tier_code((product_md or {}).get("tier"))
+    if tier:
+        return tier, "product_metadata"
+    tier = tier_in_words(price.lookup_key or (price.id if price.object == "plan" else None))
+    if tier:
+        return tier, "lookup_key"
+    tier = _PRICE_TIERS.get(price.id)
+    if tier:
+        return tier, "setting"
+    return None, None
+
+
+def record_price(
+    session: Session, price: PriceRec, *, event_id: str | None = None, unmapped: bool = False
+) -> StripePrice:
+    """Remember a price seen in Stripe, with the tier it maps to now (or none) and how."""
+    if price.product_id and price.product_metadata is not None:  # the product came expanded
+        product = session.get(StripeProduct, price.product_id)
+        if product is None:
+            product = StripeProduct(id=price.product_id, active=True)
+            session.add(product)
+        product.metadata_ = dict(price.product_metadata)
+    tier, source = price_tier(session, price)
+    row = session.get(StripePrice, price.id)
+    now = dt.datetime.now(dt.UTC)
+    if row is None:
+        row = StripePrice(id=price.id, first_seen_at=now, unmapped_seen=0)
+        session.add(row)
+    row.object = price.object
+    row.product_id = price.product_id or row.product_id
+    row.lookup_key = price.lookup_key or row.lookup_key
+    row.nickname = price.nickname or row.nickname
+    row.metadata_ = dict(price.metadata)
+    row.interval = price.interval
+    row.interval_count = price.interval_count
+    row.unit_amount_cents = price.unit_amount_cents
+    row.currency = price.currency
+    row.tier, row.tier_source = tier, source
+    row.last_seen_at = now
+    row.last_event_id = event_id or row.last_event_id
+    if unmapped and tier is None:
+        row.unmapped_seen = (row.unmapped_seen or 0) + 1
+    session.flush()
+    return row
+
+
+def record_product(session: Session, obj: dict[str, Any]) -> None:
+    pid, name, metadata, active = parse_product(obj)
+    row = session.get(StripeProduct, pid)
+    if row is None:
+        row = StripeProduct(id=pid)
+        session.add(row)
+    row.name, row.metadata_, row.active = name, metadata, active
+    session.flush()
+
+
+@dataclass(frozen=True)
+class TierResolution:
+    plan: str | None
+    interval: str | None
+    price_id: str | None  # the item's price that decided, or the first item's
+    source: str | None
+
+
+def resolve_tier(session: Session, rec: SubscriptionRec) -> TierResolution:
+    """The tier of a subscription: its first item whose price maps to one; the engine's
+    `lifecycle_plan` metadata on the subscription only when no price maps."""
+    for item in rec.items:
+        tier, source = price_tier(session, item.price)
+        if tier is not None:
+            return TierResolution(tier, item.price.interval, item.price.id, source)
+    code = _tier_code(rec.metadata.get(MD_PLAN))
+    if code is not None:
+        return TierResolution(code, rec.interval, rec.plan_id, "subscription_metadata")
+    return TierResolution(None, rec.interval, rec.plan_id, None)
+
+
 def plan_of(session: Session, rec: SubscriptionRec) -> tuple[str | None, str | None]:
-    """Our tier code and interval for a Stripe subscription (by plan id, then metadata)."""
-    if rec.plan_id:
-        price = session.scalar(select(PlanPrice).where(PlanPrice.stripe_plan_id == rec.plan_id))
-        if price is not None:
-            return price.plan_code, price.interval
-    code = rec.plan_metadata.get(MD_PLAN) or rec.metadata.get(MD_PLAN)
-    if code in catalog.PLANS_BY_CODE:
-        return code, rec.interval
-    return None, rec.interval
+    """Our tier code and interval for a Stripe subscription (see resolve_tier)."""
+    res = resolve_tier(session, rec)
+    return res.plan, res.interval
+
+
+def tier_label(plan_code: str | None, price_id: str | None) -> str:
+    """What to show for a mirrored subscription's tier: never None."""
+    if plan_code:
+        return plan_code
+    return f"unmapped price {price_id}" if price_id else "unmapped price (none on the subscription)"
 
 
 # --- the mirror ---------------------------------------------------------------------------
@@ -385,6 +535,7 @@ class MirrorResult:
     adopted: bool = False  # the customer came from Stripe and was created here
     plan: str | None = None
     interval: str | None = None
+    unmapped_price: str | None = None  # the price that maps to no tier, if so
 
 
 def upsert_subscription(
@@ -396,8 +547,17 @@ def upsert_subscription(
     adopt: bool = True,
     email: str | None = None,
 ) -> MirrorResult:
-    """Write a subscription to the mirror if it is newer; record history on change."""
-    code, interval = plan_of(session, rec)
+    """Write a subscription to the mirror if it is newer; record history on change.
+
+    A price that maps to no tier is mirrored with its amount and interval and no tier; the
+    customer keeps the plan they had (a customer first seen here gets the default trial
+    plan, the column needs one); it is logged, counted and listed by `lifecycle stripe prices`.
+    """
+    resolution = resolve_tier(session, rec)
+    code, interval = resolution.plan, resolution.interval
+    unmapped = rec.plan_id if code is None and rec.items else None
+    for item in rec.items:
+        record_price(session, item.price, event_id=source_event_id, unmapped=unmapped is not None)
     customer_id = resolve_customer(session, rec.customer, rec.metadata)
     adopted = False
     if customer_id is None:
@@ -432,8 +592,17 @@ def upsert_subscription(
             "subscription %s: kept %s (ts %d), skipped older %s (ts %d)",
             rec.id, row.status, row.stripe_version_ts, rec.status, version_ts,
         )
-        return MirrorResult(customer_id, False, False, adopted, row.plan_code, row.interval)
+        return MirrorResult(
+            customer_id, False, False, adopted, row.plan_code, row.interval, unmapped_price=unmapped
+        )
 
+    if unmapped:
+        UNMAPPED_PRICES.inc()
+        log.warning(
+            "stripe subscription %s (customer %s): price %s maps to no tier; mirrored without one, "
+            "the customer keeps their plan. Map it (see `lifecycle stripe prices`), then replay or backfill.",
+            rec.id, customer_id, unmapped,
+        )
     before = None
     if row is None:
         row = Subscription(stripe_subscription_id=rec.id, customer_id=customer_id)
@@ -442,6 +611,7 @@ def upsert_subscription(
         before = (row.plan_code, row.interval, row.status, row.amount_cents)
     row.customer_id = customer_id
     row.plan_code = code
+    row.stripe_price_id = resolution.price_id
     row.interval = interval
     row.amount_cents = rec.amount_cents
     row.status = rec.status
@@ -476,7 +646,7 @@ def upsert_subscription(
         cust = session.get(Customer, customer_id)
         if cust is not None and cust.plan_code != code:
             cust.plan_code = code
-    return MirrorResult(customer_id, True, changed, adopted, code, interval)
+    return MirrorResult(customer_id, True, changed, adopted, code, interval, unmapped_price=unmapped)
 
 
 def upsert_invoice(session: Session, rec: InvoiceRec, version_ts: int) -> MirrorResult:
@@ -595,6 +765,10 @@ def apply_event(session: Session, ev: EventRec) -> tuple[str, Handover | None]:
     if t.startswith("customer.subscription."):
         rec = parse_subscription(obj)
         res = upsert_subscription(session, rec, ev.created, source_event_id=ev.id)
+        _note(session, ev.id, (
+            f"unmapped price {res.unmapped_price}: no tier (see `lifecycle stripe prices`)"
+            if res.unmapped_price else None
+        ))
         if res.customer_id is None:
             return "processed", None
         if t == "customer.subscription.trial_will_end":
@@ -617,6 +791,7 @@ def apply_event(session: Session, ev: EventRec) -> tuple[str, Handover | None]:
             "current_period_end": _iso(rec.current_period_end),
             "event_type": t,
             "adopted": res.adopted,
+            "stripe_price_id": rec.plan_id,
         }
         return "processed", Handover(
             res.customer_id,
@@ -721,6 +896,16 @@ def apply_event(session: Session, ev: EventRec) -> tuple[str, Handover | None]:
             CustomerEvent(f"stripe:{ev.id}", "payment_method_added", {"payment_method_id": obj.get("id")}),
         )
 
+    if t in ("product.created", "product.updated"):
+        record_product(session, obj)
+        return "processed", None
+
+    if t in ("price.created", "price.updated", "plan.created", "plan.updated"):
+        price = parse_price(obj, kind=t.split(".", 1)[0])
+        if price is not None:
+            record_price(session, price, event_id=ev.id)
+        return "processed", None
+
     if t in ("customer.created", "customer.updated"):
         rec_c = parse_customer(obj)
         cid = resolve_customer(session, rec_c.id, rec_c.metadata)  # links by metadata
@@ -731,6 +916,13 @@ def apply_event(session: Session, ev: EventRec) -> tuple[str, Handover | None]:
         return "processed", None
 
     return "ignored", None
+
+
+def _note(session: Session, event_id: str, note: str | None) -> None:
+    """What ops should know about a processed event (shown by `lifecycle stripe events`)."""
+    row = session.get(StripeEvent, event_id)
+    if row is not None:
+        row.note = note
 
 
 PENDING_STATUSES = ("received", "failed")  # recorded, not (yet) applied: the sweeper's work
@@ -857,6 +1049,7 @@ class BackfillReport:
     subscriptions: int = 0
     invoices: int = 0
     payments: int = 0
+    unmapped: int = 0  # subscriptions whose price maps to no tier
 
 
 def backfill(client: stripe.StripeClient, factory: sessionmaker[Session]) -> BackfillReport:
@@ -865,6 +1058,22 @@ def backfill(client: stripe.StripeClient, factory: sessionmaker[Session]) -> Bac
     fetched = now_ts()
     emails: dict[str, str | None] = {}
     with session_scope(factory) as session:
+        # the catalog first, so prices map by their product's metadata
+        for obj in client.v1.products.list(params={"limit": 100}).auto_paging_iter():
+            record_product(session, to_plain(obj))
+        for obj in client.v1.plans.list(params={"limit": 100}).auto_paging_iter():
+            price = parse_price(to_plain(obj), kind="plan")
+            if price is not None:
+                record_price(session, price)
+        try:
+            for obj in client.v1.prices.list(params={"limit": 100}).auto_paging_iter():
+                price = parse_price(to_plain(obj), kind="price")
+                if price is not None:
+                    record_price(session, price)
+        except (stripe.InvalidRequestError, stripe.APIError) as exc:  # localstripe: no Prices API (404)
+            if exc.http_status != 404:
+                raise
+            log.info("stripe backfill: no Prices API here (404); plans only")
         for obj in client.v1.customers.list(params={"limit": 100}).auto_paging_iter():
             rec_c = parse_customer(to_plain(obj))
             emails[rec_c.id] = rec_c.email
@@ -877,6 +1086,7 @@ def backfill(client: stripe.StripeClient, factory: sessionmaker[Session]) -> Bac
             res = upsert_subscription(session, rec, fetched, email=emails.get(rec.customer))
             report.subscriptions += 1
             report.customers_adopted += int(res.adopted)
+            report.unmapped += int(res.unmapped_price is not None)
         for obj in client.v1.invoices.list(params={"limit": 100}).auto_paging_iter():
             upsert_invoice(session, parse_invoice(to_plain(obj)), fetched)
             report.invoices += 1
@@ -896,8 +1106,15 @@ __all__ = [
     "ShapeError",
     "StripeNotConfigured",
     "SyncReport",
+    "TierResolution",
     "active_price",
     "apply_event",
+    "configure_price_tiers",
+    "price_tier",
+    "record_price",
+    "resolve_tier",
+    "tier_in_words",
+    "tier_label",
     "backfill",
     "make_stripe_client",
     "plan_id_for",

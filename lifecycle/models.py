@@ -138,6 +138,8 @@ class Subscription(Base):
     interval: Mapped[str | None] = mapped_column(String(8))
     amount_cents: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(32))
+    # the Stripe price (or legacy plan) billed; with plan_code None it maps to no tier
+    stripe_price_id: Mapped[str | None] = mapped_column(String(255))
     current_period_start: Mapped[dt.datetime | None]
     current_period_end: Mapped[dt.datetime | None]
     cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -162,7 +164,7 @@ class SubscriptionChange(Base):
     status: Mapped[str] = mapped_column(String(32))
     amount_cents: Mapped[int] = mapped_column(Integer, default=0)
     changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
-    source_event_id: Mapped[str | None] = mapped_column(String(64))
+    source_event_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class Invoice(Base):
@@ -205,8 +207,8 @@ class StripeEvent(Base):
 
     __tablename__ = "stripe_events"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    type: Mapped[str] = mapped_column(String(64), index=True)
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # Stripe ids: up to 255
+    type: Mapped[str] = mapped_column(String(100), index=True)
     created: Mapped[int] = mapped_column(BigInteger)  # Stripe's epoch seconds
     livemode: Mapped[bool] = mapped_column(Boolean, default=False)
     payload: Mapped[dict[str, Any]] = mapped_column()
@@ -218,6 +220,46 @@ class StripeEvent(Base):
     processed_at: Mapped[dt.datetime | None]
     # the sweeper's back-off for received / failed events (None: due now)
     next_attempt_at: Mapped[dt.datetime | None]
+    # what ops should know about an event that was processed, e.g. "unmapped price price_..."
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class StripeProduct(Base):
+    """Products seen in Stripe (product.* events, the catalog sync, the backfill): their
+    metadata may map a price to a tier when the price names its product by id only."""
+
+    __tablename__ = "stripe_products"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class StripePrice(Base):
+    """Every Stripe price or legacy plan the engine has seen, with the tier it maps to
+    (or none) and how; `lifecycle stripe prices` lists them."""
+
+    __tablename__ = "stripe_prices"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    object: Mapped[str] = mapped_column(String(8))  # price | plan
+    product_id: Mapped[str | None] = mapped_column(String(255))
+    lookup_key: Mapped[str | None] = mapped_column(String(255))
+    nickname: Mapped[str | None] = mapped_column(String(255))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    interval: Mapped[str | None] = mapped_column(String(8))
+    interval_count: Mapped[int] = mapped_column(Integer, default=1)
+    unit_amount_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    tier: Mapped[str | None] = mapped_column(String(32))
+    # own_id | price_metadata | product_metadata | lookup_key | setting | subscription_metadata
+    tier_source: Mapped[str | None] = mapped_column(String(32))
+    unmapped_seen: Mapped[int] = mapped_column(Integer, default=0)
+    last_event_id: Mapped[str | None] = mapped_column(String(255))
+    first_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class StripeObject(Base):

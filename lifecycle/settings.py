@@ -183,6 +183,36 @@ class Settings(BaseSettings):
         "is stuck: swept, logged and counted",
     )
     localstripe_port: int = Field(default=8420, description="port of localstripe in `lifecycle dev`")
+    stripe_price_tiers: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Stripe prices (or legacy plans) mapped to a tier when nothing else maps them: "
+        "price_abc=business,price_def=enterprise",
+    )
+
+    @field_validator("stripe_price_tiers", mode="before")
+    @classmethod
+    def _parse_price_tiers(cls, value: object) -> object:
+        from lifecycle import catalog
+
+        if value in (None, ""):
+            return {}
+        if isinstance(value, str):
+            pairs: dict[str, str] = {}
+            for part in value.split(","):
+                if not part.strip():
+                    continue
+                price, sep, tier = part.partition("=")
+                if not sep or not price.strip() or not tier.strip():
+                    raise ValueError(f"expected PRICE_ID=TIER pairs separated by commas, got {part.strip()!r}")
+                pairs[price.strip()] = tier.strip()
+            value = pairs
+        if isinstance(value, dict):
+            for price, tier in value.items():
+                if tier not in catalog.PLANS_BY_CODE:
+                    raise ValueError(
+                        f"price {price!r}: unknown tier {tier!r}; expected one of {', '.join(catalog.PLANS_BY_CODE)}"
+                    )
+        return value
 
     @field_validator("stripe_api_base")
     @classmethod

@@ -16,6 +16,7 @@ Everything else in the engine reads the records below, never raw Stripe dicts.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,10 +60,13 @@ def _int(value: Any, default: int = 0) -> int:
 
 
 def ts(value: Any) -> dt.datetime | None:
-    """Stripe epoch seconds as an aware UTC datetime."""
+    """Stripe epoch seconds as an aware UTC datetime (a ShapeError if it cannot be one)."""
     if value in (None, "", 0):
         return None
-    return dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
+    try:
+        return dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
+    except (OverflowError, OSError, ValueError, TypeError):
+        raise ShapeError(f"not a time in epoch seconds: {str(value)[:40]}") from None
 
 
 def _require(obj: Mapping[str, Any], key: str, what: str) -> Any:
@@ -95,6 +99,31 @@ class CustomerRec:
 
 
 @dataclass(frozen=True)
+class PriceRec:
+    """A price (current API) or a legacy plan: what a subscription item bills."""
+
+    id: str
+    object: str  # price | plan
+    product_id: str | None
+    product_metadata: dict[str, str] | None  # only when the product came expanded
+    lookup_key: str | None
+    nickname: str | None
+    metadata: dict[str, str]
+    interval: str | None  # month | year | week | day
+    interval_count: int
+    unit_amount_cents: int
+    currency: str
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class SubscriptionItemRec:
+    id: str | None
+    price: PriceRec
+    quantity: int
+
+
+@dataclass(frozen=True)
 class SubscriptionRec:
     id: str
     customer: str
@@ -116,6 +145,8 @@ class SubscriptionRec:
     plan_metadata: dict[str, str] = field(default_factory=dict)
     item_id: str | None = None
     discount_coupon: str | None = None
+    items: tuple[SubscriptionItemRec, ...] = ()
+    gross_amount_cents: int = 0  # before discounts
 
     @property
     def is_live(self) -> bool:
@@ -181,20 +212,110 @@ class EventRec:
 # --- parsers ------------------------------------------------------------------------------
 
 
-def parse_event(payload: Mapping[str, Any]) -> EventRec:
+# What a webhook event may look like before the engine stores any of it. Stripe's ids are
+# at most 255 characters (letters, digits, ``_``; ``-``, ``.``, ``:`` tolerated for ids made
+# by tests and tools); event types are dotted lower-case words.
+MAX_ID = 255
+MAX_TYPE = 100
+_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
+_TYPE_RE = re.compile(r"[a-z0-9_.]{1,100}")
+_API_VERSION_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# Seconds since the epoch a datetime (and a BIGINT) can hold: up to 9999-12-31.
+MAX_EPOCH = 253402300799
+MAX_DEPTH = 64
+
+
+def _check_strings(value: Any, where: str = "event") -> None:
+    """Refuse what the database cannot store: NUL characters (PostgreSQL refuses them in
+    text and JSON), unpaired surrogates (not UTF-8), and absurd nesting. Iterative, so a
+    hostile payload cannot exhaust the stack."""
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ShapeError(f"{path}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(item, str):
+            _check_text(item, path)
+        elif isinstance(item, Mapping):
+            for k, v in item.items():
+                key = str(k)
+                _check_text(key, f"{path} (a key)")
+                stack.append((v, f"{path}.{key[:40]}", depth + 1))
+        elif isinstance(item, list | tuple):
+            for i, v in enumerate(item):
+                stack.append((v, f"{path}[{i}]", depth + 1))
+
+
+def _check_text(text: str, path: str) -> None:
+    if "\x00" in text:
+        raise ShapeError(f"{path}: contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ShapeError(f"{path}: not valid UTF-8 (an unpaired surrogate)") from None
+
+
+def _event_id(value: Any) -> str:
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
+        shown = repr(value)[:60]
+        raise ShapeError(
+            f"event 'id': expected up to {MAX_ID} letters, digits or _.:- characters, got {shown}"
+        )
+    return value
+
+
+def _event_type(value: Any) -> str:
+    if not isinstance(value, str) or not _TYPE_RE.fullmatch(value):
+        shown = repr(value)[:60]
+        raise ShapeError(f"event 'type': expected up to {MAX_TYPE} characters of a-z 0-9 _ ., got {shown}")
+    return value
+
+
+def _event_created(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ShapeError(f"event 'created': expected epoch seconds (an integer), got {repr(value)[:40]}")
+    if not 0 < value <= MAX_EPOCH:
+        raise ShapeError(f"event 'created': {str(value)[:40]} is not a time (0 < created <= {MAX_EPOCH})")
+    return value
+
+
+def parse_event(payload: Any) -> EventRec:
+    """An event as received; every field the engine reads or stores is checked first
+    (a ShapeError names the field), so nothing the database or the mirror cannot take
+    is ever recorded."""
+    if not isinstance(payload, Mapping):
+        raise ShapeError(f"not an event object: a JSON {type(payload).__name__}, expected an object")
     if payload.get("object") not in (None, "event"):
-        raise ShapeError(f"not an event object: object={payload.get('object')!r}")
+        raise ShapeError(f"not an event object: object={str(payload.get('object'))[:40]!r}")
+    _check_strings(payload)
     data = payload.get("data")
     if not isinstance(data, Mapping) or not isinstance(data.get("object"), Mapping):
         raise ShapeError("event has no 'data.object'")
+    previous = data.get("previous_attributes")
+    if previous is not None and not isinstance(previous, Mapping):
+        raise ShapeError("event 'data.previous_attributes': expected an object")
+    livemode = payload.get("livemode", False)
+    if not isinstance(livemode, bool) and livemode not in ("true", "false", None):
+        raise ShapeError(f"event 'livemode': expected a boolean, got {repr(livemode)[:40]}")
+    api_version = payload.get("api_version")
+    if api_version is not None and (
+        not isinstance(api_version, str) or not _API_VERSION_RE.fullmatch(api_version)
+    ):
+        raise ShapeError(f"event 'api_version': expected a version such as 2026-10-28.endive, got {repr(api_version)[:40]}")
+    if payload.get("id") in (None, ""):
+        raise ShapeError("event has no 'id'")
+    if payload.get("type") in (None, ""):
+        raise ShapeError("event has no 'type'")
+    if payload.get("created") in (None, ""):
+        raise ShapeError("event has no 'created'")
     return EventRec(
-        id=str(_require(payload, "id", "event")),
-        type=str(_require(payload, "type", "event")),
-        created=_int(_require(payload, "created", "event")),
-        livemode=as_bool(payload.get("livemode", False)),
-        api_version=payload.get("api_version"),
+        id=_event_id(payload["id"]),
+        type=_event_type(payload["type"]),
+        created=_event_created(payload["created"]),
+        livemode=as_bool(livemode or False),
+        api_version=api_version,
         object=dict(data["object"]),
-        previous_attributes=dict(data.get("previous_attributes") or {}),
+        previous_attributes=dict(previous or {}),
     )
 
 
@@ -212,22 +333,98 @@ def parse_customer(obj: Mapping[str, Any]) -> CustomerRec:
     )
 
 
+def parse_price(obj: Mapping[str, Any] | str | None, *, kind: str | None = None) -> PriceRec | None:
+    """A price or a legacy plan object (or just its id) as a record; None if absent."""
+    if obj is None or obj == "":
+        return None
+    if not isinstance(obj, Mapping):
+        obj = {"id": obj}
+    pid = _id(obj.get("id"))
+    if not pid:
+        return None
+    kind = kind or str(obj.get("object") or ("plan" if not str(pid).startswith("price_") else "price"))
+    product = obj.get("product")
+    product_md = _metadata(product) if isinstance(product, Mapping) else None
+    recurring = obj.get("recurring") if isinstance(obj.get("recurring"), Mapping) else {}
+    interval = obj.get("interval") or recurring.get("interval")
+    count = obj.get("interval_count") or recurring.get("interval_count") or 1
+    if obj.get("unit_amount") is not None:
+        unit = _int(obj.get("unit_amount"))
+    else:
+        unit = _int(obj.get("amount"))
+    lookup_key = obj.get("lookup_key")
+    return PriceRec(
+        id=str(pid),
+        object="plan" if kind == "plan" else "price",
+        product_id=_id(product),
+        product_metadata=product_md,
+        lookup_key=str(lookup_key) if lookup_key not in (None, "") else None,
+        nickname=str(obj["nickname"]) if obj.get("nickname") not in (None, "") else None,
+        metadata=_metadata(obj),
+        interval=str(interval) if interval else None,
+        interval_count=_int(count, 1) or 1,
+        unit_amount_cents=unit,
+        currency=str(obj.get("currency") or "usd"),
+        active=as_bool(obj.get("active", True)),
+    )
+
+
+def _item_price(item: Mapping[str, Any]) -> PriceRec | None:
+    """The price of a subscription item: ``price`` (current API, has the lookup key) else
+    ``plan`` (2017 shape, and legacy plans)."""
+    price = item.get("price")
+    plan = item.get("plan")
+    if price not in (None, ""):
+        rec = parse_price(price, kind="price")
+        if rec is not None and isinstance(plan, Mapping) and rec.interval is None:
+            # a plan-backed price whose recurring block is missing: take the plan's interval
+            rec = parse_price({**plan, **(price if isinstance(price, Mapping) else {"id": price})}, kind="price")
+        return rec
+    return parse_price(plan, kind="plan")
+
+
+def _coupons(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The coupons of a subscription's discount(s) that came expanded (an id alone says nothing)."""
+    found: list[Any] = []
+    discount = obj.get("discount")
+    if isinstance(discount, Mapping) and discount:
+        found.append(discount.get("coupon") or (discount.get("source") or {}).get("coupon"))
+    for d in obj.get("discounts") or []:
+        if isinstance(d, Mapping):
+            found.append(d.get("coupon") or (d.get("source") or {}).get("coupon"))
+    return [c for c in found if isinstance(c, Mapping)]
+
+
+def discounted(amount_cents: int, coupons: list[Mapping[str, Any]]) -> int:
+    """An amount after the coupons: each percent_off in turn, then each amount_off; never below 0."""
+    amount = float(amount_cents)
+    for c in coupons:
+        if c.get("percent_off") not in (None, ""):
+            amount *= 1 - float(c["percent_off"]) / 100
+    for c in coupons:
+        if c.get("amount_off") not in (None, ""):
+            amount -= _int(c["amount_off"])
+    return max(0, round(amount))
+
+
 def parse_subscription(obj: Mapping[str, Any]) -> SubscriptionRec:
     sid = str(_require(obj, "id", "subscription"))
-    items = (obj.get("items") or {}).get("data") or []
-    item: Mapping[str, Any] = items[0] if items else {}
-    plan = item.get("plan") or obj.get("plan") or {}
-    price = item.get("price") or {}
-    if not isinstance(plan, Mapping):
-        plan = {"id": plan}
-    if not isinstance(price, Mapping):
-        price = {"id": price}
-    quantity = _int(item.get("quantity"), 1) or 1
-    if plan.get("amount") is not None:
-        unit = _int(plan.get("amount"))
-    else:
-        unit = _int(price.get("unit_amount"))
-    interval = plan.get("interval") or (price.get("recurring") or {}).get("interval")
+    raw_items = (obj.get("items") or {}).get("data") or []
+    items: list[SubscriptionItemRec] = []
+    for raw in raw_items:
+        if not isinstance(raw, Mapping):
+            continue
+        price_rec = _item_price(raw)
+        if price_rec is not None:
+            items.append(SubscriptionItemRec(_id(raw.get("id")), price_rec, _int(raw.get("quantity"), 1) or 1))
+    if not items and obj.get("plan"):  # very old shape: the plan on the subscription itself
+        legacy = parse_price(obj.get("plan"), kind="plan")
+        if legacy is not None:
+            items.append(SubscriptionItemRec(None, legacy, _int(obj.get("quantity"), 1) or 1))
+    item: Mapping[str, Any] = raw_items[0] if raw_items and isinstance(raw_items[0], Mapping) else {}
+    first = items[0].price if items else None
+    gross = sum(i.price.unit_amount_cents * i.quantity for i in items)
+    coupons = _coupons(obj)
     # Current shape: periods on the item; 2017 shape: on the subscription.
     period_start = item.get("current_period_start") or obj.get("current_period_start")
     period_end = item.get("current_period_end") or obj.get("current_period_end")
@@ -238,16 +435,16 @@ def parse_subscription(obj: Mapping[str, Any]) -> SubscriptionRec:
             (discount.get("source") or {}).get("coupon")
         )
     elif obj.get("discounts"):
-        first = obj["discounts"][0]
-        coupon = _id(first.get("coupon")) if isinstance(first, Mapping) else None
+        first_d = obj["discounts"][0]
+        coupon = _id(first_d.get("coupon")) if isinstance(first_d, Mapping) else None
     return SubscriptionRec(
         id=sid,
         customer=str(_id(_require(obj, "customer", f"subscription {sid}"))),
         status=str(_require(obj, "status", f"subscription {sid}")),
-        plan_id=_id(plan.get("id")) or _id(price.get("id")),
-        interval=interval,
-        amount_cents=unit * quantity,
-        currency=str(plan.get("currency") or price.get("currency") or obj.get("currency") or "usd"),
+        plan_id=first.id if first else None,
+        interval=first.interval if first else None,
+        amount_cents=discounted(gross, coupons),
+        currency=str((first.currency if first else None) or obj.get("currency") or "usd"),
         current_period_start=ts(period_start),
         current_period_end=ts(period_end),
         cancel_at_period_end=as_bool(obj.get("cancel_at_period_end", False)),
@@ -258,10 +455,19 @@ def parse_subscription(obj: Mapping[str, Any]) -> SubscriptionRec:
         latest_invoice=_id(obj.get("latest_invoice")),
         created=_int(obj.get("created")),
         metadata=_metadata(obj),
-        plan_metadata=_metadata(plan) or _metadata(price),
+        plan_metadata=dict(first.metadata) if first else {},
         item_id=_id(item.get("id")),
         discount_coupon=coupon,
+        items=tuple(items),
+        gross_amount_cents=gross,
     )
+
+
+def parse_product(obj: Mapping[str, Any]) -> tuple[str, str | None, dict[str, str], bool]:
+    """(id, name, metadata, active) of a product object."""
+    pid = str(_require(obj, "id", "product"))
+    name = obj.get("name")
+    return pid, str(name) if name is not None else None, _metadata(obj), as_bool(obj.get("active", True))
 
 
 def parse_invoice(obj: Mapping[str, Any]) -> InvoiceRec:

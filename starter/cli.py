@@ -119,8 +119,12 @@ def customer_show(customer_id: str) -> None:
         else:
             ends = f"{sub.current_period_end:%Y-%m-%d}" if sub.current_period_end else "?"
             cancel = ", cancels at period end" if sub.cancel_at_period_end else ""
+            from lifecycle.billing import tier_label
+
+            every = f"{sub.interval}ly" if sub.interval else "(no interval)"
             console.print(
-                f"subscription: {safe(sub.plan_code)} {safe(sub.interval)}ly ${sub.amount_cents / 100:,.2f}, "
+                f"subscription: {safe(tier_label(sub.plan_code, sub.stripe_price_id))} {every} "
+                f"${sub.amount_cents / 100:,.2f}, "
                 f"{safe(sub.status)}, period ends {ends}{cancel}  ({safe(sub.stripe_subscription_id)})"
             )
 

@@ -7,14 +7,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.db import database
 from lifecycle.settings import settings_or_exit
 from lifecycle.signal_outbox import undelivered, undelivered_count
+from starter.cli_text import console as cli_console
+from starter.cli_text import safe
 
 if TYPE_CHECKING:
     from starter.signal_relay import DeliveryReport
@@ -23,7 +23,7 @@ app = typer.Typer(
     help="The signal outbox: events queued for customer workflows (list with no command).",
     invoke_without_command=True,
 )
-console = Console()
+console = cli_console()
 
 
 @app.callback()
@@ -45,9 +45,9 @@ def pending(
         table.add_column(col)
     for r in rows:
         table.add_row(
-            f"{r.created_at:%Y-%m-%d %H:%M:%S}", escape(r.customer_id), escape(r.event_id), escape(r.kind),
+            f"{r.created_at:%Y-%m-%d %H:%M:%S}", safe(r.customer_id), safe(r.event_id), safe(r.kind),
             str(r.attempts), f"{r.next_attempt_at:%H:%M:%S}" if r.next_attempt_at else "now",
-            escape(r.last_error or ""),
+            safe(r.last_error or ""),
         )
     console.print(table)
 
@@ -68,6 +68,6 @@ def deliver() -> None:
         report = asyncio.run(go(factory))
     console.print(f"delivered {report.sent}, failed {report.failed}")
     for err in report.errors[:20]:
-        console.print(f"  {escape(err)}")
+        console.print(f"  {safe(err)}")
     if report.failed:
         raise typer.Exit(1)

@@ -250,7 +250,7 @@ async def test_stripe_errors_are_mapped_to_retryable_or_not(
     # 4xx: fails at once with Stripe's message
     with pytest.raises(ApplicationError) as refused:
         await stripe_acts.retry_invoice(RetryInvoiceInput(cid, "in_doesnotexist", f"{cid}:x"))
-    assert refused.value.non_retryable and refused.value.type == "StripeRequestError"
+    assert refused.value.non_retryable and refused.value.type == "StripeInvalidRequest"
     assert "404" in refused.value.message and "Not Found" in refused.value.message
 
     # 5xx and 429: retryable (the workflow's retry policy backs off)

@@ -204,7 +204,9 @@ class BillingMixin:
             cause = err.cause
             message = cause.message if isinstance(cause, FailureError) else str(err)
             kind = cause.type if isinstance(cause, ApplicationError) else None
-            raise ApplicationError(message, type=kind or "StripeFailed", non_retryable=True) from err
+            # the activity's details (field, Stripe's code) go on to the API's answer
+            details = tuple(cause.details) if isinstance(cause, ApplicationError) else ()
+            raise ApplicationError(message, *details, type=kind or "StripeFailed", non_retryable=True) from err
 
     async def _subscribe(self, req: SubscriptionRequest) -> SubscriptionResult:
         assert req.plan

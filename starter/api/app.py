@@ -21,6 +21,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
+from lifecycle.billing import configure_price_tiers
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
+        configure_price_tiers(settings.stripe_price_tiers)  # used by the webhooks' mirror
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)

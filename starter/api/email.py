@@ -31,6 +31,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from lifecycle.db import add_timeline_event, session_scope
 from lifecycle.email_service import (
@@ -43,8 +44,10 @@ from lifecycle.email_service import (
 from lifecycle.messages import CustomerEvent
 from lifecycle.models import Customer, EmailMessage, LifecycleEvent
 from lifecycle.settings import Settings
+from lifecycle.signal_outbox import enqueue
 from lifecycle.unsubscribe import BadToken, read_token
 from starter.api.deps import SettingsDep
+from starter.signal_relay import deliver_customer
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["email"])
@@ -57,13 +60,12 @@ TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 
 async def _notify(request: Request) -> Any:
-    """An ``async (customer_id, CustomerEvent) -> None`` that tells the customer's workflow."""
-    client = getattr(request.app.state, "temporal", None)
+    """An ``async (customer_id, CustomerEvent) -> None`` that delivers the customer's queued
+    events (the route queued ``event`` in the signal outbox with its facts)."""
+    state = request.app.state
 
     async def notify(customer_id: str, event: CustomerEvent) -> None:
-        from starter.events import signal_customer  # the lead's one way to signal a customer
-
-        await signal_customer(client, customer_id, event)
+        await deliver_customer(getattr(state, "temporal", None), state.settings, state.session_factory, customer_id)
 
     return notify
 
@@ -132,20 +134,26 @@ async def unsubscribe(
     token: TokenQuery, settings: SettingsDep, sessions: SessionsDep, notify: NotifyDep
 ) -> HTMLResponse:
     """Unsubscribe from marketing email (the form button and RFC 8058 one-click)."""
-    with session_scope(sessions) as session:
-        customer = _customer_for(settings, session, token)
-        customer_id, email = customer.id, customer.email
-        new = add_suppression(
-            session, email=email, reason=UNSUBSCRIBE, customer_id=customer_id, source="link"
-        )
-        action = None  # a second click while unsubscribed changes nothing and records nothing
-        if new:
-            now = dt.datetime.now(dt.UTC)
-            action = action_id("unsubscribed", customer_id, now)
-            add_timeline_event(
-                session, key=action, customer_id=customer_id, kind="unsubscribed", at=now,
-                detail={"source": "unsubscribe link", "reason": "customer unsubscribed"},
+
+    def record() -> tuple[str, str, str | None]:
+        with session_scope(sessions) as session:
+            customer = _customer_for(settings, session, token)
+            customer_id, email = customer.id, customer.email
+            new = add_suppression(
+                session, email=email, reason=UNSUBSCRIBE, customer_id=customer_id, source="link"
             )
+            action = None  # a second click while unsubscribed changes nothing and records nothing
+            if new:
+                now = dt.datetime.now(dt.UTC)
+                action = action_id("unsubscribed", customer_id, now)
+                add_timeline_event(
+                    session, key=action, customer_id=customer_id, kind="unsubscribed", at=now,
+                    detail={"source": "unsubscribe link", "reason": "customer unsubscribed"},
+                )
+                enqueue(session, customer_id, _unsubscribed(action, "link"))
+            return customer_id, email, action
+
+    customer_id, email, action = await run_in_threadpool(record)
     if action is not None:
         await _tell_workflow(notify, customer_id, action, "link")
     return _page(
@@ -165,12 +173,16 @@ def action_id(kind: str, customer_id: str, now: dt.datetime) -> str:
     return f"{kind}:{customer_id}:{now:%Y%m%dT%H%M%S%f}:{uuid.uuid4().hex[:8]}"
 
 
+def _unsubscribed(event_id: str, source: str) -> CustomerEvent:
+    return CustomerEvent(event_id=event_id, kind="unsubscribed", data={"source": source})
+
+
 async def _tell_workflow(notify: Any, customer_id: str, event_id: str, source: str) -> None:
-    event = CustomerEvent(event_id=event_id, kind="unsubscribed", data={"source": source})
+    """Deliver the queued unsubscribe now; if Temporal cannot take it, the relay will."""
     try:
-        await notify(customer_id, event)
-    except Exception as exc:  # the suppression holds without the workflow; log and go on
-        log.warning("unsubscribe of %s recorded, workflow not told: %s", customer_id, exc)
+        await notify(customer_id, _unsubscribed(event_id, source))
+    except Exception as exc:  # queued with the suppression: the relay delivers it later
+        log.warning("unsubscribe of %s recorded and queued, workflow not told yet: %s", customer_id, exc)
 
 
 def _mask(email: str) -> str:
@@ -193,8 +205,15 @@ async def sendgrid_events(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body: not JSON ({exc})") from None
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "body: expected a JSON array of events")
-    with session_scope(sessions) as session:
-        outcome = [apply_sendgrid_event(session, e) for e in events]
+    def record() -> list[tuple[str, str] | None]:
+        with session_scope(sessions) as session:
+            outcome = [apply_sendgrid_event(session, e) for e in events]
+            for unsubscribed in outcome:
+                if unsubscribed is not None:
+                    enqueue(session, unsubscribed[0], _unsubscribed(unsubscribed[1], "sendgrid"))
+            return outcome
+
+    outcome = await run_in_threadpool(record)
     told: set[str] = set()
     for unsubscribed in outcome:
         if unsubscribed is not None and unsubscribed[0] not in told:

@@ -24,11 +24,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from lifecycle import catalog
+from lifecycle.billing import tier_label
 from lifecycle.billing_messages import SubscriptionRequest, SubscriptionResult
 from lifecycle.messages import customer_workflow_id
 from lifecycle.models import Subscription
 from starter.api.customers import get_customer_or_404
 from starter.api.deps import SessionDep, SessionsDep, TemporalDep
+from starter.api.stripe_errors import stripe_http_error
 from workflows.customer import CustomerWorkflow
 
 router = APIRouter(prefix="/v1/customers", tags=["subscriptions"])
@@ -77,6 +79,8 @@ class SubscriptionView(BaseModel):
     pending_plan: str | None
     pending_interval: str | None
     reason: str | None = None
+    stripe_price_id: str | None = None  # the mirror's answer: the price billed
+    plan_mapped: bool | None = None  # the mirror's answer: False when the price maps to no tier
 
 
 def _view(customer_id: str, r: SubscriptionResult) -> SubscriptionView:
@@ -87,9 +91,8 @@ _STATUS_BY_TYPE = {
     "NoPaymentMethod": status.HTTP_402_PAYMENT_REQUIRED,
     # the state changed while the request waited for an earlier one (e.g. a second create)
     "SubscriptionConflict": status.HTTP_409_CONFLICT,
-    "StripeRequestError": status.HTTP_502_BAD_GATEWAY,
-    "StripeFailed": status.HTTP_502_BAD_GATEWAY,
-    "StripeUnavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+    # Stripe's own failures (StripeInvalidRequest, StripeCardDeclined, StripeUnavailable, ...)
+    # are answered by starter.api.stripe_errors.stripe_http_error
     "StripeNotConfigured": status.HTTP_503_SERVICE_UNAVAILABLE,
     "CatalogNotSynced": status.HTTP_503_SERVICE_UNAVAILABLE,
 }
@@ -117,6 +120,10 @@ async def _update(
         cause = exc.cause
         message = getattr(cause, "message", None) or str(cause or exc)
         kind = cause.type if isinstance(cause, ApplicationError) else None
+        details = tuple(cause.details) if isinstance(cause, ApplicationError) else ()
+        stripe_answer = stripe_http_error(kind, message, details)
+        if stripe_answer is not None:
+            raise stripe_answer from None
         code = _STATUS_BY_TYPE.get(kind or "")
         if code is None:  # refused by the validator: the request does not fit the state
             field = message.split(":", 1)[0]
@@ -188,10 +195,14 @@ def current(customer_id: str, session: SessionDep, response: Response) -> Subscr
         outcome="mirror",
         stripe_subscription_id=row.stripe_subscription_id,
         status=row.status,
-        plan=row.plan_code,
+        # the tier, or "unmapped price price_..." (never null): see `lifecycle stripe prices`
+        plan=tier_label(row.plan_code, row.stripe_price_id),
         interval=row.interval,
         amount_cents=row.amount_cents,
         current_period_end=row.current_period_end,
         cancel_at_period_end=row.cancel_at_period_end,
     )
-    return _view(customer_id, mirrored)
+    view = _view(customer_id, mirrored)
+    view.stripe_price_id = row.stripe_price_id
+    view.plan_mapped = row.plan_code is not None
+    return view

@@ -1,7 +1,7 @@
 """signal outbox for customer workflows; back-off for the Stripe event sweeper
 
-Revision ID: 0005_signal_outbox
-Revises: 0004_email
+Revision ID: 0007_signal_outbox
+Revises: 0006_stripe_prices
 Create Date: 2026-12-01 22:30:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import lifecycle.models
 
-revision: str = "0005_signal_outbox"
-down_revision: str | Sequence[str] | None = "0004_email"
+revision: str = "0007_signal_outbox"
+down_revision: str | Sequence[str] | None = "0006_stripe_prices"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
