@@ -15,6 +15,8 @@ from lifecycle.messages import CampaignStatus, CustomerState, customer_workflow_
 from lifecycle.models import Customer
 from lifecycle.settings import Settings
 from starter.api.deps import SessionDep, SettingsDep, TemporalDep
+from starter.api.errors import responses
+from starter.api.fields import CustomerIdPath
 from workflows.customer import CustomerWorkflow
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
@@ -91,9 +93,9 @@ async def customer_view(client: Client, settings: Settings, customer: Customer) 
     return CustomerView(**view)
 
 
-@router.get("/{customer_id}", response_model=CustomerView)
+@router.get("/{customer_id}", response_model=CustomerView, responses=responses(401, 404, 422))
 async def get_customer(
-    customer_id: str, session: SessionDep, client: TemporalDep, settings: SettingsDep
+    customer_id: CustomerIdPath, session: SessionDep, client: TemporalDep, settings: SettingsDep
 ) -> CustomerView:
     customer = get_customer_or_404(session, customer_id)
     return await customer_view(client, settings, customer)

@@ -27,6 +27,7 @@ from lifecycle.messages import customer_workflow_id
 from lifecycle.models import Subscription
 from starter.api.customers import get_customer_or_404
 from starter.api.deps import SessionDep, TemporalDep
+from starter.api.errors import responses
 from workflows.customer import CustomerWorkflow
 
 router = APIRouter(prefix="/v1/customers", tags=["subscriptions"])
@@ -127,7 +128,10 @@ async def _update(
     return _view(customer_id, result)
 
 
-@router.post("/{customer_id}/subscription", response_model=SubscriptionView, status_code=201)
+@router.post(
+    "/{customer_id}/subscription", response_model=SubscriptionView, status_code=201,
+    responses=responses(401, 402, 404, 409, 413, 422, 502, 503),
+)
 async def subscribe(
     customer_id: str, body: SubscribeBody, session: SessionDep, client: TemporalDep
 ) -> SubscriptionView:
@@ -143,7 +147,10 @@ async def subscribe(
     return await _update(session, client, customer_id, req)
 
 
-@router.patch("/{customer_id}/subscription", response_model=SubscriptionView)
+@router.patch(
+    "/{customer_id}/subscription", response_model=SubscriptionView,
+    responses=responses(401, 402, 404, 409, 413, 422, 502, 503),
+)
 async def change(
     customer_id: str, body: ChangeBody, session: SessionDep, client: TemporalDep
 ) -> SubscriptionView:
@@ -154,7 +161,10 @@ async def change(
     return await _update(session, client, customer_id, req)
 
 
-@router.delete("/{customer_id}/subscription", response_model=SubscriptionView)
+@router.delete(
+    "/{customer_id}/subscription", response_model=SubscriptionView,
+    responses=responses(401, 402, 404, 409, 422, 502, 503),
+)
 async def cancel(
     customer_id: str,
     session: SessionDep,
@@ -167,7 +177,9 @@ async def cancel(
     return await _update(session, client, customer_id, req)
 
 
-@router.get("/{customer_id}/subscription", response_model=SubscriptionView)
+@router.get(
+    "/{customer_id}/subscription", response_model=SubscriptionView, responses=responses(401, 404, 422)
+)
 async def current(customer_id: str, session: SessionDep, response: Response) -> SubscriptionView:
     """The customer's latest subscription as mirrored from Stripe (no Stripe call)."""
     get_customer_or_404(session, customer_id)
