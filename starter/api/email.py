@@ -42,7 +42,7 @@ from lifecycle.models import Customer, EmailMessage
 from lifecycle.settings import Settings
 from lifecycle.unsubscribe import BadToken, read_token
 from starter.api.deps import SettingsDep
-from starter.api.errors import Received, responses
+from starter.api.errors import Received, json_responses, responses
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["email"])
@@ -128,7 +128,7 @@ def unsubscribe_page(token: TokenQuery, settings: SettingsDep, sessions: Session
     )
 
 
-@router.post("/unsubscribe", response_class=HTMLResponse, responses=responses(400, 404, 413))
+@router.post("/unsubscribe", response_class=HTMLResponse, responses=json_responses(400, 404, 413))
 async def unsubscribe(
     token: TokenQuery, settings: SettingsDep, sessions: SessionsDep, notify: NotifyDep
 ) -> HTMLResponse:

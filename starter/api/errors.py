@@ -87,6 +87,15 @@ def responses(*codes: int, model: type[BaseModel] = Problem, **overrides: Any) -
     return table
 
 
+def json_responses(*codes: int) -> dict[int | str, Any]:
+    """The same table for a route whose success is not JSON (an HTML page): its errors are."""
+    table = responses(*codes)
+    for entry in table.values():
+        entry.pop("model", None)
+        entry["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return table
+
+
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422, except that what is echoed back always encodes (a lone surrogate
     in the input used to turn the 422 into a 500)."""

@@ -106,7 +106,7 @@ def _unavailable(exc: TemporalUnavailable) -> HTTPException:
 @router.post(
     "/v1/events/signup", response_model=CustomerView, status_code=201,
     responses={200: {"model": CustomerView, "description": "already signed up: the existing state"},
-               **responses(401, 413, 422, 503)},
+               **responses(400, 401, 413, 422, 503)},
 )
 async def signup(
     body: SignupEvent, response: Response, session: SessionDep, client: TemporalDep, settings: SettingsDep
@@ -154,7 +154,7 @@ async def signup(
     return view
 
 
-@router.post("/v1/events/activation", status_code=202, responses=responses(401, 404, 413, 422, 503))
+@router.post("/v1/events/activation", status_code=202, responses=responses(400, 401, 404, 413, 422, 503))
 async def activation(body: ActivationEvent, session: SessionDep, client: TemporalDep) -> dict[str, str]:
     """An activation fact (e.g. created_first_project): onboarding skips what the customer already did."""
     customer = get_customer_or_404(session, body.customer_id)
@@ -181,7 +181,7 @@ async def activation(body: ActivationEvent, session: SessionDep, client: Tempora
 
 @router.post(
     "/v1/customers/{customer_id}/payment-method", status_code=202,
-    responses=responses(401, 404, 413, 422, 503),
+    responses=responses(400, 401, 404, 413, 422, 503),
 )
 async def payment_method(
     customer_id: CustomerIdPath, session: SessionDep, client: TemporalDep, body: PaymentMethodEvent | None = None
@@ -225,7 +225,7 @@ class EmailPreferencesView(BaseModel):
 
 @router.put(
     "/v1/customers/{customer_id}/email-preferences", response_model=EmailPreferencesView,
-    responses=responses(401, 404, 413, 422, 503),
+    responses=responses(400, 401, 404, 413, 422, 503),
 )
 async def email_preferences(
     customer_id: CustomerIdPath, body: EmailPreferences, session: SessionDep, client: TemporalDep

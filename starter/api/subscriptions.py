@@ -130,7 +130,7 @@ async def _update(
 
 @router.post(
     "/{customer_id}/subscription", response_model=SubscriptionView, status_code=201,
-    responses=responses(401, 402, 404, 409, 413, 422, 502, 503),
+    responses=responses(400, 401, 402, 404, 409, 413, 422, 502, 503),
 )
 async def subscribe(
     customer_id: str, body: SubscribeBody, session: SessionDep, client: TemporalDep
@@ -149,7 +149,7 @@ async def subscribe(
 
 @router.patch(
     "/{customer_id}/subscription", response_model=SubscriptionView,
-    responses=responses(401, 402, 404, 409, 413, 422, 502, 503),
+    responses=responses(400, 401, 402, 404, 409, 413, 422, 502, 503),
 )
 async def change(
     customer_id: str, body: ChangeBody, session: SessionDep, client: TemporalDep
