@@ -71,6 +71,17 @@ class Settings(BaseSettings):
         default_factory=list, description="comma-separated bearer keys accepted on /v1"
     )
     public_url: str = Field(default="http://127.0.0.1:8000", description="where the API is reached")
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="largest request body on /v1 routes (and any route "
+        "without a limit of its own); larger: 413, refused while reading",
+    )
+    stripe_webhook_max_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="largest body POST /webhooks/stripe reads (413 past it)"
+    )
+    sendgrid_webhook_max_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024,
+        description="largest body POST /webhooks/sendgrid reads (413 past it)",
+    )
 
     # --- campaigns -----------------------------------------------------------------------
     templates_dir: Path = PROJECT_ROOT / "templates"

@@ -39,6 +39,7 @@ from lifecycle import catalog
 from lifecycle.db import dialect_insert
 from lifecycle.models import Customer, Subscription, UsageCounter, UsageEvent, UsageSignal
 from lifecycle.settings import Settings
+from lifecycle.text import unsafe_reason
 
 LIVE_SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "unpaid")
 MAX_KEY_LENGTH = 200
@@ -365,6 +366,9 @@ def _text_field(raw: dict[str, Any], name: str, max_len: int) -> str:
         raise UsageError(name, "must not be empty")
     if len(value) > max_len:
         raise UsageError(name, f"longer than {max_len} characters")
+    reason = unsafe_reason(value)
+    if reason is not None:  # PostgreSQL refuses NUL; a lone surrogate is not UTF-8
+        raise UsageError(name, reason)
     return value
 
 

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
@@ -25,9 +26,28 @@ from lifecycle.billing import configure_price_tiers
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect
-from starter.api import customers, email, events, metrics, stripe_webhooks, subscriptions, usage
+from starter.api import (
+    customers,
+    email,
+    errors,
+    events,
+    metrics,
+    stripe_webhooks,
+    subscriptions,
+    usage,
+)
+from starter.api.auth import APIKeyMiddleware
 from starter.api.deps import require_api_key
+from starter.api.fields import safe_params
+from starter.api.limits import BodyLimitMiddleware
+from starter.api.usage_docs import DOC_MODELS
 from starter.signal_relay import relay_round, run_every
+
+
+class Health(BaseModel):
+    status: str  # ok | degraded
+    database: str  # ok | error: <exception class>
+    temporal: str
 
 
 def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
@@ -72,7 +92,14 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         description="Customer lifecycle campaigns on Temporal. Every /v1 route needs a bearer API key.",
         lifespan=lifespan,
     )
-    authed = [Depends(require_api_key)]
+    # Outermost first on the way in: the key (401), then the body's size (413), then the app.
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
+    app.add_middleware(APIKeyMiddleware, settings=settings)
+    errors.install(app, extra_models=DOC_MODELS)
+    # The middleware has already refused a request without a key; the dependency stays for
+    # the OpenAPI document's security scheme (and as a second check).
+    safe = Depends(safe_params)
+    authed = [Depends(require_api_key), safe]
     app.include_router(events.router, dependencies=authed)
     app.include_router(customers.router, dependencies=authed)
     app.include_router(usage.router, dependencies=authed)
@@ -80,9 +107,10 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.include_router(stripe_webhooks.router)  # authenticated by the Stripe-Signature header
     app.include_router(metrics.router)
     # no API key: the signed token authenticates unsubscribes, SendGrid's signature the webhook
-    app.include_router(email.router)
+    app.include_router(email.router, dependencies=[safe])
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], response_model=Health, responses={
+        503: {"model": Health, "description": "the database or Temporal is unreachable"}})
     async def healthz() -> JSONResponse:
         checks: dict[str, str] = {}
 

@@ -22,6 +22,8 @@ from lifecycle.messages import CampaignStatus, CustomerState, customer_workflow_
 from lifecycle.models import Customer
 from lifecycle.settings import Settings
 from starter.api.deps import SessionsDep, SettingsDep, TemporalDep
+from starter.api.errors import responses
+from starter.api.fields import CustomerIdPath
 from workflows.customer import CustomerWorkflow
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
@@ -107,9 +109,9 @@ async def customer_view(client: Client, settings: Settings, customer: Customer) 
     return CustomerView(**view)
 
 
-@router.get("/{customer_id}", response_model=CustomerView)
+@router.get("/{customer_id}", response_model=CustomerView, responses=responses(401, 404, 422))
 async def get_customer(
-    customer_id: str, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
+    customer_id: CustomerIdPath, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
 ) -> CustomerView:
     def load() -> Customer:
         with sessions() as session:

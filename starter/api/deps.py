@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from lifecycle.settings import Settings
+from starter.api.auth import key_matches
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from LIFECYCLE_API_KEYS")
 
@@ -46,7 +46,8 @@ def require_api_key(
             "missing bearer API key: send 'Authorization: Bearer <key>' with a key from LIFECYCLE_API_KEYS",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not any(secrets.compare_digest(credentials.credentials, k) for k in keys):
+    # Starlette decodes header bytes as latin-1: encoding back gives the bytes as sent.
+    if not key_matches(credentials.credentials.encode("latin-1"), keys):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "Bearer"}
         )

@@ -47,6 +47,7 @@ from lifecycle.settings import Settings
 from lifecycle.signal_outbox import enqueue
 from lifecycle.unsubscribe import BadToken, read_token
 from starter.api.deps import SettingsDep
+from starter.api.errors import Received, json_responses, responses
 from starter.signal_relay import deliver_customer
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,10 @@ def _customer_for(settings: Settings, session: Session, token: str) -> Customer:
 TokenQuery = Annotated[str, Query(min_length=3, max_length=512, description="the signed token")]
 
 
-@router.get("/unsubscribe", response_class=HTMLResponse)
+@router.get("/unsubscribe", response_class=HTMLResponse, responses={
+    400: {"description": "the token is not valid (an HTML page)", "content": {"text/html": {}}},
+    404: {"description": "the token names no customer (an HTML page)", "content": {"text/html": {}}},
+})
 def unsubscribe_page(token: TokenQuery, settings: SettingsDep, sessions: SessionsDep) -> HTMLResponse:
     """A confirmation page: GET never unsubscribes (link scanners prefetch GETs)."""
     with session_scope(sessions) as session:
@@ -129,7 +133,7 @@ def unsubscribe_page(token: TokenQuery, settings: SettingsDep, sessions: Session
     )
 
 
-@router.post("/unsubscribe", response_class=HTMLResponse)
+@router.post("/unsubscribe", response_class=HTMLResponse, responses=json_responses(400, 404, 413))
 async def unsubscribe(
     token: TokenQuery, settings: SettingsDep, sessions: SessionsDep, notify: NotifyDep
 ) -> HTMLResponse:
@@ -193,7 +197,12 @@ def _mask(email: str) -> str:
 # --- SendGrid Event Webhook -------------------------------------------------------------
 
 
-@router.post("/webhooks/sendgrid")
+@router.post(
+    "/webhooks/sendgrid", response_model=Received, responses=responses(400, 401, 403, 413, 503),
+    openapi_extra={"requestBody": {"required": True, "description": "SendGrid's Event Webhook batch",
+                                   "content": {"application/json": {"schema": {
+                                       "type": "array", "items": {"type": "object"}}}}}},
+)
 async def sendgrid_events(
     request: Request, settings: SettingsDep, sessions: SessionsDep, notify: NotifyDep
 ) -> JSONResponse:

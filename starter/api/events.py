@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Response, status
@@ -35,23 +34,33 @@ from lifecycle.models import Customer
 from lifecycle.signal_outbox import enqueue
 from starter.api.customers import CustomerView, customer_view, get_customer_or_404
 from starter.api.deps import SessionsDep, SettingsDep, TemporalDep
+from starter.api.errors import responses
+from starter.api.fields import (
+    Attributes,
+    CustomerId,
+    CustomerIdPath,
+    Email,
+    EventId,
+    Fact,
+    Name,
+    PaymentMethodId,
+    TimeZoneName,
+)
 from starter.signal_relay import deliver_customer
 
 router = APIRouter(tags=["events"])
 
-CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-FACT_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 
 class SignupEvent(BaseModel):
-    customer_id: str = Field(pattern=CUSTOMER_ID_PATTERN, description="the product's own customer id")
-    email: str = Field(max_length=320)
-    name: str = Field(default="", max_length=200)
-    company: str = Field(default="", max_length=200)
-    timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Berlin")
-    plan: str = Field(default=catalog.DEFAULT_TRIAL_PLAN, description="tier the trial runs on")
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    customer_id: CustomerId
+    email: Email
+    name: Name = ""
+    company: Name = ""
+    timezone: TimeZoneName = Field(default="UTC", description="IANA time zone, e.g. Europe/Berlin")
+    plan: str = Field(default=catalog.DEFAULT_TRIAL_PLAN, max_length=32, description="tier the trial runs on")
+    attributes: Attributes = Field(default_factory=dict)
 
     @field_validator("email")
     @classmethod
@@ -78,16 +87,15 @@ class SignupEvent(BaseModel):
 
 
 class ActivationEvent(BaseModel):
-    customer_id: str = Field(pattern=CUSTOMER_ID_PATTERN)
-    fact: str = Field(pattern=FACT_PATTERN, description="what the customer did, e.g. created_first_project")
-    event_id: str | None = Field(default=None, max_length=200, description="your id, for de-duplication")
+    customer_id: CustomerId
+    fact: Fact = Field(description="what the customer did, e.g. created_first_project")
+    event_id: EventId | None = Field(default=None, description="your id, for de-duplication")
     occurred_at: datetime | None = None
 
 
 class PaymentMethodEvent(BaseModel):
-    payment_method_id: str | None = Field(
+    payment_method_id: PaymentMethodId | None = Field(
         default=None,
-        max_length=200,
         description="the Stripe payment method (pm_...) to charge when the trial converts; "
         "omit when the card was attached in Stripe directly",
     )
@@ -102,7 +110,13 @@ def _accepted(delivered: bool, event_id: str) -> Accepted:
     return Accepted(status="delivered" if delivered else "queued", event_id=event_id)
 
 
-@router.post("/v1/events/signup", response_model=CustomerView, status_code=201)
+@router.post(
+    "/v1/events/signup", response_model=CustomerView, status_code=201,
+    responses={200: {"model": CustomerView, "description": "already signed up: the existing state"},
+               202: {"model": CustomerView, "description": "signed up while Temporal could not take it: "
+                     "stored, the lifecycle starts when Temporal answers (`queued`: true)"},
+               **responses(400, 401, 413, 422)},
+)
 async def signup(
     body: SignupEvent, response: Response, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
 ) -> CustomerView:
@@ -146,7 +160,9 @@ async def signup(
     return view
 
 
-@router.post("/v1/events/activation", status_code=202, response_model=Accepted)
+@router.post(
+    "/v1/events/activation", status_code=202, response_model=Accepted, responses=responses(400, 401, 404, 413, 422)
+)
 async def activation(
     body: ActivationEvent, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
 ) -> Accepted:
@@ -166,9 +182,12 @@ async def activation(
     return _accepted(await deliver_customer(client, settings, sessions, body.customer_id), event_id)
 
 
-@router.post("/v1/customers/{customer_id}/payment-method", status_code=202, response_model=Accepted)
+@router.post(
+    "/v1/customers/{customer_id}/payment-method", status_code=202, response_model=Accepted,
+    responses=responses(400, 401, 404, 413, 422),
+)
 async def payment_method(
-    customer_id: str, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep,
+    customer_id: CustomerIdPath, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep,
     body: PaymentMethodEvent | None = None,
 ) -> Accepted:
     """Mark a payment method on file; a trialing customer then converts at the end of the trial."""
@@ -202,9 +221,12 @@ class EmailPreferencesView(BaseModel):
     )
 
 
-@router.put("/v1/customers/{customer_id}/email-preferences", response_model=EmailPreferencesView)
+@router.put(
+    "/v1/customers/{customer_id}/email-preferences", response_model=EmailPreferencesView,
+    responses=responses(400, 401, 404, 413, 422),
+)
 async def email_preferences(
-    customer_id: str, body: EmailPreferences, sessions: SessionsDep, client: TemporalDep,
+    customer_id: CustomerIdPath, body: EmailPreferences, sessions: SessionsDep, client: TemporalDep,
     settings: SettingsDep,
 ) -> EmailPreferencesView:
     """The customer's own marketing-email choice, from the product's settings page.

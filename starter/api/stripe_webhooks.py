@@ -41,6 +41,7 @@ from lifecycle.billing import (
 from lifecycle.db import session_scope
 from lifecycle.settings import Settings
 from lifecycle.stripe_shapes import ShapeError, parse_event
+from starter.api.errors import WebhookAck, responses
 from starter.signal_relay import deliver_customer
 
 log = logging.getLogger("lifecycle.webhooks.stripe")
@@ -129,7 +130,16 @@ def _record(factory: sessionmaker[Session], payload: dict[str, Any]) -> bool:
         return record_event(session, payload)
 
 
-@router.post("/webhooks/stripe")
+@router.post(
+    "/webhooks/stripe",
+    response_model=WebhookAck,
+    responses=responses(400, 413, 503),
+    openapi_extra={"parameters": [{
+        "name": "Stripe-Signature", "in": "header", "required": True, "schema": {"type": "string"},
+        "description": "Stripe's signature of the raw body (t=…,v1=…)",
+    }], "requestBody": {"required": True, "description": "the Stripe event, as Stripe signed it",
+                        "content": {"application/json": {"schema": {"type": "object"}}}}},
+)
 async def stripe_webhook(request: Request, background: BackgroundTasks) -> dict[str, Any]:
     received = time.monotonic()
     state = request.app.state

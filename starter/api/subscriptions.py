@@ -30,6 +30,7 @@ from lifecycle.messages import customer_workflow_id
 from lifecycle.models import Subscription
 from starter.api.customers import get_customer_or_404
 from starter.api.deps import SessionDep, SessionsDep, TemporalDep
+from starter.api.errors import responses
 from starter.api.stripe_errors import stripe_http_error
 from workflows.customer import CustomerWorkflow
 
@@ -140,7 +141,10 @@ async def _update(
     return _view(customer_id, result)
 
 
-@router.post("/{customer_id}/subscription", response_model=SubscriptionView, status_code=201)
+@router.post(
+    "/{customer_id}/subscription", response_model=SubscriptionView, status_code=201,
+    responses=responses(400, 401, 402, 404, 409, 413, 422, 502, 503),
+)
 async def subscribe(
     customer_id: str, body: SubscribeBody, sessions: SessionsDep, client: TemporalDep
 ) -> SubscriptionView:
@@ -156,7 +160,10 @@ async def subscribe(
     return await _update(sessions, client, customer_id, req)
 
 
-@router.patch("/{customer_id}/subscription", response_model=SubscriptionView)
+@router.patch(
+    "/{customer_id}/subscription", response_model=SubscriptionView,
+    responses=responses(400, 401, 402, 404, 409, 413, 422, 502, 503),
+)
 async def change(
     customer_id: str, body: ChangeBody, sessions: SessionsDep, client: TemporalDep
 ) -> SubscriptionView:
@@ -167,7 +174,10 @@ async def change(
     return await _update(sessions, client, customer_id, req)
 
 
-@router.delete("/{customer_id}/subscription", response_model=SubscriptionView)
+@router.delete(
+    "/{customer_id}/subscription", response_model=SubscriptionView,
+    responses=responses(401, 402, 404, 409, 422, 502, 503),
+)
 async def cancel(
     customer_id: str,
     sessions: SessionsDep,
@@ -180,7 +190,9 @@ async def cancel(
     return await _update(sessions, client, customer_id, req)
 
 
-@router.get("/{customer_id}/subscription", response_model=SubscriptionView)
+@router.get(
+    "/{customer_id}/subscription", response_model=SubscriptionView, responses=responses(401, 404, 422)
+)
 def current(customer_id: str, session: SessionDep, response: Response) -> SubscriptionView:
     """The customer's latest subscription as mirrored from Stripe (no Stripe call)."""
     get_customer_or_404(session, customer_id)

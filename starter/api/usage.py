@@ -28,7 +28,10 @@ from fastapi import APIRouter, BackgroundTasks, FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from lifecycle.text import json_safe
 from lifecycle.usage import Crossing, UsageError, UsageService
+from starter.api import usage_docs as docs
+from starter.api.fields import CustomerIdPath
 from starter.usage_signals import deliver, resend_loop
 
 BYTES_PER_EVENT = 4096  # generous upper bound of one event's JSON
@@ -64,7 +67,11 @@ router = APIRouter(prefix="/v1", tags=["usage"], lifespan=_lifespan)
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    try:
+        content = orjson.dumps(body)
+    except orjson.JSONEncodeError:  # a lone surrogate echoed back from a rejected event
+        content = orjson.dumps(json_safe(body))
+    return Response(content, status_code=status, media_type="application/json")
 
 
 def _error(status: int, field: str, reason: str, **extra: Any) -> Response:
@@ -98,7 +105,7 @@ def _signal_later(request: Request, background: BackgroundTasks, crossings: list
                             _service(request.app), crossings)
 
 
-@router.post("/usage", summary="Record one usage event or a batch")
+@router.post("/usage", **docs.POST_USAGE)
 async def post_usage(request: Request, background: BackgroundTasks) -> Response:
     svc = _service(request.app)
     try:
@@ -128,7 +135,7 @@ async def post_usage(request: Request, background: BackgroundTasks) -> Response:
     return _json(body, 422 if body["rejected"] == len(events) else 200)
 
 
-@router.post("/usage/check", summary="Check-and-record one metered request")
+@router.post("/usage/check", **docs.CHECK_USAGE)
 async def check_usage(request: Request, background: BackgroundTasks) -> Response:
     svc = _service(request.app)
     try:
@@ -140,8 +147,8 @@ async def check_usage(request: Request, background: BackgroundTasks) -> Response
     return _json(result.as_dict())
 
 
-@router.get("/customers/{customer_id}/entitlements", summary="Plan, features, limits and usage")
-async def entitlements(customer_id: str, request: Request) -> Response:
+@router.get("/customers/{customer_id}/entitlements", **docs.ENTITLEMENTS)
+async def entitlements(customer_id: CustomerIdPath, request: Request) -> Response:
     svc = _service(request.app)
     try:
         body = await run_in_threadpool(svc.entitlements, customer_id, now=dt.datetime.now(dt.UTC))
