@@ -38,6 +38,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/usage_ingest.py
+	$(BIN)/python bench/api_outage.py
 
 clean:
 	rm -rf $(VENV) .data

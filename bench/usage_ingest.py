@@ -33,13 +33,11 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -49,96 +47,17 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import orjson  # noqa: E402
+from _stack import BIN, Procs, free_port, log, own_database, pct, start_temporal, wait_port  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from lifecycle.db import make_engine, make_session_factory, session_scope, upgrade  # noqa: E402
-from lifecycle.localstripe import free_port  # noqa: E402
 from lifecycle.messages import ACTIVE, CustomerEvent, CustomerState  # noqa: E402
 from lifecycle.models import Customer, EmailMessage, UsageCounter, UsageEvent, UsageSignal  # noqa: E402
 from lifecycle.settings import Settings  # noqa: E402
-from lifecycle.temporal import (  # noqa: E402
-    connect,
-    dev_server_search_attribute_args,
-    temporal_binary,
-)
+from lifecycle.temporal import connect  # noqa: E402
 from lifecycle.usage import UsageService  # noqa: E402
 
-BIN = Path(sys.prefix) / "bin"
 API_KEY = "bench-" + uuid.uuid4().hex[:12]
-
-
-def log(*a: Any) -> None:
-    print(*a, file=sys.stderr, flush=True)
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes] | None, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode}")
-        with socket.socket() as s:
-            s.settimeout(0.3)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not open port {port} within {timeout:.0f}s")
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
-    return s[k]
-
-
-class Procs:
-    """The processes this bench started; stopped by their own ids, nothing else."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        logf = (self.workdir / f"{name}.log").open("wb")
-        proc = subprocess.Popen(args, env=env, cwd=self.workdir, stdout=logf, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        self.procs.append((name, proc))
-        return proc
-
-    def stop(self, name: str | None = None) -> None:
-        for n, proc in reversed(self.procs):
-            if (name is None or n == name) and proc.poll() is None:
-                proc.send_signal(signal.SIGINT if n != "temporal" else signal.SIGTERM)
-        for n, proc in reversed(self.procs):
-            if name is None or n == name:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        self.procs = [(n, p) for n, p in self.procs if p.poll() is None]
-
-
-# --- databases --------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def own_database(kind: str, pg_server: str, workdir: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{workdir / 'bench.db'}"
-        return
-    import psycopg
-
-    name = f"lc_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = pg_server.replace("postgresql+psycopg://", "postgresql://").rstrip("/") + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{pg_server.rstrip('/')}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def seed_customers(factory: Any, prefix: str, n: int, plan: str) -> list[str]:
@@ -542,14 +461,8 @@ def main() -> int:
     code = 0
     try:
         if procs is not None:
-            tport = free_port()
-            temporal = servers.spawn("temporal", [
-                str(temporal_binary()), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-                "--port", str(tport),
-                *(["--db-filename", str(workdir / "temporal.db")] if args.temporal_db_file else []),
-                "--log-level", "warn", *dev_server_search_attribute_args()], dict(os.environ))
-            wait_port(tport, temporal, "the Temporal dev server")
-            temporal_address = f"127.0.0.1:{tport}"
+            _, temporal_address = start_temporal(
+                servers, db_file=workdir / "temporal.db" if args.temporal_db_file else None)
         else:
             temporal_address = args.temporal_address or "127.0.0.1:7233"
         for kind in kinds:
