@@ -926,6 +926,7 @@ def _note(session: Session, event_id: str, note: str | None) -> None:
 
 
 PENDING_STATUSES = ("received", "failed")  # recorded, not (yet) applied: the sweeper's work
+SWEEP_MAX_BACKOFF = dt.timedelta(hours=1)  # an event that keeps failing is retried hourly
 
 
 def process_event(factory: sessionmaker[Session], event_id: str, *, force: bool = False) -> ProcessOutcome:
@@ -990,7 +991,7 @@ def mark_failed(factory: sessionmaker[Session], event_id: str, reason: str) -> N
             row.error = reason[:2000]
             row.attempts += 1
             row.processed_at = now
-            row.next_attempt_at = now + backoff(row.attempts)
+            row.next_attempt_at = now + backoff(row.attempts, SWEEP_MAX_BACKOFF)
 
 
 def event_status(factory: sessionmaker[Session], event_id: str) -> str | None:
@@ -1021,7 +1022,7 @@ def claim_stuck(
             stmt = stmt.with_for_update(skip_locked=True)
         rows = list(session.scalars(stmt))
         for row in rows:
-            row.next_attempt_at = now + backoff(row.attempts + 1)
+            row.next_attempt_at = now + backoff(row.attempts + 1, SWEEP_MAX_BACKOFF)
         return [(r.id, r.type, r.attempts) for r in rows]
 
 

@@ -23,7 +23,7 @@ from lifecycle.messages import CustomerEvent
 from lifecycle.models import SignalOutbox
 
 LEASE = dt.timedelta(seconds=30)  # a claimed row is due again after this if its relay died
-MAX_BACKOFF = dt.timedelta(minutes=5)
+MAX_BACKOFF = dt.timedelta(seconds=30)  # an outage is global: catch up soon after it ends
 
 
 @dataclass(frozen=True)
@@ -125,9 +125,9 @@ def mark_delivered(factory: sessionmaker[Session], ids: list[int]) -> None:
         )
 
 
-def backoff(attempts: int) -> dt.timedelta:
-    """1 s, 2 s, 4 s, ... up to :data:`MAX_BACKOFF`."""
-    return min(dt.timedelta(seconds=2 ** max(attempts - 1, 0)), MAX_BACKOFF)
+def backoff(attempts: int, cap: dt.timedelta = MAX_BACKOFF) -> dt.timedelta:
+    """1 s, 2 s, 4 s, ... up to ``cap``."""
+    return min(dt.timedelta(seconds=2 ** min(max(attempts - 1, 0), 30)), cap)
 
 
 def mark_failed(factory: sessionmaker[Session], row_id: int, error: str) -> None:

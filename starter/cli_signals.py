@@ -56,13 +56,13 @@ def pending(
 def deliver() -> None:
     """Deliver every queued event now (the API's relay does it by itself every few seconds)."""
     from lifecycle.temporal import connect
-    from starter.signal_relay import relay_round
+    from starter.signal_relay import Relay
 
     settings = settings_or_exit()
 
     async def go(factory: sessionmaker[Session]) -> DeliveryReport:
         temporal = await connect(settings, lazy=True)
-        return await relay_round(temporal, settings, factory, older_than=timedelta(0), due_only=False)
+        return await Relay(temporal, settings, factory).round(older_than=timedelta(0), due_only=False)
 
     with database(settings.database_url) as factory:
         report = asyncio.run(go(factory))

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
@@ -41,7 +42,7 @@ from starter.api.deps import require_api_key
 from starter.api.fields import safe_params
 from starter.api.limits import BodyLimitMiddleware
 from starter.api.usage_docs import DOC_MODELS
-from starter.signal_relay import relay_round, run_every
+from starter.signal_relay import Relay, run_every
 
 
 class Health(BaseModel):
@@ -63,17 +64,18 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         # Lazy: the API starts (and answers 503 on writes) while Temporal is down.
         app.state.temporal = temporal or await connect(settings, lazy=True)
         factory = app.state.session_factory
+        relay = app.state.relay = Relay(app.state.temporal, settings, factory)
         tasks = []
         if settings.signal_relay_interval_seconds > 0:
             tasks.append(asyncio.create_task(run_every(
                 settings.signal_relay_interval_seconds,
-                lambda: relay_round(app.state.temporal, settings, factory),
+                relay.round,
                 "signal outbox relay",
             ), name="signal-outbox-relay"))
         if settings.stripe_sweep_interval_seconds > 0:
             tasks.append(asyncio.create_task(run_every(
                 settings.stripe_sweep_interval_seconds,
-                lambda: stripe_webhooks.sweep_round(factory, app.state.temporal, settings),
+                lambda: stripe_webhooks.sweep_round(relay),
                 "stripe event sweep",
             ), name="stripe-event-sweep"))
         try:
@@ -112,26 +114,25 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     @app.get("/healthz", tags=["ops"], response_model=Health, responses={
         503: {"model": Health, "description": "the database or Temporal is unreachable"}})
     async def healthz() -> JSONResponse:
-        checks: dict[str, str] = {}
-
         def ping_database() -> None:
             with app.state.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
 
         deadline = settings.temporal_deadline_seconds
-        try:
-            await asyncio.wait_for(run_in_threadpool(ping_database), timeout=deadline)
-            checks["database"] = "ok"
-        except Exception as exc:  # report, don't crash the probe
-            checks["database"] = f"error: {exc.__class__.__name__}"
-        try:
-            await asyncio.wait_for(
-                app.state.temporal.service_client.check_health(timeout=timedelta(seconds=deadline)),
-                timeout=deadline,
-            )
-            checks["temporal"] = "ok"
-        except Exception as exc:
-            checks["temporal"] = f"error: {exc.__class__.__name__}"
+
+        async def check(probe: Any) -> str:
+            try:
+                await asyncio.wait_for(probe, timeout=deadline)
+                return "ok"
+            except Exception as exc:  # report, don't crash the probe
+                return f"error: {exc.__class__.__name__}"
+
+        # both at once, each within the deadline: the probe answers within one deadline
+        database, temporal_ = await asyncio.gather(
+            check(run_in_threadpool(ping_database)),
+            check(app.state.temporal.service_client.check_health(timeout=timedelta(seconds=deadline))),
+        )
+        checks = {"database": database, "temporal": temporal_}
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503)
 

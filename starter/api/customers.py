@@ -62,7 +62,11 @@ def get_customer_or_404(session: Session, customer_id: str) -> Customer:
     return customer
 
 
-async def customer_view(client: Client, settings: Settings, customer: Customer) -> CustomerView:
+async def customer_view(
+    client: Client, settings: Settings, customer: Customer, *, ask_temporal: bool = True
+) -> CustomerView:
+    """The customer as the database has it, then as the workflow has it (``live``) when
+    Temporal answers within the deadline; ``ask_temporal=False``: it just did not."""
     wf_id = customer_workflow_id(customer.id)
     view: dict[str, Any] = dict(
         id=customer.id,
@@ -78,6 +82,8 @@ async def customer_view(client: Client, settings: Settings, customer: Customer) 
         workflow_url=settings.temporal_ui_link(wf_id),
         live=False,
     )
+    if not ask_temporal:
+        return CustomerView(**view)
     deadline = settings.temporal_deadline_seconds
 
     async def ask(workflow_id: str, query: Any, result_type: type | None = None) -> Any:

@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from lifecycle.settings import Settings
 from starter.api.auth import key_matches
+from starter.signal_relay import Relay
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from LIFECYCLE_API_KEYS")
 
@@ -54,7 +55,12 @@ def require_api_key(
     return credentials.credentials
 
 
+def get_relay(request: Request) -> Relay:
+    return request.app.state.relay
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+RelayDep = Annotated[Relay, Depends(get_relay)]
 SessionDep = Annotated[Session, Depends(get_session)]  # for sync (threadpool) routes only
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]

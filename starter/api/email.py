@@ -48,7 +48,6 @@ from lifecycle.signal_outbox import enqueue
 from lifecycle.unsubscribe import BadToken, read_token
 from starter.api.deps import SettingsDep
 from starter.api.errors import Received, json_responses, responses
-from starter.signal_relay import deliver_customer
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["email"])
@@ -66,7 +65,7 @@ async def _notify(request: Request) -> Any:
     state = request.app.state
 
     async def notify(customer_id: str, event: CustomerEvent) -> None:
-        await deliver_customer(getattr(state, "temporal", None), state.settings, state.session_factory, customer_id)
+        await state.relay.deliver_customer(customer_id)
 
     return notify
 

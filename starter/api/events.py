@@ -33,7 +33,7 @@ from lifecycle.messages import CustomerEvent
 from lifecycle.models import Customer
 from lifecycle.signal_outbox import enqueue
 from starter.api.customers import CustomerView, customer_view, get_customer_or_404
-from starter.api.deps import SessionsDep, SettingsDep, TemporalDep
+from starter.api.deps import RelayDep, SessionsDep, SettingsDep, TemporalDep
 from starter.api.errors import responses
 from starter.api.fields import (
     Attributes,
@@ -46,7 +46,6 @@ from starter.api.fields import (
     PaymentMethodId,
     TimeZoneName,
 )
-from starter.signal_relay import deliver_customer
 
 router = APIRouter(tags=["events"])
 
@@ -118,7 +117,7 @@ def _accepted(delivered: bool, event_id: str) -> Accepted:
                **responses(400, 401, 413, 422)},
 )
 async def signup(
-    body: SignupEvent, response: Response, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
+    body: SignupEvent, response: Response, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep, relay: RelayDep
 ) -> CustomerView:
     """Sign a customer up: stores them, starts their lifecycle. Idempotent: a repeat returns the existing state.
 
@@ -149,12 +148,12 @@ async def signup(
             return created, customer
 
     created, customer = await run_in_threadpool(record)
-    delivered = await deliver_customer(client, settings, sessions, customer.id)
+    delivered = await relay.deliver_customer(customer.id)
     if not created:
         response.status_code = status.HTTP_200_OK
     elif not delivered:
         response.status_code = status.HTTP_202_ACCEPTED
-    view = await customer_view(client, settings, customer)
+    view = await customer_view(client, settings, customer, ask_temporal=delivered)
     view.created = created
     view.queued = not delivered
     return view
@@ -164,7 +163,7 @@ async def signup(
     "/v1/events/activation", status_code=202, response_model=Accepted, responses=responses(400, 401, 404, 413, 422)
 )
 async def activation(
-    body: ActivationEvent, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
+    body: ActivationEvent, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep, relay: RelayDep
 ) -> Accepted:
     """An activation fact (e.g. created_first_project): onboarding skips what the customer already did."""
     event_id = body.event_id or f"activation:{body.customer_id}:{body.fact}"
@@ -179,7 +178,7 @@ async def activation(
             enqueue(session, customer.id, CustomerEvent(event_id, "activation", {"fact": body.fact}))
 
     await run_in_threadpool(record)
-    return _accepted(await deliver_customer(client, settings, sessions, body.customer_id), event_id)
+    return _accepted(await relay.deliver_customer(body.customer_id), event_id)
 
 
 @router.post(
@@ -187,7 +186,7 @@ async def activation(
     responses=responses(400, 401, 404, 413, 422),
 )
 async def payment_method(
-    customer_id: CustomerIdPath, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep,
+    customer_id: CustomerIdPath, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep, relay: RelayDep,
     body: PaymentMethodEvent | None = None,
 ) -> Accepted:
     """Mark a payment method on file; a trialing customer then converts at the end of the trial."""
@@ -206,7 +205,7 @@ async def payment_method(
             enqueue(session, customer.id, CustomerEvent(event_id, "payment_method_added", data))
 
     await run_in_threadpool(record)
-    return _accepted(await deliver_customer(client, settings, sessions, customer_id), event_id)
+    return _accepted(await relay.deliver_customer(customer_id), event_id)
 
 
 class EmailPreferences(BaseModel):
@@ -226,8 +225,7 @@ class EmailPreferencesView(BaseModel):
     responses=responses(400, 401, 404, 413, 422),
 )
 async def email_preferences(
-    customer_id: CustomerIdPath, body: EmailPreferences, sessions: SessionsDep, client: TemporalDep,
-    settings: SettingsDep,
+    customer_id: CustomerIdPath, body: EmailPreferences, sessions: SessionsDep, relay: RelayDep,
 ) -> EmailPreferencesView:
     """The customer's own marketing-email choice, from the product's settings page.
 
@@ -266,5 +264,5 @@ async def email_preferences(
             )
 
     view = await run_in_threadpool(record)
-    await deliver_customer(client, settings, sessions, customer_id)
+    await relay.deliver_customer(customer_id)
     return view

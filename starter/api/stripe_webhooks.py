@@ -42,7 +42,7 @@ from lifecycle.db import session_scope
 from lifecycle.settings import Settings
 from lifecycle.stripe_shapes import ShapeError, parse_event
 from starter.api.errors import WebhookAck, responses
-from starter.signal_relay import deliver_customer
+from starter.signal_relay import Relay
 
 log = logging.getLogger("lifecycle.webhooks.stripe")
 
@@ -85,7 +85,7 @@ def _signature_reason(exc: stripe.SignatureVerificationError) -> str:
 
 async def process_and_hand_over(
     factory: sessionmaker[Session], temporal: Any, settings: Settings, event_id: str, event_type: str,
-    received: float | None = None, *, force: bool = False,
+    received: float | None = None, *, force: bool = False, relay: Relay | None = None,
 ) -> str:
     """Apply one recorded event and tell the workflow; returns the event's final status.
 
@@ -99,7 +99,8 @@ async def process_and_hand_over(
     if status == "failed":
         WEBHOOK_FAILURES.labels(event_type, "mirror").inc()
     elif outcome.handover is not None:
-        if not await deliver_customer(temporal, settings, factory, outcome.handover.customer_id):
+        relay = relay or Relay(temporal, settings, factory)
+        if not await relay.deliver_customer(outcome.handover.customer_id):
             WEBHOOK_FAILURES.labels(event_type, "handover").inc()
             log.warning("stripe event %s (%s) applied; its hand-over is queued for Temporal", event_id, event_type)
     WEBHOOK_EVENTS.labels(event_type, status).inc()
@@ -109,19 +110,23 @@ async def process_and_hand_over(
     return status
 
 
-async def sweep_round(factory: sessionmaker[Session], temporal: Any, settings: Settings) -> int:
+async def sweep_round(relay: Relay) -> int:
     """Process every event still unapplied after the stuck threshold; returns how many were taken."""
     taken = 0
     while True:
         stuck = await run_in_threadpool(
-            lambda: claim_stuck(factory, older_than=timedelta(seconds=settings.stripe_stuck_after_seconds))
+            lambda: claim_stuck(
+                relay.factory, older_than=timedelta(seconds=relay.settings.stripe_stuck_after_seconds)
+            )
         )
         if not stuck:
             return taken
         for event_id, event_type, attempts in stuck:
             STUCK_EVENTS.labels(event_type).inc()
             log.warning("stripe event %s (%s) stuck after %d attempt(s); processing it", event_id, event_type, attempts)
-            await process_and_hand_over(factory, temporal, settings, event_id, event_type)
+            await process_and_hand_over(
+                relay.factory, relay.client, relay.settings, event_id, event_type, relay=relay
+            )
         taken += len(stuck)
 
 
@@ -178,11 +183,13 @@ async def stripe_webhook(request: Request, background: BackgroundTasks) -> dict[
         status = await run_in_threadpool(event_status, factory, ev.id)
         if status in PENDING_STATUSES:  # acknowledged once but never applied: apply it now
             log.info("stripe event %s (%s) redelivered while %s; processing it", ev.id, ev.type, status)
-            background.add_task(process_and_hand_over, factory, temporal, settings, ev.id, ev.type, received)
+            background.add_task(
+                process_and_hand_over, factory, temporal, settings, ev.id, ev.type, received, relay=state.relay
+            )
         else:
             log.info("stripe event %s (%s) redelivered; already %s", ev.id, ev.type, status)
         return {"received": True, "duplicate": True, "id": ev.id}
     background.add_task(
-        process_and_hand_over, factory, temporal, settings, ev.id, ev.type, received
+        process_and_hand_over, factory, temporal, settings, ev.id, ev.type, received, relay=state.relay
     )
     return {"received": True, "duplicate": False, "id": ev.id}
