@@ -165,6 +165,8 @@ async def test_unicode_names_and_free_text_attributes_still_pass(api_db: httpx.A
     [
         ("POST", "/v1/events/activation", {"customer_id": "acme-1", "fact": "used_api", "event_id": "e\x00"}, "event_id"),
         ("POST", "/v1/customers/acme-1/payment-method", {"payment_method_id": "pm_\x00"}, "payment_method_id"),
+        ("POST", "/v1/customers/acme-1/subscription", {"plan": "starter", "payment_method_id": "pm_\x00"},
+         "payment_method_id"),
         ("GET", "/v1/customers/a%00b", None, "customer_id"),
         ("GET", "/v1/customers/a%1Fb/entitlements", None, "customer_id"),
         ("GET", "/v1/customers/a%00b/subscription", None, "customer_id"),

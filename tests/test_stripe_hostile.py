@@ -100,3 +100,12 @@ async def test_the_longest_id_and_type_stripe_may_send_are_recorded(api):
     with sessions() as s:
         row = s.get(StripeEvent, long_id)
         assert row is not None and row.type == ev["type"]
+
+
+async def test_json_nested_past_any_parser_limit_is_refused_not_a_500(api):
+    http, sessions = api
+    body = b'{"id": "evt_deep", "object": "event", "data": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    r = await _post(http, body)
+    assert r.status_code in (400, 413), r.text  # 413 when the size limit comes first
+    with sessions() as s:
+        assert s.get(StripeEvent, "evt_deep") is None

@@ -171,7 +171,7 @@ async def stripe_webhook(request: Request, background: BackgroundTasks) -> dict[
     try:
         payload = json.loads(raw)
         ev = parse_event(payload)
-    except (ValueError, ShapeError) as exc:
+    except (ValueError, ShapeError, RecursionError) as exc:  # RecursionError: absurdly deep JSON
         SIGNATURE_FAILURES.labels("malformed").inc()
         raise HTTPException(400, f"body: not a Stripe event ({exc})") from None
 

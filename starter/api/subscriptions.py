@@ -31,6 +31,7 @@ from lifecycle.models import Subscription
 from starter.api.customers import get_customer_or_404
 from starter.api.deps import SessionDep, SessionsDep, TemporalDep
 from starter.api.errors import responses
+from starter.api.fields import PaymentMethodId
 from starter.api.stripe_errors import stripe_http_error
 from workflows.customer import CustomerWorkflow
 
@@ -49,8 +50,8 @@ def _check_plan(v: str | None) -> str | None:
 class SubscribeBody(BaseModel):
     plan: str = Field(description="tier: " + ", ".join(catalog.PLANS_BY_CODE))
     interval: Interval = "month"
-    payment_method_id: str | None = Field(
-        default=None, max_length=200, description="a Stripe payment method to attach first (pm_...)"
+    payment_method_id: PaymentMethodId | None = Field(
+        default=None, description="a Stripe payment method to attach first (pm_...)"
     )
     request_id: str | None = Field(default=None, pattern=REQUEST_ID, description="your id; a retry reuses it")
 
