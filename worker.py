@@ -19,7 +19,7 @@ from activities.email import EmailActivities
 from activities.store import StoreActivities
 from activities.stripe import StripeActivities
 from lifecycle.db import make_engine, make_session_factory
-from lifecycle.email_providers import make_provider
+from lifecycle.email.providers import make_provider
 from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect, ensure_search_attributes
 from workflows.customer import CustomerWorkflow

@@ -1,4 +1,4 @@
-"""The email activity: one method, ``send_email``, over :class:`lifecycle.email_service.EmailService`.
+"""The email activity: one method, ``send_email``, over :class:`lifecycle.email.service.EmailService`.
 
 The worker builds :class:`EmailActivities` once with its session factory, provider and
 settings. Errors become Temporal's vocabulary:
@@ -11,7 +11,7 @@ settings. Errors become Temporal's vocabulary:
 * a template that does not render → a retryable ``TemplateError``: the step waits
   (visible in the Web UI as a failing activity) until a fixed version is published.
 
-A retried attempt never sends twice: see ``lifecycle/email_service.py`` and docs/email.md.
+A retried attempt never sends twice: see ``lifecycle/email/service.py`` and docs/email.md.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from lifecycle.email_providers import EmailProvider
-from lifecycle.email_service import EmailRejected, EmailRetryLater, EmailService
-from lifecycle.messages import SendEmailInput, SendEmailResult
+from lifecycle.contracts.customer import SendEmailInput, SendEmailResult
+from lifecycle.email.providers import EmailProvider
+from lifecycle.email.service import EmailRejected, EmailRetryLater, EmailService
 from lifecycle.settings import Settings
 
 # ApplicationError types that are final. A template error is not among them: it is retried

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from lifecycle.contracts.customer import RecordEventInput
 from lifecycle.db import add_timeline_event
-from lifecycle.messages import RecordEventInput
 from lifecycle.models import Customer
 
 

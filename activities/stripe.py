@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from lifecycle.billing import (
+from lifecycle.billing.service import (
     MD_CUSTOMER,
     MD_INTERVAL,
     MD_KEY,
@@ -46,7 +46,16 @@ from lifecycle.billing import (
     upsert_invoice,
     upsert_subscription,
 )
-from lifecycle.billing_messages import (
+from lifecycle.billing.shapes import (
+    ENDED_STATUSES,
+    SubscriptionRec,
+    is_hard_decline,
+    parse_customer,
+    parse_invoice,
+    parse_subscription,
+    to_plain,
+)
+from lifecycle.contracts.billing import (
     INTERVALS,
     OUTCOME_ACTIVE,
     OUTCOME_CANCEL_SCHEDULED,
@@ -71,15 +80,6 @@ from lifecycle.billing_messages import (
 from lifecycle.db import insert_ignore, session_scope
 from lifecycle.models import Customer, StripeObject
 from lifecycle.settings import Settings
-from lifecycle.stripe_shapes import (
-    ENDED_STATUSES,
-    SubscriptionRec,
-    is_hard_decline,
-    parse_customer,
-    parse_invoice,
-    parse_subscription,
-    to_plain,
-)
 
 log = logging.getLogger("lifecycle.activities.stripe")
 

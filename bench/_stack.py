@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from lifecycle.localstripe import free_port  # noqa: E402
 from lifecycle.temporal import dev_server_search_attribute_args, temporal_binary  # noqa: E402
+from starter.dev.localstripe import free_port  # noqa: E402
 
 BIN = Path(sys.prefix) / "bin"
 

@@ -50,12 +50,12 @@ import orjson  # noqa: E402
 from _stack import BIN, Procs, free_port, log, own_database, pct, start_temporal, wait_port  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
+from lifecycle.contracts.customer import ACTIVE, CustomerEvent, CustomerState  # noqa: E402
 from lifecycle.db import make_engine, make_session_factory, session_scope, upgrade  # noqa: E402
-from lifecycle.messages import ACTIVE, CustomerEvent, CustomerState  # noqa: E402
 from lifecycle.models import Customer, EmailMessage, UsageCounter, UsageEvent, UsageSignal  # noqa: E402
 from lifecycle.settings import Settings  # noqa: E402
 from lifecycle.temporal import connect  # noqa: E402
-from lifecycle.usage import UsageService  # noqa: E402
+from lifecycle.usage.service import UsageService  # noqa: E402
 
 API_KEY = "bench-" + uuid.uuid4().hex[:12]
 
@@ -243,7 +243,7 @@ async def nudge_phase(url: str, factory: Any, customers: list[str], spacing: flo
 
 
 async def start_entities(temporal_address: str, task_queue: str, customers: list[str]) -> None:
-    from starter.events import signal_customer, start_input
+    from starter.signals.send import signal_customer, start_input
 
     settings = Settings(temporal_address=temporal_address, task_queue=task_queue,
                         _env_file=None)  # type: ignore[call-arg]

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from lifecycle import catalog
+from lifecycle.contracts import catalog
 from lifecycle.models import LifecycleEvent, PlanRow
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -94,7 +94,7 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def seed_catalog(session: Session) -> None:
-    """Make the plans table match lifecycle.catalog (prices, limits, features)."""
+    """Make the plans table match lifecycle.contracts.catalog (prices, limits, features)."""
     existing = {p.code: p for p in session.scalars(select(PlanRow))}
     for plan in catalog.PLANS:
         row = existing.get(plan.code) or PlanRow(code=plan.code)

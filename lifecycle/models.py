@@ -94,7 +94,7 @@ class Customer(Base):
 
 
 class PlanRow(Base):
-    """The catalog as stored (seeded from lifecycle.catalog)."""
+    """The catalog as stored (seeded from lifecycle.contracts.catalog)."""
 
     __tablename__ = "plans"
 

@@ -23,7 +23,7 @@ ENV_PREFIX = "LIFECYCLE_"
 
 # The Stripe API version every request asks for, and the one to choose for the webhook
 # endpoint in the Stripe dashboard. It is the version the pinned SDK (stripe 16.x) is
-# generated for; lifecycle.stripe_shapes also reads localstripe's 2017-08-15 objects.
+# generated for; lifecycle.billing.shapes also reads localstripe's 2017-08-15 objects.
 STRIPE_API_VERSION = "2026-10-28.endive"
 
 # Signs unsubscribe links in development; real providers refuse to start with it.
@@ -203,7 +203,7 @@ class Settings(BaseSettings):
     @field_validator("stripe_price_tiers", mode="before")
     @classmethod
     def _parse_price_tiers(cls, value: object) -> object:
-        from lifecycle import catalog
+        from lifecycle.contracts import catalog
 
         if value in (None, ""):
             return {}

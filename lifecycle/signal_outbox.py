@@ -1,7 +1,7 @@
 """The outbox of events for customer workflows: the database side.
 
 A writer adds its facts and :func:`enqueue` the event in the same transaction and
-commits; delivery (``starter.signal_relay``) comes after, with no connection held
+commits; delivery (``starter.signals.relay``) comes after, with no connection held
 while Temporal is called. What is not delivered at once is claimed by the relay,
 whichever replica runs it: rows are claimed with ``FOR UPDATE SKIP LOCKED`` (SQLite:
 one writer) and a lease, so two relays never send the same row at the same time and a
@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from lifecycle.contracts.customer import CustomerEvent
 from lifecycle.db import insert_ignore, session_scope
-from lifecycle.messages import CustomerEvent
 from lifecycle.models import SignalOutbox
 
 LEASE = dt.timedelta(seconds=30)  # a claimed row is due again after this if its relay died

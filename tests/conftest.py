@@ -21,7 +21,6 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from lifecycle.db import make_engine, make_session_factory, upgrade
-from lifecycle.localstripe import free_port  # noqa: F401  (tests import it from here)
 from lifecycle.settings import Settings
 from lifecycle.temporal import (
     SEARCH_ATTRIBUTES,
@@ -29,10 +28,11 @@ from lifecycle.temporal import (
     temporal_binary,
     test_server_binary,
 )
-from tests.helpers import eventually
+from starter.dev.localstripe import free_port  # noqa: F401  (tests import it from here)
+from tests.support.helpers import eventually
 
 # fixtures of the usage and Stripe tests, loaded early so their asserts are rewritten too
-pytest_plugins = ["tests.usage_support", "tests.stripe_fixtures"]
+pytest_plugins = ["tests.support.usage", "tests.support.stripe_fixtures"]
 
 PG_ADMIN_URL = os.environ.get("LIFECYCLE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -31,10 +31,9 @@ from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from lifecycle import catalog
-from lifecycle.billing import make_stripe_client, plan_id_for, sync_catalog
-from lifecycle.localstripe import start_localstripe
-from lifecycle.messages import (
+from lifecycle.billing.service import make_stripe_client, plan_id_for, sync_catalog
+from lifecycle.contracts import catalog
+from lifecycle.contracts.customer import (
     CustomerEvent,
     CustomerState,
     campaign_workflow_id,
@@ -42,10 +41,11 @@ from lifecycle.messages import (
 )
 from lifecycle.settings import Settings
 from starter.api.app import create_app
-from starter.events import signal_customer, start_input
-from tests.helpers import add_customer
+from starter.dev.localstripe import start_localstripe
+from starter.signals.send import signal_customer, start_input
 from tests.record_histories import recording, save
-from tests.stripe_support import WEBHOOK_SECRET, add_card, signed_event
+from tests.support.helpers import add_customer
+from tests.support.stripe import WEBHOOK_SECRET, add_card, signed_event
 from workflows.customer import CustomerWorkflow
 
 API_KEY = "record-key"

@@ -29,12 +29,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from lifecycle.contracts.customer import CustomerEvent, campaign_workflow_id, customer_workflow_id
 from lifecycle.db import make_engine, make_session_factory, upgrade
-from lifecycle.messages import CustomerEvent, campaign_workflow_id, customer_workflow_id
 from lifecycle.settings import Settings
 from lifecycle.temporal import ensure_search_attributes, test_server_binary
-from starter.events import signal_customer, start_input
-from tests.helpers import add_customer
+from starter.signals.send import signal_customer, start_input
+from tests.support.helpers import add_customer
 from worker import build_worker
 
 HERE = Path(__file__).parent / "histories"

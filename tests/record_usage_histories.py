@@ -15,12 +15,18 @@ import datetime as dt
 from dataclasses import replace
 from pathlib import Path
 
-from lifecycle.messages import ACTIVE, PAST_DUE, CustomerEvent, CustomerState, customer_workflow_id
-from lifecycle.usage import UsageService
-from starter.events import signal_customer, start_input
-from starter.usage_signals import deliver
-from tests.helpers import add_customer
+from lifecycle.contracts.customer import (
+    ACTIVE,
+    PAST_DUE,
+    CustomerEvent,
+    CustomerState,
+    customer_workflow_id,
+)
+from lifecycle.usage.service import UsageService
+from starter.signals.send import signal_customer, start_input
+from starter.signals.usage import deliver
 from tests.record_histories import recording, save
+from tests.support.helpers import add_customer
 from workflows.usage_nudge import usage_workflow_id
 
 

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from lifecycle.models import Customer
 from lifecycle.settings import Settings
 from starter.api.app import create_app
-from tests.helpers import emails, eventually
+from tests.support.helpers import emails, eventually
 from worker import build_worker
 
 AUTH = {"Authorization": "Bearer test-key"}
@@ -131,7 +131,7 @@ async def test_unknown_customer_gets_404(api: httpx.AsyncClient) -> None:
 
 
 async def test_email_preferences_opt_out_and_back_in(api: httpx.AsyncClient, ts_env, session_factory) -> None:
-    from lifecycle.email_service import BOUNCE, add_suppression, suppression_reasons
+    from lifecycle.email.service import BOUNCE, add_suppression, suppression_reasons
     from workflows.customer import CustomerWorkflow
 
     assert (await api.post("/v1/events/signup", json=SIGNUP)).status_code == 201

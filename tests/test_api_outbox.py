@@ -20,14 +20,14 @@ from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
 
 from lifecycle import temporal as temporal_bins
+from lifecycle.contracts.customer import customer_workflow_id
 from lifecycle.db import make_engine, make_session_factory
-from lifecycle.messages import customer_workflow_id
 from lifecycle.models import Customer, LifecycleEvent, SignalOutbox
 from lifecycle.settings import Settings
 from lifecycle.temporal import connect, ensure_search_attributes
 from starter.api.app import create_app
 from tests.conftest import free_port
-from tests.helpers import eventually
+from tests.support.helpers import eventually
 from worker import build_worker
 from workflows.customer import CustomerWorkflow
 

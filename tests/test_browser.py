@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from lifecycle.models import Suppression
 from tests.conftest import IN_CI, Stack
-from tests.helpers import emails, eventually
+from tests.support.helpers import emails, eventually
 from workflows.customer import CustomerWorkflow
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -13,8 +13,8 @@ import pytest
 
 from lifecycle.models import EmailMessage, LifecycleEvent, Subscription
 from lifecycle.settings import Settings
-from lifecycle.usage import UsageService
-from tests.helpers import add_customer
+from lifecycle.usage.service import UsageService
+from tests.support.helpers import add_customer
 
 CLI = str(Path(sys.prefix) / "bin" / "lifecycle")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from starter.cli_text import console, plain, safe
+from starter.cli.text import console, plain, safe
 
 
 @pytest.mark.parametrize(

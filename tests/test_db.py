@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select
 
-from lifecycle import catalog
+from lifecycle.contracts import catalog
 from lifecycle.db import make_engine, make_session_factory, upgrade
 from lifecycle.models import Base, PlanRow
 

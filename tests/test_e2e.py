@@ -9,11 +9,11 @@ from dataclasses import replace
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from lifecycle.messages import CustomerEvent, campaign_workflow_id, customer_workflow_id
+from lifecycle.contracts.customer import CustomerEvent, campaign_workflow_id, customer_workflow_id
 from lifecycle.settings import Settings
-from starter.events import signal_customer, start_input
+from starter.signals.send import signal_customer, start_input
 from tests.conftest import Stack
-from tests.helpers import add_customer, emails, eventually
+from tests.support.helpers import add_customer, emails, eventually
 from worker import build_worker
 from workflows.customer import CustomerWorkflow
 

@@ -15,15 +15,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lifecycle.contracts.customer import SendEmailInput
 from lifecycle.db import session_scope
-from lifecycle.email_providers import OutboxProvider
-from lifecycle.email_service import EmailService, remove_unsubscribe
-from lifecycle.messages import SendEmailInput
+from lifecycle.email.providers import OutboxProvider
+from lifecycle.email.service import EmailService, remove_unsubscribe
+from lifecycle.email.unsubscribe import make_token
 from lifecycle.models import EmailMessage, LifecycleEvent, Suppression
 from lifecycle.settings import Settings, SettingsError, load_settings
-from lifecycle.unsubscribe import make_token
 from starter.api import email as email_api
-from tests.email_support import EmailDB, email_db, make_settings, utc  # noqa: F401
+from tests.support.email import EmailDB, email_db, make_settings, utc  # noqa: F401
 
 SECRET = "test-secret-not-for-production"
 
@@ -189,7 +189,7 @@ async def test_unsubscribe_opt_in_unsubscribe_reaches_timeline_and_workflow_each
     import httpx
 
     from starter.api.app import create_app
-    from tests.helpers import eventually
+    from tests.support.helpers import eventually
     from worker import build_worker
     from workflows.customer import CustomerWorkflow
 

@@ -16,7 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from lifecycle.email_providers import (
+from lifecycle.email.providers import (
     OutgoingEmail,
     ProviderError,
     SendGridProvider,

@@ -8,15 +8,15 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from lifecycle.contracts.customer import SendEmailInput
+from lifecycle.contracts.policy import Conversion, EmailVariant
 from lifecycle.db import session_scope
-from lifecycle.email_providers import OutboxProvider
-from lifecycle.email_results import campaign_results
-from lifecycle.email_service import EmailService
-from lifecycle.messages import SendEmailInput
+from lifecycle.email.providers import OutboxProvider
+from lifecycle.email.results import campaign_results
+from lifecycle.email.service import EmailService
 from lifecycle.models import EmailMessage, Invoice
-from lifecycle.policy import Conversion, EmailVariant
-from starter.cli_email import campaigns_app, outbox_app
-from tests.email_support import TEMPLATES, EmailDB, email_db, make_settings, utc  # noqa: F401
+from starter.cli.email import campaigns_app, outbox_app
+from tests.support.email import TEMPLATES, EmailDB, email_db, make_settings, utc  # noqa: F401
 
 NOON = utc(2026, 3, 3, 12)
 runner = CliRunner()

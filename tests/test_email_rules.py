@@ -6,15 +6,15 @@ import datetime as dt
 from collections import Counter
 from zoneinfo import ZoneInfo
 
-from lifecycle.email_rules import (
+from lifecycle.contracts.policy import EmailVariant
+from lifecycle.email.rules import (
     assign_variant,
     cap_free_at,
     in_quiet_hours,
     marketing_timing,
     quiet_hours_end,
 )
-from lifecycle.policy import EmailVariant
-from tests.email_support import utc
+from tests.support.email import utc
 
 NY = ZoneInfo("America/New_York")
 NINE, SIX_PM = dt.time(9), dt.time(18)

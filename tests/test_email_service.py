@@ -16,13 +16,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.email import EmailActivities
+from lifecycle.contracts.customer import SendEmailInput
+from lifecycle.contracts.policy import EmailVariant
 from lifecycle.db import session_scope
-from lifecycle.email_providers import OutboxProvider, SmtpProvider
-from lifecycle.email_service import EmailService, add_suppression
-from lifecycle.messages import SendEmailInput
+from lifecycle.email.providers import OutboxProvider, SmtpProvider
+from lifecycle.email.service import EmailService, add_suppression
 from lifecycle.models import EmailMessage, LifecycleEvent
-from lifecycle.policy import EmailVariant
-from tests.email_support import EmailDB, email_db, make_settings, utc  # noqa: F401
+from tests.support.email import EmailDB, email_db, make_settings, utc  # noqa: F401
 from tests.test_email_providers import sendgrid_server, smtp  # noqa: F401  (fixtures)
 
 NOON = utc(2026, 3, 3, 12)  # 12:00 UTC: inside the default send window in UTC
@@ -236,8 +236,8 @@ async def test_two_campaigns_racing_for_the_last_slot_send_only_one(email_db: Em
 async def test_sendgrid_gets_the_unsubscribe_headers_and_our_ids(
     email_db: EmailDB, sendgrid_server  # noqa: F811
 ) -> None:
-    from lifecycle.email_providers import SendGridProvider
-    from lifecycle.unsubscribe import read_token
+    from lifecycle.email.providers import SendGridProvider
+    from lifecycle.email.unsubscribe import read_token
 
     email_db.add_customer("cus_1")
     settings = make_settings(email_db.url)
@@ -258,7 +258,7 @@ async def test_a_published_version_and_its_revert_take_effect_on_the_next_send(
     email_db: EmailDB,  # noqa: F811
 ) -> None:
     """One running service (a worker): no restart between publishing and sending."""
-    from lifecycle.email_templates import publish, unpublish
+    from lifecycle.email.templates import publish, unpublish
     from lifecycle.settings import PROJECT_ROOT
 
     service = EmailService(email_db.factory, OutboxProvider(), make_settings(

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from lifecycle.contracts.policy import load_policy
 from lifecycle.db import session_scope
-from lifecycle.email_templates import TemplateRenderError, TemplateSet, check_templates, sample_vars
-from lifecycle.policy import load_policy
-from starter.cli_email import templates_app
-from tests.email_support import TEMPLATES, EmailDB, email_db, make_settings  # noqa: F401
+from lifecycle.email.templates import TemplateRenderError, TemplateSet, check_templates, sample_vars
+from starter.cli.email import templates_app
+from tests.support.email import TEMPLATES, EmailDB, email_db, make_settings  # noqa: F401
 
 runner = CliRunner()
 
@@ -166,12 +166,12 @@ def test_preview_with_a_customer_and_publish_a_new_version(
     result = runner.invoke(templates_app, ["publish", "welcome", "--revert"])
     assert result.exit_code == 0
     with session_scope(email_db.factory) as s:
-        from lifecycle.email_templates import load_published
+        from lifecycle.email.templates import load_published
         assert load_published(s, ["welcome"]) == []
 
 
 def test_the_lifecycle_command_has_the_email_sub_apps(monkeypatch: pytest.MonkeyPatch) -> None:
-    from starter.cli import app
+    from starter.cli.app import app
 
     _env(monkeypatch, TEMPLATES)
     result = runner.invoke(app, ["templates", "check"])

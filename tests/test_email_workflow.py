@@ -13,13 +13,13 @@ from temporalio.worker import Worker
 
 from activities.email import EmailActivities
 from activities.store import StoreActivities
+from lifecycle.contracts.policy import EmailStep
 from lifecycle.db import session_scope
-from lifecycle.email_providers import OutboxProvider
+from lifecycle.email.providers import OutboxProvider
 from lifecycle.models import EmailMessage, LifecycleEvent
-from lifecycle.policy import EmailStep
 from lifecycle.settings import Settings
-from tests.email_support import EmailDB, email_db, make_settings  # noqa: F401
-from tests.email_workflows import EmailStepsWorkflow, StepsInput
+from tests.support.email import EmailDB, email_db, make_settings  # noqa: F401
+from tests.support.email_workflows import EmailStepsWorkflow, StepsInput
 
 
 async def run_steps(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle.policy import PolicyError, load_policy, parse_policy
+from lifecycle.contracts.policy import PolicyError, load_policy, parse_policy
 from lifecycle.settings import PROJECT_ROOT
 
 DEFAULT = PROJECT_ROOT / "templates" / "campaigns.toml"

@@ -19,7 +19,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from tests.replay_variants import (
+from tests.support.replay_variants import (
     CustomerWorkflowWithAnUnversionedChangeActivity,
     CustomerWorkflowWithAnUnversionedConversionPause,
     CustomerWorkflowWithAPatchedChangeActivity,

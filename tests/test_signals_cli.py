@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lifecycle.contracts.customer import CustomerEvent, customer_workflow_id
 from lifecycle.db import session_scope
-from lifecycle.messages import CustomerEvent, customer_workflow_id
 from lifecycle.models import SignalOutbox
 from lifecycle.settings import Settings
 from lifecycle.signal_outbox import enqueue
 from tests.conftest import free_port
-from tests.helpers import add_customer
+from tests.support.helpers import add_customer
 
 CLI = str(Path(sys.prefix) / "bin" / "lifecycle")
 

@@ -10,19 +10,19 @@ from sqlalchemy import func, select
 from temporalio.exceptions import ApplicationError
 
 from activities.stripe import StripeActivities
-from lifecycle import catalog
-from lifecycle.billing import plan_id_for, sync_catalog
-from lifecycle.billing_messages import (
+from lifecycle.billing.service import plan_id_for, sync_catalog
+from lifecycle.contracts import catalog
+from lifecycle.contracts.billing import (
     ChangePlanInput,
     CouponInput,
     EnsureCustomerInput,
     RetryInvoiceInput,
     StartSubscriptionInput,
 )
-from lifecycle.localstripe import start_localstripe
 from lifecycle.models import Customer, Invoice, PlanPrice, Subscription, SubscriptionChange
-from tests.helpers import add_customer
-from tests.stripe_support import (
+from starter.dev.localstripe import start_localstripe
+from tests.support.helpers import add_customer
+from tests.support.stripe import (
     FAILING_CARD,
     GOOD_CARD,
     RecordingStripe,
@@ -42,7 +42,7 @@ def _stripe_plans(client: stripe.StripeClient) -> dict[str, bool]:
 
 
 async def test_sync_twice_changes_nothing(stripe_settings, session_factory):
-    from lifecycle.billing import make_stripe_client
+    from lifecycle.billing.service import make_stripe_client
 
     with start_localstripe() as fresh:  # an empty Stripe, to see the first run create everything
         client = make_stripe_client(stripe_settings.model_copy(update={"stripe_api_base": fresh.url}))
@@ -298,10 +298,10 @@ async def test_an_unknown_tier_or_interval_is_refused_without_retries(
 
 async def test_event_log_and_mirror_on_sqlite_and_postgresql(db_url):
     """Recording once by id and never moving backwards rely on each database's upsert."""
-    from lifecycle.billing import record_event, upsert_subscription
+    from lifecycle.billing.service import record_event, upsert_subscription
+    from lifecycle.billing.shapes import parse_subscription
     from lifecycle.db import make_engine, make_session_factory
-    from lifecycle.stripe_shapes import parse_subscription
-    from tests.stripe_support import make_event
+    from tests.support.stripe import make_event
 
     engine = make_engine(db_url)
     factory = make_session_factory(engine)
@@ -341,7 +341,7 @@ async def test_event_log_and_mirror_on_sqlite_and_postgresql(db_url):
 async def test_backfill_rebuilds_the_mirror_of_a_fresh_install(
     stripe_client, session_factory, stripe_acts, tmp_path
 ):
-    from lifecycle.billing import backfill
+    from lifecycle.billing.service import backfill
     from lifecycle.db import make_engine, make_session_factory, upgrade
 
     cid, stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client)

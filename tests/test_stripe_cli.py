@@ -5,12 +5,12 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from lifecycle.billing import process_event, record_event
+from lifecycle.billing.service import process_event, record_event
 from lifecycle.db import session_scope
-from lifecycle.localstripe import LocalStripe
 from lifecycle.models import PlanPrice
-from starter.cli import app
-from tests.stripe_support import make_event
+from starter.cli.app import app
+from starter.dev.localstripe import LocalStripe
+from tests.support.stripe import make_event
 
 
 def run(env: dict[str, str], *args: str) -> tuple[int, str]:

@@ -14,11 +14,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from lifecycle.localstripe import free_port
-from lifecycle.messages import customer_workflow_id
+from lifecycle.contracts.customer import customer_workflow_id
 from starter.api.app import create_app
-from tests.helpers import customer_row
-from tests.stripe_support import new_customer_id, signed_up
+from starter.dev.localstripe import free_port
+from tests.support.helpers import customer_row
+from tests.support.stripe import new_customer_id, signed_up
 from worker import build_worker
 from workflows.customer import CustomerWorkflow
 

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.models import StripeEvent
 from starter.api.app import create_app
-from tests.stripe_support import make_event, sign
+from tests.support.stripe import make_event, sign
 
 
 def _event(**overrides):

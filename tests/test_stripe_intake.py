@@ -17,15 +17,15 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
 from lifecycle import temporal as temporal_bins
-from lifecycle.billing import recent_events, record_event
+from lifecycle.billing.service import recent_events, record_event
+from lifecycle.contracts.customer import customer_workflow_id
 from lifecycle.db import session_scope
-from lifecycle.messages import customer_workflow_id
 from lifecycle.models import SignalOutbox, StripeEvent, SubscriptionChange
 from lifecycle.temporal import connect, ensure_search_attributes
 from starter.api.app import create_app
 from tests.conftest import free_port
-from tests.helpers import eventually
-from tests.stripe_support import signed_event, subscribed
+from tests.support.helpers import eventually
+from tests.support.stripe import signed_event, subscribed
 
 
 async def _http(app) -> AsyncIterator[httpx.AsyncClient]:

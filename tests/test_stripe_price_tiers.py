@@ -18,14 +18,14 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from lifecycle import catalog
-from lifecycle.billing import backfill, configure_price_tiers, process_event
+from lifecycle.billing.service import backfill, configure_price_tiers, process_event
+from lifecycle.contracts import catalog
 from lifecycle.db import session_scope
 from lifecycle.models import Customer, StripeEvent, Subscription
 from starter.api.app import create_app
-from starter.cli import app as cli_app
-from tests.helpers import add_customer, customer_row
-from tests.stripe_support import add_card, new_customer_id, signed_event
+from starter.cli.app import app as cli_app
+from tests.support.helpers import add_customer, customer_row
+from tests.support.stripe import add_card, new_customer_id, signed_event
 
 AUTH = {"Authorization": "Bearer test-key"}
 DAY = 86400

@@ -17,8 +17,8 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import Worker
 
 from activities.store import StoreActivities
-from lifecycle.billing_messages import EnsureCustomerInput, SubscriptionResult
-from lifecycle.messages import (
+from lifecycle.contracts.billing import EnsureCustomerInput, SubscriptionResult
+from lifecycle.contracts.customer import (
     CustomerEvent,
     RecordEventInput,
     campaign_workflow_id,
@@ -26,9 +26,9 @@ from lifecycle.messages import (
 )
 from lifecycle.models import SubscriptionChange
 from starter.api.app import create_app
-from starter.events import signal_customer
-from tests.helpers import customer_row, emails, eventually, timeline
-from tests.stripe_support import add_card, new_customer_id, signed_event, signed_up
+from starter.signals.send import signal_customer
+from tests.support.helpers import customer_row, emails, eventually, timeline
+from tests.support.stripe import add_card, new_customer_id, signed_event, signed_up
 from worker import WORKFLOWS, build_activities, build_worker
 from workflows.customer import CustomerWorkflow
 

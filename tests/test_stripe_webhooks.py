@@ -1,7 +1,7 @@
 """POST /webhooks/stripe: signatures, once-only recording, the mirror, the hand-over.
 
 Events localstripe never sends (customer.subscription.updated, invoice.payment_failed)
-are built around real localstripe objects and signed by tests/stripe_support.py.
+are built around real localstripe objects and signed by tests/support/stripe.py.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import pytest
 import uvicorn
 from sqlalchemy import func, select
 
-from lifecycle.billing import make_stripe_client, sync_catalog
-from lifecycle.billing_messages import EnsureCustomerInput
-from lifecycle.localstripe import free_port, start_localstripe
-from lifecycle.messages import customer_workflow_id
+from lifecycle.billing.service import make_stripe_client, sync_catalog
+from lifecycle.contracts.billing import EnsureCustomerInput
+from lifecycle.contracts.customer import customer_workflow_id
 from lifecycle.models import Customer, Invoice, StripeEvent, Subscription, SubscriptionChange
 from starter.api.app import create_app
-from tests.helpers import customer_row, eventually
-from tests.stripe_support import (
+from starter.dev.localstripe import free_port, start_localstripe
+from tests.support.helpers import customer_row, eventually
+from tests.support.stripe import (
     WEBHOOK_SECRET,
     add_card,
     new_customer_id,
@@ -129,7 +129,7 @@ async def test_out_of_order_subscription_updates_leave_the_newest_state(
 
 async def test_events_the_engine_does_not_use_are_acknowledged_and_logged(api, session_factory, caplog):
     event, body, headers = signed_event("balance.available", {"object": "balance", "available": []})
-    with caplog.at_level("INFO", logger="lifecycle.billing"):
+    with caplog.at_level("INFO", logger="lifecycle.billing.service"):
         r = await api.post("/webhooks/stripe", content=body, headers=headers)
     assert r.status_code == 200
     with session_factory() as s:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from lifecycle.models import UsageCounter, UsageEvent
-from tests.usage_support import Db, usage_app
+from tests.support.usage import Db, usage_app
 
 UTC = dt.UTC
 

@@ -11,9 +11,9 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from lifecycle.models import UsageCounter
-from lifecycle.usage import UsageService
-from starter.cli import app
-from tests.usage_support import Db
+from lifecycle.usage.service import UsageService
+from starter.cli.app import app
+from tests.support.usage import Db
 
 
 def run(db: Db, *args: str) -> tuple[int, str, str]:

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from lifecycle.usage_client import (
+from lifecycle_client.usage import (
     AsyncUsageClient,
     MeteredRoute,
     UsageApiError,
@@ -14,7 +14,7 @@ from lifecycle.usage_client import (
     UsageMiddleware,
 )
 from tests.conftest import free_port
-from tests.usage_support import Db, serve, usage_app
+from tests.support.usage import Db, serve, usage_app
 
 
 def product_app(engine_app: FastAPI, *, fail_open: bool = False, base_url: str = "http://engine") -> FastAPI:

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from lifecycle.models import UsageCounter, UsageEvent, UsageSignal
-from lifecycle.usage import UsageService
-from tests.usage_support import Db, serve, usage_app
+from lifecycle.usage.service import UsageService
+from tests.support.usage import Db, serve, usage_app
 
 pytestmark = pytest.mark.parametrize("usage_db", ["postgresql"], indirect=True)
 

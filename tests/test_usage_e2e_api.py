@@ -11,7 +11,7 @@ import pytest
 
 from lifecycle.settings import Settings
 from starter.api.app import create_app
-from tests.helpers import emails, eventually
+from tests.support.helpers import emails, eventually
 from worker import build_worker
 
 AUTH = {"Authorization": "Bearer test-key"}

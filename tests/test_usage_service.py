@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import delete, func, select, update
 
 from lifecycle.models import Subscription, UsageCounter, UsageEvent, UsageSignal
-from lifecycle.usage import (
+from lifecycle.usage.service import (
     UsageService,
     add_months,
     period_from_anchor,
     signal_event_id,
 )
-from tests.usage_support import Db
+from tests.support.usage import Db
 
 UTC = dt.UTC
 
@@ -311,7 +311,7 @@ def test_export_writes_one_periods_raw_events(usage_db: Db) -> None:
 
 @pytest.mark.parametrize("spec", ["2026", "2026-13", "last month", "2026-02-30"])
 def test_export_rejects_a_bad_period(usage_db: Db, spec: str) -> None:
-    from lifecycle.usage import UsageError
+    from lifecycle.usage.service import UsageError
 
     cid = usage_db.customer()
     with pytest.raises(UsageError) as err:

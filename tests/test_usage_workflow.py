@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from temporalio.client import Client
 
-from lifecycle.messages import (
+from lifecycle.contracts.customer import (
     ACTIVE,
     EMAIL_SKIPPED,
     PAST_DUE,
@@ -23,12 +23,12 @@ from lifecycle.messages import (
 from lifecycle.models import EmailMessage, LifecycleEvent, UsageSignal
 from lifecycle.settings import Settings
 from lifecycle.temporal import connect
-from lifecycle.usage import UsageService
-from starter.events import signal_customer, start_input
-from starter.usage_signals import deliver, resend_pending
+from lifecycle.usage.service import UsageService
+from starter.signals.send import signal_customer, start_input
+from starter.signals.usage import deliver, resend_pending
 from tests.conftest import free_port
-from tests.helpers import emails, eventually, timeline
-from tests.usage_support import Db
+from tests.support.helpers import emails, eventually, timeline
+from tests.support.usage import Db
 from worker import build_worker
 from workflows.usage_nudge import usage_workflow_id
 
@@ -178,7 +178,7 @@ async def test_lifecycle_usage_resend_sends_what_was_left_in_the_outbox(
 ) -> None:
     from typer.testing import CliRunner
 
-    from starter.cli import app
+    from starter.cli.app import app
 
     cid = await entity(wf_client, settings, wf_db, "starter", ACTIVE)
     UsageService(wf_db.factory).ingest(events(cid, 810, "r"))  # crossed; nobody signalled it

@@ -13,7 +13,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from lifecycle.messages import (
+from lifecycle.contracts.customer import (
     CustomerEvent,
     CustomerState,
     campaign_workflow_id,
@@ -21,8 +21,8 @@ from lifecycle.messages import (
 )
 from lifecycle.settings import Settings
 from lifecycle.temporal import LIFECYCLE_STAGE
-from starter.events import signal_customer, start_input
-from tests.helpers import add_customer, customer_row, emails, eventually, timeline
+from starter.signals.send import signal_customer, start_input
+from tests.support.helpers import add_customer, customer_row, emails, eventually, timeline
 from worker import build_worker
 from workflows.customer import CustomerWorkflow
 
@@ -272,7 +272,7 @@ async def test_a_broken_template_holds_the_step_until_a_fixed_version_is_publish
     ts_env: WorkflowEnvironment, client, settings, session_factory, worker
 ):
     """Nothing half-sent and nothing lost: the step retries until marketers publish a fix."""
-    from lifecycle.email_templates import publish
+    from lifecycle.email.templates import publish
     from lifecycle.settings import PROJECT_ROOT
 
     good = (PROJECT_ROOT / "templates" / "email" / "welcome.j2").read_text()

@@ -23,8 +23,9 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.stripe import StripeActivities
-    from lifecycle import catalog
-    from lifecycle.billing_messages import (
+    from lifecycle.billing.shapes import ENDED_STATUSES
+    from lifecycle.contracts import catalog
+    from lifecycle.contracts.billing import (
         INTERVALS,
         OUTCOME_ACTIVE,
         OUTCOME_CHANGE_SCHEDULED,
@@ -40,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionRequest,
         SubscriptionResult,
     )
-    from lifecycle.messages import (
+    from lifecycle.contracts.customer import (
         ACTIVE,
         CANCELED,
         EXPIRED,
@@ -50,12 +51,11 @@ with workflow.unsafe.imports_passed_through():
         CustomerEvent,
         campaign_workflow_id,
     )
-    from lifecycle.stripe_shapes import ENDED_STATUSES
     from lifecycle.temporal import PLAN
     from workflows.plan_change import PlanChangeWorkflow
 
 if TYPE_CHECKING:
-    from lifecycle.messages import CustomerState
+    from lifecycle.contracts.customer import CustomerState
 
 # Stripe calls: transient failures (network, 429, 5xx) retry with backoff; a refusal
 # (other 4xx) is non-retryable and fails at once with Stripe's message.

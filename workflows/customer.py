@@ -21,7 +21,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
-    from lifecycle.messages import (
+    from lifecycle.contracts.customer import (
         ACTIVE,
         EXPIRED,
         TRIALING,

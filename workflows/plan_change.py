@@ -17,13 +17,13 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.stripe import StripeActivities
-    from lifecycle.billing_messages import (
+    from lifecycle.contracts.billing import (
         OUTCOME_CHANGE_DROPPED,
         ChangePlanInput,
         PlanChangeInput,
         SubscriptionResult,
     )
-    from lifecycle.messages import CustomerEvent, customer_workflow_id
+    from lifecycle.contracts.customer import CustomerEvent, customer_workflow_id
 
 
 @workflow.defn

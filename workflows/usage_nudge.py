@@ -15,9 +15,9 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from lifecycle import catalog
-    from lifecycle.messages import TRIALING, UsageNudgeInput, campaign_workflow_id
-    from lifecycle.policy import EmailStep
+    from lifecycle.contracts import catalog
+    from lifecycle.contracts.customer import TRIALING, UsageNudgeInput, campaign_workflow_id
+    from lifecycle.contracts.policy import EmailStep
     from workflows.email_step import send_step_email
 
 CAMPAIGN = "usage"

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
-from lifecycle.billing import configure_price_tiers
+from lifecycle.billing.service import configure_price_tiers
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect
@@ -42,7 +42,7 @@ from starter.api.deps import require_api_key
 from starter.api.fields import safe_params
 from starter.api.limits import BodyLimitMiddleware
 from starter.api.usage_docs import DOC_MODELS
-from starter.signal_relay import Relay, run_every
+from starter.signals.relay import Relay, run_every
 
 
 class Health(BaseModel):

@@ -12,7 +12,7 @@ from temporalio.client import Client
 
 from lifecycle.settings import Settings
 from starter.api.auth import key_matches
-from starter.signal_relay import Relay
+from starter.signals.relay import Relay
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from LIFECYCLE_API_KEYS")
 

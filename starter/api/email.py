@@ -33,19 +33,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from lifecycle.contracts.customer import CustomerEvent
 from lifecycle.db import add_timeline_event, session_scope
-from lifecycle.email_service import (
+from lifecycle.email.service import (
     BOUNCE,
     PROGRESS,
     SPAM,
     UNSUBSCRIBE,
     add_suppression,
 )
-from lifecycle.messages import CustomerEvent
+from lifecycle.email.unsubscribe import BadToken, read_token
 from lifecycle.models import Customer, EmailMessage, LifecycleEvent
 from lifecycle.settings import Settings
 from lifecycle.signal_outbox import enqueue
-from lifecycle.unsubscribe import BadToken, read_token
 from starter.api.deps import SettingsDep
 from starter.api.errors import Received, json_responses, responses
 

@@ -19,9 +19,10 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from lifecycle import catalog
+from lifecycle.contracts import catalog
+from lifecycle.contracts.customer import CustomerEvent
 from lifecycle.db import add_timeline_event, insert_ignore, session_scope
-from lifecycle.email_service import (
+from lifecycle.email.service import (
     BOUNCE,
     SPAM,
     UNSUBSCRIBE,
@@ -29,7 +30,6 @@ from lifecycle.email_service import (
     remove_unsubscribe,
     suppression_reasons,
 )
-from lifecycle.messages import CustomerEvent
 from lifecycle.models import Customer
 from lifecycle.signal_outbox import enqueue
 from starter.api.customers import CustomerView, customer_view, get_customer_or_404

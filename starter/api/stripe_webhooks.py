@@ -31,18 +31,18 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from lifecycle.billing import (
+from lifecycle.billing.service import (
     PENDING_STATUSES,
     claim_stuck,
     event_status,
     process_event,
     record_event,
 )
+from lifecycle.billing.shapes import ShapeError, parse_event
 from lifecycle.db import session_scope
 from lifecycle.settings import Settings
-from lifecycle.stripe_shapes import ShapeError, parse_event
 from starter.api.errors import WebhookAck, responses
-from starter.signal_relay import Relay
+from starter.signals.relay import Relay
 
 log = logging.getLogger("lifecycle.webhooks.stripe")
 

@@ -23,10 +23,10 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from lifecycle import catalog
-from lifecycle.billing import tier_label
-from lifecycle.billing_messages import SubscriptionRequest, SubscriptionResult
-from lifecycle.messages import customer_workflow_id
+from lifecycle.billing.service import tier_label
+from lifecycle.contracts import catalog
+from lifecycle.contracts.billing import SubscriptionRequest, SubscriptionResult
+from lifecycle.contracts.customer import customer_workflow_id
 from lifecycle.models import Subscription
 from starter.api.customers import get_customer_or_404
 from starter.api.deps import SessionDep, SessionsDep, TemporalDep

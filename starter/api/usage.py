@@ -29,10 +29,10 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from lifecycle.text import json_safe
-from lifecycle.usage import Crossing, UsageError, UsageService
+from lifecycle.usage.service import Crossing, UsageError, UsageService
 from starter.api import usage_docs as docs
 from starter.api.fields import CustomerIdPath
-from starter.usage_signals import deliver, resend_loop
+from starter.signals.usage import deliver, resend_loop
 
 BYTES_PER_EVENT = 4096  # generous upper bound of one event's JSON
 

@@ -1,0 +1,2 @@
+"""Billing with Stripe: the client, the catalog sync, the mirror of Stripe's objects,
+webhook events, backfill."""

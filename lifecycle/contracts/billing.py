@@ -1,0 +1,192 @@
+"""What crosses Temporal for billing: Stripe activity inputs and results, subscription requests.
+
+One dataclass in, one out; new fields get defaults so running histories still decode.
+No PII: customers are ids, Stripe objects are ids.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lifecycle.billing.shapes import ENDED_STATUSES
+
+INTERVALS = ("month", "year")
+
+# Outcomes the workflow decides on (business results, not errors).
+OUTCOME_ACTIVE = "active"  # subscription billing, invoice paid
+OUTCOME_PAYMENT_FAILED = "payment_failed"  # subscription incomplete / invoice open after a decline
+OUTCOME_NO_PAYMENT_METHOD = "no_payment_method"
+OUTCOME_UNCHANGED = "unchanged"  # already in the asked-for state
+OUTCOME_CANCELED = "canceled"
+OUTCOME_CANCEL_SCHEDULED = "cancel_scheduled"  # cancels at period end
+OUTCOME_CHANGE_SCHEDULED = "change_scheduled"  # downgrade applies at period end
+OUTCOME_CHANGE_DROPPED = "change_dropped"  # the subscription ended before the downgrade applied
+
+
+@dataclass
+class BillingState:
+    """What the customer's workflow knows of its subscription (kept across continue-as-new)."""
+
+    stripe_subscription_id: str | None = None
+    status: str | None = None  # Stripe's status: active, past_due, canceled, incomplete, ...
+    plan: str | None = None
+    interval: str | None = None
+    cancel_at_period_end: bool = False
+    current_period_end: datetime | None = None
+    pending_plan: str | None = None  # a downgrade waiting for the period end
+    pending_interval: str | None = None
+    pending_change_workflow: str | None = None
+    imported: bool = False  # a customer from Stripe whose details were fetched
+    trial_told: bool = False  # the running trial campaign heard that the customer subscribed
+
+    @property
+    def live(self) -> bool:
+        return bool(self.stripe_subscription_id) and self.status not in (None, *ENDED_STATUSES)
+
+    def clear_pending_change(self) -> None:
+        """No downgrade waits for the period end any more."""
+        self.pending_plan = self.pending_interval = self.pending_change_workflow = None
+
+
+@dataclass
+class EnsureCustomerInput:
+    customer_id: str
+    idempotency_key: str
+
+
+@dataclass
+class EnsureCustomerResult:
+    stripe_customer_id: str
+    created: bool
+    has_payment_method: bool
+
+
+@dataclass
+class StartSubscriptionInput:
+    customer_id: str
+    plan: str
+    idempotency_key: str  # derived from the workflow and step
+    interval: str = "month"
+    coupon: str | None = None  # e.g. a win-back offer
+    payment_method_id: str | None = None  # attach this card first (e.g. from Stripe Elements)
+
+
+@dataclass
+class SubscriptionResult:
+    """The subscription after an activity, as the API answers it."""
+
+    outcome: str
+    stripe_subscription_id: str | None = None
+    status: str | None = None
+    plan: str | None = None
+    interval: str | None = None
+    amount_cents: int = 0
+    current_period_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    latest_invoice_id: str | None = None
+    latest_invoice_status: str | None = None
+    reason: str | None = None
+    pending_plan: str | None = None  # a downgrade waiting for the period end
+    pending_interval: str | None = None
+
+
+@dataclass
+class ChangePlanInput:
+    customer_id: str
+    stripe_subscription_id: str
+    plan: str
+    interval: str
+    idempotency_key: str
+    # always_invoice: upgrade now and charge the prorated difference at once;
+    # none: switch without proration (a downgrade applied at the period end)
+    proration_behavior: str = "always_invoice"
+
+
+@dataclass
+class CancelInput:
+    customer_id: str
+    stripe_subscription_id: str
+    idempotency_key: str
+    at_period_end: bool = True
+
+
+@dataclass
+class ReactivateInput:
+    customer_id: str
+    idempotency_key: str
+    stripe_subscription_id: str | None = None
+    plan: str | None = None  # needed when the old subscription has ended
+    interval: str = "month"
+    coupon: str | None = None
+
+
+@dataclass
+class RetryInvoiceInput:
+    customer_id: str
+    invoice_id: str
+    idempotency_key: str
+
+
+@dataclass
+class RetryInvoiceResult:
+    outcome: str  # paid | declined | requires_action | no_payment_method | not_payable
+    invoice_status: str
+    amount_due_cents: int = 0
+    failure_code: str | None = None
+    failure_message: str | None = None
+    hard_decline: bool = False  # the card must be updated; retrying cannot help
+
+
+@dataclass
+class CouponInput:
+    customer_id: str
+    idempotency_key: str
+    percent_off: float | None = None
+    amount_off_cents: int | None = None
+    currency: str = "usd"
+    duration: str = "once"  # once | repeating | forever
+    duration_in_months: int | None = None
+    apply_to_subscription: str | None = None  # apply now to this live subscription
+
+
+@dataclass
+class CouponResult:
+    coupon_id: str
+    applied_to: str | None = None
+
+
+@dataclass
+class ImportCustomerInput:
+    """Fill in a customer that came from Stripe (dashboard) rather than from signup."""
+
+    customer_id: str
+    stripe_customer_id: str
+
+
+@dataclass
+class ImportCustomerResult:
+    email_known: bool
+
+
+@dataclass
+class SubscriptionRequest:
+    """The argument of CustomerWorkflow's ``change_subscription`` update (from the HTTP API)."""
+
+    action: str  # create | change | cancel
+    request_id: str  # ours, unique per HTTP request; the idempotency key derives from it
+    plan: str | None = None
+    interval: str | None = None
+    at_once: bool = False  # cancel now instead of at the period end
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PlanChangeInput:
+    """A downgrade that waits for the period end in its own child workflow."""
+
+    customer_id: str
+    stripe_subscription_id: str
+    plan: str
+    interval: str
+    apply_at: datetime
+    request_id: str

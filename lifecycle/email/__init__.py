@@ -1,0 +1,1 @@
+"""Email: the sending service, suppressions, templates, providers, rules and results."""

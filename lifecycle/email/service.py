@@ -1,0 +1,574 @@
+"""Sending one email, safely: decide, record, render, hand over, record again.
+
+Used by the email activity (``activities/email.py``) and by ``lifecycle templates
+send-test``. The order of one send:
+
+1. **Already recorded?** The idempotency key (unique per workflow step) finds an earlier
+   attempt: sent → ``duplicate``; ``sending`` → an earlier attempt died between
+   "sending" and "sent", so the provider may have it: ``uncertain``, never resent.
+2. **May it go at all?** Suppressions: a marketing email skips anyone unsubscribed,
+   bounced or reported spam; a transactional one skips only hard bounces and spam
+   reports. The workflow's own "no" (``skip_reason``, e.g. goal met) is recorded too.
+3. **A/B test:** the variant is a hash of customer and step; the holdout gets a
+   ``holdout`` row (no email) so lift can be measured.
+4. **When?** Marketing email: frequency cap and quiet hours in the customer's zone. Not
+   now → ``deferred`` with ``not_before``; the workflow sleeps on a durable timer and asks
+   again. Transactional email goes at once.
+5. **Record "sending"** with the rendered message (one transaction with the cap check,
+   under a per-customer write lock, so two campaigns cannot both take the last slot),
+   **then** hand it to the provider, **then** record "sent".
+
+Every decision not to send now is a ``lifecycle_events`` row (the customer's timeline)
+with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from lifecycle.contracts.customer import (
+    EMAIL_DEFERRED,
+    EMAIL_DUPLICATE,
+    EMAIL_HOLDOUT,
+    EMAIL_SENT,
+    EMAIL_SKIPPED,
+    EMAIL_UNCERTAIN,
+    SendEmailInput,
+    SendEmailResult,
+)
+from lifecycle.contracts.policy import CampaignPolicy
+from lifecycle.db import add_timeline_event, session_scope
+from lifecycle.email.providers import EmailProvider, OutgoingEmail, ProviderError
+from lifecycle.email.rules import HOLDOUT, assign_variant, marketing_timing
+from lifecycle.email.templates import (
+    LAYOUT,
+    RenderedEmail,
+    TemplateRenderError,
+    TemplateSet,
+    customer_vars,
+    load_published,
+    plan_vars,
+    sample_vars,
+)
+from lifecycle.email.unsubscribe import unsubscribe_url
+from lifecycle.models import Customer, EmailMessage, Suppression
+from lifecycle.settings import Settings
+
+# email_messages.status values
+SENDING = "sending"  # recorded, being handed to the provider
+QUEUED = "queued"  # recorded; the provider said "not now" (retry will send the stored message)
+SENT = "sent"
+FAILED = "failed"  # the provider refused it for good
+UNCERTAIN = "uncertain"  # handed over, no answer: maybe sent; never resent
+HELD_OUT = "holdout"  # A/B holdout: no email
+# forward-only delivery progress (webhook events never move a message backwards)
+PROGRESS = {SENDING: 0, QUEUED: 0, UNCERTAIN: 1, SENT: 1, "delivered": 2, "opened": 3, "clicked": 4}
+NOT_COUNTED_FOR_CAP = {FAILED, HELD_OUT}
+
+# suppression reasons
+UNSUBSCRIBE, BOUNCE, SPAM = "unsubscribe", "bounce", "spam_report"
+TRANSACTIONAL_BLOCKERS = {BOUNCE, SPAM}
+
+
+class EmailRejected(Exception):
+    """Sending cannot succeed by retrying (unknown customer, broken template, provider 4xx)."""
+
+    def __init__(self, message: str, kind: str = "EmailRejected") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class EmailRetryLater(Exception):
+    """The provider did not take the message now; retry later (after ``retry_after`` s)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Ready:
+    message_id: int
+    email: OutgoingEmail
+    variant: str | None
+    template_version: str
+
+
+def suppression_reasons(session: Session, customer_id: str | None, email: str) -> set[str]:
+    conds = [Suppression.email == email.lower()]
+    if customer_id:
+        conds.append(Suppression.customer_id == customer_id)
+    return set(session.scalars(select(Suppression.reason).where(or_(*conds))))
+
+
+def add_suppression(
+    session: Session, *, email: str, reason: str, customer_id: str | None, source: str
+) -> bool:
+    """Record a suppression once per address and reason; True if it is new."""
+    email = email.strip().lower()
+    existing = session.scalar(
+        select(Suppression).where(Suppression.email == email, Suppression.reason == reason)
+    )
+    if existing is not None:
+        if customer_id and not existing.customer_id:
+            existing.customer_id = customer_id
+        return False
+    session.add(
+        Suppression(
+            email=email,
+            customer_id=customer_id,
+            reason=reason,
+            scope="marketing" if reason == UNSUBSCRIBE else "all",
+            source=source,
+        )
+    )
+    return True
+
+
+def remove_unsubscribe(session: Session, *, customer_id: str, email: str) -> bool:
+    """Lift a customer's own unsubscribe (never a bounce or a spam report); True if there was one."""
+    rows = session.scalars(
+        select(Suppression).where(
+            Suppression.reason == UNSUBSCRIBE,
+            or_(Suppression.customer_id == customer_id, Suppression.email == email.strip().lower()),
+        )
+    ).all()
+    for row in rows:
+        session.delete(row)
+    return bool(rows)
+
+
+class EmailService:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        provider: EmailProvider,
+        settings: Settings,
+        *,
+        templates_dir: Path | None = None,
+    ) -> None:
+        self.sessions = session_factory
+        self.provider = provider
+        self.settings = settings
+        self.templates_dir = templates_dir or (settings.templates_dir / "email")
+        # compiled templates, by the published versions they were built with
+        self._template_sets: dict[frozenset[tuple[str, int]], TemplateSet] = {}
+
+    # --- the pipeline -------------------------------------------------------------------
+
+    async def send(self, inp: SendEmailInput) -> SendEmailResult:
+        now = inp.now or dt.datetime.now(dt.UTC)
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=dt.UTC)
+        step = await asyncio.to_thread(self._prepare, inp, now)
+        if isinstance(step, SendEmailResult):
+            return step
+        return await self._hand_over(inp, step, now)
+
+    def _templates(self, session: Session, name: str) -> TemplateSet:
+        """The templates in force for ``name``.
+
+        Which versions are published is read on every send (one indexed query), so a
+        ``lifecycle templates publish`` or ``--revert`` takes effect on the next send without
+        a restart. Compiling is not repeated: a set is kept per combination of published
+        versions (a new version is a new key), and Jinja re-reads a file only when its
+        mtime changes.
+        """
+        published = load_published(session, [name, LAYOUT])
+        key = frozenset((p.name, p.version) for p in published)
+        templates = self._template_sets.get(key)
+        if templates is None:
+            if len(self._template_sets) >= 64:  # superseded versions: start afresh
+                self._template_sets.clear()
+            templates = self._template_sets[key] = TemplateSet(self.templates_dir, published)
+        return templates
+
+    def standard_vars(self, customer: Customer, *, category: str, campaign: str, step: str,
+                      is_test: bool = False) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "customer": customer_vars(
+                customer_id=customer.id,
+                email=customer.email,
+                name=customer.name,
+                company=customer.company,
+                plan=customer.plan_code,
+                timezone=customer.timezone,
+                stage=customer.stage,
+            ),
+            "plan": plan_vars(customer.plan_code),
+            **self._sender_vars(),
+            "unsubscribe_url": unsubscribe_url(s.public_url, s.unsubscribe_secret, customer.id),
+            "category": category,
+            "campaign": campaign,
+            "step": step,
+            "is_test": is_test,
+        }
+
+    def list_headers(self, customer_id: str) -> dict[str, str]:
+        url = unsubscribe_url(
+            self.settings.public_url, self.settings.unsubscribe_secret, customer_id
+        )
+        return {
+            "List-Unsubscribe": f"<{url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+
+    def _prepare(self, inp: SendEmailInput, now: dt.datetime) -> _Ready | SendEmailResult:
+        key = inp.idempotency_key
+        with session_scope(self.sessions) as session:
+            found = session.scalar(select(EmailMessage).where(EmailMessage.idempotency_key == key))
+            if found is not None and found.status != QUEUED:
+                return self._earlier(session, inp, found, now)
+
+            def skip(reason: str, kind: str = "email_skipped") -> SendEmailResult:
+                add_timeline_event(
+                    session, key=f"{key}:skipped", customer_id=inp.customer_id, kind=kind,
+                    at=now, campaign=inp.campaign,
+                    detail={"step": inp.step, "template": inp.template, "reason": reason,
+                            "category": inp.category},
+                )
+                return SendEmailResult(status=EMAIL_SKIPPED, reason=reason)
+
+            if inp.skip_reason:
+                return skip(inp.skip_reason)
+            customer = session.get(Customer, inp.customer_id)
+            if customer is None:
+                raise EmailRejected(f"customer {inp.customer_id!r} not found", "UnknownCustomer")
+            blocked = suppression_reasons(session, customer.id, customer.email)
+            if inp.category != "marketing":
+                blocked &= TRANSACTIONAL_BLOCKERS
+            if blocked:
+                names = {UNSUBSCRIBE: "unsubscribed", BOUNCE: "suppressed: hard bounce",
+                         SPAM: "suppressed: spam report"}
+                return skip(", ".join(sorted(names.get(b, b) for b in blocked)))
+
+            if found is not None:  # QUEUED: the provider said "later"; send what was stored
+                found.status = SENDING
+                return _Ready(found.id, self._outgoing(found), found.variant, found.template_version)
+
+            template, variant = inp.template, None
+            if inp.category == "marketing":
+                variant = assign_variant(
+                    customer.id, inp.campaign, inp.step, inp.variants, inp.holdout
+                )
+            if variant == HOLDOUT:
+                return self._hold_out(session, inp, customer, now)
+            if variant is not None:
+                chosen = next((v for v in inp.variants if v.name == variant), None)
+                template = chosen.template if chosen else inp.template
+
+            if inp.category == "marketing":
+                # Take the customer's write lock before reading the cap (PostgreSQL: row
+                # lock; SQLite: the database write lock), so concurrent campaigns serialise.
+                session.execute(
+                    update(Customer)
+                    .where(Customer.id == customer.id)
+                    .values(updated_at=Customer.updated_at)
+                )
+                timing = self._timing(session, customer, now)
+                if not timing.now:
+                    reason = "; ".join(timing.reasons)
+                    if not inp.allow_defer:
+                        return skip(f"not now and the caller cannot wait: {reason}")
+                    add_timeline_event(
+                        session, key=f"{key}:deferred:{timing.at.isoformat()}",
+                        customer_id=customer.id, kind="email_deferred", at=now,
+                        campaign=inp.campaign,
+                        detail={"step": inp.step, "template": template, "reason": reason,
+                                "not_before": timing.at.isoformat()},
+                    )
+                    return SendEmailResult(
+                        status=EMAIL_DEFERRED, reason=reason, not_before=timing.at,
+                        variant=variant,
+                    )
+
+            templates = self._templates(session, template)
+            variables = dict(inp.context)
+            variables.update(self.standard_vars(
+                customer, category=inp.category, campaign=inp.campaign, step=inp.step
+            ))
+            try:
+                rendered = templates.render(template, variables)
+            except TemplateRenderError as exc:
+                raise EmailRejected(str(exc), "TemplateError") from None
+            headers = {
+                "X-Lifecycle-Campaign": inp.campaign or "-",
+                "X-Lifecycle-Step": inp.step or "-",
+            }
+            if inp.category == "marketing":
+                headers.update(self.list_headers(customer.id))
+            row = self._add_sending(
+                session, rendered, key=key, to=customer.email, headers=headers,
+                customer_id=customer.id, campaign=inp.campaign, step=inp.step,
+                variant=variant, category=inp.category, created_at=now,
+            )
+            row.headers = dict(headers, **{"X-Lifecycle-Message-Id": str(row.id)})
+            return _Ready(row.id, self._outgoing(row), variant, rendered.template_version)
+        # the transaction commits here: "sending" is durable before the provider is called
+
+    def _add_sending(
+        self, session: Session, rendered: RenderedEmail, *, key: str, to: str,
+        headers: dict[str, str], subject: str | None = None, **fields: Any,
+    ) -> EmailMessage:
+        """Store a rendered message as "sending" (flushed: it has its id)."""
+        row = EmailMessage(
+            idempotency_key=key,
+            template=rendered.template,
+            template_version=rendered.template_version,
+            to_address=to,
+            from_address=self.settings.email_sender,
+            subject=rendered.subject if subject is None else subject,
+            html=rendered.html,
+            text=rendered.text,
+            headers=headers,
+            provider=self.provider.name,
+            status=SENDING,
+            **fields,
+        )
+        session.add(row)
+        session.flush()
+        return row
+
+    def _outgoing(self, row: EmailMessage) -> OutgoingEmail:
+        return OutgoingEmail(
+            message_id=row.id,
+            to=row.to_address,
+            sender=row.from_address,
+            subject=row.subject,
+            html=row.html,
+            text=row.text,
+            headers=dict(row.headers or {}),
+            reply_to=self.settings.email_reply_to,
+            campaign=row.campaign,
+            step=row.step,
+            category=row.category,
+            is_test=row.is_test,
+        )
+
+    def _timing(self, session: Session, customer: Customer, now: dt.datetime) -> Any:
+        s = self.settings
+        # The cap counts in policy time: 24 h in production, compressed like policy days
+        # when LIFECYCLE_DAY_SECONDS is (the `lifecycle dev --demo` stack).
+        window = dt.timedelta(hours=s.email_frequency_cap_hours) * (s.day_seconds / 86400.0)
+        recent = list(
+            session.scalars(
+                select(EmailMessage.created_at).where(
+                    EmailMessage.customer_id == customer.id,
+                    EmailMessage.category == "marketing",
+                    EmailMessage.is_test.is_(False),
+                    EmailMessage.status.not_in(NOT_COUNTED_FOR_CAP),
+                    EmailMessage.created_at > now - window,
+                )
+            )
+        )
+        return marketing_timing(
+            now,
+            recent=recent,
+            cap=s.email_frequency_cap,
+            cap_window=window,
+            zone_name=customer.timezone,
+            quiet_start=s.email_quiet_hours_start,
+            quiet_end=s.email_quiet_hours_end,
+        )
+
+    def _earlier(
+        self, session: Session, inp: SendEmailInput, row: EmailMessage, now: dt.datetime
+    ) -> SendEmailResult:
+        common = {"message_id": row.id, "variant": row.variant,
+                  "template_version": row.template_version}
+        if row.status == HELD_OUT:
+            return SendEmailResult(status=EMAIL_HOLDOUT, reason="A/B holdout", **common)
+        if row.status == SENDING:
+            # An earlier attempt recorded "sending" and then died before recording the
+            # provider's answer. The provider may have the message: do not send it again.
+            row.status = UNCERTAIN
+            row.error = "an earlier attempt stopped after handing over; not resent"
+            add_timeline_event(
+                session, key=f"{inp.idempotency_key}:uncertain", customer_id=inp.customer_id,
+                kind="email_uncertain", at=now, campaign=inp.campaign,
+                detail={"step": inp.step, "message_id": row.id, "reason": row.error},
+            )
+        if row.status == UNCERTAIN:
+            return SendEmailResult(status=EMAIL_UNCERTAIN, reason=row.error, **common)
+        if row.status == FAILED:
+            raise EmailRejected(row.error or "failed earlier", "ProviderRejected")
+        return SendEmailResult(status=EMAIL_DUPLICATE, reason="sent before", **common)
+
+    def _hold_out(
+        self, session: Session, inp: SendEmailInput, customer: Customer, now: dt.datetime
+    ) -> SendEmailResult:
+        row = EmailMessage(
+            idempotency_key=inp.idempotency_key,
+            customer_id=customer.id,
+            campaign=inp.campaign,
+            step=inp.step,
+            template=inp.template,
+            template_version="-",
+            variant=HOLDOUT,
+            category=inp.category,
+            to_address=customer.email,
+            from_address=self.settings.email_sender,
+            subject="",
+            html="",
+            text="",
+            headers={},
+            provider="none",
+            status=HELD_OUT,
+            created_at=now,
+        )
+        session.add(row)
+        session.flush()
+        add_timeline_event(
+            session, key=f"{inp.idempotency_key}:holdout", customer_id=customer.id,
+            kind="email_held_out", at=now, campaign=inp.campaign,
+            detail={"step": inp.step, "template": inp.template, "message_id": row.id,
+                    "reason": f"A/B holdout ({inp.holdout:.0%} of customers get no email)"},
+        )
+        return SendEmailResult(status=EMAIL_HOLDOUT, message_id=row.id, reason="A/B holdout",
+                               variant=HOLDOUT)
+
+    async def _hand_over(
+        self, inp: SendEmailInput, ready: _Ready, now: dt.datetime
+    ) -> SendEmailResult:
+        try:
+            provider_id = await self.provider.send(ready.email)
+        except ProviderError as exc:
+            await asyncio.to_thread(self._record_failure, inp, ready, exc, now)
+            if exc.outcome_unknown:
+                return SendEmailResult(
+                    status=EMAIL_UNCERTAIN, message_id=ready.message_id, reason=exc.message,
+                    variant=ready.variant, template_version=ready.template_version,
+                )
+            if exc.retryable:
+                raise EmailRetryLater(exc.message, exc.retry_after) from None
+            raise EmailRejected(exc.message, "ProviderRejected") from None
+        # Crash window: if the process dies here, the row stays "sending" and the retry
+        # answers "uncertain" instead of sending a second time.
+        await asyncio.to_thread(self._record_sent, inp, ready, provider_id, now)
+        return SendEmailResult(
+            status=EMAIL_SENT, message_id=ready.message_id, variant=ready.variant,
+            template_version=ready.template_version,
+        )
+
+    def _record_sent(
+        self, inp: SendEmailInput, ready: _Ready, provider_id: str, now: dt.datetime
+    ) -> None:
+        with session_scope(self.sessions) as session:
+            row = session.get(EmailMessage, ready.message_id)
+            assert row is not None
+            row.status = SENT
+            row.provider_message_id = provider_id
+            row.sent_at = now
+            row.error = None
+            if row.customer_id and not row.is_test:
+                add_timeline_event(
+                    session, key=f"{inp.idempotency_key}:sent", customer_id=row.customer_id,
+                    kind="email_sent", at=now, campaign=inp.campaign,
+                    detail={"step": inp.step, "template": row.template, "message_id": row.id,
+                            "subject": row.subject, "variant": row.variant,
+                            "template_version": row.template_version,
+                            "provider": row.provider},
+                )
+
+    def _record_failure(
+        self, inp: SendEmailInput, ready: _Ready, exc: ProviderError, now: dt.datetime
+    ) -> None:
+        with session_scope(self.sessions) as session:
+            row = session.get(EmailMessage, ready.message_id)
+            assert row is not None
+            row.error = exc.message[:2000]
+            if exc.outcome_unknown:
+                row.status = UNCERTAIN
+            elif exc.retryable:
+                row.status = QUEUED
+            else:
+                row.status = FAILED
+            if row.customer_id and not row.is_test and row.status != QUEUED:
+                add_timeline_event(
+                    session, key=f"{inp.idempotency_key}:{row.status}",
+                    customer_id=row.customer_id,
+                    kind="email_failed" if row.status == FAILED else "email_uncertain",
+                    at=now, campaign=inp.campaign,
+                    detail={"step": inp.step, "message_id": row.id, "reason": row.error},
+                )
+
+    # --- tests for marketers -----------------------------------------------------------
+
+    async def send_test(
+        self,
+        template: str,
+        to: str,
+        *,
+        customer_id: str | None = None,
+        policy: CampaignPolicy | None = None,
+    ) -> SendEmailResult:
+        """Send ``template`` to ``to`` through the configured provider, marked as a test.
+
+        Renders with the customer's data when ``customer_id`` is given (plus the step's
+        sample values), else with sample data. No caps, no suppressions, no timeline.
+        """
+        ready = await asyncio.to_thread(self._prepare_test, template, to, customer_id, policy)
+        inp = SendEmailInput(customer_id=customer_id or "", template=template,
+                             idempotency_key=f"test:{ready.message_id}")
+        return await self._hand_over(inp, ready, dt.datetime.now(dt.UTC))
+
+    def render_for(
+        self, session: Session, template: str, *, customer_id: str | None,
+        policy: CampaignPolicy | None,
+    ) -> RenderedEmail:
+        """Render a test or preview: sample data, or the customer's when ``customer_id``."""
+        templates = self._templates(session, template)
+        variables = self.sample_vars(templates, template, policy)
+        if customer_id:
+            customer = session.get(Customer, customer_id)
+            if customer is None:
+                raise EmailRejected(f"customer {customer_id!r} not found", "UnknownCustomer")
+            variables.update(self.standard_vars(
+                customer, category=variables["category"], campaign=variables["campaign"],
+                step=variables["step"], is_test=True,
+            ))
+        return templates.render(template, variables)
+
+    def sample_vars(
+        self, templates: TemplateSet, template: str, policy: CampaignPolicy | None
+    ) -> dict[str, Any]:
+        """The template's sample data, with this sender's name, address and app URL."""
+        return sample_vars(template, policy, declared=templates.declared(template),
+                           settings_vars=self._sender_vars())
+
+    def _sender_vars(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "company_name": s.email_company_name,
+            "postal_address": s.email_postal_address,
+            "sender_postal_address": s.email_postal_address,
+            "app_url": s.email_app_url.rstrip("/"),
+        }
+
+    def _prepare_test(
+        self, template: str, to: str, customer_id: str | None, policy: CampaignPolicy | None
+    ) -> _Ready:
+        with session_scope(self.sessions) as session:
+            try:
+                rendered = self.render_for(session, template, customer_id=customer_id,
+                                           policy=policy)
+            except TemplateRenderError as exc:
+                raise EmailRejected(str(exc), "TemplateError") from None
+            headers = {"X-Lifecycle-Test": "true"}
+            if customer_id:
+                headers.update(self.list_headers(customer_id))
+            row = self._add_sending(
+                session, rendered, key=f"test:{uuid.uuid4()}", to=to, headers=headers,
+                subject="[TEST] " + rendered.subject, customer_id=customer_id, campaign="",
+                step="", category="marketing", is_test=True,
+            )
+            return _Ready(row.id, self._outgoing(row), None, rendered.template_version)

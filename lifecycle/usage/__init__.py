@@ -1,0 +1,1 @@
+"""Usage metering: ingest, thresholds, check-and-record, entitlements, reconcile, export."""

@@ -1,0 +1,2 @@
+"""The product-side client of the engine (needs only httpx): usage check and record,
+and a drop-in ASGI middleware."""

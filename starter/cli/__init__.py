@@ -1,0 +1,1 @@
+"""The ``lifecycle`` command line (typer), one module per command group."""

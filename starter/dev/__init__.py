@@ -1,0 +1,1 @@
+"""The local stack for ``make dev``: Temporal dev server, localstripe, worker, API."""
