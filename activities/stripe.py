@@ -47,7 +47,6 @@ from lifecycle.billing.service import (
     upsert_subscription,
 )
 from lifecycle.billing.shapes import (
-    ENDED_STATUSES,
     SubscriptionRec,
     is_hard_decline,
     parse_customer,
@@ -77,6 +76,7 @@ from lifecycle.contracts.billing import (
     StartSubscriptionInput,
     SubscriptionResult,
 )
+from lifecycle.contracts.stages import ENDED_STATUSES
 from lifecycle.db import insert_ignore, session_scope
 from lifecycle.models import Customer, StripeObject
 from lifecycle.settings import Settings

@@ -23,7 +23,6 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.stripe import StripeActivities
-    from lifecycle.billing.shapes import ENDED_STATUSES
     from lifecycle.contracts import catalog
     from lifecycle.contracts.billing import (
         INTERVALS,
@@ -43,14 +42,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from lifecycle.contracts.customer import (
         ACTIVE,
-        CANCELED,
         EXPIRED,
         PAST_DUE,
         TRIALING,
-        WON_BACK,
         CustomerEvent,
         campaign_workflow_id,
     )
+    from lifecycle.contracts.stages import ENDED_STATUSES, PAID_STAGES, stage_for_status
     from lifecycle.temporal import PLAN
     from workflows.plan_change import PlanChangeWorkflow
 
@@ -75,7 +73,6 @@ CONVERSION_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
 )
 
-PAID_STAGES = (ACTIVE, WON_BACK)
 
 
 def annual_cents(plan: str, interval: str) -> int:
@@ -350,17 +347,7 @@ class BillingMixin:
             self._state.plan = b.plan
             workflow.upsert_search_attributes([PLAN.value_set(b.plan)])
         stage = self._state.stage
-        status = b.status
-        if status == "active" or status == "trialing" and stage != TRIALING:
-            target = WON_BACK if stage in (CANCELED, EXPIRED) else (stage if stage in PAID_STAGES else ACTIVE)
-        elif status in ("past_due", "unpaid"):
-            target = PAST_DUE
-        elif status == "incomplete":
-            target = PAST_DUE if stage in PAID_STAGES or stage == TRIALING else stage
-        elif status in ENDED_STATUSES:
-            target = CANCELED if stage in (*PAID_STAGES, PAST_DUE, TRIALING) else stage
-        else:
-            target = stage
+        target = stage_for_status(b.status, stage) if b.status else stage
         if target != stage or self._state.stage_changed_at is None:
             await self._set_stage(target, cause=cause)  # also updates the search attributes
         if (

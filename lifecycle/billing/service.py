@@ -34,7 +34,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.billing.shapes import (
-    ENDED_STATUSES,
     EventRec,
     InvoiceRec,
     PaymentRec,
@@ -54,12 +53,9 @@ from lifecycle.billing.shapes import (
 )
 from lifecycle.contracts import catalog
 from lifecycle.contracts.customer import (
-    ACTIVE,
-    CANCELED,
-    PAST_DUE,
-    TRIALING,
     CustomerEvent,
 )
+from lifecycle.contracts.stages import ENDED_STATUSES, stage_for_status
 from lifecycle.db import insert_ignore, session_scope
 from lifecycle.models import (
     Customer,
@@ -496,17 +492,6 @@ def _is_newer(
         return new_ts > stored_ts
     # Same second: Stripe gives no finer order, so never step back in the status order.
     return rank.get(new_status, 0) >= rank.get(stored_status, 0)
-
-
-def stage_for_status(status: str) -> str:
-    """The lifecycle stage a Stripe subscription status implies."""
-    if status in ("active",):
-        return ACTIVE
-    if status in ("past_due", "unpaid"):
-        return PAST_DUE
-    if status in ENDED_STATUSES:
-        return CANCELED
-    return TRIALING
 
 
 def resolve_customer(session: Session, stripe_customer_id: str | None, metadata: dict[str, str]) -> str | None:
@@ -1122,7 +1107,6 @@ __all__ = [
     "process_event",
     "record_event",
     "recent_events",
-    "stage_for_status",
     "sync_catalog",
     "upsert_invoice",
     "upsert_payment",

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lifecycle.contracts.stages import is_live
+
 
 class ShapeError(ValueError):
     """A Stripe payload lacks a field the engine needs; the message names it."""
@@ -80,8 +82,6 @@ def _metadata(obj: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in dict(md).items()}
 
 
-# A subscription in one of these has ended: it bills no more and cannot be changed.
-ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 
 
 # --- records ------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ class SubscriptionRec:
     @property
     def is_live(self) -> bool:
         """Still billing or able to (not ended)."""
-        return self.status not in ENDED_STATUSES
+        return is_live(self.status)
 
 
 @dataclass(frozen=True)

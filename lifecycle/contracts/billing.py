@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from lifecycle.billing.shapes import ENDED_STATUSES
+from lifecycle.contracts.stages import is_live
 
 INTERVALS = ("month", "year")
 
@@ -41,7 +41,7 @@ class BillingState:
 
     @property
     def live(self) -> bool:
-        return bool(self.stripe_subscription_id) and self.status not in (None, *ENDED_STATUSES)
+        return bool(self.stripe_subscription_id) and is_live(self.status)
 
     def clear_pending_change(self) -> None:
         """No downgrade waits for the period end any more."""

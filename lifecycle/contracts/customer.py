@@ -12,17 +12,16 @@ from typing import Any
 
 from lifecycle.contracts.billing import BillingState
 from lifecycle.contracts.policy import CampaignPolicy, EmailStep, EmailVariant, UsagePolicy
-
-# Lifecycle stages (DESIGN.md: trialing -> active -> past_due -> active | canceled,
-# trialing -> expired, canceled | expired -> won_back | lost).
-TRIALING = "trialing"
-ACTIVE = "active"
-EXPIRED = "expired"
-PAST_DUE = "past_due"
-CANCELED = "canceled"
-WON_BACK = "won_back"
-LOST = "lost"
-STAGES = (TRIALING, ACTIVE, PAST_DUE, EXPIRED, CANCELED, WON_BACK, LOST)
+from lifecycle.contracts.stages import (  # noqa: F401  (the stages, where they always were)
+    ACTIVE,
+    CANCELED,
+    EXPIRED,
+    LOST,
+    PAST_DUE,
+    STAGES,
+    TRIALING,
+    WON_BACK,
+)
 
 
 def customer_workflow_id(customer_id: str) -> str:

@@ -36,12 +36,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.contracts import catalog
+from lifecycle.contracts.stages import ENDED_STATUSES
 from lifecycle.db import dialect_insert
 from lifecycle.models import Customer, Subscription, UsageCounter, UsageEvent, UsageSignal
 from lifecycle.settings import Settings
 from lifecycle.text import unsafe_reason
 
-LIVE_SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "unpaid")
 MAX_KEY_LENGTH = 200
 MAX_CUSTOMER_ID_LENGTH = 128
 MAX_QUANTITY = Decimal("1e12")
@@ -293,7 +293,7 @@ def load_customers(session: Session, ids: Iterable[str]) -> dict[str, CustomerIn
                    s.current_period_end, s.interval)
             .select_from(Customer.__table__.outerjoin(Subscription.__table__, and_(
                 s.customer_id == c.id,
-                s.status.in_(LIVE_SUBSCRIPTION_STATUSES),
+                s.status.not_in(ENDED_STATUSES),  # live: see lifecycle.contracts.stages.is_live
                 s.current_period_start.is_not(None),
                 s.current_period_end.is_not(None),
             )))
