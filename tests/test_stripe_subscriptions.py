@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import Worker
 
@@ -377,14 +378,30 @@ async def _pm_id(client, cid):
     return (await _state(client, cid)).payment_method_id
 
 
-class SlowToRecordTheTrial(StoreActivities):
-    """The store answers slowly for the signup's stage change (a busy database)."""
+async def _update_accepted(client, cid: str) -> bool:
+    history = await client.get_workflow_handle(customer_workflow_id(cid)).fetch_history()
+    return any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED for e in history.events)
+
+
+class HeldTrialRecord(StoreActivities):
+    """The store holds the signup's stage change until the test releases it (a busy database)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+        self.recorded = asyncio.Event()
 
     @activity.defn(name="record_event")
     async def record_event(self, input: RecordEventInput) -> bool:
-        if input.to_stage == "trialing":
-            await asyncio.sleep(3)
-        return await super().record_event(input)
+        if input.to_stage != "trialing":
+            return await super().record_event(input)
+        self.held.set()
+        await self.release.wait()
+        try:
+            return await super().record_event(input)
+        finally:
+            self.recorded.set()
 
 
 async def test_a_subscription_answered_before_the_trial_began_is_not_moved_back_to_trialing(
@@ -393,18 +410,23 @@ async def test_a_subscription_answered_before_the_trial_began_is_not_moved_back_
     """The update arrives while the entity still records its signup; Stripe answers first."""
     app = create_app(stripe_settings, temporal=client)
     acts = [a for a in build_activities(stripe_settings, session_factory) if a.__name__ != "record_event"]
-    acts.append(SlowToRecordTheTrial(session_factory).record_event)
+    store = HeldTrialRecord(session_factory)
+    acts.append(store.record_event)
     worker = Worker(client, task_queue=stripe_settings.task_queue, workflows=list(WORKFLOWS), activities=acts)
     cid = new_customer_id()
     async with worker, app.router.lifespan_context(app), httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH, timeout=60
     ) as http:
         await signed_up(client, stripe_settings, session_factory, cid)
-        r = await http.post(
+        await asyncio.wait_for(store.held.wait(), timeout=30)  # the signup's record is under way
+        post = asyncio.create_task(http.post(
             f"/v1/customers/{cid}/subscription", json={"plan": "starter", "payment_method_id": "pm_card_visa"}
-        )
+        ))
+        await eventually(lambda: _update_accepted(client, cid), timeout=30)  # the entity has the request
+        store.release.set()  # now the slow record finishes, after the request arrived
+        r = await post
         assert r.status_code == 201, r.text
-        await asyncio.sleep(3.5)  # the slow signup record is done
+        await asyncio.wait_for(store.recorded.wait(), timeout=30)
         state = await _state(client, cid)
     assert state.stage == "active"
     assert customer_row(session_factory, cid).stage == "active"
