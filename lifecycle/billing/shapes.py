@@ -545,7 +545,7 @@ def parse_payment(obj: Mapping[str, Any]) -> PaymentRec:
     )
 
 
-# Decline codes that a retry cannot fix: the card must be updated (DESIGN.md, "hard
+# Decline codes that a retry cannot fix: the card must be updated (docs/billing.md, "hard
 # declines are not retried").
 HARD_DECLINES = frozenset(
     {

@@ -7,7 +7,7 @@ question asks :func:`is_live`. Table-tested in ``tests/test_stages.py``.
 
 from __future__ import annotations
 
-# Lifecycle stages (DESIGN.md: trialing -> active -> past_due -> active | canceled,
+# Lifecycle stages (docs/architecture.md: trialing -> active -> past_due -> active | canceled,
 # trialing -> expired, canceled | expired -> won_back | lost).
 TRIALING = "trialing"
 ACTIVE = "active"
