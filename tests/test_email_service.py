@@ -258,7 +258,7 @@ async def test_a_published_version_and_its_revert_take_effect_on_the_next_send(
     email_db: EmailDB,  # noqa: F811
 ) -> None:
     """One running service (a worker): no restart between publishing and sending."""
-    from lifecycle.email.templates import publish, unpublish
+    from lifecycle.email.templates.versions import publish, unpublish
     from lifecycle.settings import PROJECT_ROOT
 
     service = EmailService(email_db.factory, OutboxProvider(), make_settings(

@@ -48,16 +48,16 @@ from lifecycle.contracts.policy import CampaignPolicy
 from lifecycle.db import add_timeline_event, session_scope
 from lifecycle.email.providers import EmailProvider, OutgoingEmail, ProviderError
 from lifecycle.email.rules import HOLDOUT, assign_variant, marketing_timing
-from lifecycle.email.templates import (
+from lifecycle.email.templates.render import (
     LAYOUT,
     RenderedEmail,
     TemplateRenderError,
     TemplateSet,
     customer_vars,
-    load_published,
     plan_vars,
-    sample_vars,
 )
+from lifecycle.email.templates.samples import sample_vars
+from lifecycle.email.templates.versions import load_published
 from lifecycle.email.unsubscribe import unsubscribe_url
 from lifecycle.models import Customer, EmailMessage, Suppression
 from lifecycle.settings import Settings
