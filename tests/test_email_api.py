@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from lifecycle.contracts.customer import SendEmailInput
 from lifecycle.db import session_scope
 from lifecycle.email.providers import OutboxProvider
-from lifecycle.email.service import EmailService, remove_unsubscribe
+from lifecycle.email.service import EmailService
+from lifecycle.email.suppressions import remove_unsubscribe
 from lifecycle.email.unsubscribe import make_token
 from lifecycle.models import EmailMessage, LifecycleEvent, Suppression
 from lifecycle.settings import Settings, SettingsError, load_settings

@@ -20,7 +20,8 @@ from lifecycle.contracts.customer import SendEmailInput
 from lifecycle.contracts.policy import EmailVariant
 from lifecycle.db import session_scope
 from lifecycle.email.providers import OutboxProvider, SmtpProvider
-from lifecycle.email.service import EmailService, add_suppression
+from lifecycle.email.service import EmailService
+from lifecycle.email.suppressions import add_suppression
 from lifecycle.models import EmailMessage, LifecycleEvent
 from tests.support.email import EmailDB, email_db, make_settings, utc  # noqa: F401
 from tests.test_email_providers import sendgrid_server, smtp  # noqa: F401  (fixtures)
