@@ -15,7 +15,7 @@ from lifecycle.email.templates.checks import check_templates
 from lifecycle.email.templates.render import TemplateRenderError, TemplateSet
 from lifecycle.email.templates.samples import sample_vars
 from starter.cli.email import templates_app
-from tests.support.email import TEMPLATES, EmailDB, email_db, make_settings  # noqa: F401
+from tests.support.email import TEMPLATES, EmailDB
 
 runner = CliRunner()
 
@@ -136,7 +136,7 @@ def test_preview_with_sample_data_writes_subject_html_and_text(
 
 
 def test_preview_with_a_customer_and_publish_a_new_version(
-    email_db: EmailDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    email_db: EmailDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     email_db.add_customer("cus_pv", name="Katherine Johnson")
     _env(monkeypatch, TEMPLATES, email_db.url)
