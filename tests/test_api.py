@@ -131,7 +131,7 @@ async def test_unknown_customer_gets_404(api: httpx.AsyncClient) -> None:
 
 
 async def test_email_preferences_opt_out_and_back_in(api: httpx.AsyncClient, ts_env, session_factory) -> None:
-    from lifecycle.email.service import BOUNCE, add_suppression, suppression_reasons
+    from lifecycle.email.suppressions import BOUNCE, add_suppression, suppression_reasons
     from workflows.customer import CustomerWorkflow
 
     assert (await api.post("/v1/events/signup", json=SIGNUP)).status_code == 201

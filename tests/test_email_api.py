@@ -18,12 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from lifecycle.contracts.customer import SendEmailInput
 from lifecycle.db import session_scope
 from lifecycle.email.providers import OutboxProvider
-from lifecycle.email.service import EmailService, remove_unsubscribe
+from lifecycle.email.service import EmailService
+from lifecycle.email.suppressions import remove_unsubscribe
 from lifecycle.email.unsubscribe import make_token
 from lifecycle.models import EmailMessage, LifecycleEvent, Suppression
 from lifecycle.settings import Settings, SettingsError, load_settings
 from starter.api import email as email_api
-from tests.support.email import EmailDB, email_db, make_settings, utc  # noqa: F401
+from tests.support.email import EmailDB, make_settings, utc
 
 SECRET = "test-secret-not-for-production"
 
@@ -46,7 +47,7 @@ def post_events(client: TestClient, events: Any) -> Any:
     return client.post("/webhooks/sendgrid", content=body, headers=signed(body))
 
 
-def build_app(email_db: EmailDB, calls: list, **settings: Any) -> FastAPI:  # noqa: F811
+def build_app(email_db: EmailDB, calls: list, **settings: Any) -> FastAPI:
     app = FastAPI()
     app.include_router(email_api.router)
     app.state.settings = make_settings(email_db.url, **settings)
@@ -62,7 +63,7 @@ def build_app(email_db: EmailDB, calls: list, **settings: Any) -> FastAPI:  # no
 
 
 @pytest.fixture
-def api(email_db: EmailDB) -> Iterator[tuple[TestClient, list, EmailDB]]:  # noqa: F811
+def api(email_db: EmailDB) -> Iterator[tuple[TestClient, list, EmailDB]]:
     calls: list = []
     email_db.add_customer("cus_1", email="grace@example.org")
     app = build_app(email_db, calls, sendgrid_webhook_public_key=SENDGRID_PUBLIC_KEY)
@@ -247,7 +248,7 @@ BOUNCE_AND_SPAM = [{"event": "bounce", "type": "bounce", "email": "grace@example
                    {"event": "spamreport", "email": "grace@example.org"}]
 
 
-def test_webhook_without_a_key_is_closed_and_names_the_setting(email_db: EmailDB) -> None:  # noqa: F811
+def test_webhook_without_a_key_is_closed_and_names_the_setting(email_db: EmailDB) -> None:
     calls: list = []
     email_db.add_customer("cus_1", email="grace@example.org")
     with TestClient(build_app(email_db, calls)) as client:
@@ -283,7 +284,7 @@ def test_webhook_signature_is_verified_when_a_key_is_set(api) -> None:
                                         ("grace@example.org", "spam_report", "cus_1")]
 
 
-def test_webhook_unsigned_only_with_the_insecure_setting(email_db: EmailDB) -> None:  # noqa: F811
+def test_webhook_unsigned_only_with_the_insecure_setting(email_db: EmailDB) -> None:
     calls: list = []
     app = build_app(email_db, calls, sendgrid_webhook_insecure_no_verify=True)
     with TestClient(app) as client:
@@ -315,7 +316,7 @@ def test_a_malformed_webhook_key_fails_at_start(key: str) -> None:
 
 
 def test_the_real_app_serves_unsubscribe_without_an_api_key_even_with_temporal_down(
-    email_db: EmailDB,  # noqa: F811
+    email_db: EmailDB,
 ) -> None:
     from starter.api.app import create_app
 

@@ -6,10 +6,6 @@ import email
 import email.policy
 import json
 import ssl
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -25,6 +21,7 @@ from lifecycle.email.providers import (
 )
 from lifecycle.settings import SettingsError, load_settings
 from tests.conftest import free_port
+from tests.support.email import FakeSendGrid, SmtpSink
 
 UNSUB = "https://lifecycle.example.com/unsubscribe?token=abc.def"
 
@@ -43,29 +40,6 @@ def outgoing(**kw: Any) -> OutgoingEmail:
 
 
 # --- SMTP -------------------------------------------------------------------------------
-
-
-@dataclass
-class SmtpSink:
-    messages: list[Any] = field(default_factory=list)
-    reply: str = "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.reply.startswith("250"):
-            self.messages.append(envelope)
-        return self.reply
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[SmtpSink, int]]:
-    sink = SmtpSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
 
 
 async def test_smtp_delivers_a_multipart_message_with_one_click_unsubscribe(smtp) -> None:
@@ -108,51 +82,6 @@ async def test_smtp_unreachable_server_is_retryable() -> None:
 
 
 # --- SendGrid ---------------------------------------------------------------------------
-
-
-@dataclass
-class FakeSendGrid:
-    """A local HTTP server that records v3 mail-send requests and answers as told."""
-
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    answers: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-@pytest.fixture
-def sendgrid_server() -> Iterator[FakeSendGrid]:
-    fake = FakeSendGrid()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            fake.requests.append({"path": self.path, "headers": dict(self.headers),
-                                  "json": json.loads(body)})
-            status, headers, out = fake.answers.pop(0) if fake.answers else (
-                202, {"X-Message-Id": "sg-abc123"}, b"")
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 async def test_sendgrid_posts_a_well_formed_v3_payload(sendgrid_server: FakeSendGrid) -> None:

@@ -16,7 +16,7 @@ from lifecycle.email.results import campaign_results
 from lifecycle.email.service import EmailService
 from lifecycle.models import EmailMessage, Invoice
 from starter.cli.email import campaigns_app, outbox_app
-from tests.support.email import TEMPLATES, EmailDB, email_db, make_settings, utc  # noqa: F401
+from tests.support.email import TEMPLATES, EmailDB, make_settings, utc
 
 NOON = utc(2026, 3, 3, 12)
 runner = CliRunner()
@@ -49,7 +49,7 @@ def set_status(db: EmailDB, cid: str, status: str) -> None:
 
 
 async def test_results_per_variant_with_lift_over_holdout(
-    email_db: EmailDB, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    email_db: EmailDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     groups = await seed(email_db)
     assert all(len(g) >= 3 for g in groups.values()), groups
@@ -83,7 +83,7 @@ async def test_results_per_variant_with_lift_over_holdout(
     assert "no emails recorded" in runner.invoke(campaigns_app, ["results", "nope"]).output
 
 
-async def test_outbox_list_and_show(email_db: EmailDB, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+async def test_outbox_list_and_show(email_db: EmailDB, monkeypatch: pytest.MonkeyPatch) -> None:
     email_db.add_customer("cus_o", name="Mary Jackson")
     service = EmailService(email_db.factory, OutboxProvider(), make_settings(email_db.url))
     r = await service.send(SendEmailInput(customer_id="cus_o", template="welcome",

@@ -20,15 +20,15 @@ from lifecycle.contracts.customer import SendEmailInput
 from lifecycle.contracts.policy import EmailVariant
 from lifecycle.db import session_scope
 from lifecycle.email.providers import OutboxProvider, SmtpProvider
-from lifecycle.email.service import EmailService, add_suppression
+from lifecycle.email.service import EmailService
+from lifecycle.email.suppressions import add_suppression
 from lifecycle.models import EmailMessage, LifecycleEvent
-from tests.support.email import EmailDB, email_db, make_settings, utc  # noqa: F401
-from tests.test_email_providers import sendgrid_server, smtp  # noqa: F401  (fixtures)
+from tests.support.email import EmailDB, make_settings, utc
 
 NOON = utc(2026, 3, 3, 12)  # 12:00 UTC: inside the default send window in UTC
 
 
-def smtp_service(email_db: EmailDB, port: int, **settings: object) -> EmailService:  # noqa: F811
+def smtp_service(email_db: EmailDB, port: int, **settings: object) -> EmailService:
     return EmailService(email_db.factory, SmtpProvider("127.0.0.1", port),
                         make_settings(email_db.url, **settings))
 
@@ -40,7 +40,7 @@ def inp(key: str, customer: str = "cus_1", **kw: object) -> SendEmailInput:
     return SendEmailInput(**base)  # type: ignore[arg-type]
 
 
-def timeline(email_db: EmailDB, customer: str = "cus_1") -> list[tuple[str, str]]:  # noqa: F811
+def timeline(email_db: EmailDB, customer: str = "cus_1") -> list[tuple[str, str]]:
     with session_scope(email_db.factory) as s:
         rows = s.scalars(select(LifecycleEvent).where(LifecycleEvent.customer_id == customer)
                          .order_by(LifecycleEvent.id))
@@ -48,7 +48,7 @@ def timeline(email_db: EmailDB, customer: str = "cus_1") -> list[tuple[str, str]
 
 
 async def test_sent_email_reaches_smtp_with_unsubscribe_headers_and_is_recorded(
-    email_db: EmailDB, smtp  # noqa: F811
+    email_db: EmailDB, smtp
 ) -> None:
     sink, port = smtp
     email_db.add_customer("cus_1")
@@ -67,7 +67,7 @@ async def test_sent_email_reaches_smtp_with_unsubscribe_headers_and_is_recorded(
 
 
 async def test_unsubscribed_customer_gets_no_marketing_but_does_get_dunning(
-    email_db: EmailDB, smtp  # noqa: F811
+    email_db: EmailDB, smtp
 ) -> None:
     sink, port = smtp
     email_db.add_customer("cus_1")
@@ -85,7 +85,7 @@ async def test_unsubscribed_customer_gets_no_marketing_but_does_get_dunning(
     assert ("email_skipped", "unsubscribed") in timeline(email_db)
 
 
-async def test_hard_bounce_suppresses_every_further_send(email_db: EmailDB, smtp) -> None:  # noqa: F811
+async def test_hard_bounce_suppresses_every_further_send(email_db: EmailDB, smtp) -> None:
     sink, port = smtp
     email_db.add_customer("cus_1")
     with session_scope(email_db.factory) as s:
@@ -99,7 +99,7 @@ async def test_hard_bounce_suppresses_every_further_send(email_db: EmailDB, smtp
 
 
 async def test_a_retried_send_never_sends_twice(
-    email_db: EmailDB, smtp, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    email_db: EmailDB, smtp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sink, port = smtp
     email_db.add_customer("cus_1")
@@ -138,7 +138,7 @@ async def test_a_retried_send_never_sends_twice(
 
 
 async def test_provider_refusal_is_final_with_the_providers_words(
-    email_db: EmailDB, smtp  # noqa: F811
+    email_db: EmailDB, smtp
 ) -> None:
     sink, port = smtp
     email_db.add_customer("cus_1")
@@ -152,7 +152,7 @@ async def test_provider_refusal_is_final_with_the_providers_words(
 
 
 async def test_cap_defers_the_second_marketing_email_and_transactional_ignores_it(
-    email_db: EmailDB,  # noqa: F811
+    email_db: EmailDB,
 ) -> None:
     email_db.add_customer("cus_1")
     service = EmailService(email_db.factory, OutboxProvider(), make_settings(email_db.url))
@@ -172,7 +172,7 @@ async def test_cap_defers_the_second_marketing_email_and_transactional_ignores_i
 
 
 async def test_quiet_hours_defer_to_the_next_window_in_the_customers_zone(
-    email_db: EmailDB,  # noqa: F811
+    email_db: EmailDB,
 ) -> None:
     email_db.add_customer("cus_tokyo", timezone="Asia/Tokyo")
     service = EmailService(email_db.factory, OutboxProvider(), make_settings(email_db.url))
@@ -186,7 +186,7 @@ async def test_quiet_hours_defer_to_the_next_window_in_the_customers_zone(
 
 
 async def test_ab_variants_are_recorded_and_the_holdout_gets_nothing(
-    email_db: EmailDB,  # noqa: F811
+    email_db: EmailDB,
 ) -> None:
     service = EmailService(email_db.factory, OutboxProvider(), make_settings(
         email_db.url, email_frequency_cap=0))
@@ -213,7 +213,7 @@ async def test_ab_variants_are_recorded_and_the_holdout_gets_nothing(
                 assert row.template == expected and row.status == "sent"
 
 
-async def test_goal_met_is_recorded_as_a_skip(email_db: EmailDB) -> None:  # noqa: F811
+async def test_goal_met_is_recorded_as_a_skip(email_db: EmailDB) -> None:
     email_db.add_customer("cus_1")
     service = EmailService(email_db.factory, OutboxProvider(), make_settings(email_db.url))
     r = await service.send(inp("g1", skip_reason="goal met: created_first_project"))
@@ -221,7 +221,7 @@ async def test_goal_met_is_recorded_as_a_skip(email_db: EmailDB) -> None:  # noq
     assert timeline(email_db) == [("email_skipped", "goal met: created_first_project")]
 
 
-async def test_two_campaigns_racing_for_the_last_slot_send_only_one(email_db: EmailDB) -> None:  # noqa: F811
+async def test_two_campaigns_racing_for_the_last_slot_send_only_one(email_db: EmailDB) -> None:
     import asyncio
 
     email_db.add_customer("cus_1")
@@ -234,7 +234,7 @@ async def test_two_campaigns_racing_for_the_last_slot_send_only_one(email_db: Em
 
 
 async def test_sendgrid_gets_the_unsubscribe_headers_and_our_ids(
-    email_db: EmailDB, sendgrid_server  # noqa: F811
+    email_db: EmailDB, sendgrid_server
 ) -> None:
     from lifecycle.email.providers import SendGridProvider
     from lifecycle.email.unsubscribe import read_token
@@ -255,10 +255,10 @@ async def test_sendgrid_gets_the_unsubscribe_headers_and_our_ids(
 
 
 async def test_a_published_version_and_its_revert_take_effect_on_the_next_send(
-    email_db: EmailDB,  # noqa: F811
+    email_db: EmailDB,
 ) -> None:
     """One running service (a worker): no restart between publishing and sending."""
-    from lifecycle.email.templates import publish, unpublish
+    from lifecycle.email.templates.versions import publish, unpublish
     from lifecycle.settings import PROJECT_ROOT
 
     service = EmailService(email_db.factory, OutboxProvider(), make_settings(

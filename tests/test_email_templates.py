@@ -11,9 +11,11 @@ from typer.testing import CliRunner
 
 from lifecycle.contracts.policy import load_policy
 from lifecycle.db import session_scope
-from lifecycle.email.templates import TemplateRenderError, TemplateSet, check_templates, sample_vars
+from lifecycle.email.templates.checks import check_templates
+from lifecycle.email.templates.render import TemplateRenderError, TemplateSet
+from lifecycle.email.templates.samples import sample_vars
 from starter.cli.email import templates_app
-from tests.support.email import TEMPLATES, EmailDB, email_db, make_settings  # noqa: F401
+from tests.support.email import TEMPLATES, EmailDB
 
 runner = CliRunner()
 
@@ -134,7 +136,7 @@ def test_preview_with_sample_data_writes_subject_html_and_text(
 
 
 def test_preview_with_a_customer_and_publish_a_new_version(
-    email_db: EmailDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    email_db: EmailDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     email_db.add_customer("cus_pv", name="Katherine Johnson")
     _env(monkeypatch, TEMPLATES, email_db.url)
@@ -166,7 +168,7 @@ def test_preview_with_a_customer_and_publish_a_new_version(
     result = runner.invoke(templates_app, ["publish", "welcome", "--revert"])
     assert result.exit_code == 0
     with session_scope(email_db.factory) as s:
-        from lifecycle.email.templates import load_published
+        from lifecycle.email.templates.versions import load_published
         assert load_published(s, ["welcome"]) == []
 
 

@@ -18,7 +18,7 @@ from lifecycle.db import session_scope
 from lifecycle.email.providers import OutboxProvider
 from lifecycle.models import EmailMessage, LifecycleEvent
 from lifecycle.settings import Settings
-from tests.support.email import EmailDB, email_db, make_settings  # noqa: F401
+from tests.support.email import EmailDB, make_settings
 from tests.support.email_workflows import EmailStepsWorkflow, StepsInput
 
 
@@ -52,7 +52,7 @@ def events(db: EmailDB, customer: str) -> list[LifecycleEvent]:
 NO_QUIET = {"email_quiet_hours_start": dt.time(0), "email_quiet_hours_end": dt.time(0)}
 
 
-async def test_the_cap_delays_the_second_email_of_the_day(ts_env, email_db: EmailDB) -> None:  # noqa: F811
+async def test_the_cap_delays_the_second_email_of_the_day(ts_env, email_db: EmailDB) -> None:
     email_db.add_customer("cus_cap")
     settings = make_settings(email_db.url, **NO_QUIET)
     steps = [EmailStep("welcome", "welcome"), EmailStep("tip_api", "tip_api"),
@@ -75,7 +75,7 @@ async def test_the_cap_delays_the_second_email_of_the_day(ts_env, email_db: Emai
 
 
 async def test_quiet_hours_delay_a_send_to_the_next_window_in_the_customers_zone(
-    ts_env, email_db: EmailDB  # noqa: F811
+    ts_env, email_db: EmailDB
 ) -> None:
     zone = ZoneInfo("Asia/Tokyo")
     email_db.add_customer("cus_tokyo", timezone="Asia/Tokyo")

@@ -272,7 +272,7 @@ async def test_a_broken_template_holds_the_step_until_a_fixed_version_is_publish
     ts_env: WorkflowEnvironment, client, settings, session_factory, worker
 ):
     """Nothing half-sent and nothing lost: the step retries until marketers publish a fix."""
-    from lifecycle.email.templates import publish
+    from lifecycle.email.templates.versions import publish
     from lifecycle.settings import PROJECT_ROOT
 
     good = (PROJECT_ROOT / "templates" / "email" / "welcome.j2").read_text()

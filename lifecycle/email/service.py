@@ -6,9 +6,10 @@ send-test``. The order of one send:
 1. **Already recorded?** The idempotency key (unique per workflow step) finds an earlier
    attempt: sent → ``duplicate``; ``sending`` → an earlier attempt died between
    "sending" and "sent", so the provider may have it: ``uncertain``, never resent.
-2. **May it go at all?** Suppressions: a marketing email skips anyone unsubscribed,
-   bounced or reported spam; a transactional one skips only hard bounces and spam
-   reports. The workflow's own "no" (``skip_reason``, e.g. goal met) is recorded too.
+2. **May it go at all?** Suppressions (``suppressions.py``): a marketing email skips
+   anyone unsubscribed, bounced or reported spam; a transactional one skips only hard
+   bounces and spam reports. The workflow's own "no" (``skip_reason``, e.g. goal met) is
+   recorded too.
 3. **A/B test:** the variant is a hash of customer and step; the holdout gets a
    ``holdout`` row (no email) so lift can be measured.
 4. **When?** Marketing email: frequency cap and quiet hours in the customer's zone. Not
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.contracts.customer import (
@@ -48,18 +49,19 @@ from lifecycle.contracts.policy import CampaignPolicy
 from lifecycle.db import add_timeline_event, session_scope
 from lifecycle.email.providers import EmailProvider, OutgoingEmail, ProviderError
 from lifecycle.email.rules import HOLDOUT, assign_variant, marketing_timing
-from lifecycle.email.templates import (
+from lifecycle.email.suppressions import blocked_because
+from lifecycle.email.templates.render import (
     LAYOUT,
     RenderedEmail,
     TemplateRenderError,
     TemplateSet,
     customer_vars,
-    load_published,
     plan_vars,
-    sample_vars,
 )
+from lifecycle.email.templates.samples import sample_vars
+from lifecycle.email.templates.versions import load_published
 from lifecycle.email.unsubscribe import unsubscribe_url
-from lifecycle.models import Customer, EmailMessage, Suppression
+from lifecycle.models import Customer, EmailMessage
 from lifecycle.settings import Settings
 
 # email_messages.status values
@@ -72,10 +74,6 @@ HELD_OUT = "holdout"  # A/B holdout: no email
 # forward-only delivery progress (webhook events never move a message backwards)
 PROGRESS = {SENDING: 0, QUEUED: 0, UNCERTAIN: 1, SENT: 1, "delivered": 2, "opened": 3, "clicked": 4}
 NOT_COUNTED_FOR_CAP = {FAILED, HELD_OUT}
-
-# suppression reasons
-UNSUBSCRIBE, BOUNCE, SPAM = "unsubscribe", "bounce", "spam_report"
-TRANSACTIONAL_BLOCKERS = {BOUNCE, SPAM}
 
 
 class EmailRejected(Exception):
@@ -100,50 +98,6 @@ class _Ready:
     email: OutgoingEmail
     variant: str | None
     template_version: str
-
-
-def suppression_reasons(session: Session, customer_id: str | None, email: str) -> set[str]:
-    conds = [Suppression.email == email.lower()]
-    if customer_id:
-        conds.append(Suppression.customer_id == customer_id)
-    return set(session.scalars(select(Suppression.reason).where(or_(*conds))))
-
-
-def add_suppression(
-    session: Session, *, email: str, reason: str, customer_id: str | None, source: str
-) -> bool:
-    """Record a suppression once per address and reason; True if it is new."""
-    email = email.strip().lower()
-    existing = session.scalar(
-        select(Suppression).where(Suppression.email == email, Suppression.reason == reason)
-    )
-    if existing is not None:
-        if customer_id and not existing.customer_id:
-            existing.customer_id = customer_id
-        return False
-    session.add(
-        Suppression(
-            email=email,
-            customer_id=customer_id,
-            reason=reason,
-            scope="marketing" if reason == UNSUBSCRIBE else "all",
-            source=source,
-        )
-    )
-    return True
-
-
-def remove_unsubscribe(session: Session, *, customer_id: str, email: str) -> bool:
-    """Lift a customer's own unsubscribe (never a bounce or a spam report); True if there was one."""
-    rows = session.scalars(
-        select(Suppression).where(
-            Suppression.reason == UNSUBSCRIBE,
-            or_(Suppression.customer_id == customer_id, Suppression.email == email.strip().lower()),
-        )
-    ).all()
-    for row in rows:
-        session.delete(row)
-    return bool(rows)
 
 
 class EmailService:
@@ -223,97 +177,134 @@ class EmailService:
         }
 
     def _prepare(self, inp: SendEmailInput, now: dt.datetime) -> _Ready | SendEmailResult:
-        key = inp.idempotency_key
+        """Decide, render and record one send, in one transaction (see the module's order)."""
         with session_scope(self.sessions) as session:
-            found = session.scalar(select(EmailMessage).where(EmailMessage.idempotency_key == key))
+            found = self._recorded(session, inp.idempotency_key)
             if found is not None and found.status != QUEUED:
                 return self._earlier(session, inp, found, now)
-
-            def skip(reason: str, kind: str = "email_skipped") -> SendEmailResult:
-                add_timeline_event(
-                    session, key=f"{key}:skipped", customer_id=inp.customer_id, kind=kind,
-                    at=now, campaign=inp.campaign,
-                    detail={"step": inp.step, "template": inp.template, "reason": reason,
-                            "category": inp.category},
-                )
-                return SendEmailResult(status=EMAIL_SKIPPED, reason=reason)
-
             if inp.skip_reason:
-                return skip(inp.skip_reason)
-            customer = session.get(Customer, inp.customer_id)
-            if customer is None:
-                raise EmailRejected(f"customer {inp.customer_id!r} not found", "UnknownCustomer")
-            blocked = suppression_reasons(session, customer.id, customer.email)
-            if inp.category != "marketing":
-                blocked &= TRANSACTIONAL_BLOCKERS
+                return self._skip(session, inp, now, inp.skip_reason)
+            customer = self._customer(session, inp.customer_id)
+            blocked = blocked_because(session, customer_id=customer.id, email=customer.email,
+                                      category=inp.category)
             if blocked:
-                names = {UNSUBSCRIBE: "unsubscribed", BOUNCE: "suppressed: hard bounce",
-                         SPAM: "suppressed: spam report"}
-                return skip(", ".join(sorted(names.get(b, b) for b in blocked)))
-
+                return self._skip(session, inp, now, blocked)
             if found is not None:  # QUEUED: the provider said "later"; send what was stored
-                found.status = SENDING
-                return _Ready(found.id, self._outgoing(found), found.variant, found.template_version)
-
-            template, variant = inp.template, None
-            if inp.category == "marketing":
-                variant = assign_variant(
-                    customer.id, inp.campaign, inp.step, inp.variants, inp.holdout
-                )
+                return self._resume(found)
+            variant, template = self._choose_variant(inp, customer)
             if variant == HOLDOUT:
                 return self._hold_out(session, inp, customer, now)
-            if variant is not None:
-                chosen = next((v for v in inp.variants if v.name == variant), None)
-                template = chosen.template if chosen else inp.template
-
             if inp.category == "marketing":
-                # Take the customer's write lock before reading the cap (PostgreSQL: row
-                # lock; SQLite: the database write lock), so concurrent campaigns serialise.
-                session.execute(
-                    update(Customer)
-                    .where(Customer.id == customer.id)
-                    .values(updated_at=Customer.updated_at)
-                )
-                timing = self._timing(session, customer, now)
-                if not timing.now:
-                    reason = "; ".join(timing.reasons)
-                    if not inp.allow_defer:
-                        return skip(f"not now and the caller cannot wait: {reason}")
-                    add_timeline_event(
-                        session, key=f"{key}:deferred:{timing.at.isoformat()}",
-                        customer_id=customer.id, kind="email_deferred", at=now,
-                        campaign=inp.campaign,
-                        detail={"step": inp.step, "template": template, "reason": reason,
-                                "not_before": timing.at.isoformat()},
-                    )
-                    return SendEmailResult(
-                        status=EMAIL_DEFERRED, reason=reason, not_before=timing.at,
-                        variant=variant,
-                    )
-
-            templates = self._templates(session, template)
-            variables = dict(inp.context)
-            variables.update(self.standard_vars(
-                customer, category=inp.category, campaign=inp.campaign, step=inp.step
-            ))
-            try:
-                rendered = templates.render(template, variables)
-            except TemplateRenderError as exc:
-                raise EmailRejected(str(exc), "TemplateError") from None
-            headers = {
-                "X-Lifecycle-Campaign": inp.campaign or "-",
-                "X-Lifecycle-Step": inp.step or "-",
-            }
-            if inp.category == "marketing":
-                headers.update(self.list_headers(customer.id))
-            row = self._add_sending(
-                session, rendered, key=key, to=customer.email, headers=headers,
-                customer_id=customer.id, campaign=inp.campaign, step=inp.step,
-                variant=variant, category=inp.category, created_at=now,
-            )
-            row.headers = dict(headers, **{"X-Lifecycle-Message-Id": str(row.id)})
-            return _Ready(row.id, self._outgoing(row), variant, rendered.template_version)
+                self._lock_customer(session, customer)
+                not_now = self._deferral(session, inp, customer, template, variant, now)
+                if not_now is not None:
+                    return not_now
+            rendered = self._render_step(session, inp, customer, template)
+            return self._record_sending(session, inp, customer, rendered, variant, now)
         # the transaction commits here: "sending" is durable before the provider is called
+
+    # --- the steps of _prepare, in order -----------------------------------------------
+
+    def _recorded(self, session: Session, key: str) -> EmailMessage | None:
+        """The message an earlier attempt with this idempotency key recorded, if any."""
+        return session.scalar(select(EmailMessage).where(EmailMessage.idempotency_key == key))
+
+    def _skip(
+        self, session: Session, inp: SendEmailInput, now: dt.datetime, reason: str
+    ) -> SendEmailResult:
+        """Not sending, and the timeline says why."""
+        add_timeline_event(
+            session, key=f"{inp.idempotency_key}:skipped", customer_id=inp.customer_id,
+            kind="email_skipped", at=now, campaign=inp.campaign,
+            detail={"step": inp.step, "template": inp.template, "reason": reason,
+                    "category": inp.category},
+        )
+        return SendEmailResult(status=EMAIL_SKIPPED, reason=reason)
+
+    def _customer(self, session: Session, customer_id: str) -> Customer:
+        customer = session.get(Customer, customer_id)
+        if customer is None:
+            raise EmailRejected(f"customer {customer_id!r} not found", "UnknownCustomer")
+        return customer
+
+    def _resume(self, row: EmailMessage) -> _Ready:
+        """A queued message goes again exactly as it was stored."""
+        row.status = SENDING
+        return _Ready(row.id, self._outgoing(row), row.variant, row.template_version)
+
+    def _choose_variant(
+        self, inp: SendEmailInput, customer: Customer
+    ) -> tuple[str | None, str]:
+        """The A/B variant of a marketing step (None: no test) and the template it sends."""
+        if inp.category != "marketing":
+            return None, inp.template
+        variant = assign_variant(customer.id, inp.campaign, inp.step, inp.variants, inp.holdout)
+        if variant is None or variant == HOLDOUT:
+            return variant, inp.template
+        chosen = next((v for v in inp.variants if v.name == variant), None)
+        return variant, chosen.template if chosen else inp.template
+
+    def _lock_customer(self, session: Session, customer: Customer) -> None:
+        """Take the customer's write lock before reading the cap (PostgreSQL: row lock;
+        SQLite: the database write lock), so concurrent campaigns serialise."""
+        session.execute(
+            update(Customer).where(Customer.id == customer.id).values(updated_at=Customer.updated_at)
+        )
+
+    def _deferral(
+        self, session: Session, inp: SendEmailInput, customer: Customer, template: str,
+        variant: str | None, now: dt.datetime,
+    ) -> SendEmailResult | None:
+        """Frequency cap and quiet hours: None when it may go now, else the deferral (or a
+        skip when the caller cannot wait), on the timeline."""
+        timing = self._timing(session, customer, now)
+        if timing.now:
+            return None
+        reason = "; ".join(timing.reasons)
+        if not inp.allow_defer:
+            return self._skip(session, inp, now, f"not now and the caller cannot wait: {reason}")
+        add_timeline_event(
+            session, key=f"{inp.idempotency_key}:deferred:{timing.at.isoformat()}",
+            customer_id=customer.id, kind="email_deferred", at=now, campaign=inp.campaign,
+            detail={"step": inp.step, "template": template, "reason": reason,
+                    "not_before": timing.at.isoformat()},
+        )
+        return SendEmailResult(
+            status=EMAIL_DEFERRED, reason=reason, not_before=timing.at, variant=variant,
+        )
+
+    def _render_step(
+        self, session: Session, inp: SendEmailInput, customer: Customer, template: str
+    ) -> RenderedEmail:
+        """The step's template with its context and the standard variables."""
+        templates = self._templates(session, template)
+        variables = dict(inp.context)
+        variables.update(self.standard_vars(
+            customer, category=inp.category, campaign=inp.campaign, step=inp.step
+        ))
+        try:
+            return templates.render(template, variables)
+        except TemplateRenderError as exc:
+            raise EmailRejected(str(exc), "TemplateError") from None
+
+    def _record_sending(
+        self, session: Session, inp: SendEmailInput, customer: Customer,
+        rendered: RenderedEmail, variant: str | None, now: dt.datetime,
+    ) -> _Ready:
+        """Store the rendered message as "sending", with its headers, ready to hand over."""
+        headers = {
+            "X-Lifecycle-Campaign": inp.campaign or "-",
+            "X-Lifecycle-Step": inp.step or "-",
+        }
+        if inp.category == "marketing":
+            headers.update(self.list_headers(customer.id))
+        row = self._add_sending(
+            session, rendered, key=inp.idempotency_key, to=customer.email, headers=headers,
+            customer_id=customer.id, campaign=inp.campaign, step=inp.step,
+            variant=variant, category=inp.category, created_at=now,
+        )
+        row.headers = dict(headers, **{"X-Lifecycle-Message-Id": str(row.id)})
+        return _Ready(row.id, self._outgoing(row), variant, rendered.template_version)
 
     def _add_sending(
         self, session: Session, rendered: RenderedEmail, *, key: str, to: str,

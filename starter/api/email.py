@@ -35,13 +35,8 @@ from starlette.concurrency import run_in_threadpool
 
 from lifecycle.contracts.customer import CustomerEvent
 from lifecycle.db import add_timeline_event, session_scope
-from lifecycle.email.service import (
-    BOUNCE,
-    PROGRESS,
-    SPAM,
-    UNSUBSCRIBE,
-    add_suppression,
-)
+from lifecycle.email.service import PROGRESS
+from lifecycle.email.suppressions import BOUNCE, SPAM, UNSUBSCRIBE, add_suppression
 from lifecycle.email.unsubscribe import BadToken, read_token
 from lifecycle.models import Customer, EmailMessage, LifecycleEvent
 from lifecycle.settings import Settings

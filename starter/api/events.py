@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from lifecycle.contracts import catalog
 from lifecycle.contracts.customer import CustomerEvent
 from lifecycle.db import add_timeline_event, insert_ignore, session_scope
-from lifecycle.email.service import (
+from lifecycle.email.suppressions import (
     BOUNCE,
     SPAM,
     UNSUBSCRIBE,

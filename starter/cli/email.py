@@ -25,15 +25,9 @@ from lifecycle.db import database, session_scope
 from lifecycle.email.providers import OutboxProvider, make_provider
 from lifecycle.email.results import campaign_results
 from lifecycle.email.service import EmailRejected, EmailRetryLater, EmailService
-from lifecycle.email.templates import (
-    SUFFIX,
-    TemplateRenderError,
-    TemplateSet,
-    check_templates,
-    load_published,
-    publish,
-    unpublish,
-)
+from lifecycle.email.templates.checks import check_templates
+from lifecycle.email.templates.render import SUFFIX, TemplateRenderError, TemplateSet
+from lifecycle.email.templates.versions import load_published, publish, unpublish
 from lifecycle.models import EmailMessage, TemplateVersion
 from lifecycle.settings import Settings, SettingsError, settings_or_exit
 from starter.cli.text import console as make_console
@@ -210,7 +204,7 @@ def templates_publish(
             err.print(f"[red]--file: {safe(path)} not found[/red]")
             raise typer.Exit(2)
         source = path.read_text(encoding="utf-8")
-        from lifecycle.email.templates import Published
+        from lifecycle.email.templates.versions import Published
 
         others = [p for p in _published_or_none(factory) if p.name != name]
         candidate = TemplateSet(_email_dir(settings), [*others, Published(name, 0, source)])
