@@ -33,12 +33,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from lifecycle.billing.service import make_stripe_client, plan_id_for, sync_catalog
 from lifecycle.contracts import catalog
-from lifecycle.contracts.customer import (
-    CustomerEvent,
-    CustomerState,
-    campaign_workflow_id,
-    customer_workflow_id,
-)
+from lifecycle.contracts.customer import CustomerEvent, CustomerState
+from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id
 from lifecycle.settings import Settings
 from starter.api.app import create_app
 from starter.dev.localstripe import start_localstripe

@@ -40,16 +40,18 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionRequest,
         SubscriptionResult,
     )
-    from lifecycle.contracts.customer import (
+    from lifecycle.contracts.customer import CustomerEvent
+    from lifecycle.contracts.ids import campaign_workflow_id
+    from lifecycle.contracts.search_attributes import PLAN
+    from lifecycle.contracts.stages import (
         ACTIVE,
+        ENDED_STATUSES,
         EXPIRED,
+        PAID_STAGES,
         PAST_DUE,
         TRIALING,
-        CustomerEvent,
-        campaign_workflow_id,
+        stage_for_status,
     )
-    from lifecycle.contracts.stages import ENDED_STATUSES, PAID_STAGES, stage_for_status
-    from lifecycle.temporal import PLAN
     from workflows.plan_change import PlanChangeWorkflow
 
 if TYPE_CHECKING:

@@ -12,7 +12,8 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from lifecycle.contracts.customer import CustomerEvent, customer_workflow_id
+    from lifecycle.contracts.customer import CustomerEvent
+    from lifecycle.contracts.ids import customer_workflow_id
 
 
 async def tell_customer(customer_id: str, kind: str, data: dict[str, Any], *, suffix: str = "finished") -> None:

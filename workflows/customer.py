@@ -21,25 +21,25 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
-    from lifecycle.contracts.customer import (
-        ACTIVE,
-        EXPIRED,
-        TRIALING,
-        CustomerEvent,
-        CustomerState,
-        CustomerWorkflowInput,
-        OnboardingInput,
-        RecordEventInput,
-        TrialInput,
-        UsageNudgeInput,
+    from lifecycle.contracts.campaigns import OnboardingInput, TrialInput, UsageNudgeInput
+    from lifecycle.contracts.customer import CustomerEvent, CustomerState, CustomerWorkflowInput
+    from lifecycle.contracts.ids import (
         campaign_workflow_id,
         customer_workflow_id,
+        usage_workflow_id,
     )
-    from lifecycle.temporal import CUSTOMER_ID, LIFECYCLE_STAGE, PLAN, customer_search_attributes
+    from lifecycle.contracts.search_attributes import (
+        CUSTOMER_ID,
+        LIFECYCLE_STAGE,
+        PLAN,
+        customer_search_attributes,
+    )
+    from lifecycle.contracts.stages import ACTIVE, EXPIRED, TRIALING
+    from lifecycle.contracts.timeline import RecordEventInput
     from workflows.billing import BillingMixin
     from workflows.onboarding import OnboardingWorkflow
     from workflows.trial import TrialWorkflow
-    from workflows.usage_nudge import UsageNudgeWorkflow, usage_workflow_id
+    from workflows.usage_nudge import UsageNudgeWorkflow
 
 SEEN_EVENT_IDS_KEPT = 500
 STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))

@@ -22,14 +22,14 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.email import NON_RETRYABLE_TYPES, EmailActivities
     from activities.store import StoreActivities
-    from lifecycle.contracts.customer import (
+    from lifecycle.contracts.email import (
         EMAIL_DEFERRED,
         EMAIL_SKIPPED,
-        RecordEventInput,
         SendEmailInput,
         SendEmailResult,
     )
     from lifecycle.contracts.policy import EmailStep
+    from lifecycle.contracts.timeline import RecordEventInput
 
 # Provider outages (429/5xx, SMTP 4xx) and template errors are waited out: retries back
 # off to every 10 minutes and never give up, so no email is lost; ops see the pending

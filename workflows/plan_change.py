@@ -23,7 +23,8 @@ with workflow.unsafe.imports_passed_through():
         PlanChangeInput,
         SubscriptionResult,
     )
-    from lifecycle.contracts.customer import CustomerEvent, customer_workflow_id
+    from lifecycle.contracts.customer import CustomerEvent
+    from lifecycle.contracts.ids import customer_workflow_id
 
 
 @workflow.defn

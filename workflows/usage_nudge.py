@@ -10,22 +10,18 @@ that id plus the step, so it goes out once per billing period whatever is retrie
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts import catalog
-    from lifecycle.contracts.customer import TRIALING, UsageNudgeInput, campaign_workflow_id
+    from lifecycle.contracts.campaigns import UsageNudgeInput
+    from lifecycle.contracts.ids import USAGE_CAMPAIGN
     from lifecycle.contracts.policy import EmailStep
+    from lifecycle.contracts.stages import TRIALING
     from workflows.email_step import send_step_email
 
-CAMPAIGN = "usage"
+CAMPAIGN = USAGE_CAMPAIGN
 METRIC_LABELS = {"ai_requests": "AI requests", "seats": "seats", "storage_gb": "storage"}
-
-
-def usage_workflow_id(customer_id: str, metric: str, period_start: datetime, threshold: int) -> str:
-    return campaign_workflow_id(customer_id, CAMPAIGN, metric, f"{period_start:%Y%m%d}", str(threshold))
 
 
 def choose_step(input: UsageNudgeInput) -> EmailStep:

@@ -14,15 +14,12 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
-from lifecycle.contracts.customer import (
-    TRIALING,
-    CustomerEvent,
-    CustomerWorkflowInput,
-    customer_workflow_id,
-)
+from lifecycle.contracts.customer import CustomerEvent, CustomerWorkflowInput
+from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.contracts.policy import load_policy
+from lifecycle.contracts.search_attributes import customer_search_attributes
+from lifecycle.contracts.stages import TRIALING
 from lifecycle.settings import Settings
-from lifecycle.temporal import customer_search_attributes
 from workflows.customer import CustomerWorkflow
 
 RPC_TIMEOUT = timedelta(seconds=5)

@@ -15,7 +15,9 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
     from lifecycle.contracts.billing import SubscriptionRequest, SubscriptionResult
-    from lifecycle.contracts.customer import CustomerWorkflowInput, RecordEventInput, TrialInput
+    from lifecycle.contracts.campaigns import TrialInput
+    from lifecycle.contracts.customer import CustomerWorkflowInput
+    from lifecycle.contracts.timeline import RecordEventInput
     from workflows.customer import STORE_RETRY, CustomerWorkflow
     from workflows.trial import TrialWorkflow
 
