@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
@@ -52,30 +52,12 @@ with workflow.unsafe.imports_passed_through():
         TRIALING,
         stage_for_status,
     )
+    from workflows import patches
+    from workflows.options import CONVERSION_RETRY, STRIPE_RETRY, STRIPE_TIMEOUT
     from workflows.plan_change import PlanChangeWorkflow
 
 if TYPE_CHECKING:
     from lifecycle.contracts.customer import CustomerState
-
-# Stripe calls: transient failures (network, 429, 5xx) retry with backoff; a refusal
-# (other 4xx) is non-retryable and fails at once with Stripe's message.
-STRIPE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=6,
-)
-STRIPE_TIMEOUT = timedelta(seconds=60)
-# The trial conversion has no one waiting on an answer and must not give up on an outage:
-# transient failures retry with backoff up to every 10 minutes, without an attempt cap
-# (like the email activity); only a refusal (non-retryable) ends in past_due.
-CONVERSION_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-)
-
-
 
 def annual_cents(plan: str, interval: str) -> int:
     price = catalog.get_plan(plan).price_cents(interval)
@@ -125,13 +107,13 @@ class BillingMixin:
 
     @workflow.update
     async def change_subscription(self, req: SubscriptionRequest) -> SubscriptionResult:
-        if not self._begun and workflow.patched("billing-wait-until-begun"):
+        if not self._begun and workflow.patched(patches.BILLING_WAIT_UNTIL_BEGUN):
             await self._until_begun()
         async with self._billing_lock:
             # The validator ran before this request waited for the lock; a request that ran
             # meanwhile (e.g. another create) may have changed the state: check it again.
             refusal = self._refusal(req)
-            if refusal is not None and workflow.patched("billing-recheck-under-lock"):
+            if refusal is not None and workflow.patched(patches.BILLING_RECHECK_UNDER_LOCK):
                 raise ApplicationError(refusal, type="SubscriptionConflict", non_retryable=True)
             b = self._billing
             if req.action == "create":
@@ -240,7 +222,7 @@ class BillingMixin:
         await self._apply_result(result, cause=f"subscription:{req.request_id}")
         b = self._billing
         wanted = (req.plan or b.plan, req.interval or b.interval)
-        if b.live and wanted != (b.plan, b.interval) and workflow.patched("billing-reactivate-to-plan"):
+        if b.live and wanted != (b.plan, b.interval) and workflow.patched(patches.BILLING_REACTIVATE_TO_PLAN):
             # The request named another tier or interval: move to it like a PATCH would
             # (an upgrade now, prorated; a downgrade at the period end), so the answer is true.
             return await self._change(
@@ -356,7 +338,7 @@ class BillingMixin:
             b.live
             and not b.trial_told
             and "trial" in self._state.campaigns
-            and workflow.patched("billing-tell-trial-subscribed")
+            and workflow.patched(patches.BILLING_TELL_TRIAL_SUBSCRIBED)
         ):
             # subscribed while the trial campaign runs: no more "add a card" reminders
             b.trial_told = True
@@ -386,7 +368,7 @@ class BillingMixin:
             b.cancel_at_period_end = bool(d.get("cancel_at_period_end"))
             if d.get("current_period_end"):
                 b.current_period_end = datetime.fromisoformat(d["current_period_end"])
-            if not b.live and b.pending_change_workflow and workflow.patched("billing-ended-drops-pending-change"):
+            if not b.live and b.pending_change_workflow and workflow.patched(patches.BILLING_ENDED_DROPS_PENDING_CHANGE):
                 await self._drop_pending_change()  # nothing left to downgrade
             await self._follow_status(event.event_id)
 

@@ -12,10 +12,10 @@ so handling order is arrival order and continue-as-new carries unhandled events 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
@@ -36,13 +36,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from lifecycle.contracts.stages import ACTIVE, EXPIRED, TRIALING
     from lifecycle.contracts.timeline import RecordEventInput
+    from workflows import patches
     from workflows.billing import BillingMixin
     from workflows.onboarding import OnboardingWorkflow
+    from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.trial import TrialWorkflow
     from workflows.usage_nudge import UsageNudgeWorkflow
 
 SEEN_EVENT_IDS_KEPT = 500
-STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
 @workflow.defn
@@ -198,7 +199,7 @@ class CustomerWorkflow(BillingMixin):
             if outcome == "subscribed":  # the subscription decides the stage, not the trial
                 async with self._billing_lock:
                     await self._follow_status(event.event_id)
-            elif outcome == "converted" and workflow.patched("stripe-trial-conversion"):
+            elif outcome == "converted" and workflow.patched(patches.STRIPE_TRIAL_CONVERSION):
                 await self._convert_trial(cause=event.event_id)  # a real subscription in Stripe
             else:
                 await self._set_stage(ACTIVE if outcome == "converted" else EXPIRED, cause=event.event_id)
@@ -220,7 +221,7 @@ class CustomerWorkflow(BillingMixin):
                     detail={"metric": d.get("metric"), "threshold": d.get("threshold"),
                             "reason": f"customer is {self._state.stage}"},
                 ),
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=STORE_TIMEOUT,
                 retry_policy=STORE_RETRY,
             )
             return
@@ -237,7 +238,7 @@ class CustomerWorkflow(BillingMixin):
             stage=self._state.stage,
             policy=policy,
         )
-        if nudge.threshold >= 100 and workflow.patched("usage-nudge-supersede"):
+        if nudge.threshold >= 100 and workflow.patched(patches.USAGE_NUDGE_SUPERSEDE):
             # an 80 % nudge still waiting for quiet hours or the cap would now be stale
             stale = usage_workflow_id(cid, nudge.metric, nudge.period_start, 80)
             try:
@@ -281,7 +282,7 @@ class CustomerWorkflow(BillingMixin):
                     **({"reason": reason} if reason else {}),
                 },
             ),
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=STORE_RETRY,
         )
         self._state.stage = stage

@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -25,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from lifecycle.contracts.customer import CustomerEvent
     from lifecycle.contracts.ids import customer_workflow_id
+    from workflows.options import PLAN_CHANGE_RETRY, STRIPE_TIMEOUT
 
 
 @workflow.defn
@@ -68,12 +68,8 @@ class PlanChangeWorkflow:
                 idempotency_key=f"{wf_id}:apply",
                 proration_behavior="none",
             ),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=5),
-                maximum_interval=timedelta(minutes=10),
-                maximum_attempts=20,
-            ),
+            start_to_close_timeout=STRIPE_TIMEOUT,
+            retry_policy=PLAN_CHANGE_RETRY,
         )
 
     async def _dropped(self, input: PlanChangeInput, wf_id: str, reason: str) -> SubscriptionResult:

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.ids import USAGE_CAMPAIGN
     from lifecycle.contracts.policy import EmailStep
     from lifecycle.contracts.stages import TRIALING
+    from workflows import patches
     from workflows.email_step import send_step_email
 
 CAMPAIGN = USAGE_CAMPAIGN
@@ -90,7 +91,7 @@ class UsageNudgeWorkflow:
     async def run(self, input: UsageNudgeInput) -> str:
         step = choose_step(input)
         stop = None
-        if input.threshold < 100 and workflow.patched("usage-nudge-supersede"):
+        if input.threshold < 100 and workflow.patched(patches.USAGE_NUDGE_SUPERSEDE):
             stop = lambda: self._superseded  # noqa: E731
         result = await send_step_email(
             input.customer_id,

@@ -18,7 +18,8 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.campaigns import TrialInput
     from lifecycle.contracts.customer import CustomerWorkflowInput
     from lifecycle.contracts.timeline import RecordEventInput
-    from workflows.customer import STORE_RETRY, CustomerWorkflow
+    from workflows.customer import CustomerWorkflow
+    from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.trial import TrialWorkflow
 
 
@@ -84,7 +85,7 @@ async def _record_plan_change_request(customer_id: str, req: SubscriptionRequest
             occurred_at=workflow.now(),
             detail={"plan": req.plan, "interval": req.interval},
         ),
-        start_to_close_timeout=timedelta(seconds=30),
+        start_to_close_timeout=STORE_TIMEOUT,
         retry_policy=STORE_RETRY,
     )
 
