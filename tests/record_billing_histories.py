@@ -1,7 +1,7 @@
 """Record the billing histories the replay tests keep (tests/histories/*billing*.json,
 plan_change_*.json): the customer workflow's subscription paths and the downgrade child.
 
-Run after an intended, versioned change to workflows/billing.py or workflows/plan_change.py:
+Run after an intended, versioned change to workflows/subscription.py or workflows/plan_change.py:
 
     .venv/bin/python -m tests.record_billing_histories
 

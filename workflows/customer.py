@@ -7,20 +7,27 @@ records every stage change in the database timeline and in search attributes.
 
 Events are queued by the signal handler and handled one at a time by the main loop,
 so handling order is arrival order and continue-as-new carries unhandled events over.
+
+Every message of the entity is defined here: the ``event`` signal, the
+``change_subscription`` update (with its validator) and the ``state`` query. The
+subscription itself (Stripe calls, the billing state, the stage that follows it) is a
+:class:`~workflows.subscription.Subscription` this workflow owns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import ClassVar
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
+    from lifecycle.contracts.billing import SubscriptionRequest, SubscriptionResult
     from lifecycle.contracts.campaigns import OnboardingInput, TrialInput, UsageNudgeInput
     from lifecycle.contracts.customer import CustomerEvent, CustomerState, CustomerWorkflowInput
     from lifecycle.contracts.ids import (
@@ -37,9 +44,9 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.stages import ACTIVE, EXPIRED, TRIALING
     from lifecycle.contracts.timeline import RecordEventInput
     from workflows import patches
-    from workflows.billing import BillingMixin
     from workflows.onboarding import OnboardingWorkflow
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
+    from workflows.subscription import Subscription
     from workflows.trial import TrialWorkflow
     from workflows.usage_nudge import UsageNudgeWorkflow
 
@@ -47,7 +54,10 @@ SEEN_EVENT_IDS_KEPT = 500
 
 
 @workflow.defn
-class CustomerWorkflow(BillingMixin):
+class CustomerWorkflow:
+    # the subscription's handler (a replay test swaps in an edited copy)
+    subscription_type: ClassVar[type[Subscription]] = Subscription
+
     @workflow.init
     def __init__(self, input: CustomerWorkflowInput) -> None:
         self._input = input
@@ -56,8 +66,15 @@ class CustomerWorkflow(BillingMixin):
         self._seen: set[str] = set(self._state.seen_event_ids)
         self._handled_this_run = 0
         # a new signup begins with its trial (stage recorded, campaigns started); billing
-        # updates wait for that (see BillingMixin._until_begun)
+        # updates wait for that (see Subscription.until_begun)
         self._begun = not (input.state is None and input.origin == "signup")
+        self._subscription = self.subscription_type(
+            self._state,
+            set_stage=self._set_stage,
+            tell_campaign=self._tell_campaign,
+            begun=lambda: self._begun,
+        )
+        sub = self._subscription
         self._handlers: dict[str, Callable[[CustomerEvent], Awaitable[None]]] = {
             "signup": self._on_signup,
             "activation": self._on_activation,
@@ -66,9 +83,16 @@ class CustomerWorkflow(BillingMixin):
             "unsubscribed": self._on_unsubscribed,
             "resubscribed": self._on_resubscribed,
             "usage_threshold": self._on_usage_threshold,
-            **self._billing_handlers(),  # type: ignore[dict-item]
+            "stripe.subscription": sub.on_stripe_subscription,
+            "stripe.invoice_paid": sub.on_invoice_paid,
+            "stripe.invoice_payment_failed": sub.on_invoice_payment_failed,
+            "stripe.invoice_action_required": sub.on_invoice_payment_failed,
+            "stripe.trial_will_end": sub.on_billing_notice,
+            "stripe.invoice_upcoming": sub.on_billing_notice,
+            "stripe.checkout_completed": sub.on_billing_notice,
+            "billing.plan_changed": sub.on_plan_changed,
+            "billing.plan_change_dropped": sub.on_plan_change_dropped,
         }
-        self._init_billing()
 
     # --- messages -----------------------------------------------------------------------
 
@@ -85,6 +109,21 @@ class CustomerWorkflow(BillingMixin):
             self._state.seen_event_ids = self._state.seen_event_ids[-SEEN_EVENT_IDS_KEPT:]
             self._seen.difference_update(dropped)
         self._pending.append(event)
+
+    @workflow.update
+    async def change_subscription(self, req: SubscriptionRequest) -> SubscriptionResult:
+        """Create, change or cancel the subscription (the HTTP API's requests)."""
+        if not self._begun and workflow.patched(patches.BILLING_WAIT_UNTIL_BEGUN):
+            await self._subscription.until_begun()
+        return await self._subscription.request(req)
+
+    @change_subscription.validator
+    def _validate_change_subscription(self, req: SubscriptionRequest) -> None:
+        """A request that does not fit the subscription is refused with the reason (the
+        update fails, the workflow does not)."""
+        refusal = self._subscription.refusal(req)
+        if refusal is not None:
+            raise ApplicationError(refusal)
 
     @workflow.query
     def state(self) -> CustomerState:
@@ -137,7 +176,7 @@ class CustomerWorkflow(BillingMixin):
         policy = self._input.policy
         cid = self._state.customer_id
         self._state.trial_ends_at = workflow.now() + policy.days(policy.trial.length_days)
-        if not self._billing.live:  # a paying customer is never moved back to trialing
+        if not self._state.billing.live:  # a paying customer is never moved back to trialing
             await self._set_stage(TRIALING, cause="signup")
         await self._start_campaign(
             "trial",
@@ -197,10 +236,9 @@ class CustomerWorkflow(BillingMixin):
         self._state.outcomes[campaign] = outcome
         if campaign == "trial" and self._state.stage == TRIALING:
             if outcome == "subscribed":  # the subscription decides the stage, not the trial
-                async with self._billing_lock:
-                    await self._follow_status(event.event_id)
+                await self._subscription.settle(event.event_id)
             elif outcome == "converted" and workflow.patched(patches.STRIPE_TRIAL_CONVERSION):
-                await self._convert_trial(cause=event.event_id)  # a real subscription in Stripe
+                await self._subscription.convert_trial(cause=event.event_id)  # a real subscription in Stripe
             else:
                 await self._set_stage(ACTIVE if outcome == "converted" else EXPIRED, cause=event.event_id)
 
