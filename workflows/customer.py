@@ -17,8 +17,7 @@ subscription itself (Stripe calls, the billing state, the stage that follows it)
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
@@ -29,7 +28,20 @@ with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
     from lifecycle.contracts.billing import SubscriptionRequest, SubscriptionResult
     from lifecycle.contracts.campaigns import OnboardingInput, TrialInput, UsageNudgeInput
-    from lifecycle.contracts.customer import CustomerEvent, CustomerState, CustomerWorkflowInput
+    from lifecycle.contracts.customer import (
+        EVENT_SIGNAL,
+        CustomerEvent,
+        CustomerState,
+        CustomerWorkflowInput,
+    )
+    from lifecycle.contracts.events import (
+        Activation,
+        CampaignFinished,
+        EventKind,
+        PaymentMethodAdded,
+        UsageThreshold,
+        payload_of,
+    )
     from lifecycle.contracts.ids import (
         campaign_workflow_id,
         customer_workflow_id,
@@ -75,28 +87,28 @@ class CustomerWorkflow:
             begun=lambda: self._begun,
         )
         sub = self._subscription
-        self._handlers: dict[str, Callable[[CustomerEvent], Awaitable[None]]] = {
-            "signup": self._on_signup,
-            "activation": self._on_activation,
-            "payment_method_added": self._on_payment_method_added,
-            "campaign_finished": self._on_campaign_finished,
-            "unsubscribed": self._on_unsubscribed,
-            "resubscribed": self._on_resubscribed,
-            "usage_threshold": self._on_usage_threshold,
-            "stripe.subscription": sub.on_stripe_subscription,
-            "stripe.invoice_paid": sub.on_invoice_paid,
-            "stripe.invoice_payment_failed": sub.on_invoice_payment_failed,
-            "stripe.invoice_action_required": sub.on_invoice_payment_failed,
-            "stripe.trial_will_end": sub.on_billing_notice,
-            "stripe.invoice_upcoming": sub.on_billing_notice,
-            "stripe.checkout_completed": sub.on_billing_notice,
-            "billing.plan_changed": sub.on_plan_changed,
-            "billing.plan_change_dropped": sub.on_plan_change_dropped,
+        self._handlers: dict[EventKind, Callable[[CustomerEvent], Awaitable[None]]] = {
+            EventKind.SIGNUP: self._on_signup,
+            EventKind.ACTIVATION: self._on_activation,
+            EventKind.PAYMENT_METHOD_ADDED: self._on_payment_method_added,
+            EventKind.CAMPAIGN_FINISHED: self._on_campaign_finished,
+            EventKind.UNSUBSCRIBED: self._on_unsubscribed,
+            EventKind.RESUBSCRIBED: self._on_resubscribed,
+            EventKind.USAGE_THRESHOLD: self._on_usage_threshold,
+            EventKind.STRIPE_SUBSCRIPTION: sub.on_stripe_subscription,
+            EventKind.STRIPE_INVOICE_PAID: sub.on_invoice_paid,
+            EventKind.STRIPE_INVOICE_PAYMENT_FAILED: sub.on_invoice_payment_failed,
+            EventKind.STRIPE_INVOICE_ACTION_REQUIRED: sub.on_invoice_payment_failed,
+            EventKind.STRIPE_TRIAL_WILL_END: sub.on_billing_notice,
+            EventKind.STRIPE_INVOICE_UPCOMING: sub.on_billing_notice,
+            EventKind.STRIPE_CHECKOUT_COMPLETED: sub.on_billing_notice,
+            EventKind.PLAN_CHANGED: sub.on_plan_changed,
+            EventKind.PLAN_CHANGE_DROPPED: sub.on_plan_change_dropped,
         }
 
     # --- messages -----------------------------------------------------------------------
 
-    @workflow.signal
+    @workflow.signal(name=EVENT_SIGNAL)
     def event(self, event: CustomerEvent) -> None:
         """Every event for this customer. An id seen before is ignored (signals are not deduplicated for us)."""
         if event.event_id in self._seen:
@@ -164,7 +176,10 @@ class CustomerWorkflow:
         )
 
     async def _dispatch(self, event: CustomerEvent) -> None:
-        handler = self._handlers.get(event.kind)
+        try:
+            handler = self._handlers.get(EventKind(event.kind))
+        except ValueError:  # a kind this code does not know
+            handler = None
         if handler is None:
             workflow.logger.warning("event %s of unknown kind %r ignored", event.event_id, event.kind)
             return
@@ -206,21 +221,20 @@ class CustomerWorkflow:
         workflow.logger.debug("signup for %s: lifecycle already running", self._state.customer_id)
 
     async def _on_activation(self, event: CustomerEvent) -> None:
-        fact = str(event.data.get("fact", ""))
+        fact = payload_of(event, Activation).fact
         if not fact or fact in self._state.activation_facts:
             return
         self._state.activation_facts.append(fact)
-        await self._tell_campaign("onboarding", "activation", fact)
+        await self._tell_campaign("onboarding", OnboardingWorkflow.activation, fact)
 
     async def _on_payment_method_added(self, event: CustomerEvent) -> None:
-        # "payment_method" is the key the Stripe webhook used before it sent payment_method_id
-        pm = event.data.get("payment_method_id") or event.data.get("payment_method")
+        pm = payload_of(event, PaymentMethodAdded).card
         if pm:  # a Stripe card (pm_...): attached when the trial converts
-            self._state.payment_method_id = str(pm)
+            self._state.payment_method_id = pm
         if self._state.payment_method_on_file:
             return
         self._state.payment_method_on_file = True
-        await self._tell_campaign("trial", "payment_method_added")
+        await self._tell_campaign("trial", TrialWorkflow.payment_method_added)
 
     async def _on_unsubscribed(self, event: CustomerEvent) -> None:
         # Every marketing send also checks the suppression list; the state shows ops the opt-out.
@@ -230,8 +244,8 @@ class CustomerWorkflow:
         self._state.marketing_opt_out = False
 
     async def _on_campaign_finished(self, event: CustomerEvent) -> None:
-        campaign = str(event.data.get("campaign"))
-        outcome = str(event.data.get("outcome"))
+        finished = payload_of(event, CampaignFinished)
+        campaign, outcome = finished.campaign, finished.outcome
         self._state.campaigns.pop(campaign, None)
         self._state.outcomes[campaign] = outcome
         if campaign == "trial" and self._state.stage == TRIALING:
@@ -244,7 +258,7 @@ class CustomerWorkflow:
 
     async def _on_usage_threshold(self, event: CustomerEvent) -> None:
         """A usage counter crossed 80 % or 100 %: one email per metric, period and threshold."""
-        d = event.data
+        crossed = payload_of(event, UsageThreshold)
         cid = self._state.customer_id
         policy = self._input.policy.usage
         if self._state.stage in policy.skip_stages:
@@ -256,23 +270,24 @@ class CustomerWorkflow:
                     kind="email_skipped",
                     occurred_at=workflow.now(),
                     campaign="usage",
-                    detail={"metric": d.get("metric"), "threshold": d.get("threshold"),
+                    detail={"metric": crossed.metric, "threshold": crossed.threshold,
                             "reason": f"customer is {self._state.stage}"},
                 ),
                 start_to_close_timeout=STORE_TIMEOUT,
                 retry_policy=STORE_RETRY,
             )
             return
+        assert crossed.period_start is not None, f"usage event {event.event_id} has no period_start"
         nudge = UsageNudgeInput(
             customer_id=cid,
-            metric=str(d["metric"]),
-            threshold=int(d["threshold"]),
-            used=float(d["used"]),
-            limit=float(d["limit"]),
-            limit_kind=str(d["limit_kind"]),
-            period_start=datetime.fromisoformat(str(d["period_start"])),
-            period_end=datetime.fromisoformat(str(d["period_end"])) if d.get("period_end") else None,
-            plan=str(d.get("plan") or self._state.plan),
+            metric=crossed.metric,
+            threshold=crossed.threshold,
+            used=crossed.used,
+            limit=crossed.limit,
+            limit_kind=crossed.limit_kind,
+            period_start=crossed.period_start,
+            period_end=crossed.period_end,
+            plan=crossed.plan or self._state.plan,
             stage=self._state.stage,
             policy=policy,
         )
@@ -350,13 +365,13 @@ class CustomerWorkflow:
             workflow.logger.info("campaign %s already started", child_id)
         self._state.campaigns[campaign] = child_id
 
-    async def _tell_campaign(self, campaign: str, signal: str, *args: object) -> None:
+    async def _tell_campaign(self, campaign: str, signal: Callable[..., Any], *args: object) -> None:
         """Forward an event to a running campaign; a campaign that just finished is fine to miss."""
         child_id = self._state.campaigns.get(campaign)
         if not child_id:
             return
         try:
-            await workflow.get_external_workflow_handle(child_id).signal(signal, *args)  # type: ignore[arg-type]
+            await workflow.get_external_workflow_handle(child_id).signal(signal, *args)
         except FailureError as err:
             workflow.logger.info("campaign %s not signalled (%s)", child_id, err)
 

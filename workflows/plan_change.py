@@ -22,8 +22,8 @@ with workflow.unsafe.imports_passed_through():
         PlanChangeInput,
         SubscriptionResult,
     )
-    from lifecycle.contracts.customer import CustomerEvent
-    from lifecycle.contracts.ids import customer_workflow_id
+    from lifecycle.contracts.events import PlanChanged, PlanChangeDropped
+    from workflows.campaign import tell_customer
     from workflows.options import PLAN_CHANGE_RETRY, STRIPE_TIMEOUT
 
 
@@ -42,18 +42,10 @@ class PlanChangeWorkflow:
             if not (isinstance(cause, ApplicationError) and cause.type == "SubscriptionEnded"):
                 raise
             return await self._dropped(input, wf_id, cause.message)
-        await workflow.get_external_workflow_handle(customer_workflow_id(input.customer_id)).signal(
-            "event",
-            CustomerEvent(
-                event_id=f"{wf_id}:applied",
-                kind="billing.plan_changed",
-                data={
-                    "workflow_id": wf_id,
-                    "plan": result.plan,
-                    "interval": result.interval,
-                    "status": result.status,
-                },
-            ),
+        await tell_customer(
+            input.customer_id,
+            PlanChanged(workflow_id=wf_id, plan=result.plan, interval=result.interval, status=result.status),
+            suffix="applied",
         )
         return result
 
@@ -75,13 +67,8 @@ class PlanChangeWorkflow:
     async def _dropped(self, input: PlanChangeInput, wf_id: str, reason: str) -> SubscriptionResult:
         """The subscription ended before the period end: report, and end without failing."""
         try:
-            await workflow.get_external_workflow_handle(customer_workflow_id(input.customer_id)).signal(
-                "event",
-                CustomerEvent(
-                    event_id=f"{wf_id}:dropped",
-                    kind="billing.plan_change_dropped",
-                    data={"workflow_id": wf_id, "reason": reason},
-                ),
+            await tell_customer(
+                input.customer_id, PlanChangeDropped(workflow_id=wf_id, reason=reason), suffix="dropped"
             )
         except FailureError as err:  # the entity is gone: nothing to tell
             workflow.logger.info("plan change %s dropped, entity not told (%s)", wf_id, err)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Protocol
 
 from temporalio import workflow
@@ -48,6 +47,12 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionResult,
     )
     from lifecycle.contracts.customer import CustomerEvent, CustomerState
+    from lifecycle.contracts.events import (
+        PlanChanged,
+        PlanChangeDropped,
+        StripeSubscription,
+        payload_of,
+    )
     from lifecycle.contracts.ids import campaign_workflow_id
     from lifecycle.contracts.search_attributes import PLAN
     from lifecycle.contracts.stages import (
@@ -62,13 +67,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows import patches
     from workflows.options import CONVERSION_RETRY, STRIPE_RETRY, STRIPE_TIMEOUT
     from workflows.plan_change import PlanChangeWorkflow
+    from workflows.trial import TrialWorkflow
 
 
 class SetStage(Protocol):
     def __call__(self, stage: str, *, cause: str, reason: str | None = None) -> Awaitable[None]: ...
 
 
-TellCampaign = Callable[..., Awaitable[None]]  # (campaign, signal, *args)
+TellCampaign = Callable[..., Awaitable[None]]  # (campaign, the campaign's signal method, *args)
 
 
 def annual_cents(plan: str, interval: str) -> int:
@@ -338,32 +344,32 @@ class Subscription:
         ):
             # subscribed while the trial campaign runs: no more "add a card" reminders
             b.trial_told = True
-            await self._tell_campaign("trial", "subscribed")
+            await self._tell_campaign("trial", TrialWorkflow.subscribed)
 
     async def on_stripe_subscription(self, event: CustomerEvent) -> None:
         await self.until_begun()
         async with self.lock:
-            d = event.data
+            d = payload_of(event, StripeSubscription)
             b = self._billing
-            sub_id = d.get("stripe_subscription_id")
-            if d.get("adopted") and not b.imported and d.get("stripe_customer_id"):
+            sub_id = d.stripe_subscription_id
+            if d.adopted and not b.imported and d.stripe_customer_id:
                 b.imported = True
                 try:
                     await self._stripe(
                         StripeActivities.import_customer,
-                        ImportCustomerInput(self._state.customer_id, str(d["stripe_customer_id"])),
+                        ImportCustomerInput(self._state.customer_id, d.stripe_customer_id),
                     )
                 except ApplicationError as err:
                     workflow.logger.warning("customer details not imported from Stripe: %s", err)
-            if b.live and sub_id != b.stripe_subscription_id and d.get("status") in ENDED_STATUSES:
+            if b.live and sub_id != b.stripe_subscription_id and d.status in ENDED_STATUSES:
                 return  # an older subscription ended; the current one is unaffected
             b.stripe_subscription_id = sub_id
-            b.status = d.get("status")
-            b.plan = d.get("plan") or b.plan
-            b.interval = d.get("interval") or b.interval
-            b.cancel_at_period_end = bool(d.get("cancel_at_period_end"))
-            if d.get("current_period_end"):
-                b.current_period_end = datetime.fromisoformat(d["current_period_end"])
+            b.status = d.status
+            b.plan = d.plan or b.plan
+            b.interval = d.interval or b.interval
+            b.cancel_at_period_end = d.cancel_at_period_end
+            if d.current_period_end:
+                b.current_period_end = d.current_period_end
             if not b.live and b.pending_change_workflow and workflow.patched(patches.BILLING_ENDED_DROPS_PENDING_CHANGE):
                 await self._drop_pending_change()  # nothing left to downgrade
             await self.follow_status(event.event_id)
@@ -390,20 +396,22 @@ class Subscription:
         """A downgrade child found its subscription ended: the change is no longer pending."""
         await self.until_begun()
         async with self.lock:
+            dropped = payload_of(event, PlanChangeDropped)
             b = self._billing
-            if event.data.get("workflow_id") == b.pending_change_workflow:
+            if dropped.workflow_id == b.pending_change_workflow:
                 b.clear_pending_change()
-            workflow.logger.info("plan change %s dropped: %s", event.data.get("workflow_id"), event.data.get("reason"))
+            workflow.logger.info("plan change %s dropped: %s", dropped.workflow_id, dropped.reason)
 
     async def on_plan_changed(self, event: CustomerEvent) -> None:
         await self.until_begun()
         async with self.lock:
+            changed = payload_of(event, PlanChanged)
             b = self._billing
-            if event.data.get("workflow_id") == b.pending_change_workflow:
+            if changed.workflow_id == b.pending_change_workflow:
                 b.clear_pending_change()
-            b.plan = event.data.get("plan") or b.plan
-            b.interval = event.data.get("interval") or b.interval
-            b.status = event.data.get("status") or b.status
+            b.plan = changed.plan or b.plan
+            b.interval = changed.interval or b.interval
+            b.status = changed.status or b.status
             await self.follow_status(event.event_id)
 
     # --- trial conversion ------------------------------------------------------------------

@@ -15,6 +15,10 @@ from lifecycle.contracts.billing import BillingState
 from lifecycle.contracts.policy import CampaignPolicy
 from lifecycle.contracts.stages import TRIALING
 
+# The entity's one signal: every event for the customer (senders that cannot import the
+# workflow, its own campaign children, name it by this).
+EVENT_SIGNAL = "event"
+
 
 @dataclass
 class CustomerEvent:

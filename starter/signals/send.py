@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
-from lifecycle.contracts.customer import CustomerEvent, CustomerWorkflowInput
+from lifecycle.contracts.customer import EVENT_SIGNAL, CustomerEvent, CustomerWorkflowInput
 from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.contracts.policy import load_policy
 from lifecycle.contracts.search_attributes import customer_search_attributes
@@ -60,7 +60,7 @@ async def signal_customer(
             id=workflow_id,
             task_queue=task_queue,  # type: ignore[arg-type]
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            start_signal="event",
+            start_signal=EVENT_SIGNAL,
             start_signal_args=[event],
             search_attributes=customer_search_attributes(
                 customer_id, start.plan, start.state.stage if start.state else TRIALING
