@@ -85,6 +85,7 @@ class CustomerWorkflow:
             set_stage=self._set_stage,
             tell_campaign=self._tell_campaign,
             begun=lambda: self._begun,
+            tiers=input.tiers,
         )
         sub = self._subscription
         self._handlers: dict[EventKind, Callable[[CustomerEvent], Awaitable[None]]] = {
@@ -166,6 +167,7 @@ class CustomerWorkflow:
                         pending=self._pending,
                         max_events_per_run=self._input.max_events_per_run,
                         origin=self._input.origin,
+                        tiers=self._input.tiers,
                     )
                 )
 
@@ -290,6 +292,7 @@ class CustomerWorkflow:
             plan=crossed.plan or self._state.plan,
             stage=self._state.stage,
             policy=policy,
+            tiers=self._input.tiers,
         )
         if nudge.threshold >= 100 and workflow.patched(patches.USAGE_NUDGE_SUPERSEDE):
             # an 80 % nudge still waiting for quiet hours or the cap would now be stale

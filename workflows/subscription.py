@@ -29,7 +29,6 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.stripe import StripeActivities
-    from lifecycle.contracts import catalog
     from lifecycle.contracts.billing import (
         INTERVALS,
         OUTCOME_ACTIVE,
@@ -64,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         TRIALING,
         stage_for_status,
     )
+    from lifecycle.contracts.tiers import Tiers, tiers_from_catalog
     from workflows import patches
     from workflows.options import CONVERSION_RETRY, STRIPE_RETRY, STRIPE_TIMEOUT
     from workflows.plan_change import PlanChangeWorkflow
@@ -77,20 +77,22 @@ class SetStage(Protocol):
 TellCampaign = Callable[..., Awaitable[None]]  # (campaign, the campaign's signal method, *args)
 
 
-def annual_cents(plan: str, interval: str) -> int:
-    price = catalog.get_plan(plan).price_cents(interval)
-    return price * 12 if interval == "month" else price
+def terms(tiers: Tiers | None) -> Tiers:
+    """The tiers a decision reads: the workflow's snapshot; for a workflow started before
+    it took one (no snapshot in its input), the catalog, read when deciding as before."""
+    return tiers if tiers is not None else tiers_from_catalog()
 
 
-def refusal(req: SubscriptionRequest, b: BillingState) -> str | None:
-    """Why ``req`` does not fit a customer whose subscription is ``b`` (None: it does).
+def refusal(req: SubscriptionRequest, b: BillingState, plans: list[str]) -> str | None:
+    """Why ``req`` does not fit a customer whose subscription is ``b`` (None: it does);
+    ``plans``: the tier codes there are.
 
     Pure: the update's validator refuses with it, and the update asks again under the lock.
     """
     if req.action not in ("create", "change", "cancel"):
         return f"action: expected create, change or cancel, got {req.action!r}"
-    if req.plan is not None and req.plan not in catalog.PLANS_BY_CODE:
-        return f"plan: unknown plan {req.plan!r}; expected one of {', '.join(catalog.PLANS_BY_CODE)}"
+    if req.plan is not None and req.plan not in plans:
+        return f"plan: unknown plan {req.plan!r}; expected one of {', '.join(plans)}"
     if req.interval is not None and req.interval not in INTERVALS:
         return f"interval: expected one of {', '.join(INTERVALS)}, got {req.interval!r}"
     if req.action == "create":
@@ -127,11 +129,13 @@ class Subscription:
         set_stage: SetStage,
         tell_campaign: TellCampaign,
         begun: Callable[[], bool],
+        tiers: Tiers | None = None,
     ) -> None:
         self._state = state
         self._set_stage = set_stage
         self._tell_campaign = tell_campaign
         self._begun = begun
+        self._tiers = tiers
         # one billing change at a time: updates and billing events await Stripe and timers
         self.lock = asyncio.Lock()
 
@@ -148,7 +152,7 @@ class Subscription:
     # --- the update the HTTP API calls -------------------------------------------------------
 
     def refusal(self, req: SubscriptionRequest) -> str | None:
-        return refusal(req, self._billing)
+        return refusal(req, self._billing, terms(self._tiers).codes)
 
     async def request(self, req: SubscriptionRequest) -> SubscriptionResult:
         """Carry out a create / change / cancel request (the validator accepted it)."""
@@ -239,7 +243,8 @@ class Subscription:
         await self._drop_pending_change()
         if (plan, interval) == (b.plan, b.interval):  # only undoing a scheduled downgrade
             return self._describe(b)
-        if annual_cents(plan, interval) > annual_cents(b.plan, b.interval):
+        tiers = terms(self._tiers)
+        if tiers.annual_cents(plan, interval) > tiers.annual_cents(b.plan, b.interval):
             result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]
                 StripeActivities.change_plan,
                 ChangePlanInput(

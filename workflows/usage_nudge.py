@@ -13,11 +13,11 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from lifecycle.contracts import catalog
     from lifecycle.contracts.campaigns import UsageNudgeInput
     from lifecycle.contracts.ids import USAGE_CAMPAIGN
     from lifecycle.contracts.policy import EmailStep
     from lifecycle.contracts.stages import TRIALING
+    from lifecycle.contracts.tiers import added_by, tiers_from_catalog
     from workflows import patches
     from workflows.email_step import send_step_email
 
@@ -40,10 +40,12 @@ def choose_step(input: UsageNudgeInput) -> EmailStep:
 
 
 def email_context(input: UsageNudgeInput) -> dict[str, object]:
-    """What the usage templates may use (facts only, no PII)."""
-    plan = catalog.get_plan(input.plan)
-    nxt = catalog.next_plan_up(plan.code)
-    unit = catalog.METRICS.get(input.metric, input.metric)
+    """What the usage templates may use (facts only, no PII), from the entity's snapshot of
+    the tiers (a nudge from an entity without one: the catalog, as before)."""
+    tiers = input.tiers if input.tiers is not None else tiers_from_catalog()
+    plan = tiers.get(input.plan)
+    nxt = tiers.next_up(plan.code)
+    unit = tiers.metric_units.get(input.metric, input.metric)
     lim = plan.limit(input.metric)
     used, limit = input.used, input.limit
 
@@ -70,7 +72,7 @@ def email_context(input: UsageNudgeInput) -> dict[str, object]:
             "code": nxt.code,
             "name": nxt.name,
             "price": nxt.monthly_price,
-            "adds": catalog.added_by(nxt, plan),
+            "adds": added_by(nxt, plan),
             "metric_limit": fmt(nxt.limit(input.metric).amount) if nxt.limit(input.metric) else None,
         },
     }

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from lifecycle.contracts.policy import EmailStep, UsagePolicy
+from lifecycle.contracts.tiers import Tiers
 
 
 @dataclass
@@ -43,6 +44,9 @@ class UsageNudgeInput:
     stage: str  # the customer's stage when it was crossed (trialing gets the trial version)
     policy: UsagePolicy = field(default_factory=UsagePolicy)
     period_end: datetime | None = None
+    # the entity's snapshot of the tiers (names, prices, limits) for the email; None: a
+    # nudge from an entity without one (the catalog is read)
+    tiers: Tiers | None = None
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Any
 from lifecycle.contracts.billing import BillingState
 from lifecycle.contracts.policy import CampaignPolicy
 from lifecycle.contracts.stages import TRIALING
+from lifecycle.contracts.tiers import Tiers
 
 # The entity's one signal: every event for the customer (senders that cannot import the
 # workflow, its own campaign children, name it by this).
@@ -66,3 +67,7 @@ class CustomerWorkflowInput:
     # signup: begins with the trial and onboarding; stripe: a customer that first
     # appeared in Stripe (e.g. subscribed in the dashboard), whose stage comes from billing
     origin: str = "signup"
+    # the tiers as they were at the start (ranks, prices, limits), like the policy: what the
+    # workflow decides on (upgrade now or downgrade later, the usage emails). None in the
+    # input of an entity started before the snapshot existed: that one reads the catalog.
+    tiers: Tiers | None = None

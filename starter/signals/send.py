@@ -19,6 +19,7 @@ from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.contracts.policy import load_policy
 from lifecycle.contracts.search_attributes import customer_search_attributes
 from lifecycle.contracts.stages import TRIALING
+from lifecycle.contracts.tiers import tiers_from_catalog
 from lifecycle.settings import Settings
 from workflows.customer import CustomerWorkflow
 
@@ -30,9 +31,10 @@ class TemporalUnavailable(RuntimeError):
 
 
 def start_input(settings: Settings, customer_id: str, plan: str) -> CustomerWorkflowInput:
-    """A new entity's input: the campaign policy as it is now (later edits affect new runs only)."""
+    """A new entity's input: the campaign policy and the tiers as they are now (later edits
+    affect new workflows only)."""
     policy = load_policy(settings.policy_path, day_seconds=settings.day_seconds)
-    return CustomerWorkflowInput(customer_id=customer_id, plan=plan, policy=policy)
+    return CustomerWorkflowInput(customer_id=customer_id, plan=plan, policy=policy, tiers=tiers_from_catalog())
 
 
 async def signal_customer(
