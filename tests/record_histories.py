@@ -29,7 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from lifecycle.contracts.customer import CustomerEvent, campaign_workflow_id, customer_workflow_id
+from lifecycle.contracts.customer import CustomerEvent
+from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id
 from lifecycle.db import make_engine, make_session_factory, upgrade
 from lifecycle.settings import Settings
 from lifecycle.temporal import ensure_search_attributes, test_server_binary

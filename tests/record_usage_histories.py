@@ -15,19 +15,14 @@ import datetime as dt
 from dataclasses import replace
 from pathlib import Path
 
-from lifecycle.contracts.customer import (
-    ACTIVE,
-    PAST_DUE,
-    CustomerEvent,
-    CustomerState,
-    customer_workflow_id,
-)
+from lifecycle.contracts.customer import CustomerEvent, CustomerState
+from lifecycle.contracts.ids import customer_workflow_id, usage_workflow_id
+from lifecycle.contracts.stages import ACTIVE, PAST_DUE
 from lifecycle.usage.service import UsageService
 from starter.signals.send import signal_customer, start_input
 from starter.signals.usage import deliver
 from tests.record_histories import recording, save
 from tests.support.helpers import add_customer
-from workflows.usage_nudge import usage_workflow_id
 
 
 async def record(suffix: str = "v1") -> list[Path]:

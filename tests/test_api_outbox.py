@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
 
 from lifecycle import temporal as temporal_bins
-from lifecycle.contracts.customer import customer_workflow_id
+from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.models import Customer, LifecycleEvent, SignalOutbox
 from lifecycle.settings import Settings

@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from lifecycle.contracts.customer import CustomerEvent, campaign_workflow_id, customer_workflow_id
+from lifecycle.contracts.customer import CustomerEvent
+from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id
 from lifecycle.settings import Settings
 from starter.signals.send import signal_customer, start_input
 from tests.conftest import Stack

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lifecycle.contracts.customer import SendEmailInput
+from lifecycle.contracts.email import SendEmailInput
 from lifecycle.db import session_scope
 from lifecycle.email.providers import OutboxProvider
 from lifecycle.email.service import EmailService

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from lifecycle.contracts.customer import SendEmailInput
+from lifecycle.contracts.email import SendEmailInput
 from lifecycle.contracts.policy import Conversion, EmailVariant
 from lifecycle.db import session_scope
 from lifecycle.email.providers import OutboxProvider

@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.email import EmailActivities
-from lifecycle.contracts.customer import SendEmailInput
+from lifecycle.contracts.email import SendEmailInput
 from lifecycle.contracts.policy import EmailVariant
 from lifecycle.db import session_scope
 from lifecycle.email.providers import OutboxProvider, SmtpProvider

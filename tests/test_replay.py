@@ -10,8 +10,10 @@ changes), keeping the old ones.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+from lifecycle.contracts import catalog
 from tests.support.replay_variants import (
     CustomerWorkflowWithAnUnversionedChangeActivity,
     CustomerWorkflowWithAnUnversionedConversionPause,
@@ -105,3 +108,35 @@ async def test_the_billing_histories_catch_an_unversioned_billing_change(
         with pytest.raises(NondeterminismError):
             await Replayer(workflows=[unversioned]).replay_workflow(_load(path))
         await Replayer(workflows=[patched]).replay_workflow(_load(path))
+
+
+def _prices_swapped(monkeypatch: pytest.MonkeyPatch, a: str, b: str) -> None:
+    """An operator's edit to the catalog: tiers ``a`` and ``b`` trade prices."""
+    pa, pb = catalog.PLANS_BY_CODE[a], catalog.PLANS_BY_CODE[b]
+    swap = {"monthly_price_cents", "annual_price_cents"}
+    monkeypatch.setitem(catalog.PLANS_BY_CODE, a, replace(pa, **{k: getattr(pb, k) for k in swap}))
+    monkeypatch.setitem(catalog.PLANS_BY_CODE, b, replace(pb, **{k: getattr(pa, k) for k in swap}))
+    monkeypatch.setattr(catalog, "PLANS", tuple(catalog.PLANS_BY_CODE.values()))
+
+
+async def test_a_price_edit_cannot_flip_the_plan_change_of_a_workflow_with_a_tier_snapshot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Upgrade-now or downgrade-later is decided on the tiers in the workflow's input (v4
+    on): with business and professional trading prices in the catalog, the recorded
+    downgrade still replays. A history from before the snapshot (v3) read the catalog when
+    deciding, so the same edit turns its downgrade into an upgrade and breaks its replay:
+    that is what the snapshot prevents for workflows started from now on."""
+    snapshot = next(p for p in HISTORIES if p.name == "customer_billing_subscription_changes.v4.json")
+    before = next(p for p in HISTORIES if p.name == "customer_billing_subscription_changes.v3.json")
+    _prices_swapped(monkeypatch, "business", "professional")
+    await Replayer(workflows=list(WORKFLOWS)).replay_workflow(_load(snapshot))
+    with pytest.raises(NondeterminismError):
+        await Replayer(workflows=list(WORKFLOWS)).replay_workflow(_load(before))
+
+
+def test_the_snapshot_histories_carry_the_tiers() -> None:
+    for name in ("customer_billing_subscription_changes.v4.json", "usage_nudge_80.v4.json"):
+        started = json.loads((HISTORIES[0].parent / name).read_text())["events"][0]
+        payload = started["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]["data"]
+        assert json.loads(base64.b64decode(payload))["tiers"]["tiers"], name

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lifecycle.contracts.customer import CustomerEvent, customer_workflow_id
+from lifecycle.contracts.customer import CustomerEvent
+from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.db import session_scope
 from lifecycle.models import SignalOutbox
 from lifecycle.settings import Settings

@@ -14,7 +14,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from lifecycle.contracts.customer import customer_workflow_id
+from lifecycle.contracts.ids import customer_workflow_id
 from starter.api.app import create_app
 from starter.dev.localstripe import free_port
 from tests.support.helpers import customer_row

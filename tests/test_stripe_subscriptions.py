@@ -19,12 +19,9 @@ from temporalio.worker import Worker
 
 from activities.store import StoreActivities
 from lifecycle.contracts.billing import EnsureCustomerInput, SubscriptionResult
-from lifecycle.contracts.customer import (
-    CustomerEvent,
-    RecordEventInput,
-    campaign_workflow_id,
-    customer_workflow_id,
-)
+from lifecycle.contracts.customer import CustomerEvent
+from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id
+from lifecycle.contracts.timeline import RecordEventInput
 from lifecycle.models import SubscriptionChange
 from starter.api.app import create_app
 from starter.signals.send import signal_customer

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from lifecycle.billing.service import make_stripe_client, sync_catalog
 from lifecycle.contracts.billing import EnsureCustomerInput
-from lifecycle.contracts.customer import customer_workflow_id
+from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.models import Customer, Invoice, StripeEvent, Subscription, SubscriptionChange
 from starter.api.app import create_app
 from starter.dev.localstripe import free_port, start_localstripe

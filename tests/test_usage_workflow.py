@@ -12,14 +12,10 @@ import pytest
 from sqlalchemy import select
 from temporalio.client import Client
 
-from lifecycle.contracts.customer import (
-    ACTIVE,
-    EMAIL_SKIPPED,
-    PAST_DUE,
-    CustomerEvent,
-    CustomerState,
-    customer_workflow_id,
-)
+from lifecycle.contracts.customer import CustomerEvent, CustomerState
+from lifecycle.contracts.email import EMAIL_SKIPPED
+from lifecycle.contracts.ids import customer_workflow_id, usage_workflow_id
+from lifecycle.contracts.stages import ACTIVE, PAST_DUE
 from lifecycle.models import EmailMessage, LifecycleEvent, UsageSignal
 from lifecycle.settings import Settings
 from lifecycle.temporal import connect
@@ -30,7 +26,6 @@ from tests.conftest import free_port
 from tests.support.helpers import emails, eventually, timeline
 from tests.support.usage import Db
 from worker import build_worker
-from workflows.usage_nudge import usage_workflow_id
 
 UTC = dt.UTC
 

@@ -13,14 +13,10 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from lifecycle.contracts.customer import (
-    CustomerEvent,
-    CustomerState,
-    campaign_workflow_id,
-    customer_workflow_id,
-)
+from lifecycle.contracts.customer import CustomerEvent, CustomerState
+from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id
+from lifecycle.contracts.search_attributes import LIFECYCLE_STAGE
 from lifecycle.settings import Settings
-from lifecycle.temporal import LIFECYCLE_STAGE
 from starter.signals.send import signal_customer, start_input
 from tests.support.helpers import add_customer, customer_row, emails, eventually, timeline
 from worker import build_worker

@@ -7,46 +7,69 @@ records every stage change in the database timeline and in search attributes.
 
 Events are queued by the signal handler and handled one at a time by the main loop,
 so handling order is arrival order and continue-as-new carries unhandled events over.
+
+Every message of the entity is defined here: the ``event`` signal, the
+``change_subscription`` update (with its validator) and the ``state`` query. The
+subscription itself (Stripe calls, the billing state, the stage that follows it) is a
+:class:`~workflows.subscription.Subscription` this workflow owns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from typing import Any, ClassVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
+    from lifecycle.contracts.billing import SubscriptionRequest, SubscriptionResult
+    from lifecycle.contracts.campaigns import OnboardingInput, TrialInput, UsageNudgeInput
     from lifecycle.contracts.customer import (
-        ACTIVE,
-        EXPIRED,
-        TRIALING,
+        EVENT_SIGNAL,
         CustomerEvent,
         CustomerState,
         CustomerWorkflowInput,
-        OnboardingInput,
-        RecordEventInput,
-        TrialInput,
-        UsageNudgeInput,
+    )
+    from lifecycle.contracts.events import (
+        Activation,
+        CampaignFinished,
+        EventKind,
+        PaymentMethodAdded,
+        UsageThreshold,
+        payload_of,
+    )
+    from lifecycle.contracts.ids import (
         campaign_workflow_id,
         customer_workflow_id,
+        usage_workflow_id,
     )
-    from lifecycle.temporal import CUSTOMER_ID, LIFECYCLE_STAGE, PLAN, customer_search_attributes
-    from workflows.billing import BillingMixin
+    from lifecycle.contracts.search_attributes import (
+        CUSTOMER_ID,
+        LIFECYCLE_STAGE,
+        PLAN,
+        customer_search_attributes,
+    )
+    from lifecycle.contracts.stages import ACTIVE, EXPIRED, TRIALING
+    from lifecycle.contracts.timeline import RecordEventInput
+    from workflows import patches
     from workflows.onboarding import OnboardingWorkflow
+    from workflows.options import STORE_RETRY, STORE_TIMEOUT
+    from workflows.subscription import Subscription
     from workflows.trial import TrialWorkflow
-    from workflows.usage_nudge import UsageNudgeWorkflow, usage_workflow_id
+    from workflows.usage_nudge import UsageNudgeWorkflow
 
 SEEN_EVENT_IDS_KEPT = 500
-STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
 @workflow.defn
-class CustomerWorkflow(BillingMixin):
+class CustomerWorkflow:
+    # the subscription's handler (a replay test swaps in an edited copy)
+    subscription_type: ClassVar[type[Subscription]] = Subscription
+
     @workflow.init
     def __init__(self, input: CustomerWorkflowInput) -> None:
         self._input = input
@@ -55,23 +78,38 @@ class CustomerWorkflow(BillingMixin):
         self._seen: set[str] = set(self._state.seen_event_ids)
         self._handled_this_run = 0
         # a new signup begins with its trial (stage recorded, campaigns started); billing
-        # updates wait for that (see BillingMixin._until_begun)
+        # updates wait for that (see Subscription.until_begun)
         self._begun = not (input.state is None and input.origin == "signup")
-        self._handlers: dict[str, Callable[[CustomerEvent], Awaitable[None]]] = {
-            "signup": self._on_signup,
-            "activation": self._on_activation,
-            "payment_method_added": self._on_payment_method_added,
-            "campaign_finished": self._on_campaign_finished,
-            "unsubscribed": self._on_unsubscribed,
-            "resubscribed": self._on_resubscribed,
-            "usage_threshold": self._on_usage_threshold,
-            **self._billing_handlers(),  # type: ignore[dict-item]
+        self._subscription = self.subscription_type(
+            self._state,
+            set_stage=self._set_stage,
+            tell_campaign=self._tell_campaign,
+            begun=lambda: self._begun,
+            tiers=input.tiers,
+        )
+        sub = self._subscription
+        self._handlers: dict[EventKind, Callable[[CustomerEvent], Awaitable[None]]] = {
+            EventKind.SIGNUP: self._on_signup,
+            EventKind.ACTIVATION: self._on_activation,
+            EventKind.PAYMENT_METHOD_ADDED: self._on_payment_method_added,
+            EventKind.CAMPAIGN_FINISHED: self._on_campaign_finished,
+            EventKind.UNSUBSCRIBED: self._on_unsubscribed,
+            EventKind.RESUBSCRIBED: self._on_resubscribed,
+            EventKind.USAGE_THRESHOLD: self._on_usage_threshold,
+            EventKind.STRIPE_SUBSCRIPTION: sub.on_stripe_subscription,
+            EventKind.STRIPE_INVOICE_PAID: sub.on_invoice_paid,
+            EventKind.STRIPE_INVOICE_PAYMENT_FAILED: sub.on_invoice_payment_failed,
+            EventKind.STRIPE_INVOICE_ACTION_REQUIRED: sub.on_invoice_payment_failed,
+            EventKind.STRIPE_TRIAL_WILL_END: sub.on_billing_notice,
+            EventKind.STRIPE_INVOICE_UPCOMING: sub.on_billing_notice,
+            EventKind.STRIPE_CHECKOUT_COMPLETED: sub.on_billing_notice,
+            EventKind.PLAN_CHANGED: sub.on_plan_changed,
+            EventKind.PLAN_CHANGE_DROPPED: sub.on_plan_change_dropped,
         }
-        self._init_billing()
 
     # --- messages -----------------------------------------------------------------------
 
-    @workflow.signal
+    @workflow.signal(name=EVENT_SIGNAL)
     def event(self, event: CustomerEvent) -> None:
         """Every event for this customer. An id seen before is ignored (signals are not deduplicated for us)."""
         if event.event_id in self._seen:
@@ -84,6 +122,21 @@ class CustomerWorkflow(BillingMixin):
             self._state.seen_event_ids = self._state.seen_event_ids[-SEEN_EVENT_IDS_KEPT:]
             self._seen.difference_update(dropped)
         self._pending.append(event)
+
+    @workflow.update
+    async def change_subscription(self, req: SubscriptionRequest) -> SubscriptionResult:
+        """Create, change or cancel the subscription (the HTTP API's requests)."""
+        if not self._begun and workflow.patched(patches.BILLING_WAIT_UNTIL_BEGUN):
+            await self._subscription.until_begun()
+        return await self._subscription.request(req)
+
+    @change_subscription.validator
+    def _validate_change_subscription(self, req: SubscriptionRequest) -> None:
+        """A request that does not fit the subscription is refused with the reason (the
+        update fails, the workflow does not)."""
+        refusal = self._subscription.refusal(req)
+        if refusal is not None:
+            raise ApplicationError(refusal)
 
     @workflow.query
     def state(self) -> CustomerState:
@@ -114,6 +167,7 @@ class CustomerWorkflow(BillingMixin):
                         pending=self._pending,
                         max_events_per_run=self._input.max_events_per_run,
                         origin=self._input.origin,
+                        tiers=self._input.tiers,
                     )
                 )
 
@@ -124,7 +178,10 @@ class CustomerWorkflow(BillingMixin):
         )
 
     async def _dispatch(self, event: CustomerEvent) -> None:
-        handler = self._handlers.get(event.kind)
+        try:
+            handler = self._handlers.get(EventKind(event.kind))
+        except ValueError:  # a kind this code does not know
+            handler = None
         if handler is None:
             workflow.logger.warning("event %s of unknown kind %r ignored", event.event_id, event.kind)
             return
@@ -136,7 +193,7 @@ class CustomerWorkflow(BillingMixin):
         policy = self._input.policy
         cid = self._state.customer_id
         self._state.trial_ends_at = workflow.now() + policy.days(policy.trial.length_days)
-        if not self._billing.live:  # a paying customer is never moved back to trialing
+        if not self._state.billing.live:  # a paying customer is never moved back to trialing
             await self._set_stage(TRIALING, cause="signup")
         await self._start_campaign(
             "trial",
@@ -166,21 +223,20 @@ class CustomerWorkflow(BillingMixin):
         workflow.logger.debug("signup for %s: lifecycle already running", self._state.customer_id)
 
     async def _on_activation(self, event: CustomerEvent) -> None:
-        fact = str(event.data.get("fact", ""))
+        fact = payload_of(event, Activation).fact
         if not fact or fact in self._state.activation_facts:
             return
         self._state.activation_facts.append(fact)
-        await self._tell_campaign("onboarding", "activation", fact)
+        await self._tell_campaign("onboarding", OnboardingWorkflow.activation, fact)
 
     async def _on_payment_method_added(self, event: CustomerEvent) -> None:
-        # "payment_method" is the key the Stripe webhook used before it sent payment_method_id
-        pm = event.data.get("payment_method_id") or event.data.get("payment_method")
+        pm = payload_of(event, PaymentMethodAdded).card
         if pm:  # a Stripe card (pm_...): attached when the trial converts
-            self._state.payment_method_id = str(pm)
+            self._state.payment_method_id = pm
         if self._state.payment_method_on_file:
             return
         self._state.payment_method_on_file = True
-        await self._tell_campaign("trial", "payment_method_added")
+        await self._tell_campaign("trial", TrialWorkflow.payment_method_added)
 
     async def _on_unsubscribed(self, event: CustomerEvent) -> None:
         # Every marketing send also checks the suppression list; the state shows ops the opt-out.
@@ -190,22 +246,21 @@ class CustomerWorkflow(BillingMixin):
         self._state.marketing_opt_out = False
 
     async def _on_campaign_finished(self, event: CustomerEvent) -> None:
-        campaign = str(event.data.get("campaign"))
-        outcome = str(event.data.get("outcome"))
+        finished = payload_of(event, CampaignFinished)
+        campaign, outcome = finished.campaign, finished.outcome
         self._state.campaigns.pop(campaign, None)
         self._state.outcomes[campaign] = outcome
         if campaign == "trial" and self._state.stage == TRIALING:
             if outcome == "subscribed":  # the subscription decides the stage, not the trial
-                async with self._billing_lock:
-                    await self._follow_status(event.event_id)
-            elif outcome == "converted" and workflow.patched("stripe-trial-conversion"):
-                await self._convert_trial(cause=event.event_id)  # a real subscription in Stripe
+                await self._subscription.settle(event.event_id)
+            elif outcome == "converted" and workflow.patched(patches.STRIPE_TRIAL_CONVERSION):
+                await self._subscription.convert_trial(cause=event.event_id)  # a real subscription in Stripe
             else:
                 await self._set_stage(ACTIVE if outcome == "converted" else EXPIRED, cause=event.event_id)
 
     async def _on_usage_threshold(self, event: CustomerEvent) -> None:
         """A usage counter crossed 80 % or 100 %: one email per metric, period and threshold."""
-        d = event.data
+        crossed = payload_of(event, UsageThreshold)
         cid = self._state.customer_id
         policy = self._input.policy.usage
         if self._state.stage in policy.skip_stages:
@@ -217,27 +272,29 @@ class CustomerWorkflow(BillingMixin):
                     kind="email_skipped",
                     occurred_at=workflow.now(),
                     campaign="usage",
-                    detail={"metric": d.get("metric"), "threshold": d.get("threshold"),
+                    detail={"metric": crossed.metric, "threshold": crossed.threshold,
                             "reason": f"customer is {self._state.stage}"},
                 ),
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=STORE_TIMEOUT,
                 retry_policy=STORE_RETRY,
             )
             return
+        assert crossed.period_start is not None, f"usage event {event.event_id} has no period_start"
         nudge = UsageNudgeInput(
             customer_id=cid,
-            metric=str(d["metric"]),
-            threshold=int(d["threshold"]),
-            used=float(d["used"]),
-            limit=float(d["limit"]),
-            limit_kind=str(d["limit_kind"]),
-            period_start=datetime.fromisoformat(str(d["period_start"])),
-            period_end=datetime.fromisoformat(str(d["period_end"])) if d.get("period_end") else None,
-            plan=str(d.get("plan") or self._state.plan),
+            metric=crossed.metric,
+            threshold=crossed.threshold,
+            used=crossed.used,
+            limit=crossed.limit,
+            limit_kind=crossed.limit_kind,
+            period_start=crossed.period_start,
+            period_end=crossed.period_end,
+            plan=crossed.plan or self._state.plan,
             stage=self._state.stage,
             policy=policy,
+            tiers=self._input.tiers,
         )
-        if nudge.threshold >= 100 and workflow.patched("usage-nudge-supersede"):
+        if nudge.threshold >= 100 and workflow.patched(patches.USAGE_NUDGE_SUPERSEDE):
             # an 80 % nudge still waiting for quiet hours or the cap would now be stale
             stale = usage_workflow_id(cid, nudge.metric, nudge.period_start, 80)
             try:
@@ -281,7 +338,7 @@ class CustomerWorkflow(BillingMixin):
                     **({"reason": reason} if reason else {}),
                 },
             ),
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=STORE_RETRY,
         )
         self._state.stage = stage
@@ -311,13 +368,13 @@ class CustomerWorkflow(BillingMixin):
             workflow.logger.info("campaign %s already started", child_id)
         self._state.campaigns[campaign] = child_id
 
-    async def _tell_campaign(self, campaign: str, signal: str, *args: object) -> None:
+    async def _tell_campaign(self, campaign: str, signal: Callable[..., Any], *args: object) -> None:
         """Forward an event to a running campaign; a campaign that just finished is fine to miss."""
         child_id = self._state.campaigns.get(campaign)
         if not child_id:
             return
         try:
-            await workflow.get_external_workflow_handle(child_id).signal(signal, *args)  # type: ignore[arg-type]
+            await workflow.get_external_workflow_handle(child_id).signal(signal, *args)
         except FailureError as err:
             workflow.logger.info("campaign %s not signalled (%s)", child_id, err)
 

@@ -17,32 +17,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.email import NON_RETRYABLE_TYPES, EmailActivities
+    from activities.email import EmailActivities
     from activities.store import StoreActivities
-    from lifecycle.contracts.customer import (
+    from lifecycle.contracts.email import (
         EMAIL_DEFERRED,
         EMAIL_SKIPPED,
-        RecordEventInput,
         SendEmailInput,
         SendEmailResult,
     )
     from lifecycle.contracts.policy import EmailStep
+    from lifecycle.contracts.timeline import RecordEventInput
+    from workflows.options import EMAIL_RETRY, SEND_TIMEOUT, STORE_RETRY, STORE_TIMEOUT
 
-# Provider outages (429/5xx, SMTP 4xx) and template errors are waited out: retries back
-# off to every 10 minutes and never give up, so no email is lost; ops see the pending
-# activity and its error in the Web UI. Final refusals (unknown customer, provider 4xx)
-# are non-retryable.
-EMAIL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-    non_retryable_error_types=NON_RETRYABLE_TYPES,
-)
-STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-SEND_TIMEOUT = timedelta(seconds=60)
 MIN_WAIT = timedelta(seconds=1)
 MAX_ASKS = 100  # a step deferred this often is stuck; it is skipped, with the reason recorded
 
@@ -126,7 +114,7 @@ async def record_step_skipped(customer_id: str, campaign: str, step: EmailStep, 
             campaign=campaign,
             detail={"step": step.name, "template": step.template, "reason": reason},
         ),
-        start_to_close_timeout=timedelta(seconds=30),
+        start_to_close_timeout=STORE_TIMEOUT,
         retry_policy=STORE_RETRY,
     )
 

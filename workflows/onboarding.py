@@ -11,7 +11,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from lifecycle.contracts.customer import CampaignStatus, OnboardingInput
+    from lifecycle.contracts.campaigns import CampaignStatus, OnboardingInput
     from workflows.campaign import report_finished
     from workflows.email_step import record_step_skipped, send_step_email, sleep_until
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -23,7 +22,9 @@ with workflow.unsafe.imports_passed_through():
         PlanChangeInput,
         SubscriptionResult,
     )
-    from lifecycle.contracts.customer import CustomerEvent, customer_workflow_id
+    from lifecycle.contracts.events import PlanChanged, PlanChangeDropped
+    from workflows.campaign import tell_customer
+    from workflows.options import PLAN_CHANGE_RETRY, STRIPE_TIMEOUT
 
 
 @workflow.defn
@@ -41,18 +42,10 @@ class PlanChangeWorkflow:
             if not (isinstance(cause, ApplicationError) and cause.type == "SubscriptionEnded"):
                 raise
             return await self._dropped(input, wf_id, cause.message)
-        await workflow.get_external_workflow_handle(customer_workflow_id(input.customer_id)).signal(
-            "event",
-            CustomerEvent(
-                event_id=f"{wf_id}:applied",
-                kind="billing.plan_changed",
-                data={
-                    "workflow_id": wf_id,
-                    "plan": result.plan,
-                    "interval": result.interval,
-                    "status": result.status,
-                },
-            ),
+        await tell_customer(
+            input.customer_id,
+            PlanChanged(workflow_id=wf_id, plan=result.plan, interval=result.interval, status=result.status),
+            suffix="applied",
         )
         return result
 
@@ -67,24 +60,15 @@ class PlanChangeWorkflow:
                 idempotency_key=f"{wf_id}:apply",
                 proration_behavior="none",
             ),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=5),
-                maximum_interval=timedelta(minutes=10),
-                maximum_attempts=20,
-            ),
+            start_to_close_timeout=STRIPE_TIMEOUT,
+            retry_policy=PLAN_CHANGE_RETRY,
         )
 
     async def _dropped(self, input: PlanChangeInput, wf_id: str, reason: str) -> SubscriptionResult:
         """The subscription ended before the period end: report, and end without failing."""
         try:
-            await workflow.get_external_workflow_handle(customer_workflow_id(input.customer_id)).signal(
-                "event",
-                CustomerEvent(
-                    event_id=f"{wf_id}:dropped",
-                    kind="billing.plan_change_dropped",
-                    data={"workflow_id": wf_id, "reason": reason},
-                ),
+            await tell_customer(
+                input.customer_id, PlanChangeDropped(workflow_id=wf_id, reason=reason), suffix="dropped"
             )
         except FailureError as err:  # the entity is gone: nothing to tell
             workflow.logger.info("plan change %s dropped, entity not told (%s)", wf_id, err)

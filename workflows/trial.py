@@ -13,7 +13,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from lifecycle.contracts.customer import CampaignStatus, TrialInput
+    from lifecycle.contracts.campaigns import CampaignStatus, TrialInput
     from workflows.campaign import report_finished
     from workflows.email_step import record_step_skipped, send_step_email, sleep_until
 

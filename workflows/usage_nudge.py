@@ -10,22 +10,19 @@ that id plus the step, so it goes out once per billing period whatever is retrie
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from lifecycle.contracts import catalog
-    from lifecycle.contracts.customer import TRIALING, UsageNudgeInput, campaign_workflow_id
+    from lifecycle.contracts.campaigns import UsageNudgeInput
+    from lifecycle.contracts.ids import USAGE_CAMPAIGN
     from lifecycle.contracts.policy import EmailStep
+    from lifecycle.contracts.stages import TRIALING
+    from lifecycle.contracts.tiers import added_by, tiers_from_catalog
+    from workflows import patches
     from workflows.email_step import send_step_email
 
-CAMPAIGN = "usage"
+CAMPAIGN = USAGE_CAMPAIGN
 METRIC_LABELS = {"ai_requests": "AI requests", "seats": "seats", "storage_gb": "storage"}
-
-
-def usage_workflow_id(customer_id: str, metric: str, period_start: datetime, threshold: int) -> str:
-    return campaign_workflow_id(customer_id, CAMPAIGN, metric, f"{period_start:%Y%m%d}", str(threshold))
 
 
 def choose_step(input: UsageNudgeInput) -> EmailStep:
@@ -43,10 +40,12 @@ def choose_step(input: UsageNudgeInput) -> EmailStep:
 
 
 def email_context(input: UsageNudgeInput) -> dict[str, object]:
-    """What the usage templates may use (facts only, no PII)."""
-    plan = catalog.get_plan(input.plan)
-    nxt = catalog.next_plan_up(plan.code)
-    unit = catalog.METRICS.get(input.metric, input.metric)
+    """What the usage templates may use (facts only, no PII), from the entity's snapshot of
+    the tiers (a nudge from an entity without one: the catalog, as before)."""
+    tiers = input.tiers if input.tiers is not None else tiers_from_catalog()
+    plan = tiers.get(input.plan)
+    nxt = tiers.next_up(plan.code)
+    unit = tiers.metric_units.get(input.metric, input.metric)
     lim = plan.limit(input.metric)
     used, limit = input.used, input.limit
 
@@ -73,7 +72,7 @@ def email_context(input: UsageNudgeInput) -> dict[str, object]:
             "code": nxt.code,
             "name": nxt.name,
             "price": nxt.monthly_price,
-            "adds": catalog.added_by(nxt, plan),
+            "adds": added_by(nxt, plan),
             "metric_limit": fmt(nxt.limit(input.metric).amount) if nxt.limit(input.metric) else None,
         },
     }
@@ -94,7 +93,7 @@ class UsageNudgeWorkflow:
     async def run(self, input: UsageNudgeInput) -> str:
         step = choose_step(input)
         stop = None
-        if input.threshold < 100 and workflow.patched("usage-nudge-supersede"):
+        if input.threshold < 100 and workflow.patched(patches.USAGE_NUDGE_SUPERSEDE):
             stop = lambda: self._superseded  # noqa: E731
         result = await send_step_email(
             input.customer_id,

@@ -1,8 +1,9 @@
-"""What crosses Temporal: workflow inputs, state, events, activity inputs and results.
+"""The customer's entity workflow (``customer-{id}``): its events, its state and its input.
 
 One dataclass in, one out (Temporal samples' rule), so fields can be added with
 defaults without breaking running histories. No PII here: customers are ids; emails
-and names are looked up by activities.
+and names are looked up by activities. What each event kind carries is in
+:mod:`lifecycle.contracts.events`.
 """
 
 
@@ -11,36 +12,21 @@ from datetime import datetime
 from typing import Any
 
 from lifecycle.contracts.billing import BillingState
-from lifecycle.contracts.policy import CampaignPolicy, EmailStep, EmailVariant, UsagePolicy
-from lifecycle.contracts.stages import (  # noqa: F401  (the stages, where they always were)
-    ACTIVE,
-    CANCELED,
-    EXPIRED,
-    LOST,
-    PAST_DUE,
-    STAGES,
-    TRIALING,
-    WON_BACK,
-)
+from lifecycle.contracts.policy import CampaignPolicy
+from lifecycle.contracts.stages import TRIALING
+from lifecycle.contracts.tiers import Tiers
 
-
-def customer_workflow_id(customer_id: str) -> str:
-    return f"customer-{customer_id}"
-
-
-def campaign_workflow_id(customer_id: str, campaign: str, *parts: str) -> str:
-    return "/".join([customer_workflow_id(customer_id), campaign, *parts])
-
-
-# --- the customer entity ----------------------------------------------------------------
+# The entity's one signal: every event for the customer (senders that cannot import the
+# workflow, its own campaign children, name it by this).
+EVENT_SIGNAL = "event"
 
 
 @dataclass
 class CustomerEvent:
     """Anything that happens to a customer. ``event_id`` is ours, for de-duplication.
 
-    Kinds: signup, activation (data.fact), payment_method_added, campaign_finished
-    (data.campaign, data.outcome), and the kinds later subsystems add.
+    ``kind`` is an :class:`~lifecycle.contracts.events.EventKind`; ``data`` its payload as
+    a JSON object (build with ``customer_event``, read with ``payload_of``).
     """
 
     event_id: str
@@ -81,115 +67,7 @@ class CustomerWorkflowInput:
     # signup: begins with the trial and onboarding; stripe: a customer that first
     # appeared in Stripe (e.g. subscribed in the dashboard), whose stage comes from billing
     origin: str = "signup"
-
-
-# --- campaigns --------------------------------------------------------------------------
-
-
-@dataclass
-class TrialInput:
-    customer_id: str
-    plan: str
-    trial_ends_at: datetime
-    reminders: list[EmailStep]
-    payment_method_on_file: bool = False
-    day_seconds: float = 86400.0
-
-
-@dataclass
-class OnboardingInput:
-    customer_id: str
-    steps: list[EmailStep]
-    activation_facts: list[str] = field(default_factory=list)
-    day_seconds: float = 86400.0
-
-
-@dataclass
-class UsageNudgeInput:
-    """A usage threshold crossed (``usage_threshold`` event): which email the child sends."""
-
-    customer_id: str
-    metric: str
-    threshold: int  # 80 | 100
-    used: float
-    limit: float
-    limit_kind: str  # hard | soft
-    period_start: datetime
-    plan: str  # the plan whose limit was crossed
-    stage: str  # the customer's stage when it was crossed (trialing gets the trial version)
-    policy: UsagePolicy = field(default_factory=UsagePolicy)
-    period_end: datetime | None = None
-
-
-@dataclass
-class CampaignStatus:
-    """What a campaign child answers to its ``status`` query."""
-
-    campaign: str
-    next_step: str | None
-    next_step_at: datetime | None
-    done_steps: list[str] = field(default_factory=list)
-
-
-# --- activities -------------------------------------------------------------------------
-
-
-@dataclass
-class RecordEventInput:
-    """A timeline entry; ``kind == 'stage_changed'`` also updates the customer row."""
-
-    customer_id: str
-    event_key: str  # unique per workflow step: a retry records nothing twice
-    kind: str
-    occurred_at: datetime
-    from_stage: str | None = None
-    to_stage: str | None = None
-    campaign: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class SendEmailInput:
-    """Ask the email activity to send one email (or to decide that it must wait or skip).
-
-    Fields after ``context`` were added by the email channel; all have defaults so older
-    callers and histories keep working.
-    """
-
-    customer_id: str
-    template: str
-    idempotency_key: str  # unique per workflow step
-    campaign: str = ""
-    step: str = ""
-    category: str = "marketing"
-    context: dict[str, Any] = field(default_factory=dict)  # facts the template may use, no PII
-    # The decision's clock: the workflow passes workflow.now() so that caps and quiet hours
-    # follow workflow time (also under the time-skipping test server); None: wall clock.
-    now: datetime | None = None
-    # A/B test of this step (from its EmailStep); empty: just `template`.
-    variants: list[EmailVariant] = field(default_factory=list)
-    holdout: float = 0.0
-    # The workflow already decided not to send (e.g. "goal met: created_first_project"):
-    # record that decision in the customer's timeline and send nothing.
-    skip_reason: str | None = None
-    # False: never answer "deferred" (send now or skip); for callers that cannot wait.
-    allow_defer: bool = True
-
-
-# SendEmailResult.status values
-EMAIL_SENT = "sent"  # handed to the provider now
-EMAIL_DUPLICATE = "duplicate"  # this idempotency key was sent before: nothing sent again
-EMAIL_SKIPPED = "skipped"  # not sent and never will be for this step (reason says why)
-EMAIL_DEFERRED = "deferred"  # not now: ask again at not_before (cap, quiet hours)
-EMAIL_HOLDOUT = "holdout"  # the customer is in the step's A/B holdout group: no email
-EMAIL_UNCERTAIN = "uncertain"  # an earlier attempt died mid-send: not resent (see docs/email.md)
-
-
-@dataclass
-class SendEmailResult:
-    status: str  # sent | duplicate | skipped | deferred | holdout | uncertain
-    message_id: int | None = None
-    reason: str | None = None
-    not_before: datetime | None = None  # set when deferred (UTC)
-    variant: str | None = None
-    template_version: str | None = None
+    # the tiers as they were at the start (ranks, prices, limits), like the policy: what the
+    # workflow decides on (upgrade now or downgrade later, the usage emails). None in the
+    # input of an entity started before the snapshot existed: that one reads the catalog.
+    tiers: Tiers | None = None

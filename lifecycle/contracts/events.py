@@ -46,11 +46,15 @@ class EventPayload:
     KIND: ClassVar[EventKind]
 
     def to_data(self) -> dict[str, Any]:
-        """The JSON object carried as ``CustomerEvent.data`` (times as ISO strings)."""
+        """The JSON object carried as ``CustomerEvent.data`` (times as ISO strings).
+
+        A field that is None is left out, as the builders before these types did: it reads
+        back as None, and a reader of the old ``data.get(key)`` shape sees the same."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+            if value is not None:
+                out[f.name] = value.isoformat() if isinstance(value, datetime) else value
         return out
 
     @classmethod

@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from lifecycle.contracts.customer import (
+from lifecycle.contracts.email import (
     EMAIL_DEFERRED,
     EMAIL_DUPLICATE,
     EMAIL_HOLDOUT,

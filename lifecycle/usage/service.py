@@ -1020,20 +1020,6 @@ def crossing_from_row(r: UsageSignal) -> Crossing:
                     r.limit_amount, r.limit_kind, r.period_start, r.period_end, r.plan_code)
 
 
-def crossing_event_data(c: Crossing) -> dict[str, Any]:
-    """The ``data`` of the ``usage_threshold`` CustomerEvent (JSON-safe, no PII)."""
-    return {
-        "metric": c.metric,
-        "threshold": c.threshold,
-        "used": number(c.used),
-        "limit": number(c.limit),
-        "limit_kind": c.limit_kind,
-        "period_start": c.period_start.isoformat(),
-        "period_end": c.period_end.isoformat(),
-        "plan": c.plan_code,
-    }
-
-
 def _q(value: Any) -> Decimal:
     """A stored quantity as a Decimal of 6 places (SQLite sums come back as floats)."""
     if value is None:
@@ -1054,6 +1040,6 @@ def _sqlite_time(value: dt.datetime) -> str:
 
 __all__ = [
     "CheckResult", "Crossing", "CustomerInfo", "Drift", "EventIn", "EventResult",
-    "IngestResult", "Period", "UsageError", "UsageService", "add_months", "crossing_event_data",
+    "IngestResult", "Period", "UsageError", "UsageService", "add_months",
     "load_customers", "number", "parse_event", "period_from_anchor", "signal_event_id",
 ]

@@ -18,7 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from lifecycle.contracts.customer import CampaignStatus, CustomerState, customer_workflow_id
+from lifecycle.contracts.campaigns import CampaignStatus
+from lifecycle.contracts.customer import CustomerState
+from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.models import Customer
 from lifecycle.settings import Settings
 from starter.api.deps import SessionsDep, SettingsDep, TemporalDep

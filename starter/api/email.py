@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from lifecycle.contracts.customer import CustomerEvent
+from lifecycle.contracts.events import Unsubscribed, customer_event
 from lifecycle.db import add_timeline_event, session_scope
 from lifecycle.email.service import PROGRESS
 from lifecycle.email.suppressions import BOUNCE, SPAM, UNSUBSCRIBE, add_suppression
@@ -172,7 +173,7 @@ def action_id(kind: str, customer_id: str, now: dt.datetime) -> str:
 
 
 def _unsubscribed(event_id: str, source: str) -> CustomerEvent:
-    return CustomerEvent(event_id=event_id, kind="unsubscribed", data={"source": source})
+    return customer_event(event_id, Unsubscribed(source=source))
 
 
 async def _tell_workflow(notify: Any, customer_id: str, event_id: str, source: str) -> None:

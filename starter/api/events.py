@@ -20,7 +20,14 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from lifecycle.contracts import catalog
-from lifecycle.contracts.customer import CustomerEvent
+from lifecycle.contracts.events import (
+    Activation,
+    PaymentMethodAdded,
+    Resubscribed,
+    Signup,
+    Unsubscribed,
+    customer_event,
+)
 from lifecycle.db import add_timeline_event, insert_ignore, session_scope
 from lifecycle.email.suppressions import (
     BOUNCE,
@@ -124,7 +131,7 @@ async def signup(
     201 created; 200 a repeat; 202 created while Temporal was unreachable: the lifecycle
     starts as soon as Temporal answers (nothing to retry).
     """
-    event = CustomerEvent(event_id=f"signup:{body.customer_id}", kind="signup")
+    event = customer_event(f"signup:{body.customer_id}", Signup())
 
     def record() -> tuple[bool, Customer]:
         with session_scope(sessions) as session:
@@ -175,7 +182,7 @@ async def activation(
                 session, key=event_id, customer_id=customer.id, kind="activation",
                 detail={"fact": body.fact}, at=body.occurred_at or datetime.now(UTC),
             )
-            enqueue(session, customer.id, CustomerEvent(event_id, "activation", {"fact": body.fact}))
+            enqueue(session, customer.id, customer_event(event_id, Activation(fact=body.fact)))
 
     await run_in_threadpool(record)
     return _accepted(await relay.deliver_customer(body.customer_id), event_id)
@@ -201,8 +208,7 @@ async def payment_method(
                 session, key=event_id, customer_id=customer.id, kind="payment_method_added",
                 detail={}, at=datetime.now(UTC),
             )
-            data = {"payment_method_id": pm} if pm else {}
-            enqueue(session, customer.id, CustomerEvent(event_id, "payment_method_added", data))
+            enqueue(session, customer.id, customer_event(event_id, PaymentMethodAdded(payment_method_id=pm or None)))
 
     await run_in_threadpool(record)
     return _accepted(await relay.deliver_customer(customer_id), event_id)
@@ -254,7 +260,8 @@ async def email_preferences(
                     session, key=event_id, customer_id=customer.id, kind=kind,
                     detail={"source": "preferences"}, at=now,
                 )
-                enqueue(session, customer.id, CustomerEvent(event_id, kind, {"source": "preferences"}))
+                payload = Resubscribed if body.marketing else Unsubscribed
+                enqueue(session, customer.id, customer_event(event_id, payload(source="preferences")))
             session.flush()
             reasons = suppression_reasons(session, customer.id, customer.email)
             return EmailPreferencesView(

@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from lifecycle.billing.service import tier_label
 from lifecycle.contracts import catalog
 from lifecycle.contracts.billing import SubscriptionRequest, SubscriptionResult
-from lifecycle.contracts.customer import customer_workflow_id
+from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.models import Subscription
 from starter.api.customers import get_customer_or_404
 from starter.api.deps import SessionDep, SessionsDep, TemporalDep

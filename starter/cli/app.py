@@ -89,7 +89,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] 
 def customer_show(customer_id: str) -> None:
     """A customer's stage, subscription, usage this period, timeline (with every email held
     back and why), emails sent, and the link to its workflow in the Web UI."""
-    from lifecycle.contracts.customer import customer_workflow_id
+    from lifecycle.contracts.ids import customer_workflow_id
     from lifecycle.db import database
     from lifecycle.models import Customer, EmailMessage, LifecycleEvent, Subscription
     from lifecycle.usage.service import UsageService

@@ -14,15 +14,13 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
-from lifecycle.contracts.customer import (
-    TRIALING,
-    CustomerEvent,
-    CustomerWorkflowInput,
-    customer_workflow_id,
-)
+from lifecycle.contracts.customer import EVENT_SIGNAL, CustomerEvent, CustomerWorkflowInput
+from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.contracts.policy import load_policy
+from lifecycle.contracts.search_attributes import customer_search_attributes
+from lifecycle.contracts.stages import TRIALING
+from lifecycle.contracts.tiers import tiers_from_catalog
 from lifecycle.settings import Settings
-from lifecycle.temporal import customer_search_attributes
 from workflows.customer import CustomerWorkflow
 
 RPC_TIMEOUT = timedelta(seconds=5)
@@ -33,9 +31,10 @@ class TemporalUnavailable(RuntimeError):
 
 
 def start_input(settings: Settings, customer_id: str, plan: str) -> CustomerWorkflowInput:
-    """A new entity's input: the campaign policy as it is now (later edits affect new runs only)."""
+    """A new entity's input: the campaign policy and the tiers as they are now (later edits
+    affect new workflows only)."""
     policy = load_policy(settings.policy_path, day_seconds=settings.day_seconds)
-    return CustomerWorkflowInput(customer_id=customer_id, plan=plan, policy=policy)
+    return CustomerWorkflowInput(customer_id=customer_id, plan=plan, policy=policy, tiers=tiers_from_catalog())
 
 
 async def signal_customer(
@@ -63,7 +62,7 @@ async def signal_customer(
             id=workflow_id,
             task_queue=task_queue,  # type: ignore[arg-type]
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            start_signal="event",
+            start_signal=EVENT_SIGNAL,
             start_signal_args=[event],
             search_attributes=customer_search_attributes(
                 customer_id, start.plan, start.state.stage if start.state else TRIALING

@@ -13,20 +13,37 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from lifecycle.contracts.customer import CustomerEvent
-from lifecycle.usage.service import Crossing, UsageService, crossing_event_data
+from lifecycle.contracts.events import UsageThreshold, customer_event
+from lifecycle.usage.service import Crossing, UsageService
 from starter.signals.relay import DeliveryReport, run_every
 from starter.signals.send import signal_customer  # the one way to signal a customer
 
 log = logging.getLogger(__name__)
 
-USAGE_THRESHOLD = "usage_threshold"
-
-
 def crossing_event(c: Crossing) -> CustomerEvent:
-    return CustomerEvent(event_id=c.event_id, kind=USAGE_THRESHOLD, data=crossing_event_data(c))
+    """The ``usage_threshold`` event of a crossing (JSON-safe, no PII)."""
+    return customer_event(
+        c.event_id,
+        UsageThreshold(
+            metric=c.metric,
+            threshold=c.threshold,
+            used=_number(c.used),
+            limit=_number(c.limit),
+            limit_kind=c.limit_kind,
+            period_start=c.period_start,
+            period_end=c.period_end,
+            plan=c.plan_code,
+        ),
+    )
+
+
+def _number(value: Decimal) -> float:
+    """A stored quantity as a JSON number: an int when whole (800, not 800.0)."""
+    return int(value) if value == value.to_integral_value() else float(value)
 
 
 async def deliver(client: Any, service: UsageService, crossings: Sequence[Crossing]) -> DeliveryReport:

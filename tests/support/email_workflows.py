@@ -8,7 +8,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from lifecycle.contracts.customer import SendEmailResult
+    from lifecycle.contracts.email import SendEmailResult
     from lifecycle.contracts.policy import EmailStep
     from workflows.email_step import send_step_email
 

@@ -1,20 +1,26 @@
-"""The customer's subscription, as CustomerWorkflow handles it (a mixin of that workflow).
+"""The customer's subscription, as CustomerWorkflow handles it: a plain object the workflow owns.
 
-- ``change_subscription`` is a validated update: the HTTP API's create / change / cancel
-  requests arrive here, a bad request is refused by the validator with a reason (the
-  workflow is untouched), a good one runs the Stripe activity and answers with the
-  resulting subscription. Upgrades apply now with proration; downgrades wait for the end
-  of the paid period in a ``customer-{id}/plan-change/{request}`` child workflow.
+The workflow keeps the messages (the ``change_subscription`` update and its validator,
+the ``event`` signal) and hands the billing part of each to :class:`Subscription`:
+
+- an HTTP API create / change / cancel request (the validated update): a bad request is
+  refused by the validator with the reason of :func:`refusal` (the workflow is
+  untouched), a good one runs the Stripe activity and answers with the resulting
+  subscription. Upgrades apply now with proration; downgrades wait for the end of the
+  paid period in a ``customer-{id}/plan-change/{request}`` child workflow.
 - A trial that converts (payment method on file) starts a real subscription.
 - Billing events from the Stripe webhooks (``stripe.subscription``, ``stripe.invoice_paid``,
   ``stripe.invoice_payment_failed`` ...) move the stage: active, past_due, canceled.
+
+It changes the workflow's state in place and reaches the rest of the entity only through
+the callbacks it is built with (record a stage, signal a campaign).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -23,7 +29,6 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.stripe import StripeActivities
-    from lifecycle.contracts import catalog
     from lifecycle.contracts.billing import (
         INTERVALS,
         OUTCOME_ACTIVE,
@@ -40,151 +45,136 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionRequest,
         SubscriptionResult,
     )
-    from lifecycle.contracts.customer import (
+    from lifecycle.contracts.customer import CustomerEvent, CustomerState
+    from lifecycle.contracts.events import (
+        PlanChanged,
+        PlanChangeDropped,
+        StripeSubscription,
+        payload_of,
+    )
+    from lifecycle.contracts.ids import campaign_workflow_id
+    from lifecycle.contracts.search_attributes import PLAN
+    from lifecycle.contracts.stages import (
         ACTIVE,
+        ENDED_STATUSES,
         EXPIRED,
+        PAID_STAGES,
         PAST_DUE,
         TRIALING,
-        CustomerEvent,
-        campaign_workflow_id,
+        stage_for_status,
     )
-    from lifecycle.contracts.stages import ENDED_STATUSES, PAID_STAGES, stage_for_status
-    from lifecycle.temporal import PLAN
+    from lifecycle.contracts.tiers import Tiers, tiers_from_catalog
+    from workflows import patches
+    from workflows.options import CONVERSION_RETRY, STRIPE_RETRY, STRIPE_TIMEOUT
     from workflows.plan_change import PlanChangeWorkflow
-
-if TYPE_CHECKING:
-    from lifecycle.contracts.customer import CustomerState
-
-# Stripe calls: transient failures (network, 429, 5xx) retry with backoff; a refusal
-# (other 4xx) is non-retryable and fails at once with Stripe's message.
-STRIPE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=6,
-)
-STRIPE_TIMEOUT = timedelta(seconds=60)
-# The trial conversion has no one waiting on an answer and must not give up on an outage:
-# transient failures retry with backoff up to every 10 minutes, without an attempt cap
-# (like the email activity); only a refusal (non-retryable) ends in past_due.
-CONVERSION_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-)
+    from workflows.trial import TrialWorkflow
 
 
-
-def annual_cents(plan: str, interval: str) -> int:
-    price = catalog.get_plan(plan).price_cents(interval)
-    return price * 12 if interval == "month" else price
+class SetStage(Protocol):
+    def __call__(self, stage: str, *, cause: str, reason: str | None = None) -> Awaitable[None]: ...
 
 
-class BillingMixin:
-    """Subscription handling for CustomerWorkflow (which provides the state and helpers)."""
+TellCampaign = Callable[..., Awaitable[None]]  # (campaign, the campaign's signal method, *args)
 
-    _state: CustomerState
-    _billing_lock: asyncio.Lock
-    _begun: bool  # the entity has begun (a signup's trial stage recorded); set by the workflow
 
-    async def _set_stage(self, stage: str, *, cause: str, reason: str | None = None) -> None:  # the workflow's
-        raise NotImplementedError
+def terms(tiers: Tiers | None) -> Tiers:
+    """The tiers a decision reads: the workflow's snapshot; for a workflow started before
+    it took one (no snapshot in its input), the catalog, read when deciding as before."""
+    return tiers if tiers is not None else tiers_from_catalog()
 
-    async def _tell_campaign(self, campaign: str, signal: str, *args: object) -> None:  # the workflow's
-        raise NotImplementedError
 
-    async def _until_begun(self) -> None:
-        """Billing waits for the entity to begin: a signup records its trial stage first, so
-        a subscription answered meanwhile is not overwritten by "trialing"."""
-        if not self._begun:
-            await workflow.wait_condition(lambda: self._begun)
+def refusal(req: SubscriptionRequest, b: BillingState, plans: list[str]) -> str | None:
+    """Why ``req`` does not fit a customer whose subscription is ``b`` (None: it does);
+    ``plans``: the tier codes there are.
 
-    def _init_billing(self) -> None:
-        self._billing_lock = asyncio.Lock()
+    Pure: the update's validator refuses with it, and the update asks again under the lock.
+    """
+    if req.action not in ("create", "change", "cancel"):
+        return f"action: expected create, change or cancel, got {req.action!r}"
+    if req.plan is not None and req.plan not in plans:
+        return f"plan: unknown plan {req.plan!r}; expected one of {', '.join(plans)}"
+    if req.interval is not None and req.interval not in INTERVALS:
+        return f"interval: expected one of {', '.join(INTERVALS)}, got {req.interval!r}"
+    if req.action == "create":
+        if not req.plan:
+            return "plan: required to subscribe"
+        if b.live and not b.cancel_at_period_end:
+            return (
+                f"already subscribed to {b.plan} ({b.interval}ly, {b.status}); "
+                "use PATCH to change the plan"
+            )
+    elif req.action == "change":
+        if not b.live:
+            return "no active subscription to change; subscribe first (POST)"
+        if not req.plan and not req.interval:
+            return "plan or interval: give at least one to change"
+        plan, interval = req.plan or b.plan, req.interval or b.interval
+        if (plan, interval) == (b.plan, b.interval) and not b.pending_plan:
+            return f"already on {plan} ({interval}ly)"
+    else:
+        if not b.live:
+            return "no active subscription to cancel"
+        if b.cancel_at_period_end and not req.at_once:
+            return "already set to cancel at the end of the period"
+    return None
+
+
+class Subscription:
+    """The customer's subscription: Stripe calls, the billing state and the stage that follows it."""
+
+    def __init__(
+        self,
+        state: CustomerState,
+        *,
+        set_stage: SetStage,
+        tell_campaign: TellCampaign,
+        begun: Callable[[], bool],
+        tiers: Tiers | None = None,
+    ) -> None:
+        self._state = state
+        self._set_stage = set_stage
+        self._tell_campaign = tell_campaign
+        self._begun = begun
+        self._tiers = tiers
+        # one billing change at a time: updates and billing events await Stripe and timers
+        self.lock = asyncio.Lock()
 
     @property
     def _billing(self) -> BillingState:
         return self._state.billing
 
-    def _billing_handlers(self) -> dict[str, object]:
-        return {
-            "stripe.subscription": self._on_stripe_subscription,
-            "stripe.invoice_paid": self._on_invoice_paid,
-            "stripe.invoice_payment_failed": self._on_invoice_payment_failed,
-            "stripe.invoice_action_required": self._on_invoice_payment_failed,
-            "stripe.trial_will_end": self._on_billing_notice,
-            "stripe.invoice_upcoming": self._on_billing_notice,
-            "stripe.checkout_completed": self._on_billing_notice,
-            "billing.plan_changed": self._on_plan_changed,
-            "billing.plan_change_dropped": self._on_plan_change_dropped,
-        }
+    async def until_begun(self) -> None:
+        """Billing waits for the entity to begin: a signup records its trial stage first, so
+        a subscription answered meanwhile is not overwritten by "trialing"."""
+        if not self._begun():
+            await workflow.wait_condition(self._begun)
 
     # --- the update the HTTP API calls -------------------------------------------------------
 
-    @workflow.update
-    async def change_subscription(self, req: SubscriptionRequest) -> SubscriptionResult:
-        if not self._begun and workflow.patched("billing-wait-until-begun"):
-            await self._until_begun()
-        async with self._billing_lock:
+    def refusal(self, req: SubscriptionRequest) -> str | None:
+        return refusal(req, self._billing, terms(self._tiers).codes)
+
+    async def request(self, req: SubscriptionRequest) -> SubscriptionResult:
+        """Carry out a create / change / cancel request (the validator accepted it)."""
+        async with self.lock:
             # The validator ran before this request waited for the lock; a request that ran
             # meanwhile (e.g. another create) may have changed the state: check it again.
-            refusal = self._refusal(req)
-            if refusal is not None and workflow.patched("billing-recheck-under-lock"):
-                raise ApplicationError(refusal, type="SubscriptionConflict", non_retryable=True)
+            why = self.refusal(req)
+            if why is not None and workflow.patched(patches.BILLING_RECHECK_UNDER_LOCK):
+                raise ApplicationError(why, type="SubscriptionConflict", non_retryable=True)
             b = self._billing
             if req.action == "create":
                 if b.live and b.cancel_at_period_end:
                     return await self._reactivate(req)
                 return await self._subscribe(req)
             if req.action == "change":
-                return await self._change(req)
+                return await self.change(req)
             return await self._cancel(req)
 
-    @change_subscription.validator
-    def _validate_change_subscription(self, req: SubscriptionRequest) -> None:
-        refusal = self._refusal(req)
-        if refusal is not None:
-            raise ApplicationError(refusal)
-
-    def _refusal(self, req: SubscriptionRequest) -> str | None:
-        """Why the request does not fit the current state (None: it does)."""
-        try:
-            self._check_request(req)
-        except ApplicationError as err:
-            return err.message
-        return None
-
-    def _check_request(self, req: SubscriptionRequest) -> None:
-        b = self._billing
-        if req.action not in ("create", "change", "cancel"):
-            raise ApplicationError(f"action: expected create, change or cancel, got {req.action!r}")
-        if req.plan is not None and req.plan not in catalog.PLANS_BY_CODE:
-            raise ApplicationError(
-                f"plan: unknown plan {req.plan!r}; expected one of {', '.join(catalog.PLANS_BY_CODE)}"
-            )
-        if req.interval is not None and req.interval not in INTERVALS:
-            raise ApplicationError(f"interval: expected one of {', '.join(INTERVALS)}, got {req.interval!r}")
-        if req.action == "create":
-            if not req.plan:
-                raise ApplicationError("plan: required to subscribe")
-            if b.live and not b.cancel_at_period_end:
-                raise ApplicationError(
-                    f"already subscribed to {b.plan} ({b.interval}ly, {b.status}); "
-                    "use PATCH to change the plan"
-                )
-        elif req.action == "change":
-            if not b.live:
-                raise ApplicationError("no active subscription to change; subscribe first (POST)")
-            if not req.plan and not req.interval:
-                raise ApplicationError("plan or interval: give at least one to change")
-            plan, interval = req.plan or b.plan, req.interval or b.interval
-            if (plan, interval) == (b.plan, b.interval) and not b.pending_plan:
-                raise ApplicationError(f"already on {plan} ({interval}ly)")
-        else:
-            if not b.live:
-                raise ApplicationError("no active subscription to cancel")
-            if b.cancel_at_period_end and not req.at_once:
-                raise ApplicationError("already set to cancel at the end of the period")
+    async def settle(self, cause: str) -> None:
+        """Follow the subscription's status now (under the lock)."""
+        async with self.lock:
+            await self.follow_status(cause)
 
     def _key(self, req: SubscriptionRequest, step: str) -> str:
         return f"{workflow.info().workflow_id}:subscription:{req.request_id}:{step}"
@@ -238,22 +228,23 @@ class BillingMixin:
         await self._apply_result(result, cause=f"subscription:{req.request_id}")
         b = self._billing
         wanted = (req.plan or b.plan, req.interval or b.interval)
-        if b.live and wanted != (b.plan, b.interval) and workflow.patched("billing-reactivate-to-plan"):
+        if b.live and wanted != (b.plan, b.interval) and workflow.patched(patches.BILLING_REACTIVATE_TO_PLAN):
             # The request named another tier or interval: move to it like a PATCH would
             # (an upgrade now, prorated; a downgrade at the period end), so the answer is true.
-            return await self._change(
+            return await self.change(
                 SubscriptionRequest(action="change", request_id=req.request_id, plan=wanted[0], interval=wanted[1])
             )
         return result
 
-    async def _change(self, req: SubscriptionRequest) -> SubscriptionResult:
+    async def change(self, req: SubscriptionRequest) -> SubscriptionResult:
         b = self._billing
         assert b.stripe_subscription_id and b.plan and b.interval
         plan, interval = req.plan or b.plan, req.interval or b.interval
         await self._drop_pending_change()
         if (plan, interval) == (b.plan, b.interval):  # only undoing a scheduled downgrade
             return self._describe(b)
-        if annual_cents(plan, interval) > annual_cents(b.plan, b.interval):
+        tiers = terms(self._tiers)
+        if tiers.annual_cents(plan, interval) > tiers.annual_cents(b.plan, b.interval):
             result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]
                 StripeActivities.change_plan,
                 ChangePlanInput(
@@ -338,9 +329,9 @@ class BillingMixin:
         b.cancel_at_period_end = result.cancel_at_period_end
         b.current_period_end = result.current_period_end or b.current_period_end
         result.pending_plan, result.pending_interval = b.pending_plan, b.pending_interval
-        await self._follow_status(cause)
+        await self.follow_status(cause)
 
-    async def _follow_status(self, cause: str) -> None:
+    async def follow_status(self, cause: str) -> None:
         """Move the stage to match the subscription's status, and the plan to match its plan."""
         b = self._billing
         if b.plan and b.plan != self._state.plan and b.live:
@@ -354,85 +345,87 @@ class BillingMixin:
             b.live
             and not b.trial_told
             and "trial" in self._state.campaigns
-            and workflow.patched("billing-tell-trial-subscribed")
+            and workflow.patched(patches.BILLING_TELL_TRIAL_SUBSCRIBED)
         ):
             # subscribed while the trial campaign runs: no more "add a card" reminders
             b.trial_told = True
-            await self._tell_campaign("trial", "subscribed")
+            await self._tell_campaign("trial", TrialWorkflow.subscribed)
 
-    async def _on_stripe_subscription(self, event: CustomerEvent) -> None:
-        await self._until_begun()
-        async with self._billing_lock:
-            d = event.data
+    async def on_stripe_subscription(self, event: CustomerEvent) -> None:
+        await self.until_begun()
+        async with self.lock:
+            d = payload_of(event, StripeSubscription)
             b = self._billing
-            sub_id = d.get("stripe_subscription_id")
-            if d.get("adopted") and not b.imported and d.get("stripe_customer_id"):
+            sub_id = d.stripe_subscription_id
+            if d.adopted and not b.imported and d.stripe_customer_id:
                 b.imported = True
                 try:
                     await self._stripe(
                         StripeActivities.import_customer,
-                        ImportCustomerInput(self._state.customer_id, str(d["stripe_customer_id"])),
+                        ImportCustomerInput(self._state.customer_id, d.stripe_customer_id),
                     )
                 except ApplicationError as err:
                     workflow.logger.warning("customer details not imported from Stripe: %s", err)
-            if b.live and sub_id != b.stripe_subscription_id and d.get("status") in ENDED_STATUSES:
+            if b.live and sub_id != b.stripe_subscription_id and d.status in ENDED_STATUSES:
                 return  # an older subscription ended; the current one is unaffected
             b.stripe_subscription_id = sub_id
-            b.status = d.get("status")
-            b.plan = d.get("plan") or b.plan
-            b.interval = d.get("interval") or b.interval
-            b.cancel_at_period_end = bool(d.get("cancel_at_period_end"))
-            if d.get("current_period_end"):
-                b.current_period_end = datetime.fromisoformat(d["current_period_end"])
-            if not b.live and b.pending_change_workflow and workflow.patched("billing-ended-drops-pending-change"):
+            b.status = d.status
+            b.plan = d.plan or b.plan
+            b.interval = d.interval or b.interval
+            b.cancel_at_period_end = d.cancel_at_period_end
+            if d.current_period_end:
+                b.current_period_end = d.current_period_end
+            if not b.live and b.pending_change_workflow and workflow.patched(patches.BILLING_ENDED_DROPS_PENDING_CHANGE):
                 await self._drop_pending_change()  # nothing left to downgrade
-            await self._follow_status(event.event_id)
+            await self.follow_status(event.event_id)
 
-    async def _on_invoice_paid(self, event: CustomerEvent) -> None:
-        await self._until_begun()
-        async with self._billing_lock:
+    async def on_invoice_paid(self, event: CustomerEvent) -> None:
+        await self.until_begun()
+        async with self.lock:
             b = self._billing
             if self._state.stage == PAST_DUE:
                 if b.status in ("past_due", "unpaid", "incomplete"):
                     b.status = "active"
                 await self._set_stage(ACTIVE, cause=event.event_id)
 
-    async def _on_invoice_payment_failed(self, event: CustomerEvent) -> None:
-        await self._until_begun()
-        async with self._billing_lock:
+    async def on_invoice_payment_failed(self, event: CustomerEvent) -> None:
+        await self.until_begun()
+        async with self.lock:
             if self._state.stage in PAID_STAGES:
                 await self._set_stage(PAST_DUE, cause=event.event_id)
 
-    async def _on_billing_notice(self, event: CustomerEvent) -> None:
+    async def on_billing_notice(self, event: CustomerEvent) -> None:
         workflow.logger.info("billing notice %s (%s)", event.kind, event.event_id)
 
-    async def _on_plan_change_dropped(self, event: CustomerEvent) -> None:
+    async def on_plan_change_dropped(self, event: CustomerEvent) -> None:
         """A downgrade child found its subscription ended: the change is no longer pending."""
-        await self._until_begun()
-        async with self._billing_lock:
+        await self.until_begun()
+        async with self.lock:
+            dropped = payload_of(event, PlanChangeDropped)
             b = self._billing
-            if event.data.get("workflow_id") == b.pending_change_workflow:
+            if dropped.workflow_id == b.pending_change_workflow:
                 b.clear_pending_change()
-            workflow.logger.info("plan change %s dropped: %s", event.data.get("workflow_id"), event.data.get("reason"))
+            workflow.logger.info("plan change %s dropped: %s", dropped.workflow_id, dropped.reason)
 
-    async def _on_plan_changed(self, event: CustomerEvent) -> None:
-        await self._until_begun()
-        async with self._billing_lock:
+    async def on_plan_changed(self, event: CustomerEvent) -> None:
+        await self.until_begun()
+        async with self.lock:
+            changed = payload_of(event, PlanChanged)
             b = self._billing
-            if event.data.get("workflow_id") == b.pending_change_workflow:
+            if changed.workflow_id == b.pending_change_workflow:
                 b.clear_pending_change()
-            b.plan = event.data.get("plan") or b.plan
-            b.interval = event.data.get("interval") or b.interval
-            b.status = event.data.get("status") or b.status
-            await self._follow_status(event.event_id)
+            b.plan = changed.plan or b.plan
+            b.interval = changed.interval or b.interval
+            b.status = changed.status or b.status
+            await self.follow_status(event.event_id)
 
     # --- trial conversion ------------------------------------------------------------------
 
-    async def _convert_trial(self, cause: str) -> None:
+    async def convert_trial(self, cause: str) -> None:
         """The trial ended with a payment method on file: subscribe for real."""
-        async with self._billing_lock:
+        async with self.lock:
             if self._billing.live:  # subscribed during the trial already
-                await self._follow_status(cause)
+                await self.follow_status(cause)
                 return
             try:
                 result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]

@@ -1,0 +1,100 @@
+"""The tiers as a workflow decides on them: a snapshot of the catalog taken when the
+workflow starts, carried in its input like the policy.
+
+An operator's edit to the catalog (a price, a rank) then applies to workflows started
+after it; a workflow in flight keeps deciding upgrade-now or downgrade-later, and writing
+its usage emails, from the tiers it started with, so its history replays the same.
+
+No ``from __future__ import annotations``: these dataclasses cross Temporal.
+"""
+
+from dataclasses import dataclass, field
+
+from lifecycle.contracts import catalog
+
+
+@dataclass
+class TierLimit:
+    metric: str
+    amount: float
+    kind: str  # hard | soft
+    unit: str = ""
+
+
+@dataclass
+class Tier:
+    code: str
+    name: str
+    rank: int  # ordering for "next tier up"
+    monthly_price_cents: int
+    annual_price_cents: int
+    features: dict[str, bool] = field(default_factory=dict)
+    limits: list[TierLimit] = field(default_factory=list)
+
+    def limit(self, metric: str) -> TierLimit | None:
+        return next((lim for lim in self.limits if lim.metric == metric), None)
+
+    def annual_cents(self, interval: str) -> int:
+        """What a year costs on ``interval`` billing (how tiers and intervals compare)."""
+        if interval == "month":
+            return self.monthly_price_cents * 12
+        if interval == "year":
+            return self.annual_price_cents
+        raise ValueError(f"unknown billing interval {interval!r}; expected 'month' or 'year'")
+
+    @property
+    def monthly_price(self) -> str:
+        return f"${self.monthly_price_cents / 100:,.0f}"
+
+
+@dataclass
+class Tiers:
+    tiers: list[Tier] = field(default_factory=list)
+    metric_units: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def codes(self) -> list[str]:
+        return [t.code for t in self.tiers]
+
+    def get(self, code: str) -> Tier:
+        for t in self.tiers:
+            if t.code == code:
+                return t
+        raise KeyError(f"unknown plan {code!r}; expected one of {', '.join(self.codes)}")
+
+    def next_up(self, code: str) -> Tier | None:
+        current = self.get(code)
+        higher = [t for t in self.tiers if t.rank > current.rank]
+        return min(higher, key=lambda t: t.rank) if higher else None
+
+    def annual_cents(self, plan: str, interval: str) -> int:
+        return self.get(plan).annual_cents(interval)
+
+
+def tiers_from_catalog() -> Tiers:
+    """The catalog as it is now (the starter takes this when a workflow starts)."""
+    return Tiers(
+        tiers=[
+            Tier(
+                code=p.code,
+                name=p.name,
+                rank=p.rank,
+                monthly_price_cents=p.monthly_price_cents,
+                annual_price_cents=p.annual_price_cents,
+                features=dict(p.features),
+                limits=[TierLimit(lim.metric, lim.amount, lim.kind, lim.unit) for lim in p.limits],
+            )
+            for p in catalog.PLANS
+        ],
+        metric_units=dict(catalog.METRICS),
+    )
+
+
+def added_by(upper: Tier, lower: Tier) -> list[str]:
+    """What ``upper`` adds over ``lower``, in words a customer reads."""
+    out = [f.replace("_", " ") for f, on in upper.features.items() if on and not lower.features.get(f)]
+    for lim in upper.limits:
+        low = lower.limit(lim.metric)
+        if low and lim.amount > low.amount:
+            out.append(f"{lim.amount:,.0f} {lim.unit or lim.metric} (from {low.amount:,.0f})")
+    return out
