@@ -22,7 +22,7 @@ from lifecycle.contracts.customer import (
     CustomerState,
     customer_workflow_id,
 )
-from lifecycle.usage.service import UsageService
+from lifecycle.usage import UsageService
 from starter.signals.send import signal_customer, start_input
 from starter.signals.usage import deliver
 from tests.record_histories import recording, save

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lifecycle.contracts.customer import CustomerEvent
-from lifecycle.usage.service import Crossing, UsageService, crossing_event_data
+from lifecycle.usage import Crossing, UsageService, crossing_event_data
 from starter.signals.relay import DeliveryReport, run_every
 from starter.signals.send import signal_customer  # the one way to signal a customer
 
