@@ -56,7 +56,7 @@ from lifecycle.db import make_engine, make_session_factory, session_scope, upgra
 from lifecycle.models import Customer, EmailMessage, UsageCounter, UsageEvent, UsageSignal  # noqa: E402
 from lifecycle.settings import Settings  # noqa: E402
 from lifecycle.temporal import connect  # noqa: E402
-from lifecycle.usage.service import UsageService  # noqa: E402
+from lifecycle.usage import UsageService  # noqa: E402
 
 API_KEY = "bench-" + uuid.uuid4().hex[:12]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from lifecycle.contracts.customer import CustomerEvent, CustomerState
 from lifecycle.contracts.ids import customer_workflow_id, usage_workflow_id
 from lifecycle.contracts.stages import ACTIVE, PAST_DUE
-from lifecycle.usage.service import UsageService
+from lifecycle.usage import UsageService
 from starter.signals.send import signal_customer, start_input
 from starter.signals.usage import deliver
 from tests.record_histories import recording, save

@@ -13,7 +13,7 @@ import pytest
 
 from lifecycle.models import EmailMessage, LifecycleEvent, Subscription
 from lifecycle.settings import Settings
-from lifecycle.usage.service import UsageService
+from lifecycle.usage import UsageService
 from tests.support.helpers import add_customer
 
 CLI = str(Path(sys.prefix) / "bin" / "lifecycle")

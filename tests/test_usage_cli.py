@@ -11,7 +11,7 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from lifecycle.models import UsageCounter
-from lifecycle.usage.service import UsageService
+from lifecycle.usage import UsageService
 from starter.cli.app import app
 from tests.support.usage import Db
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from lifecycle.models import UsageCounter, UsageEvent, UsageSignal
-from lifecycle.usage.service import UsageService
+from lifecycle.usage import UsageService
 from tests.support.usage import Db, serve, usage_app
 
 pytestmark = pytest.mark.parametrize("usage_db", ["postgresql"], indirect=True)

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import delete, func, select, update
 
 from lifecycle.models import Subscription, UsageCounter, UsageEvent, UsageSignal
-from lifecycle.usage.service import (
+from lifecycle.usage import (
     UsageService,
     add_months,
     period_from_anchor,
@@ -311,7 +311,7 @@ def test_export_writes_one_periods_raw_events(usage_db: Db) -> None:
 
 @pytest.mark.parametrize("spec", ["2026", "2026-13", "last month", "2026-02-30"])
 def test_export_rejects_a_bad_period(usage_db: Db, spec: str) -> None:
-    from lifecycle.usage.service import UsageError
+    from lifecycle.usage import UsageError
 
     cid = usage_db.customer()
     with pytest.raises(UsageError) as err:

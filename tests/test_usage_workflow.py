@@ -19,7 +19,7 @@ from lifecycle.contracts.stages import ACTIVE, PAST_DUE
 from lifecycle.models import EmailMessage, LifecycleEvent, UsageSignal
 from lifecycle.settings import Settings
 from lifecycle.temporal import connect
-from lifecycle.usage.service import UsageService
+from lifecycle.usage import UsageService
 from starter.signals.send import signal_customer, start_input
 from starter.signals.usage import deliver, resend_pending
 from tests.conftest import free_port

@@ -29,7 +29,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from lifecycle.text import json_safe
-from lifecycle.usage.service import Crossing, UsageError, UsageService
+from lifecycle.usage import Crossing, UsageError, UsageService
 from starter.api import usage_docs as docs
 from starter.api.fields import CustomerIdPath
 from starter.signals.usage import deliver, resend_loop

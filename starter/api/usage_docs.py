@@ -1,6 +1,6 @@
 """The usage routes' request and answer shapes, for the OpenAPI document only.
 
-The routes parse their bodies with orjson and :func:`lifecycle.usage.service.parse_event` (the fast
+The routes parse their bodies with orjson and :func:`lifecycle.usage.parsing.parse_event` (the fast
 path; see ``starter/api/usage.py``); these models describe exactly what that accepts and
 what it answers, and are never used to validate a request.
 """
@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from lifecycle.contracts import catalog
-from lifecycle.usage.service import MAX_CUSTOMER_ID_LENGTH, MAX_KEY_LENGTH
+from lifecycle.usage.parsing import MAX_CUSTOMER_ID_LENGTH, MAX_KEY_LENGTH
 from starter.api.errors import Problem, UsageProblem, responses
 from starter.api.fields import NO_CONTROLS
 

@@ -92,7 +92,7 @@ def customer_show(customer_id: str) -> None:
     from lifecycle.contracts.ids import customer_workflow_id
     from lifecycle.db import database
     from lifecycle.models import Customer, EmailMessage, LifecycleEvent, Subscription
-    from lifecycle.usage.service import UsageService
+    from lifecycle.usage import UsageService
 
     settings = settings_or_exit()
     with database(settings.database_url) as sessions, sessions() as session:

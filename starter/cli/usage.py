@@ -14,7 +14,7 @@ import typer
 
 from lifecycle.db import database
 from lifecycle.settings import Settings, settings_or_exit
-from lifecycle.usage.service import UsageError, UsageService, number
+from lifecycle.usage import UsageError, UsageService, number
 from starter.cli.text import plain
 
 if TYPE_CHECKING:

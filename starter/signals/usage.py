@@ -18,7 +18,7 @@ from typing import Any
 
 from lifecycle.contracts.customer import CustomerEvent
 from lifecycle.contracts.events import UsageThreshold, customer_event
-from lifecycle.usage.service import Crossing, UsageService
+from lifecycle.usage import Crossing, UsageService
 from starter.signals.relay import DeliveryReport, run_every
 from starter.signals.send import signal_customer  # the one way to signal a customer
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.db import make_engine, make_session_factory, session_scope, upgrade
 from lifecycle.models import Customer, Subscription
-from lifecycle.usage.service import Period, UsageService, period_from_anchor
+from lifecycle.usage import Period, UsageService, period_from_anchor
 from tests.conftest import free_port
 
 

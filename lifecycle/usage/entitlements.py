@@ -1,0 +1,73 @@
+"""Entitlements: a customer's plan, features, and each metric's limit, used and remaining
+in the current billing period, with the plans that would add what it lacks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from lifecycle.contracts import catalog
+from lifecycle.models import UsageCounter
+from lifecycle.usage.periods import load_customers
+from lifecycle.usage.results import ZERO, UsageError, number
+
+
+def for_customer(
+    sessions: sessionmaker[Session], customer_id: str, *, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Plan, features, and each metric's limit, used and remaining in the current period."""
+    now = now or dt.datetime.now(dt.UTC)
+    with sessions() as session:
+        info = load_customers(session, [customer_id]).get(customer_id)
+        if info is None:
+            raise UsageError("customer_id", f"unknown customer {customer_id[:128]!r}", status=404)
+        period = info.period_at(max(now, info.created_at))
+        used = {row.metric: row.used for row in session.execute(
+            select(UsageCounter.metric, UsageCounter.used).where(
+                UsageCounter.customer_id == customer_id,
+                UsageCounter.period_start == period.start,
+            )
+        )}
+    plan = info.plan
+    metrics: dict[str, Any] = {}
+    for metric, unit in catalog.METRICS.items():
+        lim = plan.limit(metric)
+        u = used.get(metric, ZERO)
+        amount = Decimal(str(lim.amount)) if lim else None
+        metrics[metric] = {
+            "unit": lim.unit if lim and lim.unit else unit,
+            "limit": number(amount),
+            "limit_kind": lim.kind if lim else None,
+            "used": number(u),
+            "remaining": number(max(amount - u, ZERO)) if amount is not None else None,
+            "overage": number(max(u - amount, ZERO)) if amount is not None else 0,
+            "percent": round(float(u / amount * 100), 2) if amount else None,
+            "allowed": not (lim is not None and lim.kind == "hard" and u >= amount),
+        }
+    nxt = catalog.next_plan_up(plan.code)
+    upgrades = {}
+    for feature, on in plan.features.items():
+        if not on:
+            cheapest = min((p for p in catalog.PLANS if p.features.get(feature)),
+                           key=lambda p: p.rank, default=None)
+            if cheapest is not None:
+                upgrades[feature] = {"code": cheapest.code, "name": cheapest.name,
+                                     "monthly_price_cents": cheapest.monthly_price_cents}
+    return {
+        "customer_id": customer_id,
+        "plan": {"code": plan.code, "name": plan.name,
+                 "monthly_price_cents": plan.monthly_price_cents},
+        "stage": info.stage,
+        "features": dict(plan.features),
+        "period": {"start": period.start.isoformat(), "end": period.end.isoformat()},
+        "metrics": metrics,
+        "next_plan": None if nxt is None else {
+            "code": nxt.code, "name": nxt.name, "monthly_price_cents": nxt.monthly_price_cents,
+            "adds": catalog.added_by(nxt, plan),
+        },
+        "feature_upgrades": upgrades,  # feature not in this plan -> the cheapest plan with it
+    }
