@@ -228,7 +228,7 @@ class Settings(BaseSettings):
     @field_validator("stripe_api_base")
     @classmethod
     def _check_stripe_base(cls, value: str | None) -> str | None:
-        if value in (None, ""):
+        if not value:
             return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("expected an http(s):// URL, e.g. http://127.0.0.1:8420")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -179,10 +179,11 @@ class Subscription:
     def _key(self, req: SubscriptionRequest, step: str) -> str:
         return f"{workflow.info().workflow_id}:subscription:{req.request_id}:{step}"
 
-    async def _stripe(self, fn: object, arg: object, retry_policy: RetryPolicy = STRIPE_RETRY) -> object:
+    async def _stripe(self, fn: Any, arg: Any, retry_policy: RetryPolicy = STRIPE_RETRY) -> Any:
+        """One Stripe activity (any of StripeActivities' methods: hence Any)."""
         try:
             return await workflow.execute_activity_method(
-                fn,  # type: ignore[arg-type]
+                fn,
                 arg,
                 start_to_close_timeout=STRIPE_TIMEOUT,
                 retry_policy=retry_policy,

@@ -73,7 +73,7 @@ def email_context(input: UsageNudgeInput) -> dict[str, object]:
             "name": nxt.name,
             "price": nxt.monthly_price,
             "adds": added_by(nxt, plan),
-            "metric_limit": fmt(nxt.limit(input.metric).amount) if nxt.limit(input.metric) else None,
+            "metric_limit": fmt(lim.amount) if (lim := nxt.limit(input.metric)) else None,
         },
     }
 

@@ -15,6 +15,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -53,7 +54,7 @@ def _goal_times(
     out: dict[str, list[dt.datetime]] = defaultdict(list)
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
-        rows: list[tuple[str, dt.datetime]] = []
+        rows: list[Any] = []  # (customer_id, when) rows
         if goal == "paid":
             rows += session.execute(
                 select(Invoice.customer_id, Invoice.paid_at).where(

@@ -374,8 +374,8 @@ class EmailService:
     def _earlier(
         self, session: Session, inp: SendEmailInput, row: EmailMessage, now: dt.datetime
     ) -> SendEmailResult:
-        common = {"message_id": row.id, "variant": row.variant,
-                  "template_version": row.template_version}
+        common: dict[str, Any] = {"message_id": row.id, "variant": row.variant,
+                                  "template_version": row.template_version}
         if row.status == HELD_OUT:
             return SendEmailResult(status=EMAIL_HOLDOUT, reason="A/B holdout", **common)
         if row.status == SENDING:

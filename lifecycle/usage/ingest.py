@@ -63,10 +63,10 @@ def ingest_batch(
             lambda: store(sessions, valid, now, dialect=dialect, skew=skew))
         for ev in valid:
             if ev.index in rejected:
-                err = rejected[ev.index]
+                refusal = rejected[ev.index]
                 results[ev.index] = EventResult(ev.index, ev.idempotency_key, "rejected",
-                                                err.field, err.reason)
-                statuses[ev.index] = err.status
+                                                refusal.field, refusal.reason)
+                statuses[ev.index] = refusal.status
             elif (ev.customer_id, ev.idempotency_key) in inserted:
                 results[ev.index] = EventResult(ev.index, ev.idempotency_key, "accepted")
             else:

@@ -4,6 +4,7 @@ with ``fix`` set each drifted counter to its events' sum."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,7 +44,7 @@ def reconcile_counters(
             drifts.append(Drift(cid, metric, period_start, counted=c, actual=a))
     if fix:
         for d in drifts:
-            with_retry(lambda d=d: fix_counter(sessions, d, dialect=dialect))
+            with_retry(functools.partial(fix_counter, sessions, d, dialect=dialect))
             d.fixed = True
     return drifts
 

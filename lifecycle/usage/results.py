@@ -102,7 +102,7 @@ class CheckResult:
     allowed: bool
     customer_id: str
     metric: str
-    quantity: Decimal
+    quantity: Decimal | int
     idempotency_key: str
     used: Decimal
     limit: Decimal | None
