@@ -2,14 +2,13 @@
 
 A handler applies its event to the mirror and returns ``(status, handover)``: the status
 the event log records (``processed``: used, ``ignored``: acknowledged, nothing to do) and
-what the customer's workflow must hear, if anything. A type missing from :data:`HANDLERS`
-is looked up by prefix in :data:`HANDLERS_BY_PREFIX`; a type in neither is ignored.
-Never calls Stripe.
+what the customer's workflow must hear, if anything, built from a typed payload
+(``lifecycle.contracts.events``). A type missing from :data:`HANDLERS` is looked up by
+prefix in :data:`HANDLERS_BY_PREFIX`; a type in neither is ignored. Never calls Stripe.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,18 @@ from lifecycle.billing.shapes import (
 )
 from lifecycle.contracts import catalog
 from lifecycle.contracts.customer import CustomerEvent
+from lifecycle.contracts.events import (
+    CheckoutCompleted,
+    EventPayload,
+    InvoiceActionRequired,
+    InvoicePaid,
+    InvoicePaymentFailed,
+    InvoiceUpcoming,
+    PaymentMethodAdded,
+    StripeSubscription,
+    StripeTrialWillEnd,
+    customer_event,
+)
 from lifecycle.models import Customer, StripeEvent
 
 # The webhook events the engine acts on (the list to enable in the Stripe dashboard).
@@ -115,8 +126,13 @@ def _tell(session: Session, customer_id: str, event: CustomerEvent, plan: str | 
     return PROCESSED, Handover(customer_id, plan or _customer_plan(session, customer_id), event)
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value else None
+def _event(event_id: str, payload: EventPayload, *, unsent: tuple[str, ...] = ()) -> CustomerEvent:
+    """The workflow event for ``payload``; ``unsent``: payload fields this hand-over has
+    never carried (kept off so the data stays what workflows and histories have seen)."""
+    event = customer_event(event_id, payload)
+    for key in unsent:
+        del event.data[key]
+    return event
 
 
 def _note(session: Session, event_id: str, note: str | None) -> None:
@@ -146,28 +162,27 @@ def on_subscription(session: Session, ev: EventRec) -> Outcome:
         return PROCESSED, None
     if not res.applied:
         return PROCESSED, None  # older than what we know: tell nobody
-    return _tell(session, res.customer_id, CustomerEvent(f"stripe:{ev.id}", "stripe.subscription", {
-        "stripe_subscription_id": rec.id,
-        "stripe_customer_id": rec.customer,
-        "status": rec.status,
-        "plan": res.plan,
-        "interval": res.interval,
-        "amount_cents": rec.amount_cents,
-        "cancel_at_period_end": rec.cancel_at_period_end,
-        "current_period_end": _iso(rec.current_period_end),
-        "event_type": ev.type,
-        "adopted": res.adopted,
-        "stripe_price_id": rec.plan_id,
-    }), plan=res.plan)
+    return _tell(session, res.customer_id, _event(f"stripe:{ev.id}", StripeSubscription(
+        stripe_subscription_id=rec.id,
+        stripe_customer_id=rec.customer,
+        status=rec.status,
+        plan=res.plan,
+        interval=res.interval,
+        amount_cents=rec.amount_cents,
+        cancel_at_period_end=rec.cancel_at_period_end,
+        current_period_end=rec.current_period_end,
+        event_type=ev.type,
+        adopted=res.adopted,
+        stripe_price_id=rec.plan_id,
+    )), plan=res.plan)
 
 
 def on_trial_will_end(session: Session, ev: EventRec) -> Outcome:
     rec, res = _mirror_subscription(session, ev)
     if res.customer_id is None:
         return PROCESSED, None
-    return _tell(session, res.customer_id, CustomerEvent(
-        f"stripe:{ev.id}", "stripe.trial_will_end",
-        {"stripe_subscription_id": rec.id, "trial_end": _iso(rec.trial_end)},
+    return _tell(session, res.customer_id, _event(
+        f"stripe:{ev.id}", StripeTrialWillEnd(stripe_subscription_id=rec.id, trial_end=rec.trial_end)
     ))
 
 
@@ -194,7 +209,7 @@ def invoice_handler(tell: InvoiceTell | None) -> Handler:
 
 
 def _facts(rec: InvoiceRec) -> dict[str, Any]:
-    """What every invoice hand-over says."""
+    """What every invoice hand-over says (the fields of InvoiceFacts)."""
     return {
         "invoice_id": rec.id,
         "stripe_subscription_id": rec.subscription,
@@ -206,31 +221,31 @@ def _facts(rec: InvoiceRec) -> dict[str, Any]:
 def invoice_paid(ev: EventRec, rec: InvoiceRec) -> CustomerEvent:
     # invoice.paid and invoice.payment_succeeded mean the same thing: one id, so the
     # workflow hears it once.
-    return CustomerEvent(
-        f"stripe:invoice_paid:{rec.id}", "stripe.invoice_paid",
-        {**_facts(rec), "amount_paid_cents": rec.amount_paid_cents},
-    )
+    return _event(f"stripe:invoice_paid:{rec.id}", InvoicePaid(
+        **_facts(rec), amount_paid_cents=rec.amount_paid_cents,
+    ))
 
 
 def invoice_payment_failed(ev: EventRec, rec: InvoiceRec) -> CustomerEvent:
-    return CustomerEvent(f"stripe:{ev.id}", "stripe.invoice_payment_failed", {
+    return _event(f"stripe:{ev.id}", InvoicePaymentFailed(
         **_facts(rec),
-        "failure_code": rec.failure_code,
-        "hard_decline": is_hard_decline(rec.failure_code),
-        "next_payment_attempt": _iso(rec.next_payment_attempt),
-    })
+        failure_code=rec.failure_code,
+        hard_decline=is_hard_decline(rec.failure_code),
+        next_payment_attempt=rec.next_payment_attempt,
+    ))
 
 
 def invoice_action_required(ev: EventRec, rec: InvoiceRec) -> CustomerEvent:
-    return CustomerEvent(
-        f"stripe:{ev.id}", "stripe.invoice_action_required",
-        {**_facts(rec), "hosted_invoice_url": rec.hosted_invoice_url, "hard_decline": True},
-    )
+    return _event(f"stripe:{ev.id}", InvoiceActionRequired(
+        **_facts(rec), hosted_invoice_url=rec.hosted_invoice_url, hard_decline=True,
+    ))
 
 
 def invoice_upcoming(ev: EventRec, rec: InvoiceRec) -> CustomerEvent:
-    return CustomerEvent(
-        f"stripe:{ev.id}", "stripe.invoice_upcoming", {**_facts(rec), "period_end": _iso(rec.period_end)}
+    return _event(
+        f"stripe:{ev.id}",
+        InvoiceUpcoming(**_facts(rec), period_end=rec.period_end),
+        unsent=("next_payment_attempt",),
     )
 
 
@@ -246,12 +261,16 @@ def on_invoice_upcoming(session: Session, ev: EventRec) -> Outcome:
     if not cid:
         return IGNORED, None
     rec = parse_invoice({**ev.object, "id": "upcoming"})
-    return _tell(session, cid, CustomerEvent(f"stripe:{ev.id}", "stripe.invoice_upcoming", {
-        "stripe_subscription_id": rec.subscription,
-        "amount_due_cents": rec.amount_due_cents,
-        "period_end": _iso(rec.period_end),
-        "next_payment_attempt": _iso(rec.next_payment_attempt),
-    }))
+    return _tell(session, cid, _event(
+        f"stripe:{ev.id}",
+        InvoiceUpcoming(
+            stripe_subscription_id=rec.subscription,
+            amount_due_cents=rec.amount_due_cents,
+            period_end=rec.period_end,
+            next_payment_attempt=rec.next_payment_attempt,
+        ),
+        unsent=("invoice_id", "attempt_count"),
+    ))
 
 
 # --- payments, checkout, cards, customers, the catalog ------------------------------------
@@ -278,11 +297,11 @@ def on_checkout_completed(session: Session, ev: EventRec) -> Outcome:
         cid = resolve_customer(session, stripe_customer, dict(obj.get("metadata") or {}))
     if cid is None:
         return PROCESSED, None
-    return _tell(session, cid, CustomerEvent(f"stripe:{ev.id}", "stripe.checkout_completed", {
-        "stripe_subscription_id": obj.get("subscription"),
-        "stripe_customer_id": stripe_customer,
-        "mode": obj.get("mode"),
-    }))
+    return _tell(session, cid, _event(f"stripe:{ev.id}", CheckoutCompleted(
+        stripe_subscription_id=obj.get("subscription"),
+        stripe_customer_id=stripe_customer,
+        mode=obj.get("mode"),
+    )))
 
 
 def on_payment_method_attached(session: Session, ev: EventRec) -> Outcome:
@@ -292,8 +311,10 @@ def on_payment_method_attached(session: Session, ev: EventRec) -> Outcome:
     row = session.get(Customer, cid)
     if row is not None:
         row.payment_method_on_file = True
-    return _tell(session, cid, CustomerEvent(
-        f"stripe:{ev.id}", "payment_method_added", {"payment_method_id": ev.object.get("id")}
+    return _tell(session, cid, _event(
+        f"stripe:{ev.id}",
+        PaymentMethodAdded(payment_method_id=ev.object.get("id")),
+        unsent=("payment_method",),  # the key old histories carry; never sent with the id
     ))
 
 
