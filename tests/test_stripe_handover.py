@@ -107,6 +107,11 @@ async def test_invoice_hand_overs_carry_the_data_they_always_did(session_factory
     })
     assert got.data["next_payment_attempt"] is not None
 
+    bare = {**inv, "charge": None, "next_payment_attempt": None}  # nulls travel as nulls
+    got = handed_over(session_factory, "invoice.payment_failed", bare)
+    expect(got, got.event_id, "stripe.invoice_payment_failed",
+           {**base, "failure_code": None, "hard_decline": False, "next_payment_attempt": None})
+
     got = handed_over(session_factory, "invoice.payment_action_required", inv)
     expect(got, got.event_id, "stripe.invoice_action_required",
            {**base, "hosted_invoice_url": "https://invoice.example/x", "hard_decline": True})

@@ -131,7 +131,7 @@ def _event(event_id: str, payload: EventPayload, *, unsent: tuple[str, ...] = ()
     never carried (kept off so the data stays what workflows and histories have seen)."""
     event = customer_event(event_id, payload)
     for key in unsent:
-        del event.data[key]
+        event.data.pop(key, None)
     return event
 
 
