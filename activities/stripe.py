@@ -31,21 +31,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from lifecycle.billing.service import (
+from lifecycle.billing.catalog_sync import CatalogNotSynced, active_price
+from lifecycle.billing.client import (
     MD_CUSTOMER,
     MD_INTERVAL,
     MD_KEY,
     MD_PLAN,
-    CatalogNotSynced,
     StripeNotConfigured,
-    active_price,
-    configure_price_tiers,
     make_stripe_client,
     now_ts,
-    plan_of,
-    upsert_invoice,
-    upsert_subscription,
 )
+from lifecycle.billing.mirror import upsert_invoice, upsert_subscription
+from lifecycle.billing.prices import configure_price_tiers, plan_of
 from lifecycle.billing.shapes import (
     SubscriptionRec,
     is_hard_decline,

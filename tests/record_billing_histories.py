@@ -31,7 +31,8 @@ from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from lifecycle.billing.service import make_stripe_client, plan_id_for, sync_catalog
+from lifecycle.billing.catalog_sync import plan_id_for, sync_catalog
+from lifecycle.billing.client import make_stripe_client
 from lifecycle.contracts import catalog
 from lifecycle.contracts.customer import CustomerEvent, CustomerState
 from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from temporalio.exceptions import ApplicationError
 
 from activities.stripe import StripeActivities
-from lifecycle.billing.service import plan_id_for, sync_catalog
+from lifecycle.billing.catalog_sync import plan_id_for, sync_catalog
 from lifecycle.contracts import catalog
 from lifecycle.contracts.billing import (
     ChangePlanInput,
@@ -42,7 +42,7 @@ def _stripe_plans(client: stripe.StripeClient) -> dict[str, bool]:
 
 
 async def test_sync_twice_changes_nothing(stripe_settings, session_factory):
-    from lifecycle.billing.service import make_stripe_client
+    from lifecycle.billing.client import make_stripe_client
 
     with start_localstripe() as fresh:  # an empty Stripe, to see the first run create everything
         client = make_stripe_client(stripe_settings.model_copy(update={"stripe_api_base": fresh.url}))
@@ -298,8 +298,9 @@ async def test_an_unknown_tier_or_interval_is_refused_without_retries(
 
 async def test_event_log_and_mirror_on_sqlite_and_postgresql(db_url):
     """Recording once by id and never moving backwards rely on each database's upsert."""
-    from lifecycle.billing.service import record_event, upsert_subscription
+    from lifecycle.billing.mirror import upsert_subscription
     from lifecycle.billing.shapes import parse_subscription
+    from lifecycle.billing.webhooks import record_event
     from lifecycle.db import make_engine, make_session_factory
     from tests.support.stripe import make_event
 
@@ -341,7 +342,7 @@ async def test_event_log_and_mirror_on_sqlite_and_postgresql(db_url):
 async def test_backfill_rebuilds_the_mirror_of_a_fresh_install(
     stripe_client, session_factory, stripe_acts, tmp_path
 ):
-    from lifecycle.billing.service import backfill
+    from lifecycle.billing.backfill import backfill
     from lifecycle.db import make_engine, make_session_factory, upgrade
 
     cid, stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client)

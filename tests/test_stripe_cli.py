@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from lifecycle.billing.service import process_event, record_event
+from lifecycle.billing.webhooks import process_event, record_event
 from lifecycle.db import session_scope
 from lifecycle.models import PlanPrice
 from starter.cli.app import app

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
 from lifecycle import temporal as temporal_bins
-from lifecycle.billing.service import recent_events, record_event
+from lifecycle.billing.webhooks import recent_events, record_event
 from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.db import session_scope
 from lifecycle.models import SignalOutbox, StripeEvent, SubscriptionChange

@@ -18,7 +18,9 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from lifecycle.billing.service import backfill, configure_price_tiers, process_event
+from lifecycle.billing.backfill import backfill
+from lifecycle.billing.prices import configure_price_tiers
+from lifecycle.billing.webhooks import process_event
 from lifecycle.contracts import catalog
 from lifecycle.db import session_scope
 from lifecycle.models import Customer, StripeEvent, Subscription

@@ -16,7 +16,8 @@ import pytest
 import uvicorn
 from sqlalchemy import func, select
 
-from lifecycle.billing.service import make_stripe_client, sync_catalog
+from lifecycle.billing.catalog_sync import sync_catalog
+from lifecycle.billing.client import make_stripe_client
 from lifecycle.contracts.billing import EnsureCustomerInput
 from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.models import Customer, Invoice, StripeEvent, Subscription, SubscriptionChange

@@ -44,16 +44,18 @@ class EventPayload:
     """Base of every payload: ``KIND`` names the event kind it travels as."""
 
     KIND: ClassVar[EventKind]
+    KEEP_NULLS: ClassVar[bool] = False
 
     def to_data(self) -> dict[str, Any]:
         """The JSON object carried as ``CustomerEvent.data`` (times as ISO strings).
 
-        A field that is None is left out, as the builders before these types did: it reads
-        back as None, and a reader of the old ``data.get(key)`` shape sees the same."""
+        A field that is None is left out, as the product's and the campaigns' builders did
+        before these types, unless the payload keeps nulls (``KEEP_NULLS``: the Stripe
+        hand-overs always sent them). Either way it reads back as None."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is not None:
+            if value is not None or self.KEEP_NULLS:
                 out[f.name] = value.isoformat() if isinstance(value, datetime) else value
         return out
 
@@ -181,6 +183,7 @@ class PlanChangeDropped(EventPayload):
 @dataclass(frozen=True)
 class StripeSubscription(EventPayload):
     KIND = EventKind.STRIPE_SUBSCRIPTION
+    KEEP_NULLS = True
     stripe_subscription_id: str | None = None
     stripe_customer_id: str | None = None
     status: str | None = None
@@ -197,6 +200,7 @@ class StripeSubscription(EventPayload):
 @dataclass(frozen=True)
 class StripeTrialWillEnd(EventPayload):
     KIND = EventKind.STRIPE_TRIAL_WILL_END
+    KEEP_NULLS = True
     stripe_subscription_id: str | None = None
     trial_end: datetime | None = None
 
@@ -204,6 +208,8 @@ class StripeTrialWillEnd(EventPayload):
 @dataclass(frozen=True)
 class InvoiceFacts(EventPayload):
     """What every invoice event says."""
+
+    KEEP_NULLS = True
 
     invoice_id: str | None = None
     stripe_subscription_id: str | None = None
@@ -242,6 +248,7 @@ class InvoiceUpcoming(InvoiceFacts):
 @dataclass(frozen=True)
 class CheckoutCompleted(EventPayload):
     KIND = EventKind.STRIPE_CHECKOUT_COMPLETED
+    KEEP_NULLS = True
     stripe_subscription_id: str | None = None
     stripe_customer_id: str | None = None
     mode: str | None = None

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
-from lifecycle.billing.service import configure_price_tiers
+from lifecycle.billing.prices import configure_price_tiers
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect

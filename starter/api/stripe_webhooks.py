@@ -31,14 +31,14 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from lifecycle.billing.service import (
+from lifecycle.billing.shapes import ShapeError, parse_event
+from lifecycle.billing.webhooks import (
     PENDING_STATUSES,
     claim_stuck,
     event_status,
     process_event,
     record_event,
 )
-from lifecycle.billing.shapes import ShapeError, parse_event
 from lifecycle.db import session_scope
 from lifecycle.settings import Settings
 from starter.api.errors import WebhookAck, responses

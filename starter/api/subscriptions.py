@@ -23,7 +23,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from lifecycle.billing.service import tier_label
+from lifecycle.billing.prices import tier_label
 from lifecycle.contracts import catalog
 from lifecycle.contracts.billing import SubscriptionRequest, SubscriptionResult
 from lifecycle.contracts.ids import customer_workflow_id

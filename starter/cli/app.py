@@ -119,7 +119,7 @@ def customer_show(customer_id: str) -> None:
         else:
             ends = f"{sub.current_period_end:%Y-%m-%d}" if sub.current_period_end else "?"
             cancel = ", cancels at period end" if sub.cancel_at_period_end else ""
-            from lifecycle.billing.service import tier_label
+            from lifecycle.billing.prices import tier_label
 
             every = f"{sub.interval}ly" if sub.interval else "(no interval)"
             console.print(

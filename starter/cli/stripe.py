@@ -22,7 +22,7 @@ console = make_console()
 
 
 def _stripe_client(settings: Settings):  # noqa: ANN202
-    from lifecycle.billing.service import StripeNotConfigured, make_stripe_client
+    from lifecycle.billing.client import StripeNotConfigured, make_stripe_client
 
     try:
         return make_stripe_client(settings, max_network_retries=2)
@@ -40,7 +40,7 @@ def sync() -> None:
     """
     import stripe
 
-    from lifecycle.billing.service import CatalogNotSynced, sync_catalog
+    from lifecycle.billing.catalog_sync import CatalogNotSynced, sync_catalog
 
     settings = settings_or_exit()
     client = _stripe_client(settings)
@@ -64,8 +64,8 @@ def backfill() -> None:
     """Rebuild the billing mirror (subscriptions, invoices, payments) from Stripe's list endpoints."""
     import stripe
 
-    from lifecycle.billing.service import backfill as run_backfill
-    from lifecycle.billing.service import configure_price_tiers
+    from lifecycle.billing.backfill import backfill as run_backfill
+    from lifecycle.billing.prices import configure_price_tiers
 
     settings = settings_or_exit()
     configure_price_tiers(settings.stripe_price_tiers)
@@ -98,7 +98,7 @@ def events(
     """The last webhook events received, with their status (and the reason when they failed)."""
     import datetime as dt
 
-    from lifecycle.billing.service import recent_events
+    from lifecycle.billing.webhooks import recent_events
 
     settings = settings_or_exit()
     stuck_after = dt.timedelta(seconds=settings.stripe_stuck_after_seconds) if stuck else None
@@ -120,7 +120,7 @@ def events(
 @app.command()
 def replay(event_id: str) -> None:
     """Process one recorded event again: the mirror, then the customer's workflow."""
-    from lifecycle.billing.service import configure_price_tiers
+    from lifecycle.billing.prices import configure_price_tiers
     from lifecycle.temporal import connect
     from starter.api.stripe_webhooks import process_and_hand_over
 
@@ -153,7 +153,7 @@ def prices(
     """
     from sqlalchemy import select
 
-    from lifecycle.billing.service import configure_price_tiers, price_tier
+    from lifecycle.billing.prices import configure_price_tiers, price_tier
     from lifecycle.billing.shapes import PriceRec
     from lifecycle.db import session_scope
     from lifecycle.models import StripePrice, Subscription

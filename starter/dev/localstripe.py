@@ -155,7 +155,8 @@ async def start_for_dev(
     ``settings.stripe_api_base`` must point at the same port (the caller sets it), and the
     database must be migrated. Returns the handle; call ``handle.stop()`` on shutdown.
     """
-    from lifecycle.billing.service import make_stripe_client, sync_catalog
+    from lifecycle.billing.catalog_sync import sync_catalog
+    from lifecycle.billing.client import make_stripe_client
     from lifecycle.db import make_engine, make_session_factory
 
     secret = settings.stripe_webhook_secret.get_secret_value()

@@ -29,7 +29,7 @@ import stripe
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.stripe import StripeActivities
-from lifecycle.billing.service import make_stripe_client
+from lifecycle.billing.client import make_stripe_client
 from lifecycle.billing.shapes import to_plain
 from lifecycle.contracts.billing import (
     EnsureCustomerInput,

@@ -15,7 +15,8 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.stripe import StripeActivities
-from lifecycle.billing.service import SyncReport, make_stripe_client, sync_catalog
+from lifecycle.billing.catalog_sync import SyncReport, sync_catalog
+from lifecycle.billing.client import make_stripe_client
 from lifecycle.settings import Settings
 from starter.dev.localstripe import LocalStripe, start_localstripe
 from tests.support.stripe import WEBHOOK_SECRET, RecordingStripe

@@ -1,0 +1,369 @@
+"""What each Stripe event does: one handler per event type, looked up by :func:`apply_event`.
+
+A handler applies its event to the mirror and returns ``(status, handover)``: the status
+the event log records (``processed``: used, ``ignored``: acknowledged, nothing to do) and
+what the customer's workflow must hear, if anything, built from a typed payload
+(``lifecycle.contracts.events``). A type missing from :data:`HANDLERS` is looked up by
+prefix in :data:`HANDLERS_BY_PREFIX`; a type in neither is ignored. Never calls Stripe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from lifecycle.billing.mirror import (
+    MirrorResult,
+    resolve_customer,
+    upsert_invoice,
+    upsert_payment,
+    upsert_subscription,
+)
+from lifecycle.billing.prices import record_price, record_product
+from lifecycle.billing.shapes import (
+    EventRec,
+    InvoiceRec,
+    SubscriptionRec,
+    is_hard_decline,
+    parse_customer,
+    parse_invoice,
+    parse_payment,
+    parse_price,
+    parse_subscription,
+)
+from lifecycle.contracts import catalog
+from lifecycle.contracts.customer import CustomerEvent
+from lifecycle.contracts.events import (
+    CheckoutCompleted,
+    EventPayload,
+    InvoiceActionRequired,
+    InvoicePaid,
+    InvoicePaymentFailed,
+    InvoiceUpcoming,
+    PaymentMethodAdded,
+    StripeSubscription,
+    StripeTrialWillEnd,
+    customer_event,
+)
+from lifecycle.models import Customer, StripeEvent
+
+# The webhook events the engine acts on (the list to enable in the Stripe dashboard).
+HANDLED_EVENTS = (
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.trial_will_end",
+    "invoice.created",
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+    "invoice.upcoming",
+    "invoice.voided",
+    "invoice.marked_uncollectible",
+    "invoice.updated",
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "charge.succeeded",
+    "charge.failed",
+    "checkout.session.completed",
+    "payment_method.attached",
+    "customer.created",
+    "customer.updated",
+    # the catalog as Stripe has it: products and prices whose metadata may name a tier
+    "product.created",
+    "product.updated",
+    "price.created",
+    "price.updated",
+    "plan.created",
+    "plan.updated",
+)
+
+PROCESSED = "processed"
+IGNORED = "ignored"
+
+
+@dataclass
+class Handover:
+    """What the customer's workflow must hear about an event (signal-with-start)."""
+
+    customer_id: str
+    plan: str
+    event: CustomerEvent
+
+
+Outcome = tuple[str, Handover | None]
+Handler = Callable[[Session, EventRec], Outcome]
+
+
+def apply_event(session: Session, ev: EventRec) -> tuple[str, Handover | None]:
+    """Apply one event to the mirror; returns (status, what to tell the workflow)."""
+    handler = handler_for(ev.type)
+    return handler(session, ev) if handler is not None else (IGNORED, None)
+
+
+def handler_for(event_type: str) -> Handler | None:
+    found = HANDLERS.get(event_type)
+    if found is None:
+        found = next((h for p, h in HANDLERS_BY_PREFIX.items() if event_type.startswith(p)), None)
+    return found
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _customer_plan(session: Session, customer_id: str) -> str:
+    row = session.get(Customer, customer_id)
+    return row.plan_code if row is not None else catalog.DEFAULT_TRIAL_PLAN
+
+
+def _tell(session: Session, customer_id: str, event: CustomerEvent, plan: str | None = None) -> Outcome:
+    """Hand ``event`` over; ``plan`` (default: the customer's) starts a workflow not running."""
+    return PROCESSED, Handover(customer_id, plan or _customer_plan(session, customer_id), event)
+
+
+def _event(event_id: str, payload: EventPayload, *, unsent: tuple[str, ...] = ()) -> CustomerEvent:
+    """The workflow event for ``payload``; ``unsent``: payload fields this hand-over has
+    never carried (kept off so the data stays what workflows and histories have seen)."""
+    event = customer_event(event_id, payload)
+    for key in unsent:
+        event.data.pop(key, None)
+    return event
+
+
+def _note(session: Session, event_id: str, note: str | None) -> None:
+    """What ops should know about a processed event (shown by `lifecycle stripe events`)."""
+    row = session.get(StripeEvent, event_id)
+    if row is not None:
+        row.note = note
+
+
+# --- customer.subscription.* ------------------------------------------------------------
+
+
+def _mirror_subscription(session: Session, ev: EventRec) -> tuple[SubscriptionRec, MirrorResult]:
+    rec = parse_subscription(ev.object)
+    res = upsert_subscription(session, rec, ev.created, source_event_id=ev.id)
+    _note(session, ev.id, (
+        f"unmapped price {res.unmapped_price}: no tier (see `lifecycle stripe prices`)"
+        if res.unmapped_price else None
+    ))
+    return rec, res
+
+
+def on_subscription(session: Session, ev: EventRec) -> Outcome:
+    """created, updated, deleted, ...: the workflow hears the subscription as mirrored."""
+    rec, res = _mirror_subscription(session, ev)
+    if res.customer_id is None:
+        return PROCESSED, None
+    if not res.applied:
+        return PROCESSED, None  # older than what we know: tell nobody
+    return _tell(session, res.customer_id, _event(f"stripe:{ev.id}", StripeSubscription(
+        stripe_subscription_id=rec.id,
+        stripe_customer_id=rec.customer,
+        status=rec.status,
+        plan=res.plan,
+        interval=res.interval,
+        amount_cents=rec.amount_cents,
+        cancel_at_period_end=rec.cancel_at_period_end,
+        current_period_end=rec.current_period_end,
+        event_type=ev.type,
+        adopted=res.adopted,
+        stripe_price_id=rec.plan_id,
+    )), plan=res.plan)
+
+
+def on_trial_will_end(session: Session, ev: EventRec) -> Outcome:
+    rec, res = _mirror_subscription(session, ev)
+    if res.customer_id is None:
+        return PROCESSED, None
+    return _tell(session, res.customer_id, _event(
+        f"stripe:{ev.id}", StripeTrialWillEnd(stripe_subscription_id=rec.id, trial_end=rec.trial_end)
+    ))
+
+
+# --- invoice.* --------------------------------------------------------------------------
+
+InvoiceTell = Callable[[EventRec, InvoiceRec], CustomerEvent]
+
+
+def invoice_handler(tell: InvoiceTell | None) -> Handler:
+    """Mirror the invoice, then tell its customer's workflow what ``tell`` builds (None:
+    nothing). An invoice event without an invoice id is ignored."""
+
+    def handle(session: Session, ev: EventRec) -> Outcome:
+        if not ev.object.get("id"):
+            resolve_customer(session, ev.object.get("customer"), {})
+            return IGNORED, None
+        rec = parse_invoice(ev.object)
+        cid = upsert_invoice(session, rec, ev.created).customer_id
+        if cid is None or tell is None:
+            return PROCESSED, None
+        return _tell(session, cid, tell(ev, rec))
+
+    return handle
+
+
+def _facts(rec: InvoiceRec) -> dict[str, Any]:
+    """What every invoice hand-over says (the fields of InvoiceFacts)."""
+    return {
+        "invoice_id": rec.id,
+        "stripe_subscription_id": rec.subscription,
+        "amount_due_cents": rec.amount_due_cents,
+        "attempt_count": rec.attempt_count,
+    }
+
+
+def invoice_paid(ev: EventRec, rec: InvoiceRec) -> CustomerEvent:
+    # invoice.paid and invoice.payment_succeeded mean the same thing: one id, so the
+    # workflow hears it once.
+    return _event(f"stripe:invoice_paid:{rec.id}", InvoicePaid(
+        **_facts(rec), amount_paid_cents=rec.amount_paid_cents,
+    ))
+
+
+def invoice_payment_failed(ev: EventRec, rec: InvoiceRec) -> CustomerEvent:
+    return _event(f"stripe:{ev.id}", InvoicePaymentFailed(
+        **_facts(rec),
+        failure_code=rec.failure_code,
+        hard_decline=is_hard_decline(rec.failure_code),
+        next_payment_attempt=rec.next_payment_attempt,
+    ))
+
+
+def invoice_action_required(ev: EventRec, rec: InvoiceRec) -> CustomerEvent:
+    return _event(f"stripe:{ev.id}", InvoiceActionRequired(
+        **_facts(rec), hosted_invoice_url=rec.hosted_invoice_url, hard_decline=True,
+    ))
+
+
+def invoice_upcoming(ev: EventRec, rec: InvoiceRec) -> CustomerEvent:
+    return _event(
+        f"stripe:{ev.id}",
+        InvoiceUpcoming(**_facts(rec), period_end=rec.period_end),
+        unsent=("next_payment_attempt",),
+    )
+
+
+_upcoming_invoice = invoice_handler(invoice_upcoming)
+
+
+def on_invoice_upcoming(session: Session, ev: EventRec) -> Outcome:
+    """Usually a preview of the next invoice, without an id: nothing to mirror, the
+    customer's workflow hears it if the customer is ours."""
+    if ev.object.get("id"):
+        return _upcoming_invoice(session, ev)
+    cid = resolve_customer(session, ev.object.get("customer"), {})
+    if not cid:
+        return IGNORED, None
+    rec = parse_invoice({**ev.object, "id": "upcoming"})
+    return _tell(session, cid, _event(
+        f"stripe:{ev.id}",
+        InvoiceUpcoming(
+            stripe_subscription_id=rec.subscription,
+            amount_due_cents=rec.amount_due_cents,
+            period_end=rec.period_end,
+            next_payment_attempt=rec.next_payment_attempt,
+        ),
+        unsent=("invoice_id", "attempt_count"),
+    ))
+
+
+# --- payments, checkout, cards, customers, the catalog ------------------------------------
+
+
+def on_payment(session: Session, ev: EventRec) -> Outcome:
+    """payment_intent.* and charge.*: an outcome is mirrored; the workflow hears invoices."""
+    if ev.type.endswith((".succeeded", ".payment_failed", ".failed", ".processing", ".canceled")):
+        upsert_payment(session, parse_payment(ev.object))
+        return PROCESSED, None
+    return IGNORED, None
+
+
+def on_checkout_completed(session: Session, ev: EventRec) -> Outcome:
+    obj = ev.object
+    ref = obj.get("client_reference_id")
+    stripe_customer = obj.get("customer")
+    row = session.get(Customer, ref) if ref else None
+    if row is not None:
+        cid = row.id
+        if row.stripe_customer_id is None and stripe_customer:
+            row.stripe_customer_id = str(stripe_customer)
+    else:
+        cid = resolve_customer(session, stripe_customer, dict(obj.get("metadata") or {}))
+    if cid is None:
+        return PROCESSED, None
+    return _tell(session, cid, _event(f"stripe:{ev.id}", CheckoutCompleted(
+        stripe_subscription_id=obj.get("subscription"),
+        stripe_customer_id=stripe_customer,
+        mode=obj.get("mode"),
+    )))
+
+
+def on_payment_method_attached(session: Session, ev: EventRec) -> Outcome:
+    cid = resolve_customer(session, ev.object.get("customer"), {})
+    if cid is None:
+        return PROCESSED, None
+    row = session.get(Customer, cid)
+    if row is not None:
+        row.payment_method_on_file = True
+    return _tell(session, cid, _event(
+        f"stripe:{ev.id}",
+        PaymentMethodAdded(payment_method_id=ev.object.get("id")),
+        unsent=("payment_method",),  # the key old histories carry; never sent with the id
+    ))
+
+
+def on_customer(session: Session, ev: EventRec) -> Outcome:
+    rec = parse_customer(ev.object)
+    cid = resolve_customer(session, rec.id, rec.metadata)  # links by metadata
+    if cid is not None and rec.email:
+        row = session.get(Customer, cid)
+        if row is not None and not row.email:
+            row.email = rec.email  # a customer adopted from Stripe learns its email
+    return PROCESSED, None
+
+
+def on_product(session: Session, ev: EventRec) -> Outcome:
+    record_product(session, ev.object)
+    return PROCESSED, None
+
+
+def on_price(session: Session, ev: EventRec) -> Outcome:
+    """price.* and plan.* (the legacy Plans API): remember it and the tier it maps to."""
+    price = parse_price(ev.object, kind=ev.type.split(".", 1)[0])
+    if price is not None:
+        record_price(session, price, event_id=ev.id)
+    return PROCESSED, None
+
+
+HANDLERS: dict[str, Handler] = {
+    "customer.subscription.trial_will_end": on_trial_will_end,
+    "invoice.paid": invoice_handler(invoice_paid),
+    "invoice.payment_succeeded": invoice_handler(invoice_paid),
+    "invoice.payment_failed": invoice_handler(invoice_payment_failed),
+    "invoice.payment_action_required": invoice_handler(invoice_action_required),
+    "invoice.upcoming": on_invoice_upcoming,
+    "checkout.session.completed": on_checkout_completed,
+    "payment_method.attached": on_payment_method_attached,
+    "customer.created": on_customer,
+    "customer.updated": on_customer,
+    "product.created": on_product,
+    "product.updated": on_product,
+    "price.created": on_price,
+    "price.updated": on_price,
+    "plan.created": on_price,
+    "plan.updated": on_price,
+}
+
+# Types not in HANDLERS, by prefix (the prefixes do not overlap).
+HANDLERS_BY_PREFIX: dict[str, Handler] = {
+    "customer.subscription.": on_subscription,
+    "invoice.": invoice_handler(None),  # created, finalized, voided, ...: mirrored only
+    "payment_intent.": on_payment,
+    "charge.": on_payment,
+}
