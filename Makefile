@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test install lint bench clean chromium
+.PHONY: dev test install lint typecheck bench clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ chromium:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+## make typecheck: mypy over lifecycle/, lifecycle_client/, workflows/, activities/ (pyproject's [tool.mypy])
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/usage_ingest.py

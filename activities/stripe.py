@@ -184,7 +184,7 @@ class StripeActivities:
         assert self._client is not None
         return self._client
 
-    def _opts(self, key: str) -> dict[str, Any]:
+    def _opts(self, key: str) -> stripe.RequestOptions:
         return {"idempotency_key": key}
 
     def _recorded(self, key: str) -> str | None:
@@ -271,7 +271,7 @@ class StripeActivities:
                     "name": name or email,
                     "metadata": {MD_CUSTOMER: customer_id, MD_KEY: key},
                 },
-                options=self._opts(key),  # type: ignore[arg-type]
+                options=self._opts(key),
             )
             found, created = obj.id, True
         with session_scope(self.sessions) as session:
@@ -313,7 +313,7 @@ class StripeActivities:
                 pm = self.client.v1.payment_methods.attach(
                     payment_method_id,
                     params={"customer": stripe_customer_id},
-                    options=self._opts(key),  # type: ignore[arg-type]
+                    options=self._opts(key),
                 )
             except stripe.StripeError as exc:  # no such card, or declined: about the caller's input
                 raise stripe_error(exc, field="payment_method_id") from exc
@@ -386,7 +386,7 @@ class StripeActivities:
             }
             if input.coupon and not self.localstripe_compat:
                 params["discounts"] = [{"coupon": input.coupon}]
-            obj = self.client.v1.subscriptions.create(params=params, options=self._opts(key))  # type: ignore[arg-type]
+            obj = self.client.v1.subscriptions.create(params=params, options=self._opts(key))  # type: ignore[arg-type]  # params built up as a dict
             sub_id = obj.id
         with session_scope(self.sessions) as session:
             self._record(session, key, "subscription", sub_id)
@@ -418,7 +418,7 @@ class StripeActivities:
         if self.localstripe_compat:
             del params["proration_behavior"]
         self.client.v1.subscriptions.update(
-            rec.id, params=params, options=self._opts(input.idempotency_key)  # type: ignore[arg-type]
+            rec.id, params=params, options=self._opts(input.idempotency_key)  # type: ignore[arg-type]  # params built up as a dict
         )
         with session_scope(self.sessions) as session:
             self._record(session, input.idempotency_key, "subscription_change", rec.id)
@@ -437,7 +437,7 @@ class StripeActivities:
         self, rec: SubscriptionRec, value: bool, key: str, outcome: str
     ) -> SubscriptionResult:
         self.client.v1.subscriptions.update(
-            rec.id, params={"cancel_at_period_end": value}, options=self._opts(key)  # type: ignore[arg-type]
+            rec.id, params={"cancel_at_period_end": value}, options=self._opts(key)
         )
         return self._result(self._subscription(rec.id), outcome)
 
@@ -449,7 +449,7 @@ class StripeActivities:
             if rec.cancel_at_period_end:
                 return self._result(rec, OUTCOME_CANCEL_SCHEDULED)
             return self._set_cancel_at_period_end(rec, True, input.idempotency_key, OUTCOME_CANCEL_SCHEDULED)
-        self.client.v1.subscriptions.cancel(rec.id, options=self._opts(input.idempotency_key))  # type: ignore[arg-type]
+        self.client.v1.subscriptions.cancel(rec.id, options=self._opts(input.idempotency_key))
         return self._result(self._subscription(rec.id), OUTCOME_CANCELED)
 
     @activity.defn(name="stripe_cancel_subscription")
@@ -502,7 +502,7 @@ class StripeActivities:
         else:
             decline: stripe.CardError | None = None
             try:
-                self.client.v1.invoices.pay(inv.id, options=self._opts(key))  # type: ignore[arg-type]
+                self.client.v1.invoices.pay(inv.id, options=self._opts(key))
             except stripe.CardError as exc:  # real Stripe raises on a decline
                 decline = exc
             with session_scope(self.sessions) as session:
@@ -566,7 +566,7 @@ class StripeActivities:
                 params["currency"] = input.currency
             if input.duration == "repeating":
                 params["duration_in_months"] = input.duration_in_months or 1
-            self.client.v1.coupons.create(params=params, options=self._opts(input.idempotency_key))  # type: ignore[arg-type]
+            self.client.v1.coupons.create(params=params, options=self._opts(input.idempotency_key))  # type: ignore[arg-type]  # params built up as a dict
         applied = None
         if input.apply_to_subscription:
             apply_key = f"{input.idempotency_key}:apply"
@@ -574,7 +574,7 @@ class StripeActivities:
                 self.client.v1.subscriptions.update(
                     input.apply_to_subscription,
                     params={"discounts": [{"coupon": cid}]},
-                    options=self._opts(apply_key),  # type: ignore[arg-type]
+                    options=self._opts(apply_key),
                 )
                 with session_scope(self.sessions) as session:
                     self._record(session, apply_key, "discount", input.apply_to_subscription)

@@ -304,7 +304,7 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Build settings, turning pydantic's error into one that names the variable."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)  # type: ignore[arg-type]  # overrides are field names, checked by pydantic
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

@@ -356,7 +356,7 @@ class CustomerWorkflow:
         child_id = campaign_workflow_id(self._state.customer_id, campaign, *parts)
         try:
             await workflow.start_child_workflow(
-                run_fn,  # type: ignore[arg-type]
+                run_fn,  # type: ignore[arg-type]  # one call for every campaign's run method
                 arg,
                 id=child_id,
                 parent_close_policy=ParentClosePolicy.ABANDON,

@@ -33,7 +33,7 @@ class OnboardingWorkflow:
     @workflow.query
     def status(self) -> CampaignStatus:
         name, at = self._next if self._next else (None, None)
-        return CampaignStatus(CAMPAIGN, name, at, list(self._done))  # type: ignore[arg-type]
+        return CampaignStatus(CAMPAIGN, name, at, list(self._done))  # type: ignore[arg-type]  # at: None once finished
 
     @workflow.query
     def activation_facts(self) -> list[str]:

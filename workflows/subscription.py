@@ -198,7 +198,7 @@ class Subscription:
 
     async def _subscribe(self, req: SubscriptionRequest) -> SubscriptionResult:
         assert req.plan
-        result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]
+        result: SubscriptionResult = await self._stripe(
             StripeActivities.start_subscription,
             StartSubscriptionInput(
                 customer_id=self._state.customer_id,
@@ -216,7 +216,7 @@ class Subscription:
         return result
 
     async def _reactivate(self, req: SubscriptionRequest) -> SubscriptionResult:
-        result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]
+        result: SubscriptionResult = await self._stripe(
             StripeActivities.reactivate_subscription,
             ReactivateInput(
                 customer_id=self._state.customer_id,
@@ -246,7 +246,7 @@ class Subscription:
             return self._describe(b)
         tiers = terms(self._tiers)
         if tiers.annual_cents(plan, interval) > tiers.annual_cents(b.plan, b.interval):
-            result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]
+            result: SubscriptionResult = await self._stripe(
                 StripeActivities.change_plan,
                 ChangePlanInput(
                     customer_id=self._state.customer_id,
@@ -293,7 +293,7 @@ class Subscription:
         b = self._billing
         assert b.stripe_subscription_id
         await self._drop_pending_change()
-        result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]
+        result: SubscriptionResult = await self._stripe(
             StripeActivities.cancel_subscription,
             CancelInput(
                 customer_id=self._state.customer_id,
@@ -429,7 +429,7 @@ class Subscription:
                 await self.follow_status(cause)
                 return
             try:
-                result: SubscriptionResult = await self._stripe(  # type: ignore[assignment]
+                result: SubscriptionResult = await self._stripe(
                     StripeActivities.start_subscription,
                     StartSubscriptionInput(
                         customer_id=self._state.customer_id,

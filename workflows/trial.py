@@ -45,7 +45,7 @@ class TrialWorkflow:
     @workflow.query
     def status(self) -> CampaignStatus:
         name, at = self._next if self._next else (None, None)
-        return CampaignStatus(CAMPAIGN, name, at, list(self._done))  # type: ignore[arg-type]
+        return CampaignStatus(CAMPAIGN, name, at, list(self._done))  # type: ignore[arg-type]  # at: None once finished
 
     @workflow.query
     def payment_method_on_file(self) -> bool:

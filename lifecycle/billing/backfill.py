@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
@@ -45,6 +46,7 @@ def backfill(client: stripe.StripeClient, factory: sessionmaker[Session]) -> Bac
     emails: dict[str, str | None] = {}
     with session_scope(factory) as session:
         # the catalog first, so prices map by their product's metadata
+        obj: Any
         for obj in client.v1.products.list(params={"limit": 100}).auto_paging_iter():
             record_product(session, to_plain(obj))
         for obj in client.v1.plans.list(params={"limit": 100}).auto_paging_iter():

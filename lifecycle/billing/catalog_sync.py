@@ -8,6 +8,7 @@ keep theirs). :func:`active_price` is the plan new subscriptions use.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ def sync_catalog(
                     f"plan {plan.code!r} is not in the database: run `lifecycle db upgrade` first"
                 )
             pid = product_id_for(plan.code)
-            product = _retrieve_or_none(lambda pid=pid: client.v1.products.retrieve(pid))
+            product = _retrieve_or_none(functools.partial(client.v1.products.retrieve, pid))
             if product is None:
                 client.v1.products.create(
                     params={
@@ -96,7 +97,7 @@ def sync_catalog(
             for interval in ("month", "year"):
                 amount = plan.price_cents(interval)
                 want = plan_id_for(plan.code, interval, amount, currency)
-                existing = _retrieve_or_none(lambda want=want: client.v1.plans.retrieve(want))
+                existing = _retrieve_or_none(functools.partial(client.v1.plans.retrieve, want))
                 if existing is None:
                     client.v1.plans.create(
                         params={

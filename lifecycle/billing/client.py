@@ -44,7 +44,7 @@ def make_stripe_client(settings: Settings, *, max_network_retries: int = 0) -> s
     return stripe.StripeClient(
         key,
         stripe_version=settings.stripe_api_version,
-        base_addresses=base,  # type: ignore[arg-type]
+        base_addresses=base,  # type: ignore[arg-type]  # the SDK's TypedDict wants literal keys
         max_network_retries=max_network_retries,
     )
 

@@ -289,6 +289,7 @@ def on_checkout_completed(session: Session, ev: EventRec) -> Outcome:
     ref = obj.get("client_reference_id")
     stripe_customer = obj.get("customer")
     row = session.get(Customer, ref) if ref else None
+    cid: str | None
     if row is not None:
         cid = row.id
         if row.stripe_customer_id is None and stripe_customer:

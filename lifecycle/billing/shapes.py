@@ -345,7 +345,8 @@ def parse_price(obj: Mapping[str, Any] | str | None, *, kind: str | None = None)
     kind = kind or str(obj.get("object") or ("plan" if not str(pid).startswith("price_") else "price"))
     product = obj.get("product")
     product_md = _metadata(product) if isinstance(product, Mapping) else None
-    recurring = obj.get("recurring") if isinstance(obj.get("recurring"), Mapping) else {}
+    raw_recurring = obj.get("recurring")
+    recurring: Mapping[str, Any] = raw_recurring if isinstance(raw_recurring, Mapping) else {}
     interval = obj.get("interval") or recurring.get("interval")
     count = obj.get("interval_count") or recurring.get("interval_count") or 1
     if obj.get("unit_amount") is not None:

@@ -126,7 +126,7 @@ def sqlite_max_params(session: Session) -> int:
     """SQLite's bound-parameter limit on this connection (999 when it cannot be asked)."""
     try:
         raw = session.connection().connection.dbapi_connection
-        return int(raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # type: ignore[union-attr]
+        return int(raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # type: ignore[union-attr]  # getlimit: Python 3.11+ sqlite3, untyped here
     except (AttributeError, sqlite3.Error):
         return 999
 

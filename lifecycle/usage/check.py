@@ -96,7 +96,7 @@ def record(
         t = UsageCounter.__table__
         hard = amount is not None and kind == "hard"
         counter = None
-        if not (hard and ev.quantity > amount):  # type: ignore[operator]
+        if not (hard and ev.quantity > amount):  # type: ignore[operator]  # amount is set whenever hard is
             counter = session.execute(
                 upserts[hard],
                 {"cid": ev.customer_id, "metric": ev.metric, "ps": period.start,

@@ -16,12 +16,12 @@ from lifecycle.usage.parsing import MAX_CUSTOMER_ID_LENGTH, MAX_KEY_LENGTH
 from starter.api.errors import Problem, UsageProblem, responses
 from starter.api.fields import NO_CONTROLS
 
-Metric = Literal[tuple(catalog.METRICS)]  # type: ignore[valid-type]
+Metric = Literal[tuple(catalog.METRICS)]  # type: ignore[valid-type]  # Literal built from the catalog
 
 
 class UsageEvent(BaseModel):
     customer_id: str = Field(min_length=1, max_length=MAX_CUSTOMER_ID_LENGTH, pattern=NO_CONTROLS)
-    metric: Metric  # type: ignore[valid-type]
+    metric: Metric  # type: ignore[valid-type]  # Literal built from the catalog
     quantity: float = Field(
         default=1, ge=0, le=1e12, description="non-negative, at most 6 decimal places (default 1)"
     )
@@ -44,7 +44,7 @@ class UsageBatch(BaseModel):
 
 class UsageCheck(BaseModel):
     customer_id: str = Field(min_length=1, max_length=MAX_CUSTOMER_ID_LENGTH, pattern=NO_CONTROLS)
-    metric: Metric  # type: ignore[valid-type]
+    metric: Metric  # type: ignore[valid-type]  # Literal built from the catalog
     quantity: float = Field(default=1, ge=0, le=1e12)
     timestamp: str | float | None = None
     idempotency_key: str | None = Field(

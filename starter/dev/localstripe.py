@@ -206,8 +206,8 @@ def _patch_store(state_file: Path | None) -> None:
             pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
         tmp.replace(state_file)
 
-    resources.Store.try_load_from_disk = load  # type: ignore[method-assign]
-    resources.Store.dump_to_disk = dump  # type: ignore[method-assign]
+    resources.Store.try_load_from_disk = load  # type: ignore[method-assign]  # patching localstripe's store
+    resources.Store.dump_to_disk = dump  # type: ignore[method-assign]  # patching localstripe's store
 
 
 def main(argv: list[str] | None = None) -> None:

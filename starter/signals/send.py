@@ -60,7 +60,7 @@ async def signal_customer(
             CustomerWorkflow.run,
             start,
             id=workflow_id,
-            task_queue=task_queue,  # type: ignore[arg-type]
+            task_queue=task_queue,  # type: ignore[arg-type]  # checked above: set with start
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             start_signal=EVENT_SIGNAL,
             start_signal_args=[event],
