@@ -3,7 +3,7 @@ plan_change_*.json): the customer workflow's subscription paths and the downgrad
 
 Run after an intended, versioned change to workflows/subscription.py or workflows/plan_change.py:
 
-    .venv/bin/python -m tests.record_billing_histories
+    .venv/bin/python -m tests.record_billing_histories vN   # a new suffix
 
 Keep the old files (rename them with a suffix): replaying histories recorded by older
 code is what proves a change is safe for running workflows.
@@ -40,7 +40,7 @@ from lifecycle.settings import Settings
 from starter.api.app import create_app
 from starter.dev.localstripe import start_localstripe
 from starter.signals.send import signal_customer, start_input
-from tests.record_histories import recording, save
+from tests.record_histories import main, recording, save
 from tests.support.helpers import add_customer
 from tests.support.stripe import WEBHOOK_SECRET, add_card, signed_event
 from workflows.customer import CustomerWorkflow
@@ -242,5 +242,4 @@ async def _run_paths(
 
 
 if __name__ == "__main__":
-    for p in asyncio.run(record()):
-        print("wrote", p)
+    main(record)

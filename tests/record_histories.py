@@ -2,11 +2,12 @@
 
 Run after an intended, versioned change to workflow code:
 
-    .venv/bin/python -m tests.record_histories          # trial, onboarding, continue-as-new
-    .venv/bin/python -m tests.record_usage_histories    # usage nudges
-    .venv/bin/python -m tests.record_billing_histories  # Stripe billing (starts localstripe)
+    .venv/bin/python -m tests.record_histories vN          # trial, onboarding, continue-as-new
+    .venv/bin/python -m tests.record_usage_histories vN    # usage nudges
+    .venv/bin/python -m tests.record_billing_histories vN  # Stripe billing (starts localstripe)
 
-Keep the old files too (new ones get a new suffix): replaying histories recorded by
+The suffix must be one no kept history has (a taken one is refused); the replay test
+picks every file up. Keep the old files: replaying histories recorded by
 older code is what proves a change is safe for running workflows.
 
 This module also holds the harness the three recorders share: :func:`recording` (a
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -131,6 +134,17 @@ async def record(suffix: str = "v1") -> list[Path]:
         ]
 
 
+def main(record_fn: Any) -> None:
+    """``python -m tests.record_... SUFFIX``: record under a new suffix; never over kept files."""
+    if len(sys.argv) != 2 or not re.fullmatch(r"v\d+", sys.argv[1]):
+        raise SystemExit(f"usage: python -m {record_fn.__module__} vN  (a suffix no kept history has)")
+    suffix = sys.argv[1]
+    kept = sorted(HERE.glob(f"*.{suffix}.json"))
+    if kept:
+        raise SystemExit(f"{suffix} is taken ({kept[0].name}, ...): keep old histories, pick a new suffix")
+    for path in asyncio.run(record_fn(suffix)):
+        print("wrote", path)
+
+
 if __name__ == "__main__":
-    for p in asyncio.run(record()):
-        print("wrote", p)
+    main(record)

@@ -2,7 +2,7 @@
 
 Run after an intended, versioned change to the usage workflow code:
 
-    .venv/bin/python -m tests.record_usage_histories
+    .venv/bin/python -m tests.record_usage_histories vN   # a new suffix
 
 Keep the old files (rename them with a suffix): replaying histories recorded by older
 code is what proves a change is safe for running workflows.
@@ -21,7 +21,7 @@ from lifecycle.contracts.stages import ACTIVE, PAST_DUE
 from lifecycle.usage import UsageService
 from starter.signals.send import signal_customer, start_input
 from starter.signals.usage import deliver
-from tests.record_histories import recording, save
+from tests.record_histories import main, recording, save
 from tests.support.helpers import add_customer
 
 
@@ -57,5 +57,4 @@ async def record(suffix: str = "v1") -> list[Path]:
 
 
 if __name__ == "__main__":
-    for p in asyncio.run(record()):
-        print("wrote", p)
+    main(record)
