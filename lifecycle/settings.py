@@ -28,6 +28,8 @@ STRIPE_API_VERSION = "2026-10-28.endive"
 
 # Signs unsubscribe links in development; real providers refuse to start with it.
 UNSAFE_UNSUBSCRIBE_SECRET = "dev-only-unsubscribe-secret"
+# Signs the billing pages' links (card update, reactivation) in development only.
+UNSAFE_LINK_SECRET = "dev-only-link-secret"
 
 
 class SettingsError(RuntimeError):
@@ -152,6 +154,14 @@ class Settings(BaseSettings):
     unsubscribe_secret: str = Field(
         default=UNSAFE_UNSUBSCRIBE_SECRET,
         description="HMAC key that signs unsubscribe links; must be set for smtp/sendgrid",
+    )
+    link_secret: str = Field(
+        default=UNSAFE_LINK_SECRET,
+        description="HMAC key that signs the billing pages' expiring links (card update, "
+        "reactivation); set a long random value in production",
+    )
+    link_ttl_days: int = Field(
+        default=14, ge=1, le=90, description="how long a billing page link in an email stays valid"
     )
     email_quiet_hours_start: dt.time = Field(
         default=dt.time(18, 0),

@@ -44,6 +44,7 @@ from lifecycle.settings import Settings
 from lifecycle.signal_outbox import enqueue
 from starter.api.deps import SettingsDep
 from starter.api.errors import Received, json_responses, responses
+from starter.pages import render_page
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["email"])
@@ -79,19 +80,6 @@ SessionsDep = Annotated[sessionmaker[Session], Depends(_sessions)]
 # --- unsubscribe ------------------------------------------------------------------------
 
 
-def _page(title: str, body: str, code: int = 200) -> HTMLResponse:
-    doc = (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:Helvetica,Arial,sans-serif;max-width:480px;margin:48px auto;"
-        "padding:0 16px;color:#1f2933}button{background:#3949ab;color:#fff;border:0;"
-        "padding:12px 20px;border-radius:4px;font-size:16px;cursor:pointer}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-    return HTMLResponse(doc, status_code=code)
-
-
 def _customer_for(settings: Settings, session: Session, token: str) -> Customer:
     try:
         customer_id = read_token(settings.unsubscribe_secret, token)
@@ -116,9 +104,9 @@ def unsubscribe_page(token: TokenQuery, settings: SettingsDep, sessions: Session
         try:
             customer = _customer_for(settings, session, token)
         except HTTPException as exc:
-            return _page("This link is not valid", f"<p>{html.escape(exc.detail)}</p>", exc.status_code)
+            return render_page("This link is not valid", f"<p>{html.escape(exc.detail)}</p>", exc.status_code)
         masked = _mask(customer.email)
-    return _page(
+    return render_page(
         "Unsubscribe",
         f"<p>Stop marketing email from {html.escape(settings.email_company_name)} to "
         f"<strong>{html.escape(masked)}</strong>? You will still get messages about your "
@@ -155,7 +143,7 @@ async def unsubscribe(
     customer_id, email, action = await run_in_threadpool(record)
     if action is not None:
         await _tell_workflow(notify, customer_id, action, "link")
-    return _page(
+    return render_page(
         "You are unsubscribed",
         f"<p>{html.escape(_mask(email))} will get no more marketing email from "
         f"{html.escape(settings.email_company_name)}.</p>",
