@@ -84,7 +84,8 @@ class Customer(Base):
     company: Mapped[str] = mapped_column(String(200), default="")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    plan_code: Mapped[str] = mapped_column(ForeignKey("plans.code"))
+    # None: first seen in Stripe on a price that maps to no tier (lifecycle.billing.prices)
+    plan_code: Mapped[str | None] = mapped_column(ForeignKey("plans.code"))
     stage: Mapped[str] = mapped_column(String(32), default="trialing", index=True)
     trial_ends_at: Mapped[dt.datetime | None]
     payment_method_on_file: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -60,7 +60,7 @@ def enqueue(
     ``start_plan`` set: delivered with signal-with-start, so an event for a customer
     without a running workflow starts one on that plan (``origin`` "stripe": no trial).
     """
-    start = {"plan": start_plan, "origin": origin} if start_plan else None
+    start = {"plan": start_plan, "origin": origin} if start_plan is not None else None
     return insert_ignore(
         session,
         SignalOutbox,

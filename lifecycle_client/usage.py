@@ -245,10 +245,10 @@ class UsageMiddleware:
                 if not ent.get("features", {}).get(route.feature):
                     await _respond(send, 402, {
                         "error": "feature_not_in_plan", "feature": route.feature,
-                        "plan": ent.get("plan", {}).get("name"),
+                        "plan": (ent.get("plan") or {}).get("name"),
                         "upgrade": _upgrade_to(ent, route.feature),
                         "reason": f"{route.feature.replace('_', ' ')} is not included in the "
-                                  f"{ent.get('plan', {}).get('name', 'current')} plan",
+                                  f"{(ent.get('plan') or {}).get('name', 'current')} plan",
                     })
                     return
             if route.metric:

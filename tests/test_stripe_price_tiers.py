@@ -215,6 +215,38 @@ async def test_an_unmapped_price_is_never_starter_leaves_the_plan_and_is_reporte
         assert s.get(StripeEvent, event_id).note is None
 
 
+async def test_a_customer_first_seen_on_an_unmapped_price_gets_no_tier_not_starters_limits(
+    api, session_factory
+):
+    stripe_id = f"cus_{uuid.uuid4().hex[:14]}"  # made in the Stripe dashboard: not ours yet
+    p = price(19900)
+    event_id = await send(api, "customer.subscription.created", subscription(stripe_id, p))
+
+    with session_factory() as s:
+        adopted = s.scalar(select(Customer).where(Customer.stripe_customer_id == stripe_id))
+        assert adopted is not None and adopted.plan_code is None
+        cid = adopted.id
+    ent = (await api.get(f"/v1/customers/{cid}/entitlements")).json()
+    assert ent["plan"] is None and ent["unmapped_price"] == p["id"] and "no tier" in ent["note"]
+    assert all(m["limit"] is None and m["allowed"] for m in ent["metrics"].values())
+    # Starter allows 1,000 AI requests (hard): far more are counted, none refused
+    starter_calls = catalog.get_plan("starter").limit("ai_requests").amount
+    r = await api.post("/v1/usage/check", json={
+        "customer_id": cid, "metric": "ai_requests", "quantity": starter_calls * 3,
+        "idempotency_key": f"k-{uuid.uuid4().hex}"})
+    assert r.status_code == 200 and r.json()["allowed"] is True, r.text
+    assert r.json()["limit"] is None and r.json()["used"] == starter_calls * 3
+    view = (await api.get(f"/v1/customers/{cid}")).json()
+    assert view["plan"] is None
+    mirror = (await api.get(f"/v1/customers/{cid}/subscription")).json()
+    assert mirror["plan"] == f"unmapped price {p['id']}"
+
+    configure_price_tiers({p["id"]: "enterprise"})  # ops map it, then replay
+    assert process_event(session_factory, event_id, force=True).status == "processed"
+    assert customer_row(session_factory, cid).plan_code == "enterprise"
+    await assert_entitled_to(api, cid, "enterprise")
+
+
 async def test_upgrade_between_two_foreign_prices_changes_the_entitlements(api, session_factory):
     cid, stripe_id = customer_on(session_factory, "starter")
     business = price(9900, lookup_key="business_monthly")
@@ -269,8 +301,8 @@ def test_backfill_of_an_account_whose_plans_the_engine_did_not_make(
             row = s.scalar(select(Subscription).join(Customer, Customer.id == Subscription.customer_id)
                            .where(Customer.stripe_customer_id == stripe_customer))
             assert row.plan_code == tier and row.amount_cents == 5000
-            if tier:
-                assert s.get(Customer, row.customer_id).plan_code == tier
+            # a customer first seen here on an unmapped plan has no tier (never Starter's)
+            assert s.get(Customer, row.customer_id).plan_code == tier
     code, out = cli({"LIFECYCLE_DATABASE_URL": sqlite_url}, "prices")
     assert code == 1  # one billed plan maps to no tier
     for how, (plan_id, *_rest, tier) in plans.items():

@@ -117,13 +117,17 @@ def handler_for(event_type: str) -> Handler | None:
 
 
 def _customer_plan(session: Session, customer_id: str) -> str:
+    """The plan a workflow not yet running starts with: the customer's (``NO_TIER`` for one
+    on an unmapped price)."""
     row = session.get(Customer, customer_id)
-    return row.plan_code if row is not None else catalog.DEFAULT_TRIAL_PLAN
+    if row is None:
+        return catalog.DEFAULT_TRIAL_PLAN
+    return row.plan_code or catalog.NO_TIER
 
 
 def _tell(session: Session, customer_id: str, event: CustomerEvent, plan: str | None = None) -> Outcome:
     """Hand ``event`` over; ``plan`` (default: the customer's) starts a workflow not running."""
-    return PROCESSED, Handover(customer_id, plan or _customer_plan(session, customer_id), event)
+    return PROCESSED, Handover(customer_id, plan if plan else _customer_plan(session, customer_id), event)
 
 
 def _event(event_id: str, payload: EventPayload, *, unsent: tuple[str, ...] = ()) -> CustomerEvent:

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 from lifecycle.billing.client import LOGGER_NAME, MD_CUSTOMER
 from lifecycle.billing.prices import record_price, resolve_tier
 from lifecycle.billing.shapes import InvoiceRec, PaymentRec, SubscriptionRec
-from lifecycle.contracts import catalog
 from lifecycle.contracts.stages import ENDED_STATUSES, stage_for_status
 from lifecycle.models import Customer, Invoice, Payment, Subscription, SubscriptionChange
 
@@ -98,8 +97,8 @@ def upsert_subscription(
     """Write a subscription to the mirror if it is newer; record history on change.
 
     A price that maps to no tier is mirrored with its amount and interval and no tier; the
-    customer keeps the plan they had (a customer first seen here gets the default trial
-    plan, the column needs one); it is logged, counted and listed by `lifecycle stripe prices`.
+    customer keeps the plan they had (a customer first seen here has none: no tier, never
+    Starter's limits); it is logged, counted and listed by `lifecycle stripe prices`.
     """
     resolution = resolve_tier(session, rec)
     code, interval = resolution.plan, resolution.interval
@@ -119,7 +118,7 @@ def upsert_subscription(
                 Customer(
                     id=customer_id,
                     email=email or "",
-                    plan_code=code or catalog.DEFAULT_TRIAL_PLAN,
+                    plan_code=code,  # None: no tier until the price is mapped
                     stage=stage_for_status(rec.status),
                     stripe_customer_id=rec.customer,
                     attributes={"source": "stripe"},

@@ -125,6 +125,12 @@ PLANS_BY_CODE: dict[str, Plan] = {p.code: p for p in PLANS}
 DEFAULT_TRIAL_PLAN = "starter"
 
 
+# A customer's plan when their Stripe price maps to no tier (an account's own price that
+# nothing maps yet): usage is counted but not limited, and no feature is withheld, until
+# ops map the price (`lifecycle stripe prices`) and replay. Never taken for a tier.
+NO_TIER = ""
+
+
 def get_plan(code: str) -> Plan:
     try:
         return PLANS_BY_CODE[code]

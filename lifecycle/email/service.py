@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from lifecycle.contracts import catalog
 from lifecycle.contracts.email import (
     EMAIL_DEFERRED,
     EMAIL_DUPLICATE,
@@ -154,7 +155,7 @@ class EmailService:
                 email=customer.email,
                 name=customer.name,
                 company=customer.company,
-                plan=customer.plan_code,
+                plan=customer.plan_code or catalog.NO_TIER,
                 timezone=customer.timezone,
                 stage=customer.stage,
             ),

@@ -75,7 +75,7 @@ def record(
         check_against_customer(ev, info, skew)
         assert info is not None
         period = info.period_at(max(ev.occurred_at, info.created_at))
-        limit = info.plan.limit(ev.metric)
+        limit = info.limit(ev.metric)
         amount = Decimal(str(limit.amount)) if limit else None
         kind = limit.kind if limit else None
 

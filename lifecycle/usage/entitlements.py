@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.contracts import catalog
-from lifecycle.models import UsageCounter
+from lifecycle.models import Subscription, UsageCounter
 from lifecycle.usage.periods import load_customers
 from lifecycle.usage.results import ZERO, UsageError, number
 
@@ -33,6 +33,8 @@ def for_customer(
             )
         )}
     plan = info.plan
+    if plan is None:
+        return _without_tier(billed_price(sessions, customer_id), customer_id, info.stage, period, used)
     metrics: dict[str, Any] = {}
     for metric, unit in catalog.METRICS.items():
         lim = plan.limit(metric)
@@ -70,4 +72,48 @@ def for_customer(
             "adds": catalog.added_by(nxt, plan),
         },
         "feature_upgrades": upgrades,  # feature not in this plan -> the cheapest plan with it
+    }
+
+
+NO_TIER_NOTE = (
+    "the subscription's Stripe price maps to no tier: usage is counted but not limited and "
+    "no feature is withheld until the price is mapped (`lifecycle stripe prices`)"
+)
+
+
+def billed_price(sessions: sessionmaker[Session], customer_id: str) -> str | None:
+    """The Stripe price the customer's latest subscription bills (for a customer with no tier)."""
+    with sessions() as session:
+        return session.scalar(
+            select(Subscription.stripe_price_id)
+            .where(Subscription.customer_id == customer_id)
+            .order_by(Subscription.updated_at.desc(), Subscription.id.desc())
+            .limit(1)
+        )
+
+
+def _without_tier(
+    price_id: str | None, customer_id: str, stage: str, period: Any, used: dict[str, Decimal]
+) -> dict[str, Any]:
+    """Entitlements of a customer whose price maps to no tier: never a tier's limits (not
+    Starter's), every feature the catalog has on, the price named so ops can map it."""
+    metrics = {
+        metric: {
+            "unit": unit, "limit": None, "limit_kind": None, "used": number(used.get(metric, ZERO)),
+            "remaining": None, "overage": 0, "percent": None, "allowed": True,
+        }
+        for metric, unit in catalog.METRICS.items()
+    }
+    features = sorted({f for p in catalog.PLANS for f, on in p.features.items() if on})
+    return {
+        "customer_id": customer_id,
+        "plan": None,
+        "unmapped_price": price_id,
+        "note": NO_TIER_NOTE,
+        "stage": stage,
+        "features": dict.fromkeys(features, True),
+        "period": {"start": period.start.isoformat(), "end": period.end.isoformat()},
+        "metrics": metrics,
+        "next_plan": None,
+        "feature_upgrades": {},
     }

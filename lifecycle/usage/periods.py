@@ -59,7 +59,7 @@ class CustomerInfo:
     """What metering needs to know about a customer, read once per request."""
 
     id: str
-    plan_code: str
+    plan_code: str | None  # None: on a Stripe price that maps to no tier (nothing is limited)
     stage: str
     created_at: dt.datetime
     sub_start: dt.datetime | None = None
@@ -68,8 +68,13 @@ class CustomerInfo:
     _last: Period | None = None
 
     @property
-    def plan(self) -> catalog.Plan:
-        return catalog.get_plan(self.plan_code)
+    def plan(self) -> catalog.Plan | None:
+        return catalog.get_plan(self.plan_code) if self.plan_code else None
+
+    def limit(self, metric: str) -> catalog.Limit | None:
+        """The plan's limit on ``metric``; None when it has none or the customer has no tier."""
+        plan = self.plan
+        return plan.limit(metric) if plan is not None else None
 
     def period_at(self, at: dt.datetime) -> Period:
         last = self._last

@@ -39,8 +39,8 @@ def detect(
         cid, metric, used = counter.customer_id, counter.metric, counter.used
         p_start, p_end = counter.period_start, counter.period_end
         info = infos[cid]
-        limit = info.plan.limit(metric)
-        if limit is None or limit.amount <= 0:
+        limit = info.limit(metric)
+        if limit is None or limit.amount <= 0 or info.plan_code is None:
             continue
         amount = Decimal(str(limit.amount))
         reached_100 = used >= amount or (refused and limit.kind == "hard")

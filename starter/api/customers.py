@@ -40,7 +40,7 @@ class NextStep(BaseModel):
 class CustomerView(BaseModel):
     id: str
     stage: str
-    plan: str
+    plan: str | None  # None: the Stripe price maps to no tier (GET .../subscription names it)
     trial_ends_at: datetime | None
     payment_method_on_file: bool
     activation_facts: list[str]
@@ -99,7 +99,7 @@ async def customer_view(
         return CustomerView(**view)
     view.update(
         stage=state.stage,
-        plan=state.plan,
+        plan=state.plan or None,
         trial_ends_at=state.trial_ends_at,
         payment_method_on_file=state.payment_method_on_file,
         activation_facts=list(state.activation_facts),

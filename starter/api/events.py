@@ -151,7 +151,7 @@ async def signup(
                 )
             customer = session.get(Customer, body.customer_id)
             assert customer is not None
-            enqueue(session, customer.id, event, start_plan=customer.plan_code)
+            enqueue(session, customer.id, event, start_plan=customer.plan_code or catalog.NO_TIER)
             return created, customer
 
     created, customer = await run_in_threadpool(record)

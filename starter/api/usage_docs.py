@@ -96,7 +96,9 @@ class CheckAnswer(BaseModel):
 
 class Entitlements(BaseModel):
     customer_id: str
-    plan: dict[str, Any]
+    plan: dict[str, Any] | None  # None: the Stripe price maps to no tier (see unmapped_price)
+    unmapped_price: str | None = None
+    note: str | None = None
     stage: str
     features: dict[str, bool]
     period: dict[str, str]

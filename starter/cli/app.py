@@ -102,10 +102,11 @@ def customer_show(customer_id: str) -> None:
             raise typer.Exit(1)
         console.print(f"[bold]{safe(customer.id)}[/bold]  {safe(customer.name)} <{safe(customer.email)}>  "
                       f"{safe(customer.company)}")
+        plan = safe(customer.plan_code) if customer.plan_code else "none (its Stripe price maps to no tier)"
         console.print(
-            f"stage [bold]{safe(customer.stage)}[/bold]  plan {safe(customer.plan_code)}  "
+            f"stage [bold]{safe(customer.stage)}[/bold]  plan {plan}  "
             f"trial ends {customer.trial_ends_at:%Y-%m-%d %H:%M UTC}" if customer.trial_ends_at else
-            f"stage [bold]{safe(customer.stage)}[/bold]  plan {safe(customer.plan_code)}"
+            f"stage [bold]{safe(customer.stage)}[/bold]  plan {plan}"
         )
         console.print(f"payment method on file: {'yes' if customer.payment_method_on_file else 'no'}")
         console.print(f"workflow: {safe(settings.temporal_ui_link(customer_workflow_id(customer.id)))}")

@@ -98,8 +98,11 @@ def customer_vars(
     }
 
 
-def plan_vars(code: str) -> dict[str, Any]:
-    """The ``plan`` variable: code, name and monthly price of the customer's plan."""
+def plan_vars(code: str | None) -> dict[str, Any]:
+    """The ``plan`` variable: code, name and monthly price of the customer's plan (a
+    customer whose Stripe price maps to no tier: "your plan", no price)."""
+    if not code:
+        return {"code": "", "name": "your plan", "price": ""}
     try:
         plan = catalog.get_plan(code)
     except (KeyError, ValueError, LookupError):
