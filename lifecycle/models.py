@@ -481,6 +481,9 @@ class DunningRun(Base):
     next_step_at: Mapped[dt.datetime | None]
     ended: Mapped[bool] = mapped_column(Boolean, default=False)
     recovered_how: Mapped[str | None] = mapped_column(String(32))
+    # for the counters: suspended at some point; the end action taken (cancel, unpaid, ...)
+    suspended_once: Mapped[bool] = mapped_column(Boolean, default=False)
+    end_action: Mapped[str | None] = mapped_column(String(32))
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     __table_args__ = (Index("ix_dunning_runs_suspended", "customer_id", "suspended"),)

@@ -540,6 +540,7 @@ class DunningWorkflow:
             next_step_at=at,
             ended=self._finished,
             recovered_how=self._recovered_how,
+            end_action=self._end_taken,
         )
 
     async def _save(self) -> None:

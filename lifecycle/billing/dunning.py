@@ -70,6 +70,8 @@ def save_snapshot(session: Session, snap: DunningSnapshot) -> None:
     run.next_step_at = snap.next_step_at
     run.ended = snap.ended
     run.recovered_how = snap.recovered_how
+    run.suspended_once = bool(run.suspended_once) or snap.suspended
+    run.end_action = snap.end_action
     for inv in snap.invoices:
         case = session.scalar(select(DunningCase).where(DunningCase.invoice_id == inv.invoice_id))
         if case is None:
@@ -138,3 +140,15 @@ def current_view(session: Session, customer_id: str) -> dict[str, Any] | None:
 
 def days_between(a: dt.datetime, b: dt.datetime) -> float:
     return round((b - a).total_seconds() / 86400, 2)
+
+
+def counts(session: Session) -> dict[str, int]:
+    """Dunning runs ever entered, recovered, suspended, ended by the end action (the
+    Prometheus counters: rows are never deleted, so each only grows)."""
+    runs = list(session.execute(select(DunningRun.state, DunningRun.suspended_once, DunningRun.end_action)))
+    return {
+        "entered": len(runs),
+        "recovered": sum(1 for r in runs if r.state == "recovered"),
+        "suspended": sum(1 for r in runs if r.suspended_once),
+        "ended": sum(1 for r in runs if r.end_action is not None),
+    }

@@ -136,6 +136,7 @@ class DunningSnapshot:
     next_step_at: datetime | None = None
     ended: bool = False
     recovered_how: str | None = None
+    end_action: str | None = None  # the end action taken, once taken
 
 
 @dataclass

@@ -35,6 +35,8 @@ def upgrade() -> None:
         sa.Column("next_step_at", UTC, nullable=True),
         sa.Column("ended", sa.Boolean(), nullable=False),
         sa.Column("recovered_how", sa.String(length=32), nullable=True),
+        sa.Column("suspended_once", sa.Boolean(), nullable=False),
+        sa.Column("end_action", sa.String(length=32), nullable=True),
         sa.Column("updated_at", UTC, nullable=False),
         sa.PrimaryKeyConstraint("workflow_id", name=op.f("pk_dunning_runs")),
     )
