@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.dunning import DunningActivities
 from activities.email import EmailActivities
 from activities.store import StoreActivities
 from activities.stripe import StripeActivities
@@ -23,6 +24,7 @@ from lifecycle.email.providers import make_provider
 from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect, ensure_search_attributes
 from workflows.customer import CustomerWorkflow
+from workflows.dunning import DunningWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.plan_change import PlanChangeWorkflow
 from workflows.trial import TrialWorkflow
@@ -34,6 +36,7 @@ WORKFLOWS: Sequence[type] = (
     OnboardingWorkflow,
     UsageNudgeWorkflow,
     PlanChangeWorkflow,
+    DunningWorkflow,
 )
 
 
@@ -42,7 +45,8 @@ def build_activities(settings: Settings, session_factory: sessionmaker[Session])
     store = StoreActivities(session_factory)
     email = EmailActivities(session_factory, settings, make_provider(settings))
     stripe_acts = StripeActivities.from_settings(settings, session_factory)
-    return [store.record_event, email.send_email, *stripe_acts.all()]
+    dunning = DunningActivities(session_factory, settings)
+    return [store.record_event, email.send_email, *stripe_acts.all(), *dunning.all()]
 
 
 def build_worker(

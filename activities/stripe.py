@@ -491,7 +491,8 @@ class StripeActivities:
         key = input.idempotency_key
         inv = parse_invoice(to_plain(self.client.v1.invoices.retrieve(input.invoice_id)))
         if inv.status == "paid":
-            result = RetryInvoiceResult("paid", inv.status, inv.amount_due_cents)
+            charged = self._recorded(key) is not None  # this step's own earlier charge
+            result = RetryInvoiceResult("paid", inv.status, inv.amount_due_cents, charged=charged)
         elif inv.status not in ("draft", "open"):
             result = RetryInvoiceResult("not_payable", inv.status, inv.amount_due_cents)
         elif self._recorded(key) is not None:
@@ -517,7 +518,7 @@ class StripeActivities:
     @staticmethod
     def _invoice_outcome(inv: Any, decline: stripe.CardError | None = None) -> RetryInvoiceResult:
         if inv.status == "paid":
-            return RetryInvoiceResult("paid", inv.status, inv.amount_due_cents)
+            return RetryInvoiceResult("paid", inv.status, inv.amount_due_cents, charged=True)
         code = inv.failure_code
         message = inv.failure_message
         if decline is not None:
@@ -532,6 +533,7 @@ class StripeActivities:
             failure_code=code,
             failure_message=message,
             hard_decline=is_hard_decline(code),
+            hosted_invoice_url=inv.hosted_invoice_url,
         )
 
     @activity.defn(name="stripe_retry_invoice")

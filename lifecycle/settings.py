@@ -209,6 +209,12 @@ class Settings(BaseSettings):
         description="Stripe prices (or legacy plans) mapped to a tier when nothing else maps them: "
         "price_abc=business,price_def=enterprise",
     )
+    # dunning (payment recovery): see templates/campaigns.toml [dunning] and docs/billing.md
+    dunning_retry_mode: Literal["engine", "stripe"] = Field(
+        default="engine",
+        description="engine: the engine retries failed invoices on the policy's days (Stripe's "
+        "Smart Retries off); stripe: Stripe retries and the engine never charges",
+    )
 
     @field_validator("stripe_price_tiers", mode="before")
     @classmethod

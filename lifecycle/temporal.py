@@ -70,7 +70,7 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
 
 
 async def ensure_search_attributes(client: Client) -> None:
-    """Register CustomerId, Plan and LifecycleStage (Keyword) where they are missing.
+    """Register CustomerId, Plan, LifecycleStage and DunningState (Keyword) where they are missing.
 
     Needed on the time-skipping test server and on a self-hosted cluster; on Temporal
     Cloud register them once in the namespace settings instead.

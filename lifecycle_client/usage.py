@@ -21,7 +21,8 @@ Middleware (check-and-record before serving a metered route)::
     )
 
 A refused request gets 429 (a hard usage limit is used up; ``Retry-After`` says when the
-period starts afresh) or 402 (the feature is not in the customer's plan), with a JSON
+period starts afresh) or 402 (the feature is not in the customer's plan, or the payment is
+overdue and dunning suspended the customer's access: ``payment_overdue``), with a JSON
 body naming the metric or feature, the limit, what is used and remaining, and the next
 plan up. Served requests carry ``X-Usage-Limit``, ``X-Usage-Remaining`` and
 ``X-Usage-Overage`` headers. The customer is read from the ``X-Customer-Id`` header
@@ -70,6 +71,7 @@ class CheckAnswer:
     reason: str | None = None
     duplicate: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
+    payment_overdue: bool = False  # refused because dunning suspended the customer's access
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> CheckAnswer:
@@ -79,6 +81,7 @@ class CheckAnswer:
             limit_kind=body.get("limit_kind"), overage=body.get("overage") or 0,
             period_end=body.get("period_end"), reason=body.get("reason"),
             duplicate=bool(body.get("duplicate")), raw=body,
+            payment_overdue=bool(body.get("payment_overdue")),
         )
 
 
@@ -255,6 +258,11 @@ class UsageMiddleware:
                 key = _header(scope, b"idempotency-key")
                 key = f"{scope['method']}:{scope['path']}:{key}" if key else f"mw:{uuid.uuid4().hex}"
                 answer = await self.client.check(cid, route.metric, route.quantity, idempotency_key=key)
+                if answer.payment_overdue:
+                    await _respond(send, 402, {
+                        "error": "payment_overdue", "metric": answer.metric, "reason": answer.reason,
+                    })
+                    return
                 if not answer.allowed:
                     await _respond(send, 429, {
                         "error": "usage_limit_reached", "metric": answer.metric,

@@ -56,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.stages import ACTIVE, EXPIRED, TRIALING
     from lifecycle.contracts.timeline import RecordEventInput
     from workflows import patches
+    from workflows.dunning_link import DunningLink
     from workflows.onboarding import OnboardingWorkflow
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.subscription import Subscription
@@ -87,6 +88,7 @@ class CustomerWorkflow:
             begun=lambda: self._begun,
             tiers=input.tiers,
         )
+        self._dunning = DunningLink(self._state, set_stage=self._set_stage)
         sub = self._subscription
         self._handlers: dict[EventKind, Callable[[CustomerEvent], Awaitable[None]]] = {
             EventKind.SIGNUP: self._on_signup,
@@ -96,10 +98,13 @@ class CustomerWorkflow:
             EventKind.UNSUBSCRIBED: self._on_unsubscribed,
             EventKind.RESUBSCRIBED: self._on_resubscribed,
             EventKind.USAGE_THRESHOLD: self._on_usage_threshold,
-            EventKind.STRIPE_SUBSCRIPTION: sub.on_stripe_subscription,
-            EventKind.STRIPE_INVOICE_PAID: sub.on_invoice_paid,
-            EventKind.STRIPE_INVOICE_PAYMENT_FAILED: sub.on_invoice_payment_failed,
-            EventKind.STRIPE_INVOICE_ACTION_REQUIRED: sub.on_invoice_payment_failed,
+            EventKind.STRIPE_SUBSCRIPTION: self._on_stripe_subscription,
+            EventKind.STRIPE_INVOICE_PAID: self._on_invoice_closed,
+            EventKind.STRIPE_INVOICE_PAYMENT_FAILED: self._on_invoice_failed,
+            EventKind.STRIPE_INVOICE_ACTION_REQUIRED: self._on_invoice_failed,
+            EventKind.STRIPE_INVOICE_VOIDED: self._on_invoice_closed,
+            EventKind.STRIPE_INVOICE_UNCOLLECTIBLE: self._on_invoice_closed,
+            EventKind.INVOICE_MARKED_PAID: self._on_invoice_closed,
             EventKind.STRIPE_TRIAL_WILL_END: sub.on_billing_notice,
             EventKind.STRIPE_INVOICE_UPCOMING: sub.on_billing_notice,
             EventKind.STRIPE_CHECKOUT_COMPLETED: sub.on_billing_notice,
@@ -248,6 +253,9 @@ class CustomerWorkflow:
     async def _on_campaign_finished(self, event: CustomerEvent) -> None:
         finished = payload_of(event, CampaignFinished)
         campaign, outcome = finished.campaign, finished.outcome
+        if campaign == "dunning":  # only a run that started one hears this
+            await self._dunning.on_finished(event)
+            return
         self._state.campaigns.pop(campaign, None)
         self._state.outcomes[campaign] = outcome
         if campaign == "trial" and self._state.stage == TRIALING:
@@ -312,6 +320,30 @@ class CustomerWorkflow:
             )
         except WorkflowAlreadyStartedError:
             workflow.logger.info("usage email for %s already sent or under way", event.event_id)
+
+    # --- billing events that dunning hears too (workflows/dunning_link.py) --------------
+
+    async def _on_invoice_failed(self, event: CustomerEvent) -> None:
+        await self._subscription.on_invoice_payment_failed(event)
+        if workflow.patched(patches.DUNNING_CAMPAIGN):
+            await self._dunning.on_failed(event)
+
+    async def _on_invoice_closed(self, event: CustomerEvent) -> None:
+        """Paid, voided, marked uncollectible or marked paid by ops: a running dunning
+        decides the stage; without one, an invoice.paid moves it as before."""
+        if await self._dunning.on_closed(event):
+            return
+        if event.kind == EventKind.STRIPE_INVOICE_PAID or event.kind == EventKind.INVOICE_MARKED_PAID:
+            await self._subscription.on_invoice_paid(event)
+
+    async def _on_stripe_subscription(self, event: CustomerEvent) -> None:
+        await self._subscription.on_stripe_subscription(event)
+        if (
+            self._state.billing.status == "past_due"
+            and self._dunning.running is None
+            and workflow.patched(patches.DUNNING_CAMPAIGN)
+        ):
+            await self._dunning.on_past_due(event)
 
     # --- helpers ------------------------------------------------------------------------
 

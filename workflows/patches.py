@@ -51,3 +51,11 @@ BILLING_ENDED_DROPS_PENDING_CHANGE = "billing-ended-drops-pending-change"
 # (the child's side). Since 2026-11-25. Deprecate when no CustomerWorkflow run and no
 # UsageNudgeWorkflow started before 2026-11-25 is open (nudges end within days).
 USAGE_NUDGE_SUPERSEDE = "usage-nudge-supersede"
+
+# --- CustomerWorkflow: dunning -----------------------------------------------------------
+
+# A failed payment (invoice.payment_failed, invoice.payment_action_required) starts the
+# dunning child customer-{id}/dunning/{invoice} or joins the running one; a subscription
+# turned past_due without a failure starts one from the mirror's open invoices. Since
+# 2026-12-02. Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
+DUNNING_CAMPAIGN = "dunning-campaign"

@@ -42,7 +42,9 @@ from lifecycle.contracts.events import (
     InvoiceActionRequired,
     InvoicePaid,
     InvoicePaymentFailed,
+    InvoiceUncollectible,
     InvoiceUpcoming,
+    InvoiceVoided,
     PaymentMethodAdded,
     StripeSubscription,
     StripeTrialWillEnd,
@@ -245,6 +247,15 @@ def invoice_action_required(ev: EventRec, rec: InvoiceRec) -> CustomerEvent:
     ))
 
 
+def invoice_voided(ev: EventRec, rec: InvoiceRec) -> CustomerEvent:
+    # one id per invoice: a voided invoice leaves dunning once
+    return _event(f"stripe:invoice_voided:{rec.id}", InvoiceVoided(**_facts(rec)))
+
+
+def invoice_uncollectible(ev: EventRec, rec: InvoiceRec) -> CustomerEvent:
+    return _event(f"stripe:invoice_uncollectible:{rec.id}", InvoiceUncollectible(**_facts(rec)))
+
+
 def invoice_upcoming(ev: EventRec, rec: InvoiceRec) -> CustomerEvent:
     return _event(
         f"stripe:{ev.id}",
@@ -352,6 +363,8 @@ HANDLERS: dict[str, Handler] = {
     "invoice.payment_succeeded": invoice_handler(invoice_paid),
     "invoice.payment_failed": invoice_handler(invoice_payment_failed),
     "invoice.payment_action_required": invoice_handler(invoice_action_required),
+    "invoice.voided": invoice_handler(invoice_voided),
+    "invoice.marked_uncollectible": invoice_handler(invoice_uncollectible),
     "invoice.upcoming": on_invoice_upcoming,
     "checkout.session.completed": on_checkout_completed,
     "payment_method.attached": on_payment_method_attached,

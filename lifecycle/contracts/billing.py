@@ -135,6 +135,10 @@ class RetryInvoiceResult:
     failure_code: str | None = None
     failure_message: str | None = None
     hard_decline: bool = False  # the card must be updated; retrying cannot help
+    # paid: by this step's charge (now, or by an earlier attempt of the same step), not by
+    # someone else before it (the customer, ops, Stripe)
+    charged: bool = False
+    hosted_invoice_url: str | None = None  # requires_action: where the customer authenticates
 
 
 @dataclass

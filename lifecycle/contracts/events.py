@@ -37,6 +37,9 @@ class EventKind(StrEnum):
     STRIPE_CHECKOUT_COMPLETED = "stripe.checkout_completed"
     PLAN_CHANGED = "billing.plan_changed"
     PLAN_CHANGE_DROPPED = "billing.plan_change_dropped"
+    STRIPE_INVOICE_VOIDED = "stripe.invoice_voided"
+    STRIPE_INVOICE_UNCOLLECTIBLE = "stripe.invoice_marked_uncollectible"
+    INVOICE_MARKED_PAID = "billing.invoice_marked_paid"
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,25 @@ class InvoiceUpcoming(InvoiceFacts):
 
 
 @dataclass(frozen=True)
+class InvoiceVoided(InvoiceFacts):
+    KIND = EventKind.STRIPE_INVOICE_VOIDED
+
+
+@dataclass(frozen=True)
+class InvoiceUncollectible(InvoiceFacts):
+    KIND = EventKind.STRIPE_INVOICE_UNCOLLECTIBLE
+
+
+@dataclass(frozen=True)
+class InvoiceMarkedPaid(InvoiceFacts):
+    """Ops marked the invoice paid out of band (``lifecycle invoice mark-paid``): who and why."""
+
+    KIND = EventKind.INVOICE_MARKED_PAID
+    actor: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class CheckoutCompleted(EventPayload):
     KIND = EventKind.STRIPE_CHECKOUT_COMPLETED
     KEEP_NULLS = True
@@ -260,6 +282,7 @@ PAYLOADS: dict[str, type[EventPayload]] = {
         Signup, Activation, PaymentMethodAdded, Unsubscribed, Resubscribed, UsageThreshold,
         CampaignFinished, PlanChanged, PlanChangeDropped, StripeSubscription, StripeTrialWillEnd,
         InvoicePaid, InvoicePaymentFailed, InvoiceActionRequired, InvoiceUpcoming, CheckoutCompleted,
+        InvoiceVoided, InvoiceUncollectible, InvoiceMarkedPaid,
     )
 }
 

@@ -93,6 +93,56 @@ class UsagePolicy:
     skip_stages: list[str] = field(default_factory=lambda: ["past_due"])
 
 
+END_ACTIONS = ("cancel", "unpaid", "leave_past_due")
+DEFAULT_HARD_DECLINES = [
+    "expired_card", "stolen_card", "lost_card", "pickup_card", "restricted_card",
+    "incorrect_number", "invalid_number", "invalid_account", "do_not_honor",
+    "authentication_required",
+]
+
+
+@dataclass
+class DunningStage:
+    """One overdue state, keyed on days since the first failed payment (Kill Bill's
+    overdue states): entered at ``day``, with its email; ``suspend``: access is refused
+    from here (the usage check answers "payment overdue")."""
+
+    name: str
+    day: float
+    email: EmailStep | None = None
+    suspend: bool = False
+
+
+@dataclass
+class DunningNotices:
+    """The emails dunning sends on events rather than on days."""
+
+    card_update: EmailStep | None = None  # a hard decline: only a new card helps
+    action_required: EmailStep | None = None  # 3-D Secure: the authentication link
+    recovered: EmailStep | None = None  # paid: access is back
+    ended: EmailStep | None = None  # the end action was taken
+
+
+@dataclass
+class DunningPolicy:
+    """Payment recovery (``[dunning]`` in campaigns.toml). ``stages`` in day order; the
+    engine retries open invoices on ``retry_days`` (retry mode ``engine``); at ``end_day``
+    it takes ``end_action``: cancel | unpaid | leave_past_due. A decline code in
+    ``hard_declines`` is never retried."""
+
+    stages: list[DunningStage] = field(default_factory=list)
+    retry_days: list[float] = field(default_factory=lambda: [1.0, 3.0, 5.0, 7.0])
+    end_day: float = 21.0
+    end_action: str = "cancel"
+    hard_declines: list[str] = field(default_factory=lambda: list(DEFAULT_HARD_DECLINES))
+    notices: DunningNotices = field(default_factory=DunningNotices)
+
+    @property
+    def suspend_day(self) -> float | None:
+        """The day access is first refused (None: never)."""
+        return next((s.day for s in self.stages if s.suspend), None)
+
+
 @dataclass
 class CampaignPolicy:
     """All campaigns' policy; ``day_seconds`` is how long a policy day lasts (86400 in production)."""
@@ -104,6 +154,7 @@ class CampaignPolicy:
     source: str = ""  # the file it was loaded from, for ops reading the history
     # campaign name -> what counts as converted (`lifecycle campaigns results`)
     conversions: dict[str, Conversion] = field(default_factory=dict)
+    dunning: DunningPolicy = field(default_factory=DunningPolicy)
 
     def days(self, n: float) -> timedelta:
         return timedelta(seconds=n * self.day_seconds)
@@ -232,6 +283,7 @@ def parse_policy(raw: dict[str, Any], *, day_seconds: float = 86400.0, source: s
     except (TypeError, ValueError, AttributeError) as exc:
         raise PolicyError(f"{source or 'policy'}: {exc}") from None
     conversions = _conversions(raw.get("conversions", {}))
+    dunning = parse_dunning(raw.get("dunning", {}))
     return CampaignPolicy(
         trial=trial,
         onboarding=onboarding,
@@ -239,6 +291,7 @@ def parse_policy(raw: dict[str, Any], *, day_seconds: float = 86400.0, source: s
         source=source,
         usage=usage,
         conversions=conversions,
+        dunning=dunning,
     )
 
 
@@ -260,6 +313,73 @@ def _usage(raw: dict[str, Any]) -> UsagePolicy:
         if getattr(usage, key) not in CATEGORIES:
             raise PolicyError(f"usage.{key}: expected one of {CATEGORIES}")
     return usage
+
+
+def _one_step(raw: Any, where: str) -> EmailStep | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}: expected a table with name and template")
+    step = _steps([raw], where)[0]
+    if step.category != "transactional":
+        raise PolicyError(f"{where}.category: dunning email is transactional")
+    return step
+
+
+def parse_dunning(raw: Any) -> DunningPolicy:
+    """The ``[dunning]`` table; every refusal names the key."""
+    if not isinstance(raw, dict):
+        raise PolicyError("dunning: expected a table")
+    known = {"stages", "retry_days", "end_day", "end_action", "hard_declines", "notices"}
+    unknown = set(raw) - known
+    if unknown:
+        raise PolicyError(f"dunning: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
+    stages = []
+    for i, item in enumerate(raw.get("stages", [])):
+        where = f"dunning.stages[{i}]"
+        if not isinstance(item, dict) or set(item) - {"name", "day", "email", "suspend"}:
+            raise PolicyError(f"{where}: expected {{name, day, email, suspend}}")
+        if not isinstance(item.get("name"), str) or not item["name"]:
+            raise PolicyError(f"{where}.name: required text")
+        day = item.get("day")
+        if not isinstance(day, int | float) or day < 0:
+            raise PolicyError(f"{where}.day: a number of days, not negative")
+        stages.append(DunningStage(
+            name=item["name"], day=float(day), suspend=bool(item.get("suspend", False)),
+            email=_one_step(item.get("email"), f"{where}.email"),
+        ))
+    days = [s.day for s in stages]
+    if days != sorted(days):
+        raise PolicyError("dunning.stages: list them in day order")
+    names = [s.name for s in stages]
+    if len(names) != len(set(names)) or {"recovered", "ended"} & set(names):
+        raise PolicyError(f"dunning.stages: names must be unique and not recovered/ended, got {names}")
+    retry_days = raw.get("retry_days", [1, 3, 5, 7])
+    if not isinstance(retry_days, list) or not all(isinstance(d, int | float) and d > 0 for d in retry_days):
+        raise PolicyError("dunning.retry_days: expected a list of positive day numbers")
+    end_day = raw.get("end_day", 21)
+    if not isinstance(end_day, int | float) or end_day <= 0:
+        raise PolicyError("dunning.end_day: must be a positive number of days")
+    if stages and end_day <= stages[-1].day:
+        raise PolicyError(f"dunning.end_day ({end_day}) must come after the last stage ({stages[-1].day})")
+    end_action = raw.get("end_action", "cancel")
+    if end_action not in END_ACTIONS:
+        raise PolicyError(f"dunning.end_action: expected one of {END_ACTIONS}, got {end_action!r}")
+    hard = raw.get("hard_declines", DEFAULT_HARD_DECLINES)
+    if not isinstance(hard, list) or not all(isinstance(c, str) and c for c in hard):
+        raise PolicyError("dunning.hard_declines: expected a list of decline codes")
+    notices_raw = raw.get("notices", {})
+    if not isinstance(notices_raw, dict) or set(notices_raw) - set(DunningNotices.__dataclass_fields__):
+        raise PolicyError(
+            f"dunning.notices: expected tables among {sorted(DunningNotices.__dataclass_fields__)}"
+        )
+    notices = DunningNotices(**{
+        k: _one_step(v, f"dunning.notices.{k}") for k, v in notices_raw.items()
+    })
+    return DunningPolicy(
+        stages=stages, retry_days=sorted(float(d) for d in retry_days), end_day=float(end_day),
+        end_action=end_action, hard_declines=list(hard), notices=notices,
+    )
 
 
 def load_policy(path: Path, *, day_seconds: float = 86400.0) -> CampaignPolicy:

@@ -1,5 +1,5 @@
 """The search attributes ops filter on in the Web UI (all Keyword): who, on which plan, at
-which stage. Workflows upsert them; the starter sets them on start; ``lifecycle.temporal``
+which stage, and a dunning's state. Workflows upsert them; the starter sets them on start; ``lifecycle.temporal``
 registers them on a cluster."""
 
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
@@ -7,7 +7,9 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 PLAN = SearchAttributeKey.for_keyword("Plan")
 LIFECYCLE_STAGE = SearchAttributeKey.for_keyword("LifecycleStage")
-SEARCH_ATTRIBUTES = (CUSTOMER_ID, PLAN, LIFECYCLE_STAGE)
+# the dunning workflow's stage (warning, grace, suspended, recovered, ...): "every customer in grace"
+DUNNING_STATE = SearchAttributeKey.for_keyword("DunningState")
+SEARCH_ATTRIBUTES = (CUSTOMER_ID, PLAN, LIFECYCLE_STAGE, DUNNING_STATE)
 
 
 def customer_search_attributes(customer_id: str, plan: str, stage: str) -> TypedSearchAttributes:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lifecycle.billing.dunning import overdue_reason, suspension
 from lifecycle.db import dialect_insert
 from lifecycle.models import UsageCounter, UsageEvent
 from lifecycle.usage.bulk_sql import CounterRow, insert_events
@@ -82,6 +83,12 @@ def record(
         def result(allowed: bool, used: Decimal, **kw: Any) -> CheckResult:
             return CheckResult(allowed, ev.customer_id, ev.metric, ev.quantity,
                                ev.idempotency_key, used, amount, kind, period, **kw)
+
+        suspended = suspension(session, ev.customer_id)
+        if suspended is not None:  # dunning: access refused until the invoices are paid
+            used = used_in_period(session, ev.customer_id, ev.metric, period.start)
+            session.commit()
+            return result(False, used, overdue=overdue_reason(suspended))
 
         row = {
             "customer_id": ev.customer_id, "metric": ev.metric, "quantity": ev.quantity,

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lifecycle.billing.dunning import overdue_reason, suspension
 from lifecycle.contracts import catalog
 from lifecycle.models import Subscription, UsageCounter
 from lifecycle.usage.periods import load_customers
@@ -26,6 +27,8 @@ def for_customer(
         if info is None:
             raise UsageError("customer_id", f"unknown customer {customer_id[:128]!r}", status=404)
         period = info.period_at(max(now, info.created_at))
+        suspended = suspension(session, customer_id)
+        overdue = overdue_reason(suspended) if suspended is not None else None
         used = {row.metric: row.used for row in session.execute(
             select(UsageCounter.metric, UsageCounter.used).where(
                 UsageCounter.customer_id == customer_id,
@@ -48,7 +51,7 @@ def for_customer(
             "remaining": number(max(amount - u, ZERO)) if amount is not None else None,
             "overage": number(max(u - amount, ZERO)) if amount is not None else 0,
             "percent": round(float(u / amount * 100), 2) if amount else None,
-            "allowed": not (lim is not None and lim.kind == "hard" and u >= amount),
+            "allowed": overdue is None and not (lim is not None and lim.kind == "hard" and u >= amount),
         }
     nxt = catalog.next_plan_up(plan.code)
     upgrades = {}
@@ -64,6 +67,8 @@ def for_customer(
         "plan": {"code": plan.code, "name": plan.name,
                  "monthly_price_cents": plan.monthly_price_cents},
         "stage": info.stage,
+        # dunning suspended access: every check is refused with this reason until paid
+        "suspended": {"reason": overdue, "since": suspended.since.isoformat()} if suspended else None,
         "features": dict(plan.features),
         "period": {"start": period.start.isoformat(), "end": period.end.isoformat()},
         "metrics": metrics,

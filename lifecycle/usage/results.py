@@ -110,6 +110,8 @@ class CheckResult:
     period: Period
     duplicate: bool = False
     crossings: list[Crossing] = field(default_factory=list)
+    # refused because a dunning suspended the customer's access: why (payment overdue)
+    overdue: str | None = None
 
     @property
     def remaining(self) -> Decimal | None:
@@ -125,7 +127,9 @@ class CheckResult:
 
     def as_dict(self) -> dict[str, Any]:
         reason = None
-        if not self.allowed:
+        if self.overdue:
+            reason = self.overdue
+        elif not self.allowed:
             reason = (
                 f"hard limit of {number(self.limit)} {self.metric} for this billing period "
                 f"would be exceeded (used {number(self.used)}, asked {number(self.quantity)})"
@@ -133,6 +137,7 @@ class CheckResult:
         return {
             "allowed": self.allowed,
             "reason": reason,
+            "payment_overdue": self.overdue is not None,
             "duplicate": self.duplicate,
             "customer_id": self.customer_id,
             "metric": self.metric,

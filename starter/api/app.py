@@ -29,6 +29,7 @@ from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect
 from starter.api import (
     customers,
+    dunning,
     email,
     errors,
     events,
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.include_router(customers.router, dependencies=authed)
     app.include_router(usage.router, dependencies=authed)
     app.include_router(subscriptions.router, dependencies=authed)
+    app.include_router(dunning.router, dependencies=authed)
     app.include_router(stripe_webhooks.router)  # authenticated by the Stripe-Signature header
     app.include_router(metrics.router)
     # no API key: the signed token authenticates unsubscribes, SendGrid's signature the webhook

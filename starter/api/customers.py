@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from lifecycle.billing.dunning import current_view
 from lifecycle.contracts.campaigns import CampaignStatus
 from lifecycle.contracts.customer import CustomerState
 from lifecycle.contracts.ids import customer_workflow_id
@@ -37,6 +38,32 @@ class NextStep(BaseModel):
     at: datetime | None
 
 
+class DunningInvoiceView(BaseModel):
+    invoice_id: str
+    amount_cents: int
+    currency: str
+    decline_code: str | None
+    hard_decline: bool
+
+
+class DunningView(BaseModel):
+    """The customer's dunning (running, else the last one), from the database: it reads while
+    Temporal is down. Written by the dunning workflow at every change."""
+
+    workflow_id: str
+    state: str
+    since: datetime
+    started_at: datetime
+    retry_mode: str
+    suspended: bool
+    ended: bool
+    recovered_how: str | None
+    open_invoices: list[DunningInvoiceView]
+    next_retry_at: datetime | None
+    next_step: str | None
+    next_step_at: datetime | None
+
+
 class CustomerView(BaseModel):
     id: str
     stage: str
@@ -50,6 +77,7 @@ class CustomerView(BaseModel):
     workflow_id: str
     workflow_url: str
     live: bool = Field(description="false when Temporal could not be asked in time; the rest comes from the database")
+    dunning: DunningView | None = None
     created: bool = False
     queued: bool = Field(
         default=False,
@@ -125,5 +153,12 @@ async def get_customer(
         with sessions() as session:
             return get_customer_or_404(session, customer_id)
 
+    def load_dunning() -> dict[str, Any] | None:
+        with sessions() as session:
+            return current_view(session, customer_id)
+
     customer = await run_in_threadpool(load)
-    return await customer_view(client, settings, customer)
+    view = await customer_view(client, settings, customer)
+    found = await run_in_threadpool(load_dunning)
+    view.dunning = DunningView(**found) if found else None
+    return view

@@ -13,6 +13,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from lifecycle.settings import settings_or_exit
+from starter.cli.dunning import dunning_app, invoice_app
 from starter.cli.email import campaigns_app, outbox_app, templates_app
 from starter.cli.signals import app as signals_app
 from starter.cli.stripe import app as stripe_app
@@ -31,6 +32,8 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(signals_app, name="signals")
+app.add_typer(invoice_app, name="invoice")
+app.add_typer(dunning_app, name="dunning")
 
 console = make_console()
 

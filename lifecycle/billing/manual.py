@@ -1,0 +1,136 @@
+"""Manual payment backup: ops mark an invoice paid out of band (a bank transfer, a cheque).
+
+``lifecycle invoice mark-paid INVOICE --reason TEXT`` and ``POST /v1/invoices/{id}/mark-paid``
+both call :func:`mark_paid`: it asks Stripe for the invoice (no database transaction is
+open meanwhile), refuses an unknown, already paid, void or draft one with the reason,
+pays it in Stripe with ``paid_out_of_band`` (idempotency key per invoice), then in one
+transaction mirrors the invoice, records who and why (``manual_payments``), puts it on the
+customer's timeline and queues the ``billing.invoice_marked_paid`` event for the
+customer's workflow (the signal outbox): a running dunning ends as recovered "manual".
+
+localstripe cannot take ``paid_out_of_band`` (its ``/v1/invoices/{id}/pay`` accepts no
+parameter and answers 500 to one). With ``LIFECYCLE_STRIPE_LOCALSTRIPE_COMPAT`` the
+invoice is therefore marked paid in our mirror only, and the result says so
+(``stripe_updated: false``); against Stripe it is always paid in Stripe first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from lifecycle.billing.client import now_ts
+from lifecycle.billing.mirror import upsert_invoice
+from lifecycle.billing.shapes import InvoiceRec, parse_invoice, to_plain
+from lifecycle.contracts.events import InvoiceMarkedPaid, customer_event
+from lifecycle.db import add_timeline_event, insert_ignore, session_scope
+from lifecycle.models import ManualPayment
+from lifecycle.signal_outbox import enqueue
+
+
+class MarkPaidRefused(Exception):
+    """Marking refused; ``status`` is the HTTP answer (404 unknown, 409 not payable, 422 input)."""
+
+    def __init__(self, reason: str, status: int = 409) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass
+class MarkPaidResult:
+    invoice_id: str
+    customer_id: str | None
+    amount_cents: int
+    actor: str
+    reason: str
+    stripe_updated: bool  # false: localstripe (cannot pay out of band), mirror only
+    event_id: str
+
+
+def api_actor(api_key: str) -> str:
+    """Who an API call is: keys are bare secrets, so a fingerprint names the key (never the key)."""
+    return f"api key {hashlib.sha256(api_key.encode()).hexdigest()[:8]}"
+
+
+def cli_actor(given: str | None) -> str:
+    return given or f"cli:{getpass.getuser()}"
+
+
+def mark_paid(
+    client: stripe.StripeClient,
+    sessions: sessionmaker[Session],
+    invoice_id: str,
+    *,
+    actor: str,
+    reason: str,
+    localstripe_compat: bool = False,
+) -> MarkPaidResult:
+    reason = reason.strip()
+    if not reason:
+        raise MarkPaidRefused("reason: required (finance reads it: e.g. 'bank transfer 2026-12-01')", 422)
+    with session_scope(sessions) as session:
+        earlier = session.scalar(select(ManualPayment).where(ManualPayment.invoice_id == invoice_id))
+        if earlier is not None:
+            raise MarkPaidRefused(
+                f"invoice {invoice_id} is already paid: marked by {earlier.actor} on "
+                f"{earlier.recorded_at:%Y-%m-%d} ({earlier.reason})"
+            )
+    try:
+        inv = parse_invoice(to_plain(client.v1.invoices.retrieve(invoice_id)))
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status == 404:
+            raise MarkPaidRefused(f"unknown invoice {invoice_id!r} in Stripe", 404) from None
+        raise
+    refusal = _refusal(inv)
+    if refusal:
+        raise MarkPaidRefused(refusal)
+    stripe_updated = not localstripe_compat
+    if stripe_updated:
+        paid: dict[str, Any] = to_plain(client.v1.invoices.pay(
+            invoice_id, params={"paid_out_of_band": True},
+            options={"idempotency_key": f"mark-paid:{invoice_id}"},
+        ))
+        inv = parse_invoice(paid)
+    else:
+        now = int(dt.datetime.now(dt.UTC).timestamp())
+        inv = parse_invoice({**to_plain(client.v1.invoices.retrieve(invoice_id)), "status": "paid",
+                             "amount_paid": inv.amount_due_cents,
+                             "status_transitions": {"paid_at": now}})
+    event_id = f"billing:invoice_marked_paid:{invoice_id}"
+    with session_scope(sessions) as session:
+        cid = upsert_invoice(session, inv, now_ts()).customer_id
+        insert_ignore(session, ManualPayment, dict(
+            invoice_id=invoice_id, customer_id=cid, amount_cents=inv.amount_due_cents,
+            actor=actor[:200], reason=reason, recorded_at=dt.datetime.now(dt.UTC),
+        ))
+        if cid is not None:
+            add_timeline_event(
+                session, key=event_id, customer_id=cid, kind="invoice_marked_paid",
+                at=dt.datetime.now(dt.UTC),
+                detail={"invoice": invoice_id, "amount_cents": inv.amount_due_cents, "actor": actor,
+                        "reason": reason, "stripe_updated": stripe_updated},
+            )
+            enqueue(session, cid, customer_event(event_id, InvoiceMarkedPaid(
+                invoice_id=invoice_id, stripe_subscription_id=inv.subscription,
+                amount_due_cents=inv.amount_due_cents, attempt_count=inv.attempt_count,
+                actor=actor, reason=reason,
+            )))
+    return MarkPaidResult(invoice_id, cid, inv.amount_due_cents, actor, reason, stripe_updated, event_id)
+
+
+def _refusal(inv: InvoiceRec) -> str | None:
+    if inv.status == "paid":
+        return f"invoice {inv.id} is already paid"
+    if inv.status == "void":
+        return f"invoice {inv.id} is void: there is nothing to pay"
+    if inv.status == "draft":
+        return f"invoice {inv.id} is a draft: finalize it in Stripe first"
+    return None

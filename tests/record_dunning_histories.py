@@ -1,0 +1,103 @@
+"""Record the dunning histories the replay tests keep (tests/histories/dunning_*.json and
+customer_dunning_*.json): DunningWorkflow's paths and the entity's side of them.
+
+Run after an intended, versioned change to workflows/dunning.py or workflows/dunning_link.py:
+
+    .venv/bin/python -m tests.record_dunning_histories vN   # a new suffix
+
+Everything runs for real on the harness of tests/record_histories.py (time-skipping
+server, SQLite, the worker from worker.py) with the real Stripe activities against a
+localstripe of its own: the retries charge the invoices there. The entity hears the
+failures as the Stripe hand-over builds them (typed payloads around real invoices).
+The histories carry ids only (tests/test_replay.py checks them for addresses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from activities.stripe import StripeActivities
+from lifecycle.billing.catalog_sync import sync_catalog
+from lifecycle.billing.client import make_stripe_client
+from lifecycle.contracts.ids import customer_workflow_id
+from starter.dev.localstripe import start_localstripe
+from tests.record_histories import main, recording, save
+from tests.support.dunning import exists, failing_customer
+from tests.support.stripe import GOOD_CARD, WEBHOOK_SECRET, add_card
+
+
+class RecordingFailed(RuntimeError):
+    pass
+
+
+async def _until(what: str, probe: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not await probe():
+        if time.monotonic() > deadline:
+            raise RecordingFailed(f"{what}: not reached in {timeout} s")
+        await asyncio.sleep(0.1)
+
+
+async def record(suffix: str = "v1") -> list[Path]:
+    localstripe = start_localstripe()
+    written: list[Path] = []
+    try:
+        async with recording(
+            "record-dunning",
+            stripe_api_key=SecretStr("sk_test_record"),
+            stripe_api_base=localstripe.url,
+            stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
+            stripe_localstripe_compat=True,
+        ) as rec:
+            stripe = make_stripe_client(rec.settings)
+            sync_catalog(stripe, rec.sessions)
+            acts = StripeActivities(stripe, rec.sessions, localstripe_compat=True)
+            env, client = rec.env, rec.client
+
+            # 1. recovered on the second retry (a new card between the retries), with a
+            #    second failed invoice joining and voided
+            a = await failing_customer(client, rec.settings, rec.sessions, acts, stripe)
+            await _until("dunning a", lambda: exists(a.dunning))
+            await a.fail("stripe:evt_join", invoice="in_joined_record", amount=4900)
+            await env.sleep(timedelta(hours=12))
+            await a.voided("in_joined_record")
+            await env.sleep(timedelta(hours=13))  # retry 1: declined
+            add_card(stripe, a.stripe_customer, GOOD_CARD, default=False)
+            await env.sleep(timedelta(days=2))  # retry 2 pays
+            if (outcome := await a.dunning.result()) != "recovered":
+                raise RecordingFailed(f"a: {outcome}")
+            await _until("a active", lambda: a.stage_is("active"))
+
+            # 2. never recovered: warned, reminded, suspended, canceled at day 21; a hard
+            #    decline on a joined invoice on the way
+            b = await failing_customer(client, rec.settings, rec.sessions, acts, stripe)
+            await _until("dunning b", lambda: exists(b.dunning))
+            await env.sleep(timedelta(days=2))
+            await b.fail("stripe:evt_hard", invoice="in_hard_record", code="expired_card", amount=4900)
+            await env.sleep(timedelta(days=20))
+            if (outcome := await b.dunning.result()) != "canceled":
+                raise RecordingFailed(f"b: {outcome}")
+            await _until("b canceled", lambda: b.stage_is("canceled"))
+
+            await asyncio.sleep(1)  # let the last workflow tasks complete before reading histories
+            histories = {
+                "dunning_recovered": a.dunning_id(),
+                "dunning_canceled": b.dunning_id(),
+                "customer_dunning_recovered": customer_workflow_id(a.cid),
+                "customer_dunning_canceled": customer_workflow_id(b.cid),
+            }
+            for name, wid in histories.items():
+                written.append(await save(client, name, wid, suffix))
+    finally:
+        localstripe.stop()
+    return written
+
+
+if __name__ == "__main__":
+    main(record)

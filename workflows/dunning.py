@@ -1,0 +1,565 @@
+"""DunningWorkflow (``customer-{id}/dunning/{first-invoice-id}``): payment recovery.
+
+A child of the entity (ABANDON), one per customer at a time: a second failed invoice
+joins it by the ``invoice_failed`` signal. Its stages come from the policy
+(``[dunning]`` in campaigns.toml), keyed on days since the first failure: each stage is
+saved (database, timeline, the ``DunningState`` search attribute) and sends its email;
+from the first suspending stage the usage check refuses ("payment overdue"). In retry
+mode ``engine`` it charges the open invoices on the retry days (a hard decline or a
+payment needing 3-D Secure is never retried: the customer gets the card-update or the
+authentication email); in mode ``stripe`` it never charges and reads Stripe's schedule
+from the failures. At the end day it takes the end action (cancel | unpaid |
+leave_past_due). It ends at once, in any stage, when no invoice is left open.
+
+Signals only queue; the main loop handles them in order, so no handler awaits and the
+state changes in one place. Every side effect has a key from the workflow id and the step
+(``…/retry/2/in_…``), so a worker crash never sends or charges twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.dunning import DunningActivities
+    from activities.store import StoreActivities
+    from activities.stripe import StripeActivities
+    from lifecycle.contracts.billing import CancelInput, RetryInvoiceInput, RetryInvoiceResult
+    from lifecycle.contracts.campaigns import CampaignStatus
+    from lifecycle.contracts.dunning import (
+        BY_CARD_UPDATE,
+        BY_CUSTOMER,
+        BY_STRIPE,
+        CAMPAIGN,
+        CANCELED,
+        CLOSED,
+        ENGINE,
+        LEFT_PAST_DUE,
+        OPEN,
+        PAID,
+        RECOVERED,
+        STRIPE,
+        UNPAID,
+        DunningInput,
+        DunningInvoice,
+        DunningSetup,
+        DunningSnapshot,
+        ExtendGrace,
+        InvoiceClosed,
+        InvoiceFailed,
+        RetryNow,
+    )
+    from lifecycle.contracts.policy import DunningPolicy, DunningStage, EmailStep
+    from lifecycle.contracts.search_attributes import DUNNING_STATE
+    from lifecycle.contracts.timeline import RecordEventInput
+    from workflows.campaign import report_finished
+    from workflows.email_step import send_step_email
+    from workflows.options import STORE_RETRY, STORE_TIMEOUT, STRIPE_RETRY, STRIPE_TIMEOUT
+
+# due steps at the same instant: a retry first (it may make the stage pointless), the end last
+RETRY, STAGE, END = 0, 1, 2
+
+
+def money(cents: int, currency: str = "usd") -> str:
+    """``$49.00`` (other currencies: ``49.00 EUR``)."""
+    amount = f"{cents / 100:,.2f}"
+    return f"${amount}" if currency.lower() == "usd" else f"{amount} {currency.upper()}"
+
+
+def _message(err: ActivityError) -> str:
+    cause = err.cause
+    return cause.message if isinstance(cause, FailureError) else str(err)
+
+
+@workflow.defn
+class DunningWorkflow:
+    @workflow.init
+    def __init__(self, input: DunningInput) -> None:
+        self._input = input
+        self._inbox: list[InvoiceFailed | InvoiceClosed] = []
+        self._invoices: dict[str, DunningInvoice] = {}
+        self._setup: DunningSetup | None = None
+        self._started_at: datetime | None = None
+        self._state = "starting"
+        self._since: datetime | None = None
+        self._entered: list[str] = []  # stages entered (a stage un-entered by extend_grace leaves)
+        self._retried: list[int] = []  # retry numbers done (1-based)
+        self._extension_days = 0.0
+        self._retry_requests: list[str] = []  # retry_now reasons not yet carried out
+        self._retries_carried_out = 0
+        self._last_retry: str = ""
+        self._suspended = False
+        self._finished = False  # dunning is over (recovered, closed, canceled, left)
+        self._end_taken: str | None = None
+        self._recovered_how: str | None = None
+        self._wake = False
+
+    # --- messages -----------------------------------------------------------------------
+
+    @workflow.signal
+    def invoice_failed(self, failed: InvoiceFailed) -> None:
+        """A payment failed: a new invoice joins, or the same one failed again."""
+        self._inbox.append(failed)
+
+    @workflow.signal
+    def invoice_closed(self, closed: InvoiceClosed) -> None:
+        """An invoice was paid, voided or marked uncollectible."""
+        self._inbox.append(closed)
+
+    @workflow.update
+    async def extend_grace(self, req: ExtendGrace) -> CampaignStatus:
+        """Move the suspension and the end action ``days`` later (ops, for a customer who
+        promised to pay). A suspension already in force is lifted if its new day is ahead."""
+        self._extension_days += req.days
+        self._wake = True
+        await self._record("grace_extended", f"grace-extended:{len(self._entered)}:{self._extension_days}",
+                           {"days": req.days, "reason": req.reason, "total_days": self._extension_days})
+        await workflow.wait_condition(lambda: not self._wake)
+        return self.status()
+
+    @extend_grace.validator
+    def _validate_extend_grace(self, req: ExtendGrace) -> None:
+        if req.days <= 0:
+            raise ApplicationError(f"days: expected a positive number of days, got {req.days}")
+        if not req.reason.strip():
+            raise ApplicationError("reason: required (it goes to the customer's timeline)")
+        if self._finished or self._end_taken is not None:
+            raise ApplicationError(f"dunning is over ({self._state}): there is no grace to extend")
+
+    @workflow.update
+    async def retry_now(self, req: RetryNow) -> str:
+        """Charge the open invoices now (retry mode engine); answers the outcome."""
+        self._retry_requests.append(req.reason)
+        wanted = self._retries_carried_out + len(self._retry_requests)
+        await workflow.wait_condition(lambda: self._retries_carried_out >= wanted)
+        return self._last_retry
+
+    @retry_now.validator
+    def _validate_retry_now(self, req: RetryNow) -> None:
+        mode = self._setup.retry_mode if self._setup else None
+        if mode != ENGINE:
+            raise ApplicationError(
+                f"retry mode is {mode or 'not known yet'}: Stripe retries, the engine never charges"
+            )
+        if self._finished:
+            raise ApplicationError(f"dunning is over ({self._state}): nothing to retry")
+        if not self._retryable():
+            raise ApplicationError(
+                "no invoice can be retried: a hard decline or 3-D Secure waits for the customer"
+            )
+
+    @workflow.query
+    def status(self) -> CampaignStatus:
+        step, at = self._next_step()
+        return CampaignStatus(CAMPAIGN, step, at, list(self._entered))
+
+    @workflow.query
+    def details(self) -> DunningSnapshot:
+        return self._snapshot()
+
+    # --- the process --------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: DunningInput) -> str:
+        self._started_at = self._since = workflow.now()
+        setup = self._setup = await workflow.execute_activity_method(
+            DunningActivities.begin, input, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
+        )
+        first = input.first_invoice
+        if setup.first_invoice_status in ("paid", "void", "uncollectible"):
+            # a failure heard after its invoice was settled: nothing to recover
+            await self._record("not_needed", "not-needed", {"invoice": first.invoice_id,
+                                                           "invoice_status": setup.first_invoice_status})
+            await report_finished(input.customer_id, CAMPAIGN, CLOSED)
+            return CLOSED
+        self._inbox.insert(0, InvoiceFailed(input.cause or "start", first,
+                                            requires_action=first.requires_action))
+        while True:
+            await self._drain()
+            if not self._open():
+                return await self._end_recovered()
+            if self._retry_requests:
+                await self._retry(None)
+                continue
+            due = self._due()
+            if due is None:  # end action "unpaid": wait to be paid, voided, or told
+                self._wake = False
+                await workflow.wait_condition(lambda: bool(self._inbox) or bool(self._retry_requests))
+                continue
+            at, kind, ref = due
+            if at <= workflow.now():
+                if kind == RETRY:
+                    await self._retry(ref)
+                elif kind == STAGE:
+                    await self._enter(self._policy.stages[ref])
+                else:
+                    await self._end_action()
+                    if self._finished:
+                        await workflow.wait_condition(workflow.all_handlers_finished)
+                        return self._state
+                continue
+            if self._wake:  # extend_grace moved the times: save them, then answer it
+                self._lift_if_moved()
+                await self._save()
+                self._wake = False
+                continue
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(self._inbox) or self._wake or bool(self._retry_requests),
+                    timeout=at - workflow.now(),
+                )
+            except TimeoutError:
+                pass
+
+    # --- schedule -----------------------------------------------------------------------
+
+    @property
+    def _policy(self) -> DunningPolicy:
+        assert self._setup is not None
+        return self._setup.policy
+
+    def _at(self, day: float) -> datetime:
+        assert self._started_at is not None and self._setup is not None
+        return self._started_at + timedelta(seconds=day * self._setup.day_seconds)
+
+    def _shift(self, day: float) -> float:
+        """Suspension and everything after it move by the granted extension."""
+        first = self._policy.suspend_day
+        return self._extension_days if first is not None and day >= first else 0.0
+
+    def _stage_at(self, stage: DunningStage) -> datetime:
+        return self._at(stage.day + self._shift(stage.day))
+
+    def _end_at(self) -> datetime:
+        return self._at(self._policy.end_day + self._extension_days)
+
+    def _due(self) -> tuple[datetime, int, Any] | None:
+        """The next scheduled step: (when, kind, which)."""
+        if self._end_taken is not None:
+            return None
+        candidates: list[tuple[datetime, int, Any]] = []
+        if self._setup is not None and self._setup.retry_mode == ENGINE and self._retryable():
+            for n, day in enumerate(self._policy.retry_days, start=1):
+                if n not in self._retried:
+                    candidates.append((self._at(day), RETRY, n))
+                    break
+        for i, stage in enumerate(self._policy.stages):
+            if stage.name not in self._entered:
+                candidates.append((self._stage_at(stage), STAGE, i))
+                break
+        end = self._end_at()
+        if self._setup is not None and self._setup.retry_mode == STRIPE and all(
+            inv.stripe_gave_up for inv in self._open()
+        ):
+            end = workflow.now()  # Stripe has given up on every open invoice: the end now
+        candidates.append((end, END, None))
+        return min(candidates, key=lambda c: (c[0], c[1]))
+
+    def _next_retry_at(self) -> datetime | None:
+        if self._setup is None or self._end_taken is not None:
+            return None
+        if self._setup.retry_mode == STRIPE:
+            times = [i.next_payment_attempt for i in self._open() if i.next_payment_attempt]
+            return min(times) if times else None
+        if not self._retryable():
+            return None
+        for n, day in enumerate(self._policy.retry_days, start=1):
+            if n not in self._retried:
+                return self._at(day)
+        return None
+
+    def _next_step(self) -> tuple[str | None, datetime | None]:
+        if self._finished or self._setup is None:
+            return None, None
+        due = self._due()
+        if due is None:
+            return None, None
+        at, kind, ref = due
+        if kind == RETRY:
+            return f"retry_{ref}", at
+        if kind == STAGE:
+            return self._policy.stages[ref].name, at
+        return f"end:{self._policy.end_action}", at
+
+    def _open(self) -> list[DunningInvoice]:
+        return [i for i in self._invoices.values() if i.status == OPEN]
+
+    def _retryable(self) -> list[DunningInvoice]:
+        return [i for i in self._open() if not i.hard_decline and not i.requires_action]
+
+    def _lift_if_moved(self) -> None:
+        """After an extension, a suspending stage whose new day is ahead is left again."""
+        now = workflow.now()
+        for stage in self._policy.stages:
+            if stage.name in self._entered and stage.suspend and self._stage_at(stage) > now:
+                self._entered.remove(stage.name)
+        current = [s for s in self._policy.stages if s.name in self._entered]
+        self._suspended = bool(current) and current[-1].suspend
+        if current and self._state != current[-1].name:
+            self._state, self._since = current[-1].name, now
+
+    # --- handling what arrived ----------------------------------------------------------
+
+    async def _drain(self) -> None:
+        while self._inbox:
+            msg = self._inbox.pop(0)
+            if isinstance(msg, InvoiceFailed):
+                await self._on_failed(msg)
+            else:
+                await self._on_closed(msg)
+
+    async def _on_failed(self, msg: InvoiceFailed) -> None:
+        new = msg.invoice
+        known = self._invoices.get(new.invoice_id)
+        if known is not None and not known.is_open:
+            return  # paid or voided already: an old failure arriving late changes nothing
+        if known is not None and new.attempt_count and new.attempt_count < known.attempt_count:
+            return  # an older failure than the one we have (events out of order)
+        inv = known or new
+        if known is not None:
+            known.attempt_count = max(known.attempt_count, new.attempt_count)
+            known.decline_code = new.decline_code or known.decline_code
+            known.next_payment_attempt = new.next_payment_attempt
+            known.amount_due_cents = new.amount_due_cents or known.amount_due_cents
+            known.action_url = new.action_url or known.action_url
+            known.requires_action = known.requires_action or msg.requires_action
+        else:
+            inv.failed_at = inv.failed_at or workflow.now()
+            inv.requires_action = inv.requires_action or msg.requires_action
+            self._invoices[inv.invoice_id] = inv
+        was_hard = known is not None and known.hard_decline
+        inv.hard_decline = inv.hard_decline or (inv.decline_code or "") in self._policy.hard_declines
+        if self._setup is not None and self._setup.retry_mode == STRIPE:
+            inv.stripe_gave_up = inv.attempt_count > 0 and new.next_payment_attempt is None
+        await self._record("invoice_failed", f"failed:{inv.invoice_id}:{inv.attempt_count}:{msg.event_id}", {
+            "invoice": inv.invoice_id, "amount_cents": inv.amount_due_cents, "decline_code": inv.decline_code,
+            "hard_decline": inv.hard_decline, "requires_action": msg.requires_action,
+            "attempt_count": inv.attempt_count, "joined": known is None and len(self._invoices) > 1,
+        })
+        await self._save()
+        if msg.requires_action:
+            await self._notice(self._policy.notices.action_required, inv, {"action_url": inv.action_url})
+        elif inv.hard_decline and not was_hard and self._entered:  # (the warning says it first)
+            await self._notice(self._policy.notices.card_update, inv, {"decline_code": inv.decline_code})
+
+    async def _on_closed(self, msg: InvoiceClosed) -> None:
+        inv = self._invoices.get(msg.invoice_id)
+        if inv is None or not inv.is_open:
+            return  # not ours, or already closed (our own retry paid it before the webhook came)
+        how = msg.how
+        if how == BY_CUSTOMER:
+            assert self._setup is not None
+            how = BY_STRIPE if self._setup.retry_mode == STRIPE else BY_CARD_UPDATE
+        self._close(inv, msg.status, how)
+        await self._record("invoice_closed", f"closed:{inv.invoice_id}", {
+            "invoice": inv.invoice_id, "status": msg.status, "how": how,
+            **({"actor": msg.actor, "reason": msg.reason} if msg.actor else {}),
+        })
+        await self._save()
+
+    def _close(self, inv: DunningInvoice, status: str, how: str) -> None:
+        inv.status, inv.closed_how, inv.closed_at = status, how, workflow.now()
+
+    # --- steps --------------------------------------------------------------------------
+
+    async def _enter(self, stage: DunningStage) -> None:
+        previous = self._state
+        self._entered.append(stage.name)
+        self._state, self._since = stage.name, workflow.now()
+        self._suspended = stage.suspend
+        await self._save()
+        await self._record("dunning_stage", f"stage:{stage.name}:{self._extension_days}", {
+            "from": previous, "to": stage.name, "suspended": stage.suspend,
+            "days": self._days(), "open_invoices": [i.invoice_id for i in self._open()],
+        })
+        workflow.upsert_search_attributes([DUNNING_STATE.value_set(stage.name)])
+        if stage.email is not None:
+            await self._email(stage.email, self._context(), key=f"{workflow.info().workflow_id}/{stage.name}")
+
+    async def _retry(self, n: int | None) -> None:
+        """Retry ``n`` of the schedule, or (None) one that ops asked for; each invoice's
+        charge and outcome under its own key, recorded once."""
+        manual = n is None
+        if manual:
+            reason = self._retry_requests.pop(0)
+            label = f"manual_{self._retries_carried_out + 1}"
+        else:
+            assert n is not None
+            self._retried.append(n)
+            reason, label = "", f"retry_{n}"
+        outcomes = []
+        for inv in self._retryable():
+            key = f"{workflow.info().workflow_id}/{label}/{inv.invoice_id}"
+            result: RetryInvoiceResult | None
+            try:
+                result = await workflow.execute_activity_method(
+                    StripeActivities.retry_invoice,
+                    RetryInvoiceInput(self._input.customer_id, inv.invoice_id, key),
+                    start_to_close_timeout=STRIPE_TIMEOUT,
+                    retry_policy=STRIPE_RETRY,
+                )
+                outcome = result.outcome
+            except ActivityError as err:
+                result, outcome = None, f"error: {_message(err)}"
+            outcomes.append(f"{inv.invoice_id}: {outcome}")
+            await self._record("dunning_retry", f"{label}/{inv.invoice_id}", {
+                "retry": label, "invoice": inv.invoice_id, "outcome": outcome,
+                "decline_code": result.failure_code if result else None,
+                **({"reason": reason} if manual else {}),
+            })
+            if result is None:
+                continue
+            if result.outcome == PAID:
+                self._close(inv, PAID, label if result.charged else BY_CARD_UPDATE)
+            elif result.outcome == "not_payable":
+                self._close(inv, result.invoice_status if result.invoice_status != "void" else "voided",
+                            result.invoice_status)
+            elif result.outcome == "requires_action":
+                inv.requires_action = True
+                inv.action_url = result.hosted_invoice_url or inv.action_url
+                await self._notice(self._policy.notices.action_required, inv,
+                                   {"action_url": inv.action_url})
+            else:  # declined, no_payment_method
+                inv.attempt_count += 1
+                inv.decline_code = result.failure_code or inv.decline_code
+                hard = result.outcome == "no_payment_method" or (
+                    (inv.decline_code or "") in self._policy.hard_declines
+                )
+                if hard and not inv.hard_decline:
+                    inv.hard_decline = True
+                    await self._notice(self._policy.notices.card_update, inv,
+                                       {"decline_code": inv.decline_code or result.outcome})
+        await self._save()
+        if manual:
+            self._last_retry = "; ".join(outcomes) or "nothing to retry"
+            self._retries_carried_out += 1
+
+    async def _end_action(self) -> None:
+        action = self._policy.end_action
+        self._end_taken = action
+        cid = self._input.customer_id
+        detail: dict[str, Any] = {"action": action, "days": self._days(),
+                                  "open_invoices": [i.invoice_id for i in self._open()]}
+        if action == "cancel":
+            self._state, self._suspended, self._finished = CANCELED, False, True
+            if self._input.stripe_subscription_id:
+                try:
+                    await workflow.execute_activity_method(
+                        StripeActivities.cancel_subscription,
+                        CancelInput(cid, self._input.stripe_subscription_id,
+                                    f"{workflow.info().workflow_id}/end/cancel", at_period_end=False),
+                        start_to_close_timeout=STRIPE_TIMEOUT,
+                        retry_policy=STRIPE_RETRY,
+                    )
+                except ActivityError as err:
+                    detail["error"] = _message(err)
+        elif action == "unpaid":
+            self._state = UNPAID  # suspended stays; waits to be paid or voided, no more mail
+        else:
+            self._state, self._suspended, self._finished = LEFT_PAST_DUE, False, True
+        self._since = workflow.now()
+        await self._save()
+        await self._record("dunning_ended", "ended", detail)
+        workflow.upsert_search_attributes([DUNNING_STATE.value_set(self._state)])
+        step = self._policy.notices.ended
+        if step is not None:
+            await self._email(step, {**self._context(), "end_action": action},
+                              key=f"{workflow.info().workflow_id}/{step.name}")
+        if self._finished:
+            await report_finished(cid, CAMPAIGN, self._state)
+
+    async def _end_recovered(self) -> str:
+        paid = [i for i in self._invoices.values() if i.status == PAID]
+        self._state = RECOVERED if paid else CLOSED
+        closed = sorted(self._invoices.values(), key=lambda i: i.closed_at or workflow.now())
+        self._recovered_how = (paid or closed)[-1].closed_how if closed else None
+        self._suspended, self._finished, self._since = False, True, workflow.now()
+        await self._save()
+        await self._record("dunning_recovered" if paid else "dunning_closed", "over", {
+            "how": self._recovered_how, "days": self._days(), "after_end_action": self._end_taken,
+            "invoices": {i.invoice_id: i.closed_how for i in self._invoices.values()},
+        })
+        workflow.upsert_search_attributes([DUNNING_STATE.value_set(self._state)])
+        step = self._policy.notices.recovered
+        if paid and step is not None:
+            amount = sum(i.amount_due_cents for i in paid)
+            await self._email(step, {"amount": money(amount, paid[0].currency), "days": round(self._days())},
+                              key=f"{workflow.info().workflow_id}/{step.name}")
+        await report_finished(self._input.customer_id, CAMPAIGN, self._state)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state
+
+    # --- effects ------------------------------------------------------------------------
+
+    def _days(self) -> float:
+        assert self._started_at is not None and self._setup is not None
+        return round((workflow.now() - self._started_at).total_seconds() / self._setup.day_seconds, 2)
+
+    def _context(self) -> dict[str, Any]:
+        open_ = self._open()
+        cents = sum(i.amount_due_cents for i in open_)
+        suspend = next((s for s in self._policy.stages if s.suspend), None)
+        return {
+            "amount": money(cents, open_[0].currency if open_ else "usd"),
+            "invoice_count": len(open_),
+            "hard_decline": any(i.hard_decline for i in open_),
+            "decline_code": next((i.decline_code for i in open_ if i.decline_code), None),
+            "days_overdue": int(self._days()),
+            "suspend_at": self._stage_at(suspend).isoformat() if suspend else None,
+            "end_at": self._end_at().isoformat(),
+            "end_action": self._policy.end_action,
+        }
+
+    async def _notice(self, step: EmailStep | None, inv: DunningInvoice, extra: dict[str, Any]) -> None:
+        if step is None:
+            return
+        context = {"amount": money(inv.amount_due_cents, inv.currency), **extra}
+        await self._email(step, context, key=f"{workflow.info().workflow_id}/{step.name}/{inv.invoice_id}")
+
+    async def _email(self, step: EmailStep, context: dict[str, Any], *, key: str) -> None:
+        await send_step_email(self._input.customer_id, CAMPAIGN, step, context, key=key)
+
+    def _snapshot(self) -> DunningSnapshot:
+        assert self._started_at is not None and self._since is not None
+        step, at = self._next_step()
+        return DunningSnapshot(
+            customer_id=self._input.customer_id,
+            workflow_id=workflow.info().workflow_id,
+            state=self._state,
+            since=self._since,
+            started_at=self._started_at,
+            retry_mode=self._setup.retry_mode if self._setup else ENGINE,
+            suspended=self._suspended,
+            invoices=list(self._invoices.values()),
+            next_retry_at=self._next_retry_at(),
+            next_step=step,
+            next_step_at=at,
+            ended=self._finished,
+            recovered_how=self._recovered_how,
+            end_action=self._end_taken,
+        )
+
+    async def _save(self) -> None:
+        await workflow.execute_activity_method(
+            DunningActivities.save, self._snapshot(),
+            start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY,
+        )
+
+    async def _record(self, kind: str, step: str, detail: dict[str, Any]) -> None:
+        await workflow.execute_activity_method(
+            StoreActivities.record_event,
+            RecordEventInput(
+                customer_id=self._input.customer_id,
+                event_key=f"{workflow.info().workflow_id}:{step}",
+                kind=kind,
+                occurred_at=workflow.now(),
+                campaign=CAMPAIGN,
+                detail=detail,
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
