@@ -22,6 +22,7 @@ from lifecycle.db import make_engine, make_session_factory
 from lifecycle.email.providers import make_provider
 from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect, ensure_search_attributes
+from workflows.card_expiry import CardExpiryWorkflow
 from workflows.customer import CustomerWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.plan_change import PlanChangeWorkflow
@@ -34,6 +35,7 @@ WORKFLOWS: Sequence[type] = (
     OnboardingWorkflow,
     UsageNudgeWorkflow,
     PlanChangeWorkflow,
+    CardExpiryWorkflow,
 )
 
 

@@ -51,3 +51,11 @@ BILLING_ENDED_DROPS_PENDING_CHANGE = "billing-ended-drops-pending-change"
 # (the child's side). Since 2026-11-25. Deprecate when no CustomerWorkflow run and no
 # UsageNudgeWorkflow started before 2026-11-25 is open (nudges end within days).
 USAGE_NUDGE_SUPERSEDE = "usage-nudge-supersede"
+
+# --- CustomerWorkflow: pre-dunning ---------------------------------------------------------
+
+# The entity acts on ``billing.default_card`` (before: an unknown kind, logged and
+# ignored): it keeps the default card and starts, replaces or cancels its expiry reminders
+# (CardExpiryWorkflow). Since 2026-12-02. Deprecate when no CustomerWorkflow run started
+# before 2026-12-02 is open.
+CARD_EXPIRY_REMINDERS = "card-expiry-reminders"

@@ -37,6 +37,7 @@ class EventKind(StrEnum):
     STRIPE_CHECKOUT_COMPLETED = "stripe.checkout_completed"
     PLAN_CHANGED = "billing.plan_changed"
     PLAN_CHANGE_DROPPED = "billing.plan_change_dropped"
+    DEFAULT_CARD = "billing.default_card"
 
 
 @dataclass(frozen=True)
@@ -254,12 +255,26 @@ class CheckoutCompleted(EventPayload):
     mode: str | None = None
 
 
+@dataclass(frozen=True)
+class DefaultCard(EventPayload):
+    """The customer's default card changed, or its expiry did (a Stripe webhook, the
+    card-update page). No ``payment_method_id``: the customer has no default card now."""
+
+    KIND = EventKind.DEFAULT_CARD
+    payment_method_id: str | None = None
+    brand: str = ""
+    last4: str = ""
+    exp_month: int = 0
+    exp_year: int = 0
+
+
 PAYLOADS: dict[str, type[EventPayload]] = {
     cls.KIND.value: cls
     for cls in (
         Signup, Activation, PaymentMethodAdded, Unsubscribed, Resubscribed, UsageThreshold,
         CampaignFinished, PlanChanged, PlanChangeDropped, StripeSubscription, StripeTrialWillEnd,
         InvoicePaid, InvoicePaymentFailed, InvoiceActionRequired, InvoiceUpcoming, CheckoutCompleted,
+        DefaultCard,
     )
 }
 

@@ -61,6 +61,7 @@ from lifecycle.email.templates.render import (
 from lifecycle.email.templates.samples import sample_vars
 from lifecycle.email.templates.versions import load_published
 from lifecycle.email.unsubscribe import unsubscribe_url
+from lifecycle.links import card_update_url
 from lifecycle.models import Customer, EmailMessage
 from lifecycle.settings import Settings
 
@@ -146,7 +147,8 @@ class EmailService:
         return templates
 
     def standard_vars(self, customer: Customer, *, category: str, campaign: str, step: str,
-                      is_test: bool = False) -> dict[str, Any]:
+                      is_test: bool = False, now: dt.datetime | None = None) -> dict[str, Any]:
+        """``now``: when the email is sent (the workflow's time), from which its links expire."""
         s = self.settings
         return {
             "customer": customer_vars(
@@ -161,6 +163,9 @@ class EmailService:
             "plan": plan_vars(customer.plan_code),
             **self._sender_vars(),
             "unsubscribe_url": unsubscribe_url(s.public_url, s.unsubscribe_secret, customer.id),
+            "card_update_url": card_update_url(
+                s.public_url, s.link_secret, customer.id, now=now or dt.datetime.now(dt.UTC), ttl_days=s.link_ttl_days
+            ),
             "category": category,
             "campaign": campaign,
             "step": step,
@@ -280,7 +285,7 @@ class EmailService:
         templates = self._templates(session, template)
         variables = dict(inp.context)
         variables.update(self.standard_vars(
-            customer, category=inp.category, campaign=inp.campaign, step=inp.step
+            customer, category=inp.category, campaign=inp.campaign, step=inp.step, now=inp.now
         ))
         try:
             return templates.render(template, variables)

@@ -46,6 +46,7 @@ STANDARD_VARS: dict[str, str] = {
     "postal_address": "the sender's postal address (setting LIFECYCLE_EMAIL_POSTAL_ADDRESS)",
     "app_url": "absolute base URL of the product (setting LIFECYCLE_EMAIL_APP_URL)",
     "unsubscribe_url": "the signed one-click unsubscribe link for this recipient",
+    "card_update_url": "the signed, expiring link to this customer's card-update page",
     "category": "marketing or transactional",
     "campaign": "the campaign's name",
     "step": "the step's name",

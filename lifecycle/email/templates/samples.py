@@ -70,6 +70,7 @@ def sample_vars(
         "plan": dict(SAMPLE_PLAN),
         "app_url": "https://app.example.com",
         "unsubscribe_url": "https://app.example.com/unsubscribe?token=sample",
+        "card_update_url": "https://app.example.com/billing/card?token=sample",
         "category": "marketing",
         "campaign": "sample",
         "step": "sample",
