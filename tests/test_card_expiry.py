@@ -159,3 +159,51 @@ async def test_no_default_card_left_cancels_the_reminders_and_a_late_card_skips_
 async def _card_of(handle: WorkflowHandle, pm: str) -> bool:
     card = (await handle.query(CustomerWorkflow.state)).card
     return card is not None and card.payment_method_id == pm and card.reminders_workflow_id is not None
+
+
+async def test_a_customer_whose_trial_expired_gets_no_reminders(
+    ts_env: WorkflowEnvironment, client, settings, session_factory, worker
+):
+    cid = f"cus-{uuid.uuid4().hex[:8]}"
+    add_customer(session_factory, cid)
+    await signal_customer(client, cid, CustomerEvent(f"signup:{cid}", "signup"),
+                          start=start_input(settings, cid, "starter"), task_queue=settings.task_queue)
+    handle = client.get_workflow_handle(customer_workflow_id(cid))
+    await ts_env.sleep(timedelta(days=14, hours=1))
+    await eventually(lambda: _stage_is(handle, "expired"))
+    exp = month_of(await ts_env.get_current_time() + timedelta(days=75))
+    await signal_customer(client, cid, card_event("pm_late", exp))
+
+    async def noted() -> bool:
+        card = (await handle.query(CustomerWorkflow.state)).card
+        return card is not None and card.payment_method_id == "pm_late"
+
+    await eventually(noted)
+    assert (await handle.query(CustomerWorkflow.state)).card.reminders_workflow_id is None  # type: ignore[union-attr]
+    await until(ts_env, card_expires_at(exp.month, exp.year))
+    assert reminders(session_factory, cid) == []
+
+
+async def _stage_is(handle: WorkflowHandle, stage: str) -> bool:
+    return (await handle.query(CustomerWorkflow.state)).stage == stage
+
+
+@pytest.mark.parametrize("section, error", [
+    ({"reminders": [{"name": "r", "template": "card_expiring", "days_before_end": 0}]}, "must be positive"),
+    ({"reminders": [{"name": "r", "template": "card_expiring", "day_before": 3}]}, "unknown key"),
+    ({"skip_stages": "canceled"}, "list of stage names"),
+    ({"remind": []}, "expected a table with reminders and skip_stages"),
+])
+def test_a_malformed_card_expiry_section_is_refused_with_the_key(section, error) -> None:
+    from lifecycle.contracts.policy import PolicyError, parse_policy
+
+    with pytest.raises(PolicyError, match=error):
+        parse_policy({"card_expiry": section})
+
+
+def test_without_a_card_expiry_section_the_reminders_are_30_and_7_days() -> None:
+    from lifecycle.contracts.policy import parse_policy
+
+    policy = parse_policy({})
+    assert [(r.days_before_end, r.template, r.category) for r in policy.card_expiry.reminders] == [
+        (30, "card_expiring", "transactional"), (7, "card_expiring", "transactional")]
