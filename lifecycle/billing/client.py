@@ -8,6 +8,7 @@ theirs in threads.
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 import stripe
 
@@ -56,7 +57,5 @@ def now_ts() -> int:
 def is_real_stripe(settings: Settings) -> bool:
     """True against Stripe itself (no API base set, or api.stripe.com); False against a
     stand-in such as localstripe, which has no hosted pages (Billing Portal, Checkout)."""
-    from urllib.parse import urlsplit
-
     base = settings.stripe_api_base
     return base is None or urlsplit(base).hostname == "api.stripe.com"
