@@ -23,6 +23,7 @@ from lifecycle.db import make_engine, make_session_factory
 from lifecycle.email.providers import make_provider
 from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect, ensure_search_attributes
+from workflows.card_expiry import CardExpiryWorkflow
 from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
 from workflows.onboarding import OnboardingWorkflow
@@ -37,6 +38,7 @@ WORKFLOWS: Sequence[type] = (
     UsageNudgeWorkflow,
     PlanChangeWorkflow,
     DunningWorkflow,
+    CardExpiryWorkflow,
 )
 
 

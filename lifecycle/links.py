@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _VERSION = "lifecycle-link-v1"
@@ -90,3 +90,16 @@ def read_link_token(secret: str, purpose: str, token: str, *, now: datetime) -> 
 def link_url(public_url: str, path: str, token: str) -> str:
     """``{public_url}{path}?token=…`` (``path`` such as ``/billing/card``)."""
     return f"{public_url.rstrip('/')}{path}?token={token}"
+
+
+# --- the card-update page (starter/pages/card.py) -------------------------------------------
+
+CARD_PURPOSE = "card"
+CARD_PATH = "/billing/card"
+
+
+def card_update_url(public_url: str, secret: str, customer_id: str, *, now: datetime, ttl_days: int) -> str:
+    """The signed link to the customer's card-update page, valid ``ttl_days`` from ``now``
+    (every email gets it as ``card_update_url``: pre-dunning, dunning)."""
+    token = make_link_token(secret, CARD_PURPOSE, customer_id, now + timedelta(days=ttl_days))
+    return link_url(public_url, CARD_PATH, token)

@@ -523,3 +523,41 @@ class ManualPayment(Base):
     actor: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(Text)
     recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+# --- cards (pre-dunning, the card-update page) ------------------------------------------
+
+
+class StripePaymentMethod(Base):
+    """A card as Stripe last described it (``payment_method.*`` events, the card-update page).
+
+    Kept so a ``customer.updated`` that names its new default card by id alone can be
+    mirrored with the card's brand, last 4 digits and expiry without calling Stripe.
+    """
+
+    __tablename__ = "stripe_payment_methods"
+
+    stripe_payment_method_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(64), index=True)  # None: detached
+    brand: Mapped[str] = mapped_column(String(32), default="")
+    last4: Mapped[str] = mapped_column(String(4), default="")
+    exp_month: Mapped[int] = mapped_column(Integer, default=0)
+    exp_year: Mapped[int] = mapped_column(Integer, default=0)
+    stripe_version_ts: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CustomerCard(Base):
+    """The customer's default card on the billing mirror: what expiry reminders are about.
+
+    ``stripe_payment_method_id`` None: no default card. Brand, last 4 and expiry are
+    empty until the card's own details are known (a ``payment_method.*`` event)."""
+
+    __tablename__ = "customer_cards"
+
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    brand: Mapped[str] = mapped_column(String(32), default="")
+    last4: Mapped[str] = mapped_column(String(4), default="")
+    exp_month: Mapped[int] = mapped_column(Integer, default=0)
+    exp_year: Mapped[int] = mapped_column(Integer, default=0)
+    stripe_version_ts: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

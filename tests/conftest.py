@@ -177,7 +177,15 @@ async def _healthy(http: httpx.AsyncClient) -> bool:
 
 
 @pytest.fixture
-async def stack(dev_env: WorkflowEnvironment, settings: Settings, tmp_path: Path) -> AsyncIterator[Stack]:
+def stack_env() -> dict[str, str]:
+    """More environment for the stack's processes (a test module overrides it, e.g. with Stripe)."""
+    return {}
+
+
+@pytest.fixture
+async def stack(
+    dev_env: WorkflowEnvironment, settings: Settings, tmp_path: Path, stack_env: dict[str, str]
+) -> AsyncIterator[Stack]:
     """`lifecycle worker` and `lifecycle api` as their own processes, configured by environment."""
     port = free_port()
     target = dev_env.client.service_client.config.target_host
@@ -192,6 +200,7 @@ async def stack(dev_env: WorkflowEnvironment, settings: Settings, tmp_path: Path
         # no quiet hours: campaign email goes out whatever the time of day the test runs
         "LIFECYCLE_EMAIL_QUIET_HOURS_START": "00:00",
         "LIFECYCLE_EMAIL_QUIET_HOURS_END": "00:00",
+        **stack_env,
     }
     cli = str(Path(sys.prefix) / "bin" / "lifecycle")
     log = open(tmp_path / "procs.log", "wb")  # noqa: SIM115

@@ -6,6 +6,7 @@ new histories with ``python -m tests.record_histories`` (trial, onboarding,
 continue-as-new), ``tests.record_usage_histories`` (usage nudges) or
 ``tests.record_billing_histories`` (subscriptions, trial conversion, dunning, plan
 changes) or ``tests.record_dunning_histories`` (payment recovery), keeping the old ones.
+changes) or ``tests.record_card_expiry_histories`` (pre-dunning), keeping the old ones.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def test_there_are_histories_to_replay() -> None:
         "dunning_canceled",
         "customer_dunning_recovered",
         "customer_dunning_canceled",
+        "card_expiry_reminded",
+        "card_expiry_replaced",
+        "customer_card_expiry",
     } <= names
 
 

@@ -56,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.stages import ACTIVE, EXPIRED, TRIALING
     from lifecycle.contracts.timeline import RecordEventInput
     from workflows import patches
+    from workflows.card_on_file import CardReminders
     from workflows.dunning_link import DunningLink
     from workflows.onboarding import OnboardingWorkflow
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
@@ -90,6 +91,7 @@ class CustomerWorkflow:
         )
         self._dunning = DunningLink(self._state, set_stage=self._set_stage)
         sub = self._subscription
+        self._cards = CardReminders(self._state, input.policy)
         self._handlers: dict[EventKind, Callable[[CustomerEvent], Awaitable[None]]] = {
             EventKind.SIGNUP: self._on_signup,
             EventKind.ACTIVATION: self._on_activation,
@@ -110,6 +112,7 @@ class CustomerWorkflow:
             EventKind.STRIPE_CHECKOUT_COMPLETED: sub.on_billing_notice,
             EventKind.PLAN_CHANGED: sub.on_plan_changed,
             EventKind.PLAN_CHANGE_DROPPED: sub.on_plan_change_dropped,
+            EventKind.DEFAULT_CARD: self._cards.on_default_card,
         }
 
     # --- messages -----------------------------------------------------------------------

@@ -59,3 +59,10 @@ USAGE_NUDGE_SUPERSEDE = "usage-nudge-supersede"
 # turned past_due without a failure starts one from the mirror's open invoices. Since
 # 2026-12-02. Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
 DUNNING_CAMPAIGN = "dunning-campaign"
+# --- CustomerWorkflow: pre-dunning ---------------------------------------------------------
+
+# The entity acts on ``billing.default_card`` (before: an unknown kind, logged and
+# ignored): it keeps the default card and starts, replaces or cancels its expiry reminders
+# (CardExpiryWorkflow). Since 2026-12-02. Deprecate when no CustomerWorkflow run started
+# before 2026-12-02 is open.
+CARD_EXPIRY_REMINDERS = "card-expiry-reminders"

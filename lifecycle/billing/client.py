@@ -8,6 +8,7 @@ theirs in threads.
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 import stripe
 
@@ -51,3 +52,10 @@ def make_stripe_client(settings: Settings, *, max_network_retries: int = 0) -> s
 
 def now_ts() -> int:
     return int(time.time())
+
+
+def is_real_stripe(settings: Settings) -> bool:
+    """True against Stripe itself (no API base set, or api.stripe.com); False against a
+    stand-in such as localstripe, which has no hosted pages (Billing Portal, Checkout)."""
+    base = settings.stripe_api_base
+    return base is None or urlsplit(base).hostname == "api.stripe.com"

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from lifecycle.billing.cards import record_card, set_default_card
 from lifecycle.billing.mirror import (
     MirrorResult,
     resolve_customer,
@@ -28,6 +29,7 @@ from lifecycle.billing.shapes import (
     InvoiceRec,
     SubscriptionRec,
     is_hard_decline,
+    parse_card,
     parse_customer,
     parse_invoice,
     parse_payment,
@@ -74,6 +76,9 @@ HANDLED_EVENTS = (
     "charge.failed",
     "checkout.session.completed",
     "payment_method.attached",
+    "payment_method.updated",
+    "payment_method.automatically_updated",
+    "payment_method.detached",
     "customer.created",
     "customer.updated",
     # the catalog as Stripe has it: products and prices whose metadata may name a tier
@@ -321,6 +326,7 @@ def on_checkout_completed(session: Session, ev: EventRec) -> Outcome:
 
 
 def on_payment_method_attached(session: Session, ev: EventRec) -> Outcome:
+    _record_card(session, ev.object, ev.created)
     cid = resolve_customer(session, ev.object.get("customer"), {})
     if cid is None:
         return PROCESSED, None
@@ -334,9 +340,27 @@ def on_payment_method_attached(session: Session, ev: EventRec) -> Outcome:
     ))
 
 
+def _record_card(session: Session, obj: Any, version_ts: int) -> None:
+    """Keep a card's brand, last 4 and expiry (pre-dunning); other payment methods do not expire."""
+    card = parse_card(obj) if isinstance(obj, dict) else None
+    if card is not None:
+        record_card(session, card, version_ts)
+
+
+def on_payment_method(session: Session, ev: EventRec) -> Outcome:
+    """updated, automatically_updated (a new expiry from the card network), detached: the
+    card's details, and so the default card's expiry, as Stripe has them now."""
+    _record_card(session, ev.object, ev.created)
+    return PROCESSED, None
+
+
 def on_customer(session: Session, ev: EventRec) -> Outcome:
     rec = parse_customer(ev.object)
     cid = resolve_customer(session, rec.id, rec.metadata)  # links by metadata
+    if cid is not None and not rec.deleted:
+        default = (ev.object.get("invoice_settings") or {}).get("default_payment_method")
+        _record_card(session, default, ev.created)  # when it came expanded
+        set_default_card(session, cid, rec.default_payment_method, ev.created)
     if cid is not None and rec.email:
         row = session.get(Customer, cid)
         if row is not None and not row.email:
@@ -368,6 +392,9 @@ HANDLERS: dict[str, Handler] = {
     "invoice.upcoming": on_invoice_upcoming,
     "checkout.session.completed": on_checkout_completed,
     "payment_method.attached": on_payment_method_attached,
+    "payment_method.updated": on_payment_method,
+    "payment_method.automatically_updated": on_payment_method,
+    "payment_method.detached": on_payment_method,
     "customer.created": on_customer,
     "customer.updated": on_customer,
     "product.created": on_product,

@@ -565,3 +565,35 @@ HARD_DECLINES = frozenset(
 
 def is_hard_decline(code: str | None) -> bool:
     return bool(code) and code in HARD_DECLINES
+
+
+@dataclass(frozen=True)
+class CardRec:
+    """A card payment method: who it belongs to (None: detached) and what reminders need."""
+
+    id: str
+    customer: str | None
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+def parse_card(obj: Mapping[str, Any]) -> CardRec | None:
+    """A ``payment_method`` of type card (current API and localstripe alike); None for any
+    other type (SEPA debit, ...: they do not expire)."""
+    if obj.get("type", "card") != "card" or not isinstance(obj.get("card"), Mapping):
+        return None
+    card = obj["card"]
+    try:
+        exp_month, exp_year = _int(card.get("exp_month")), _int(card.get("exp_year"))
+    except (TypeError, ValueError):
+        raise ShapeError("payment method's card has no numeric exp_month / exp_year") from None
+    return CardRec(
+        id=str(_require(obj, "id", "payment method")),
+        customer=_id(obj.get("customer")),
+        brand=str(card.get("brand") or "")[:32],
+        last4=str(card.get("last4") or "")[:4],
+        exp_month=exp_month if 1 <= exp_month <= 12 else 0,
+        exp_year=exp_year if 0 < exp_year < 10000 else 0,
+    )

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from lifecycle.contracts.billing import BillingState
+from lifecycle.contracts.cards import CardOnFile
 from lifecycle.contracts.policy import CampaignPolicy
 from lifecycle.contracts.stages import TRIALING
 from lifecycle.contracts.tiers import Tiers
@@ -53,6 +54,7 @@ class CustomerState:
     billing: BillingState = field(default_factory=BillingState)
     payment_method_id: str | None = None  # the Stripe card to charge when the trial converts
     marketing_opt_out: bool = False  # unsubscribed from marketing email (a suppression is recorded too)
+    card: CardOnFile | None = None  # the default card as Stripe last told us (expiry reminders)
 
 
 @dataclass

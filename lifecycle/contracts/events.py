@@ -40,6 +40,7 @@ class EventKind(StrEnum):
     STRIPE_INVOICE_VOIDED = "stripe.invoice_voided"
     STRIPE_INVOICE_UNCOLLECTIBLE = "stripe.invoice_marked_uncollectible"
     INVOICE_MARKED_PAID = "billing.invoice_marked_paid"
+    DEFAULT_CARD = "billing.default_card"
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,19 @@ class CheckoutCompleted(EventPayload):
     mode: str | None = None
 
 
+@dataclass(frozen=True)
+class DefaultCard(EventPayload):
+    """The customer's default card changed, or its expiry did (a Stripe webhook, the
+    card-update page). No ``payment_method_id``: the customer has no default card now."""
+
+    KIND = EventKind.DEFAULT_CARD
+    payment_method_id: str | None = None
+    brand: str = ""
+    last4: str = ""
+    exp_month: int = 0
+    exp_year: int = 0
+
+
 PAYLOADS: dict[str, type[EventPayload]] = {
     cls.KIND.value: cls
     for cls in (
@@ -283,6 +297,7 @@ PAYLOADS: dict[str, type[EventPayload]] = {
         CampaignFinished, PlanChanged, PlanChangeDropped, StripeSubscription, StripeTrialWillEnd,
         InvoicePaid, InvoicePaymentFailed, InvoiceActionRequired, InvoiceUpcoming, CheckoutCompleted,
         InvoiceVoided, InvoiceUncollectible, InvoiceMarkedPaid,
+        DefaultCard,
     )
 }
 

@@ -141,6 +141,25 @@ class DunningPolicy:
     def suspend_day(self) -> float | None:
         """The day access is first refused (None: never)."""
         return next((s.day for s in self.stages if s.suspend), None)
+def _default_card_expiry_reminders() -> list[EmailStep]:
+    """The reminders of a policy written before ``[card_expiry]`` existed (and of entities
+    started then, whose input carries no such section): 30 and 7 days before."""
+    sample = {"days_left": 30, "card_brand": "visa", "card_last4": "4242", "card_expires": "12/2026"}
+    return [
+        EmailStep(name=f"expiring_{d}_days", template="card_expiring", days_before_end=d,
+                  category="transactional", vars={**sample, "days_left": d})
+        for d in (30, 7)
+    ]
+
+
+@dataclass
+class CardExpiryPolicy:
+    """Pre-dunning: reminders before the default card expires (``days_before_end``: days
+    before the end of its expiry month), with the card-update link. ``skip_stages``: no
+    reminders are started for a customer in these stages."""
+
+    reminders: list[EmailStep] = field(default_factory=_default_card_expiry_reminders)
+    skip_stages: list[str] = field(default_factory=lambda: ["canceled", "expired", "lost"])
 
 
 @dataclass
@@ -155,6 +174,7 @@ class CampaignPolicy:
     # campaign name -> what counts as converted (`lifecycle campaigns results`)
     conversions: dict[str, Conversion] = field(default_factory=dict)
     dunning: DunningPolicy = field(default_factory=DunningPolicy)
+    card_expiry: CardExpiryPolicy = field(default_factory=CardExpiryPolicy)
 
     def days(self, n: float) -> timedelta:
         return timedelta(seconds=n * self.day_seconds)
@@ -284,6 +304,7 @@ def parse_policy(raw: dict[str, Any], *, day_seconds: float = 86400.0, source: s
         raise PolicyError(f"{source or 'policy'}: {exc}") from None
     conversions = _conversions(raw.get("conversions", {}))
     dunning = parse_dunning(raw.get("dunning", {}))
+    card_expiry = _card_expiry(raw.get("card_expiry"))
     return CampaignPolicy(
         trial=trial,
         onboarding=onboarding,
@@ -292,7 +313,26 @@ def parse_policy(raw: dict[str, Any], *, day_seconds: float = 86400.0, source: s
         usage=usage,
         conversions=conversions,
         dunning=dunning,
+        card_expiry=card_expiry,
     )
+
+
+def _card_expiry(raw: Any) -> CardExpiryPolicy:
+    if raw is None:
+        return CardExpiryPolicy()
+    if not isinstance(raw, dict) or set(raw) - {"reminders", "skip_stages"}:
+        raise PolicyError("card_expiry: expected a table with reminders and skip_stages")
+    try:
+        reminders = _steps(raw.get("reminders", []), "card_expiry.reminders")
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise PolicyError(f"card_expiry: {exc}") from None
+    for r in reminders:
+        if r.days_before_end <= 0:
+            raise PolicyError(f"card_expiry.reminders.{r.name}: days_before_end must be positive")
+    stages = raw.get("skip_stages", CardExpiryPolicy().skip_stages)
+    if not isinstance(stages, list) or not all(isinstance(v, str) for v in stages):
+        raise PolicyError("card_expiry.skip_stages: expected a list of stage names")
+    return CardExpiryPolicy(reminders=reminders, skip_stages=list(stages))
 
 
 def _usage(raw: dict[str, Any]) -> UsagePolicy:

@@ -62,18 +62,9 @@ from lifecycle.email.templates.render import (
 from lifecycle.email.templates.samples import sample_vars
 from lifecycle.email.templates.versions import load_published
 from lifecycle.email.unsubscribe import unsubscribe_url
-from lifecycle.links import link_url, make_link_token
+from lifecycle.links import card_update_url
 from lifecycle.models import Customer, EmailMessage
 from lifecycle.settings import Settings
-
-
-def card_update_url(settings: Settings, customer_id: str, now: dt.datetime) -> str:
-    """The signed link to the card-update page (``/billing/card``), valid for
-    ``LIFECYCLE_LINK_TTL_DAYS`` from the send: dunning and card-expiry emails carry it."""
-    expires = now + dt.timedelta(days=settings.link_ttl_days)
-    token = make_link_token(settings.link_secret, "card", customer_id, expires)
-    return link_url(settings.public_url, "/billing/card", token)
-
 
 # email_messages.status values
 SENDING = "sending"  # recorded, being handed to the provider
@@ -158,6 +149,7 @@ class EmailService:
 
     def standard_vars(self, customer: Customer, *, category: str, campaign: str, step: str,
                       is_test: bool = False, now: dt.datetime | None = None) -> dict[str, Any]:
+        """``now``: when the email is sent (the workflow's time), from which its links expire."""
         s = self.settings
         return {
             "customer": customer_vars(
@@ -172,7 +164,9 @@ class EmailService:
             "plan": plan_vars(customer.plan_code),
             **self._sender_vars(),
             "unsubscribe_url": unsubscribe_url(s.public_url, s.unsubscribe_secret, customer.id),
-            "card_update_url": card_update_url(s, customer.id, now or dt.datetime.now(dt.UTC)),
+            "card_update_url": card_update_url(
+                s.public_url, s.link_secret, customer.id, now=now or dt.datetime.now(dt.UTC), ttl_days=s.link_ttl_days
+            ),
             "category": category,
             "campaign": campaign,
             "step": step,

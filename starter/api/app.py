@@ -43,6 +43,7 @@ from starter.api.deps import require_api_key
 from starter.api.fields import safe_params
 from starter.api.limits import BodyLimitMiddleware
 from starter.api.usage_docs import DOC_MODELS
+from starter.pages import card as card_page
 from starter.signals.relay import Relay, run_every
 
 
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.include_router(metrics.router)
     # no API key: the signed token authenticates unsubscribes, SendGrid's signature the webhook
     app.include_router(email.router, dependencies=[safe])
+    app.include_router(card_page.router)  # the signed link authenticates; it checks its own input
 
     @app.get("/healthz", tags=["ops"], response_model=Health, responses={
         503: {"model": Health, "description": "the database or Temporal is unreachable"}})

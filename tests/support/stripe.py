@@ -161,6 +161,8 @@ class RecordingStripe:
     upstream: str
     strip: tuple[str, ...] = ("proration_behavior", "discounts")
     fail_with: dict[str, int] = field(default_factory=dict)  # path prefix -> status to answer
+    # path prefix -> the JSON object to answer with 200 (an API localstripe lacks, e.g. the portal)
+    answer_with: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
@@ -194,6 +196,10 @@ class RecordingStripe:
                     if path.startswith(prefix):
                         body = json.dumps({"error": {"message": f"injected {code}", "type": "api_error"}})
                         self._reply(code, body.encode(), "application/json")
+                        return
+                for prefix, answer in outer.answer_with.items():
+                    if path.startswith(prefix):
+                        self._reply(200, json.dumps(answer).encode(), "application/json")
                         return
                 kept = [(k, v) for k, v in pairs if not k.startswith(outer.strip)]
                 method = self.command
