@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.email import EmailActivities
+from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.stripe import StripeActivities
 from lifecycle.db import make_engine, make_session_factory
@@ -23,8 +24,10 @@ from lifecycle.email.providers import make_provider
 from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect, ensure_search_attributes
 from workflows.customer import CustomerWorkflow
+from workflows.offer import OfferWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.plan_change import PlanChangeWorkflow
+from workflows.renewal import RenewalWorkflow
 from workflows.trial import TrialWorkflow
 from workflows.usage_nudge import UsageNudgeWorkflow
 
@@ -34,6 +37,8 @@ WORKFLOWS: Sequence[type] = (
     OnboardingWorkflow,
     UsageNudgeWorkflow,
     PlanChangeWorkflow,
+    RenewalWorkflow,
+    OfferWorkflow,
 )
 
 
@@ -42,7 +47,8 @@ def build_activities(settings: Settings, session_factory: sessionmaker[Session])
     store = StoreActivities(session_factory)
     email = EmailActivities(session_factory, settings, make_provider(settings))
     stripe_acts = StripeActivities.from_settings(settings, session_factory)
-    return [store.record_event, email.send_email, *stripe_acts.all()]
+    retention = RetentionActivities(session_factory)
+    return [store.record_event, email.send_email, *stripe_acts.all(), retention.renewal_terms]
 
 
 def build_worker(

@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import patches
     from workflows.onboarding import OnboardingWorkflow
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
+    from workflows.retention import Retention
     from workflows.subscription import Subscription
     from workflows.trial import TrialWorkflow
     from workflows.usage_nudge import UsageNudgeWorkflow
@@ -87,6 +88,7 @@ class CustomerWorkflow:
             begun=lambda: self._begun,
             tiers=input.tiers,
         )
+        self._retention = Retention(self._state, input.policy, input.tiers)
         sub = self._subscription
         self._handlers: dict[EventKind, Callable[[CustomerEvent], Awaitable[None]]] = {
             EventKind.SIGNUP: self._on_signup,
@@ -128,7 +130,10 @@ class CustomerWorkflow:
         """Create, change or cancel the subscription (the HTTP API's requests)."""
         if not self._begun and workflow.patched(patches.BILLING_WAIT_UNTIL_BEGUN):
             await self._subscription.until_begun()
-        return await self._subscription.request(req)
+        result = await self._subscription.request(req)
+        if workflow.patched(patches.RETENTION_CAMPAIGNS):
+            await self._retention.sync_renewal()  # a cancel or plan change drops a waiting reminder
+        return result
 
     @change_subscription.validator
     def _validate_change_subscription(self, req: SubscriptionRequest) -> None:
@@ -154,6 +159,8 @@ class CustomerWorkflow:
             while self._pending and not self._should_continue_as_new():
                 event = self._pending.pop(0)
                 await self._dispatch(event)
+                if workflow.patched(patches.RETENTION_CAMPAIGNS):
+                    await self._retention.after_event(event)  # renewal, expansion, team promotion
                 self._handled_this_run += 1
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)

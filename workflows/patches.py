@@ -51,3 +51,12 @@ BILLING_ENDED_DROPS_PENDING_CHANGE = "billing-ended-drops-pending-change"
 # (the child's side). Since 2026-11-25. Deprecate when no CustomerWorkflow run and no
 # UsageNudgeWorkflow started before 2026-11-25 is open (nudges end within days).
 USAGE_NUDGE_SUPERSEDE = "usage-nudge-supersede"
+
+# --- CustomerWorkflow (retention) ----------------------------------------------------------
+
+# After each event and each subscription request the entity asks workflows/retention.py:
+# renewal reminders for annual plans (customer-{id}/renewal/{date}, moved or dropped with
+# the subscription), the expansion offer after high-usage periods, the team promotion
+# (activation reports counted, the first-report de-duplication for onboarding unchanged).
+# Since 2026-12-02. Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
+RETENTION_CAMPAIGNS = "retention-campaigns"
