@@ -422,3 +422,44 @@ async def test_no_team_promotion_to_a_customer_on_business_in_the_last_90_days(
 
 async def _plan(c: Customer_, plan: str) -> bool:
     return (await c.state()).plan == plan
+
+
+# --- what ops and the product see ---------------------------------------------------------
+
+
+async def test_the_customer_view_and_customer_show_list_the_renewal_and_the_offers(
+    ts_env: WorkflowEnvironment, client: Client, settings: Settings, session_factory, worker  # noqa: ANN001
+) -> None:
+    import httpx
+
+    from starter.api.app import create_app
+    from tests.test_cli import run
+
+    c = await customer(client, settings, session_factory, "professional")
+    period_end = await ts_env.get_current_time() + timedelta(days=60)
+    await c.subscription("professional", "year", period_end)
+    for _ in range(3):
+        await c.send(invited())
+    await eventually(lambda: c.entries("offer_made", "team_promotion"))
+    key = f"renewal/{period_end:%Y%m%d}"
+
+    app = create_app(settings, temporal=client)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api",
+                                     headers={"Authorization": "Bearer test-key"}) as http:
+            view = (await http.get(f"/v1/customers/{c.id}")).json()
+    assert key in view["running_campaigns"]
+    [step] = [s for s in view["next_steps"] if s["campaign"] == key]
+    assert step["step"] == "renewal_30_days"
+    assert dt.datetime.fromisoformat(step["at"]) == period_end - timedelta(days=30)
+    assert dt.datetime.fromisoformat(view["retention"]["renewal_date"]) == period_end
+    assert view["retention"]["renewal_reminders_running"] is True
+    assert view["retention"]["team_promoted_at"] is not None
+    assert view["retention"]["last_expansion_offer_at"] is None
+
+    shown = run(settings, "customer", "show", c.id)
+    assert shown.returncode == 0, shown.stderr
+    assert "team promotion" in shown.stdout and "business $99 (sent)" in shown.stdout
+    assert "expansion offer -" in shown.stdout
+    assert "renewal reminders: -" in shown.stdout
