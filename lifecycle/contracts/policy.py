@@ -310,7 +310,10 @@ def _one_step(raw: Any, where: str) -> EmailStep | None:
         return None
     if not isinstance(raw, dict):
         raise PolicyError(f"{where}: expected a table with name and template")
-    return _steps([raw], where)[0]
+    try:
+        return _steps([raw], where)[0]
+    except PolicyError as exc:  # one table, not a list: name its keys as written
+        raise PolicyError(str(exc).replace(f"{where}[0]", where)) from None
 
 
 def _stage_list(raw: Any, where: str) -> list[str]:
