@@ -21,7 +21,9 @@ from lifecycle.contracts.customer import CustomerEvent, CustomerState
 from lifecycle.contracts.events import (
     Activation,
     InvoicePaid,
+    Resubscribed,
     StripeSubscription,
+    Unsubscribed,
     UsageThreshold,
     customer_event,
 )
@@ -218,6 +220,20 @@ async def test_a_monthly_plan_gets_no_renewal_reminders(
     assert renewal_mails(c) == [] and (await c.state()).retention.renewal_period_end is None
 
 
+async def test_a_period_end_already_past_waits_for_the_next_date(
+    ts_env: WorkflowEnvironment, client: Client, settings: Settings, session_factory, worker  # noqa: ANN001
+) -> None:
+    c = await customer(client, settings, session_factory, "starter")
+    now = await ts_env.get_current_time()
+    past, nxt = now - timedelta(days=1), now + timedelta(days=364)
+    await c.subscription("starter", "year", past)  # e.g. a plan change applied before the new period is heard
+    await eventually(lambda: _billing_heard(c, past))
+    assert not await exists(client, renewal_workflow_id(c.id, past))
+    await c.subscription("starter", "year", nxt)
+    await eventually(lambda: exists(client, renewal_workflow_id(c.id, nxt)))
+    assert c.entries("email_skipped", "renewal") == []
+
+
 async def _billing_heard(c: Customer_, period_end: dt.datetime) -> bool:
     return (await c.state()).billing.current_period_end == period_end
 
@@ -380,6 +396,21 @@ async def test_no_team_promotion_in_dunning_and_one_once_the_invoice_is_paid(
     await eventually(lambda: _stage(c, ACTIVE))
     for _ in range(3):
         await c.send(invited())
+    await eventually(lambda: len(c.mails("team_promotion")) == 1)
+
+
+async def test_an_unsubscribed_customer_is_not_promoted_until_they_resubscribe(
+    ts_env: WorkflowEnvironment, client: Client, settings: Settings, session_factory, worker  # noqa: ANN001
+) -> None:
+    c = await customer(client, settings, session_factory, "professional")
+    await c.send(Unsubscribed(source="unsubscribe_page"))
+    for _ in range(3):
+        await c.send(invited())
+    [skipped] = await eventually(lambda: c.entries("offer_skipped", "team_promotion"))
+    assert skipped.detail["reason"] == "unsubscribed from marketing email"
+    assert (await c.state()).retention.team_promoted_at is None  # the once-only promotion is not used up
+    await c.send(Resubscribed(source="preferences"))
+    await c.send(invited())
     await eventually(lambda: len(c.mails("team_promotion")) == 1)
 
 

@@ -17,9 +17,9 @@ entity's own durable state, with no activity to read anything:
 - **team promotion**: the ``seats`` metric reported at or above ``min_seats`` (a usage
   crossing's count) or the activation fact ``invited_teammate`` reported that many times
   promotes the Business tier once, to a customer on Starter or Professional; not in a
-  trial's first days, not in dunning, not to one on Business in the last 90 days. A
-  promotion held back is recorded as skipped with the reason, and asked again on the
-  next report.
+  trial's first days, not in dunning, not to one on Business in the last 90 days, not
+  while unsubscribed from marketing email. A promotion held back is recorded as skipped
+  with the reason, and asked again on the next report.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.subscription import terms
 
 SEATS = "seats"
+# an offer is decided only for a customer who can hear it: one that would be suppressed
+# would use up the once-only promotion (or the expansion offer's 90 days) for nothing
+OPTED_OUT = "unsubscribed from marketing email"
 METRIC_LABELS = {"ai_requests": "AI requests", "seats": "seats", "storage_gb": "storage"}
 
 
@@ -156,6 +159,9 @@ class Retention:
             and not b.cancel_at_period_end
             and not b.pending_plan
             and b.current_period_end != r.renewal_period_end
+            # a date already past (a plan change applied, the webhook with the new period
+            # not yet heard) has nothing to remind of: the next date starts the reminders
+            and b.current_period_end > workflow.now()
         ):
             return
         child_id = renewal_workflow_id(self._state.customer_id, b.current_period_end)
@@ -193,6 +199,8 @@ class Retention:
         last = self._r.last_expansion_offer_at
         if self._state.stage in policy.skip_stages:
             why_not = f"customer is {self._state.stage}"
+        elif self._state.marketing_opt_out:
+            why_not = OPTED_OUT
         elif last is not None and now - last < self._policy.days(policy.expansion_every_days):
             why_not = f"an expansion offer was made on {last:%Y-%m-%d}, within {policy.expansion_every_days:g} days"
         tiers = terms(self._tiers)
@@ -256,6 +264,8 @@ class Retention:
         why_not = None
         if state.stage in policy.skip_stages:
             why_not = f"customer is {state.stage}"
+        elif state.marketing_opt_out:
+            why_not = OPTED_OUT
         elif state.stage == TRIALING and state.trial_ends_at is not None and now < (
             state.trial_ends_at - self._policy.days(self._policy.trial.length_days) + self._policy.days(
                 policy.trial_grace_days)
