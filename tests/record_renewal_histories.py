@@ -25,23 +25,27 @@ from pathlib import Path
 from lifecycle.contracts.customer import CustomerEvent, CustomerState
 from lifecycle.contracts.events import (
     Activation,
+    InvoicePaid,
     StripeSubscription,
     UsageThreshold,
     customer_event,
 )
 from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id, renewal_workflow_id
-from lifecycle.contracts.stages import ACTIVE
+from lifecycle.contracts.stages import ACTIVE, PAST_DUE
 from starter.signals.send import signal_customer, start_input
 from tests.record_histories import HERE, Recording, recording, save
 from tests.support.helpers import add_customer
 
-NAMES = ("customer_retention", "renewal_moved", "renewal_reminded", "offer_team_promotion", "offer_expansion")
+NAMES = (
+    "customer_retention", "customer_retention_held", "renewal_moved", "renewal_reminded",
+    "offer_team_promotion", "offer_expansion",
+)
 
 
-async def _active(rec: Recording, cid: str, plan: str) -> None:
+async def _active(rec: Recording, cid: str, plan: str, stage: str = ACTIVE) -> None:
     add_customer(rec.sessions, cid, plan=plan)
     start = replace(start_input(rec.settings, cid, plan), state=CustomerState(
-        customer_id=cid, plan=plan, stage=ACTIVE, stage_changed_at=dt.datetime.now(dt.UTC)))
+        customer_id=cid, plan=plan, stage=stage, stage_changed_at=dt.datetime.now(dt.UTC)))
     await signal_customer(rec.client, cid, CustomerEvent(f"signup:{cid}", "signup"), start=start,
                           task_queue=rec.settings.task_queue)
 
@@ -91,9 +95,21 @@ async def record(suffix: str = "v1") -> list[Path]:
         await asyncio.sleep(1)
         await env.sleep(timedelta(days=34))
         await client.get_workflow_handle(renewal_workflow_id("rec-r2", end)).result()
+        # rec-r3: in dunning, three seats: the promotion is held back, and goes out once the
+        # invoice is paid
+        await _active(rec, "rec-r3", "professional", PAST_DUE)
+        at = await env.get_current_time()
+        await _send(rec, "rec-r3", "usage:seats", UsageThreshold(
+            metric="seats", threshold=100, used=3, limit=3, limit_kind="hard",
+            period_start=at - timedelta(days=5), period_end=at + timedelta(days=25), plan="professional"))
+        await _send(rec, "rec-r3", "paid:1", InvoicePaid(invoice_id="in_r3", stripe_subscription_id="sub_r3",
+                                                         amount_due_cents=4900))
+        await asyncio.sleep(1)
+        await client.get_workflow_handle(campaign_workflow_id("rec-r3", "team-promotion")).result()
         await asyncio.sleep(1)
         return [
             await save(client, "customer_retention", customer_workflow_id("rec-r1"), suffix),
+            await save(client, "customer_retention_held", customer_workflow_id("rec-r3"), suffix),
             await save(client, "renewal_moved", renewal_workflow_id("rec-r1", first), suffix),
             await save(client, "renewal_reminded", renewal_workflow_id("rec-r2", end), suffix),
             await save(client, "offer_team_promotion", team, suffix),

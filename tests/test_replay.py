@@ -57,6 +57,7 @@ def test_there_are_histories_to_replay() -> None:
         "trial_subscribed",
         "plan_change_dropped",
         "customer_retention",
+        "customer_retention_held",
         "renewal_moved",
         "renewal_reminded",
         "offer_team_promotion",

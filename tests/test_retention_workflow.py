@@ -369,13 +369,18 @@ async def test_team_promotion_waits_out_the_trials_first_three_days(
     for _ in range(3):
         await c.send(invited())
     [skipped] = await eventually(lambda: c.entries("offer_skipped", "team_promotion"))
-    assert skipped.detail["reason"] == "in the trial's first 3 days"
+    assert skipped.detail["reason"] == "in the trial's first 3 days"  # recorded once, not per report
     assert c.mails("team_promotion") == []
-    # onboarding still hears the fact once: its invite tip (day 3) is skipped as before
-    await ts_env.sleep(timedelta(days=3, hours=1))
-    await c.send(invited())
-    await eventually(lambda: c.mails("team_promotion"))
+    signed_up = (await c.state()).trial_ends_at - timedelta(days=14)  # type: ignore[operator]
+    # no more reports: the next event after day 3 (onboarding ending on day 7) asks again
+    await ts_env.sleep(timedelta(days=7, hours=1))
+    [mail] = await eventually(lambda: c.mails("team_promotion"))
+    [offer] = c.entries("offer_made", "team_promotion")
+    assert offer.occurred_at >= signed_up + timedelta(days=3)
+    assert offer.detail["why"] == "invited_teammate reported 3 times"
+    # onboarding still heard the fact once: its invite tip (day 3) was skipped as before
     assert "tip_invite_team" not in [m.step for m in c.mails("onboarding")]
+    assert len(c.entries("offer_skipped", "team_promotion")) == 1
 
 
 async def _trialing(c: Customer_) -> bool:
@@ -392,11 +397,14 @@ async def test_no_team_promotion_in_dunning_and_one_once_the_invoice_is_paid(
     [skipped] = await eventually(lambda: c.entries("offer_skipped", "team_promotion"))
     assert skipped.detail["reason"] == "customer is past_due"
     assert c.mails("team_promotion") == []
+    # the invoice paid ends dunning: the promotion held back goes out then, once
     await c.send(InvoicePaid(invoice_id="in_1", stripe_subscription_id="sub_1", amount_due_cents=4900))
-    await eventually(lambda: _stage(c, ACTIVE))
+    await eventually(lambda: len(c.mails("team_promotion")) == 1)
+    assert (await c.state()).stage == ACTIVE
     for _ in range(3):
         await c.send(invited())
-    await eventually(lambda: len(c.mails("team_promotion")) == 1)
+    await eventually(lambda: _reports(c, 3))
+    assert len(c.mails("team_promotion")) == 1
 
 
 async def test_an_unsubscribed_customer_is_not_promoted_until_they_resubscribe(
@@ -409,13 +417,8 @@ async def test_an_unsubscribed_customer_is_not_promoted_until_they_resubscribe(
     [skipped] = await eventually(lambda: c.entries("offer_skipped", "team_promotion"))
     assert skipped.detail["reason"] == "unsubscribed from marketing email"
     assert (await c.state()).retention.team_promoted_at is None  # the once-only promotion is not used up
-    await c.send(Resubscribed(source="preferences"))
-    await c.send(invited())
+    await c.send(Resubscribed(source="preferences"))  # asked again at once
     await eventually(lambda: len(c.mails("team_promotion")) == 1)
-
-
-async def _stage(c: Customer_, stage: str) -> bool:
-    return (await c.state()).stage == stage
 
 
 @pytest.mark.parametrize("plan", ["business", "enterprise"])

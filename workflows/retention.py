@@ -19,7 +19,8 @@ entity's own durable state, with no activity to read anything:
   promotes the Business tier once, to a customer on Starter or Professional; not in a
   trial's first days, not in dunning, not to one on Business in the last 90 days, not
   while unsubscribed from marketing email. A promotion held back is recorded as skipped
-  with the reason, and asked again on the next report.
+  with the reason (once per reason) and asked again after every later event: the
+  onboarding that ends on day 7, the invoice paid that ends dunning, another report.
 """
 
 from __future__ import annotations
@@ -101,16 +102,19 @@ class Retention:
         """The entity handled ``event``: what it means for retention."""
         async with self._lock:
             self._note_tier()
+            r, team_asked = self._r, False
             if event.kind == EventKind.ACTIVATION:
                 fact = payload_of(event, Activation).fact
                 if fact:
-                    self._r.fact_reports[fact] = self._r.fact_reports.get(fact, 0) + 1
+                    r.fact_reports[fact] = r.fact_reports.get(fact, 0) + 1
                     if fact == self._policy.team_promotion.fact:
-                        await self._maybe_promote_team(event, f"{fact} reported {self._r.fact_reports[fact]} times",
-                                                       self._r.fact_reports[fact])
+                        team_asked = True
+                        await self._maybe_promote_team(event, f"{fact} reported {r.fact_reports[fact]} times",
+                                                       r.fact_reports[fact])
             elif event.kind == EventKind.USAGE_THRESHOLD:
                 crossed = payload_of(event, UsageThreshold)
                 if crossed.metric == SEATS:
+                    team_asked = True
                     await self._maybe_promote_team(event, f"{crossed.used:g} seats in use", int(crossed.used))
                 await self._maybe_offer_expansion(event, crossed)
             elif event.kind == EventKind.CAMPAIGN_FINISHED:
@@ -118,6 +122,9 @@ class Retention:
                 running = self._r.renewal_workflow
                 if running and finished.campaign == renewal_key(running):
                     self._r.renewal_workflow = None
+            if not team_asked and r.team_held_why and r.team_promoted_at is None:
+                # held back earlier: whatever happened since may have lifted the reason
+                await self._maybe_promote_team(event, r.team_held_why, r.team_held_count)
             await self._sync_renewal()
 
     async def sync_renewal(self) -> None:
@@ -275,12 +282,17 @@ class Retention:
             policy.recent_days
         ):
             why_not = f"was on {policy.tier} within the last {policy.recent_days:g} days"
+        r = self._r
         if why_not is not None:
-            await self._record_skipped(TEAM_PROMOTION_CAMPAIGN, event, why_not)
+            r.team_held_why, r.team_held_count = why, count
+            if why_not != r.team_held_reason:  # once per reason, not on every later event
+                r.team_held_reason = why_not
+                await self._record_skipped(TEAM_PROMOTION_CAMPAIGN, event, why_not)
             return
         tiers = terms(self._tiers)
         team, current = tiers.get(policy.tier), tiers.get(state.plan)
-        self._r.team_promoted_at = now
+        r.team_promoted_at = now
+        r.team_held_why = r.team_held_reason = None
         await self._start(
             OfferWorkflow.run,
             OfferInput(

@@ -44,6 +44,11 @@ class RetentionState:
     # activation fact -> how many times it was reported (each report its own event id)
     fact_reports: dict[str, int] = field(default_factory=dict)
     team_promoted_at: datetime | None = None
+    # a team promotion that qualified but was held back (trial's first days, dunning, ...):
+    # its trigger, asked again after every later event, and the reason last recorded
+    team_held_why: str | None = None
+    team_held_count: int = 0
+    team_held_reason: str | None = None
     # the last time the customer was seen on the promoted tier or above
     on_team_tier_at: datetime | None = None
 
