@@ -21,6 +21,7 @@ from lifecycle.contracts.customer import CustomerEvent, CustomerState
 from lifecycle.contracts.events import (
     Activation,
     InvoicePaid,
+    InvoicePaymentFailed,
     Resubscribed,
     StripeSubscription,
     Unsubscribed,
@@ -60,9 +61,10 @@ class Customer_:
     async def state(self) -> CustomerState:
         return await self.handle.query(CustomerWorkflow.state)
 
-    async def subscription(self, plan: str, interval: str, period_end: dt.datetime, **changes: object) -> None:
+    async def subscription(self, plan: str, interval: str, period_end: dt.datetime, status: str = "active",
+                           **changes: object) -> None:
         await self.send(StripeSubscription(
-            stripe_subscription_id=f"sub_{self.id}", stripe_customer_id=f"cus_{self.id}", status="active",
+            stripe_subscription_id=f"sub_{self.id}", stripe_customer_id=f"cus_{self.id}", status=status,
             plan=plan, interval=interval, current_period_end=period_end, event_type="customer.subscription.updated",
             **changes,  # type: ignore[arg-type]
         ))
@@ -206,6 +208,30 @@ async def test_a_waiting_reminder_is_dropped_by_a_cancellation_or_a_plan_change(
     assert renewal_mails(c) == []
     state = await c.state()
     assert not any(k.startswith("renewal/") for k in state.campaigns)
+
+
+async def test_a_failed_renewal_goes_to_past_due_for_dunning_and_the_next_reminders_start(
+    ts_env: WorkflowEnvironment, client: Client, settings: Settings, session_factory, worker  # noqa: ANN001
+) -> None:
+    c = await customer(client, settings, session_factory, "professional")
+    end = await ts_env.get_current_time() + timedelta(days=40)
+    await c.subscription("professional", "year", end)
+    renewal = client.get_workflow_handle(renewal_workflow_id(c.id, end))
+    await eventually(lambda: exists(client, renewal.id))
+    await ts_env.sleep(timedelta(days=40, hours=1))
+    assert await renewal.result() == "reminded"
+    # Stripe renews: the charge fails (dunning's trigger) and the new period begins past_due
+    nxt = end + timedelta(days=365)
+    await c.send(InvoicePaymentFailed(invoice_id="in_renewal", stripe_subscription_id=f"sub_{c.id}",
+                                      amount_due_cents=49000, attempt_count=1))
+    await c.subscription("professional", "year", nxt, status="past_due")
+    await eventually(lambda: _stage_is(c, PAST_DUE))
+    await eventually(lambda: exists(client, renewal_workflow_id(c.id, nxt)))
+    assert renewal_mails(c) == ["renewal_30_days", "renewal_7_days"]
+
+
+async def _stage_is(c: Customer_, stage: str) -> bool:
+    return (await c.state()).stage == stage
 
 
 async def test_a_monthly_plan_gets_no_renewal_reminders(
