@@ -523,3 +523,34 @@ async def test_the_customer_view_and_customer_show_list_the_renewal_and_the_offe
     assert "team promotion" in shown.stdout and "business $99 (sent)" in shown.stdout
     assert "expansion offer -" in shown.stdout
     assert "renewal reminders: -" in shown.stdout
+
+
+async def test_what_retention_remembers_survives_continue_as_new(
+    dev_env: WorkflowEnvironment, settings: Settings, session_factory  # noqa: ANN001
+) -> None:
+    """On the dev server (a child finishing after its parent continued-as-new stalls the
+    time-skipping server's clock): an entity that continues-as-new every two events still
+    counts the invitations across runs and still drops the renewal it started in an
+    earlier run when the period moves."""
+    client = dev_env.client
+    async with build_worker(client, settings, session_factory):
+        cid = f"cus-{uuid.uuid4().hex[:10]}"
+        add_customer(session_factory, cid, plan="professional")
+        start = replace(start_input(settings, cid, "professional"), max_events_per_run=2, state=CustomerState(
+            customer_id=cid, plan="professional", stage=ACTIVE, stage_changed_at=dt.datetime.now(UTC)))
+        await signal_customer(client, cid, CustomerEvent(f"signup:{cid}", "signup"), start=start,
+                              task_queue=settings.task_queue)
+        c = Customer_(client, session_factory, cid)
+        now = dt.datetime.now(UTC)
+        first, moved = now + timedelta(days=60), now + timedelta(days=90)
+        await c.subscription("professional", "year", first)
+        await eventually(lambda: exists(client, renewal_workflow_id(cid, first)))
+        for _ in range(3):
+            await c.send(invited())
+        await c.subscription("professional", "year", moved)
+        assert await client.get_workflow_handle(renewal_workflow_id(cid, first)).result() == "dropped"
+        await eventually(lambda: exists(client, renewal_workflow_id(cid, moved)))
+        await eventually(lambda: len(c.mails("team_promotion")) == 1)
+        state = await c.state()
+        assert state.runs >= 3 and state.retention.fact_reports == {"invited_teammate": 3}
+        assert state.retention.renewal_period_end == moved
