@@ -11,7 +11,8 @@ so handling order is arrival order and continue-as-new carries unhandled events 
 Every message of the entity is defined here: the ``event`` signal, the
 ``change_subscription`` update (with its validator) and the ``state`` query. The
 subscription itself (Stripe calls, the billing state, the stage that follows it) is a
-:class:`~workflows.subscription.Subscription` this workflow owns.
+:class:`~workflows.subscription.Subscription` this workflow owns; the retention campaigns
+(renewal reminders, expansion offer, team promotion) a :class:`~workflows.retention.Retention`.
 """
 
 from __future__ import annotations
