@@ -445,6 +445,7 @@ async def test_an_unsubscribed_customer_is_not_promoted_until_they_resubscribe(
     assert (await c.state()).retention.team_promoted_at is None  # the once-only promotion is not used up
     await c.send(Resubscribed(source="preferences"))  # asked again at once
     await eventually(lambda: len(c.mails("team_promotion")) == 1)
+    await eventually(lambda: c.entries("offer_made", "team_promotion"))  # the child's last step
 
 
 @pytest.mark.parametrize("plan", ["business", "enterprise"])
