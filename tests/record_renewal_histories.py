@@ -37,7 +37,8 @@ from tests.record_histories import HERE, Recording, recording, save
 from tests.support.helpers import add_customer
 
 NAMES = (
-    "customer_retention", "customer_retention_held", "renewal_moved", "renewal_reminded",
+    "customer_retention", "customer_retention_held", "customer_retention_plan_change",
+    "renewal_moved", "renewal_reminded",
     "offer_team_promotion", "offer_expansion",
 )
 
@@ -106,9 +107,19 @@ async def record(suffix: str = "v1") -> list[Path]:
                                                          amount_due_cents=4900))
         await asyncio.sleep(1)
         await client.get_workflow_handle(campaign_workflow_id("rec-r3", "team-promotion")).result()
+        # rec-r4: annual Professional moves to annual Business: the reminders are dropped,
+        # then start again for the same date on the new terms
+        end4 = await env.get_current_time() + timedelta(days=90)
+        await _active(rec, "rec-r4", "professional")
+        await _send(rec, "rec-r4", "sub:1", _annual("rec-r4", "professional", end4))
         await asyncio.sleep(1)
+        first_run = (await client.get_workflow_handle(renewal_workflow_id("rec-r4", end4)).describe()).run_id
+        await _send(rec, "rec-r4", "sub:2", _annual("rec-r4", "business", end4))
+        await client.get_workflow_handle(renewal_workflow_id("rec-r4", end4), run_id=first_run).result()
+        await asyncio.sleep(2)
         return [
             await save(client, "customer_retention", customer_workflow_id("rec-r1"), suffix),
+            await save(client, "customer_retention_plan_change", customer_workflow_id("rec-r4"), suffix),
             await save(client, "customer_retention_held", customer_workflow_id("rec-r3"), suffix),
             await save(client, "renewal_moved", renewal_workflow_id("rec-r1", first), suffix),
             await save(client, "renewal_reminded", renewal_workflow_id("rec-r2", end), suffix),

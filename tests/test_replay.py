@@ -58,6 +58,7 @@ def test_there_are_histories_to_replay() -> None:
         "plan_change_dropped",
         "customer_retention",
         "customer_retention_held",
+        "customer_retention_plan_change",
         "renewal_moved",
         "renewal_reminded",
         "offer_team_promotion",

@@ -183,31 +183,59 @@ async def test_a_new_period_end_moves_the_reminders(
 
 
 @pytest.mark.parametrize(
-    ("change", "reason"),
+    ("change", "reason", "again"),
     [
-        ({"cancel_at_period_end": True}, "the customer canceled"),
-        ({"plan": "business"}, "the customer changed plan"),
-        ({"interval": "month"}, "the customer changed plan"),
+        ({"cancel_at_period_end": True}, "the customer canceled", None),
+        ({"plan": "business"}, "the customer changed plan", "Business"),  # still annual: new terms
+        ({"interval": "month"}, "the customer changed plan", None),  # monthly now: no reminders
     ],
 )
 async def test_a_waiting_reminder_is_dropped_by_a_cancellation_or_a_plan_change(
     ts_env: WorkflowEnvironment, client: Client, settings: Settings, session_factory, worker,  # noqa: ANN001
-    change: dict[str, object], reason: str,
+    change: dict[str, object], reason: str, again: str | None,
 ) -> None:
     c = await customer(client, settings, session_factory, "professional")
     period_end = await ts_env.get_current_time() + timedelta(days=60)
     await c.subscription("professional", "year", period_end)
-    renewal = client.get_workflow_handle(renewal_workflow_id(c.id, period_end))
-    await eventually(lambda: exists(client, renewal.id))
+    renewal_id = renewal_workflow_id(c.id, period_end)
+    await eventually(lambda: exists(client, renewal_id))
+    first_run = client.get_workflow_handle(renewal_id, run_id=(await client.get_workflow_handle(renewal_id).describe()).run_id)
     await ts_env.sleep(timedelta(days=10))
     await c.subscription(**{"plan": "professional", "interval": "year", "period_end": period_end, **change})  # type: ignore[arg-type]
-    assert await renewal.result() == "dropped"
+    assert await first_run.result() == "dropped"
     assert [(e.detail["step"], e.detail["reason"]) for e in c.entries("email_skipped", "renewal")] == [
         ("renewal_30_days", reason), ("renewal_7_days", reason)]
-    await ts_env.sleep(timedelta(days=51))  # past both reminders' times
-    assert renewal_mails(c) == []
-    state = await c.state()
-    assert not any(k.startswith("renewal/") for k in state.campaigns)
+    await ts_env.sleep(timedelta(days=21))  # 29 days before the renewal
+    if again is None:
+        await ts_env.sleep(timedelta(days=30))  # past both reminders' times
+        assert renewal_mails(c) == []
+        assert not any(k.startswith("renewal/") for k in (await c.state()).campaigns)
+    else:  # the same date's reminders started again, stating the new plan and its price
+        await eventually(lambda: renewal_mails(c) == ["renewal_30_days"])
+        [mail] = c.mails("renewal")
+        assert again in mail.subject and "$990" in mail.text
+
+
+async def test_a_cancellation_taken_back_brings_the_reminders_back(
+    ts_env: WorkflowEnvironment, client: Client, settings: Settings, session_factory, worker  # noqa: ANN001
+) -> None:
+    c = await customer(client, settings, session_factory, "starter")
+    period_end = await ts_env.get_current_time() + timedelta(days=60)
+    await c.subscription("starter", "year", period_end)
+    renewal_id = renewal_workflow_id(c.id, period_end)
+    await eventually(lambda: exists(client, renewal_id))
+    first_run = (await client.get_workflow_handle(renewal_id).describe()).run_id
+    await c.subscription("starter", "year", period_end, cancel_at_period_end=True)
+    assert await client.get_workflow_handle(renewal_id, run_id=first_run).result() == "dropped"
+    await c.subscription("starter", "year", period_end)  # reactivated before the period end
+
+    async def second_run() -> bool:
+        return (await client.get_workflow_handle(renewal_id).describe()).run_id != first_run
+
+    await eventually(second_run)
+    await ts_env.sleep(timedelta(days=30, hours=1))
+    await eventually(lambda: renewal_mails(c) == ["renewal_30_days"])
+    assert "$190" in c.mails("renewal")[0].text
 
 
 async def test_a_failed_renewal_goes_to_past_due_for_dunning_and_the_next_reminders_start(

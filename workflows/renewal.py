@@ -82,7 +82,7 @@ class RenewalWorkflow:
             at = input.period_end - timedelta(seconds=reminder.days_before_end * input.day_seconds)
             if at < workflow.now():  # the period ends sooner than this reminder's lead time
                 await record_step_skipped(
-                    input.customer_id, campaign, reminder, "the renewal was nearer than the reminder's lead time"
+                    input.customer_id, campaign, reminder, "its time had passed when these reminders started"
                 )
                 self._done.append(reminder.name)
                 continue

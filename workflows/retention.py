@@ -8,7 +8,9 @@ entity's own durable state, with no activity to read anything:
 - **renewal**: an annual, live subscription that is not set to cancel gets a
   :class:`~workflows.renewal.RenewalWorkflow` for its current period end. When the
   period end moves, the running one is told to ``drop`` and a new one starts for the new
-  date; a cancellation or a plan change (applied, or a downgrade scheduled) drops it.
+  date; a cancellation or a plan change (applied, or a downgrade scheduled) drops it, and
+  once it has closed the same date's reminders start again on the new terms if the
+  subscription is still annual and no longer set to cancel.
 - **expansion offer**: every ``usage_threshold`` event (80 % or 100 %) marks its billing
   period as high; when the policy's number of back-to-back high periods is reached, an
   :class:`~workflows.offer.OfferWorkflow` offers the next tier (its price and what it
@@ -119,9 +121,10 @@ class Retention:
                 await self._maybe_offer_expansion(event, crossed)
             elif event.kind == EventKind.CAMPAIGN_FINISHED:
                 finished = payload_of(event, CampaignFinished)
-                running = self._r.renewal_workflow
-                if running and finished.campaign == renewal_key(running):
-                    self._r.renewal_workflow = None
+                if r.renewal_workflow and finished.campaign == renewal_key(r.renewal_workflow):
+                    r.renewal_workflow = None
+                elif r.renewal_closing and finished.campaign == renewal_key(r.renewal_closing):
+                    r.renewal_closing = None
             if not team_asked and r.team_held_why and r.team_promoted_at is None:
                 # held back earlier: whatever happened since may have lifted the reason
                 await self._maybe_promote_team(event, r.team_held_why, r.team_held_count)
@@ -139,16 +142,16 @@ class Retention:
         policy = self._policy.renewal
         b, r = self._state.billing, self._r
         if r.renewal_workflow:
-            reason = None
+            reason, restart = None, False
             if not b.live:
                 reason = "the subscription ended"
             elif b.cancel_at_period_end:
-                reason = "the customer canceled"
+                reason, restart = "the customer canceled", True  # again if they take it back
             elif b.current_period_end != r.renewal_period_end:
                 end = b.current_period_end
                 reason = f"the renewal moved to {end:%Y-%m-%d}" if end else "the renewal date is no longer known"
             elif (b.plan, b.interval) != (r.renewal_plan, r.renewal_interval) or b.pending_plan:
-                reason = "the customer changed plan"
+                reason, restart = "the customer changed plan", True  # again on the new terms
             if reason:
                 try:
                     await workflow.get_external_workflow_handle(r.renewal_workflow).signal(
@@ -156,8 +159,8 @@ class Retention:
                     )
                 except FailureError as err:  # it finished meanwhile
                     workflow.logger.info("renewal %s not signalled (%s)", r.renewal_workflow, err)
-                r.renewal_workflow = None
-        if not (
+                r.renewal_closing, r.renewal_workflow, r.renewal_restart = r.renewal_workflow, None, restart
+        if r.renewal_workflow or not (
             policy.reminders
             and b.live
             and b.interval == "year"
@@ -165,14 +168,16 @@ class Retention:
             and b.current_period_end is not None
             and not b.cancel_at_period_end
             and not b.pending_plan
-            and b.current_period_end != r.renewal_period_end
+            and (b.current_period_end != r.renewal_period_end or r.renewal_restart)
             # a date already past (a plan change applied, the webhook with the new period
             # not yet heard) has nothing to remind of: the next date starts the reminders
             and b.current_period_end > workflow.now()
         ):
             return
         child_id = renewal_workflow_id(self._state.customer_id, b.current_period_end)
-        r.renewal_period_end = b.current_period_end
+        if child_id == r.renewal_closing:
+            return  # the same date's reminders still closing: their end (an event) asks again
+        r.renewal_period_end, r.renewal_restart = b.current_period_end, False
         r.renewal_plan, r.renewal_interval = b.plan, b.interval
         started = await self._start(
             RenewalWorkflow.run,
@@ -188,6 +193,8 @@ class Retention:
             ),
             child_id,
             renewal_key(child_id),
+            # a date's reminders may run again after the first run closed (see above)
+            reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )
         r.renewal_workflow = child_id if started else None
 
@@ -309,7 +316,15 @@ class Retention:
 
     # --- helpers ------------------------------------------------------------------------
 
-    async def _start(self, run_fn: Any, arg: object, child_id: str, key: str) -> bool:
+    async def _start(
+        self,
+        run_fn: Any,
+        arg: object,
+        child_id: str,
+        key: str,
+        *,
+        reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    ) -> bool:
         """Start a child (ABANDON; it reports back by signal) and list it as running."""
         cid = self._state.customer_id
         try:
@@ -318,7 +333,7 @@ class Retention:
                 arg,
                 id=child_id,
                 parent_close_policy=ParentClosePolicy.ABANDON,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_reuse_policy=reuse,
                 search_attributes=customer_search_attributes(cid, self._state.plan, self._state.stage),
             )
         except WorkflowAlreadyStartedError:

@@ -38,6 +38,12 @@ class RetentionState:
     renewal_workflow: str | None = None  # while its reminders may still go out
     renewal_plan: str | None = None  # the terms the running reminders state
     renewal_interval: str | None = None
+    # a renewal told to drop whose end the entity has not heard yet (its id is reused when
+    # the same date's reminders start again)
+    renewal_closing: str | None = None
+    # the same date's reminders start again (on the new terms) once that one has closed:
+    # after a plan change that stays annual, or a cancellation undone
+    renewal_restart: bool = False
     # periods with an 80 % crossing, oldest first (bounded)
     high_periods: list[HighPeriod] = field(default_factory=list)
     last_expansion_offer_at: datetime | None = None
