@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 
 from activities.dunning import DunningActivities
 from activities.email import EmailActivities
+from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.stripe import StripeActivities
 from lifecycle.db import make_engine, make_session_factory
@@ -26,8 +27,10 @@ from lifecycle.temporal import connect, ensure_search_attributes
 from workflows.card_expiry import CardExpiryWorkflow
 from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
+from workflows.offer import OfferWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.plan_change import PlanChangeWorkflow
+from workflows.renewal import RenewalWorkflow
 from workflows.trial import TrialWorkflow
 from workflows.usage_nudge import UsageNudgeWorkflow
 
@@ -39,6 +42,8 @@ WORKFLOWS: Sequence[type] = (
     PlanChangeWorkflow,
     DunningWorkflow,
     CardExpiryWorkflow,
+    RenewalWorkflow,
+    OfferWorkflow,
 )
 
 
@@ -48,7 +53,9 @@ def build_activities(settings: Settings, session_factory: sessionmaker[Session])
     email = EmailActivities(session_factory, settings, make_provider(settings))
     stripe_acts = StripeActivities.from_settings(settings, session_factory)
     dunning = DunningActivities(session_factory, settings)
-    return [store.record_event, email.send_email, *stripe_acts.all(), *dunning.all()]
+    retention = RetentionActivities(session_factory)
+    return [store.record_event, email.send_email, *stripe_acts.all(), *dunning.all(),
+            retention.renewal_terms]
 
 
 def build_worker(

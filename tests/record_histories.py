@@ -6,6 +6,7 @@ Run after an intended, versioned change to workflow code:
     .venv/bin/python -m tests.record_usage_histories vN    # usage nudges
     .venv/bin/python -m tests.record_billing_histories vN  # Stripe billing (starts localstripe)
     .venv/bin/python -m tests.record_dunning_histories vN  # dunning (starts localstripe)
+    .venv/bin/python -m tests.record_renewal_histories vN  # renewal, expansion offer, team promotion
 
 The suffix must be one no kept history has (a taken one is refused); the replay test
 picks every file up. Keep the old files: replaying histories recorded by

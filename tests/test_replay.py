@@ -5,8 +5,9 @@ instead of in production. Version such changes with ``workflow.patched`` and rec
 new histories with ``python -m tests.record_histories`` (trial, onboarding,
 continue-as-new), ``tests.record_usage_histories`` (usage nudges) or
 ``tests.record_billing_histories`` (subscriptions, trial conversion, dunning, plan
-changes) or ``tests.record_dunning_histories`` (payment recovery), keeping the old ones.
-changes) or ``tests.record_card_expiry_histories`` (pre-dunning), keeping the old ones.
+changes), ``tests.record_dunning_histories`` (payment recovery),
+``tests.record_card_expiry_histories`` (pre-dunning) or ``tests.record_renewal_histories``
+(renewal reminders, expansion offer, team promotion), keeping the old ones.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def test_there_are_histories_to_replay() -> None:
         "card_expiry_reminded",
         "card_expiry_replaced",
         "customer_card_expiry",
+        "customer_retention",
+        "customer_retention_held",
+        "customer_retention_plan_change",
+        "renewal_moved",
+        "renewal_reminded",
+        "offer_team_promotion",
+        "offer_expansion",
     } <= names
 
 

@@ -11,7 +11,8 @@ so handling order is arrival order and continue-as-new carries unhandled events 
 Every message of the entity is defined here: the ``event`` signal, the
 ``change_subscription`` update (with its validator) and the ``state`` query. The
 subscription itself (Stripe calls, the billing state, the stage that follows it) is a
-:class:`~workflows.subscription.Subscription` this workflow owns.
+:class:`~workflows.subscription.Subscription` this workflow owns; the retention campaigns
+(renewal reminders, expansion offer, team promotion) a :class:`~workflows.retention.Retention`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dunning_link import DunningLink
     from workflows.onboarding import OnboardingWorkflow
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
+    from workflows.retention import Retention
     from workflows.subscription import Subscription
     from workflows.trial import TrialWorkflow
     from workflows.usage_nudge import UsageNudgeWorkflow
@@ -90,6 +92,7 @@ class CustomerWorkflow:
             tiers=input.tiers,
         )
         self._dunning = DunningLink(self._state, set_stage=self._set_stage)
+        self._retention = Retention(self._state, input.policy, input.tiers)
         sub = self._subscription
         self._cards = CardReminders(self._state, input.policy)
         self._handlers: dict[EventKind, Callable[[CustomerEvent], Awaitable[None]]] = {
@@ -136,7 +139,10 @@ class CustomerWorkflow:
         """Create, change or cancel the subscription (the HTTP API's requests)."""
         if not self._begun and workflow.patched(patches.BILLING_WAIT_UNTIL_BEGUN):
             await self._subscription.until_begun()
-        return await self._subscription.request(req)
+        result = await self._subscription.request(req)
+        if workflow.patched(patches.RETENTION_CAMPAIGNS):
+            await self._retention.sync_renewal()  # a cancel or plan change drops a waiting reminder
+        return result
 
     @change_subscription.validator
     def _validate_change_subscription(self, req: SubscriptionRequest) -> None:
@@ -162,6 +168,8 @@ class CustomerWorkflow:
             while self._pending and not self._should_continue_as_new():
                 event = self._pending.pop(0)
                 await self._dispatch(event)
+                if workflow.patched(patches.RETENTION_CAMPAIGNS):
+                    await self._retention.after_event(event)  # renewal, expansion, team promotion
                 self._handled_this_run += 1
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)

@@ -66,3 +66,11 @@ DUNNING_CAMPAIGN = "dunning-campaign"
 # (CardExpiryWorkflow). Since 2026-12-02. Deprecate when no CustomerWorkflow run started
 # before 2026-12-02 is open.
 CARD_EXPIRY_REMINDERS = "card-expiry-reminders"
+# --- CustomerWorkflow (retention) ----------------------------------------------------------
+
+# After each event and each subscription request the entity asks workflows/retention.py:
+# renewal reminders for annual plans (customer-{id}/renewal/{date}, moved or dropped with
+# the subscription), the expansion offer after high-usage periods, the team promotion
+# (activation reports counted, the first-report de-duplication for onboarding unchanged).
+# Since 2026-12-02. Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
+RETENTION_CAMPAIGNS = "retention-campaigns"

@@ -14,6 +14,7 @@ from typing import Any
 from lifecycle.contracts.billing import BillingState
 from lifecycle.contracts.cards import CardOnFile
 from lifecycle.contracts.policy import CampaignPolicy
+from lifecycle.contracts.retention import RetentionState
 from lifecycle.contracts.stages import TRIALING
 from lifecycle.contracts.tiers import Tiers
 
@@ -55,6 +56,8 @@ class CustomerState:
     payment_method_id: str | None = None  # the Stripe card to charge when the trial converts
     marketing_opt_out: bool = False  # unsubscribed from marketing email (a suppression is recorded too)
     card: CardOnFile | None = None  # the default card as Stripe last told us (expiry reminders)
+    # renewal reminders, expansion offers, team promotion: what the entity remembers of them
+    retention: RetentionState = field(default_factory=RetentionState)
 
 
 @dataclass

@@ -23,3 +23,8 @@ def campaign_workflow_id(customer_id: str, campaign: str, *parts: str) -> str:
 def usage_workflow_id(customer_id: str, metric: str, period_start: datetime, threshold: int) -> str:
     """One usage email: ``customer-{id}/usage/{metric}/{YYYYMMDD}/{threshold}``."""
     return campaign_workflow_id(customer_id, USAGE_CAMPAIGN, metric, f"{period_start:%Y%m%d}", str(threshold))
+
+
+def renewal_workflow_id(customer_id: str, period_end: datetime) -> str:
+    """The reminders before one renewal: ``customer-{id}/renewal/{YYYYMMDD}`` (the period end)."""
+    return campaign_workflow_id(customer_id, "renewal", f"{period_end:%Y%m%d}")

@@ -163,6 +163,43 @@ class CardExpiryPolicy:
 
 
 @dataclass
+class RenewalPolicy:
+    """Before an annual plan renews, and when usage runs high (``[renewal]``).
+
+    ``reminders``: emails ``days_before_end`` days before the subscription's current period
+    ends (annual plans only). ``expansion``: the offer sent when usage ran above 80 % of a
+    limit in ``expansion_periods`` consecutive billing periods, at most once every
+    ``expansion_every_days``. No expansion offer to a customer in ``skip_stages``.
+    """
+
+    reminders: list[EmailStep] = field(default_factory=list)
+    expansion: EmailStep | None = None
+    expansion_periods: int = 2
+    expansion_every_days: float = 90.0
+    skip_stages: list[str] = field(default_factory=lambda: ["past_due"])
+
+
+@dataclass
+class TeamPromotionPolicy:
+    """The Business-tier promotion for a team on a smaller plan (``[team_promotion]``).
+
+    Sent once, when the ``seats`` metric reaches ``min_seats`` or the activation fact
+    ``fact`` was reported that many times, to a customer on one of ``plans``; never in a
+    trial's first ``trial_grace_days`` days, in ``skip_stages``, or to a customer who was on
+    ``tier`` (or above) in the last ``recent_days``.
+    """
+
+    step: EmailStep | None = None
+    min_seats: int = 3
+    fact: str = "invited_teammate"
+    plans: list[str] = field(default_factory=lambda: ["starter", "professional"])
+    tier: str = "business"
+    trial_grace_days: float = 3.0
+    recent_days: float = 90.0
+    skip_stages: list[str] = field(default_factory=lambda: ["past_due"])
+
+
+@dataclass
 class CampaignPolicy:
     """All campaigns' policy; ``day_seconds`` is how long a policy day lasts (86400 in production)."""
 
@@ -175,6 +212,8 @@ class CampaignPolicy:
     conversions: dict[str, Conversion] = field(default_factory=dict)
     dunning: DunningPolicy = field(default_factory=DunningPolicy)
     card_expiry: CardExpiryPolicy = field(default_factory=CardExpiryPolicy)
+    renewal: RenewalPolicy = field(default_factory=RenewalPolicy)
+    team_promotion: TeamPromotionPolicy = field(default_factory=TeamPromotionPolicy)
 
     def days(self, n: float) -> timedelta:
         return timedelta(seconds=n * self.day_seconds)
@@ -300,6 +339,8 @@ def parse_policy(raw: dict[str, Any], *, day_seconds: float = 86400.0, source: s
             steps=_steps(raw.get("onboarding", {}).get("steps", []), "onboarding.steps")
         )
         usage = _usage(raw.get("usage", {}))
+        renewal = _renewal(raw.get("renewal", {}))
+        team_promotion = _team_promotion(raw.get("team_promotion", {}))
     except (TypeError, ValueError, AttributeError) as exc:
         raise PolicyError(f"{source or 'policy'}: {exc}") from None
     conversions = _conversions(raw.get("conversions", {}))
@@ -314,6 +355,8 @@ def parse_policy(raw: dict[str, Any], *, day_seconds: float = 86400.0, source: s
         conversions=conversions,
         dunning=dunning,
         card_expiry=card_expiry,
+        renewal=renewal,
+        team_promotion=team_promotion,
     )
 
 
@@ -360,8 +403,69 @@ def _one_step(raw: Any, where: str) -> EmailStep | None:
         return None
     if not isinstance(raw, dict):
         raise PolicyError(f"{where}: expected a table with name and template")
-    step = _steps([raw], where)[0]
-    if step.category != "transactional":
+    try:
+        return _steps([raw], where)[0]
+    except PolicyError as exc:  # one table, not a list: name its keys as written
+        raise PolicyError(str(exc).replace(f"{where}[0]", where)) from None
+
+
+def _stage_list(raw: Any, where: str) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise PolicyError(f"{where}: expected a list of names")
+    return list(raw)
+
+
+def _number(raw: dict[str, Any], key: str, default: float, where: str, *, minimum: float = 0) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise PolicyError(f"{where}.{key}: expected a number of at least {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def _renewal(raw: Any) -> RenewalPolicy:
+    if not isinstance(raw, dict):
+        raise PolicyError("renewal: expected a table")
+    known = set(RenewalPolicy.__dataclass_fields__)
+    if unknown := set(raw) - known:
+        raise PolicyError(f"renewal: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
+    reminders = _steps(raw.get("reminders", []), "renewal.reminders")
+    for r in reminders:
+        if r.days_before_end <= 0:
+            raise PolicyError(f"renewal.reminders.{r.name}: days_before_end must be positive")
+    return RenewalPolicy(
+        reminders=reminders,
+        expansion=_one_step(raw.get("expansion"), "renewal.expansion"),
+        expansion_periods=int(_number(raw, "expansion_periods", 2, "renewal", minimum=1)),
+        expansion_every_days=_number(raw, "expansion_every_days", 90, "renewal"),
+        skip_stages=_stage_list(raw.get("skip_stages", ["past_due"]), "renewal.skip_stages"),
+    )
+
+
+def _team_promotion(raw: Any) -> TeamPromotionPolicy:
+    if not isinstance(raw, dict):
+        raise PolicyError("team_promotion: expected a table")
+    known = set(TeamPromotionPolicy.__dataclass_fields__)
+    if unknown := set(raw) - known:
+        raise PolicyError(f"team_promotion: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
+    for key in ("fact", "tier"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key]):
+            raise PolicyError(f"team_promotion.{key}: required text")
+    return TeamPromotionPolicy(
+        step=_one_step(raw.get("step"), "team_promotion.step"),
+        min_seats=int(_number(raw, "min_seats", 3, "team_promotion", minimum=1)),
+        fact=str(raw.get("fact", "invited_teammate")),
+        plans=_stage_list(raw.get("plans", ["starter", "professional"]), "team_promotion.plans"),
+        tier=str(raw.get("tier", "business")),
+        trial_grace_days=_number(raw, "trial_grace_days", 3, "team_promotion"),
+        recent_days=_number(raw, "recent_days", 90, "team_promotion"),
+        skip_stages=_stage_list(raw.get("skip_stages", ["past_due"]), "team_promotion.skip_stages"),
+    )
+
+
+def _dunning_step(raw: Any, where: str) -> EmailStep | None:
+    """A dunning email: one step, always transactional (it is about the customer's account)."""
+    step = _one_step(raw, where)
+    if step is not None and step.category != "transactional":
         raise PolicyError(f"{where}.category: dunning email is transactional")
     return step
 
@@ -386,7 +490,7 @@ def parse_dunning(raw: Any) -> DunningPolicy:
             raise PolicyError(f"{where}.day: a number of days, not negative")
         stages.append(DunningStage(
             name=item["name"], day=float(day), suspend=bool(item.get("suspend", False)),
-            email=_one_step(item.get("email"), f"{where}.email"),
+            email=_dunning_step(item.get("email"), f"{where}.email"),
         ))
     days = [s.day for s in stages]
     if days != sorted(days):
@@ -414,7 +518,7 @@ def parse_dunning(raw: Any) -> DunningPolicy:
             f"dunning.notices: expected tables among {sorted(DunningNotices.__dataclass_fields__)}"
         )
     notices = DunningNotices(**{
-        k: _one_step(v, f"dunning.notices.{k}") for k, v in notices_raw.items()
+        k: _dunning_step(v, f"dunning.notices.{k}") for k, v in notices_raw.items()
     })
     return DunningPolicy(
         stages=stages, retry_days=sorted(float(d) for d in retry_days), end_day=float(end_day),

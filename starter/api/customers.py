@@ -62,6 +62,13 @@ class DunningView(BaseModel):
     next_retry_at: datetime | None
     next_step: str | None
     next_step_at: datetime | None
+class RetentionView(BaseModel):
+    """The retention campaigns as the entity remembers them (workflows/retention.py)."""
+
+    renewal_date: datetime | None = Field(description="the renewal whose reminders were scheduled (annual plans)")
+    renewal_reminders_running: bool
+    last_expansion_offer_at: datetime | None
+    team_promoted_at: datetime | None
 
 
 class CustomerView(BaseModel):
@@ -78,6 +85,7 @@ class CustomerView(BaseModel):
     workflow_url: str
     live: bool = Field(description="false when Temporal could not be asked in time; the rest comes from the database")
     dunning: DunningView | None = None
+    retention: RetentionView | None = Field(default=None, description="null when Temporal could not be asked")
     created: bool = False
     queued: bool = Field(
         default=False,
@@ -134,6 +142,12 @@ async def customer_view(
         running_campaigns=sorted(state.campaigns),
         campaign_outcomes=dict(state.outcomes),
         live=True,
+        retention=RetentionView(
+            renewal_date=state.retention.renewal_period_end,
+            renewal_reminders_running=state.retention.renewal_workflow is not None,
+            last_expansion_offer_at=state.retention.last_expansion_offer_at,
+            team_promoted_at=state.retention.team_promoted_at,
+        ),
     )
     campaigns = sorted(state.campaigns.items())
     statuses = await asyncio.gather(

@@ -132,6 +132,11 @@ def customer_show(customer_id: str) -> None:
                 f"{safe(sub.status)}, period ends {ends}{cancel}  ({safe(sub.stripe_subscription_id)})"
             )
 
+        from starter.cli.retention import retention_lines
+
+        for line in retention_lines(session, customer_id):
+            console.print(safe(line))
+
         ent = UsageService(sessions).entitlements(customer_id)
         usage = Table(title=f"usage {ent['period']['start'][:10]} → {ent['period']['end'][:10]}")
         for col in ("metric", "used", "limit", "kind", "remaining"):

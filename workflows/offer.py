@@ -1,0 +1,59 @@
+"""OfferWorkflow: one offer email the entity decided to make, sent and recorded.
+
+Used for the expansion offer (``customer-{id}/expansion/{YYYYMMDD}``, the period that made
+it two high periods in a row) and the team promotion (``customer-{id}/team-promotion``,
+once). The entity decides (who, what, when: workflows/retention.py); this child sends
+through the email step (caps, quiet hours and unsubscribes apply: it may wait), records
+the offer on the customer's timeline with what was offered and what became of the email,
+and reports back.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.store import StoreActivities
+    from lifecycle.contracts.campaigns import CampaignStatus
+    from lifecycle.contracts.retention import OfferInput
+    from lifecycle.contracts.timeline import RecordEventInput
+    from workflows.campaign import report_finished
+    from workflows.email_step import send_step_email
+    from workflows.options import STORE_RETRY, STORE_TIMEOUT
+
+OFFER_MADE = "offer_made"  # the timeline entry's kind
+
+
+@workflow.defn
+class OfferWorkflow:
+    @workflow.init
+    def __init__(self, input: OfferInput) -> None:
+        self._input = input
+        self._sent = False
+
+    @workflow.query
+    def status(self) -> CampaignStatus:
+        step = self._input.step.name
+        if self._sent:
+            return CampaignStatus(self._input.campaign, None, None, [step])
+        return CampaignStatus(self._input.campaign, step, None, [])
+
+    @workflow.run
+    async def run(self, input: OfferInput) -> str:
+        result = await send_step_email(input.customer_id, input.campaign, input.step, input.context)
+        self._sent = True
+        await workflow.execute_activity_method(
+            StoreActivities.record_event,
+            RecordEventInput(
+                customer_id=input.customer_id,
+                event_key=f"{workflow.info().workflow_id}:offer",
+                kind=OFFER_MADE,
+                occurred_at=workflow.now(),
+                campaign=input.campaign,
+                detail={**input.detail, "email": result.status, **({"reason": result.reason} if result.reason else {})},
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+        await report_finished(input.customer_id, input.campaign, result.status)
+        return result.status
