@@ -137,7 +137,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         kills = 0
         to_card = {c["cid"]: c for c in customers if c["recover"]}
         next_kill = time.monotonic() + random.uniform(lo, hi)
-        while time.monotonic() < chaos_until or to_card:
+        card_bound = chaos_until + 30  # a first retry never recorded by then: counted lost below
+        while time.monotonic() < chaos_until or (to_card and time.monotonic() < card_bound):
             if to_card:  # the first retry was declined: a good card before the day-3 retry
                 for cid in first_retry_done(sessions, list(to_card)):
                     card(stripe, to_card.pop(cid)["stripe"], GOOD_CARD)
