@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from activities.email import EmailActivities
 from activities.store import StoreActivities
 from activities.stripe import StripeActivities
+from activities.webhooks import WebhookActivities
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.email.providers import make_provider
 from lifecycle.settings import Settings, get_settings
@@ -27,6 +28,7 @@ from workflows.onboarding import OnboardingWorkflow
 from workflows.plan_change import PlanChangeWorkflow
 from workflows.trial import TrialWorkflow
 from workflows.usage_nudge import UsageNudgeWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 WORKFLOWS: Sequence[type] = (
     CustomerWorkflow,
@@ -34,6 +36,7 @@ WORKFLOWS: Sequence[type] = (
     OnboardingWorkflow,
     UsageNudgeWorkflow,
     PlanChangeWorkflow,
+    WebhookDeliveryWorkflow,
 )
 
 
@@ -42,7 +45,8 @@ def build_activities(settings: Settings, session_factory: sessionmaker[Session])
     store = StoreActivities(session_factory)
     email = EmailActivities(session_factory, settings, make_provider(settings))
     stripe_acts = StripeActivities.from_settings(settings, session_factory)
-    return [store.record_event, email.send_email, *stripe_acts.all()]
+    webhooks = WebhookActivities(session_factory, settings)
+    return [store.record_event, email.send_email, *stripe_acts.all(), *webhooks.all()]
 
 
 def build_worker(

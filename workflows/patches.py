@@ -51,3 +51,12 @@ BILLING_ENDED_DROPS_PENDING_CHANGE = "billing-ended-drops-pending-change"
 # (the child's side). Since 2026-11-25. Deprecate when no CustomerWorkflow run and no
 # UsageNudgeWorkflow started before 2026-11-25 is open (nudges end within days).
 USAGE_NUDGE_SUPERSEDE = "usage-nudge-supersede"
+
+# --- CustomerWorkflow (webhooks to the product) ------------------------------------------
+
+# The entity publishes webhook events for the product (customer.stage_changed,
+# customer.entitlements_changed on a plan change, usage.threshold_crossed,
+# subscription.changed, campaign.finished): one publish_webhook activity each, after the
+# change it reports. Since 2026-12-02. Deprecate when no CustomerWorkflow run started
+# before 2026-12-02 is open.
+WEBHOOKS_PUBLISH = "webhooks-publish"

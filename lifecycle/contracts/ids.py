@@ -23,3 +23,8 @@ def campaign_workflow_id(customer_id: str, campaign: str, *parts: str) -> str:
 def usage_workflow_id(customer_id: str, metric: str, period_start: datetime, threshold: int) -> str:
     """One usage email: ``customer-{id}/usage/{metric}/{YYYYMMDD}/{threshold}``."""
     return campaign_workflow_id(customer_id, USAGE_CAMPAIGN, metric, f"{period_start:%Y%m%d}", str(threshold))
+
+
+def webhook_workflow_id(customer_id: str) -> str:
+    """The customer's webhook deliveries to the product, in order: ``customer-{id}/webhooks``."""
+    return campaign_workflow_id(customer_id, "webhooks")

@@ -19,6 +19,7 @@ from starter.cli.stripe import app as stripe_app
 from starter.cli.text import console as make_console
 from starter.cli.text import safe
 from starter.cli.usage import app as usage_app
+from starter.cli.webhooks import app as webhooks_app
 
 app = typer.Typer(help="Lifecycle Engine: customer lifecycle campaigns on Temporal.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -31,6 +32,7 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(signals_app, name="signals")
+app.add_typer(webhooks_app, name="webhooks")
 
 console = make_console()
 
