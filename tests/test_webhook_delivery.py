@@ -218,4 +218,12 @@ async def _fails_for_three_days(hooks: Hooks) -> None:
         text = (await http.get("/metrics")).text
     assert 'lifecycle_webhook_endpoints{state="disabled"} 1.0' in text
     assert 'lifecycle_webhook_deliveries{status="failed"} 1.0' in text
+    # ops see it in the CLI: the endpoint disabled, the delivery failed with its last answer
+    env = {**os.environ, "LIFECYCLE_DATABASE_URL": hooks.settings.database_url, "COLUMNS": "300"}
+    listed = subprocess.run([CLI, "webhooks", "list"], env=env, capture_output=True, text=True, timeout=60)
+    assert endpoint in listed.stdout and "DISABLED" in listed.stdout and "failed for 72 hours" in listed.stdout
+    failed = subprocess.run([CLI, "webhooks", "deliveries", "--failed"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert "wh-down" in failed.stdout and "failed" in failed.stdout and "500" in failed.stdout
+    assert "(disabled)" in failed.stdout
 
