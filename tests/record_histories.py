@@ -5,12 +5,13 @@ Run after an intended, versioned change to workflow code:
     .venv/bin/python -m tests.record_histories vN          # trial, onboarding, continue-as-new
     .venv/bin/python -m tests.record_usage_histories vN    # usage nudges
     .venv/bin/python -m tests.record_billing_histories vN  # Stripe billing (starts localstripe)
+    .venv/bin/python -m tests.record_webhooks_histories vN # webhooks to the product (a local receiver)
 
 The suffix must be one no kept history has (a taken one is refused); the replay test
 picks every file up. Keep the old files: replaying histories recorded by
 older code is what proves a change is safe for running workflows.
 
-This module also holds the harness the three recorders share: :func:`recording` (a
+This module also holds the harness the recorders share: :func:`recording` (a
 time-skipping server, a migrated SQLite database and the real worker) and :func:`save`.
 """
 
