@@ -73,7 +73,7 @@ def retry_of(settings: Settings) -> WebhookRetry:
         initial_seconds=settings.webhook_retry_initial_seconds,
         maximum_seconds=settings.webhook_retry_max_seconds,
         window_seconds=settings.webhook_retry_window_seconds,
-        attempt_seconds=settings.webhook_timeout_seconds + 20.0,
+        attempt_seconds=settings.webhook_timeout_seconds + 5.0,  # a killed worker's attempt is retried after this
     )
 
 

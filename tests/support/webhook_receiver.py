@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ class Request:
     answered: int
     verified: bool
     event: dict[str, Any] | None  # the verified payload
+    at: float = 0.0  # time.monotonic() on arrival
 
     @property
     def webhook_id(self) -> str:
@@ -83,7 +85,7 @@ class Receiver:
             status = ruled
         else:
             status = script.pop(0) if script else self.default
-        self.requests.append(Request(path, headers, body, status, verified, event))
+        self.requests.append(Request(path, headers, body, status, verified, event, time.monotonic()))
         answer = json.dumps({"ok": 200 <= status < 300, "status": status}).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json")]})
