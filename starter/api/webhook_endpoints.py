@@ -71,7 +71,7 @@ async def list_webhook_endpoints(sessions: SessionsDep) -> list[EndpointView]:
 
 
 @router.post("", response_model=NewEndpointView, status_code=status.HTTP_201_CREATED,
-             responses=responses(401, 422))
+             responses=responses(400, 401, 413, 422))
 async def add_webhook_endpoint(body: EndpointBody, sessions: SessionsDep, settings: SettingsDep) -> NewEndpointView:
     def add() -> NewEndpointView:
         with session_scope(sessions) as session:
