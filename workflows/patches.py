@@ -57,6 +57,8 @@ USAGE_NUDGE_SUPERSEDE = "usage-nudge-supersede"
 # The entity publishes webhook events for the product (customer.stage_changed,
 # customer.entitlements_changed on a plan change, usage.threshold_crossed,
 # subscription.changed, campaign.finished): one publish_webhook activity each, after the
-# change it reports. Since 2026-12-02. Deprecate when no CustomerWorkflow run started
-# before 2026-12-02 is open.
+# change it reports. One id for every call site: the SDK memoizes the first answer per run,
+# so an entity run started before the deploy publishes nothing until it continues as new
+# (then every site publishes). Since 2026-12-02. Deprecate when no CustomerWorkflow run
+# started before 2026-12-02 is open.
 WEBHOOKS_PUBLISH = "webhooks-publish"
