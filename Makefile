@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/api_outage.py
 	$(BIN)/python bench/chaos_dunning.py
 	$(BIN)/python bench/retention_cost.py
+	$(BIN)/python bench/webhook_delivery.py
 
 clean:
 	rm -rf $(VENV) .data

@@ -20,6 +20,7 @@ from activities.email import EmailActivities
 from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.stripe import StripeActivities
+from activities.webhooks import WebhookActivities
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.email.providers import make_provider
 from lifecycle.settings import Settings, get_settings
@@ -33,6 +34,7 @@ from workflows.plan_change import PlanChangeWorkflow
 from workflows.renewal import RenewalWorkflow
 from workflows.trial import TrialWorkflow
 from workflows.usage_nudge import UsageNudgeWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 WORKFLOWS: Sequence[type] = (
     CustomerWorkflow,
@@ -44,6 +46,7 @@ WORKFLOWS: Sequence[type] = (
     CardExpiryWorkflow,
     RenewalWorkflow,
     OfferWorkflow,
+    WebhookDeliveryWorkflow,
 )
 
 
@@ -54,8 +57,9 @@ def build_activities(settings: Settings, session_factory: sessionmaker[Session])
     stripe_acts = StripeActivities.from_settings(settings, session_factory)
     dunning = DunningActivities(session_factory, settings)
     retention = RetentionActivities(session_factory)
+    webhooks = WebhookActivities(session_factory, settings)
     return [store.record_event, email.send_email, *stripe_acts.all(), *dunning.all(),
-            retention.renewal_terms]
+            retention.renewal_terms, *webhooks.all()]
 
 
 def build_worker(

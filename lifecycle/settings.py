@@ -216,6 +216,21 @@ class Settings(BaseSettings):
         "Smart Retries off); stripe: Stripe retries and the engine never charges",
     )
 
+    # --- webhooks to the product ---------------------------------------------------------
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="seconds one delivery to a product endpoint may take"
+    )
+    webhook_retry_initial_seconds: float = Field(
+        default=5.0, gt=0, description="first wait before a failed delivery is retried (doubling)"
+    )
+    webhook_retry_max_seconds: float = Field(
+        default=3600.0, gt=0, description="longest wait between two attempts of one delivery"
+    )
+    webhook_retry_window_seconds: float = Field(
+        default=3 * 86400.0, gt=0, description="how long a delivery is retried (3 days); an endpoint "
+        "that failed for that long is disabled",
+    )
+
     @field_validator("stripe_price_tiers", mode="before")
     @classmethod
     def _parse_price_tiers(cls, value: object) -> object:

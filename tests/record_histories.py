@@ -7,6 +7,7 @@ Run after an intended, versioned change to workflow code:
     .venv/bin/python -m tests.record_billing_histories vN  # Stripe billing (starts localstripe)
     .venv/bin/python -m tests.record_dunning_histories vN  # dunning (starts localstripe)
     .venv/bin/python -m tests.record_renewal_histories vN  # renewal, expansion offer, team promotion
+    .venv/bin/python -m tests.record_webhooks_histories vN # webhooks to the product (a local receiver)
 
 The suffix must be one no kept history has (a taken one is refused); the replay test
 picks every file up. Keep the old files: replaying histories recorded by

@@ -71,7 +71,19 @@ def test_there_are_histories_to_replay() -> None:
         "renewal_reminded",
         "offer_team_promotion",
         "offer_expansion",
+        "customer_webhooks",
+        "webhook_delivery_retried",
+        "webhook_delivery_disabled",
     } <= names
+
+
+def test_the_entity_histories_since_the_webhooks_publish_their_events() -> None:
+    """From v10 (and customer_webhooks) on, the entity's histories schedule publish_webhook;
+    the older ones, replayed above, do not: the patch keeps both paths."""
+    for name in ("customer_converted.v10.json", "customer_webhooks.v1.json",
+                 "customer_billing_subscription_changes.v10.json"):
+        assert "publish_webhook" in (HISTORIES[0].parent / name).read_text(), name
+    assert "publish_webhook" not in (HISTORIES[0].parent / "customer_converted.v4.json").read_text()
 
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")

@@ -56,9 +56,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from lifecycle.contracts.stages import ACTIVE, EXPIRED, TRIALING
     from lifecycle.contracts.timeline import RecordEventInput
+    from lifecycle.contracts.webhooks import (
+        CAMPAIGN_FINISHED,
+        STAGE_CHANGED,
+        USAGE_THRESHOLD_CROSSED,
+    )
     from workflows import patches
     from workflows.card_on_file import CardReminders
     from workflows.dunning_link import DunningLink
+    from workflows.notify import publish
     from workflows.onboarding import OnboardingWorkflow
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.retention import Retention
@@ -269,6 +275,9 @@ class CustomerWorkflow:
             return
         self._state.campaigns.pop(campaign, None)
         self._state.outcomes[campaign] = outcome
+        if workflow.patched(patches.WEBHOOKS_PUBLISH):
+            await publish(self._state.customer_id, CAMPAIGN_FINISHED,
+                          {"campaign": campaign, "outcome": outcome}, key=event.event_id)
         if campaign == "trial" and self._state.stage == TRIALING:
             if outcome == "subscribed":  # the subscription decides the stage, not the trial
                 await self._subscription.settle(event.event_id)
@@ -282,6 +291,9 @@ class CustomerWorkflow:
         crossed = payload_of(event, UsageThreshold)
         cid = self._state.customer_id
         policy = self._input.policy.usage
+        if workflow.patched(patches.WEBHOOKS_PUBLISH):
+            await publish(cid, USAGE_THRESHOLD_CROSSED, {**crossed.to_data(), "stage": self._state.stage},
+                          key=f"usage:{event.event_id}")
         if self._state.stage in policy.skip_stages:
             await workflow.execute_activity_method(
                 StoreActivities.record_event,
@@ -393,6 +405,13 @@ class CustomerWorkflow:
                 LIFECYCLE_STAGE.value_set(stage),
             ]
         )
+        if workflow.patched(patches.WEBHOOKS_PUBLISH):
+            await publish(
+                self._state.customer_id, STAGE_CHANGED,
+                {"from_stage": previous, "to_stage": stage, "cause": cause, "plan": self._state.plan,
+                 **({"reason": reason} if reason else {})},
+                key=f"stage:{previous}->{stage}:{cause}",
+            )
 
     async def _start_campaign(self, campaign: str, run_fn: object, arg: object, *parts: str) -> None:
         """Start a campaign child (deterministic id, ABANDON on parent close); it reports back by signal."""

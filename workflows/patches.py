@@ -74,3 +74,13 @@ CARD_EXPIRY_REMINDERS = "card-expiry-reminders"
 # (activation reports counted, the first-report de-duplication for onboarding unchanged).
 # Since 2026-12-02. Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
 RETENTION_CAMPAIGNS = "retention-campaigns"
+# --- CustomerWorkflow (webhooks to the product) ------------------------------------------
+
+# The entity publishes webhook events for the product (customer.stage_changed,
+# customer.entitlements_changed on a plan change, usage.threshold_crossed,
+# subscription.changed, campaign.finished): one publish_webhook activity each, after the
+# change it reports. One id for every call site: the SDK memoizes the first answer per run,
+# so an entity run started before the deploy publishes nothing until it continues as new
+# (then every site publishes). Since 2026-12-02. Deprecate when no CustomerWorkflow run
+# started before 2026-12-02 is open.
+WEBHOOKS_PUBLISH = "webhooks-publish"

@@ -64,7 +64,9 @@ with workflow.unsafe.imports_passed_through():
         stage_for_status,
     )
     from lifecycle.contracts.tiers import Tiers, tiers_from_catalog
+    from lifecycle.contracts.webhooks import ENTITLEMENTS_CHANGED, SUBSCRIPTION_CHANGED
     from workflows import patches
+    from workflows.notify import publish
     from workflows.options import CONVERSION_RETRY, STRIPE_RETRY, STRIPE_TIMEOUT
     from workflows.plan_change import PlanChangeWorkflow
     from workflows.trial import TrialWorkflow
@@ -117,6 +119,21 @@ def refusal(req: SubscriptionRequest, b: BillingState, plans: list[str]) -> str 
         if b.cancel_at_period_end and not req.at_once:
             return "already set to cancel at the end of the period"
     return None
+
+
+def subscription_facts(b: BillingState) -> dict[str, Any]:
+    """What ``subscription.changed`` tells the product (empty: no subscription yet)."""
+    if not b.stripe_subscription_id:
+        return {}
+    return {
+        "stripe_subscription_id": b.stripe_subscription_id,
+        "status": b.status,
+        "plan": b.plan,
+        "interval": b.interval,
+        "cancel_at_period_end": b.cancel_at_period_end,
+        "current_period_end": b.current_period_end.isoformat() if b.current_period_end else None,
+        "pending_plan": b.pending_plan,
+    }
 
 
 class Subscription:
@@ -336,8 +353,19 @@ class Subscription:
         """Move the stage to match the subscription's status, and the plan to match its plan."""
         b = self._billing
         if b.plan and b.plan != self._state.plan and b.live:
+            previous_plan = self._state.plan
             self._state.plan = b.plan
             workflow.upsert_search_attributes([PLAN.value_set(b.plan)])
+            if workflow.patched(patches.WEBHOOKS_PUBLISH):
+                await publish(
+                    self._state.customer_id, ENTITLEMENTS_CHANGED,
+                    {"reason": "plan_change", "from_plan": previous_plan, "plan": b.plan},
+                    key=f"entitlements:{previous_plan}->{b.plan}:{cause}",
+                )
+        facts = subscription_facts(b)
+        if facts != b.published and workflow.patched(patches.WEBHOOKS_PUBLISH):
+            b.published = facts
+            await publish(self._state.customer_id, SUBSCRIPTION_CHANGED, facts, key=f"subscription:{cause}")
         stage = self._state.stage
         target = stage_for_status(b.status, stage) if b.status else stage
         if target != stage or self._state.stage_changed_at is None:

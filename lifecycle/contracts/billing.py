@@ -38,6 +38,8 @@ class BillingState:
     pending_change_workflow: str | None = None
     imported: bool = False  # a customer from Stripe whose details were fetched
     trial_told: bool = False  # the running trial campaign heard that the customer subscribed
+    # the subscription as last published to the product (subscription.changed), to publish changes only
+    published: dict[str, Any] = field(default_factory=dict)
 
     @property
     def live(self) -> bool:

@@ -28,3 +28,8 @@ def usage_workflow_id(customer_id: str, metric: str, period_start: datetime, thr
 def renewal_workflow_id(customer_id: str, period_end: datetime) -> str:
     """The reminders before one renewal: ``customer-{id}/renewal/{YYYYMMDD}`` (the period end)."""
     return campaign_workflow_id(customer_id, "renewal", f"{period_end:%Y%m%d}")
+
+
+def webhook_workflow_id(customer_id: str) -> str:
+    """The customer's webhook deliveries to the product, in order: ``customer-{id}/webhooks``."""
+    return campaign_workflow_id(customer_id, "webhooks")

@@ -37,6 +37,7 @@ from starter.api import (
     stripe_webhooks,
     subscriptions,
     usage,
+    webhook_endpoints,
 )
 from starter.api.auth import APIKeyMiddleware
 from starter.api.deps import require_api_key
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.include_router(usage.router, dependencies=authed)
     app.include_router(subscriptions.router, dependencies=authed)
     app.include_router(dunning.router, dependencies=authed)
+    app.include_router(webhook_endpoints.router, dependencies=authed)
     app.include_router(stripe_webhooks.router)  # authenticated by the Stripe-Signature header
     app.include_router(metrics.router)
     # no API key: the signed token authenticates unsubscribes, SendGrid's signature the webhook

@@ -20,6 +20,7 @@ from starter.cli.stripe import app as stripe_app
 from starter.cli.text import console as make_console
 from starter.cli.text import safe
 from starter.cli.usage import app as usage_app
+from starter.cli.webhooks import app as webhooks_app
 
 app = typer.Typer(help="Lifecycle Engine: customer lifecycle campaigns on Temporal.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -34,6 +35,7 @@ app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(signals_app, name="signals")
 app.add_typer(invoice_app, name="invoice")
 app.add_typer(dunning_app, name="dunning")
+app.add_typer(webhooks_app, name="webhooks")
 
 console = make_console()
 

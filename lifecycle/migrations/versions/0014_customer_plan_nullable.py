@@ -1,7 +1,7 @@
 """customers.plan_code nullable: a customer first seen in Stripe on an unmapped price has no tier
 
 Revision ID: 0014_customer_plan_nullable
-Revises: 0009_card_expiry
+Revises: 0013_webhooks
 Create Date: 2026-12-02 17:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_customer_plan_nullable"
-down_revision: str | Sequence[str] | None = "0009_card_expiry"
+down_revision: str | Sequence[str] | None = "0013_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
