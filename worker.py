@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.email import EmailActivities
+from activities.ops import OpsActivities
 from activities.store import StoreActivities
 from activities.stripe import StripeActivities
 from lifecycle.db import make_engine, make_session_factory
@@ -42,7 +43,8 @@ def build_activities(settings: Settings, session_factory: sessionmaker[Session])
     store = StoreActivities(session_factory)
     email = EmailActivities(session_factory, settings, make_provider(settings))
     stripe_acts = StripeActivities.from_settings(settings, session_factory)
-    return [store.record_event, email.send_email, *stripe_acts.all()]
+    ops = OpsActivities(session_factory)
+    return [store.record_event, email.send_email, *stripe_acts.all(), email.resend_email, ops.record_action]
 
 
 def build_worker(

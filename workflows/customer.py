@@ -47,7 +47,15 @@ with workflow.unsafe.imports_passed_through():
         customer_workflow_id,
         usage_workflow_id,
     )
+    from lifecycle.contracts.ops import (
+        OPS_ACTION_UPDATE,
+        WAITING_QUERY,
+        OpsAction,
+        OpsActionResult,
+        WhyWaiting,
+    )
     from lifecycle.contracts.search_attributes import (
+        CAMPAIGNS,
         CUSTOMER_ID,
         LIFECYCLE_STAGE,
         PLAN,
@@ -57,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.timeline import RecordEventInput
     from workflows import patches
     from workflows.onboarding import OnboardingWorkflow
+    from workflows.ops import Ops
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.subscription import Subscription
     from workflows.trial import TrialWorkflow
@@ -87,6 +96,7 @@ class CustomerWorkflow:
             begun=lambda: self._begun,
             tiers=input.tiers,
         )
+        self._ops = Ops(self._state, campaigns_changed=self._campaigns_changed)
         sub = self._subscription
         self._handlers: dict[EventKind, Callable[[CustomerEvent], Awaitable[None]]] = {
             EventKind.SIGNUP: self._on_signup,
@@ -141,6 +151,23 @@ class CustomerWorkflow:
     @workflow.query
     def state(self) -> CustomerState:
         return self._state
+
+    @workflow.update(name=OPS_ACTION_UPDATE)
+    async def ops_action(self, action: OpsAction) -> OpsActionResult:
+        """An ops action on this customer (pause, resume, cancel-campaign, skip-step, resend,
+        ...; workflows/ops.py), recorded in the audit trail with who and why."""
+        return await self._ops.act(action)
+
+    @ops_action.validator
+    def _validate_ops_action(self, action: OpsAction) -> None:
+        refusal = self._ops.refusal(action)
+        if refusal is not None:
+            raise ApplicationError(refusal)
+
+    @workflow.query(name=WAITING_QUERY)
+    def waiting(self) -> WhyWaiting:
+        """Why-waiting, the entity's part: its campaigns (each answers its own ``waiting``)."""
+        return self._ops.answer()
 
     # --- main loop ----------------------------------------------------------------------
 
@@ -250,6 +277,7 @@ class CustomerWorkflow:
         campaign, outcome = finished.campaign, finished.outcome
         self._state.campaigns.pop(campaign, None)
         self._state.outcomes[campaign] = outcome
+        self._campaigns_changed()
         if campaign == "trial" and self._state.stage == TRIALING:
             if outcome == "subscribed":  # the subscription decides the stage, not the trial
                 await self._subscription.settle(event.event_id)
@@ -367,6 +395,14 @@ class CustomerWorkflow:
         except WorkflowAlreadyStartedError:
             workflow.logger.info("campaign %s already started", child_id)
         self._state.campaigns[campaign] = child_id
+        self._campaigns_changed()
+        await self._ops.campaign_started(campaign)
+
+    def _campaigns_changed(self) -> None:
+        """The Campaigns search attribute follows the running campaigns."""
+        if workflow.patched(patches.OPS_CAMPAIGNS_ATTRIBUTE):
+            names = sorted(self._state.campaigns)
+            workflow.upsert_search_attributes([CAMPAIGNS.value_set(names) if names else CAMPAIGNS.value_unset()])
 
     async def _tell_campaign(self, campaign: str, signal: Callable[..., Any], *args: object) -> None:
         """Forward an event to a running campaign; a campaign that just finished is fine to miss."""

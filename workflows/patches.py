@@ -51,3 +51,19 @@ BILLING_ENDED_DROPS_PENDING_CHANGE = "billing-ended-drops-pending-change"
 # (the child's side). Since 2026-11-25. Deprecate when no CustomerWorkflow run and no
 # UsageNudgeWorkflow started before 2026-11-25 is open (nudges end within days).
 USAGE_NUDGE_SUPERSEDE = "usage-nudge-supersede"
+
+# --- every controlled campaign (trial, onboarding, usage nudge, plan change) --------------
+
+# Ops controls (workflows/controls.py): the campaign upserts its Campaign / WaitingFor /
+# NextStepAt search attributes as it moves, and pause, resume and skip-step act on it.
+# Decided once at the start of a campaign run: one started before the deploy answers the
+# ``waiting`` query but ignores the controls. Since 2026-12-02. Deprecate when no campaign
+# child started before 2026-12-02 is open (the longest, the trial, ends within its length).
+CAMPAIGN_CONTROLS = "campaign-controls"
+
+# --- CustomerWorkflow -------------------------------------------------------------------
+
+# The entity upserts its Campaigns search attribute (the campaigns running now) when one
+# starts, ends or is cancelled, for `lifecycle customers list --campaign`. Since 2026-12-02.
+# Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
+OPS_CAMPAIGNS_ATTRIBUTE = "ops-campaigns-attribute"

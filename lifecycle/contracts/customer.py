@@ -53,6 +53,7 @@ class CustomerState:
     billing: BillingState = field(default_factory=BillingState)
     payment_method_id: str | None = None  # the Stripe card to charge when the trial converts
     marketing_opt_out: bool = False  # unsubscribed from marketing email (a suppression is recorded too)
+    paused: bool = False  # ops paused the marketing campaigns (lifecycle/contracts/ops.py)
 
 
 @dataclass
