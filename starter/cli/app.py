@@ -13,6 +13,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from lifecycle.settings import settings_or_exit
+from starter.cli import ops
 from starter.cli.email import campaigns_app, outbox_app, templates_app
 from starter.cli.signals import app as signals_app
 from starter.cli.stripe import app as stripe_app
@@ -22,7 +23,7 @@ from starter.cli.usage import app as usage_app
 
 app = typer.Typer(help="Lifecycle Engine: customer lifecycle campaigns on Temporal.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
-customer_app = typer.Typer(help="Inspect customers.", no_args_is_help=True)
+customer_app = typer.Typer(help="Inspect customers, and act on one.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(customer_app, name="customer")
 app.add_typer(usage_app, name="usage")
@@ -31,6 +32,9 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(signals_app, name="signals")
+app.add_typer(ops.customers_app, name="customers")
+app.command("audit")(ops.audit)
+customer_app.command("action")(ops.customer_action)
 
 console = make_console()
 
@@ -127,6 +131,7 @@ def customer_show(customer_id: str) -> None:
                 f"${sub.amount_cents / 100:,.2f}, "
                 f"{safe(sub.status)}, period ends {ends}{cancel}  ({safe(sub.stripe_subscription_id)})"
             )
+        stripe_ids = (customer.stripe_customer_id, sub.stripe_subscription_id if sub else None)
 
         ent = UsageService(sessions).entitlements(customer_id)
         usage = Table(title=f"usage {ent['period']['start'][:10]} → {ent['period']['end'][:10]}")
@@ -165,6 +170,8 @@ def customer_show(customer_id: str) -> None:
                 safe(msg.status),
             )
         console.print(emails)
+    # Stripe ids and why-waiting: Temporal is asked after the database session is closed
+    ops.show_ops(console, settings, customer_id, *stripe_ids)
 
 
 def main() -> None:
