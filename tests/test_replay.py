@@ -5,7 +5,8 @@ instead of in production. Version such changes with ``workflow.patched`` and rec
 new histories with ``python -m tests.record_histories`` (trial, onboarding,
 continue-as-new), ``tests.record_usage_histories`` (usage nudges) or
 ``tests.record_billing_histories`` (subscriptions, trial conversion, dunning, plan
-changes), keeping the old ones.
+changes) or ``tests.record_ops_histories`` (pause, resume, skip-step, cancel-campaign),
+keeping the old ones.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def test_there_are_histories_to_replay() -> None:
         "plan_change_downgrade",
         "trial_subscribed",
         "plan_change_dropped",
+        "customer_ops_paused_skipped",  # the ops controls (tests/record_ops_histories.py)
+        "onboarding_ops_paused_skipped",
+        "customer_ops_cancelled",
     } <= names
 
 
