@@ -7,8 +7,9 @@ Run after an intended, versioned change to workflow code:
     .venv/bin/python -m tests.record_billing_histories vN  # Stripe billing (starts localstripe)
 
 A kept history is never overwritten (the recorder stops at it), so every recorder can
-take the same new suffix; the replay test picks every file up. Keep the old files: replaying histories recorded by
-older code is what proves a change is safe for running workflows.
+take the same new suffix; the replay test picks every file up. Keep the old files:
+replaying histories recorded by older code is what proves a change is safe for running
+workflows.
 
 This module also holds the harness the three recorders share: :func:`recording` (a
 time-skipping server, a migrated SQLite database and the real worker) and :func:`save`.
