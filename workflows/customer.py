@@ -321,6 +321,7 @@ class CustomerWorkflow:
             stage=self._state.stage,
             policy=policy,
             tiers=self._input.tiers,
+            paused=self._state.paused,
         )
         if nudge.threshold >= 100 and workflow.patched(patches.USAGE_NUDGE_SUPERSEDE):
             # an 80 % nudge still waiting for quiet hours or the cap would now be stale
@@ -338,6 +339,7 @@ class CustomerWorkflow:
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=customer_search_attributes(cid, self._state.plan, self._state.stage),
             )
+            self._ops.nudge_started(usage_workflow_id(cid, nudge.metric, nudge.period_start, nudge.threshold))
         except WorkflowAlreadyStartedError:
             workflow.logger.info("usage email for %s already sent or under way", event.event_id)
 

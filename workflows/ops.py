@@ -109,6 +109,8 @@ class Ops:
         if kind in (PAUSE, RESUME):
             self._state.paused = kind == PAUSE
             reached = await self._signal_all(PAUSE_SIGNAL if kind == PAUSE else RESUME_SIGNAL)
+            if kind == RESUME:
+                reached += await self._resume_nudges()
             words = "paused" if kind == PAUSE else "resumed"
             return OpsActionResult(kind, f"marketing {words} ({len(reached)} campaigns told)", reached,
                                    paused=self._state.paused)
@@ -149,6 +151,22 @@ class Ops:
         """A campaign started while marketing is paused starts paused."""
         if self._state.paused:
             await self._signal(name, PAUSE_SIGNAL)
+
+    def nudge_started(self, child_id: str) -> None:
+        """A usage nudge started while paused (its input says so) hears the resume."""
+        if self._state.paused:
+            self._state.held_nudges.append(child_id)
+
+    async def _resume_nudges(self) -> list[str]:
+        reached = []
+        for child in self._state.held_nudges:
+            try:
+                await workflow.get_external_workflow_handle(child).signal(RESUME_SIGNAL)
+                reached.append(child.split("/", 1)[1])  # usage/{metric}/{period}/{threshold}
+            except FailureError as err:  # sent or skipped meanwhile
+                workflow.logger.info("usage nudge %s not resumed (%s)", child, err)
+        self._state.held_nudges = []
+        return reached
 
     async def _signal_all(self, signal: str) -> list[str]:
         reached = []

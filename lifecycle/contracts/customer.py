@@ -54,6 +54,7 @@ class CustomerState:
     payment_method_id: str | None = None  # the Stripe card to charge when the trial converts
     marketing_opt_out: bool = False  # unsubscribed from marketing email (a suppression is recorded too)
     paused: bool = False  # ops paused the marketing campaigns (lifecycle/contracts/ops.py)
+    held_nudges: list[str] = field(default_factory=list)  # usage nudges started paused: told at resume
 
 
 @dataclass
