@@ -218,6 +218,13 @@ async def test_why_waiting_names_quiet_hours(
         waits = await eventually(lambda: _waits(client, cid, WAIT_QUIET_HOURS))
         assert waits.step == "tip_first_project" and "quiet hours" in waits.waiting.detail
         assert (waits.waiting.until.hour, waits.waiting.until.minute) == (23, 59)
+        # skip-step ends a quiet-hours wait too: recorded, never sent
+        await take_action(client, session_factory, cid, act("skip-step", campaign="onboarding",
+                                                            step="tip_first_project"))
+        await eventually(lambda: [e for e in timeline(session_factory, cid) if e.kind == "email_skipped"
+                                  and e.detail.get("step") == "tip_first_project"
+                                  and e.detail["reason"].startswith("skipped by ops")])
+        assert steps_sent(session_factory, cid, "tip_first_project") == []
 
 
 async def test_why_waiting_names_the_frequency_cap(

@@ -116,7 +116,9 @@ class Ops:
                                    paused=self._state.paused)
         if kind == CANCEL_CAMPAIGN:
             name = action.campaign or ""
-            child = self._state.campaigns.pop(name)
+            child = self._state.campaigns.pop(name, None)
+            if child is None:  # it finished after the validator looked
+                return OpsActionResult(kind, f"{name} had already finished", paused=self._state.paused)
             self._state.outcomes[name] = CANCELED_BY_OPS
             self._campaigns_changed()
             try:
