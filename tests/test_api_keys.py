@@ -43,3 +43,4 @@ def test_a_bad_entry_stops_the_process_naming_the_variable(value: str, message: 
     with pytest.raises(SettingsError, match="LIFECYCLE_API_KEYS") as info:
         load_settings(api_keys=value, _env_file=None)
     assert message in str(info.value)
+
