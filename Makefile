@@ -43,6 +43,7 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/usage_ingest.py
 	$(BIN)/python bench/api_outage.py
+	$(BIN)/python bench/customers_list.py
 
 clean:
 	rm -rf $(VENV) .data
