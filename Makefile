@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/chaos_dunning.py
 	$(BIN)/python bench/retention_cost.py
 	$(BIN)/python bench/webhook_delivery.py
+	$(BIN)/python bench/customers_list.py
 
 clean:
 	rm -rf $(VENV) .data

@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 
 from activities.dunning import DunningActivities
 from activities.email import EmailActivities
+from activities.ops import OpsActivities
 from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.stripe import StripeActivities
@@ -58,8 +59,9 @@ def build_activities(settings: Settings, session_factory: sessionmaker[Session])
     dunning = DunningActivities(session_factory, settings)
     retention = RetentionActivities(session_factory)
     webhooks = WebhookActivities(session_factory, settings)
-    return [store.record_event, email.send_email, *stripe_acts.all(), *dunning.all(),
-            retention.renewal_terms, *webhooks.all()]
+    ops = OpsActivities(session_factory)
+    return [store.record_event, email.send_email, email.resend_email, *stripe_acts.all(), *dunning.all(),
+            retention.renewal_terms, *webhooks.all(), ops.record_action]
 
 
 def build_worker(

@@ -24,6 +24,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from lifecycle.contracts.email import SendEmailInput, SendEmailResult
+from lifecycle.contracts.ops import ResendEmailInput
 from lifecycle.email.providers import EmailProvider
 from lifecycle.email.service import EmailRejected, EmailRetryLater, EmailService
 from lifecycle.settings import Settings
@@ -51,6 +52,20 @@ class EmailActivities:
         """Send, defer (cap, quiet hours), skip (suppressed, holdout) or report a duplicate."""
         try:
             return await self.service.send(inp)
+        except EmailRejected as exc:
+            final = exc.kind in NON_RETRYABLE_TYPES
+            raise ApplicationError(str(exc), type=exc.kind, non_retryable=final) from None
+        except EmailRetryLater as exc:
+            delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
+            raise ApplicationError(
+                str(exc), type="ProviderUnavailable", next_retry_delay=delay
+            ) from None
+
+    @activity.defn
+    async def resend_email(self, inp: ResendEmailInput) -> SendEmailResult:
+        """Send an uncertain or bounced email again, under the action's new key (ops)."""
+        try:
+            return await self.service.resend(inp)
         except EmailRejected as exc:
             final = exc.kind in NON_RETRYABLE_TYPES
             raise ApplicationError(str(exc), type=exc.kind, non_retryable=final) from None

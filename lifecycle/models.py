@@ -627,3 +627,23 @@ class WebhookDelivery(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_attempt_at: Mapped[dt.datetime | None]
     delivered_at: Mapped[dt.datetime | None]
+# --- ops: the audit trail ---------------------------------------------------------------
+
+
+class AuditEntry(Base):
+    """One ops action on one customer: who, what, why, when. Append-only: nothing in the
+    engine updates or deletes a row, and a trigger refuses UPDATE and DELETE on both
+    databases (migration 0012_audit_log). ``action_id`` makes a retried write record once."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_actor_occurred_at", "actor", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    action_id: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    occurred_at: Mapped[dt.datetime] = mapped_column(index=True)
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

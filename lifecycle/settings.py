@@ -11,10 +11,13 @@ import datetime as dt
 import functools
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from lifecycle.api_keys import ApiKey
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / ".data"
@@ -70,7 +73,9 @@ class Settings(BaseSettings):
 
     # --- HTTP API ------------------------------------------------------------------------
     api_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="comma-separated bearer keys accepted on /v1"
+        default_factory=list, description="comma-separated bearer keys accepted on /v1: "
+        "name:key[:scope,...] (scopes events, usage, billing, ops, read; none: all) or a bare key "
+        "(all scopes); see lifecycle/api_keys.py",
     )
     public_url: str = Field(default="http://127.0.0.1:8000", description="where the API is reached")
     max_body_bytes: int = Field(
@@ -303,6 +308,21 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, value: list[str]) -> list[str]:
+        from lifecycle.api_keys import parse_api_keys
+
+        parse_api_keys(value)  # a bad entry stops the process at start, naming the variable
+        return value
+
+    @property
+    def api_key_grants(self) -> list[ApiKey]:
+        """The keys with their names and scopes."""
+        from lifecycle.api_keys import parse_api_keys
+
+        return parse_api_keys(self.api_keys)
 
     @field_validator("database_url")
     @classmethod

@@ -36,10 +36,18 @@ def _venv_binary(name: str, package: str) -> Path:
     return path
 
 
+# the dev server's name for each indexed value type (``--search-attribute Name=Type``)
+_DEV_SERVER_TYPES: dict[int, str] = {
+    IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
+    IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST: "KeywordList",
+    IndexedValueType.INDEXED_VALUE_TYPE_DATETIME: "Datetime",
+}
+
+
 def dev_server_search_attribute_args() -> list[str]:
     args: list[str] = []
     for key in SEARCH_ATTRIBUTES:
-        args += ["--search-attribute", f"{key.name}=Keyword"]
+        args += ["--search-attribute", f"{key.name}={_DEV_SERVER_TYPES[int(key.indexed_value_type)]}"]
     return args
 
 
@@ -70,7 +78,8 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
 
 
 async def ensure_search_attributes(client: Client) -> None:
-    """Register CustomerId, Plan, LifecycleStage and DunningState (Keyword) where they are missing.
+    """Register the search attributes (``SEARCH_ATTRIBUTES``, each with its type) where
+    they are missing.
 
     Needed on the time-skipping test server and on a self-hosted cluster; on Temporal
     Cloud register them once in the namespace settings instead.
@@ -86,7 +95,7 @@ async def ensure_search_attributes(client: Client) -> None:
             raise
         known = set()
     missing = {
-        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        key.name: IndexedValueType.ValueType(int(key.indexed_value_type))
         for key in SEARCH_ATTRIBUTES
         if key.name not in known
     }

@@ -9,9 +9,10 @@ Run after an intended, versioned change to workflow code:
     .venv/bin/python -m tests.record_renewal_histories vN  # renewal, expansion offer, team promotion
     .venv/bin/python -m tests.record_webhooks_histories vN # webhooks to the product (a local receiver)
 
-The suffix must be one no kept history has (a taken one is refused); the replay test
-picks every file up. Keep the old files: replaying histories recorded by
-older code is what proves a change is safe for running workflows.
+A kept history is never overwritten (the recorder stops at it), so every recorder can
+take the same new suffix; the replay test picks every file up. Keep the old files:
+replaying histories recorded by older code is what proves a change is safe for running
+workflows.
 
 This module also holds the harness the recorders share: :func:`recording` (a
 time-skipping server, a migrated SQLite database and the real worker) and :func:`save`.
@@ -89,9 +90,11 @@ async def recording(task_queue: str, **settings: Any) -> AsyncIterator[Recording
 
 
 async def save(client: Client, name: str, workflow_id: str, suffix: str, *, run_id: str | None = None) -> Path:
-    """Write one workflow's history as tests/histories/<name>.<suffix>.json."""
+    """Write one workflow's history as tests/histories/<name>.<suffix>.json (never over a kept one)."""
     history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
     path = HERE / f"{name}.{suffix}.json"
+    if path.exists():
+        raise SystemExit(f"{path.name} is kept: pick a new suffix")
     path.write_text(history.to_json())
     return path
 
@@ -138,13 +141,11 @@ async def record(suffix: str = "v1") -> list[Path]:
 
 
 def main(record_fn: Any) -> None:
-    """``python -m tests.record_... SUFFIX``: record under a new suffix; never over kept files."""
+    """``python -m tests.record_... SUFFIX``: record under a new suffix; never over kept files
+    (each recorder may use the same suffix: :func:`save` refuses a file that exists)."""
     if len(sys.argv) != 2 or not re.fullmatch(r"v\d+", sys.argv[1]):
-        raise SystemExit(f"usage: python -m {record_fn.__module__} vN  (a suffix no kept history has)")
+        raise SystemExit(f"usage: python -m {record_fn.__module__} vN  (a suffix its histories do not have)")
     suffix = sys.argv[1]
-    kept = sorted(HERE.glob(f"*.{suffix}.json"))
-    if kept:
-        raise SystemExit(f"{suffix} is taken ({kept[0].name}, ...): keep old histories, pick a new suffix")
     for path in asyncio.run(record_fn(suffix)):
         print("wrote", path)
 

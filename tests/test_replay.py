@@ -7,7 +7,9 @@ continue-as-new), ``tests.record_usage_histories`` (usage nudges) or
 ``tests.record_billing_histories`` (subscriptions, trial conversion, dunning, plan
 changes), ``tests.record_dunning_histories`` (payment recovery),
 ``tests.record_card_expiry_histories`` (pre-dunning) or ``tests.record_renewal_histories``
-(renewal reminders, expansion offer, team promotion), keeping the old ones.
+(renewal reminders, expansion offer, team promotion), ``tests.record_webhooks_histories``
+(webhooks to the product) or ``tests.record_ops_histories`` (pause, resume, skip-step,
+cancel-campaign), keeping the old ones.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def test_there_are_histories_to_replay() -> None:
         "customer_webhooks",
         "webhook_delivery_retried",
         "webhook_delivery_disabled",
+        "customer_ops_paused_skipped",  # the ops controls (tests/record_ops_histories.py)
+        "onboarding_ops_paused_skipped",
+        "customer_ops_cancelled",
     } <= names
 
 

@@ -48,7 +48,15 @@ with workflow.unsafe.imports_passed_through():
         customer_workflow_id,
         usage_workflow_id,
     )
+    from lifecycle.contracts.ops import (
+        OPS_ACTION_UPDATE,
+        WAITING_QUERY,
+        OpsAction,
+        OpsActionResult,
+        WhyWaiting,
+    )
     from lifecycle.contracts.search_attributes import (
+        CAMPAIGNS,
         CUSTOMER_ID,
         LIFECYCLE_STAGE,
         PLAN,
@@ -66,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dunning_link import DunningLink
     from workflows.notify import publish
     from workflows.onboarding import OnboardingWorkflow
+    from workflows.ops import Ops
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.retention import Retention
     from workflows.subscription import Subscription
@@ -99,6 +108,7 @@ class CustomerWorkflow:
         )
         self._dunning = DunningLink(self._state, set_stage=self._set_stage)
         self._retention = Retention(self._state, input.policy, input.tiers)
+        self._ops = Ops(self._state, campaigns_changed=self._campaigns_changed)
         sub = self._subscription
         self._cards = CardReminders(self._state, input.policy)
         self._handlers: dict[EventKind, Callable[[CustomerEvent], Awaitable[None]]] = {
@@ -161,6 +171,23 @@ class CustomerWorkflow:
     @workflow.query
     def state(self) -> CustomerState:
         return self._state
+
+    @workflow.update(name=OPS_ACTION_UPDATE)
+    async def ops_action(self, action: OpsAction) -> OpsActionResult:
+        """An ops action on this customer (pause, resume, cancel-campaign, skip-step, resend,
+        ...; workflows/ops.py), recorded in the audit trail with who and why."""
+        return await self._ops.act(action)
+
+    @ops_action.validator
+    def _validate_ops_action(self, action: OpsAction) -> None:
+        refusal = self._ops.refusal(action)
+        if refusal is not None:
+            raise ApplicationError(refusal)
+
+    @workflow.query(name=WAITING_QUERY)
+    def waiting(self) -> WhyWaiting:
+        """Why-waiting, the entity's part: its campaigns (each answers its own ``waiting``)."""
+        return self._ops.answer()
 
     # --- main loop ----------------------------------------------------------------------
 
@@ -278,6 +305,7 @@ class CustomerWorkflow:
         if workflow.patched(patches.WEBHOOKS_PUBLISH):
             await publish(self._state.customer_id, CAMPAIGN_FINISHED,
                           {"campaign": campaign, "outcome": outcome}, key=event.event_id)
+        self._campaigns_changed()
         if campaign == "trial" and self._state.stage == TRIALING:
             if outcome == "subscribed":  # the subscription decides the stage, not the trial
                 await self._subscription.settle(event.event_id)
@@ -324,6 +352,7 @@ class CustomerWorkflow:
             stage=self._state.stage,
             policy=policy,
             tiers=self._input.tiers,
+            paused=self._state.paused,
         )
         if nudge.threshold >= 100 and workflow.patched(patches.USAGE_NUDGE_SUPERSEDE):
             # an 80 % nudge still waiting for quiet hours or the cap would now be stale
@@ -341,6 +370,7 @@ class CustomerWorkflow:
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=customer_search_attributes(cid, self._state.plan, self._state.stage),
             )
+            self._ops.nudge_started(usage_workflow_id(cid, nudge.metric, nudge.period_start, nudge.threshold))
         except WorkflowAlreadyStartedError:
             workflow.logger.info("usage email for %s already sent or under way", event.event_id)
 
@@ -429,6 +459,14 @@ class CustomerWorkflow:
         except WorkflowAlreadyStartedError:
             workflow.logger.info("campaign %s already started", child_id)
         self._state.campaigns[campaign] = child_id
+        self._campaigns_changed()
+        await self._ops.campaign_started(campaign)
+
+    def _campaigns_changed(self) -> None:
+        """The Campaigns search attribute follows the running campaigns."""
+        if workflow.patched(patches.OPS_CAMPAIGNS_ATTRIBUTE):
+            names = sorted(self._state.campaigns)
+            workflow.upsert_search_attributes([CAMPAIGNS.value_set(names) if names else CAMPAIGNS.value_unset()])
 
     async def _tell_campaign(self, campaign: str, signal: Callable[..., Any], *args: object) -> None:
         """Forward an event to a running campaign; a campaign that just finished is fine to miss."""

@@ -27,8 +27,10 @@ with workflow.unsafe.imports_passed_through():
         SendEmailInput,
         SendEmailResult,
     )
+    from lifecycle.contracts.ops import WAIT_ACTIVITY, Waiting, deferral_kind
     from lifecycle.contracts.policy import EmailStep
     from lifecycle.contracts.timeline import RecordEventInput
+    from workflows.controls import SKIPPED_BY_OPS, Controls
     from workflows.options import EMAIL_RETRY, SEND_TIMEOUT, STORE_RETRY, STORE_TIMEOUT
 
 MIN_WAIT = timedelta(seconds=1)
@@ -59,6 +61,7 @@ async def send_step_email(
     skip_reason: str | None = None,
     stop: Callable[[], bool] | None = None,
     stop_reason: str = "goal met while waiting to send",
+    controls: Controls | None = None,
 ) -> SendEmailResult:
     """Send ``step`` to the customer, waiting out caps and quiet hours.
 
@@ -70,6 +73,8 @@ async def send_step_email(
     recorded on the customer's timeline and nothing is sent.
     ``stop``: checked while waiting for the cap or quiet hours; when it turns true the
     step is skipped with ``stop_reason`` (recorded too).
+    ``controls``: the campaign's ops controls (workflows/controls.py): the wait shows in
+    its ``waiting`` answer, a skip-step ends it, a pause holds a marketing step.
     """
     inp = SendEmailInput(
         customer_id=customer_id,
@@ -83,6 +88,8 @@ async def send_step_email(
         holdout=step.holdout,
         skip_reason=skip_reason,
     )
+    if controls is not None and controls.enabled:
+        return await _send_controlled(inp, step, controls, stop, stop_reason)
     for _ in range(MAX_ASKS):
         result = await _ask(inp)
         if result.status != EMAIL_DEFERRED or result.not_before is None:
@@ -96,6 +103,43 @@ async def send_step_email(
         except TimeoutError:
             continue
         inp.skip_reason = stop_reason
+        return await _ask(inp)
+    inp.skip_reason = f"still deferred after {MAX_ASKS} tries"
+    result = await _ask(inp)
+    return SendEmailResult(status=EMAIL_SKIPPED, reason=result.reason or inp.skip_reason)
+
+
+async def _send_controlled(
+    inp: SendEmailInput,
+    step: EmailStep,
+    controls: Controls,
+    stop: Callable[[], bool] | None,
+    stop_reason: str,
+) -> SendEmailResult:
+    """The same loop as send_step_email's, for a campaign with ops controls: each wait is
+    what its ``waiting`` query answers, and a skip-step or a pause acts on it."""
+
+    def interrupted() -> bool:
+        return bool(stop and stop()) or controls.skip_requested(step.name)
+
+    for _ in range(MAX_ASKS):
+        controls.wait(Waiting(WAIT_ACTIVITY, detail="send_email"))
+        result = await _ask(inp)
+        if result.status != EMAIL_DEFERRED or result.not_before is None:
+            return result
+        controls.wait(Waiting(deferral_kind(result.reason), until=result.not_before, detail=result.reason or ""))
+        try:
+            await workflow.wait_condition(interrupted, timeout=max(result.not_before - workflow.now(), MIN_WAIT))
+        except TimeoutError:
+            if not await controls.until_unpaused(step.name):
+                inp.skip_reason = SKIPPED_BY_OPS
+                return await _ask(inp)
+            continue
+        if controls.skip_requested(step.name):
+            controls.take_skip(step.name)
+            inp.skip_reason = SKIPPED_BY_OPS
+        else:
+            inp.skip_reason = stop_reason
         return await _ask(inp)
     inp.skip_reason = f"still deferred after {MAX_ASKS} tries"
     result = await _ask(inp)

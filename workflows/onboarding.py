@@ -13,15 +13,17 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.campaigns import CampaignStatus, OnboardingInput
     from workflows.campaign import report_finished
-    from workflows.email_step import record_step_skipped, send_step_email, sleep_until
+    from workflows.controls import SKIPPED_BY_OPS, ControlledCampaign, Controls
+    from workflows.email_step import record_step_skipped, send_step_email
 
 CAMPAIGN = "onboarding"
 
 
 @workflow.defn
-class OnboardingWorkflow:
+class OnboardingWorkflow(ControlledCampaign):
     @workflow.init
     def __init__(self, input: OnboardingInput) -> None:
+        self.controls = Controls(CAMPAIGN)
         self._facts: set[str] = set(input.activation_facts)
         self._done: list[str] = []
         self._next: tuple[str, object] | None = None
@@ -41,22 +43,38 @@ class OnboardingWorkflow:
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> str:
+        self.controls.begin()
         started = workflow.now()
         sent = skipped = 0
-        for step in sorted(input.steps, key=lambda s: s.day):
+        steps = sorted(input.steps, key=lambda s: s.day)
+        for i, step in enumerate(steps):
             at = started + timedelta(seconds=step.day * input.day_seconds)
+            after = steps[i + 1] if i + 1 < len(steps) else None
             self._next = (step.name, at)
-            await sleep_until(at)
-            if step.skip_if and step.skip_if in self._facts:
+            due = await self.controls.wait_for_step(
+                step.name,
+                at,
+                marketing=step.category == "marketing",
+                next_step=after.name if after else None,
+                next_step_at=started + timedelta(seconds=after.day * input.day_seconds) if after else None,
+            )
+            if not due:
+                await record_step_skipped(input.customer_id, CAMPAIGN, step, SKIPPED_BY_OPS)
+                skipped += 1
+            elif step.skip_if and step.skip_if in self._facts:
                 await record_step_skipped(
                     input.customer_id, CAMPAIGN, step, f"goal already met: {step.skip_if}"
                 )
                 skipped += 1
             else:
-                await send_step_email(input.customer_id, CAMPAIGN, step, {"step": step.name})
+                await send_step_email(
+                    input.customer_id, CAMPAIGN, step, {"step": step.name}, controls=self.controls
+                )
                 sent += 1
             self._done.append(step.name)
+            self.controls.step_done(step.name)
         self._next = None
+        self.controls.finished()
         outcome = f"completed: {sent} sent, {skipped} skipped"
         await report_finished(input.customer_id, CAMPAIGN, outcome)
         return outcome

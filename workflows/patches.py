@@ -84,3 +84,18 @@ RETENTION_CAMPAIGNS = "retention-campaigns"
 # (then every site publishes). Since 2026-12-02. Deprecate when no CustomerWorkflow run
 # started before 2026-12-02 is open.
 WEBHOOKS_PUBLISH = "webhooks-publish"
+# --- every controlled campaign (trial, onboarding, usage nudge, plan change) --------------
+
+# Ops controls (workflows/controls.py): the campaign upserts its Campaign / WaitingFor /
+# NextStepAt search attributes as it moves, and pause, resume and skip-step act on it.
+# Decided once at the start of a campaign run: one started before the deploy answers the
+# ``waiting`` query but ignores the controls. Since 2026-12-02. Deprecate when no campaign
+# child started before 2026-12-02 is open (the longest, the trial, ends within its length).
+CAMPAIGN_CONTROLS = "campaign-controls"
+
+# --- CustomerWorkflow -------------------------------------------------------------------
+
+# The entity upserts its Campaigns search attribute (the campaigns running now) when one
+# starts, ends or is cancelled, for `lifecycle customers list --campaign`. Since 2026-12-02.
+# Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
+OPS_CAMPAIGNS_ATTRIBUTE = "ops-campaigns-attribute"

@@ -9,8 +9,6 @@ is nothing to downgrade: the child tells the entity and ends with ``change_dropp
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
@@ -24,16 +22,25 @@ with workflow.unsafe.imports_passed_through():
     )
     from lifecycle.contracts.events import PlanChanged, PlanChangeDropped
     from workflows.campaign import tell_customer
+    from workflows.controls import ControlledCampaign, Controls
     from workflows.options import PLAN_CHANGE_RETRY, STRIPE_TIMEOUT
 
 
 @workflow.defn
-class PlanChangeWorkflow:
+class PlanChangeWorkflow(ControlledCampaign):
+    @workflow.init
+    def __init__(self, input: PlanChangeInput) -> None:
+        self.controls = Controls("plan-change")
+
     @workflow.run
     async def run(self, input: PlanChangeInput) -> SubscriptionResult:
-        delay = input.apply_at - workflow.now()
-        if delay > timedelta(0):
-            await workflow.sleep(delay)
+        self.controls.begin()
+        # billing: the downgrade applies at the period end whatever ops do
+        await self.controls.wait_for_step(
+            "apply_downgrade", input.apply_at, marketing=False, skippable=False,
+            next_step=f"move to {input.plan}", next_step_at=input.apply_at,
+        )
+        self.controls.step_done("apply_downgrade")
         wf_id = workflow.info().workflow_id
         try:
             result: SubscriptionResult = await self._apply(input, wf_id)

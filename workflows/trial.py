@@ -15,7 +15,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.campaigns import CampaignStatus, TrialInput
     from workflows.campaign import report_finished
-    from workflows.email_step import record_step_skipped, send_step_email, sleep_until
+    from workflows.controls import SKIPPED_BY_OPS, ControlledCampaign, Controls
+    from workflows.email_step import record_step_skipped, send_step_email
 
 CAMPAIGN = "trial"
 CONVERTED = "converted"
@@ -24,9 +25,10 @@ SUBSCRIBED = "subscribed"
 
 
 @workflow.defn
-class TrialWorkflow:
+class TrialWorkflow(ControlledCampaign):
     @workflow.init
     def __init__(self, input: TrialInput) -> None:
+        self.controls = Controls(CAMPAIGN)
         self._input = input
         self._payment_method_on_file = input.payment_method_on_file
         self._subscribed = False
@@ -53,14 +55,29 @@ class TrialWorkflow:
 
     @workflow.run
     async def run(self, input: TrialInput) -> str:
+        self.controls.begin()
         end = input.trial_ends_at
         reminders = sorted(input.reminders, key=lambda r: -r.days_before_end)
-        for reminder in reminders:
+        for i, reminder in enumerate(reminders):
             at = end - timedelta(seconds=reminder.days_before_end * input.day_seconds)
+            after = reminders[i + 1] if i + 1 < len(reminders) else None
             self._next = (reminder.name, at)
             if at < workflow.now():
                 continue  # trial shorter than this reminder's lead time
-            await sleep_until(at)
+            due = await self.controls.wait_for_step(
+                reminder.name,
+                at,
+                marketing=reminder.category == "marketing",
+                next_step=after.name if after else "end_of_trial",
+                next_step_at=(
+                    end - timedelta(seconds=after.days_before_end * input.day_seconds) if after else end
+                ),
+            )
+            if not due:
+                await record_step_skipped(input.customer_id, CAMPAIGN, reminder, SKIPPED_BY_OPS)
+                self._done.append(reminder.name)
+                self.controls.step_done(reminder.name)
+                continue
             if self._subscribed:
                 await record_step_skipped(
                     input.customer_id, CAMPAIGN, reminder, "the customer subscribed during the trial"
@@ -77,16 +94,24 @@ class TrialWorkflow:
                     "has_payment_method": self._payment_method_on_file,
                     "plan_code": input.plan,
                 },
+                controls=self.controls,
             )
             self._done.append(reminder.name)
+            self.controls.step_done(reminder.name)
 
         self._next = ("end_of_trial", end)
-        await sleep_until(end)
+        # billing: converts or expires whatever ops do (never paused, never skipped)
+        await self.controls.wait_for_step(
+            "end_of_trial", end, marketing=False, skippable=False,
+            next_step="convert" if self._payment_method_on_file else "expire", next_step_at=end,
+        )
         if self._subscribed:
             outcome = SUBSCRIBED
         else:
             outcome = CONVERTED if self._payment_method_on_file else EXPIRED
         self._next = None
         self._done.append("end_of_trial")
+        self.controls.step_done("end_of_trial")
+        self.controls.finished()
         await report_finished(input.customer_id, CAMPAIGN, outcome)
         return outcome

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.stages import TRIALING
     from lifecycle.contracts.tiers import added_by, tiers_from_catalog
     from workflows import patches
+    from workflows.controls import SKIPPED_BY_OPS, ControlledCampaign, Controls
     from workflows.email_step import send_step_email
 
 CAMPAIGN = USAGE_CAMPAIGN
@@ -79,10 +80,12 @@ def email_context(input: UsageNudgeInput) -> dict[str, object]:
 
 
 @workflow.defn
-class UsageNudgeWorkflow:
+class UsageNudgeWorkflow(ControlledCampaign):
     @workflow.init
     def __init__(self, input: UsageNudgeInput) -> None:
         self._superseded = False
+        self.controls = Controls(CAMPAIGN)
+        self.controls.paused = input.paused
 
     @workflow.signal
     def supersede(self) -> None:
@@ -91,7 +94,14 @@ class UsageNudgeWorkflow:
 
     @workflow.run
     async def run(self, input: UsageNudgeInput) -> str:
+        self.controls.begin()
         step = choose_step(input)
+        self.controls.on_step(step.name, None, marketing=step.category == "marketing")
+        if not await self.controls.until_unpaused(step.name):  # started paused, then skipped by ops
+            skipped = await send_step_email(input.customer_id, CAMPAIGN, step, email_context(input),
+                                            skip_reason=SKIPPED_BY_OPS)
+            self.controls.finished()
+            return skipped.status
         stop = None
         if input.threshold < 100 and workflow.patched(patches.USAGE_NUDGE_SUPERSEDE):
             stop = lambda: self._superseded  # noqa: E731
@@ -102,5 +112,8 @@ class UsageNudgeWorkflow:
             email_context(input),
             stop=stop,
             stop_reason="the limit was reached before the nudge could go out",
+            controls=self.controls,
         )
+        self.controls.step_done(step.name)
+        self.controls.finished()
         return result.status

@@ -47,6 +47,7 @@ class UsageNudgeInput:
     # the entity's snapshot of the tiers (names, prices, limits) for the email; None: a
     # nudge from an entity without one (the catalog is read)
     tiers: Tiers | None = None
+    paused: bool = False  # started while ops paused marketing: a marketing nudge waits for resume
 
 
 @dataclass

@@ -58,6 +58,8 @@ class CustomerState:
     card: CardOnFile | None = None  # the default card as Stripe last told us (expiry reminders)
     # renewal reminders, expansion offers, team promotion: what the entity remembers of them
     retention: RetentionState = field(default_factory=RetentionState)
+    paused: bool = False  # ops paused the marketing campaigns (lifecycle/contracts/ops.py)
+    held_nudges: list[str] = field(default_factory=list)  # usage nudges started paused: told at resume
 
 
 @dataclass

@@ -1,15 +1,24 @@
-"""The search attributes ops filter on in the Web UI (all Keyword): who, on which plan, at
-which stage, and a dunning's state. Workflows upsert them; the starter sets them on start; ``lifecycle.temporal``
-registers them on a cluster."""
+"""The search attributes ops filter on in the Web UI and ``lifecycle customers list``: who,
+on which plan, at which stage (Keyword, on the entity and set on its children at start),
+and what a customer's campaigns are doing. Workflows upsert them; the starter sets them on
+start; ``lifecycle.temporal`` registers them on a cluster."""
 
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 PLAN = SearchAttributeKey.for_keyword("Plan")
 LIFECYCLE_STAGE = SearchAttributeKey.for_keyword("LifecycleStage")
-# the dunning workflow's stage (warning, grace, suspended, recovered, ...): "every customer in grace"
+# the dunning campaign's state on the entity (set by the payment-recovery campaign)
 DUNNING_STATE = SearchAttributeKey.for_keyword("DunningState")
-SEARCH_ATTRIBUTES = (CUSTOMER_ID, PLAN, LIFECYCLE_STAGE, DUNNING_STATE)
+# on the entity: the campaigns running now
+CAMPAIGNS = SearchAttributeKey.for_keyword_list("Campaigns")
+# on each controlled campaign child: its name, what it waits for, when its next step is due
+CAMPAIGN = SearchAttributeKey.for_keyword("Campaign")
+WAITING_FOR = SearchAttributeKey.for_keyword("WaitingFor")
+NEXT_STEP_AT = SearchAttributeKey.for_datetime("NextStepAt")
+SEARCH_ATTRIBUTES = (
+    CUSTOMER_ID, PLAN, LIFECYCLE_STAGE, DUNNING_STATE, CAMPAIGNS, CAMPAIGN, WAITING_FOR, NEXT_STEP_AT,
+)
 
 
 def customer_search_attributes(customer_id: str, plan: str, stage: str) -> TypedSearchAttributes:

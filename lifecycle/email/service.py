@@ -46,6 +46,7 @@ from lifecycle.contracts.email import (
     SendEmailInput,
     SendEmailResult,
 )
+from lifecycle.contracts.ops import ResendEmailInput
 from lifecycle.contracts.policy import CampaignPolicy
 from lifecycle.db import add_timeline_event, session_scope
 from lifecycle.email.providers import EmailProvider, OutgoingEmail, ProviderError
@@ -76,6 +77,9 @@ HELD_OUT = "holdout"  # A/B holdout: no email
 # forward-only delivery progress (webhook events never move a message backwards)
 PROGRESS = {SENDING: 0, QUEUED: 0, UNCERTAIN: 1, SENT: 1, "delivered": 2, "opened": 3, "clicked": 4}
 NOT_COUNTED_FOR_CAP = {FAILED, HELD_OUT}
+# what ops may send again on purpose (`lifecycle customer action resend`): maybe never
+# delivered, or refused by the receiving server
+RESENDABLE = {UNCERTAIN, "bounced"}
 
 
 class EmailRejected(Exception):
@@ -497,6 +501,62 @@ class EmailService:
                     at=now, campaign=inp.campaign,
                     detail={"step": inp.step, "message_id": row.id, "reason": row.error},
                 )
+
+    # --- ops: send an email again, on purpose -------------------------------------------
+
+    async def resend(self, inp: ResendEmailInput) -> SendEmailResult:
+        """Send an ``uncertain`` or ``bounced`` email again as a new message under a new
+        idempotency key (one per ops action: a retry of the action's activity sends once).
+        The stored rendering goes to the customer's current address; suppressions still
+        apply (a hard-bounced address stays blocked until the address changes)."""
+        now = inp.now or dt.datetime.now(dt.UTC)
+        step = await asyncio.to_thread(self._prepare_resend, inp, now)
+        if isinstance(step, SendEmailResult):
+            return step
+        send_inp, ready = step
+        return await self._hand_over(send_inp, ready, now)
+
+    def _prepare_resend(
+        self, inp: ResendEmailInput, now: dt.datetime
+    ) -> tuple[SendEmailInput, _Ready] | SendEmailResult:
+        with session_scope(self.sessions) as session:
+            original = session.get(EmailMessage, inp.message_id)
+            if original is None or original.customer_id != inp.customer_id:
+                raise EmailRejected(f"customer {inp.customer_id!r} has no email {inp.message_id}")
+            send_inp = SendEmailInput(
+                customer_id=inp.customer_id, template=original.template,
+                idempotency_key=inp.idempotency_key, campaign=original.campaign,
+                step=original.step, category=original.category,
+            )
+            found = self._recorded(session, inp.idempotency_key)
+            if found is not None and found.status != QUEUED:
+                return self._earlier(session, send_inp, found, now)
+            if found is not None:
+                return send_inp, self._resume(found)
+            if original.status not in RESENDABLE:
+                raise EmailRejected(
+                    f"email {original.id} is {original.status}: only {' or '.join(sorted(RESENDABLE))} "
+                    "email is sent again"
+                )
+            customer = self._customer(session, inp.customer_id)
+            blocked = blocked_because(session, customer_id=customer.id, email=customer.email,
+                                      category=original.category)
+            if blocked:
+                return self._skip(session, send_inp, now, blocked)
+            rendered = RenderedEmail(
+                template=original.template, subject=original.subject, preheader="",
+                html=original.html, text=original.text, template_version=original.template_version,
+            )
+            row = self._add_sending(
+                session, rendered, key=inp.idempotency_key, to=customer.email,
+                headers=dict(original.headers or {}), customer_id=customer.id,
+                campaign=original.campaign, step=original.step, variant=original.variant,
+                category=original.category, created_at=now,
+            )
+            row.headers = dict(original.headers or {}, **{
+                "X-Lifecycle-Message-Id": str(row.id), "X-Lifecycle-Resend-Of": str(original.id),
+            })
+            return send_inp, _Ready(row.id, self._outgoing(row), row.variant, row.template_version)
 
     # --- tests for marketers -----------------------------------------------------------
 

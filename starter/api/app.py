@@ -28,6 +28,7 @@ from lifecycle.db import make_engine, make_session_factory
 from lifecycle.settings import Settings, get_settings
 from lifecycle.temporal import connect
 from starter.api import (
+    actions,
     customers,
     dunning,
     email,
@@ -40,7 +41,8 @@ from starter.api import (
     webhook_endpoints,
 )
 from starter.api.auth import APIKeyMiddleware
-from starter.api.deps import require_api_key
+from starter.api.deps import require_api_key, require_scope
+from starter.api.errors import responses
 from starter.api.fields import safe_params
 from starter.api.limits import BodyLimitMiddleware
 from starter.api.usage_docs import DOC_MODELS
@@ -105,12 +107,12 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     # the OpenAPI document's security scheme (and as a second check).
     safe = Depends(safe_params)
     authed = [Depends(require_api_key), safe]
-    app.include_router(events.router, dependencies=authed)
-    app.include_router(customers.router, dependencies=authed)
-    app.include_router(usage.router, dependencies=authed)
-    app.include_router(subscriptions.router, dependencies=authed)
-    app.include_router(dunning.router, dependencies=authed)
-    app.include_router(webhook_endpoints.router, dependencies=authed)
+
+    # each router needs its scope of the key: 403 without it (lifecycle/api_keys.py)
+    for router, scope in ((events.router, "events"), (customers.router, "read"), (usage.router, "usage"),
+                          (subscriptions.router, "billing"), (dunning.router, "billing"),
+                          (webhook_endpoints.router, "ops"), (actions.router, "ops")):
+        app.include_router(router, dependencies=[*authed, Depends(require_scope(scope))], responses=responses(403))
     app.include_router(stripe_webhooks.router)  # authenticated by the Stripe-Signature header
     app.include_router(metrics.router)
     # no API key: the signed token authenticates unsubscribes, SendGrid's signature the webhook

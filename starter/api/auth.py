@@ -1,5 +1,8 @@
 """Bearer-key authentication of every ``/v1`` request, before anything reads its body.
 
+The key found is put on the request's state (``request.state.api_key``: its name and
+scopes); each router's dependency checks its scope (403 without it).
+
 An ASGI middleware rather than only a FastAPI dependency: FastAPI parses a JSON body
 before it runs the dependencies, so a malformed body used to be answered 422 to a caller
 without a key. Here the key is checked on the header's raw bytes, so any byte sequence
@@ -15,6 +18,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lifecycle.api_keys import ApiKey
 from lifecycle.settings import Settings
 
 MISSING = "missing bearer API key: send 'Authorization: Bearer <key>' with a key from LIFECYCLE_API_KEYS"
@@ -38,22 +42,17 @@ def bearer_token(header: bytes | None) -> bytes | None:
     return token
 
 
-def key_matches(token: bytes, keys: Iterable[str]) -> bool:
-    """Constant-time comparison against every configured key (bytes, never text)."""
-    ok = False
-    for key in keys:
-        ok |= secrets.compare_digest(token, key_bytes(key))
-    return ok
+def resolve(token: bytes, grants: Iterable[ApiKey]) -> ApiKey | None:
+    """The configured key the token is (compared in constant time against every key)."""
+    found = None
+    for grant in grants:
+        if secrets.compare_digest(token, key_bytes(grant.key)):
+            found = grant
+    return found
 
 
-def check(header: bytes | None, keys: Iterable[str]) -> str | None:
-    """None when the header carries a valid key, else the reason for the 401."""
-    token = bearer_token(header)
-    if token is None:
-        return MISSING
-    if not key_matches(token, keys):
-        return UNKNOWN
-    return None
+def forbidden(grant: ApiKey, scope: str) -> str:
+    return f"API key {grant.name!r} lacks the {scope!r} scope (LIFECYCLE_API_KEYS: name:key:scope,...)"
 
 
 class APIKeyMiddleware:
@@ -69,10 +68,14 @@ class APIKeyMiddleware:
             await self.app(scope, receive, send)
             return
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        reason = check(header, self.settings.api_keys)
-        if reason is None:
+        token = bearer_token(header)
+        grant = resolve(token, self.settings.api_key_grants) if token is not None else None
+        if grant is not None:
+            # who is asking, for the routes' scope checks and the audit trail
+            scope.setdefault("state", {})["api_key"] = grant
             await self.app(scope, receive, send)
             return
+        reason = MISSING if token is None else UNKNOWN
         body = json.dumps({"detail": reason}).encode()
         await send({
             "type": "http.response.start",

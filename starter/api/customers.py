@@ -22,11 +22,14 @@ from lifecycle.billing.dunning import current_view
 from lifecycle.contracts.campaigns import CampaignStatus
 from lifecycle.contracts.customer import CustomerState
 from lifecycle.contracts.ids import customer_workflow_id
+from lifecycle.contracts.ops import WhyWaiting
 from lifecycle.models import Customer
 from lifecycle.settings import Settings
 from starter.api.deps import SessionsDep, SettingsDep, TemporalDep
 from starter.api.errors import responses
 from starter.api.fields import CustomerIdPath
+from starter.ops.lookup import StripeLinks, latest_subscription_id, stripe_links
+from starter.ops.why import NO_ANSWER, why_waiting
 from workflows.customer import CustomerWorkflow
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
@@ -91,6 +94,13 @@ class CustomerView(BaseModel):
         default=False,
         description="true: the event is recorded and queued; it reaches the workflow when Temporal answers",
     )
+    stripe: StripeLinks | None = Field(
+        default=None, description="the Stripe customer and subscription, with links into the Stripe dashboard"
+    )
+    why_waiting: WhyWaiting | None = Field(
+        default=None, description="for each running campaign: its step, what it waits for, what comes next "
+        "(null when Temporal could not answer in time)",
+    )
 
 
 def get_customer_or_404(session: Session, customer_id: str) -> Customer:
@@ -101,7 +111,12 @@ def get_customer_or_404(session: Session, customer_id: str) -> Customer:
 
 
 async def customer_view(
-    client: Client, settings: Settings, customer: Customer, *, ask_temporal: bool = True
+    client: Client,
+    settings: Settings,
+    customer: Customer,
+    *,
+    ask_temporal: bool = True,
+    stripe_subscription_id: str | None = None,
 ) -> CustomerView:
     """The customer as the database has it, then as the workflow has it (``live``) when
     Temporal answers within the deadline; ``ask_temporal=False``: it just did not."""
@@ -119,6 +134,7 @@ async def customer_view(
         workflow_id=wf_id,
         workflow_url=settings.temporal_ui_link(wf_id),
         live=False,
+        stripe=stripe_links(settings, customer.stripe_customer_id, stripe_subscription_id),
     )
     if not ask_temporal:
         return CustomerView(**view)
@@ -156,6 +172,13 @@ async def customer_view(
     for (campaign, _child), status in zip(campaigns, statuses, strict=True):
         if isinstance(status, CampaignStatus) and status.next_step:
             view["next_steps"].append(NextStep(campaign=campaign, step=status.next_step, at=status.next_step_at))
+    view["stripe"] = stripe_links(
+        settings, customer.stripe_customer_id, state.billing.stripe_subscription_id or stripe_subscription_id
+    )
+    try:
+        view["why_waiting"] = await why_waiting(client, customer.id, deadline=deadline)
+    except NO_ANSWER:
+        pass
     return CustomerView(**view)
 
 
@@ -163,16 +186,12 @@ async def customer_view(
 async def get_customer(
     customer_id: CustomerIdPath, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
 ) -> CustomerView:
-    def load() -> Customer:
+    def load() -> tuple[Customer, str | None, dict[str, Any] | None]:
         with sessions() as session:
-            return get_customer_or_404(session, customer_id)
+            customer = get_customer_or_404(session, customer_id)
+            return customer, latest_subscription_id(session, customer_id), current_view(session, customer_id)
 
-    def load_dunning() -> dict[str, Any] | None:
-        with sessions() as session:
-            return current_view(session, customer_id)
-
-    customer = await run_in_threadpool(load)
-    view = await customer_view(client, settings, customer)
-    found = await run_in_threadpool(load_dunning)
-    view.dunning = DunningView(**found) if found else None
+    customer, subscription_id, dunning = await run_in_threadpool(load)
+    view = await customer_view(client, settings, customer, stripe_subscription_id=subscription_id)
+    view.dunning = DunningView(**dunning) if dunning else None
     return view

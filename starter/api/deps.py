@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -10,8 +10,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from lifecycle.api_keys import ApiKey
 from lifecycle.settings import Settings
-from starter.api.auth import key_matches
+from starter.api.auth import forbidden, resolve
 from starter.signals.relay import Relay
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from LIFECYCLE_API_KEYS")
@@ -39,8 +40,8 @@ def get_temporal(request: Request) -> Client:
 def require_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    keys: list[str] = request.app.state.settings.api_keys
+) -> ApiKey:
+    grants: list[ApiKey] = request.app.state.settings.api_key_grants
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -48,11 +49,23 @@ def require_api_key(
             headers={"WWW-Authenticate": "Bearer"},
         )
     # Starlette decodes header bytes as latin-1: encoding back gives the bytes as sent.
-    if not key_matches(credentials.credentials.encode("latin-1"), keys):
+    grant = resolve(credentials.credentials.encode("latin-1"), grants)
+    if grant is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "Bearer"}
         )
-    return credentials.credentials
+    return grant
+
+
+def require_scope(scope: str) -> Callable[..., ApiKey]:
+    """A router's dependency: the request's key has ``scope``, else 403."""
+
+    def check(grant: Annotated[ApiKey, Depends(require_api_key)]) -> ApiKey:
+        if not grant.allows(scope):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, forbidden(grant, scope))
+        return grant
+
+    return check
 
 
 def get_relay(request: Request) -> Relay:
@@ -64,4 +77,5 @@ RelayDep = Annotated[Relay, Depends(get_relay)]
 SessionDep = Annotated[Session, Depends(get_session)]  # for sync (threadpool) routes only
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
+ApiKeyDep = Annotated[ApiKey, Depends(require_api_key)]  # who is asking (the audit trail's actor)
 

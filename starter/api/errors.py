@@ -57,7 +57,7 @@ _DESCRIPTIONS = {
     400: "malformed request (body not JSON, bad signature, bad token)",
     401: "no API key, or not one of LIFECYCLE_API_KEYS (checked before the body is read)",
     402: "no payment method on file",
-    403: "signature does not match the body",
+    403: "signature does not match the body; on /v1: the API key lacks the route's scope",
     404: "unknown customer (or nothing of that kind for the customer)",
     409: "the request does not fit the current state",
     413: "body larger than this route's limit (refused while reading, before parsing)",

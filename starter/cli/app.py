@@ -13,6 +13,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from lifecycle.settings import settings_or_exit
+from starter.cli import ops
 from starter.cli.dunning import dunning_app, invoice_app
 from starter.cli.email import campaigns_app, outbox_app, templates_app
 from starter.cli.signals import app as signals_app
@@ -24,7 +25,7 @@ from starter.cli.webhooks import app as webhooks_app
 
 app = typer.Typer(help="Lifecycle Engine: customer lifecycle campaigns on Temporal.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
-customer_app = typer.Typer(help="Inspect customers.", no_args_is_help=True)
+customer_app = typer.Typer(help="Inspect customers, and act on one.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(customer_app, name="customer")
 app.add_typer(usage_app, name="usage")
@@ -36,6 +37,9 @@ app.add_typer(signals_app, name="signals")
 app.add_typer(invoice_app, name="invoice")
 app.add_typer(dunning_app, name="dunning")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(ops.customers_app, name="customers")
+app.command("audit")(ops.audit)
+customer_app.command("action")(ops.customer_action)
 
 console = make_console()
 
@@ -133,6 +137,7 @@ def customer_show(customer_id: str) -> None:
                 f"${sub.amount_cents / 100:,.2f}, "
                 f"{safe(sub.status)}, period ends {ends}{cancel}  ({safe(sub.stripe_subscription_id)})"
             )
+        stripe_ids = (customer.stripe_customer_id, sub.stripe_subscription_id if sub else None)
 
         from starter.cli.retention import retention_lines
 
@@ -176,6 +181,8 @@ def customer_show(customer_id: str) -> None:
                 safe(msg.status),
             )
         console.print(emails)
+    # Stripe ids and why-waiting: Temporal is asked after the database session is closed
+    ops.show_ops(console, settings, customer_id, *stripe_ids)
 
 
 def main() -> None:

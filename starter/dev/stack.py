@@ -33,7 +33,7 @@ API_PORT = 8000
 
 def dev_api_key(settings: Settings) -> str:
     if settings.api_keys:
-        return settings.api_keys[0]
+        return settings.api_key_grants[0].key
     path = DATA_DIR / "dev_api_key"
     if path.exists():
         return path.read_text().strip()

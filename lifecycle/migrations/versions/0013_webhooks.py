@@ -1,7 +1,7 @@
 """webhooks to the product: endpoints, published events, the delivery log
 
 Revision ID: 0013_webhooks
-Revises: 0009_card_expiry
+Revises: 0012_audit_log
 Create Date: 2026-12-02 16:40:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import lifecycle.models
 
 revision: str = "0013_webhooks"
-down_revision: str | Sequence[str] | None = "0009_card_expiry"
+down_revision: str | Sequence[str] | None = "0012_audit_log"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

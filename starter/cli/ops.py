@@ -1,0 +1,176 @@
+"""Ops on the command line: ``lifecycle customer action``, ``lifecycle customers list``,
+``lifecycle audit``, and the why-waiting and Stripe part of ``lifecycle customer show``.
+
+Actions go straight to Temporal through :func:`starter.ops.actions.take_action` (the
+same checks and update as the HTTP API); who did it is ``--actor`` or the OS user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lifecycle.contracts.ops import (
+    ACTIONS,
+    CANCEL_CAMPAIGN,
+    RESEND,
+    SKIP_STEP,
+    WAIT_KINDS,
+    WhyWaiting,
+)
+from lifecycle.settings import Settings, settings_or_exit
+from starter.cli.text import console as cli_console
+from starter.cli.text import safe
+
+console = cli_console()
+customers_app = typer.Typer(help="Customers across the lifecycle (Temporal visibility).", no_args_is_help=True)
+
+
+def _actor(actor: str | None) -> str:
+    if actor:
+        return actor
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except (KeyError, OSError):  # no user name in this environment
+        return "cli"
+
+
+def customer_action(
+    customer_id: Annotated[str, typer.Argument(help="the customer")],
+    action: Annotated[str, typer.Argument(help=f"one of {', '.join(ACTIONS)}")],
+    name: Annotated[str | None, typer.Argument(
+        help="cancel-campaign, skip-step: the campaign; resend: the step whose email to send again")] = None,
+    reason: Annotated[str, typer.Option(help="why (required): it goes into the audit trail")] = "",
+    step: Annotated[str | None, typer.Option(help="skip-step: the step you saw waiting (checked)")] = None,
+    campaign: Annotated[str | None, typer.Option(help="resend: the step's campaign, if several have it")] = None,
+    days: Annotated[int | None, typer.Option(help="extend-grace: how many days")] = None,
+    actor: Annotated[str | None, typer.Option(help="who is acting (default: the OS user)")] = None,
+) -> None:
+    """Act on one customer: pause, resume, cancel-campaign NAME, skip-step NAME, extend-grace
+    --days N, retry-now, resend STEP. Refused with the reason when it does not fit (exit 1)."""
+    from lifecycle.db import database
+    from lifecycle.temporal import connect
+    from starter.ops.actions import ActionRefused, ActionRequest, take_action
+
+    settings = settings_or_exit()
+    if action in (CANCEL_CAMPAIGN, SKIP_STEP):
+        campaign = name or campaign
+    elif action == RESEND:
+        step = name or step
+    req = ActionRequest(action=action, reason=reason, actor=_actor(actor), campaign=campaign, step=step, days=days)
+
+    async def run() -> str:
+        client = await connect(settings)
+        with database(settings.database_url) as sessions:
+            result = await take_action(client, sessions, customer_id, req)
+        return result.done
+
+    try:
+        done = asyncio.run(run())
+    except ActionRefused as exc:
+        console.print(f"[red]refused ({exc.status}): {safe(exc.message)}[/red]")
+        raise typer.Exit(1) from None
+    except RuntimeError as exc:  # Temporal unreachable
+        console.print(f"[red]Temporal could not be reached: {safe(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"{safe(customer_id)}: {safe(done)}  (by {safe(req.actor)})")
+
+
+@customers_app.command("list")
+def customers_list(
+    stage: Annotated[str | None, typer.Option(help="lifecycle stage, e.g. trialing")] = None,
+    plan: Annotated[str | None, typer.Option(help="plan code, e.g. starter")] = None,
+    campaign: Annotated[str | None, typer.Option(help="a running campaign, e.g. onboarding")] = None,
+    waiting_for: Annotated[str | None, typer.Option(help=f"one of {', '.join(WAIT_KINDS)}")] = None,
+    dunning_state: Annotated[str | None, typer.Option(help="the dunning campaign's state")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="rows per page")] = 50,
+    page_token: Annotated[str | None, typer.Option(help="the token a previous page printed")] = None,
+) -> None:
+    """Customers by stage, plan, campaign and what they wait for, one page at a time."""
+    from lifecycle.temporal import connect
+    from starter.ops.listing import BadFilter, Filters, list_customers
+
+    settings = settings_or_exit()
+    filters = Filters(stage=stage, plan=plan, campaign=campaign, waiting_for=waiting_for, dunning_state=dunning_state)
+
+    async def run():  # type: ignore[no-untyped-def]  # the Page
+        return await list_customers(await connect(settings), filters, page_size=limit, page_token=page_token)
+
+    try:
+        page = asyncio.run(run())
+    except BadFilter as exc:
+        console.print(f"[red]{safe(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    table = Table(title=f"customers ({safe(page.query)})")
+    columns = ["customer", "stage", "plan", "campaigns"] if waiting_for is None else [
+        "customer", "campaign", "waiting for", "next step at (UTC)", "stage", "plan"]
+    for col in columns:
+        table.add_column(col)
+    for r in page.rows:
+        if waiting_for is None:
+            table.add_row(safe(r.customer_id), safe(r.stage or ""), safe(r.plan or ""), safe(", ".join(r.campaigns)))
+        else:
+            at = f"{r.next_step_at:%Y-%m-%d %H:%M:%S}" if r.next_step_at else ""
+            table.add_row(safe(r.customer_id), safe(r.campaign or ""), safe(r.waiting_for or ""), at,
+                          safe(r.stage or ""), safe(r.plan or ""))
+    console.print(table)
+    if page.next_page_token:
+        console.print(f"next page: --page-token {page.next_page_token}")
+
+
+def audit(
+    customer: Annotated[str | None, typer.Option(help="only this customer")] = None,
+    actor: Annotated[str | None, typer.Option(help="only this actor (an API key's name, a CLI user)")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="how many, newest first")] = 100,
+) -> None:
+    """The audit trail of ops actions: who did what to which customer, when and why."""
+    from lifecycle import audit as audit_log
+    from lifecycle.db import database
+
+    with database(settings_or_exit().database_url) as sessions, sessions() as session:
+        rows = audit_log.entries(session, customer_id=customer, actor=actor, limit=limit)
+    table = Table(title="audit trail")
+    for col in ("when (UTC)", "customer", "action", "actor", "reason", "detail"):
+        table.add_column(col)
+    for r in rows:
+        detail = ", ".join(f"{k}={v}" for k, v in r.detail.items() if v is not None)
+        table.add_row(f"{r.occurred_at:%Y-%m-%d %H:%M:%S}", safe(r.customer_id), safe(r.action), safe(r.actor),
+                      safe(r.reason), safe(detail))
+    console.print(table)
+
+
+def show_ops(out: Console, settings: Settings, customer_id: str, stripe_customer_id: str | None,
+             stripe_subscription_id: str | None) -> None:
+    """The part of ``customer show`` that names Stripe and says what each campaign waits for."""
+    from lifecycle.temporal import connect
+    from starter.ops.lookup import stripe_links
+    from starter.ops.why import NO_ANSWER, describe_wait, why_waiting
+
+    links = stripe_links(settings, stripe_customer_id, stripe_subscription_id)
+    out.print(f"stripe customer: {safe(links.customer_id or 'none')}"
+              + (f"  {safe(links.customer_url)}" if links.customer_url else ""))
+    out.print(f"stripe subscription: {safe(links.subscription_id or 'none')}"
+              + (f"  {safe(links.subscription_url)}" if links.subscription_url else ""))
+
+    async def ask() -> WhyWaiting:
+        return await why_waiting(await connect(settings), customer_id, deadline=settings.temporal_deadline_seconds)
+
+    try:
+        why = asyncio.run(ask())
+    except NO_ANSWER as exc:
+        out.print(f"why waiting: Temporal did not answer ({safe(str(exc) or exc.__class__.__name__)})")
+        return
+    table = Table(title="why waiting" + ("  (marketing paused)" if why.paused else ""))
+    for col in ("campaign", "step", "waiting for", "next"):
+        table.add_column(col)
+    for c in why.campaigns:
+        nxt = c.next_step or ""
+        if c.next_step_at:
+            nxt += f" at {c.next_step_at:%Y-%m-%d %H:%M} UTC"
+        table.add_row(safe(c.campaign), safe(c.step or "-"), safe(describe_wait(c.waiting)), safe(nxt))
+    out.print(table)

@@ -1,0 +1,189 @@
+"""The ops controls of the customer's entity: the actions support takes on one customer
+and the entity's part of why-waiting. A plain object the entity owns (like its
+Subscription), built with the state and a callback for when the running campaigns change.
+
+Each action is the entity's validated update ``ops_action``: the validator refuses with
+the reason (``action_refusal``; nothing changes), the handler acts — signals the campaign
+children (pause, resume, skip-step), cancels one, resends an email — and records who did
+it and why in the audit trail and on the timeline (the ops activity, once per action id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from temporalio import workflow
+from temporalio.exceptions import FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.email import EmailActivities
+    from activities.ops import OpsActivities
+    from lifecycle.contracts.customer import CustomerState
+    from lifecycle.contracts.ops import (
+        CANCEL_CAMPAIGN,
+        EXTEND_GRACE,
+        PAUSE,
+        PAUSE_SIGNAL,
+        RESEND,
+        RESUME,
+        RESUME_SIGNAL,
+        RETRY_NOW,
+        SKIP_STEP,
+        SKIP_STEP_SIGNAL,
+        WAIT_NOTHING,
+        AuditEntryInput,
+        CampaignWaiting,
+        OpsAction,
+        OpsActionResult,
+        ResendEmailInput,
+        Waiting,
+        WhyWaiting,
+        action_refusal,
+    )
+    from workflows.options import EMAIL_RETRY, SEND_TIMEOUT, STORE_RETRY, STORE_TIMEOUT
+
+CANCELED_BY_OPS = "canceled by ops"
+
+
+class Ops:
+    def __init__(self, state: CustomerState, *, campaigns_changed: Callable[[], None]) -> None:
+        self._state = state
+        self._campaigns_changed = campaigns_changed
+
+    # --- what runs -----------------------------------------------------------------------
+
+    def running(self) -> dict[str, str]:
+        """Campaign → workflow id: the campaigns, and a pending downgrade (billing)."""
+        running = dict(self._state.campaigns)
+        if self._state.billing.pending_change_workflow:
+            running["plan-change"] = self._state.billing.pending_change_workflow
+        return running
+
+    def answer(self) -> WhyWaiting:
+        """The entity's part: its campaigns and their ids (each child answers for itself)."""
+        return WhyWaiting(
+            customer_id=self._state.customer_id,
+            stage=self._state.stage,
+            paused=self._state.paused,
+            campaigns=[
+                CampaignWaiting(
+                    campaign=name, workflow_id=wf_id, step=None,
+                    waiting=Waiting(WAIT_NOTHING, detail="ask the campaign (its waiting query)"),
+                    paused=self._state.paused,
+                )
+                for name, wf_id in sorted(self.running().items())
+            ],
+        )
+
+    # --- the update ----------------------------------------------------------------------
+
+    def refusal(self, action: OpsAction) -> str | None:
+        return action_refusal(action, running=self.running(), paused=self._state.paused)
+
+    async def act(self, action: OpsAction) -> OpsActionResult:
+        result = await self._apply(action)
+        await workflow.execute_activity_method(
+            OpsActivities.record_action,
+            AuditEntryInput(
+                action_id=action.action_id,
+                customer_id=self._state.customer_id,
+                action=action.action,
+                actor=action.actor,
+                reason=action.reason,
+                occurred_at=workflow.now(),
+                detail={
+                    k: v for k, v in {
+                        "campaign": action.campaign, "step": action.step, "days": action.days,
+                        "message_id": action.message_id, "done": result.done,
+                        "campaigns": result.campaigns or None, **action.applied,
+                    }.items() if v is not None
+                },
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+        return result
+
+    async def _apply(self, action: OpsAction) -> OpsActionResult:
+        kind = action.action
+        if kind in (PAUSE, RESUME):
+            self._state.paused = kind == PAUSE
+            reached = await self._signal_all(PAUSE_SIGNAL if kind == PAUSE else RESUME_SIGNAL)
+            if kind == RESUME:
+                reached += await self._resume_nudges()
+            words = "paused" if kind == PAUSE else "resumed"
+            return OpsActionResult(kind, f"marketing {words} ({len(reached)} campaigns told)", reached,
+                                   paused=self._state.paused)
+        if kind == CANCEL_CAMPAIGN:
+            name = action.campaign or ""
+            child = self._state.campaigns.pop(name, None)
+            if child is None:  # it finished after the validator looked
+                return OpsActionResult(kind, f"{name} had already finished", paused=self._state.paused)
+            self._state.outcomes[name] = CANCELED_BY_OPS
+            self._campaigns_changed()
+            try:
+                await workflow.get_external_workflow_handle(child).cancel()
+            except FailureError as err:  # it ended meanwhile: nothing left to cancel
+                workflow.logger.info("campaign %s not cancelled (%s)", child, err)
+            return OpsActionResult(kind, f"{name} cancelled", [name], paused=self._state.paused)
+        if kind == SKIP_STEP:
+            name = action.campaign or ""
+            await self._signal(name, SKIP_STEP_SIGNAL, action.step or "")
+            return OpsActionResult(kind, f"{name}: {action.step} skipped", [name], paused=self._state.paused)
+        if kind == RESEND:
+            sent = await workflow.execute_activity_method(
+                EmailActivities.resend_email,
+                ResendEmailInput(
+                    customer_id=self._state.customer_id,
+                    message_id=action.message_id or 0,
+                    idempotency_key=f"{workflow.info().workflow_id}/resend/{action.action_id}",
+                    now=workflow.now(),
+                ),
+                start_to_close_timeout=SEND_TIMEOUT,
+                retry_policy=EMAIL_RETRY,
+            )
+            detail = f": {sent.reason}" if sent.reason else ""
+            return OpsActionResult(kind, f"email {action.message_id} resent: {sent.status}{detail}",
+                                   paused=self._state.paused)
+        # extend-grace, retry-now: the starter gave them to the dunning child's update
+        assert kind in (EXTEND_GRACE, RETRY_NOW), kind
+        return OpsActionResult(kind, f"dunning: {kind} taken", ["dunning"], paused=self._state.paused)
+
+    async def campaign_started(self, name: str) -> None:
+        """A campaign started while marketing is paused starts paused."""
+        if self._state.paused:
+            await self._signal(name, PAUSE_SIGNAL)
+
+    def nudge_started(self, child_id: str) -> None:
+        """A usage nudge started while paused (its input says so) hears the resume."""
+        if self._state.paused:
+            self._state.held_nudges.append(child_id)
+
+    async def _resume_nudges(self) -> list[str]:
+        reached = []
+        for child in self._state.held_nudges:
+            try:
+                await workflow.get_external_workflow_handle(child).signal(RESUME_SIGNAL)
+                reached.append(child.split("/", 1)[1])  # usage/{metric}/{period}/{threshold}
+            except FailureError as err:  # sent or skipped meanwhile
+                workflow.logger.info("usage nudge %s not resumed (%s)", child, err)
+        self._state.held_nudges = []
+        return reached
+
+    async def _signal_all(self, signal: str) -> list[str]:
+        reached = []
+        for name in sorted(self._state.campaigns):
+            if await self._signal(name, signal):
+                reached.append(name)
+        return reached
+
+    async def _signal(self, name: str, signal: str, *args: object) -> bool:
+        child = self._state.campaigns.get(name)
+        if not child:
+            return False
+        try:
+            await workflow.get_external_workflow_handle(child).signal(signal, *args)  # by name
+            return True
+        except FailureError as err:  # it just finished
+            workflow.logger.info("campaign %s not signalled (%s)", child, err)
+            return False
