@@ -239,3 +239,45 @@ async def test_a_failure_twice_and_out_of_order_changes_nothing(
     await f.fail("stripe:evt_a3_late", attempt=1)  # a failure heard after the payment
     assert await f.dunning.result() == "recovered"
     await eventually(lambda: f.stage_is("active"))
+
+
+async def test_ops_extend_grace_moves_the_suspension_and_retry_now_charges_at_once(
+    ts_env: WorkflowEnvironment, client, session_factory, stripe_acts, stripe_client, worker
+):
+    """The ops actions reach the real dunning child: extend-grace moves the suspension
+    (day 7 -> day 12), retry-now charges the open invoice at once; both audited, a bad
+    one refused with the child's reason."""
+    from sqlalchemy import select
+
+    from lifecycle.models import AuditEntry
+    from starter.ops.actions import ActionRefused, ActionRequest, take_action
+
+    def act(action: str, **kw) -> ActionRequest:
+        return ActionRequest(action=action, reason="promised to pay on Friday", actor="ada@support", **kw)
+
+    f = await failing_customer(client, worker, session_factory, stripe_acts, stripe_client)
+    await eventually(lambda: exists(f.dunning))
+    await eventually(lambda: mails(session_factory, f.cid) == [WARNING])
+
+    extended = await take_action(client, session_factory, f.cid, act("extend-grace", days=5))
+    assert extended.done == "dunning: extend-grace taken"
+    await ts_env.sleep(timedelta(days=7, hours=2))  # past the policy's day 7: still in grace
+    assert usage_check(session_factory, f.cid)["allowed"] is True
+    assert SUSPENDED not in mails(session_factory, f.cid)
+    await ts_env.sleep(timedelta(days=5))  # day 12: suspended now
+    await eventually(lambda: SUSPENDED in mails(session_factory, f.cid))
+    assert usage_check(session_factory, f.cid)["payment_overdue"] is True
+
+    before = len(retries(session_factory, f.cid))
+    add_card(stripe_client, f.stripe_customer, GOOD_CARD, default=False)
+    await take_action(client, session_factory, f.cid, act("retry-now"))
+    assert retries(session_factory, f.cid)[before:] == [("manual_1", "paid")]  # an ops retry, counted apart
+    assert await f.dunning.result() == "recovered"
+    assert usage_check(session_factory, f.cid)["allowed"] is True
+
+    with pytest.raises(ActionRefused) as refused:  # no dunning any more
+        await take_action(client, session_factory, f.cid, act("extend-grace", days=3))
+    assert refused.value.status == 409
+    with session_factory() as s:
+        rows = list(s.scalars(select(AuditEntry).where(AuditEntry.customer_id == f.cid).order_by(AuditEntry.id)))
+    assert [(r.action, r.actor) for r in rows] == [("extend-grace", "ada@support"), ("retry-now", "ada@support")]

@@ -346,39 +346,3 @@ async def test_a_usage_nudge_crossing_while_paused_waits_for_resume_and_goes_out
     assert len([m for m in emails(session_factory, cid) if m.campaign == "usage"]) == 1
 
 
-async def test_extend_grace_and_retry_now_reach_the_running_dunning_childs_updates(
-    ts_env: WorkflowEnvironment, client, settings, session_factory, worker
-):
-    """The routing: when the entity lists a dunning campaign, the action goes to that
-    child's update by name (a stand-in for the payment-recovery branch's workflow) and the
-    entity records it; the child's own refusal is a 409."""
-    from temporalio.worker import Worker
-
-    from lifecycle.contracts.customer import CustomerEvent, CustomerState
-    from lifecycle.contracts.stages import PAST_DUE
-    from starter.signals.send import signal_customer, start_input
-    from tests.support.dunning_standin import DunningStandIn
-    from tests.support.helpers import add_customer
-
-    cid = new_id()
-    child_id = campaign_workflow_id(cid, "dunning", "in_1")
-    add_customer(session_factory, cid)
-    start = start_input(settings, cid, "starter")
-    start.state = CustomerState(customer_id=cid, plan="starter", stage=PAST_DUE, campaigns={"dunning": child_id},
-                                stage_changed_at=dt.datetime.now(dt.UTC))
-    await signal_customer(client, cid, CustomerEvent(f"signup:{cid}", "signup"), start=start,
-                          task_queue=settings.task_queue)
-    queue = f"dunning-{uuid.uuid4().hex[:6]}"
-    async with Worker(client, task_queue=queue, workflows=[DunningStandIn]):
-        dunning = await client.start_workflow(DunningStandIn.run, id=child_id, task_queue=queue)
-        extended = await take_action(client, session_factory, cid, act("extend-grace", days=5))
-        assert extended.done == "dunning: extend-grace taken"
-        await take_action(client, session_factory, cid, act("retry-now"))
-        assert await dunning.query(DunningStandIn.status) == {"grace_days": 5, "retries": 1}
-        with pytest.raises(ActionRefused) as refused:
-            await take_action(client, session_factory, cid, act("extend-grace", days=30))
-        assert (refused.value.status, refused.value.message) == (409, "grace is at most 30 days")
-        await dunning.terminate()
-    rows = audit_rows(session_factory, cid)
-    assert [(r.action, r.detail.get("days"), r.detail["dunning_answer"]) for r in rows] == [
-        ("extend-grace", 5, "grace extended by 5 days"), ("retry-now", None, "retrying the invoice now")]

@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from lifecycle.contracts.campaigns import CampaignStatus
 from lifecycle.contracts.customer import CustomerState
+from lifecycle.contracts.dunning import ExtendGrace, RetryNow
 from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.contracts.ops import (
     ACTIONS,
@@ -119,10 +121,16 @@ async def _to_dunning(client: Client, customer_id: str, action: OpsAction, deadl
         raise ActionRefused(409, "no dunning is running")
     dunning = client.get_workflow_handle(child)
     try:
+        answer: object
         if action.action == EXTEND_GRACE:
-            answer = await dunning.execute_update(EXTEND_GRACE_UPDATE, args=[action.days, action.reason])
+            status = await dunning.execute_update(
+                EXTEND_GRACE_UPDATE, ExtendGrace(days=action.days or 0, reason=action.reason),
+                result_type=CampaignStatus,
+            )
+            answer = f"grace extended by {action.days} days; next: {status.next_step or 'nothing'}" + (
+                f" at {status.next_step_at:%Y-%m-%d %H:%M} UTC" if status.next_step_at else "")
         else:
-            answer = await dunning.execute_update(RETRY_NOW_UPDATE, args=[action.reason])
+            answer = await dunning.execute_update(RETRY_NOW_UPDATE, RetryNow(reason=action.reason), result_type=str)
     except WorkflowUpdateFailedError as exc:
         raise ActionRefused(409, getattr(exc.cause, "message", None) or str(exc.cause or exc)) from None
     action.applied = {"dunning_workflow": child, "dunning_answer": str(answer)}
