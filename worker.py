@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.email import EmailActivities
+from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.stripe import StripeActivities
 from lifecycle.db import make_engine, make_session_factory
@@ -27,6 +28,7 @@ from workflows.onboarding import OnboardingWorkflow
 from workflows.plan_change import PlanChangeWorkflow
 from workflows.trial import TrialWorkflow
 from workflows.usage_nudge import UsageNudgeWorkflow
+from workflows.winback import WinbackWorkflow
 
 WORKFLOWS: Sequence[type] = (
     CustomerWorkflow,
@@ -34,6 +36,7 @@ WORKFLOWS: Sequence[type] = (
     OnboardingWorkflow,
     UsageNudgeWorkflow,
     PlanChangeWorkflow,
+    WinbackWorkflow,
 )
 
 
@@ -42,7 +45,8 @@ def build_activities(settings: Settings, session_factory: sessionmaker[Session])
     store = StoreActivities(session_factory)
     email = EmailActivities(session_factory, settings, make_provider(settings))
     stripe_acts = StripeActivities.from_settings(settings, session_factory)
-    return [store.record_event, email.send_email, *stripe_acts.all()]
+    retention = RetentionActivities(session_factory)
+    return [store.record_event, email.send_email, *stripe_acts.all(), *retention.all()]
 
 
 def build_worker(

@@ -47,17 +47,19 @@ with workflow.unsafe.imports_passed_through():
         customer_workflow_id,
         usage_workflow_id,
     )
+    from lifecycle.contracts.retention import OfferAnswer, ReactivateRequest
     from lifecycle.contracts.search_attributes import (
         CUSTOMER_ID,
         LIFECYCLE_STAGE,
         PLAN,
         customer_search_attributes,
     )
-    from lifecycle.contracts.stages import ACTIVE, EXPIRED, TRIALING
+    from lifecycle.contracts.stages import ACTIVE, CANCELED, EXPIRED, TRIALING
     from lifecycle.contracts.timeline import RecordEventInput
     from workflows import patches
     from workflows.onboarding import OnboardingWorkflow
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
+    from workflows.retention import Retention
     from workflows.subscription import Subscription
     from workflows.trial import TrialWorkflow
     from workflows.usage_nudge import UsageNudgeWorkflow
@@ -88,6 +90,15 @@ class CustomerWorkflow:
             tiers=input.tiers,
         )
         sub = self._subscription
+        self._retention = Retention(
+            self._state,
+            input.policy,
+            sub,
+            set_stage=self._set_stage,
+            start_campaign=self._start_campaign,
+            tell_campaign=self._tell_campaign,
+            enqueue=self._pending.append,
+        )
         self._handlers: dict[EventKind, Callable[[CustomerEvent], Awaitable[None]]] = {
             EventKind.SIGNUP: self._on_signup,
             EventKind.ACTIVATION: self._on_activation,
@@ -105,6 +116,8 @@ class CustomerWorkflow:
             EventKind.STRIPE_CHECKOUT_COMPLETED: sub.on_billing_notice,
             EventKind.PLAN_CHANGED: sub.on_plan_changed,
             EventKind.PLAN_CHANGE_DROPPED: sub.on_plan_change_dropped,
+            EventKind.SAVE_OFFER_EXPIRED: self._retention.on_offer_expired,
+            EventKind.PAUSE_ENDED: self._retention.on_pause_ended,
         }
 
     # --- messages -----------------------------------------------------------------------
@@ -128,6 +141,8 @@ class CustomerWorkflow:
         """Create, change or cancel the subscription (the HTTP API's requests)."""
         if not self._begun and workflow.patched(patches.BILLING_WAIT_UNTIL_BEGUN):
             await self._subscription.until_begun()
+        if req.action == "cancel" and req.detail.get("reason") and workflow.patched(patches.RETENTION_SAVE_OFFERS):
+            return await self._retention.cancel(req)  # may answer with a save offer
         return await self._subscription.request(req)
 
     @change_subscription.validator
@@ -137,6 +152,38 @@ class CustomerWorkflow:
         refusal = self._subscription.refusal(req)
         if refusal is not None:
             raise ApplicationError(refusal)
+
+    @workflow.update
+    async def accept_save_offer(self, ans: OfferAnswer) -> SubscriptionResult:
+        """Take the save offer made to a cancellation (the cancellation is dropped)."""
+        return await self._retention.answer(ans, accept=True)
+
+    @workflow.update
+    async def decline_save_offer(self, ans: OfferAnswer) -> SubscriptionResult:
+        """Say no to the save offer: the cancellation goes ahead as asked."""
+        return await self._retention.answer(ans, accept=False)
+
+    @accept_save_offer.validator
+    def _validate_accept_save_offer(self, ans: OfferAnswer) -> None:
+        self._refuse(self._retention.answer_refusal(ans))
+
+    @decline_save_offer.validator
+    def _validate_decline_save_offer(self, ans: OfferAnswer) -> None:
+        self._refuse(self._retention.answer_refusal(ans))
+
+    @workflow.update
+    async def reactivate(self, req: ReactivateRequest) -> SubscriptionResult:
+        """Subscribe again after a cancellation or an expired trial (the reactivation page)."""
+        return await self._retention.reactivate(req)
+
+    @reactivate.validator
+    def _validate_reactivate(self, req: ReactivateRequest) -> None:
+        self._refuse(self._retention.reactivate_refusal(req))
+
+    @staticmethod
+    def _refuse(refused: tuple[str, str] | None) -> None:
+        if refused is not None:
+            raise ApplicationError(refused[0], type=refused[1])
 
     @workflow.query
     def state(self) -> CustomerState:
@@ -149,6 +196,7 @@ class CustomerWorkflow:
         if input.state is None and input.origin == "signup":
             await self._begin_trial()
             self._begun = True
+        self._retention.resume_timers()  # an open save offer's window, a pause (after continue-as-new)
         while True:
             await workflow.wait_condition(lambda: bool(self._pending) or self._should_continue_as_new())
             while self._pending and not self._should_continue_as_new():
@@ -241,6 +289,8 @@ class CustomerWorkflow:
     async def _on_unsubscribed(self, event: CustomerEvent) -> None:
         # Every marketing send also checks the suppression list; the state shows ops the opt-out.
         self._state.marketing_opt_out = True
+        if "winback" in self._state.campaigns:  # only there with the retention-winback patch
+            await self._retention.unsubscribed()
 
     async def _on_resubscribed(self, event: CustomerEvent) -> None:
         self._state.marketing_opt_out = False
@@ -250,6 +300,8 @@ class CustomerWorkflow:
         campaign, outcome = finished.campaign, finished.outcome
         self._state.campaigns.pop(campaign, None)
         self._state.outcomes[campaign] = outcome
+        if campaign == "winback":  # only started with the retention-winback patch
+            await self._retention.winback_finished(outcome, cause=event.event_id)
         if campaign == "trial" and self._state.stage == TRIALING:
             if outcome == "subscribed":  # the subscription decides the stage, not the trial
                 await self._subscription.settle(event.event_id)
@@ -350,6 +402,8 @@ class CustomerWorkflow:
                 LIFECYCLE_STAGE.value_set(stage),
             ]
         )
+        if stage in (CANCELED, EXPIRED) and workflow.patched(patches.RETENTION_WINBACK):
+            await self._retention.start_winback(stage)
 
     async def _start_campaign(self, campaign: str, run_fn: object, arg: object, *parts: str) -> None:
         """Start a campaign child (deterministic id, ABANDON on parent close); it reports back by signal."""

@@ -51,3 +51,17 @@ BILLING_ENDED_DROPS_PENDING_CHANGE = "billing-ended-drops-pending-change"
 # (the child's side). Since 2026-11-25. Deprecate when no CustomerWorkflow run and no
 # UsageNudgeWorkflow started before 2026-11-25 is open (nudges end within days).
 USAGE_NUDGE_SUPERSEDE = "usage-nudge-supersede"
+
+# --- CustomerWorkflow: retention ---------------------------------------------------------
+
+# A cancellation request with a reason may be answered with a save offer (policy
+# [save_offers]) instead of canceling at once; the offer's window and a pause's end are
+# timers of the entity. Requests without a reason (every one before) cancel as before.
+# Since 2026-12-02. Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
+RETENTION_SAVE_OFFERS = "retention-save-offers"
+
+# A stage change to canceled or expired starts the win-back child
+# (customer-{id}/winback/{n}); what follows from it (telling it of an unsubscribe, "lost"
+# when it ends) is reachable only through that child. Since 2026-12-02. Deprecate when no
+# CustomerWorkflow run started before 2026-12-02 is open.
+RETENTION_WINBACK = "retention-winback"

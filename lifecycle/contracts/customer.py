@@ -13,6 +13,7 @@ from typing import Any
 
 from lifecycle.contracts.billing import BillingState
 from lifecycle.contracts.policy import CampaignPolicy
+from lifecycle.contracts.retention import RetentionState
 from lifecycle.contracts.stages import TRIALING
 from lifecycle.contracts.tiers import Tiers
 
@@ -53,6 +54,7 @@ class CustomerState:
     billing: BillingState = field(default_factory=BillingState)
     payment_method_id: str | None = None  # the Stripe card to charge when the trial converts
     marketing_opt_out: bool = False  # unsubscribed from marketing email (a suppression is recorded too)
+    retention: RetentionState = field(default_factory=RetentionState)  # save offers, win-back
 
 
 @dataclass

@@ -37,6 +37,8 @@ class EventKind(StrEnum):
     STRIPE_CHECKOUT_COMPLETED = "stripe.checkout_completed"
     PLAN_CHANGED = "billing.plan_changed"
     PLAN_CHANGE_DROPPED = "billing.plan_change_dropped"
+    SAVE_OFFER_EXPIRED = "retention.save_offer_expired"
+    PAUSE_ENDED = "retention.pause_ended"
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,22 @@ class PlanChangeDropped(EventPayload):
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class SaveOfferExpired(EventPayload):
+    """The entity's own timer: a save offer's window closed (retention)."""
+
+    KIND = EventKind.SAVE_OFFER_EXPIRED
+    offer_id: str = ""
+
+
+@dataclass(frozen=True)
+class PauseEnded(EventPayload):
+    """The entity's own timer: an accepted pause is over, billing resumes (retention)."""
+
+    KIND = EventKind.PAUSE_ENDED
+    offer_id: str = ""
+
+
 # --- from Stripe (the webhook hand-over) -----------------------------------------------
 
 
@@ -260,6 +278,7 @@ PAYLOADS: dict[str, type[EventPayload]] = {
         Signup, Activation, PaymentMethodAdded, Unsubscribed, Resubscribed, UsageThreshold,
         CampaignFinished, PlanChanged, PlanChangeDropped, StripeSubscription, StripeTrialWillEnd,
         InvoicePaid, InvoicePaymentFailed, InvoiceActionRequired, InvoiceUpcoming, CheckoutCompleted,
+        SaveOfferExpired, PauseEnded,
     )
 }
 

@@ -33,6 +33,7 @@ from starter.api import (
     errors,
     events,
     metrics,
+    retention,
     stripe_webhooks,
     subscriptions,
     usage,
@@ -42,6 +43,7 @@ from starter.api.deps import require_api_key
 from starter.api.fields import safe_params
 from starter.api.limits import BodyLimitMiddleware
 from starter.api.usage_docs import DOC_MODELS
+from starter.pages import reactivate
 from starter.signals.relay import Relay, run_every
 
 
@@ -106,10 +108,12 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.include_router(customers.router, dependencies=authed)
     app.include_router(usage.router, dependencies=authed)
     app.include_router(subscriptions.router, dependencies=authed)
+    app.include_router(retention.router, dependencies=authed)
     app.include_router(stripe_webhooks.router)  # authenticated by the Stripe-Signature header
     app.include_router(metrics.router)
     # no API key: the signed token authenticates unsubscribes, SendGrid's signature the webhook
     app.include_router(email.router, dependencies=[safe])
+    app.include_router(reactivate.router, dependencies=[safe])  # the signed link authenticates
 
     @app.get("/healthz", tags=["ops"], response_model=Health, responses={
         503: {"model": Health, "description": "the database or Temporal is unreachable"}})

@@ -8,6 +8,7 @@ The database answers first (in a worker thread); Temporal is asked within the de
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from lifecycle.contracts.campaigns import CampaignStatus
 from lifecycle.contracts.customer import CustomerState
 from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.models import Customer
+from lifecycle.retention import records
 from lifecycle.settings import Settings
 from starter.api.deps import SessionsDep, SettingsDep, TemporalDep
 from starter.api.errors import responses
@@ -54,6 +56,11 @@ class CustomerView(BaseModel):
     queued: bool = Field(
         default=False,
         description="true: the event is recorded and queued; it reaches the workflow when Temporal answers",
+    )
+    retention: dict[str, Any] = Field(
+        default_factory=dict,
+        description="save offers and win-back: the workflow's state (open offer, pause, win-back "
+        "campaign number and variant) when live, and the recorded requests, offers and reactivations",
     )
 
 
@@ -97,6 +104,7 @@ async def customer_view(
         state: CustomerState = await ask(wf_id, CustomerWorkflow.state)
     except (RPCError, RuntimeError, TimeoutError):
         return CustomerView(**view)
+    view["retention"] = {"state": dataclasses.asdict(state.retention)}
     view.update(
         stage=state.stage,
         plan=state.plan,
@@ -125,5 +133,11 @@ async def get_customer(
         with sessions() as session:
             return get_customer_or_404(session, customer_id)
 
+    def recorded() -> dict[str, Any]:
+        with sessions() as session:
+            return records.summary(session, customer_id)
+
     customer = await run_in_threadpool(load)
-    return await customer_view(client, settings, customer)
+    view = await customer_view(client, settings, customer)
+    view.retention.update(await run_in_threadpool(recorded))
+    return view
