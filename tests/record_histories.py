@@ -5,6 +5,7 @@ Run after an intended, versioned change to workflow code:
     .venv/bin/python -m tests.record_histories vN          # trial, onboarding, continue-as-new
     .venv/bin/python -m tests.record_usage_histories vN    # usage nudges
     .venv/bin/python -m tests.record_billing_histories vN  # Stripe billing (starts localstripe)
+    .venv/bin/python -m tests.record_retention_histories vN  # save offers, win-back (localstripe)
 
 The suffix must be one no kept history has (a taken one is refused); the replay test
 picks every file up. Keep the old files: replaying histories recorded by
@@ -134,12 +135,15 @@ async def record(suffix: str = "v1") -> list[Path]:
         ]
 
 
-def main(record_fn: Any) -> None:
-    """``python -m tests.record_... SUFFIX``: record under a new suffix; never over kept files."""
+def main(record_fn: Any, names: tuple[str, ...] = ()) -> None:
+    """``python -m tests.record_... SUFFIX``: record under a new suffix; never over kept files.
+
+    ``names``: the histories this recorder writes; given, a suffix is taken only when one of
+    them has it (a recorder of new workflows starts at v1 while older ones are at v7)."""
     if len(sys.argv) != 2 or not re.fullmatch(r"v\d+", sys.argv[1]):
         raise SystemExit(f"usage: python -m {record_fn.__module__} vN  (a suffix no kept history has)")
     suffix = sys.argv[1]
-    kept = sorted(HERE.glob(f"*.{suffix}.json"))
+    kept = sorted(p for p in HERE.glob(f"*.{suffix}.json") if not names or p.name.split(".")[0] in names)
     if kept:
         raise SystemExit(f"{suffix} is taken ({kept[0].name}, ...): keep old histories, pick a new suffix")
     for path in asyncio.run(record_fn(suffix)):

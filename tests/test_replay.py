@@ -5,7 +5,7 @@ instead of in production. Version such changes with ``workflow.patched`` and rec
 new histories with ``python -m tests.record_histories`` (trial, onboarding,
 continue-as-new), ``tests.record_usage_histories`` (usage nudges) or
 ``tests.record_billing_histories`` (subscriptions, trial conversion, dunning, plan
-changes), keeping the old ones.
+changes) or ``tests.record_retention_histories`` (save offers, win-back), keeping the old ones.
 """
 
 from __future__ import annotations
@@ -55,6 +55,12 @@ def test_there_are_histories_to_replay() -> None:
         "plan_change_downgrade",
         "trial_subscribed",
         "plan_change_dropped",
+        "customer_retention_offer_expired",
+        "customer_retention_pause",
+        "customer_retention_won_back",
+        "customer_retention_lost",
+        "winback_reactivated",
+        "winback_trial_lost",
     } <= names
 
 
