@@ -134,7 +134,7 @@ def _plan_table(state: CustomerState, offer: str | None) -> tuple[str, str]:
     rows = f"<tr><th>Plan</th><td>{html.escape(name)}</td></tr><tr><th>Price</th><td>{html.escape(price)}</td></tr>"
     if offer:
         rows += f"<tr><th>Your offer</th><td><strong>{html.escape(offer)}</strong></td></tr>"
-    return name, f"<table>{rows}</table>"
+    return name, f"<table style='margin-bottom:20px'>{rows}</table>"
 
 
 @router.get("/billing/reactivate", response_class=HTMLResponse, responses=HTML_ERRORS)
@@ -216,5 +216,5 @@ async def reactivate(
     return render_page(
         "Welcome back!",
         f"<p>Your {html.escape(name)} subscription is active again.</p>{applied}"
-        "<p class='muted'>A receipt is on its way to your inbox.</p>",
+        "<p class='muted'>You can close this page.</p>",
     )

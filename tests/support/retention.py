@@ -6,7 +6,7 @@ pause_collection), and a few steps a customer takes."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -75,21 +75,32 @@ def reactivate_link(message: EmailMessage) -> str:
     return found.group(1).replace("&amp;", "&")
 
 
+def retention_settings(stripe_settings: Settings, rec: RecordingStripe, public_url: str = PUBLIC_URL) -> Settings:
+    """Stripe through the recording proxy, with nothing left out by the engine itself (the
+    proxy drops what localstripe cannot take), pages at ``public_url``."""
+    return stripe_settings.model_copy(
+        update={"stripe_api_base": rec.url, "stripe_localstripe_compat": False, "public_url": public_url}
+    )
+
+
+@pytest.fixture
+def recording_stripe(stripe_settings: Settings, localstripe: object) -> Iterator[RecordingStripe]:
+    rec = RecordingStripe(stripe_settings.stripe_api_base or "", strip=STRIPPED).start()
+    try:
+        yield rec
+    finally:
+        rec.stop()
+
+
 @pytest.fixture
 async def retained(
     stripe_settings: Settings, client: Client, session_factory: sessionmaker[Session], synced: object,
-    localstripe: object,
+    recording_stripe: RecordingStripe,
 ) -> AsyncIterator[Retained]:
-    rec = RecordingStripe(stripe_settings.stripe_api_base or "", strip=STRIPPED).start()
-    settings = stripe_settings.model_copy(
-        update={"stripe_api_base": rec.url, "stripe_localstripe_compat": False, "public_url": PUBLIC_URL}
-    )
+    settings = retention_settings(stripe_settings, recording_stripe)
     app = create_app(settings, temporal=client)
-    try:
-        async with build_worker(client, settings, session_factory), app.router.lifespan_context(app):
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL, headers=AUTH, timeout=60
-            ) as http:
-                yield Retained(http, client, settings, session_factory, rec)
-    finally:
-        rec.stop()
+    async with build_worker(client, settings, session_factory), app.router.lifespan_context(app):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL, headers=AUTH, timeout=60
+        ) as http:
+            yield Retained(http, client, settings, session_factory, recording_stripe)
