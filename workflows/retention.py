@@ -217,6 +217,8 @@ class Retention:
             return f"offer {offer.offer_id} was already {offer.status}", OFFER_CLOSED
         if workflow.now() >= offer.expires_at:
             return f"offer {offer.offer_id} expired at {offer.expires_at:%Y-%m-%d %H:%M} UTC", OFFER_CLOSED
+        if not self._state.billing.live:
+            return f"offer {offer.offer_id}: the subscription has ended meanwhile", OFFER_CLOSED
         return None
 
     async def answer(self, ans: OfferAnswer, *, accept: bool) -> SubscriptionResult:
