@@ -9,9 +9,9 @@ refuses an expired or already answered offer (409) before anything reaches Strip
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -24,6 +24,12 @@ from starter.api.subscriptions import REQUEST_ID, SubscriptionView, run_update
 from workflows.customer import CustomerWorkflow
 
 router = APIRouter(prefix="/v1/customers", tags=["subscriptions"])
+
+
+class AnswerBody(BaseModel):
+    """Optional: your id for the answer; a retry with the same id gets the first answer."""
+
+    request_id: str | None = Field(default=None, pattern=REQUEST_ID)
 
 
 def _offer_of_customer_or_404(sessions: sessionmaker[Session], customer_id: str, offer_id: str) -> None:
@@ -51,11 +57,11 @@ async def _answer(
 )
 async def accept_offer(
     customer_id: str, offer_id: str, sessions: SessionsDep, client: TemporalDep,
-    request_id: Annotated[str | None, Query(pattern=REQUEST_ID)] = None,
+    body: AnswerBody | None = None,
 ) -> SubscriptionView:
     """Take the save offer: the cancellation is dropped and the pause, downgrade or coupon
     applies. 404: no such offer for this customer; 409: expired or already answered."""
-    return await _answer(sessions, client, customer_id, offer_id, request_id, accept=True)
+    return await _answer(sessions, client, customer_id, offer_id, body and body.request_id, accept=True)
 
 
 @router.post(
@@ -64,7 +70,7 @@ async def accept_offer(
 )
 async def decline_offer(
     customer_id: str, offer_id: str, sessions: SessionsDep, client: TemporalDep,
-    request_id: Annotated[str | None, Query(pattern=REQUEST_ID)] = None,
+    body: AnswerBody | None = None,
 ) -> SubscriptionView:
     """Say no to the save offer: the cancellation goes ahead as it was asked."""
-    return await _answer(sessions, client, customer_id, offer_id, request_id, accept=False)
+    return await _answer(sessions, client, customer_id, offer_id, body and body.request_id, accept=False)
