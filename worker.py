@@ -16,9 +16,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.email import EmailActivities
-from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.stripe import StripeActivities
+from activities.winback import WinbackActivities
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.email.providers import make_provider
 from lifecycle.settings import Settings, get_settings
@@ -45,8 +45,8 @@ def build_activities(settings: Settings, session_factory: sessionmaker[Session])
     store = StoreActivities(session_factory)
     email = EmailActivities(session_factory, settings, make_provider(settings))
     stripe_acts = StripeActivities.from_settings(settings, session_factory)
-    retention = RetentionActivities(session_factory)
-    return [store.record_event, email.send_email, *stripe_acts.all(), *retention.all()]
+    winback = WinbackActivities(session_factory)
+    return [store.record_event, email.send_email, *stripe_acts.all(), *winback.all()]
 
 
 def build_worker(

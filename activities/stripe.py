@@ -73,8 +73,8 @@ from lifecycle.contracts.billing import (
     StartSubscriptionInput,
     SubscriptionResult,
 )
-from lifecycle.contracts.retention import PauseInput
 from lifecycle.contracts.stages import ENDED_STATUSES
+from lifecycle.contracts.winback import PauseInput
 from lifecycle.db import insert_ignore, session_scope
 from lifecycle.models import Customer, StripeObject
 from lifecycle.settings import Settings

@@ -1,7 +1,7 @@
 """Record the retention histories the replay tests keep: the entity's save-offer and
 win-back paths (customer_retention_*) and the win-back child (winback_*).
 
-Run after an intended, versioned change to workflows/retention.py or workflows/winback.py:
+Run after an intended, versioned change to workflows/winback_link.py or workflows/winback.py:
 
     .venv/bin/python -m tests.record_retention_histories vN   # a new suffix
 
@@ -131,7 +131,7 @@ async def _run_paths(rec: Recording, api: httpx.AsyncClient) -> dict[str, str]:
     offered = _ok("cancel", await api.delete("/v1/customers/rec-r2/subscription", params={"reason": "temporary"}))
     _ok("accept", await api.post(f"/v1/customers/rec-r2/subscription/offers/{offered['save_offer']['offer_id']}/accept"))
     await env.sleep(timedelta(days=61))
-    await _until("rec-r2 resume", lambda: state("rec-r2"), lambda s: s.retention.paused_until is None)
+    await _until("rec-r2 resume", lambda: state("rec-r2"), lambda s: s.winback.paused_until is None)
 
     # 3. canceled, the day-7 win-back email, reactivated from its link: won back
     await subscribed("rec-r3")

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from lifecycle.contracts.retention import CANCEL_REASONS
+from lifecycle.contracts.winback import CANCEL_REASONS
 from tests.support.helpers import timeline
 from tests.support.retention import Retained
 
@@ -55,8 +55,8 @@ async def test_each_reason_gets_its_offer_and_accepting_it_keeps_the_subscriptio
     else:  # billing paused for two months, Stripe resuming it then
         [paused] = [r.form for r in retained.stripe.posts(f"/v1/subscriptions/{sub_id}") if "pause_collection[behavior]" in r.form]
         assert paused["pause_collection[behavior]"] == "void"
-        assert state.retention.paused_until is not None
-        assert int(paused["pause_collection[resumes_at]"]) == int(state.retention.paused_until.timestamp())
+        assert state.winback.paused_until is not None
+        assert int(paused["pause_collection[resumes_at]"]) == int(state.winback.paused_until.timestamp())
 
     [row] = retained.offers(cid)
     assert (row.kind, row.reason, row.status) == (kind, reason, "accepted")
@@ -99,7 +99,7 @@ async def test_an_offer_not_answered_in_its_window_expires_and_the_cancellation_
 
     await eventually(lambda: [o.status for o in retained.offers(cid)] == ["expired"], timeout=30)
     state = await retained.state(cid)
-    assert (state.billing.cancel_at_period_end, state.retention.offer.status) == (True, "expired")
+    assert (state.billing.cancel_at_period_end, state.winback.offer.status) == (True, "expired")
     assert stripe_client.v1.subscriptions.retrieve(body["stripe_subscription_id"]).cancel_at_period_end is True
     expired = await retained.http.post(f"/v1/customers/{cid}/subscription/offers/{offer_id}/accept")
     assert expired.status_code == 409 and "already expired" in expired.json()["detail"]
@@ -168,7 +168,7 @@ async def test_a_pause_resumes_billing_at_its_end(ts_env, retained: Retained) ->
     resumed = [r.form for r in retained.stripe.posts(f"/v1/subscriptions/{sub_id}") if r.form.get("pause_collection") == ""]
     assert len(resumed) == 1  # the pause cleared once
     state = await retained.state(cid)
-    assert (state.retention.paused_until, state.stage, state.billing.cancel_at_period_end) == (None, "active", False)
+    assert (state.winback.paused_until, state.stage, state.billing.cancel_at_period_end) == (None, "active", False)
 
 
 def test_the_api_takes_exactly_the_contract_reasons() -> None:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("ts_env")
 async def test_the_customer_view_and_the_cli_show_offers_and_win_back(retained: Retained) -> None:
     cid = await retained.subscriber()
     offer = (await retained.http.delete(f"/v1/customers/{cid}/subscription", params={"reason": "too_expensive"})).json()
-    open_view = (await retained.http.get(f"/v1/customers/{cid}")).json()["retention"]
+    open_view = (await retained.http.get(f"/v1/customers/{cid}")).json()["winback"]
     assert open_view["state"]["offer"]["status"] == "open"
     assert open_view["save_offers"][0]["kind"] == "coupon"
 
@@ -28,12 +28,12 @@ async def test_the_customer_view_and_the_cli_show_offers_and_win_back(retained: 
         return view if "winback" in view["running_campaigns"] else {}
 
     view = await eventually(winback_running)
-    assert (view["stage"], view["retention"]["state"]["winbacks"], view["retention"]["state"]["winback_variant"]) == (
+    assert (view["stage"], view["winback"]["state"]["winbacks"], view["winback"]["state"]["winback_variant"]) == (
         "canceled", 1, "churned")
     assert {"campaign": "winback", "step": "winback_day_7"}.items() <= next(
         s for s in view["next_steps"] if s["campaign"] == "winback").items()
-    assert view["retention"]["state"]["offer"]["status"] == "declined"
-    assert [(r["reason"], r["outcome"]) for r in view["retention"]["cancellation_requests"]] == [
+    assert view["winback"]["state"]["offer"]["status"] == "declined"
+    assert [(r["reason"], r["outcome"]) for r in view["winback"]["cancellation_requests"]] == [
         (None, "canceled"), ("too_expensive", "cancel_scheduled")]  # newest first
 
     shown = run(retained.settings, "customer", "show", cid)

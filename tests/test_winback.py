@@ -159,7 +159,7 @@ async def test_an_expired_trial_gets_the_trial_variant_and_a_card_link(ts_env, r
 
     [first] = await eventually(lambda: retained.winback_emails(cid))
     assert first.subject == "Continue where you left off, Ada" and first.template == "winback_trial"
-    assert (await retained.state(cid)).retention.winback_variant == "trial"
+    assert (await retained.state(cid)).winback.winback_variant == "trial"
     page = await retained.http.get(reactivate_link(first))
     assert page.status_code == 200 and "Starter" in page.text
     assert "/billing/card?token=" in page.text and "<form" not in page.text  # no card: the card page

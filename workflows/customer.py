@@ -47,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         customer_workflow_id,
         usage_workflow_id,
     )
-    from lifecycle.contracts.retention import OfferAnswer, ReactivateRequest
     from lifecycle.contracts.search_attributes import (
         CUSTOMER_ID,
         LIFECYCLE_STAGE,
@@ -56,13 +55,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from lifecycle.contracts.stages import ACTIVE, CANCELED, EXPIRED, TRIALING
     from lifecycle.contracts.timeline import RecordEventInput
+    from lifecycle.contracts.winback import OfferAnswer, ReactivateRequest
     from workflows import patches
     from workflows.onboarding import OnboardingWorkflow
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
-    from workflows.retention import Retention
     from workflows.subscription import Subscription
     from workflows.trial import TrialWorkflow
     from workflows.usage_nudge import UsageNudgeWorkflow
+    from workflows.winback_link import WinbackLink
 
 SEEN_EVENT_IDS_KEPT = 500
 
@@ -90,7 +90,7 @@ class CustomerWorkflow:
             tiers=input.tiers,
         )
         sub = self._subscription
-        self._retention = Retention(
+        self._winback = WinbackLink(
             self._state,
             input.policy,
             sub,
@@ -116,8 +116,8 @@ class CustomerWorkflow:
             EventKind.STRIPE_CHECKOUT_COMPLETED: sub.on_billing_notice,
             EventKind.PLAN_CHANGED: sub.on_plan_changed,
             EventKind.PLAN_CHANGE_DROPPED: sub.on_plan_change_dropped,
-            EventKind.SAVE_OFFER_EXPIRED: self._retention.on_offer_expired,
-            EventKind.PAUSE_ENDED: self._retention.on_pause_ended,
+            EventKind.SAVE_OFFER_EXPIRED: self._winback.on_offer_expired,
+            EventKind.PAUSE_ENDED: self._winback.on_pause_ended,
         }
 
     # --- messages -----------------------------------------------------------------------
@@ -142,7 +142,7 @@ class CustomerWorkflow:
         if not self._begun and workflow.patched(patches.BILLING_WAIT_UNTIL_BEGUN):
             await self._subscription.until_begun()
         if req.action == "cancel" and req.detail.get("reason") and workflow.patched(patches.RETENTION_SAVE_OFFERS):
-            return await self._retention.cancel(req)  # may answer with a save offer
+            return await self._winback.cancel(req)  # may answer with a save offer
         return await self._subscription.request(req)
 
     @change_subscription.validator
@@ -156,29 +156,29 @@ class CustomerWorkflow:
     @workflow.update
     async def accept_save_offer(self, ans: OfferAnswer) -> SubscriptionResult:
         """Take the save offer made to a cancellation (the cancellation is dropped)."""
-        return await self._retention.answer(ans, accept=True)
+        return await self._winback.answer(ans, accept=True)
 
     @workflow.update
     async def decline_save_offer(self, ans: OfferAnswer) -> SubscriptionResult:
         """Say no to the save offer: the cancellation goes ahead as asked."""
-        return await self._retention.answer(ans, accept=False)
+        return await self._winback.answer(ans, accept=False)
 
     @accept_save_offer.validator
     def _validate_accept_save_offer(self, ans: OfferAnswer) -> None:
-        self._refuse(self._retention.answer_refusal(ans))
+        self._refuse(self._winback.answer_refusal(ans))
 
     @decline_save_offer.validator
     def _validate_decline_save_offer(self, ans: OfferAnswer) -> None:
-        self._refuse(self._retention.answer_refusal(ans))
+        self._refuse(self._winback.answer_refusal(ans))
 
     @workflow.update
     async def reactivate(self, req: ReactivateRequest) -> SubscriptionResult:
         """Subscribe again after a cancellation or an expired trial (the reactivation page)."""
-        return await self._retention.reactivate(req)
+        return await self._winback.reactivate(req)
 
     @reactivate.validator
     def _validate_reactivate(self, req: ReactivateRequest) -> None:
-        self._refuse(self._retention.reactivate_refusal(req))
+        self._refuse(self._winback.reactivate_refusal(req))
 
     @staticmethod
     def _refuse(refused: tuple[str, str] | None) -> None:
@@ -196,7 +196,7 @@ class CustomerWorkflow:
         if input.state is None and input.origin == "signup":
             await self._begin_trial()
             self._begun = True
-        self._retention.resume_timers()  # an open save offer's window, a pause (after continue-as-new)
+        self._winback.resume_timers()  # an open save offer's window, a pause (after continue-as-new)
         while True:
             await workflow.wait_condition(lambda: bool(self._pending) or self._should_continue_as_new())
             while self._pending and not self._should_continue_as_new():
@@ -290,7 +290,7 @@ class CustomerWorkflow:
         # Every marketing send also checks the suppression list; the state shows ops the opt-out.
         self._state.marketing_opt_out = True
         if "winback" in self._state.campaigns:  # only there with the retention-winback patch
-            await self._retention.unsubscribed()
+            await self._winback.unsubscribed()
 
     async def _on_resubscribed(self, event: CustomerEvent) -> None:
         self._state.marketing_opt_out = False
@@ -301,7 +301,7 @@ class CustomerWorkflow:
         self._state.campaigns.pop(campaign, None)
         self._state.outcomes[campaign] = outcome
         if campaign == "winback":  # only started with the retention-winback patch
-            await self._retention.winback_finished(outcome, cause=event.event_id)
+            await self._winback.winback_finished(outcome, cause=event.event_id)
         if campaign == "trial" and self._state.stage == TRIALING:
             if outcome == "subscribed":  # the subscription decides the stage, not the trial
                 await self._subscription.settle(event.event_id)
@@ -403,7 +403,7 @@ class CustomerWorkflow:
             ]
         )
         if stage in (CANCELED, EXPIRED) and workflow.patched(patches.RETENTION_WINBACK):
-            await self._retention.start_winback(stage)
+            await self._winback.start_winback(stage)
 
     async def _start_campaign(self, campaign: str, run_fn: object, arg: object, *parts: str) -> None:
         """Start a campaign child (deterministic id, ABANDON on parent close); it reports back by signal."""

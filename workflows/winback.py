@@ -20,7 +20,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.campaigns import CampaignStatus
     from lifecycle.contracts.email import EMAIL_SKIPPED
-    from lifecycle.contracts.retention import (
+    from lifecycle.contracts.winback import (
         WINBACK_BOUNCED,
         WINBACK_LOST,
         WINBACK_REACTIVATED,

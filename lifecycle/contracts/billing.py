@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from lifecycle.contracts.retention import SaveOffer
 from lifecycle.contracts.stages import is_live
+from lifecycle.contracts.winback import SaveOffer
 
 INTERVALS = ("month", "year")
 

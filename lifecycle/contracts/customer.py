@@ -13,9 +13,9 @@ from typing import Any
 
 from lifecycle.contracts.billing import BillingState
 from lifecycle.contracts.policy import CampaignPolicy
-from lifecycle.contracts.retention import RetentionState
 from lifecycle.contracts.stages import TRIALING
 from lifecycle.contracts.tiers import Tiers
+from lifecycle.contracts.winback import WinbackState
 
 # The entity's one signal: every event for the customer (senders that cannot import the
 # workflow, its own campaign children, name it by this).
@@ -54,7 +54,7 @@ class CustomerState:
     billing: BillingState = field(default_factory=BillingState)
     payment_method_id: str | None = None  # the Stripe card to charge when the trial converts
     marketing_opt_out: bool = False  # unsubscribed from marketing email (a suppression is recorded too)
-    retention: RetentionState = field(default_factory=RetentionState)  # save offers, win-back
+    winback: WinbackState = field(default_factory=WinbackState)  # save offers, win-back
 
 
 @dataclass

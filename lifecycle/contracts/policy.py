@@ -302,7 +302,7 @@ def _usage(raw: dict[str, Any]) -> UsagePolicy:
     return usage
 
 
-# the cancellation reasons a save offer may answer (lifecycle.contracts.retention.CANCEL_REASONS)
+# the cancellation reasons a save offer may answer (lifecycle.contracts.winback.CANCEL_REASONS)
 _REASONS = ("too_expensive", "missing_features", "not_using", "switched", "temporary", "other")
 _OFFER_KINDS = ("pause", "downgrade", "coupon")
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lifecycle.contracts.retention import (
+from lifecycle.contracts.winback import (
     CancellationRecord,
     ReactivationRecord,
     SaveOfferRecord,

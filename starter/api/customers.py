@@ -57,7 +57,7 @@ class CustomerView(BaseModel):
         default=False,
         description="true: the event is recorded and queued; it reaches the workflow when Temporal answers",
     )
-    retention: dict[str, Any] = Field(
+    winback: dict[str, Any] = Field(
         default_factory=dict,
         description="save offers and win-back: the workflow's state (open offer, pause, win-back "
         "campaign number and variant) when live, and the recorded requests, offers and reactivations",
@@ -104,7 +104,7 @@ async def customer_view(
         state: CustomerState = await ask(wf_id, CustomerWorkflow.state)
     except (RPCError, RuntimeError, TimeoutError):
         return CustomerView(**view)
-    view["retention"] = {"state": dataclasses.asdict(state.retention)}
+    view["winback"] = {"state": dataclasses.asdict(state.winback)}
     view.update(
         stage=state.stage,
         plan=state.plan,
@@ -139,5 +139,5 @@ async def get_customer(
 
     customer = await run_in_threadpool(load)
     view = await customer_view(client, settings, customer)
-    view.retention.update(await run_in_threadpool(recorded))
+    view.winback.update(await run_in_threadpool(recorded))
     return view

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from lifecycle.contracts.retention import OfferAnswer
+from lifecycle.contracts.winback import OfferAnswer
 from lifecycle.retention.records import offer_row
 from starter.api.customers import get_customer_or_404
 from starter.api.deps import SessionsDep, TemporalDep
@@ -53,7 +53,7 @@ async def _answer(
 
 @router.post(
     "/{customer_id}/subscription/offers/{offer_id}/accept", response_model=SubscriptionView,
-    responses=responses(401, 404, 409, 422, 502, 503),
+    responses=responses(400, 401, 404, 409, 413, 422, 502, 503),
 )
 async def accept_offer(
     customer_id: str, offer_id: str, sessions: SessionsDep, client: TemporalDep,
@@ -66,7 +66,7 @@ async def accept_offer(
 
 @router.post(
     "/{customer_id}/subscription/offers/{offer_id}/decline", response_model=SubscriptionView,
-    responses=responses(401, 404, 409, 422, 502, 503),
+    responses=responses(400, 401, 404, 409, 413, 422, 502, 503),
 )
 async def decline_offer(
     customer_id: str, offer_id: str, sessions: SessionsDep, client: TemporalDep,

@@ -27,7 +27,7 @@ from lifecycle.billing.prices import tier_label
 from lifecycle.contracts import catalog
 from lifecycle.contracts.billing import SubscriptionRequest, SubscriptionResult
 from lifecycle.contracts.ids import customer_workflow_id
-from lifecycle.contracts.retention import CANCEL_REASONS
+from lifecycle.contracts.winback import CANCEL_REASONS
 from lifecycle.db import session_scope
 from lifecycle.models import CancellationRequest, Subscription
 from lifecycle.retention import records
@@ -41,7 +41,7 @@ from workflows.customer import CustomerWorkflow
 router = APIRouter(prefix="/v1/customers", tags=["subscriptions"])
 
 Interval = Literal["month", "year"]
-# an unknown reason is a 422 naming the allowed ones (lifecycle.contracts.retention.CANCEL_REASONS)
+# an unknown reason is a 422 naming the allowed ones (lifecycle.contracts.winback.CANCEL_REASONS)
 CancelReason = Literal["too_expensive", "missing_features", "not_using", "switched", "temporary", "other"]
 REQUEST_ID = r"^[A-Za-z0-9_.:-]{1,100}$"
 
@@ -109,7 +109,7 @@ _STATUS_BY_TYPE = {
     # are answered by starter.api.stripe_errors.stripe_http_error
     "StripeNotConfigured": status.HTTP_503_SERVICE_UNAVAILABLE,
     "CatalogNotSynced": status.HTTP_503_SERVICE_UNAVAILABLE,
-    # retention (workflows/retention.py)
+    # retention (workflows/winback_link.py)
     "NoSuchOffer": status.HTTP_404_NOT_FOUND,
     "OfferClosed": status.HTTP_409_CONFLICT,
     "AlreadyActive": status.HTTP_409_CONFLICT,

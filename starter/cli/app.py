@@ -137,9 +137,9 @@ def customer_show(customer_id: str) -> None:
                           f"{m['remaining']:,}" + ("  (over)" if m["overage"] else ""))
         console.print(usage)
 
-        from starter.cli.retention import print_retention
+        from starter.cli.winback import print_winback
 
-        print_retention(console, session, customer_id)
+        print_winback(console, session, customer_id)
 
         timeline = Table(title="timeline", show_lines=False)
         for col in ("when (UTC)", "what", "campaign", "detail"):

@@ -27,7 +27,7 @@ from temporalio.service import RPCError
 from lifecycle.contracts import catalog
 from lifecycle.contracts.customer import CustomerState
 from lifecycle.contracts.ids import customer_workflow_id
-from lifecycle.contracts.retention import ReactivateRequest
+from lifecycle.contracts.winback import ReactivateRequest
 from lifecycle.links import BadLink, ExpiredLink, Link, link_url, make_link_token, read_link_token
 from lifecycle.models import Customer
 from lifecycle.settings import Settings
@@ -89,7 +89,7 @@ async def _state(client: Client, settings: Settings, customer_id: str) -> Custom
 
 
 def _offer_text(state: CustomerState, link: Link) -> str | None:
-    r = state.retention
+    r = state.winback
     if not r.winback_percent_off or link.claims.get("winback") != r.winbacks:
         return None
     months = r.winback_months

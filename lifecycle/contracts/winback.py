@@ -63,7 +63,7 @@ class SaveOffer:
 
 
 @dataclass
-class RetentionState:
+class WinbackState:
     """The entity's retention facts (kept across continue-as-new, shown by GET /v1/customers/{id})."""
 
     offer: SaveOffer | None = None  # the latest save offer (open or decided)

@@ -11,7 +11,7 @@ from lifecycle.retention.records import summary
 from starter.cli.text import safe
 
 
-def print_retention(console: Console, session: Session, customer_id: str) -> None:
+def print_winback(console: Console, session: Session, customer_id: str) -> None:
     facts = summary(session, customer_id)
     if not any(facts.values()):
         console.print("retention: no cancellation request, save offer or reactivation")

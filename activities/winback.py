@@ -10,12 +10,12 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from lifecycle.contracts.retention import CancellationRecord, ReactivationRecord, SaveOfferRecord
+from lifecycle.contracts.winback import CancellationRecord, ReactivationRecord, SaveOfferRecord
 from lifecycle.db import session_scope
 from lifecycle.retention import records
 
 
-class RetentionActivities:
+class WinbackActivities:
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._sessions = session_factory
 

@@ -29,9 +29,9 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.retention import RetentionActivities
     from activities.store import StoreActivities
     from activities.stripe import StripeActivities
+    from activities.winback import WinbackActivities
     from lifecycle.contracts.billing import (
         OUTCOME_ACTIVE,
         OUTCOME_CANCELED,
@@ -45,7 +45,10 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.customer import CustomerEvent, CustomerState
     from lifecycle.contracts.events import PauseEnded, SaveOfferExpired, customer_event, payload_of
     from lifecycle.contracts.policy import CampaignPolicy
-    from lifecycle.contracts.retention import (
+    from lifecycle.contracts.stages import CANCELED, EXPIRED, LOST
+    from lifecycle.contracts.tiers import Tier
+    from lifecycle.contracts.timeline import RecordEventInput
+    from lifecycle.contracts.winback import (
         CANCEL_REASONS,
         CHURNED,
         MONTH_DAYS,
@@ -66,9 +69,6 @@ with workflow.unsafe.imports_passed_through():
         SaveOfferRecord,
         WinbackInput,
     )
-    from lifecycle.contracts.stages import CANCELED, EXPIRED, LOST
-    from lifecycle.contracts.tiers import Tier
-    from lifecycle.contracts.timeline import RecordEventInput
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.subscription import Subscription, terms
     from workflows.winback import WinbackWorkflow
@@ -92,8 +92,8 @@ def cheaper_tier(tiers: list[Tier], code: str) -> Tier | None:
     return max(lower, key=lambda t: t.rank) if lower else None
 
 
-class Retention:
-    """Save offers and win-back for one customer (state in ``state.retention``)."""
+class WinbackLink:
+    """Save offers and win-back for one customer (state in ``state.winback``)."""
 
     def __init__(
         self,
@@ -117,7 +117,7 @@ class Retention:
 
     @property
     def _r(self) -> Any:
-        return self._state.retention
+        return self._state.winback
 
     def _days(self, n: float) -> timedelta:
         return self._policy.days(n)
@@ -134,7 +134,7 @@ class Retention:
 
     async def _record_cancellation(self, req: SubscriptionRequest, outcome: str, offer_id: str | None) -> None:
         await self._record(
-            RetentionActivities.record_cancellation,
+            WinbackActivities.record_cancellation,
             CancellationRecord(
                 customer_id=self._state.customer_id,
                 request_id=req.request_id,
@@ -147,7 +147,7 @@ class Retention:
 
     async def _record_offer(self, offer: SaveOffer, event: str) -> None:
         await self._record(
-            RetentionActivities.record_save_offer,
+            WinbackActivities.record_save_offer,
             SaveOfferRecord(customer_id=self._state.customer_id, offer=offer, event=event),
         )
 
@@ -443,7 +443,7 @@ class Retention:
             tier = terms(self._sub._tiers).get(plan)
             mrr = tier.monthly_price_cents if interval == "month" else tier.annual_price_cents // 12
             await self._record(
-                RetentionActivities.record_reactivation,
+                WinbackActivities.record_reactivation,
                 ReactivationRecord(
                     customer_id=cid,
                     key=self._key("reactivate", req.request_id),
@@ -463,4 +463,4 @@ class Retention:
             return result
 
 
-__all__ = ["CANCEL_REASONS", "Retention", "cheaper_tier"]
+__all__ = ["CANCEL_REASONS", "WinbackLink", "cheaper_tier"]
