@@ -22,6 +22,7 @@ from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.stripe import StripeActivities
 from activities.webhooks import WebhookActivities
+from activities.winback import WinbackActivities
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.email.providers import make_provider
 from lifecycle.settings import Settings, get_settings
@@ -36,6 +37,7 @@ from workflows.renewal import RenewalWorkflow
 from workflows.trial import TrialWorkflow
 from workflows.usage_nudge import UsageNudgeWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
+from workflows.winback import WinbackWorkflow
 
 WORKFLOWS: Sequence[type] = (
     CustomerWorkflow,
@@ -48,6 +50,7 @@ WORKFLOWS: Sequence[type] = (
     RenewalWorkflow,
     OfferWorkflow,
     WebhookDeliveryWorkflow,
+    WinbackWorkflow,
 )
 
 
@@ -60,8 +63,10 @@ def build_activities(settings: Settings, session_factory: sessionmaker[Session])
     retention = RetentionActivities(session_factory)
     webhooks = WebhookActivities(session_factory, settings)
     ops = OpsActivities(session_factory)
+    winback = WinbackActivities(session_factory)
     return [store.record_event, email.send_email, email.resend_email, *stripe_acts.all(), *dunning.all(),
-            retention.renewal_terms, *webhooks.all(), ops.record_action]
+            retention.renewal_terms, *webhooks.all(), ops.record_action,
+            *winback.all()]
 
 
 def build_worker(

@@ -74,6 +74,7 @@ from lifecycle.contracts.billing import (
     SubscriptionResult,
 )
 from lifecycle.contracts.stages import ENDED_STATUSES
+from lifecycle.contracts.winback import PauseInput
 from lifecycle.db import insert_ignore, session_scope
 from lifecycle.models import Customer, StripeObject
 from lifecycle.settings import Settings
@@ -485,6 +486,32 @@ class StripeActivities:
         """Undo a cancellation at period end, or subscribe again after one took effect."""
         return await self._run(self._reactivate, input)
 
+    def _pause(self, input: PauseInput) -> SubscriptionResult:
+        rec = self._subscription(input.stripe_subscription_id)
+        if not rec.is_live:
+            raise _business(f"subscription {rec.id} is {rec.status}; nothing to pause", "SubscriptionEnded")
+        key = input.idempotency_key
+        if self._recorded(key) is None:
+            # resumes_at: Stripe resumes by itself then (the workflow also resumes it, a no-op
+            # there); "" clears the pause. localstripe has no pause_collection at all.
+            value: Any = (
+                {"behavior": "void", "resumes_at": int(input.resumes_at.timestamp())}
+                if input.resumes_at is not None
+                else ""
+            )
+            if not self.localstripe_compat:
+                self.client.v1.subscriptions.update(
+                    rec.id, params={"pause_collection": value}, options=self._opts(key)
+                )
+            with session_scope(self.sessions) as session:
+                self._record(session, key, "pause" if input.resumes_at else "resume", rec.id)
+        return self._result(self._subscription(rec.id))
+
+    @activity.defn(name="stripe_pause_collection")
+    async def pause_collection(self, input: PauseInput) -> SubscriptionResult:
+        """Pause invoicing until ``resumes_at`` (a save offer), or resume it (``resumes_at`` None)."""
+        return await self._run(self._pause, input)
+
     # --- invoices --------------------------------------------------------------------------
 
     def _retry_invoice(self, input: RetryInvoiceInput) -> RetryInvoiceResult:
@@ -601,5 +628,6 @@ class StripeActivities:
             self.reactivate_subscription,
             self.retry_invoice,
             self.create_coupon,
+            self.pause_collection,
         ]
 

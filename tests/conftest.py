@@ -28,7 +28,7 @@ from starter.dev.localstripe import free_port  # noqa: F401  (tests import it fr
 from tests.support.helpers import eventually
 
 # fixtures of the usage, Stripe and email tests, loaded early so their asserts are rewritten too
-pytest_plugins = ["tests.support.usage", "tests.support.stripe_fixtures", "tests.support.email"]
+pytest_plugins = ["tests.support.usage", "tests.support.stripe_fixtures", "tests.support.email", "tests.support.retention"]
 
 PG_ADMIN_URL = os.environ.get("LIFECYCLE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -8,6 +8,7 @@ Run after an intended, versioned change to workflow code:
     .venv/bin/python -m tests.record_dunning_histories vN  # dunning (starts localstripe)
     .venv/bin/python -m tests.record_renewal_histories vN  # renewal, expansion offer, team promotion
     .venv/bin/python -m tests.record_webhooks_histories vN # webhooks to the product (a local receiver)
+    .venv/bin/python -m tests.record_retention_histories vN  # save offers, win-back (localstripe)
 
 A kept history is never overwritten (the recorder stops at it), so every recorder can
 take the same new suffix; the replay test picks every file up. Keep the old files:

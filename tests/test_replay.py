@@ -10,6 +10,7 @@ changes), ``tests.record_dunning_histories`` (payment recovery),
 (renewal reminders, expansion offer, team promotion), ``tests.record_webhooks_histories``
 (webhooks to the product) or ``tests.record_ops_histories`` (pause, resume, skip-step,
 cancel-campaign), keeping the old ones.
+changes) or ``tests.record_retention_histories`` (save offers, win-back), keeping the old ones.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ def test_there_are_histories_to_replay() -> None:
         "customer_ops_paused_skipped",  # the ops controls (tests/record_ops_histories.py)
         "onboarding_ops_paused_skipped",
         "customer_ops_cancelled",
+        "customer_retention_offer_expired",
+        "customer_retention_pause",
+        "customer_retention_won_back",
+        "customer_retention_lost",
+        "winback_reactivated",
+        "winback_trial_lost",
     } <= names
 
 

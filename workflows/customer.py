@@ -62,13 +62,14 @@ with workflow.unsafe.imports_passed_through():
         PLAN,
         customer_search_attributes,
     )
-    from lifecycle.contracts.stages import ACTIVE, EXPIRED, TRIALING
+    from lifecycle.contracts.stages import ACTIVE, CANCELED, EXPIRED, TRIALING
     from lifecycle.contracts.timeline import RecordEventInput
     from lifecycle.contracts.webhooks import (
         CAMPAIGN_FINISHED,
         STAGE_CHANGED,
         USAGE_THRESHOLD_CROSSED,
     )
+    from lifecycle.contracts.winback import OfferAnswer, ReactivateRequest
     from workflows import patches
     from workflows.card_on_file import CardReminders
     from workflows.dunning_link import DunningLink
@@ -80,6 +81,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.subscription import Subscription
     from workflows.trial import TrialWorkflow
     from workflows.usage_nudge import UsageNudgeWorkflow
+    from workflows.winback_link import WinbackLink
 
 SEEN_EVENT_IDS_KEPT = 500
 
@@ -111,6 +113,15 @@ class CustomerWorkflow:
         self._ops = Ops(self._state, campaigns_changed=self._campaigns_changed)
         sub = self._subscription
         self._cards = CardReminders(self._state, input.policy)
+        self._winback = WinbackLink(
+            self._state,
+            input.policy,
+            sub,
+            set_stage=self._set_stage,
+            start_campaign=self._start_campaign,
+            tell_campaign=self._tell_campaign,
+            enqueue=self._pending.append,
+        )
         self._handlers: dict[EventKind, Callable[[CustomerEvent], Awaitable[None]]] = {
             EventKind.SIGNUP: self._on_signup,
             EventKind.ACTIVATION: self._on_activation,
@@ -132,6 +143,8 @@ class CustomerWorkflow:
             EventKind.PLAN_CHANGED: sub.on_plan_changed,
             EventKind.PLAN_CHANGE_DROPPED: sub.on_plan_change_dropped,
             EventKind.DEFAULT_CARD: self._cards.on_default_card,
+            EventKind.SAVE_OFFER_EXPIRED: self._winback.on_offer_expired,
+            EventKind.PAUSE_ENDED: self._winback.on_pause_ended,
         }
 
     # --- messages -----------------------------------------------------------------------
@@ -155,7 +168,10 @@ class CustomerWorkflow:
         """Create, change or cancel the subscription (the HTTP API's requests)."""
         if not self._begun and workflow.patched(patches.BILLING_WAIT_UNTIL_BEGUN):
             await self._subscription.until_begun()
-        result = await self._subscription.request(req)
+        if req.action == "cancel" and req.detail.get("reason") and workflow.patched(patches.RETENTION_SAVE_OFFERS):
+            result = await self._winback.cancel(req)  # may answer with a save offer
+        else:
+            result = await self._subscription.request(req)
         if workflow.patched(patches.RETENTION_CAMPAIGNS):
             await self._retention.sync_renewal()  # a cancel or plan change drops a waiting reminder
         return result
@@ -167,6 +183,38 @@ class CustomerWorkflow:
         refusal = self._subscription.refusal(req)
         if refusal is not None:
             raise ApplicationError(refusal)
+
+    @workflow.update
+    async def accept_save_offer(self, ans: OfferAnswer) -> SubscriptionResult:
+        """Take the save offer made to a cancellation (the cancellation is dropped)."""
+        return await self._winback.answer(ans, accept=True)
+
+    @workflow.update
+    async def decline_save_offer(self, ans: OfferAnswer) -> SubscriptionResult:
+        """Say no to the save offer: the cancellation goes ahead as asked."""
+        return await self._winback.answer(ans, accept=False)
+
+    @accept_save_offer.validator
+    def _validate_accept_save_offer(self, ans: OfferAnswer) -> None:
+        self._refuse(self._winback.answer_refusal(ans))
+
+    @decline_save_offer.validator
+    def _validate_decline_save_offer(self, ans: OfferAnswer) -> None:
+        self._refuse(self._winback.answer_refusal(ans))
+
+    @workflow.update
+    async def reactivate(self, req: ReactivateRequest) -> SubscriptionResult:
+        """Subscribe again after a cancellation or an expired trial (the reactivation page)."""
+        return await self._winback.reactivate(req)
+
+    @reactivate.validator
+    def _validate_reactivate(self, req: ReactivateRequest) -> None:
+        self._refuse(self._winback.reactivate_refusal(req))
+
+    @staticmethod
+    def _refuse(refused: tuple[str, str] | None) -> None:
+        if refused is not None:
+            raise ApplicationError(refused[0], type=refused[1])
 
     @workflow.query
     def state(self) -> CustomerState:
@@ -196,6 +244,7 @@ class CustomerWorkflow:
         if input.state is None and input.origin == "signup":
             await self._begin_trial()
             self._begun = True
+        self._winback.resume_timers()  # an open save offer's window, a pause (after continue-as-new)
         while True:
             await workflow.wait_condition(lambda: bool(self._pending) or self._should_continue_as_new())
             while self._pending and not self._should_continue_as_new():
@@ -290,6 +339,8 @@ class CustomerWorkflow:
     async def _on_unsubscribed(self, event: CustomerEvent) -> None:
         # Every marketing send also checks the suppression list; the state shows ops the opt-out.
         self._state.marketing_opt_out = True
+        if "winback" in self._state.campaigns:  # only there with the retention-winback patch
+            await self._winback.unsubscribed()
 
     async def _on_resubscribed(self, event: CustomerEvent) -> None:
         self._state.marketing_opt_out = False
@@ -306,6 +357,8 @@ class CustomerWorkflow:
             await publish(self._state.customer_id, CAMPAIGN_FINISHED,
                           {"campaign": campaign, "outcome": outcome}, key=event.event_id)
         self._campaigns_changed()
+        if campaign == "winback":  # only started with the retention-winback patch
+            await self._winback.winback_finished(outcome, cause=event.event_id)
         if campaign == "trial" and self._state.stage == TRIALING:
             if outcome == "subscribed":  # the subscription decides the stage, not the trial
                 await self._subscription.settle(event.event_id)
@@ -442,6 +495,8 @@ class CustomerWorkflow:
                  **({"reason": reason} if reason else {})},
                 key=f"stage:{previous}->{stage}:{cause}",
             )
+        if stage in (CANCELED, EXPIRED) and workflow.patched(patches.RETENTION_WINBACK):
+            await self._winback.start_winback(stage)
 
     async def _start_campaign(self, campaign: str, run_fn: object, arg: object, *parts: str) -> None:
         """Start a campaign child (deterministic id, ABANDON on parent close); it reports back by signal."""

@@ -99,3 +99,16 @@ CAMPAIGN_CONTROLS = "campaign-controls"
 # starts, ends or is cancelled, for `lifecycle customers list --campaign`. Since 2026-12-02.
 # Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
 OPS_CAMPAIGNS_ATTRIBUTE = "ops-campaigns-attribute"
+# --- CustomerWorkflow: retention ---------------------------------------------------------
+
+# A cancellation request with a reason may be answered with a save offer (policy
+# [save_offers]) instead of canceling at once; the offer's window and a pause's end are
+# timers of the entity. Requests without a reason (every one before) cancel as before.
+# Since 2026-12-02. Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
+RETENTION_SAVE_OFFERS = "retention-save-offers"
+
+# A stage change to canceled or expired starts the win-back child
+# (customer-{id}/winback/{n}); what follows from it (telling it of an unsubscribe, "lost"
+# when it ends) is reachable only through that child. Since 2026-12-02. Deprecate when no
+# CustomerWorkflow run started before 2026-12-02 is open.
+RETENTION_WINBACK = "retention-winback"

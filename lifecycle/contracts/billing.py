@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from lifecycle.contracts.stages import is_live
+from lifecycle.contracts.winback import SaveOffer
 
 INTERVALS = ("month", "year")
 
@@ -21,6 +22,7 @@ OUTCOME_CANCELED = "canceled"
 OUTCOME_CANCEL_SCHEDULED = "cancel_scheduled"  # cancels at period end
 OUTCOME_CHANGE_SCHEDULED = "change_scheduled"  # downgrade applies at period end
 OUTCOME_CHANGE_DROPPED = "change_dropped"  # the subscription ended before the downgrade applied
+OUTCOME_SAVE_OFFERED = "save_offered"  # a cancellation answered with an offer; nothing canceled yet
 
 
 @dataclass
@@ -90,6 +92,7 @@ class SubscriptionResult:
     reason: str | None = None
     pending_plan: str | None = None  # a downgrade waiting for the period end
     pending_interval: str | None = None
+    save_offer: SaveOffer | None = None  # a cancellation answered with an offer (outcome save_offered)
 
 
 @dataclass

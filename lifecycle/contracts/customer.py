@@ -17,6 +17,7 @@ from lifecycle.contracts.policy import CampaignPolicy
 from lifecycle.contracts.retention import RetentionState
 from lifecycle.contracts.stages import TRIALING
 from lifecycle.contracts.tiers import Tiers
+from lifecycle.contracts.winback import WinbackState
 
 # The entity's one signal: every event for the customer (senders that cannot import the
 # workflow, its own campaign children, name it by this).
@@ -60,6 +61,7 @@ class CustomerState:
     retention: RetentionState = field(default_factory=RetentionState)
     paused: bool = False  # ops paused the marketing campaigns (lifecycle/contracts/ops.py)
     held_nudges: list[str] = field(default_factory=list)  # usage nudges started paused: told at resume
+    winback: WinbackState = field(default_factory=WinbackState)  # save offers, win-back
 
 
 @dataclass

@@ -41,6 +41,8 @@ class EventKind(StrEnum):
     STRIPE_INVOICE_UNCOLLECTIBLE = "stripe.invoice_marked_uncollectible"
     INVOICE_MARKED_PAID = "billing.invoice_marked_paid"
     DEFAULT_CARD = "billing.default_card"
+    SAVE_OFFER_EXPIRED = "retention.save_offer_expired"
+    PAUSE_ENDED = "retention.pause_ended"
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,22 @@ class PlanChangeDropped(EventPayload):
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class SaveOfferExpired(EventPayload):
+    """The entity's own timer: a save offer's window closed (retention)."""
+
+    KIND = EventKind.SAVE_OFFER_EXPIRED
+    offer_id: str = ""
+
+
+@dataclass(frozen=True)
+class PauseEnded(EventPayload):
+    """The entity's own timer: an accepted pause is over, billing resumes (retention)."""
+
+    KIND = EventKind.PAUSE_ENDED
+    offer_id: str = ""
+
+
 # --- from Stripe (the webhook hand-over) -----------------------------------------------
 
 
@@ -298,6 +316,7 @@ PAYLOADS: dict[str, type[EventPayload]] = {
         InvoicePaid, InvoicePaymentFailed, InvoiceActionRequired, InvoiceUpcoming, CheckoutCompleted,
         InvoiceVoided, InvoiceUncollectible, InvoiceMarkedPaid,
         DefaultCard,
+        SaveOfferExpired, PauseEnded,
     )
 }
 

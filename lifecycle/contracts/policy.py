@@ -200,6 +200,40 @@ class TeamPromotionPolicy:
 
 
 @dataclass
+class OfferRule:
+    """The save offer for one cancellation reason: a pause or a coupon for ``months``, or a
+    downgrade to the next cheaper tier."""
+
+    kind: str  # pause | downgrade | coupon
+    months: int = 1
+    percent_off: float = 0.0
+
+
+@dataclass
+class SaveOffersPolicy:
+    """Cancellation save: one offer by reason, answered within ``window_days``, at most one
+    per customer per ``once_per_days``. A reason without an offer cancels at once."""
+
+    window_days: float = 7.0
+    once_per_days: float = 365.0
+    offers: dict[str, OfferRule] = field(default_factory=dict)
+
+
+@dataclass
+class WinbackPolicy:
+    """Win-back after a cancellation took effect (``steps``) or a trial expired
+    (``trial_steps``): emails on their ``day``, with a coupon of ``percent_off`` for
+    ``duration_months`` (0: the first invoice only) applied on reactivation; no answer
+    ``lost_after_days`` after the last email: lost."""
+
+    steps: list[EmailStep] = field(default_factory=list)
+    trial_steps: list[EmailStep] = field(default_factory=list)
+    percent_off: float = 0.0
+    duration_months: int = 0
+    lost_after_days: float = 14.0
+
+
+@dataclass
 class CampaignPolicy:
     """All campaigns' policy; ``day_seconds`` is how long a policy day lasts (86400 in production)."""
 
@@ -214,6 +248,8 @@ class CampaignPolicy:
     card_expiry: CardExpiryPolicy = field(default_factory=CardExpiryPolicy)
     renewal: RenewalPolicy = field(default_factory=RenewalPolicy)
     team_promotion: TeamPromotionPolicy = field(default_factory=TeamPromotionPolicy)
+    save_offers: SaveOffersPolicy = field(default_factory=SaveOffersPolicy)
+    winback: WinbackPolicy = field(default_factory=WinbackPolicy)
 
     def days(self, n: float) -> timedelta:
         return timedelta(seconds=n * self.day_seconds)
@@ -341,6 +377,8 @@ def parse_policy(raw: dict[str, Any], *, day_seconds: float = 86400.0, source: s
         usage = _usage(raw.get("usage", {}))
         renewal = _renewal(raw.get("renewal", {}))
         team_promotion = _team_promotion(raw.get("team_promotion", {}))
+        save_offers = _save_offers(raw.get("save_offers", {}))
+        winback = _winback(raw.get("winback", {}))
     except (TypeError, ValueError, AttributeError) as exc:
         raise PolicyError(f"{source or 'policy'}: {exc}") from None
     conversions = _conversions(raw.get("conversions", {}))
@@ -357,6 +395,8 @@ def parse_policy(raw: dict[str, Any], *, day_seconds: float = 86400.0, source: s
         card_expiry=card_expiry,
         renewal=renewal,
         team_promotion=team_promotion,
+        save_offers=save_offers,
+        winback=winback,
     )
 
 
@@ -524,6 +564,66 @@ def parse_dunning(raw: Any) -> DunningPolicy:
         stages=stages, retry_days=sorted(float(d) for d in retry_days), end_day=float(end_day),
         end_action=end_action, hard_declines=list(hard), notices=notices,
     )
+# the cancellation reasons a save offer may answer (lifecycle.contracts.winback.CANCEL_REASONS)
+_REASONS = ("too_expensive", "missing_features", "not_using", "switched", "temporary", "other")
+_OFFER_KINDS = ("pause", "downgrade", "coupon")
+
+
+def _save_offers(raw: Any) -> SaveOffersPolicy:
+    if not isinstance(raw, dict):
+        raise PolicyError("save_offers: expected a table")
+    unknown = set(raw) - {"window_days", "once_per_days", "offers"}
+    if unknown:
+        raise PolicyError(f"save_offers: unknown key(s) {sorted(unknown)}")
+    offers_raw = raw.get("offers", {})
+    if not isinstance(offers_raw, dict):
+        raise PolicyError("save_offers.offers: expected a table reason = {kind, months, percent_off}")
+    offers: dict[str, OfferRule] = {}
+    for reason, item in offers_raw.items():
+        where = f"save_offers.offers.{reason}"
+        if reason not in _REASONS:
+            raise PolicyError(f"{where}: unknown reason; expected one of {', '.join(_REASONS)}")
+        if not isinstance(item, dict) or set(item) - {"kind", "months", "percent_off"}:
+            raise PolicyError(f"{where}: expected {{kind = ..., months = N, percent_off = P}}")
+        rule = OfferRule(
+            kind=str(item.get("kind", "")),
+            months=int(item.get("months", 1)),
+            percent_off=float(item.get("percent_off", 0)),
+        )
+        if rule.kind not in _OFFER_KINDS:
+            raise PolicyError(f"{where}.kind: expected one of {', '.join(_OFFER_KINDS)}")
+        if rule.kind == "pause" and not 1 <= rule.months <= 3:
+            raise PolicyError(f"{where}.months: a pause lasts 1 to 3 months")
+        if rule.kind == "coupon" and (not 0 < rule.percent_off <= 100 or rule.months < 1):
+            raise PolicyError(f"{where}: a coupon needs percent_off (0-100] and months >= 1")
+        offers[reason] = rule
+    policy = SaveOffersPolicy(
+        window_days=float(raw.get("window_days", 7)),
+        once_per_days=float(raw.get("once_per_days", 365)),
+        offers=offers,
+    )
+    if policy.window_days <= 0 or policy.once_per_days < 0:
+        raise PolicyError("save_offers: window_days must be positive, once_per_days not negative")
+    return policy
+
+
+def _winback(raw: Any) -> WinbackPolicy:
+    if not isinstance(raw, dict):
+        raise PolicyError("winback: expected a table")
+    known = set(WinbackPolicy.__dataclass_fields__)
+    unknown = set(raw) - known
+    if unknown:
+        raise PolicyError(f"winback: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
+    policy = WinbackPolicy(
+        steps=_steps(raw.get("steps", []), "winback.steps"),
+        trial_steps=_steps(raw.get("trial_steps", []), "winback.trial_steps"),
+        percent_off=float(raw.get("percent_off", 0)),
+        duration_months=int(raw.get("duration_months", 0)),
+        lost_after_days=float(raw.get("lost_after_days", 14)),
+    )
+    if not 0 <= policy.percent_off <= 100 or policy.duration_months < 0 or policy.lost_after_days <= 0:
+        raise PolicyError("winback: percent_off 0-100, duration_months >= 0, lost_after_days > 0")
+    return policy
 
 
 def load_policy(path: Path, *, day_seconds: float = 86400.0) -> CampaignPolicy:

@@ -35,7 +35,7 @@ def stage_for_status(status: str, stage: str | None = None) -> str:
     nothing about the stage (``paused``, an unknown one) leaves it where it is.
     """
     if status == "active" or status == "trialing" and stage not in (None, TRIALING):
-        if stage in (CANCELED, EXPIRED):
+        if stage in (CANCELED, EXPIRED, LOST):  # a lost customer who comes back is won back too
             return WON_BACK
         return stage if stage in PAID_STAGES else ACTIVE
     if status in ("past_due", "unpaid"):

@@ -49,6 +49,7 @@ from lifecycle.contracts.email import (
 from lifecycle.contracts.ops import ResendEmailInput
 from lifecycle.contracts.policy import CampaignPolicy
 from lifecycle.db import add_timeline_event, session_scope
+from lifecycle.email.page_links import page_link_vars
 from lifecycle.email.providers import EmailProvider, OutgoingEmail, ProviderError
 from lifecycle.email.rules import HOLDOUT, assign_variant, marketing_timing
 from lifecycle.email.suppressions import blocked_because
@@ -291,6 +292,10 @@ class EmailService:
         variables = dict(inp.context)
         variables.update(self.standard_vars(
             customer, category=inp.category, campaign=inp.campaign, step=inp.step, now=inp.now
+        ))
+        # signed page links the step describes (e.g. win-back's reactivate_url), made now
+        variables.update(page_link_vars(
+            self.settings, customer.id, inp.context.get("links"), inp.now or dt.datetime.now(dt.UTC)
         ))
         try:
             return templates.render(template, variables)

@@ -35,6 +35,7 @@ from starter.api import (
     errors,
     events,
     metrics,
+    retention,
     stripe_webhooks,
     subscriptions,
     usage,
@@ -47,6 +48,7 @@ from starter.api.fields import safe_params
 from starter.api.limits import BodyLimitMiddleware
 from starter.api.usage_docs import DOC_MODELS
 from starter.pages import card as card_page
+from starter.pages import reactivate
 from starter.signals.relay import Relay, run_every
 
 
@@ -111,6 +113,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     # each router needs its scope of the key: 403 without it (lifecycle/api_keys.py)
     for router, scope in ((events.router, "events"), (customers.router, "read"), (usage.router, "usage"),
                           (subscriptions.router, "billing"), (dunning.router, "billing"),
+                          (retention.router, "billing"),
                           (webhook_endpoints.router, "ops"), (actions.router, "ops")):
         app.include_router(router, dependencies=[*authed, Depends(require_scope(scope))], responses=responses(403))
     app.include_router(stripe_webhooks.router)  # authenticated by the Stripe-Signature header
@@ -118,6 +121,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     # no API key: the signed token authenticates unsubscribes, SendGrid's signature the webhook
     app.include_router(email.router, dependencies=[safe])
     app.include_router(card_page.router)  # the signed link authenticates; it checks its own input
+    app.include_router(reactivate.router, dependencies=[safe])  # the signed link authenticates
 
     @app.get("/healthz", tags=["ops"], response_model=Health, responses={
         503: {"model": Health, "description": "the database or Temporal is unreachable"}})

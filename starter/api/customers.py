@@ -8,6 +8,7 @@ The database answers first (in a worker thread); Temporal is asked within the de
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from lifecycle.contracts.customer import CustomerState
 from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.contracts.ops import WhyWaiting
 from lifecycle.models import Customer
+from lifecycle.retention import records
 from lifecycle.settings import Settings
 from starter.api.deps import SessionsDep, SettingsDep, TemporalDep
 from starter.api.errors import responses
@@ -101,6 +103,11 @@ class CustomerView(BaseModel):
         default=None, description="for each running campaign: its step, what it waits for, what comes next "
         "(null when Temporal could not answer in time)",
     )
+    winback: dict[str, Any] = Field(
+        default_factory=dict,
+        description="save offers and win-back: the workflow's state (open offer, pause, win-back "
+        "campaign number and variant) when live, and the recorded requests, offers and reactivations",
+    )
 
 
 def get_customer_or_404(session: Session, customer_id: str) -> Customer:
@@ -149,6 +156,7 @@ async def customer_view(
         state: CustomerState = await ask(wf_id, CustomerWorkflow.state)
     except (RPCError, RuntimeError, TimeoutError):
         return CustomerView(**view)
+    view["winback"] = {"state": dataclasses.asdict(state.winback)}
     view.update(
         stage=state.stage,
         plan=state.plan or None,
@@ -186,12 +194,14 @@ async def customer_view(
 async def get_customer(
     customer_id: CustomerIdPath, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep
 ) -> CustomerView:
-    def load() -> tuple[Customer, str | None, dict[str, Any] | None]:
+    def load() -> tuple[Customer, str | None, dict[str, Any] | None, dict[str, Any]]:
         with sessions() as session:
             customer = get_customer_or_404(session, customer_id)
-            return customer, latest_subscription_id(session, customer_id), current_view(session, customer_id)
+            return (customer, latest_subscription_id(session, customer_id), current_view(session, customer_id),
+                    records.summary(session, customer_id))
 
-    customer, subscription_id, dunning = await run_in_threadpool(load)
+    customer, subscription_id, dunning, winback = await run_in_threadpool(load)
     view = await customer_view(client, settings, customer, stripe_subscription_id=subscription_id)
     view.dunning = DunningView(**dunning) if dunning else None
+    view.winback.update(winback)
     return view

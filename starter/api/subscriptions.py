@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field, field_validator
@@ -27,7 +27,10 @@ from lifecycle.billing.prices import tier_label
 from lifecycle.contracts import catalog
 from lifecycle.contracts.billing import SubscriptionRequest, SubscriptionResult
 from lifecycle.contracts.ids import customer_workflow_id
-from lifecycle.models import Subscription
+from lifecycle.contracts.winback import CANCEL_REASONS
+from lifecycle.db import session_scope
+from lifecycle.models import CancellationRequest, Subscription
+from lifecycle.retention import records
 from starter.api.customers import get_customer_or_404
 from starter.api.deps import SessionDep, SessionsDep, TemporalDep
 from starter.api.errors import responses
@@ -38,6 +41,8 @@ from workflows.customer import CustomerWorkflow
 router = APIRouter(prefix="/v1/customers", tags=["subscriptions"])
 
 Interval = Literal["month", "year"]
+# an unknown reason is a 422 naming the allowed ones (lifecycle.contracts.winback.CANCEL_REASONS)
+CancelReason = Literal["too_expensive", "missing_features", "not_using", "switched", "temporary", "other"]
 REQUEST_ID = r"^[A-Za-z0-9_.:-]{1,100}$"
 
 
@@ -81,12 +86,19 @@ class SubscriptionView(BaseModel):
     pending_plan: str | None
     pending_interval: str | None
     reason: str | None = None
+    save_offer: dict[str, Any] | None = Field(
+        default=None,
+        description="a cancellation answered with an offer (outcome save_offered): its id, kind "
+        "(pause, downgrade, coupon), months, percent_off, plan and expires_at; accept it with "
+        "POST .../subscription/offers/{offer_id}/accept",
+    )
     stripe_price_id: str | None = None  # the mirror's answer: the price billed
     plan_mapped: bool | None = None  # the mirror's answer: False when the price maps to no tier
 
 
 def _view(customer_id: str, r: SubscriptionResult) -> SubscriptionView:
     return SubscriptionView(customer_id=customer_id, **dataclasses.asdict(r))
+
 
 
 _STATUS_BY_TYPE = {
@@ -97,7 +109,40 @@ _STATUS_BY_TYPE = {
     # are answered by starter.api.stripe_errors.stripe_http_error
     "StripeNotConfigured": status.HTTP_503_SERVICE_UNAVAILABLE,
     "CatalogNotSynced": status.HTTP_503_SERVICE_UNAVAILABLE,
+    # retention (workflows/winback_link.py)
+    "NoSuchOffer": status.HTTP_404_NOT_FOUND,
+    "OfferClosed": status.HTTP_409_CONFLICT,
+    "AlreadyActive": status.HTTP_409_CONFLICT,
+    "NothingToReactivate": status.HTTP_409_CONFLICT,
 }
+
+
+def _record_request(
+    sessions: sessionmaker[Session], customer_id: str, request_id: str, reason: str | None,
+    comment: str | None, at_once: bool,
+) -> None:
+    """The request and the customer's comment, before the workflow answers (the comment
+    stays in the database, out of the workflow's history)."""
+    with session_scope(sessions) as session:
+        get_customer_or_404(session, customer_id)
+        records.request_cancellation(
+            session, customer_id=customer_id, request_id=request_id, reason=reason, comment=comment,
+            at_once=at_once, now=datetime.now(UTC),
+        )
+
+
+def _record_refusal(sessions: sessionmaker[Session], request_id: str, why: str) -> None:
+    with session_scope(sessions) as session:
+        records.refuse_cancellation(session, request_id, why)
+
+
+def _record_outcome(sessions: sessionmaker[Session], request_id: str, outcome: str) -> None:
+    """A request the workflow carried out without recording it (one without a reason)."""
+    with session_scope(sessions) as session:
+        row = session.get(CancellationRequest, request_id)
+        if row is not None and row.outcome == "requested":
+            row.outcome = "canceled" if outcome == "canceled" else "cancel_scheduled"
+            row.decided_at = datetime.now(UTC)
 
 
 def _exists_or_404(sessions: sessionmaker[Session], customer_id: str) -> None:
@@ -110,14 +155,19 @@ async def _update(
 ) -> SubscriptionView:
     """Run the request as the workflow's update; the answer, or the refusal as an HTTP error."""
     await run_in_threadpool(_exists_or_404, sessions, customer_id)  # no connection held after
+    return await run_update(
+        client, customer_id, CustomerWorkflow.change_subscription, req, f"subscription:{req.request_id}"
+    )
+
+
+async def run_update(
+    client: TemporalDep, customer_id: str, update: Any, arg: Any, update_id: str
+) -> SubscriptionView:
+    """One of the entity's subscription updates (change_subscription, the save offer's
+    answers, reactivate); the answer, or the refusal as an HTTP error."""
     handle = client.get_workflow_handle(customer_workflow_id(customer_id))
     try:
-        result = await handle.execute_update(
-            CustomerWorkflow.change_subscription,
-            req,
-            id=f"subscription:{req.request_id}",
-            result_type=SubscriptionResult,
-        )
+        result = await handle.execute_update(update, arg, id=update_id, result_type=SubscriptionResult)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         message = getattr(cause, "message", None) or str(cause or exc)
@@ -185,10 +235,30 @@ async def cancel(
     client: TemporalDep,
     at_once: Annotated[bool, Query(description="cancel now instead of at the period end")] = False,
     request_id: Annotated[str | None, Query(pattern=REQUEST_ID)] = None,
+    reason: Annotated[CancelReason | None, Query(description="why: " + ", ".join(CANCEL_REASONS))] = None,
+    comment: Annotated[str | None, Query(max_length=2000, description="the customer's own words")] = None,
 ) -> SubscriptionView:
-    """Cancel at the end of the paid period (default), or now with ``?at_once=true``."""
-    req = SubscriptionRequest(action="cancel", request_id=request_id or uuid.uuid4().hex, at_once=at_once)
-    return await _update(sessions, client, customer_id, req)
+    """Cancel at the end of the paid period (default), or now with ``?at_once=true``.
+
+    With a ``reason`` the policy may answer with one save offer (outcome ``save_offered``,
+    the offer in ``save_offer``): nothing is canceled until it is declined or its window
+    closes. The request, the offer and the outcome are recorded with the reason."""
+    req = SubscriptionRequest(
+        action="cancel",
+        request_id=request_id or uuid.uuid4().hex,
+        at_once=at_once,
+        detail={"reason": reason} if reason else {},
+    )
+    await run_in_threadpool(
+        _record_request, sessions, customer_id, req.request_id, reason, comment, at_once
+    )
+    try:
+        view = await _update(sessions, client, customer_id, req)
+    except HTTPException as exc:
+        await run_in_threadpool(_record_refusal, sessions, req.request_id, str(exc.detail))
+        raise
+    await run_in_threadpool(_record_outcome, sessions, req.request_id, view.outcome)
+    return view
 
 
 @router.get(

@@ -153,6 +153,10 @@ def customer_show(customer_id: str) -> None:
                           f"{m['remaining']:,}" + ("  (over)" if m["overage"] else ""))
         console.print(usage)
 
+        from starter.cli.winback import print_winback
+
+        print_winback(console, session, customer_id)
+
         timeline = Table(title="timeline", show_lines=False)
         for col in ("when (UTC)", "what", "campaign", "detail"):
             timeline.add_column(col)

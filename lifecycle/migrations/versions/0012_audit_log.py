@@ -1,7 +1,7 @@
 """audit_log: the append-only trail of ops actions on customers
 
 Revision ID: 0012_audit_log
-Revises: 0009_card_expiry
+Revises: 0010_retention
 Create Date: 2026-12-02 16:40:00
 
 Append-only: a trigger refuses UPDATE and DELETE (PostgreSQL: a PL/pgSQL function;
@@ -16,7 +16,7 @@ from alembic import op
 import lifecycle.models
 
 revision: str = "0012_audit_log"
-down_revision: str | Sequence[str] | None = "0009_card_expiry"
+down_revision: str | Sequence[str] | None = "0010_retention"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

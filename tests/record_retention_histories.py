@@ -1,0 +1,175 @@
+"""Record the retention histories the replay tests keep: the entity's save-offer and
+win-back paths (customer_retention_*) and the win-back child (winback_*).
+
+Run after an intended, versioned change to workflows/winback_link.py or workflows/winback.py:
+
+    .venv/bin/python -m tests.record_retention_histories vN   # a new suffix
+
+Everything runs for real, on the harness of tests/record_histories.py: the time-skipping
+server, the worker from worker.py with the real activities, Stripe = a localstripe of its
+own, the HTTP API and the reactivation page in process. The histories carry ids only (the
+customers' emails and names stay in the database; checked below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from lifecycle.billing.catalog_sync import sync_catalog
+from lifecycle.billing.client import make_stripe_client
+from lifecycle.contracts.customer import CustomerEvent, CustomerState
+from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id
+from lifecycle.models import EmailMessage
+from starter.api.app import create_app
+from starter.dev.localstripe import start_localstripe
+from starter.signals.send import signal_customer, start_input
+from tests.record_histories import Recording, main, recording, save
+from tests.support.helpers import add_customer
+from tests.support.stripe import WEBHOOK_SECRET
+from workflows.customer import CustomerWorkflow
+
+API_KEY = "record-key"
+CUSTOMERS = ("rec-r1", "rec-r2", "rec-r3", "rec-r4")
+NAMES = (
+    "customer_retention_offer_expired",
+    "customer_retention_pause",
+    "customer_retention_won_back",
+    "customer_retention_lost",
+    "winback_reactivated",
+    "winback_trial_lost",
+)
+
+
+class RecordingFailed(RuntimeError):
+    pass
+
+
+async def _until(what: str, probe: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool]) -> Any:
+    deadline = time.monotonic() + 30
+    while True:
+        value = await probe()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise RecordingFailed(f"{what}: not reached in 30 s (last: {value})")
+        await asyncio.sleep(0.1)
+
+
+def _ok(what: str, r: httpx.Response) -> dict[str, Any]:
+    if r.status_code >= 300:
+        raise RecordingFailed(f"{what}: HTTP {r.status_code}: {r.text}")
+    return dict(r.json()) if r.headers.get("content-type", "").startswith("application/json") else {}
+
+
+async def record(suffix: str = "v1") -> list[Path]:
+    localstripe = start_localstripe()
+    written: list[Path] = []
+    try:
+        async with recording(
+            "record-retention",
+            api_keys=[API_KEY],
+            stripe_api_key=SecretStr("sk_test_record"),
+            stripe_api_base=localstripe.url,
+            stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
+            stripe_localstripe_compat=True,
+        ) as rec:
+            sync_catalog(make_stripe_client(rec.settings), rec.sessions)
+            app = create_app(rec.settings, temporal=rec.client)
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://api.record",
+                    headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60,
+                ) as api,
+            ):
+                histories = await _run_paths(rec, api)
+            for name, wid in histories.items():
+                path = await save(rec.client, name, wid, suffix)
+                text = path.read_text()
+                if any(f"{cid}@example.test" in text or "Ada Lovelace" in text for cid in CUSTOMERS):
+                    path.unlink()
+                    raise RecordingFailed(f"{name}: the history carries personal data")
+                written.append(path)
+    finally:
+        localstripe.stop()
+    return written
+
+
+async def _run_paths(rec: Recording, api: httpx.AsyncClient) -> dict[str, str]:
+    client, env = rec.client, rec.env
+
+    async def state(cid: str) -> CustomerState:
+        return await client.get_workflow_handle(customer_workflow_id(cid)).query(CustomerWorkflow.state)
+
+    async def subscribed(cid: str) -> None:
+        add_customer(rec.sessions, cid)
+        await signal_customer(client, cid, CustomerEvent(f"signup:{cid}", "signup"),
+                              start=start_input(rec.settings, cid, "starter"), task_queue=rec.settings.task_queue)
+        _ok("subscribe", await api.post(f"/v1/customers/{cid}/subscription",
+                                        json={"plan": "professional", "payment_method_id": "pm_card_visa"}))
+
+    # 1. an offer not answered in its window: the cancellation goes ahead at period end
+    await subscribed("rec-r1")
+    offered = _ok("cancel", await api.delete("/v1/customers/rec-r1/subscription", params={"reason": "too_expensive"}))
+    if offered["outcome"] != "save_offered":
+        raise RecordingFailed(f"rec-r1: no offer: {offered}")
+    await env.sleep(timedelta(days=7, hours=1))
+    await _until("rec-r1 expiry", lambda: state("rec-r1"), lambda s: s.billing.cancel_at_period_end)
+
+    # 2. a pause accepted, then billing resumes at its end
+    await subscribed("rec-r2")
+    offered = _ok("cancel", await api.delete("/v1/customers/rec-r2/subscription", params={"reason": "temporary"}))
+    _ok("accept", await api.post(f"/v1/customers/rec-r2/subscription/offers/{offered['save_offer']['offer_id']}/accept"))
+    await env.sleep(timedelta(days=61))
+    await _until("rec-r2 resume", lambda: state("rec-r2"), lambda s: s.winback.paused_until is None)
+
+    # 3. canceled, the day-7 win-back email, reactivated from its link: won back
+    await subscribed("rec-r3")
+    _ok("cancel now", await api.delete("/v1/customers/rec-r3/subscription", params={"at_once": "true"}))
+    await _until("rec-r3 winback", lambda: state("rec-r3"), lambda s: "winback" in s.campaigns)
+    await env.sleep(timedelta(days=7, hours=1))
+
+    async def winback_email() -> str | None:
+        with rec.sessions() as s:
+            html = s.scalar(select(EmailMessage.html).where(
+                EmailMessage.customer_id == "rec-r3", EmailMessage.campaign == "winback"))
+        found = re.search(r'href="[^"]*(/billing/reactivate\?token=[^"]+)"', html or "")
+        return found.group(1) if found else None
+
+    link = await _until("rec-r3 email", winback_email, bool)
+    page = await api.post(link)
+    if "Welcome back!" not in page.text:
+        raise RecordingFailed(f"rec-r3: not reactivated: {page.text}")
+    await _until("rec-r3 won back", lambda: state("rec-r3"), lambda s: s.stage == "won_back")
+
+    # 4. a trial that expired: the trial variant, no answer: lost
+    add_customer(rec.sessions, "rec-r4")
+    await signal_customer(client, "rec-r4", CustomerEvent("signup:rec-r4", "signup"),
+                          start=start_input(rec.settings, "rec-r4", "starter"), task_queue=rec.settings.task_queue)
+    await env.sleep(timedelta(days=14, hours=1))
+    await _until("rec-r4 expired", lambda: state("rec-r4"), lambda s: "winback" in s.campaigns)
+    await env.sleep(timedelta(days=75))
+    await _until("rec-r4 lost", lambda: state("rec-r4"), lambda s: s.stage == "lost")
+
+    return dict(zip(NAMES, (
+        customer_workflow_id("rec-r1"),
+        customer_workflow_id("rec-r2"),
+        customer_workflow_id("rec-r3"),
+        customer_workflow_id("rec-r4"),
+        campaign_workflow_id("rec-r3", "winback", "1"),
+        campaign_workflow_id("rec-r4", "winback", "1"),
+    ), strict=True))
+
+
+if __name__ == "__main__":
+    main(record)
