@@ -281,3 +281,39 @@ async def test_ops_extend_grace_moves_the_suspension_and_retry_now_charges_at_on
     with session_factory() as s:
         rows = list(s.scalars(select(AuditEntry).where(AuditEntry.customer_id == f.cid).order_by(AuditEntry.id)))
     assert [(r.action, r.actor) for r in rows] == [("extend-grace", "ada@support"), ("retry-now", "ada@support")]
+
+
+async def test_the_product_hears_each_dunning_state_and_the_suspension_by_signed_webhook(
+    ts_env: WorkflowEnvironment, client, session_factory, stripe_acts, stripe_client, worker
+):
+    """dunning.state_changed for every state, customer.entitlements_changed when access is
+    suspended and when it comes back; delivered to a real receiver, verified with
+    standardwebhooks."""
+    from lifecycle.db import session_scope
+    from lifecycle.webhooks.endpoints import add_endpoint
+    from tests.support.webhook_receiver import receiving
+
+    async with receiving() as receiver:
+        with session_scope(session_factory) as s:
+            new = add_endpoint(s, receiver.url("/hooks"), ["dunning.state_changed", "customer.entitlements_changed"],
+                               engine_url=worker.public_url)
+            receiver.secrets["/hooks"] = new.secret
+        f = await failing_customer(client, worker, session_factory, stripe_acts, stripe_client)
+        await eventually(lambda: exists(f.dunning))
+        await ts_env.sleep(timedelta(days=7, hours=2))  # grace, then suspended
+        await eventually(lambda: SUSPENDED in mails(session_factory, f.cid))
+        await f.paid()
+        assert await f.dunning.result() == "recovered"
+
+        def seen(r) -> list[tuple[str, str]]:
+            return [(e["type"], e["data"].get("state") or e["data"]["reason"])
+                    for e in r.accepted() if e["data"].get("customer_id") == f.cid]
+
+        await receiver.until(lambda r: ("dunning.state_changed", "recovered") in seen(r))
+        assert seen(receiver) == [
+            ("dunning.state_changed", "warning"), ("dunning.state_changed", "reminder"),
+            ("dunning.state_changed", "grace"), ("dunning.state_changed", "suspended"),
+            ("customer.entitlements_changed", "payment_overdue"),
+            ("dunning.state_changed", "recovered"), ("customer.entitlements_changed", "suspension_lifted"),
+        ]
+        assert all(r.verified for r in receiver.requests)

@@ -56,8 +56,11 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.policy import DunningPolicy, DunningStage, EmailStep
     from lifecycle.contracts.search_attributes import DUNNING_STATE
     from lifecycle.contracts.timeline import RecordEventInput
+    from lifecycle.contracts.webhooks import DUNNING_STATE_CHANGED, ENTITLEMENTS_CHANGED
+    from workflows import patches
     from workflows.campaign import report_finished
     from workflows.email_step import send_step_email
+    from workflows.notify import publish
     from workflows.options import STORE_RETRY, STORE_TIMEOUT, STRIPE_RETRY, STRIPE_TIMEOUT
 
 # due steps at the same instant: a retry first (it may make the stage pointless), the end last
@@ -366,8 +369,25 @@ class DunningWorkflow:
 
     # --- steps --------------------------------------------------------------------------
 
+    async def _announce(self, was_suspended: bool, key: str) -> None:
+        """Tell the product (webhooks): the new state, and a suspension or its lift as an
+        entitlements change. Once per state change (the event id comes from ``key``)."""
+        if not workflow.patched(patches.DUNNING_WEBHOOKS):
+            return
+        cid = self._input.customer_id
+        await publish(cid, DUNNING_STATE_CHANGED, {
+            "state": self._state, "suspended": self._suspended,
+            "since": self._since.isoformat() if self._since else None,
+            "days": self._days(), "open_invoices": [i.invoice_id for i in self._open()],
+        }, key=f"dunning:{key}")
+        if was_suspended != self._suspended:
+            await publish(cid, ENTITLEMENTS_CHANGED, {
+                "reason": "payment_overdue" if self._suspended else "suspension_lifted",
+                "suspended": self._suspended,
+            }, key=f"dunning-entitlements:{key}")
+
     async def _enter(self, stage: DunningStage) -> None:
-        previous = self._state
+        previous, was_suspended = self._state, self._suspended
         self._entered.append(stage.name)
         self._state, self._since = stage.name, workflow.now()
         self._suspended = stage.suspend
@@ -377,6 +397,7 @@ class DunningWorkflow:
             "days": self._days(), "open_invoices": [i.invoice_id for i in self._open()],
         })
         workflow.upsert_search_attributes([DUNNING_STATE.value_set(stage.name)])
+        await self._announce(was_suspended, f"stage:{stage.name}:{self._extension_days}")
         if stage.email is not None:
             await self._email(stage.email, self._context(), key=f"{workflow.info().workflow_id}/{stage.name}")
 
@@ -439,7 +460,7 @@ class DunningWorkflow:
             self._retries_carried_out += 1
 
     async def _end_action(self) -> None:
-        action = self._policy.end_action
+        action, was_suspended = self._policy.end_action, self._suspended
         self._end_taken = action
         cid = self._input.customer_id
         detail: dict[str, Any] = {"action": action, "days": self._days(),
@@ -465,6 +486,7 @@ class DunningWorkflow:
         await self._save()
         await self._record("dunning_ended", "ended", detail)
         workflow.upsert_search_attributes([DUNNING_STATE.value_set(self._state)])
+        await self._announce(was_suspended, "ended")
         step = self._policy.notices.ended
         if step is not None:
             await self._email(step, {**self._context(), "end_action": action},
@@ -473,6 +495,7 @@ class DunningWorkflow:
             await report_finished(cid, CAMPAIGN, self._state)
 
     async def _end_recovered(self) -> str:
+        was_suspended = self._suspended
         paid = [i for i in self._invoices.values() if i.status == PAID]
         self._state = RECOVERED if paid else CLOSED
         closed = sorted(self._invoices.values(), key=lambda i: i.closed_at or workflow.now())
@@ -484,6 +507,7 @@ class DunningWorkflow:
             "invoices": {i.invoice_id: i.closed_how for i in self._invoices.values()},
         })
         workflow.upsert_search_attributes([DUNNING_STATE.value_set(self._state)])
+        await self._announce(was_suspended, "over")
         step = self._policy.notices.recovered
         if paid and step is not None:
             amount = sum(i.amount_due_cents for i in paid)

@@ -112,3 +112,11 @@ RETENTION_SAVE_OFFERS = "retention-save-offers"
 # when it ends) is reachable only through that child. Since 2026-12-02. Deprecate when no
 # CustomerWorkflow run started before 2026-12-02 is open.
 RETENTION_WINBACK = "retention-winback"
+
+
+# --- DunningWorkflow: webhooks to the product -----------------------------------------------
+
+# Every dunning state change publishes dunning.state_changed, and a suspension or its lift
+# customer.entitlements_changed (workflows/notify.publish: one activity each). Since
+# 2026-12-02. Deprecate when no DunningWorkflow started before 2026-12-02 is open.
+DUNNING_WEBHOOKS = "dunning-webhooks"
