@@ -10,6 +10,11 @@ forgets keys after 24 hours), so each step also:
 3. only then writes, and records the object under the key in the same transaction that
    links it to our rows.
 
+Paying an invoice cannot be looked up by metadata, so before the pay call a pending marker
+(the invoice's attempt count and payment intent) is committed on its own; a retry that finds
+it re-reads the invoice and reports what moved instead of charging again (see
+``_retry_invoice``).
+
 Card declines when an invoice is paid are business outcomes in the result. Errors are
 mapped by cause in :func:`stripe_error`: network errors, 429 and 5xx raise a retryable
 ``StripeUnavailable`` (the workflow's retry policy backs off); an invalid request (a bogus
@@ -514,20 +519,46 @@ class StripeActivities:
 
     # --- invoices --------------------------------------------------------------------------
 
+    @staticmethod
+    def _pay_marker(inv: Any) -> str:
+        """What a pay call changes on the invoice, as read just before it: the attempt count
+        (real Stripe) and the payment intent (localstripe makes a new one per pay call)."""
+        return f"{inv.attempt_count}/{inv.payment_intent or '-'}"
+
     def _retry_invoice(self, input: RetryInvoiceInput) -> RetryInvoiceResult:
+        """Charge the invoice at most once for this step, whatever crashes.
+
+        Before paying, a pending marker (the invoice's attempt count and payment intent as
+        read from Stripe) is committed on its own under ``<key>:pending``; no transaction is
+        held across the Stripe call. An attempt that finds the marker but not the charge's
+        record (the worker died between Stripe's answer and our commit) re-reads the invoice:
+        if it moved since the marker, that outcome is reported; only if nothing moved is it
+        charged, as nothing reached Stripe.
+        """
         key = input.idempotency_key
+        pending_key = f"{key}:pending"
         inv = parse_invoice(to_plain(self.client.v1.invoices.retrieve(input.invoice_id)))
+        recorded = self._recorded(key) is not None
+        marker = None if recorded else self._recorded(pending_key)
+        moved = marker is not None and marker != self._pay_marker(inv)
         if inv.status == "paid":
-            charged = self._recorded(key) is not None  # this step's own earlier charge
+            # this step's own earlier charge, recorded or only marked (paid after the marker)
+            charged = recorded or marker is not None
             result = RetryInvoiceResult("paid", inv.status, inv.amount_due_cents, charged=charged)
         elif inv.status not in ("draft", "open"):
             result = RetryInvoiceResult("not_payable", inv.status, inv.amount_due_cents)
-        elif self._recorded(key) is not None:
+        elif recorded or moved:
             # This step already attempted the charge; report, do not charge again.
+            if moved:
+                with session_scope(self.sessions) as session:
+                    self._record(session, key, "invoice_payment", inv.id)
             result = self._invoice_outcome(inv)
         elif not inv.customer or self._default_payment_method(inv.customer) is None:
             result = RetryInvoiceResult("no_payment_method", inv.status, inv.amount_due_cents)
         else:
+            if marker is None:
+                with session_scope(self.sessions) as session:
+                    self._record(session, pending_key, "invoice_payment_pending", self._pay_marker(inv))
             decline: stripe.CardError | None = None
             try:
                 self.client.v1.invoices.pay(inv.id, options=self._opts(key))

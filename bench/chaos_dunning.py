@@ -16,7 +16,8 @@ server while the worker is killed with SIGKILL at random moments and a new one s
    outbox and localstripe:
 
    - ``steps_lost``: a stage the dunning entered without its timeline entry or its email, a
-     retry of the schedule not recorded (recovered: retries 1 and 2; canceled: 1 to 4), a
+     retry of the schedule not recorded (recovered: retries 1 to the paying one, each
+     declined but the last, paid: retry 2 unless the good card came late; canceled: 1 to 4), a
      dunning without its final entry (recovered / ended) or not ended at the bound, a
      recovered one without its recovery email;
    - ``emails_sent_twice``: a (customer, step) mailed more than once;
@@ -185,12 +186,23 @@ def first_retry_done(sessions: Any, cids: list[str]) -> list[str]:
             LifecycleEvent.customer_id.in_(cids), LifecycleEvent.kind == "dunning_retry")).unique())
 
 
+def recovery_recorded(retried: list[str | None], outcomes: list[str | None]) -> bool:
+    """A recovered dunning's retries, in timeline order, are the schedule's from retry 1 to
+    the paying one, each declined but that last one, paid. The good card comes once retry 1
+    is recorded declined; when that record lands late (the worker killed), the next retries
+    may already have run on the failing card, so the paying one is retry 2, 3 or 4."""
+    k = len(retried)
+    return (k >= 2 and retried == [f"retry_{i}" for i in range(1, k + 1)]
+            and outcomes == ["declined"] * (k - 1) + ["paid"])
+
+
 async def measure(client: Any, sessions: Any, stripe: Any, customers: list[dict[str, Any]],
                   handles: dict[str, Any], unfinished: set[str]) -> dict[str, Any]:
     from workflows.dunning import DunningWorkflow
 
     with sessions() as s:
-        events = list(s.scalars(select(LifecycleEvent).where(LifecycleEvent.campaign == "dunning")))
+        events = list(s.scalars(select(LifecycleEvent).where(LifecycleEvent.campaign == "dunning")
+                                .order_by(LifecycleEvent.id)))
         mails = list(s.execute(select(EmailMessage.customer_id, EmailMessage.step, EmailMessage.template)))
     by_cid: dict[str, list[LifecycleEvent]] = {}
     for e in events:
@@ -201,6 +213,7 @@ async def measure(client: Any, sessions: Any, stripe: Any, customers: list[dict[
     pis = list(stripe.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter())
     charges = Counter(p.invoice for p in pis if getattr(p, "invoice", None))
     charged_twice = 0
+    paid_on: Counter[str | None] = Counter()  # the retry that paid, per recovered customer
     for c in customers:
         cid = c["cid"]
         tl = by_cid.get(cid, [])
@@ -215,10 +228,12 @@ async def measure(client: Any, sessions: Any, stripe: Any, customers: list[dict[
             steps_lost += (name not in stages) + ((cid, name) not in mailed)
         kinds = {e.kind for e in tl}
         retried = [e.detail.get("retry") for e in tl if e.kind == "dunning_retry"]
+        outcomes = [e.detail.get("outcome") for e in tl if e.kind == "dunning_retry"]
         if details.state == "recovered":
             recovered += 1
             steps_lost += ("dunning_recovered" not in kinds) + ((cid, "recovered") not in mailed)
-            steps_lost += retried != ["retry_1", "retry_2"]  # declined, then paid
+            paid_on[retried[-1] if retried else None] += 1
+            steps_lost += not recovery_recorded(retried, outcomes)
         elif details.state == "canceled":
             ended += 1
             steps_lost += ("dunning_ended" not in kinds) + (retried != ["retry_1", "retry_2", "retry_3", "retry_4"])
@@ -229,7 +244,7 @@ async def measure(client: Any, sessions: Any, stripe: Any, customers: list[dict[
             charged_twice += 1
     log(f"charges seen in localstripe: {sum(charges[c['sub'].latest_invoice_id] for c in customers)}, "
         f"retry charges recorded: {sum(1 for e in events if e.kind == 'dunning_retry')}, "
-        f"emails: {len(mails)}, timeline entries: {len(events)}")
+        f"emails: {len(mails)}, timeline entries: {len(events)}, recovered on: {dict(paid_on)}")
     return {
         "runs": len(customers),
         "steps_lost": steps_lost,

@@ -143,6 +143,83 @@ async def test_failing_card_leaves_the_invoice_open_and_a_retry_after_a_good_car
         assert (inv.status, inv.amount_paid_cents) == ("paid", 9900)
 
 
+def _charges(client: stripe.StripeClient, stripe_cus: str) -> int:
+    """Charge attempts in Stripe for one customer: localstripe makes a payment intent per pay."""
+    pis = client.v1.payment_intents.list(params={"limit": 100}).data
+    return len([p for p in pis if p.customer == stripe_cus])
+
+
+def _crash_after_paying(monkeypatch) -> list[str]:
+    """The first record of a charge is lost with the process: Stripe was paid, we never knew."""
+    real_record = StripeActivities._record
+    crashed: list[str] = []
+
+    def crash_once(session, key, object_type, stripe_id):
+        if object_type == "invoice_payment" and not crashed:
+            crashed.append(key)
+            raise ConnectionError("worker killed after Stripe answered the pay call")
+        return real_record(session, key, object_type, stripe_id)
+
+    monkeypatch.setattr(StripeActivities, "_record", staticmethod(crash_once))
+    return crashed
+
+
+async def test_a_retry_killed_after_paying_and_before_recording_is_charged_once(
+    session_factory, stripe_acts, stripe_client, monkeypatch
+):
+    """localstripe ignores Idempotency-Key: only the pending marker keeps the retry from charging twice."""
+    cid, stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client, card=FAILING_CARD)
+    started = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "business", f"{cid}:subscribe"))
+    inv_id = started.latest_invoice_id
+    assert _charges(stripe_client, stripe_cus) == 1  # the subscription's own first charge
+
+    # declined: the activity's retry reports the decline Stripe recorded, it does not pay again
+    crashed = _crash_after_paying(monkeypatch)
+    step = RetryInvoiceInput(cid, inv_id, f"{cid}:dunning:retry_1")
+    with pytest.raises(ConnectionError):
+        await stripe_acts.retry_invoice(step)
+    assert crashed and _charges(stripe_client, stripe_cus) == 2
+    retried = await stripe_acts.retry_invoice(step)
+    assert (retried.outcome, retried.invoice_status, retried.failure_code) == ("declined", "open", "card_declined")
+    assert _charges(stripe_client, stripe_cus) == 2  # exactly one charge for the step
+    assert (await stripe_acts.retry_invoice(step)).outcome == "declined"  # and again: still one
+    assert _charges(stripe_client, stripe_cus) == 2
+
+    # paid: the retry sees the invoice paid and reports it as this step's charge
+    add_card(stripe_client, stripe_cus, GOOD_CARD, default=False)  # newest card is used
+    crashed = _crash_after_paying(monkeypatch)
+    step = RetryInvoiceInput(cid, inv_id, f"{cid}:dunning:retry_2")
+    with pytest.raises(ConnectionError):
+        await stripe_acts.retry_invoice(step)
+    assert crashed and _charges(stripe_client, stripe_cus) == 3
+    paid = await stripe_acts.retry_invoice(step)
+    assert (paid.outcome, paid.invoice_status, paid.charged) == ("paid", "paid", True)
+    assert _charges(stripe_client, stripe_cus) == 3
+
+
+async def test_a_retry_whose_pay_call_never_reached_stripe_still_charges(
+    session_factory, stripe_acts, stripe_client, monkeypatch
+):
+    """The pending marker alone (nothing moved in Stripe) is no reason not to charge."""
+    cid, stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client, card=FAILING_CARD)
+    started = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "business", f"{cid}:subscribe"))
+    invoices = stripe_acts.client.v1.invoices
+    real_pay = invoices.pay
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("network down before the pay call left")
+
+    monkeypatch.setattr(invoices, "pay", offline)
+    step = RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:retry_1")
+    with pytest.raises(ConnectionError):
+        await stripe_acts.retry_invoice(step)
+    assert _charges(stripe_client, stripe_cus) == 1
+    monkeypatch.setattr(invoices, "pay", real_pay)
+    retried = await stripe_acts.retry_invoice(step)
+    assert retried.outcome == "declined"
+    assert _charges(stripe_client, stripe_cus) == 2
+
+
 async def test_a_retry_after_a_crash_between_stripes_answer_and_our_commit_creates_nothing_twice(
     session_factory, stripe_acts, stripe_client, monkeypatch
 ):
