@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,9 +54,10 @@ class MarkPaidResult:
     event_id: str
 
 
-def api_actor(api_key: str) -> str:
-    """Who an API call is: keys are bare secrets, so a fingerprint names the key (never the key)."""
-    return f"api key {hashlib.sha256(api_key.encode()).hexdigest()[:8]}"
+def api_actor(key_name: str) -> str:
+    """Who an API call is: the API key's name (``LIFECYCLE_API_KEYS`` name:key; a bare key
+    is ``key-N``), never the key."""
+    return f"api key {key_name}"
 
 
 def cli_actor(given: str | None) -> str:

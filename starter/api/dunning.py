@@ -13,14 +13,14 @@ import datetime as dt
 from typing import Annotated, Any
 
 import stripe
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from lifecycle.billing.client import StripeNotConfigured, make_stripe_client
 from lifecycle.billing.dunning_report import report
 from lifecycle.billing.manual import MarkPaidRefused, api_actor, mark_paid
-from starter.api.deps import RelayDep, SessionsDep, SettingsDep, require_api_key
+from starter.api.deps import ApiKeyDep, RelayDep, SessionsDep, SettingsDep
 from starter.api.errors import responses
 
 router = APIRouter(tags=["dunning"])
@@ -44,11 +44,11 @@ class MarkPaidView(BaseModel):
 
 @router.post(
     "/v1/invoices/{invoice_id}/mark-paid", response_model=MarkPaidView,
-    responses=responses(401, 404, 409, 422, 503),
+    responses=responses(400, 401, 404, 409, 413, 422, 502, 503),
 )
 async def post_mark_paid(
     invoice_id: InvoiceIdPath, body: MarkPaidBody, sessions: SessionsDep, settings: SettingsDep,
-    relay: RelayDep, api_key: Annotated[str, Depends(require_api_key)],
+    relay: RelayDep, api_key: ApiKeyDep,
 ) -> MarkPaidView:
     """Mark an invoice paid out of band; refused with the reason when it is unknown, paid or void."""
     try:
@@ -57,7 +57,7 @@ async def post_mark_paid(
         raise HTTPException(503, str(exc)) from None
     try:
         done = await run_in_threadpool(
-            mark_paid, client, sessions, invoice_id, actor=api_actor(api_key), reason=body.reason,
+            mark_paid, client, sessions, invoice_id, actor=api_actor(api_key.name), reason=body.reason,
             localstripe_compat=settings.stripe_localstripe_compat,
         )
     except MarkPaidRefused as exc:
