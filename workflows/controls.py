@@ -105,9 +105,18 @@ class Controls:
         self.done.append(step)
 
     def finished(self) -> None:
-        """The campaign has no step left."""
+        """The campaign has no step left.
+
+        Visibility gets ``WaitingFor=nothing`` but keeps the last ``NextStepAt`` (the run
+        closes next): an unset Datetime attribute comes back from some servers (the
+        time-skipping test server) as a null that the client cannot decode, so describing
+        the closed run would fail. Still one upsert, as before."""
         self.step = self.next_step = self.next_step_at = None
-        self.wait(Waiting(WAIT_NOTHING))
+        self.waiting = Waiting(WAIT_NOTHING)
+        if not self.enabled or self._upserted == (WAIT_NOTHING, None):
+            return
+        self._upserted = (WAIT_NOTHING, None)
+        workflow.upsert_search_attributes([WAITING_FOR.value_set(WAIT_NOTHING)])
 
     def skip_requested(self, step: str | None) -> bool:
         return self.enabled and step is not None and step in self._skip
