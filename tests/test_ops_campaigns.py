@@ -170,3 +170,24 @@ async def test_card_expiry_reminders_go_out_while_paused_and_a_step_can_be_skipp
     assert await client.get_workflow_handle(child_id).result() == "reminded"
 
 
+
+
+async def test_a_renewal_started_while_paused_starts_paused(
+    ts_env: WorkflowEnvironment, client: Client, settings: Settings, session_factory, worker
+) -> None:
+    c = await customer(client, settings, session_factory, "professional")
+    await take_action(client, session_factory, c.id, act("pause"))
+    period_end = await ts_env.get_current_time() + timedelta(days=60)
+    await c.subscription("professional", "year", period_end)
+    name = f"renewal/{period_end:%Y%m%d}"
+
+    async def paused() -> CampaignWaiting | None:
+        w = await campaign_waits(client, c.id, name)
+        return w if w and w.paused else None
+
+    await eventually(paused)
+    await ts_env.sleep(timedelta(days=31))  # the 30-day reminder comes due while paused
+    await eventually(lambda: _waits(client, c.id, name, WAIT_PAUSED, "renewal_30_days"))
+    assert renewal_mails(c) == []
+    await take_action(client, session_factory, c.id, act("resume", "back on"))
+    await eventually(lambda: renewal_mails(c) == ["renewal_30_days"])
