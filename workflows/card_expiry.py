@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.campaigns import CampaignStatus
     from lifecycle.contracts.cards import CARD_EXPIRY_CAMPAIGN, CardExpiryInput, CardOnFile
     from lifecycle.contracts.policy import EmailStep
+    from workflows.controls import SKIPPED_BY_OPS, ControlledCampaign, Controls
     from workflows.email_step import record_step_skipped, send_step_email
 
 REMINDED = "reminded"
@@ -30,9 +31,10 @@ REPLACED = "replaced"
 
 
 @workflow.defn
-class CardExpiryWorkflow:
+class CardExpiryWorkflow(ControlledCampaign):
     @workflow.init
     def __init__(self, input: CardExpiryInput) -> None:
+        self.controls = Controls(CARD_EXPIRY_CAMPAIGN)
         self._card = input.card
         self._replaced = False
         self._done: list[str] = []
@@ -57,7 +59,10 @@ class CardExpiryWorkflow:
 
     @workflow.run
     async def run(self, input: CardExpiryInput) -> str:
-        for reminder in sorted(input.reminders, key=lambda r: -r.days_before_end):
+        controls = self.controls
+        controls.begin()
+        reminders = sorted(input.reminders, key=lambda r: -r.days_before_end)
+        for i, reminder in enumerate(reminders):
             at = input.expires_at - timedelta(seconds=reminder.days_before_end * input.day_seconds)
             self._next = (reminder.name, at)
             if at < workflow.now():
@@ -67,15 +72,36 @@ class CardExpiryWorkflow:
                 )
                 self._done.append(reminder.name)
                 continue
-            try:
-                await workflow.wait_condition(lambda: self._replaced, timeout=at - workflow.now())
-            except TimeoutError:
-                pass
-            if self._replaced:
-                break
+            if controls.enabled:  # transactional: never held by a pause; ops may skip it
+                after = reminders[i + 1] if i + 1 < len(reminders) else None
+                due = await controls.wait_for_step(
+                    reminder.name, at, marketing=False,
+                    next_step=after.name if after else None,
+                    next_step_at=(
+                        input.expires_at - timedelta(seconds=after.days_before_end * input.day_seconds)
+                        if after else None
+                    ),
+                    stop=lambda: self._replaced,
+                )
+                if self._replaced:
+                    break
+                if not due:
+                    await record_step_skipped(input.customer_id, CARD_EXPIRY_CAMPAIGN, reminder, SKIPPED_BY_OPS)
+                    self._done.append(reminder.name)
+                    controls.step_done(reminder.name)
+                    continue
+            else:
+                try:
+                    await workflow.wait_condition(lambda: self._replaced, timeout=at - workflow.now())
+                except TimeoutError:
+                    pass
+                if self._replaced:
+                    break
             await self._remind(input, reminder)
             self._done.append(reminder.name)
+            controls.step_done(reminder.name)
         self._next = None
+        controls.finished()
         return REPLACED if self._replaced else REMINDED
 
     async def _remind(self, input: CardExpiryInput, reminder: EmailStep) -> None:
@@ -93,4 +119,5 @@ class CardExpiryWorkflow:
             key=f"{workflow.info().workflow_id}/{card.payment_method_id}/{reminder.name}",
             stop=lambda: self._replaced,
             stop_reason="the card was replaced while the reminder waited",
+            controls=self.controls,
         )

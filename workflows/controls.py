@@ -22,6 +22,7 @@ of a run: a campaign started before the deploy answers the query but takes no ac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -104,9 +105,18 @@ class Controls:
         self.done.append(step)
 
     def finished(self) -> None:
-        """The campaign has no step left."""
+        """The campaign has no step left.
+
+        Visibility gets ``WaitingFor=nothing`` but keeps the last ``NextStepAt`` (the run
+        closes next): an unset Datetime attribute comes back from some servers (the
+        time-skipping test server) as a null that the client cannot decode, so describing
+        the closed run would fail. Still one upsert, as before."""
         self.step = self.next_step = self.next_step_at = None
-        self.wait(Waiting(WAIT_NOTHING))
+        self.waiting = Waiting(WAIT_NOTHING)
+        if not self.enabled or self._upserted == (WAIT_NOTHING, None):
+            return
+        self._upserted = (WAIT_NOTHING, None)
+        workflow.upsert_search_attributes([WAITING_FOR.value_set(WAIT_NOTHING)])
 
     def skip_requested(self, step: str | None) -> bool:
         return self.enabled and step is not None and step in self._skip
@@ -124,9 +134,14 @@ class Controls:
         skippable: bool = True,
         next_step: str | None = None,
         next_step_at: datetime | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> bool:
         """Wait until ``step`` is due (and, for a marketing step, not paused). False: ops
-        skipped it (the caller records the skip). Without the patch: the durable timer only."""
+        skipped it (the caller records the skip). Without the patch: the durable timer only.
+
+        ``stop``: the campaign's own reason to end (a drop, a reactivation): the wait ends
+        when it turns true and returns True; the caller checks its stop next. Without the
+        patch the caller waits on its own timer as before (this is not called)."""
         self.on_step(
             step, at, marketing=marketing, skippable=skippable, next_step=next_step, next_step_at=next_step_at
         )
@@ -135,23 +150,30 @@ class Controls:
             if delay > timedelta(0):
                 await workflow.sleep(delay)
             return True
+        stopped = stop or (lambda: False)
         if delay > timedelta(0):
             try:
-                await workflow.wait_condition(lambda: self.skip_requested(step), timeout=delay)
+                await workflow.wait_condition(lambda: stopped() or self.skip_requested(step), timeout=delay)
             except TimeoutError:
                 pass
-        return await self.until_unpaused(step)
+        if stopped():
+            return True
+        return await self.until_unpaused(step, stop=stop)
 
-    async def until_unpaused(self, step: str) -> bool:
-        """Hold a marketing step while paused. False: ops skipped it meanwhile."""
+    async def until_unpaused(self, step: str, *, stop: Callable[[], bool] | None = None) -> bool:
+        """Hold a marketing step while paused. False: ops skipped it meanwhile (True too
+        when ``stop`` turned true: the caller's own end)."""
+        stopped = stop or (lambda: False)
         if self.skip_requested(step):
             return self.take_skip(step)
         if self.held():
             until = self.waiting.until
             self.wait(Waiting(WAIT_PAUSED, until=until, detail="paused by ops: goes out at resume"))
-            await workflow.wait_condition(lambda: not self.held() or self.skip_requested(step))
+            await workflow.wait_condition(lambda: not self.held() or self.skip_requested(step) or stopped())
             if self.skip_requested(step):
                 return self.take_skip(step)
+            if stopped():
+                return True
         self.wait(Waiting(WAIT_ACTIVITY, detail="send_email"))
         return True
 

@@ -53,6 +53,15 @@ with workflow.unsafe.imports_passed_through():
         InvoiceFailed,
         RetryNow,
     )
+    from lifecycle.contracts.ops import (
+        WAIT_ACTIVITY,
+        WAIT_NOTHING,
+        WAIT_SIGNAL,
+        WAIT_TIMER,
+        WAITING_QUERY,
+        CampaignWaiting,
+        Waiting,
+    )
     from lifecycle.contracts.policy import DunningPolicy, DunningStage, EmailStep
     from lifecycle.contracts.search_attributes import DUNNING_STATE
     from lifecycle.contracts.timeline import RecordEventInput
@@ -163,6 +172,35 @@ class DunningWorkflow:
     @workflow.query
     def details(self) -> DunningSnapshot:
         return self._snapshot()
+
+    @workflow.query(name=WAITING_QUERY)
+    def waiting(self) -> CampaignWaiting:
+        """Why-waiting (the ops protocol's query; dunning carries billing, so it takes no
+        pause and no skip-step): the timer until its next step or retry, or the payment it
+        waits for. A query only: nothing here issues a command."""
+        step, at = self._next_step()
+        if self._finished:
+            wait = Waiting(WAIT_NOTHING, detail=f"finished: {self._state}")
+        elif self._setup is None:
+            wait = Waiting(WAIT_ACTIVITY, detail="begin")
+        elif step is None:
+            wait = Waiting(WAIT_SIGNAL, detail="a payment, a void or an ops action (the end action left it unpaid)")
+        elif at is not None and at > workflow.now():
+            wait = Waiting(WAIT_TIMER, until=at, detail=f"{step}, unless a payment arrives first")
+        else:
+            wait = Waiting(WAIT_ACTIVITY, detail=step)
+        return CampaignWaiting(
+            campaign=CAMPAIGN,
+            workflow_id=workflow.info().workflow_id,
+            step=step,
+            waiting=wait,
+            next_step=step,
+            next_step_at=at,
+            paused=False,
+            marketing=False,
+            skippable=False,
+            done_steps=list(self._entered) + [f"retry_{n}" for n in self._retried],
+        )
 
     # --- the process --------------------------------------------------------------------
 

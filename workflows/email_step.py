@@ -131,8 +131,11 @@ async def _send_controlled(
         try:
             await workflow.wait_condition(interrupted, timeout=max(result.not_before - workflow.now(), MIN_WAIT))
         except TimeoutError:
-            if not await controls.until_unpaused(step.name):
+            if not await controls.until_unpaused(step.name, stop=stop):
                 inp.skip_reason = SKIPPED_BY_OPS
+                return await _ask(inp)
+            if stop and stop():  # the campaign's own end came while the step was paused
+                inp.skip_reason = stop_reason
                 return await _ask(inp)
             continue
         if controls.skip_requested(step.name):

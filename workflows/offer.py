@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.retention import OfferInput
     from lifecycle.contracts.timeline import RecordEventInput
     from workflows.campaign import report_finished
+    from workflows.controls import SKIPPED_BY_OPS, ControlledCampaign, Controls
     from workflows.email_step import send_step_email
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
 
@@ -25,9 +26,10 @@ OFFER_MADE = "offer_made"  # the timeline entry's kind
 
 
 @workflow.defn
-class OfferWorkflow:
+class OfferWorkflow(ControlledCampaign):
     @workflow.init
     def __init__(self, input: OfferInput) -> None:
+        self.controls = Controls(input.campaign)
         self._input = input
         self._sent = False
 
@@ -40,8 +42,20 @@ class OfferWorkflow:
 
     @workflow.run
     async def run(self, input: OfferInput) -> str:
-        result = await send_step_email(input.customer_id, input.campaign, input.step, input.context)
+        controls = self.controls
+        controls.begin()
+        skip_reason = None
+        if controls.enabled:  # the offer is due now: a pause holds it, a skip-step drops it
+            due = await controls.wait_for_step(
+                input.step.name, workflow.now(), marketing=input.step.category == "marketing"
+            )
+            skip_reason = None if due else SKIPPED_BY_OPS
+        result = await send_step_email(
+            input.customer_id, input.campaign, input.step, input.context, skip_reason=skip_reason, controls=controls
+        )
         self._sent = True
+        controls.step_done(input.step.name)
+        controls.finished()
         await workflow.execute_activity_method(
             StoreActivities.record_event,
             RecordEventInput(

@@ -18,6 +18,7 @@ from temporalio.exceptions import FailureError
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.ops import OpsActivities
+    from lifecycle.contracts.cards import CARD_EXPIRY_ID_PART
     from lifecycle.contracts.customer import CustomerState
     from lifecycle.contracts.ops import (
         CANCEL_CAMPAIGN,
@@ -55,6 +56,9 @@ class Ops:
     def running(self) -> dict[str, str]:
         """Campaign → workflow id: the campaigns, and a pending downgrade (billing)."""
         running = dict(self._state.campaigns)
+        card = self._state.card
+        if card is not None and card.reminders_workflow_id:  # the entity keeps it with the card
+            running[CARD_EXPIRY_ID_PART] = card.reminders_workflow_id
         if self._state.billing.pending_change_workflow:
             running["plan-change"] = self._state.billing.pending_change_workflow
         return running
@@ -78,6 +82,8 @@ class Ops:
     # --- the update ----------------------------------------------------------------------
 
     def refusal(self, action: OpsAction) -> str | None:
+        if action.action == CANCEL_CAMPAIGN and action.campaign == CARD_EXPIRY_ID_PART:
+            return "card-expiry reminders follow the card on file and cannot be cancelled; skip a step instead"
         return action_refusal(action, running=self.running(), paused=self._state.paused)
 
     async def act(self, action: OpsAction) -> OpsActionResult:
@@ -178,7 +184,7 @@ class Ops:
         return reached
 
     async def _signal(self, name: str, signal: str, *args: object) -> bool:
-        child = self._state.campaigns.get(name)
+        child = self.running().get(name) if signal == SKIP_STEP_SIGNAL else self._state.campaigns.get(name)
         if not child:
             return False
         try:

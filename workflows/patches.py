@@ -93,6 +93,12 @@ WEBHOOKS_PUBLISH = "webhooks-publish"
 # child started before 2026-12-02 is open (the longest, the trial, ends within its length).
 CAMPAIGN_CONTROLS = "campaign-controls"
 
+# A retention campaign (renewal reminders, expansion offer, team promotion) that the entity
+# starts while ops has marketing paused is told to pause at once, as the campaigns started
+# through the entity's own start already were. Since 2026-12-02. Deprecate when no
+# CustomerWorkflow run started before 2026-12-02 is open.
+OPS_PAUSE_RETENTION_STARTS = "ops-pause-retention-starts"
+
 # --- CustomerWorkflow -------------------------------------------------------------------
 
 # The entity upserts its Campaigns search attribute (the campaigns running now) when one

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from lifecycle.contracts.tiers import tiers_from_catalog
     from workflows.campaign import report_finished
+    from workflows.controls import SKIPPED_BY_OPS, ControlledCampaign, Controls
     from workflows.email_step import record_step_skipped, send_step_email
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
 
@@ -55,9 +56,10 @@ def reminder_context(input: RenewalInput, step: EmailStep, terms: RenewalTerms) 
 
 
 @workflow.defn
-class RenewalWorkflow:
+class RenewalWorkflow(ControlledCampaign):
     @workflow.init
     def __init__(self, input: RenewalInput) -> None:
+        self.controls = Controls(RENEWAL_CAMPAIGN)
         self._input = input
         self._dropped: str | None = None
         self._done: list[str] = []
@@ -76,9 +78,11 @@ class RenewalWorkflow:
 
     @workflow.run
     async def run(self, input: RenewalInput) -> str:
+        controls = self.controls
+        controls.begin()
         campaign = RENEWAL_CAMPAIGN
         reminders = sorted(input.reminders, key=lambda r: -r.days_before_end)
-        for reminder in reminders:
+        for i, reminder in enumerate(reminders):
             at = input.period_end - timedelta(seconds=reminder.days_before_end * input.day_seconds)
             if at < workflow.now():  # the period ends sooner than this reminder's lead time
                 await record_step_skipped(
@@ -87,12 +91,31 @@ class RenewalWorkflow:
                 self._done.append(reminder.name)
                 continue
             self._next = (reminder.name, at)
-            try:
-                await workflow.wait_condition(lambda: self._dropped is not None, timeout=at - workflow.now())
-            except TimeoutError:
-                pass
-            if self._dropped is not None:
-                break
+            if controls.enabled:
+                after = reminders[i + 1] if i + 1 < len(reminders) else None
+                due = await controls.wait_for_step(
+                    reminder.name, at, marketing=reminder.category == "marketing",
+                    next_step=after.name if after else None,
+                    next_step_at=(
+                        input.period_end - timedelta(seconds=after.days_before_end * input.day_seconds)
+                        if after else None
+                    ),
+                    stop=lambda: self._dropped is not None,
+                )
+                if self._dropped is not None:
+                    break
+                if not due:
+                    await record_step_skipped(input.customer_id, campaign, reminder, SKIPPED_BY_OPS)
+                    self._done.append(reminder.name)
+                    controls.step_done(reminder.name)
+                    continue
+            else:
+                try:
+                    await workflow.wait_condition(lambda: self._dropped is not None, timeout=at - workflow.now())
+                except TimeoutError:
+                    pass
+                if self._dropped is not None:
+                    break
             terms: RenewalTerms = await workflow.execute_activity_method(
                 RetentionActivities.renewal_terms,
                 RenewalTermsInput(input.customer_id, input.stripe_subscription_id),
@@ -106,9 +129,12 @@ class RenewalWorkflow:
                 reminder_context(input, reminder, terms),
                 stop=lambda: self._dropped is not None,
                 stop_reason="the renewal changed while the reminder waited to go out",
+                controls=controls,
             )
             self._done.append(reminder.name)
+            controls.step_done(reminder.name)
         self._next = None
+        controls.finished()
         outcome = REMINDED
         if self._dropped is not None:
             outcome = DROPPED

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         payload_of,
     )
     from lifecycle.contracts.ids import campaign_workflow_id, renewal_workflow_id
+    from lifecycle.contracts.ops import PAUSE_SIGNAL
     from lifecycle.contracts.policy import CampaignPolicy
     from lifecycle.contracts.retention import (
         EXPANSION_CAMPAIGN,
@@ -59,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.stages import TRIALING
     from lifecycle.contracts.tiers import Tier, Tiers, added_by
     from lifecycle.contracts.timeline import RecordEventInput
+    from workflows import patches
     from workflows.offer import OfferWorkflow
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.renewal import RenewalWorkflow
@@ -340,6 +342,11 @@ class Retention:
             workflow.logger.info("%s already started", child_id)
             return False
         self._state.campaigns[key] = child_id
+        if self._state.paused and workflow.patched(patches.OPS_PAUSE_RETENTION_STARTS):
+            try:  # started while marketing is paused: it starts paused (workflows/ops.py)
+                await workflow.get_external_workflow_handle(child_id).signal(PAUSE_SIGNAL)
+            except FailureError as err:  # it ended already
+                workflow.logger.info("%s not paused (%s)", child_id, err)
         return True
 
     async def _record_skipped(self, campaign: str, event: CustomerEvent, reason: str) -> None:

@@ -28,7 +28,8 @@ with workflow.unsafe.imports_passed_through():
         WinbackInput,
     )
     from workflows.campaign import report_finished
-    from workflows.email_step import send_step_email
+    from workflows.controls import SKIPPED_BY_OPS, ControlledCampaign, Controls
+    from workflows.email_step import record_step_skipped, send_step_email
 
 CAMPAIGN = "winback"
 REACTIVATE_PURPOSE = "reactivate"
@@ -36,9 +37,10 @@ REACTIVATE_PATH = "/billing/reactivate"
 
 
 @workflow.defn
-class WinbackWorkflow:
+class WinbackWorkflow(ControlledCampaign):
     @workflow.init
     def __init__(self, input: WinbackInput) -> None:
+        self.controls = Controls(CAMPAIGN)
         self._stop: str | None = None
         self._done: list[str] = []
         self._next: tuple[str, object] | None = None
@@ -67,6 +69,8 @@ class WinbackWorkflow:
 
     @workflow.run
     async def run(self, input: WinbackInput) -> str:
+        controls = self.controls
+        controls.begin()
         start = workflow.now()
         steps = sorted(input.steps, key=lambda s: s.day)
         day = timedelta(seconds=input.day_seconds)
@@ -74,7 +78,22 @@ class WinbackWorkflow:
         for number, step in enumerate(steps, start=1):
             at = start + day * step.day
             self._next = (step.name, at)
-            if await self._wait_until_or_stop(at - workflow.now()):
+            if controls.enabled:
+                after = steps[number] if number < len(steps) else None
+                due = await controls.wait_for_step(
+                    step.name, at, marketing=step.category == "marketing",
+                    next_step=after.name if after else "lost",
+                    next_step_at=start + day * after.day if after else None,
+                    stop=lambda: self._stop is not None,
+                )
+                if self._stop is not None:
+                    break
+                if not due:
+                    await record_step_skipped(input.customer_id, CAMPAIGN, step, SKIPPED_BY_OPS)
+                    self._done.append(step.name)
+                    controls.step_done(step.name)
+                    continue
+            elif await self._wait_until_or_stop(at - workflow.now()):
                 break
             result = await send_step_email(
                 input.customer_id,
@@ -97,8 +116,10 @@ class WinbackWorkflow:
                 },
                 stop=lambda: self._stop is not None,
                 stop_reason="the customer came back or opted out while the email waited",
+                controls=controls,
             )
             self._done.append(step.name)
+            controls.step_done(step.name)
             if result.status == EMAIL_SKIPPED and result.reason:
                 if result.reason.startswith("unsubscribed"):
                     self._stop = self._stop or WINBACK_UNSUBSCRIBED
@@ -109,8 +130,11 @@ class WinbackWorkflow:
         if self._stop is None:
             end = workflow.now() + day * input.lost_after_days
             self._next = ("lost", end)
+            if controls.enabled:
+                controls.on_step("lost", end, marketing=False, skippable=False)
             await self._wait_until_or_stop(end - workflow.now())
         outcome = self._stop or WINBACK_LOST
         self._next = None
+        controls.finished()
         await report_finished(input.customer_id, CAMPAIGN, outcome)
         return outcome
