@@ -16,7 +16,7 @@ it re-reads the invoice and reports what moved instead of charging again (see
 ``_retry_invoice``).
 
 Card declines when an invoice is paid are business outcomes in the result. Errors are
-mapped by cause in :func:`stripe_error`: network errors, 429 and 5xx raise a retryable
+mapped by cause in :func:`activities.stripe_answers.stripe_error`: network errors, 429 and 5xx raise a retryable
 ``StripeUnavailable`` (the workflow's retry policy backs off); an invalid request (a bogus
 id: the caller's input) ``StripeInvalidRequest`` and a card declined when attached
 ``StripeCardDeclined``, both non-retryable with Stripe's message, code and the field. The SDK is blocking, so each activity runs
@@ -34,8 +34,13 @@ from typing import Any, TypeVar
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.stripe_answers import (
+    business_error,
+    invoice_outcome,
+    pay_marker,
+    stripe_error,
+)
 from lifecycle.billing.catalog_sync import CatalogNotSynced, active_price
 from lifecycle.billing.client import (
     MD_CUSTOMER,
@@ -50,7 +55,6 @@ from lifecycle.billing.mirror import upsert_invoice, upsert_subscription
 from lifecycle.billing.prices import configure_price_tiers, plan_of
 from lifecycle.billing.shapes import (
     SubscriptionRec,
-    is_hard_decline,
     parse_customer,
     parse_invoice,
     parse_subscription,
@@ -89,60 +93,6 @@ log = logging.getLogger("lifecycle.activities.stripe")
 T = TypeVar("T")
 
 
-# The ApplicationError types a Stripe SDK error becomes; starter/api/stripe_errors.py turns
-# each into its HTTP answer.
-STRIPE_UNAVAILABLE = "StripeUnavailable"  # unreachable, rate limited, 5xx: retried, then 503
-STRIPE_INVALID_REQUEST = "StripeInvalidRequest"  # the caller's input (a bogus id): 422
-STRIPE_CARD_DECLINED = "StripeCardDeclined"  # the card was refused: 402
-STRIPE_REQUEST_ERROR = "StripeRequestError"  # anything else Stripe refused (our key...): 502
-
-
-def stripe_error(exc: stripe.StripeError, *, field: str | None = None) -> ApplicationError:
-    """Map an SDK error by its cause: transient ones retry; the caller's input (an invalid
-    request, a declined card) and the rest fail at once with Stripe's message.
-
-    The details carry what an answer needs: ``field`` (the input the error is about:
-    ``field`` when the caller knows it, e.g. ``payment_method_id``, else Stripe's
-    ``param``), Stripe's ``code`` and ``decline_code``, its message and HTTP status.
-    """
-    status = exc.http_status
-    message = exc.user_message or str(exc) or type(exc).__name__
-    err = exc.error
-    detail = {
-        "http_status": status,
-        "code": exc.code,
-        "decline_code": getattr(err, "decline_code", None) if err is not None else None,
-        "field": field or (getattr(err, "param", None) if err is not None else None),
-        "message": message,
-    }
-    transient = (
-        isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
-        or status is None
-        or status == 429
-        or status >= 500
-    )
-    if transient:
-        return ApplicationError(
-            f"Stripe unavailable ({status or 'network error'}): {message}", detail, type=STRIPE_UNAVAILABLE
-        )
-    if isinstance(exc, stripe.CardError):
-        detail["decline_code"] = detail["decline_code"] or exc.code
-        return ApplicationError(
-            f"card declined ({detail['decline_code']}): {message}",
-            detail,
-            type=STRIPE_CARD_DECLINED,
-            non_retryable=True,
-        )
-    kind = STRIPE_INVALID_REQUEST if isinstance(exc, stripe.InvalidRequestError) else STRIPE_REQUEST_ERROR
-    return ApplicationError(
-        f"Stripe refused the request ({status}): {message}", detail, type=kind, non_retryable=True
-    )
-
-
-def _business(message: str, type_: str = "BillingError") -> ApplicationError:
-    return ApplicationError(message, type=type_, non_retryable=True)
-
-
 class StripeActivities:
     """Built once by the worker with its Stripe client and database session factory."""
 
@@ -173,7 +123,7 @@ class StripeActivities:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._client is None:
-            raise _business(
+            raise business_error(
                 "Stripe is not configured: set LIFECYCLE_STRIPE_API_KEY (and LIFECYCLE_STRIPE_API_BASE "
                 "for localstripe)",
                 "StripeNotConfigured",
@@ -183,7 +133,7 @@ class StripeActivities:
         except stripe.StripeError as exc:
             raise stripe_error(exc) from exc
         except CatalogNotSynced as exc:
-            raise _business(str(exc), "CatalogNotSynced") from exc
+            raise business_error(str(exc), "CatalogNotSynced") from exc
 
     @property
     def client(self) -> stripe.StripeClient:
@@ -206,7 +156,7 @@ class StripeActivities:
     def _customer_row(self, session: Session, customer_id: str) -> Customer:
         row = session.get(Customer, customer_id)
         if row is None:
-            raise _business(f"customer {customer_id!r} not found", "CustomerNotFound")
+            raise business_error(f"customer {customer_id!r} not found", "CustomerNotFound")
         return row
 
     def _result(self, rec: SubscriptionRec, outcome: str | None = None) -> SubscriptionResult:
@@ -242,12 +192,12 @@ class StripeActivities:
     def _plan_id(self, plan: str, interval: str) -> str:
         """The Stripe plan for a tier and interval; a bad one is a non-retryable refusal."""
         if interval not in INTERVALS:
-            raise _business(f"interval: expected one of {INTERVALS}, got {interval!r}")
+            raise business_error(f"interval: expected one of {INTERVALS}, got {interval!r}")
         try:
             with session_scope(self.sessions) as session:
                 return active_price(session, plan, interval).stripe_plan_id
         except KeyError as exc:  # unknown tier (the message lists the known ones)
-            raise _business(str(exc.args[0]), "UnknownPlan") from None
+            raise business_error(str(exc.args[0]), "UnknownPlan") from None
 
     def _subscription(self, sub_id: str) -> SubscriptionRec:
         return parse_subscription(to_plain(self.client.v1.subscriptions.retrieve(sub_id)))
@@ -411,7 +361,7 @@ class StripeActivities:
         plan_id = self._plan_id(input.plan, input.interval)
         rec = self._subscription(input.stripe_subscription_id)
         if not rec.is_live:
-            raise _business(
+            raise business_error(
                 f"subscription {rec.id} is {rec.status}; start a new one instead", "SubscriptionEnded"
             )
         if rec.plan_id == plan_id or self._recorded(input.idempotency_key) is not None:
@@ -475,7 +425,7 @@ class StripeActivities:
                 old_plan, old_interval = plan_of(session, rec)
             plan, interval = plan or old_plan, old_interval or interval
         if not plan:
-            raise _business("plan: required to reactivate a subscription that has ended")
+            raise business_error("plan: required to reactivate a subscription that has ended")
         return self._start_subscription(
             StartSubscriptionInput(
                 customer_id=input.customer_id,
@@ -494,7 +444,7 @@ class StripeActivities:
     def _pause(self, input: PauseInput) -> SubscriptionResult:
         rec = self._subscription(input.stripe_subscription_id)
         if not rec.is_live:
-            raise _business(f"subscription {rec.id} is {rec.status}; nothing to pause", "SubscriptionEnded")
+            raise business_error(f"subscription {rec.id} is {rec.status}; nothing to pause", "SubscriptionEnded")
         key = input.idempotency_key
         if self._recorded(key) is None:
             # resumes_at: Stripe resumes by itself then (the workflow also resumes it, a no-op
@@ -519,12 +469,6 @@ class StripeActivities:
 
     # --- invoices --------------------------------------------------------------------------
 
-    @staticmethod
-    def _pay_marker(inv: Any) -> str:
-        """What a pay call changes on the invoice, as read just before it: the attempt count
-        (real Stripe) and the payment intent (localstripe makes a new one per pay call)."""
-        return f"{inv.attempt_count}/{inv.payment_intent or '-'}"
-
     def _retry_invoice(self, input: RetryInvoiceInput) -> RetryInvoiceResult:
         """Charge the invoice at most once for this step, whatever crashes.
 
@@ -540,7 +484,7 @@ class StripeActivities:
         inv = parse_invoice(to_plain(self.client.v1.invoices.retrieve(input.invoice_id)))
         recorded = self._recorded(key) is not None
         marker = None if recorded else self._recorded(pending_key)
-        moved = marker is not None and marker != self._pay_marker(inv)
+        moved = marker is not None and marker != pay_marker(inv)
         if inv.status == "paid":
             # this step's own earlier charge, recorded or only marked (paid after the marker)
             charged = recorded or marker is not None
@@ -552,13 +496,13 @@ class StripeActivities:
             if moved:
                 with session_scope(self.sessions) as session:
                     self._record(session, key, "invoice_payment", inv.id)
-            result = self._invoice_outcome(inv)
+            result = invoice_outcome(inv)
         elif not inv.customer or self._default_payment_method(inv.customer) is None:
             result = RetryInvoiceResult("no_payment_method", inv.status, inv.amount_due_cents)
         else:
             if marker is None:
                 with session_scope(self.sessions) as session:
-                    self._record(session, pending_key, "invoice_payment_pending", self._pay_marker(inv))
+                    self._record(session, pending_key, "invoice_payment_pending", pay_marker(inv))
             decline: stripe.CardError | None = None
             try:
                 self.client.v1.invoices.pay(inv.id, options=self._opts(key))
@@ -568,31 +512,10 @@ class StripeActivities:
                 self._record(session, key, "invoice_payment", inv.id)
             # localstripe raises nothing on a decline: read the invoice's status.
             inv = parse_invoice(to_plain(self.client.v1.invoices.retrieve(inv.id)))
-            result = self._invoice_outcome(inv, decline)
+            result = invoice_outcome(inv, decline)
         with session_scope(self.sessions) as session:
             upsert_invoice(session, inv, now_ts())
         return result
-
-    @staticmethod
-    def _invoice_outcome(inv: Any, decline: stripe.CardError | None = None) -> RetryInvoiceResult:
-        if inv.status == "paid":
-            return RetryInvoiceResult("paid", inv.status, inv.amount_due_cents, charged=True)
-        code = inv.failure_code
-        message = inv.failure_message
-        if decline is not None:
-            err = decline.error
-            code = (getattr(err, "decline_code", None) or decline.code) or code
-            message = decline.user_message or message
-        outcome = "requires_action" if code == "authentication_required" else "declined"
-        return RetryInvoiceResult(
-            outcome,
-            inv.status,
-            inv.amount_due_cents,
-            failure_code=code,
-            failure_message=message,
-            hard_decline=is_hard_decline(code),
-            hosted_invoice_url=inv.hosted_invoice_url,
-        )
 
     @activity.defn(name="stripe_retry_invoice")
     async def retry_invoice(self, input: RetryInvoiceInput) -> RetryInvoiceResult:
@@ -607,7 +530,7 @@ class StripeActivities:
 
     def _coupon(self, input: CouponInput) -> CouponResult:
         if (input.percent_off is None) == (input.amount_off_cents is None):
-            raise _business("give exactly one of percent_off and amount_off_cents")
+            raise business_error("give exactly one of percent_off and amount_off_cents")
         cid = self.coupon_id_for(input.idempotency_key)
         try:
             self.client.v1.coupons.retrieve(cid)

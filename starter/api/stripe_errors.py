@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import HTTPException, status
 
-from activities.stripe import (
+from activities.stripe_answers import (
     STRIPE_CARD_DECLINED,
     STRIPE_INVALID_REQUEST,
     STRIPE_REQUEST_ERROR,
