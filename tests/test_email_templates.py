@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from lifecycle.contracts.policy import load_policy
@@ -14,6 +15,7 @@ from lifecycle.db import session_scope
 from lifecycle.email.templates.checks import check_templates
 from lifecycle.email.templates.render import TemplateRenderError, TemplateSet
 from lifecycle.email.templates.samples import sample_vars
+from lifecycle.models import EmailMessage
 from starter.cli.email import templates_app
 from tests.support.email import TEMPLATES, EmailDB
 
@@ -170,6 +172,21 @@ def test_preview_with_a_customer_and_publish_a_new_version(
     with session_scope(email_db.factory) as s:
         from lifecycle.email.templates.versions import load_published
         assert load_published(s, ["welcome"]) == []
+
+
+def test_send_test_sends_a_customers_rendering_marked_as_a_test(
+    email_db: EmailDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    email_db.add_customer("cus_st", name="Dorothy Vaughan")
+    _env(monkeypatch, TEMPLATES, email_db.url)
+    result = runner.invoke(templates_app, ["send-test", "welcome", "--to", "mia@example.test",
+                                           "--customer", "cus_st"])
+    assert result.exit_code == 0, result.output
+    assert "test of welcome (file) sent to mia@example.test via outbox" in result.output
+    with email_db.factory() as s:
+        [msg] = s.scalars(select(EmailMessage).where(EmailMessage.to_address == "mia@example.test")).all()
+    assert msg.subject == "[TEST] Welcome aboard, Dorothy"
+    assert msg.headers["X-Lifecycle-Test"] == "true" and msg.status == "sent"
 
 
 def test_the_lifecycle_command_has_the_email_sub_apps(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,6 @@ from lifecycle.contracts.email import (
     SendEmailResult,
 )
 from lifecycle.contracts.ops import ResendEmailInput
-from lifecycle.contracts.policy import CampaignPolicy
 from lifecycle.db import add_timeline_event, session_scope
 from lifecycle.email.page_links import page_link_vars
 from lifecycle.email.providers import EmailProvider, OutgoingEmail, ProviderError
@@ -61,7 +59,6 @@ from lifecycle.email.templates.render import (
     customer_vars,
     plan_vars,
 )
-from lifecycle.email.templates.samples import sample_vars
 from lifecycle.email.templates.versions import load_published
 from lifecycle.email.unsubscribe import unsubscribe_url
 from lifecycle.links import card_update_url
@@ -100,7 +97,9 @@ class EmailRetryLater(Exception):
 
 
 @dataclass
-class _Ready:
+class Ready:
+    """A message recorded as ``sending`` and built, ready to hand to the provider."""
+
     message_id: int
     email: OutgoingEmail
     variant: str | None
@@ -132,9 +131,9 @@ class EmailService:
         step = await asyncio.to_thread(self._prepare, inp, now)
         if isinstance(step, SendEmailResult):
             return step
-        return await self._hand_over(inp, step, now)
+        return await self.hand_over(inp, step, now)
 
-    def _templates(self, session: Session, name: str) -> TemplateSet:
+    def templates_for(self, session: Session, name: str) -> TemplateSet:
         """The templates in force for ``name``.
 
         Which versions are published is read on every send (one indexed query), so a
@@ -167,7 +166,7 @@ class EmailService:
                 stage=customer.stage,
             ),
             "plan": plan_vars(customer.plan_code),
-            **self._sender_vars(),
+            **self.sender_vars(),
             "unsubscribe_url": unsubscribe_url(s.public_url, s.unsubscribe_secret, customer.id),
             "card_update_url": card_update_url(
                 s.public_url, s.link_secret, customer.id, now=now or dt.datetime.now(dt.UTC), ttl_days=s.link_ttl_days
@@ -187,7 +186,7 @@ class EmailService:
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
 
-    def _prepare(self, inp: SendEmailInput, now: dt.datetime) -> _Ready | SendEmailResult:
+    def _prepare(self, inp: SendEmailInput, now: dt.datetime) -> Ready | SendEmailResult:
         """Decide, render and record one send, in one transaction (see the module's order)."""
         with session_scope(self.sessions) as session:
             found = self._recorded(session, inp.idempotency_key)
@@ -238,10 +237,10 @@ class EmailService:
             raise EmailRejected(f"customer {customer_id!r} not found", "UnknownCustomer")
         return customer
 
-    def _resume(self, row: EmailMessage) -> _Ready:
+    def _resume(self, row: EmailMessage) -> Ready:
         """A queued message goes again exactly as it was stored."""
         row.status = SENDING
-        return _Ready(row.id, self._outgoing(row), row.variant, row.template_version)
+        return Ready(row.id, self.outgoing(row), row.variant, row.template_version)
 
     def _choose_variant(
         self, inp: SendEmailInput, customer: Customer
@@ -288,7 +287,7 @@ class EmailService:
         self, session: Session, inp: SendEmailInput, customer: Customer, template: str
     ) -> RenderedEmail:
         """The step's template with its context and the standard variables."""
-        templates = self._templates(session, template)
+        templates = self.templates_for(session, template)
         variables = dict(inp.context)
         variables.update(self.standard_vars(
             customer, category=inp.category, campaign=inp.campaign, step=inp.step, now=inp.now
@@ -305,7 +304,7 @@ class EmailService:
     def _record_sending(
         self, session: Session, inp: SendEmailInput, customer: Customer,
         rendered: RenderedEmail, variant: str | None, now: dt.datetime,
-    ) -> _Ready:
+    ) -> Ready:
         """Store the rendered message as "sending", with its headers, ready to hand over."""
         headers = {
             "X-Lifecycle-Campaign": inp.campaign or "-",
@@ -313,15 +312,15 @@ class EmailService:
         }
         if inp.category == "marketing":
             headers.update(self.list_headers(customer.id))
-        row = self._add_sending(
+        row = self.add_sending(
             session, rendered, key=inp.idempotency_key, to=customer.email, headers=headers,
             customer_id=customer.id, campaign=inp.campaign, step=inp.step,
             variant=variant, category=inp.category, created_at=now,
         )
         row.headers = dict(headers, **{"X-Lifecycle-Message-Id": str(row.id)})
-        return _Ready(row.id, self._outgoing(row), variant, rendered.template_version)
+        return Ready(row.id, self.outgoing(row), variant, rendered.template_version)
 
-    def _add_sending(
+    def add_sending(
         self, session: Session, rendered: RenderedEmail, *, key: str, to: str,
         headers: dict[str, str], subject: str | None = None, **fields: Any,
     ) -> EmailMessage:
@@ -344,7 +343,7 @@ class EmailService:
         session.flush()
         return row
 
-    def _outgoing(self, row: EmailMessage) -> OutgoingEmail:
+    def outgoing(self, row: EmailMessage) -> OutgoingEmail:
         return OutgoingEmail(
             message_id=row.id,
             to=row.to_address,
@@ -442,8 +441,8 @@ class EmailService:
         return SendEmailResult(status=EMAIL_HOLDOUT, message_id=row.id, reason="A/B holdout",
                                variant=HOLDOUT)
 
-    async def _hand_over(
-        self, inp: SendEmailInput, ready: _Ready, now: dt.datetime
+    async def hand_over(
+        self, inp: SendEmailInput, ready: Ready, now: dt.datetime
     ) -> SendEmailResult:
         try:
             provider_id = await self.provider.send(ready.email)
@@ -466,7 +465,7 @@ class EmailService:
         )
 
     def _record_sent(
-        self, inp: SendEmailInput, ready: _Ready, provider_id: str, now: dt.datetime
+        self, inp: SendEmailInput, ready: Ready, provider_id: str, now: dt.datetime
     ) -> None:
         with session_scope(self.sessions) as session:
             row = session.get(EmailMessage, ready.message_id)
@@ -486,7 +485,7 @@ class EmailService:
                 )
 
     def _record_failure(
-        self, inp: SendEmailInput, ready: _Ready, exc: ProviderError, now: dt.datetime
+        self, inp: SendEmailInput, ready: Ready, exc: ProviderError, now: dt.datetime
     ) -> None:
         with session_scope(self.sessions) as session:
             row = session.get(EmailMessage, ready.message_id)
@@ -519,11 +518,11 @@ class EmailService:
         if isinstance(step, SendEmailResult):
             return step
         send_inp, ready = step
-        return await self._hand_over(send_inp, ready, now)
+        return await self.hand_over(send_inp, ready, now)
 
     def _prepare_resend(
         self, inp: ResendEmailInput, now: dt.datetime
-    ) -> tuple[SendEmailInput, _Ready] | SendEmailResult:
+    ) -> tuple[SendEmailInput, Ready] | SendEmailResult:
         with session_scope(self.sessions) as session:
             original = session.get(EmailMessage, inp.message_id)
             if original is None or original.customer_id != inp.customer_id:
@@ -552,7 +551,7 @@ class EmailService:
                 template=original.template, subject=original.subject, preheader="",
                 html=original.html, text=original.text, template_version=original.template_version,
             )
-            row = self._add_sending(
+            row = self.add_sending(
                 session, rendered, key=inp.idempotency_key, to=customer.email,
                 headers=dict(original.headers or {}), customer_id=customer.id,
                 campaign=original.campaign, step=original.step, variant=original.variant,
@@ -561,53 +560,9 @@ class EmailService:
             row.headers = dict(original.headers or {}, **{
                 "X-Lifecycle-Message-Id": str(row.id), "X-Lifecycle-Resend-Of": str(original.id),
             })
-            return send_inp, _Ready(row.id, self._outgoing(row), row.variant, row.template_version)
+            return send_inp, Ready(row.id, self.outgoing(row), row.variant, row.template_version)
 
-    # --- tests for marketers -----------------------------------------------------------
-
-    async def send_test(
-        self,
-        template: str,
-        to: str,
-        *,
-        customer_id: str | None = None,
-        policy: CampaignPolicy | None = None,
-    ) -> SendEmailResult:
-        """Send ``template`` to ``to`` through the configured provider, marked as a test.
-
-        Renders with the customer's data when ``customer_id`` is given (plus the step's
-        sample values), else with sample data. No caps, no suppressions, no timeline.
-        """
-        ready = await asyncio.to_thread(self._prepare_test, template, to, customer_id, policy)
-        inp = SendEmailInput(customer_id=customer_id or "", template=template,
-                             idempotency_key=f"test:{ready.message_id}")
-        return await self._hand_over(inp, ready, dt.datetime.now(dt.UTC))
-
-    def render_for(
-        self, session: Session, template: str, *, customer_id: str | None,
-        policy: CampaignPolicy | None,
-    ) -> RenderedEmail:
-        """Render a test or preview: sample data, or the customer's when ``customer_id``."""
-        templates = self._templates(session, template)
-        variables = self.sample_vars(templates, template, policy)
-        if customer_id:
-            customer = session.get(Customer, customer_id)
-            if customer is None:
-                raise EmailRejected(f"customer {customer_id!r} not found", "UnknownCustomer")
-            variables.update(self.standard_vars(
-                customer, category=variables["category"], campaign=variables["campaign"],
-                step=variables["step"], is_test=True,
-            ))
-        return templates.render(template, variables)
-
-    def sample_vars(
-        self, templates: TemplateSet, template: str, policy: CampaignPolicy | None
-    ) -> dict[str, Any]:
-        """The template's sample data, with this sender's name, address and app URL."""
-        return sample_vars(template, policy, declared=templates.declared(template),
-                           settings_vars=self._sender_vars())
-
-    def _sender_vars(self) -> dict[str, str]:
+    def sender_vars(self) -> dict[str, str]:
         s = self.settings
         return {
             "company_name": s.email_company_name,
@@ -615,22 +570,3 @@ class EmailService:
             "sender_postal_address": s.email_postal_address,
             "app_url": s.email_app_url.rstrip("/"),
         }
-
-    def _prepare_test(
-        self, template: str, to: str, customer_id: str | None, policy: CampaignPolicy | None
-    ) -> _Ready:
-        with session_scope(self.sessions) as session:
-            try:
-                rendered = self.render_for(session, template, customer_id=customer_id,
-                                           policy=policy)
-            except TemplateRenderError as exc:
-                raise EmailRejected(str(exc), "TemplateError") from None
-            headers = {"X-Lifecycle-Test": "true"}
-            if customer_id:
-                headers.update(self.list_headers(customer_id))
-            row = self._add_sending(
-                session, rendered, key=f"test:{uuid.uuid4()}", to=to, headers=headers,
-                subject="[TEST] " + rendered.subject, customer_id=customer_id, campaign="",
-                step="", category="marketing", is_test=True,
-            )
-            return _Ready(row.id, self._outgoing(row), None, rendered.template_version)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.contracts.policy import CampaignPolicy, Conversion, PolicyError, load_policy
 from lifecycle.db import database, session_scope
+from lifecycle.email.previews import EmailPreviews
 from lifecycle.email.providers import OutboxProvider, make_provider
 from lifecycle.email.results import campaign_results
 from lifecycle.email.service import EmailRejected, EmailRetryLater, EmailService
@@ -114,7 +115,7 @@ def templates_preview(
     settings = settings_or_exit()
     policy = _policy(settings)
     with database(settings.database_url) as factory:
-        service = EmailService(factory, OutboxProvider(), settings)  # renders only
+        service = EmailPreviews(EmailService(factory, OutboxProvider(), settings))  # renders only
         try:
             with session_scope(factory) as session:
                 rendered = service.render_for(session, name, customer_id=customer, policy=policy)
@@ -172,7 +173,7 @@ def templates_send_test(
         err.print(f"[red]{safe(exc)}[/red]")
         raise typer.Exit(2) from None
     with database(settings.database_url) as factory:
-        service = EmailService(factory, provider, settings)
+        service = EmailPreviews(EmailService(factory, provider, settings))
         try:
             result = asyncio.run(service.send_test(name, to, customer_id=customer, policy=policy))
         except (EmailRejected, EmailRetryLater) as exc:
