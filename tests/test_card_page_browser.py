@@ -10,6 +10,7 @@ written to the test's temporary folder (card-*.png)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -77,7 +78,7 @@ async def test_a_customer_with_a_failed_invoice_updates_the_card_in_chromium_and
     page.on("console", lambda msg: console.append(msg.text))
     await page.goto(link)
     assert await page.locator("h1").inner_text() == "Update your card"
-    assert "$49.00" in await page.locator("table.due").inner_text()
+    assert re.search(r"\$49(?![\d.,])", await page.locator("table.due").inner_text())
     await page.screenshot(path=str(tmp_path / "card-form-desktop.png"), full_page=True)
     await page.set_viewport_size({"width": 320, "height": 640})
     await page.screenshot(path=str(tmp_path / "card-form-320.png"), full_page=True)
@@ -90,13 +91,13 @@ async def test_a_customer_with_a_failed_invoice_updates_the_card_in_chromium_and
     await card.get_by_label("Expiry year").fill("34")
     await card.get_by_label("CVC").fill("123")
     await card.get_by_label("Postal code").fill("10001")
-    await page.get_by_role("button", name="Save card and pay $49.00").click()
+    await page.get_by_role("button", name="Save card and pay $49").click()
     done = page.locator("h1", has_text="Your card is updated")
     refused = page.locator("#card-errors:not(:empty)")
     await done.or_(refused).wait_for()
     assert await done.is_visible(), f"{await refused.inner_text()} (console: {console})"
     text = await page.locator("body").inner_text()
-    assert "ending in 4242" in text and invoice.id in text and "$49.00" in text
+    assert "ending in 4242" in text and invoice.id in text and re.search(r"\$49(?![\d.,])", text)
     await page.screenshot(path=str(tmp_path / "card-done-320.png"), full_page=True)
     await page.set_viewport_size({"width": 1280, "height": 800})
     await page.screenshot(path=str(tmp_path / "card-done-desktop.png"), full_page=True)

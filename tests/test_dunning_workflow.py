@@ -50,7 +50,7 @@ async def test_recovered_on_the_second_retry(
     await eventually(lambda: exists(f.dunning))
     await eventually(lambda: mails(session_factory, f.cid) == [WARNING])
     text = mail_texts(session_factory, f.cid, WARNING)[0]
-    assert "$99.00" in text and "/billing/card?token=" in text
+    assert "$99" in text and "$99.00" not in text and "/billing/card?token=" in text
     await eventually(lambda: f.stage_is("past_due"))
 
     await ts_env.sleep(timedelta(days=1, hours=1))  # retry 1: the same failing card

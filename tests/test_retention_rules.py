@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from lifecycle.contracts.money import money
 from lifecycle.contracts.policy import EmailStep, PolicyError, load_policy, parse_policy
-from lifecycle.contracts.retention import RenewalInput, RenewalTerms, RetentionState, money
+from lifecycle.contracts.retention import RenewalInput, RenewalTerms, RetentionState
 from lifecycle.contracts.tiers import tiers_from_catalog
 from lifecycle.settings import PROJECT_ROOT
 from workflows.renewal import reminder_context

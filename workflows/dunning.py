@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         InvoiceFailed,
         RetryNow,
     )
+    from lifecycle.contracts.money import money
     from lifecycle.contracts.ops import (
         WAIT_ACTIVITY,
         WAIT_NOTHING,
@@ -74,12 +75,6 @@ with workflow.unsafe.imports_passed_through():
 
 # due steps at the same instant: a retry first (it may make the stage pointless), the end last
 RETRY, STAGE, END = 0, 1, 2
-
-
-def money(cents: int, currency: str = "usd") -> str:
-    """``$49.00`` (other currencies: ``49.00 EUR``)."""
-    amount = f"{cents / 100:,.2f}"
-    return f"${amount}" if currency.lower() == "usd" else f"{amount} {currency.upper()}"
 
 
 def _message(err: ActivityError) -> str:

@@ -17,13 +17,13 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.retention import RetentionActivities
     from lifecycle.contracts.campaigns import CampaignStatus
+    from lifecycle.contracts.money import money
     from lifecycle.contracts.policy import EmailStep
     from lifecycle.contracts.retention import (
         RENEWAL_CAMPAIGN,
         RenewalInput,
         RenewalTerms,
         RenewalTermsInput,
-        money,
     )
     from lifecycle.contracts.tiers import tiers_from_catalog
     from workflows.campaign import report_finished

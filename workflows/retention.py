@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         payload_of,
     )
     from lifecycle.contracts.ids import campaign_workflow_id, renewal_workflow_id
+    from lifecycle.contracts.money import money
     from lifecycle.contracts.ops import PAUSE_SIGNAL
     from lifecycle.contracts.policy import CampaignPolicy
     from lifecycle.contracts.retention import (
@@ -54,7 +55,6 @@ with workflow.unsafe.imports_passed_through():
         TEAM_PROMOTION_CAMPAIGN,
         OfferInput,
         RenewalInput,
-        money,
     )
     from lifecycle.contracts.search_attributes import customer_search_attributes
     from lifecycle.contracts.stages import TRIALING

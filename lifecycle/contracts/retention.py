@@ -130,8 +130,3 @@ class OfferInput:
     context: dict[str, Any] = field(default_factory=dict)  # what the template shows
     detail: dict[str, Any] = field(default_factory=dict)  # what the timeline records (why, what)
 
-
-def money(cents: int, currency: str = "usd") -> str:
-    """An amount as a customer reads it: $490, $441.50 (other currencies: 490.00 EUR)."""
-    amount = f"{cents / 100:,.0f}" if cents % 100 == 0 else f"{cents / 100:,.2f}"
-    return f"${amount}" if currency.lower() == "usd" else f"{amount} {currency.upper()}"

@@ -40,6 +40,7 @@ from lifecycle.billing.card_update import (
 )
 from lifecycle.billing.client import StripeNotConfigured, is_real_stripe, make_stripe_client
 from lifecycle.billing.shapes import InvoiceRec
+from lifecycle.contracts.money import money
 from lifecycle.links import CARD_PATH, CARD_PURPOSE, BadLink, ExpiredLink, Link, read_link_token
 from lifecycle.settings import Settings
 from starter.pages import error_page, render_page
@@ -101,11 +102,6 @@ def _stripe(request: Request, settings: Settings) -> stripe.StripeClient | None:
     return client
 
 
-def _money(cents: int, currency: str) -> str:
-    amount = f"{cents / 100:,.2f}"
-    return f"${amount}" if currency.lower() == "usd" else f"{amount} {currency.upper()}"
-
-
 def _js(value: object) -> str:
     """A JSON value safe inside a <script> element."""
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -154,16 +150,16 @@ async def _form(
     total = sum(i.amount_due_cents for i in due)
     currency = due[0].currency if due else "usd"
     rows = "".join(
-        f"<tr><td>Invoice {html.escape(i.id)}</td><td>{html.escape(_money(i.amount_due_cents, i.currency))}</td></tr>"
+        f"<tr><td>Invoice {html.escape(i.id)}</td><td>{html.escape(money(i.amount_due_cents, i.currency))}</td></tr>"
         for i in due
     )
     owed = (
         f"<table class='due'><tr><th>Due now</th><th></th></tr>{rows}</table>"
-        f"<p>Your new card will be charged <strong>{html.escape(_money(total, currency))}</strong> "
+        f"<p>Your new card will be charged <strong>{html.escape(money(total, currency))}</strong> "
         "for the invoices above.</p>"
         if due else "<p>Nothing is due right now: your new card will be used for your next invoice.</p>"
     )
-    button = f"Save card and pay {_money(total, currency)}" if due else "Save card"
+    button = f"Save card and pay {money(total, currency)}" if due else "Save card"
     notice_html = f"<p class='error' role='alert'>{html.escape(notice)}</p>" if notice else ""
     js_base = f"{settings.stripe_api_base}/js.stripe.com/v3/"
     body = (
@@ -256,7 +252,7 @@ async def update_card(request: Request) -> Response:
 def _done(result: CardUpdated) -> HTMLResponse:
     card = result.card
     rows = "".join(
-        f"<tr><td>Invoice {html.escape(i.id)}</td><td>{html.escape(_money(i.amount_cents, i.currency))}</td></tr>"
+        f"<tr><td>Invoice {html.escape(i.id)}</td><td>{html.escape(money(i.amount_cents, i.currency))}</td></tr>"
         for i in result.paid
     )
     paid = (

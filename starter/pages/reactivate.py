@@ -27,6 +27,7 @@ from temporalio.service import RPCError
 from lifecycle.contracts import catalog
 from lifecycle.contracts.customer import CustomerState
 from lifecycle.contracts.ids import customer_workflow_id
+from lifecycle.contracts.money import money
 from lifecycle.contracts.winback import ReactivateRequest
 from lifecycle.links import BadLink, ExpiredLink, Link, link_url, make_link_token, read_link_token
 from lifecycle.models import Customer
@@ -130,7 +131,7 @@ def _plan_table(state: CustomerState, offer: str | None) -> tuple[str, str]:
     plan = catalog.PLANS_BY_CODE.get(code)
     name = plan.name if plan else code
     cents = (plan.monthly_price_cents if interval == "month" else plan.annual_price_cents) if plan else 0
-    price = f"${cents / 100:,.0f}/{interval}"
+    price = f"{money(cents)}/{interval}"
     rows = f"<tr><th>Plan</th><td>{html.escape(name)}</td></tr><tr><th>Price</th><td>{html.escape(price)}</td></tr>"
     if offer:
         rows += f"<tr><th>Your offer</th><td><strong>{html.escape(offer)}</strong></td></tr>"
