@@ -16,6 +16,7 @@ A retried attempt never sends twice: see ``lifecycle/email/service.py`` and docs
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import timedelta
 from pathlib import Path
 
@@ -50,27 +51,22 @@ class EmailActivities:
     @activity.defn
     async def send_email(self, inp: SendEmailInput) -> SendEmailResult:
         """Send, defer (cap, quiet hours), skip (suppressed, holdout) or report a duplicate."""
-        try:
-            return await self.service.send(inp)
-        except EmailRejected as exc:
-            final = exc.kind in NON_RETRYABLE_TYPES
-            raise ApplicationError(str(exc), type=exc.kind, non_retryable=final) from None
-        except EmailRetryLater as exc:
-            delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
-            raise ApplicationError(
-                str(exc), type="ProviderUnavailable", next_retry_delay=delay
-            ) from None
+        return await _as_activity(self.service.send(inp))
 
     @activity.defn
     async def resend_email(self, inp: ResendEmailInput) -> SendEmailResult:
         """Send an uncertain or bounced email again, under the action's new key (ops)."""
-        try:
-            return await self.service.resend(inp)
-        except EmailRejected as exc:
-            final = exc.kind in NON_RETRYABLE_TYPES
-            raise ApplicationError(str(exc), type=exc.kind, non_retryable=final) from None
-        except EmailRetryLater as exc:
-            delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
-            raise ApplicationError(
-                str(exc), type="ProviderUnavailable", next_retry_delay=delay
-            ) from None
+        return await _as_activity(self.service.resend(inp))
+
+
+async def _as_activity(sending: Awaitable[SendEmailResult]) -> SendEmailResult:
+    """The service's refusals as the activity's failures: a rejection is final when its kind
+    says so; "try later" is retried after the provider's Retry-After."""
+    try:
+        return await sending
+    except EmailRejected as exc:
+        final = exc.kind in NON_RETRYABLE_TYPES
+        raise ApplicationError(str(exc), type=exc.kind, non_retryable=final) from None
+    except EmailRetryLater as exc:
+        delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
+        raise ApplicationError(str(exc), type="ProviderUnavailable", next_retry_delay=delay) from None
