@@ -85,8 +85,13 @@ async def test_customers_list_filters_pages_and_actions_show_in_the_audit(
     await listed("--plan", "professional", want={"ls-b"})
     await listed("--stage", "active", want={"ls-c"})
     out = await listed("--waiting-for", "timer", "--stage", "trialing", "--plan", "starter", want={"ls-a"})
-    assert "customer-ls-a/onboarding" not in out and "onboarding" in out and "trial" in out
+    assert "customer-ls-a/onboarding" not in out and "onboarding: timer" in out and "trial: timer" in out
     await listed("--waiting-for", "timer", "--campaign", "onboarding", want={"ls-a"})
+    await listed("--waiting-for", "timer", "--campaign", "trial", want={"ls-a", "ls-b"})
+    # ls-a's day-1 tip is the only step due within two days (ls-b's trial reminder is on day 11)
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S")
+    await listed("--next-step-before", soon, want={"ls-a"})
+    await listed("--next-step-before", "2026-01-01T00:00:00", "--stage", "trialing", want=set())
 
     first = await cli(live, "customers", "list", "--stage", "trialing", "--limit", "1")
     assert len(customers_in(first.stdout, *ids.values())) == 1 and "--page-token" in first.stdout

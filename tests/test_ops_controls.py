@@ -16,7 +16,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFail
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from lifecycle.contracts.ids import campaign_workflow_id
+from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id
 from lifecycle.contracts.ops import (
     WAIT_ACTIVITY,
     WAIT_FREQUENCY_CAP,
@@ -25,7 +25,7 @@ from lifecycle.contracts.ops import (
     WAIT_TIMER,
     CampaignWaiting,
 )
-from lifecycle.contracts.search_attributes import CAMPAIGN, NEXT_STEP_AT, WAITING_FOR
+from lifecycle.contracts.search_attributes import CAMPAIGN, NEXT_STEP_AT, WAITING_FOR, WAITS
 from lifecycle.models import AuditEntry, EmailMessage
 from lifecycle.settings import Settings
 from starter.ops.actions import ActionRefused, ActionRequest, take_action
@@ -205,6 +205,37 @@ async def test_why_waiting_names_the_timer_and_what_comes_next(
     attrs = desc.typed_search_attributes
     assert attrs.get(CAMPAIGN) == "onboarding" and attrs.get(WAITING_FOR) == WAIT_TIMER
     assert attrs.get(NEXT_STEP_AT) == waits.waiting.until
+
+
+async def test_the_entity_carries_what_its_campaigns_wait_for_and_their_earliest_next_step(
+    ts_env: WorkflowEnvironment, client, settings, session_factory, worker
+):
+    cid = new_id()
+    await sign_up(client, settings, session_factory, cid)
+    tip = await eventually(lambda: _step_is(client, cid, "tip_first_project"))
+    trial = next(c for c in (await why_waiting(client, cid)).campaigns if c.campaign == "trial")
+    first = min(tip.waiting.until, trial.waiting.until)  # the day-1 tip, before the trial's day-11 reminder
+    waits, next_at = await eventually(lambda: _entity_has(client, cid, "onboarding:timer", "trial:timer"))
+    assert set(waits) == {"timer", "onboarding:timer", "trial:timer"} and next_at == first
+
+    await take_action(client, session_factory, cid, act("pause"))
+    await ts_env.sleep(timedelta(days=2))  # the tip falls due while paused: onboarding waits for resume
+    waits, next_at = await eventually(lambda: _entity_has(client, cid, "onboarding:paused"))
+    assert set(waits) == {"paused", "timer", "onboarding:paused", "trial:timer"}
+    assert next_at == tip.waiting.until  # still the earliest: it was due then and waits for resume
+
+    await take_action(client, session_factory, cid, act("cancel-campaign", campaign="onboarding"))
+    waits, next_at = await eventually(lambda: _entity_has(client, cid, "trial:timer", only=True))
+    assert next_at == trial.waiting.until  # onboarding's time no longer counts
+
+
+async def _entity_has(client: Client, cid: str, *wanted: str, only: bool = False):
+    attrs = (await client.get_workflow_handle(customer_workflow_id(cid)).describe()).typed_search_attributes
+    waits = list(attrs.get(WAITS) or [])
+    named = {w for w in waits if ":" in w}
+    if not set(wanted) <= named or (only and named != set(wanted)):
+        return None
+    return waits, attrs.get(NEXT_STEP_AT)
 
 
 async def test_why_waiting_names_quiet_hours(

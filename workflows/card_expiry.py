@@ -101,7 +101,7 @@ class CardExpiryWorkflow(ControlledCampaign):
             self._done.append(reminder.name)
             controls.step_done(reminder.name)
         self._next = None
-        controls.finished()
+        await controls.finished()
         return REPLACED if self._replaced else REMINDED
 
     async def _remind(self, input: CardExpiryInput, reminder: EmailStep) -> None:

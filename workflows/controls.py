@@ -13,22 +13,28 @@ hours, the cap, the activity). So:
 - **skip-step** ends the wait of the named step (timer, pause, quiet hours or cap) and the
   campaign records it as skipped on the timeline.
 - **why-waiting**: the ``waiting`` query answers what the campaign is doing now; the
-  campaign also upserts ``Campaign`` / ``WaitingFor`` / ``NextStepAt`` so visibility can
-  list customers by it.
+  campaign also upserts ``Campaign`` / ``WaitingFor`` / ``NextStepAt`` on itself and tells
+  its entity (the ``campaign_wait`` signal, in order, and ``nothing`` when it finishes), so
+  the entity carries ``Waits`` / ``NextStepAt`` and one visibility query lists customers
+  by what their campaigns wait for.
 
 All of it is behind ``workflow.patched(patches.CAMPAIGN_CONTROLS)``, decided at the start
-of a run: a campaign started before the deploy answers the query but takes no action.
+of a run: a campaign started before the deploy answers the query but takes no action; the
+reports to the entity behind ``patches.CAMPAIGN_REPORTS_WAITS``, decided the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.ops import (
+        CAMPAIGN_WAIT_SIGNAL,
         PAUSE_SIGNAL,
         RESUME_SIGNAL,
         SKIP_STEP_SIGNAL,
@@ -37,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         WAIT_PAUSED,
         WAIT_TIMER,
         WAITING_QUERY,
+        CampaignWait,
         CampaignWaiting,
         Waiting,
     )
@@ -63,14 +70,20 @@ class Controls:
         self.done: list[str] = []
         self.skipped: list[str] = []
         self._upserted: tuple[str, datetime | None] | None = None
+        self._entity: str | None = None  # the entity to tell (None: no reports)
+        self._reporting: asyncio.Task[None] | None = None  # the last report, sent in order
+        self._reported = WAIT_NOTHING
 
     # --- the run ------------------------------------------------------------------------
 
     def begin(self) -> None:
-        """Decide, once per run, whether the controls act (the patch)."""
+        """Decide, once per run, whether the controls act and report (the patches)."""
         self.enabled = workflow.patched(patches.CAMPAIGN_CONTROLS)
         if self.enabled:
             workflow.upsert_search_attributes([CAMPAIGN.value_set(self.campaign)])
+            parent = workflow.info().parent  # the entity (a campaign started on its own: none)
+            if workflow.patched(patches.CAMPAIGN_REPORTS_WAITS) and parent is not None:
+                self._entity = parent.workflow_id  # its latest run, whatever continue-as-new did
 
     def on_step(
         self,
@@ -100,12 +113,14 @@ class Controls:
             WAITING_FOR.value_set(waiting.kind),
             NEXT_STEP_AT.value_set(waiting.until) if waiting.until else NEXT_STEP_AT.value_unset(),
         ])
+        self._report(waiting.kind, waiting.until)
 
     def step_done(self, step: str) -> None:
         self.done.append(step)
 
-    def finished(self) -> None:
-        """The campaign has no step left.
+    async def finished(self) -> None:
+        """The campaign has no step left (the entity hears ``nothing``; every report is
+        delivered before this returns).
 
         Visibility gets ``WaitingFor=nothing`` but keeps the last ``NextStepAt`` (the run
         closes next): an unset Datetime attribute comes back from some servers (the
@@ -113,10 +128,29 @@ class Controls:
         the closed run would fail. Still one upsert, as before."""
         self.step = self.next_step = self.next_step_at = None
         self.waiting = Waiting(WAIT_NOTHING)
-        if not self.enabled or self._upserted == (WAIT_NOTHING, None):
+        if self.enabled and self._upserted != (WAIT_NOTHING, None):
+            self._upserted = (WAIT_NOTHING, None)
+            workflow.upsert_search_attributes([WAITING_FOR.value_set(WAIT_NOTHING)])
+            self._report(WAIT_NOTHING, None)
+        if self._reporting is not None:
+            await self._reporting
+
+    def _report(self, kind: str, until: datetime | None) -> None:
+        """Tell the entity what this campaign waits for now (after the reports before)."""
+        if self._entity is None or (kind == WAIT_NOTHING and self._reported == WAIT_NOTHING):
             return
-        self._upserted = (WAIT_NOTHING, None)
-        workflow.upsert_search_attributes([WAITING_FOR.value_set(WAIT_NOTHING)])
+        self._reported = kind
+        report = CampaignWait(self.campaign, workflow.info().workflow_id, kind, until)
+        self._reporting = asyncio.create_task(self._send(self._reporting, self._entity, report))
+
+    @staticmethod
+    async def _send(before: asyncio.Task[None] | None, entity: str, report: CampaignWait) -> None:
+        if before is not None:
+            await before  # in order: the entity keeps the last report it hears
+        try:
+            await workflow.get_external_workflow_handle(entity).signal(CAMPAIGN_WAIT_SIGNAL, report)
+        except FailureError as err:  # the entity is gone (deleted, terminated): nothing to tell
+            workflow.logger.info("entity %s not told of %s (%s)", entity, report.kind, err)
 
     def skip_requested(self, step: str | None) -> bool:
         return self.enabled and step is not None and step in self._skip

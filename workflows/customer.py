@@ -49,8 +49,10 @@ with workflow.unsafe.imports_passed_through():
         usage_workflow_id,
     )
     from lifecycle.contracts.ops import (
+        CAMPAIGN_WAIT_SIGNAL,
         OPS_ACTION_UPDATE,
         WAITING_QUERY,
+        CampaignWait,
         OpsAction,
         OpsActionResult,
         WhyWaiting,
@@ -237,6 +239,12 @@ class CustomerWorkflow:
         """Why-waiting, the entity's part: its campaigns (each answers its own ``waiting``)."""
         return self._ops.answer()
 
+    @workflow.signal(name=CAMPAIGN_WAIT_SIGNAL)
+    def campaign_wait(self, report: CampaignWait) -> None:
+        """A campaign child says what it waits for now (the entity's Waits / NextStepAt)."""
+        if workflow.patched(patches.ENTITY_WAITS):
+            self._ops.on_campaign_wait(report)
+
     # --- main loop ----------------------------------------------------------------------
 
     @workflow.run
@@ -252,6 +260,7 @@ class CustomerWorkflow:
                 await self._dispatch(event)
                 if workflow.patched(patches.RETENTION_CAMPAIGNS):
                     await self._retention.after_event(event)  # renewal, expansion, team promotion
+                self._ops.prune_waits()  # a campaign it ended or replaced stops counting
                 self._handled_this_run += 1
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -522,6 +531,7 @@ class CustomerWorkflow:
         if workflow.patched(patches.OPS_CAMPAIGNS_ATTRIBUTE):
             names = sorted(self._state.campaigns)
             workflow.upsert_search_attributes([CAMPAIGNS.value_set(names) if names else CAMPAIGNS.value_unset()])
+        self._ops.prune_waits()
 
     async def _tell_campaign(self, campaign: str, signal: Callable[..., Any], *args: object) -> None:
         """Forward an event to a running campaign; a campaign that just finished is fine to miss."""

@@ -55,7 +55,7 @@ class OfferWorkflow(ControlledCampaign):
         )
         self._sent = True
         controls.step_done(input.step.name)
-        controls.finished()
+        await controls.finished()
         await workflow.execute_activity_method(
             StoreActivities.record_event,
             RecordEventInput(

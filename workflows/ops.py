@@ -6,6 +6,10 @@ Each action is the entity's validated update ``ops_action``: the validator refus
 the reason (``action_refusal``; nothing changes), the handler acts — signals the campaign
 children (pause, resume, skip-step), cancels one, resends an email — and records who did
 it and why in the audit trail and on the timeline (the ops activity, once per action id).
+
+What the campaigns wait for: each child reports it (``campaign_wait``); the entity keeps
+the last report of each running child and upserts ``Waits`` and ``NextStepAt`` from them
+(``entity_waits``), so ``lifecycle customers list`` answers from the entities alone.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.ops import OpsActivities
     from lifecycle.contracts.cards import CARD_EXPIRY_ID_PART
     from lifecycle.contracts.customer import CustomerState
+    from lifecycle.contracts.ids import USAGE_CAMPAIGN
     from lifecycle.contracts.ops import (
         CANCEL_CAMPAIGN,
         EXTEND_GRACE,
@@ -33,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         SKIP_STEP_SIGNAL,
         WAIT_NOTHING,
         AuditEntryInput,
+        CampaignWait,
         CampaignWaiting,
         OpsAction,
         OpsActionResult,
@@ -40,7 +46,9 @@ with workflow.unsafe.imports_passed_through():
         Waiting,
         WhyWaiting,
         action_refusal,
+        entity_waits,
     )
+    from lifecycle.contracts.search_attributes import NEXT_STEP_AT, NO_NEXT_STEP, WAITS
     from workflows.options import EMAIL_RETRY, SEND_TIMEOUT, STORE_RETRY, STORE_TIMEOUT
 
 CANCELED_BY_OPS = "canceled by ops"
@@ -50,6 +58,40 @@ class Ops:
     def __init__(self, state: CustomerState, *, campaigns_changed: Callable[[], None]) -> None:
         self._state = state
         self._campaigns_changed = campaigns_changed
+        self._upserted_waits: tuple[list[str], object] | None = None  # what visibility has
+
+    # --- what the campaigns wait for (the entity's Waits / NextStepAt) -------------------
+
+    def on_campaign_wait(self, report: CampaignWait) -> None:
+        """A child's report (they come in order from each child): kept until it finishes."""
+        if report.kind == WAIT_NOTHING:
+            self._state.waits.pop(report.workflow_id, None)
+        else:
+            self._state.waits[report.workflow_id] = report
+        self._upsert_waits()
+
+    def prune_waits(self) -> None:
+        """Forget the reports of children that no longer run (cancelled, replaced, ended
+        without a last report). Usage nudges are not listed as running: their own last
+        report (``nothing``) removes them. Nothing to do for an entity that has none."""
+        if not self._state.waits:
+            return
+        running = set(self.running().values())
+        gone = [wf for wf, r in self._state.waits.items() if wf not in running and r.campaign != USAGE_CAMPAIGN]
+        for wf in gone:
+            del self._state.waits[wf]
+        if gone:
+            self._upsert_waits()
+
+    def _upsert_waits(self) -> None:
+        names, next_at = entity_waits(list(self._state.waits.values()))
+        if self._upserted_waits == (names, next_at):
+            return
+        self._upserted_waits = (names, next_at)
+        workflow.upsert_search_attributes([
+            WAITS.value_set(names) if names else WAITS.value_unset(),
+            NEXT_STEP_AT.value_set(next_at or NO_NEXT_STEP),
+        ])
 
     # --- what runs -----------------------------------------------------------------------
 

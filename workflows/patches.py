@@ -99,12 +99,25 @@ CAMPAIGN_CONTROLS = "campaign-controls"
 # CustomerWorkflow run started before 2026-12-02 is open.
 OPS_PAUSE_RETENTION_STARTS = "ops-pause-retention-starts"
 
+# A controlled campaign tells its entity what it waits for (the ``campaign_wait`` signal,
+# one each time its WaitingFor / NextStepAt change, and ``nothing`` when it has no step
+# left), so the entity can carry Waits and NextStepAt. Decided once at the start of a
+# campaign run. Since 2026-12-02. Deprecate when no campaign child started before
+# 2026-12-02 is open.
+CAMPAIGN_REPORTS_WAITS = "campaign-reports-waits"
+
 # --- CustomerWorkflow -------------------------------------------------------------------
 
 # The entity upserts its Campaigns search attribute (the campaigns running now) when one
 # starts, ends or is cancelled, for `lifecycle customers list --campaign`. Since 2026-12-02.
 # Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
 OPS_CAMPAIGNS_ATTRIBUTE = "ops-campaigns-attribute"
+
+# The entity keeps its campaigns' reports (``campaign_wait``) and upserts its Waits and
+# NextStepAt search attributes from them, and drops a report once its campaign no longer
+# runs, for `lifecycle customers list --waiting-for / --next-step-before` in one query.
+# Since 2026-12-02. Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
+ENTITY_WAITS = "entity-waits"
 # --- CustomerWorkflow: retention ---------------------------------------------------------
 
 # A cancellation request with a reason may be answered with a save offer (policy

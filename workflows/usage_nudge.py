@@ -100,7 +100,7 @@ class UsageNudgeWorkflow(ControlledCampaign):
         if not await self.controls.until_unpaused(step.name):  # started paused, then skipped by ops
             skipped = await send_step_email(input.customer_id, CAMPAIGN, step, email_context(input),
                                             skip_reason=SKIPPED_BY_OPS)
-            self.controls.finished()
+            await self.controls.finished()
             return skipped.status
         stop = None
         if input.threshold < 100 and workflow.patched(patches.USAGE_NUDGE_SUPERSEDE):
@@ -115,5 +115,5 @@ class UsageNudgeWorkflow(ControlledCampaign):
             controls=self.controls,
         )
         self.controls.step_done(step.name)
-        self.controls.finished()
+        await self.controls.finished()
         return result.status

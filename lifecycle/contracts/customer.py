@@ -13,6 +13,7 @@ from typing import Any
 
 from lifecycle.contracts.billing import BillingState
 from lifecycle.contracts.cards import CardOnFile
+from lifecycle.contracts.ops import CampaignWait
 from lifecycle.contracts.policy import CampaignPolicy
 from lifecycle.contracts.retention import RetentionState
 from lifecycle.contracts.stages import TRIALING
@@ -62,6 +63,9 @@ class CustomerState:
     paused: bool = False  # ops paused the marketing campaigns (lifecycle/contracts/ops.py)
     held_nudges: list[str] = field(default_factory=list)  # usage nudges started paused: told at resume
     winback: WinbackState = field(default_factory=WinbackState)  # save offers, win-back
+    # what each running campaign child last said it waits for (by workflow id): the
+    # entity's Waits / NextStepAt search attributes (workflows/ops.py)
+    waits: dict[str, CampaignWait] = field(default_factory=dict)
 
 
 @dataclass

@@ -30,6 +30,8 @@ PAUSE_SIGNAL = "pause"
 RESUME_SIGNAL = "resume"
 SKIP_STEP_SIGNAL = "skip_step"
 OPS_ACTION_UPDATE = "ops_action"
+# a campaign child tells its entity what it waits for now (the entity's Waits / NextStepAt)
+CAMPAIGN_WAIT_SIGNAL = "campaign_wait"
 # the dunning child's updates, by name (the payment-recovery campaign defines them)
 DUNNING_CAMPAIGN = "dunning"
 EXTEND_GRACE_UPDATE = "extend_grace"
@@ -104,6 +106,29 @@ class WhyWaiting:
     stage: str
     paused: bool
     campaigns: list[CampaignWaiting] = field(default_factory=list)
+
+
+@dataclass
+class CampaignWait:
+    """A campaign child's report to its entity (signal ``campaign_wait``): what it waits
+    for now and until when. The entity keeps one per child (by workflow id) and upserts
+    its own ``Waits`` and ``NextStepAt`` from them (:func:`entity_waits`), so one
+    visibility query on the entities lists customers by what their campaigns wait for."""
+
+    campaign: str
+    workflow_id: str
+    kind: str  # one of WAIT_KINDS; WAIT_NOTHING: the child has no step left
+    until: datetime | None = None
+
+
+def entity_waits(waits: list[CampaignWait]) -> tuple[list[str], datetime | None]:
+    """The entity's ``Waits`` (each kind waited for, and ``campaign:kind``) and its
+    ``NextStepAt`` (the earliest time one of its campaigns acts; None: none waits on a
+    time) from its children's reports."""
+    live = [w for w in waits if w.kind not in (WAIT_NOTHING, WAIT_ACTIVITY)]
+    names = sorted({w.kind for w in live} | {f"{w.campaign}:{w.kind}" for w in live})
+    times = [w.until for w in live if w.until is not None]
+    return names, min(times) if times else None
 
 
 @dataclass

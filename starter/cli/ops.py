@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -88,15 +89,19 @@ def customers_list(
     campaign: Annotated[str | None, typer.Option(help="a running campaign, e.g. onboarding")] = None,
     waiting_for: Annotated[str | None, typer.Option(help=f"one of {', '.join(WAIT_KINDS)}")] = None,
     dunning_state: Annotated[str | None, typer.Option(help="the dunning campaign's state")] = None,
+    next_step_before: Annotated[
+        datetime | None, typer.Option(help="a campaign acts before this time (UTC), e.g. 2026-12-24T09:00:00")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="rows per page")] = 50,
     page_token: Annotated[str | None, typer.Option(help="the token a previous page printed")] = None,
 ) -> None:
-    """Customers by stage, plan, campaign and what they wait for, one page at a time."""
+    """Customers by stage, plan, campaign, what they wait for and when they next act, a page at a time."""
     from lifecycle.temporal import connect
     from starter.ops.listing import BadFilter, Filters, list_customers
 
     settings = settings_or_exit()
-    filters = Filters(stage=stage, plan=plan, campaign=campaign, waiting_for=waiting_for, dunning_state=dunning_state)
+    filters = Filters(stage=stage, plan=plan, campaign=campaign, waiting_for=waiting_for,
+                      dunning_state=dunning_state, next_step_before=next_step_before)
 
     async def run():  # type: ignore[no-untyped-def]  # the Page
         return await list_customers(await connect(settings), filters, page_size=limit, page_token=page_token)
@@ -107,17 +112,12 @@ def customers_list(
         console.print(f"[red]{safe(str(exc))}[/red]")
         raise typer.Exit(2) from None
     table = Table(title=f"customers ({safe(page.query)})")
-    columns = ["customer", "stage", "plan", "campaigns"] if waiting_for is None else [
-        "customer", "campaign", "waiting for", "next step at (UTC)", "stage", "plan"]
-    for col in columns:
+    for col in ("customer", "stage", "plan", "campaigns", "waiting for", "next step at (UTC)"):
         table.add_column(col)
     for r in page.rows:
-        if waiting_for is None:
-            table.add_row(safe(r.customer_id), safe(r.stage or ""), safe(r.plan or ""), safe(", ".join(r.campaigns)))
-        else:
-            at = f"{r.next_step_at:%Y-%m-%d %H:%M:%S}" if r.next_step_at else ""
-            table.add_row(safe(r.customer_id), safe(r.campaign or ""), safe(r.waiting_for or ""), at,
-                          safe(r.stage or ""), safe(r.plan or ""))
+        at = f"{r.next_step_at:%Y-%m-%d %H:%M:%S}" if r.next_step_at else ""
+        table.add_row(safe(r.customer_id), safe(r.stage or ""), safe(r.plan or ""), safe(", ".join(r.campaigns)),
+                      safe(", ".join(r.waiting(campaign))), at)
     console.print(table)
     if page.next_page_token:
         console.print(f"next page: --page-token {page.next_page_token}")

@@ -1,12 +1,14 @@
-"""``lifecycle customers list``: customers by stage, plan, dunning state, campaign and what
-it waits for, through Temporal's visibility (search attributes), one page at a time.
+"""``lifecycle customers list``: customers by stage, plan, dunning state, campaign, what
+their campaigns wait for and when they next act, through Temporal's visibility (search
+attributes), one page at a time.
 
-Never a scan of the customers: each page is one visibility query. The entity carries
-``LifecycleStage``, ``Plan``, ``DunningState`` and ``Campaigns`` (the campaigns running);
-each campaign child carries ``Campaign``, ``WaitingFor`` and ``NextStepAt``. A
-``--waiting-for`` filter lists campaign children; with ``--stage`` / ``--plan`` /
-``--dunning-state`` as well, one more query per page keeps the children whose entity
-matches (``CustomerId IN (…)``), so a page may hold fewer rows than its size.
+Never a scan of the customers: each page is one visibility query on the entities, which
+carry ``LifecycleStage``, ``Plan``, ``DunningState``, ``Campaigns`` (the campaigns
+running), ``Waits`` (what they wait for: each kind, and ``campaign:kind``) and
+``NextStepAt`` (the earliest next step of all of them), so a page holds ``page_size``
+rows whatever the filters. An entity whose campaigns all started before the
+``campaign-reports-waits`` patch has no ``Waits`` yet: it is listed by stage, plan and
+campaign, not by what it waits for.
 """
 
 from __future__ import annotations
@@ -14,20 +16,20 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from temporalio.client import Client, WorkflowExecution
 
 from lifecycle.contracts.ops import WAIT_KINDS
 from lifecycle.contracts.search_attributes import (
-    CAMPAIGN,
     CAMPAIGNS,
     CUSTOMER_ID,
     DUNNING_STATE,
     LIFECYCLE_STAGE,
     NEXT_STEP_AT,
+    NO_NEXT_STEP,
     PLAN,
-    WAITING_FOR,
+    WAITS,
 )
 
 VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")  # nothing that could break out of '…'
@@ -44,13 +46,16 @@ class Filters:
     campaign: str | None = None
     waiting_for: str | None = None
     dunning_state: str | None = None
+    next_step_before: datetime | None = None  # a campaign acts before this time (UTC)
 
     def check(self) -> None:
         for name, value in vars(self).items():
-            if value is not None and not VALUE.match(value):
+            if isinstance(value, str) and not VALUE.match(value):
                 raise BadFilter(f"--{name.replace('_', '-')}: {value!r} is not a name (letters, digits, _ . : @ / -)")
         if self.waiting_for and self.waiting_for not in WAIT_KINDS:
             raise BadFilter(f"--waiting-for: expected one of {', '.join(WAIT_KINDS)}")
+        if self.next_step_before is not None and self.next_step_before.tzinfo is None:
+            self.next_step_before = self.next_step_before.replace(tzinfo=UTC)  # the CLI's times are UTC
 
 
 @dataclass
@@ -60,9 +65,13 @@ class Row:
     stage: str | None = None
     plan: str | None = None
     campaigns: list[str] = field(default_factory=list)
-    campaign: str | None = None
-    waiting_for: str | None = None
-    next_step_at: datetime | None = None
+    waits: list[str] = field(default_factory=list)  # kinds, and campaign:kind
+    next_step_at: datetime | None = None  # None: no campaign waits on a time
+
+    def waiting(self, campaign: str | None = None) -> list[str]:
+        """What its campaigns wait for, as ``campaign: kind`` (only ``campaign``'s if named)."""
+        pairs = [w.split(":", 1) for w in self.waits if ":" in w]
+        return [f"{c}: {k}" for c, k in pairs if campaign is None or c == campaign]
 
 
 @dataclass
@@ -72,53 +81,37 @@ class Page:
     query: str
 
 
-def _entity_clauses(f: Filters) -> list[str]:
-    clauses = []
+def query(f: Filters) -> str:
+    """The one visibility query of a page (values checked by ``Filters.check``)."""
+    clauses = ["WorkflowType = 'CustomerWorkflow'", "ExecutionStatus = 'Running'"]
     if f.stage:
         clauses.append(f"{LIFECYCLE_STAGE.name} = '{f.stage}'")
     if f.plan:
         clauses.append(f"{PLAN.name} = '{f.plan}'")
     if f.dunning_state:
         clauses.append(f"{DUNNING_STATE.name} = '{f.dunning_state}'")
-    return clauses
-
-
-def entity_query(f: Filters, customer_ids: list[str] | None = None) -> str:
-    clauses = ["WorkflowType = 'CustomerWorkflow'", "ExecutionStatus = 'Running'", *_entity_clauses(f)]
-    if f.campaign and f.waiting_for is None:
+    if f.waiting_for:
+        wait = f"{f.campaign}:{f.waiting_for}" if f.campaign else f.waiting_for
+        clauses.append(f"{WAITS.name} = '{wait}'")
+    elif f.campaign:
         clauses.append(f"{CAMPAIGNS.name} = '{f.campaign}'")
-    if customer_ids is not None:
-        listed = ", ".join(f"'{c}'" for c in customer_ids if VALUE.match(c))
-        clauses.append(f"{CUSTOMER_ID.name} IN ({listed})")
+    if f.next_step_before is not None:
+        at = f.next_step_before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        clauses.append(f"{NEXT_STEP_AT.name} < '{at}'")
     return " AND ".join(clauses)
 
 
-def campaign_query(f: Filters) -> str:
-    clauses = ["ExecutionStatus = 'Running'", f"{WAITING_FOR.name} = '{f.waiting_for}'"]
-    if f.campaign:
-        clauses.append(f"{CAMPAIGN.name} = '{f.campaign}'")
-    return " AND ".join(clauses)
-
-
-def _entity_row(wf: WorkflowExecution) -> Row:
+def _row(wf: WorkflowExecution) -> Row:
     attrs = wf.typed_search_attributes
+    next_at = attrs.get(NEXT_STEP_AT)
     return Row(
         customer_id=attrs.get(CUSTOMER_ID) or wf.id.removeprefix("customer-"),
         workflow_id=wf.id,
         stage=attrs.get(LIFECYCLE_STAGE),
         plan=attrs.get(PLAN),
         campaigns=list(attrs.get(CAMPAIGNS) or []),
-    )
-
-
-def _campaign_row(wf: WorkflowExecution) -> Row:
-    attrs = wf.typed_search_attributes
-    return Row(
-        customer_id=attrs.get(CUSTOMER_ID) or "",
-        workflow_id=wf.id,
-        campaign=attrs.get(CAMPAIGN),
-        waiting_for=attrs.get(WAITING_FOR),
-        next_step_at=attrs.get(NEXT_STEP_AT),
+        waits=list(attrs.get(WAITS) or []),
+        next_step_at=None if next_at is None or next_at >= NO_NEXT_STEP else next_at,
     )
 
 
@@ -133,17 +126,6 @@ async def _page(client: Client, query: str, size: int, token: str | None) -> tup
 
 async def list_customers(client: Client, f: Filters, *, page_size: int = 50, page_token: str | None = None) -> Page:
     f.check()
-    if f.waiting_for is None:
-        query = entity_query(f)
-        found, nxt = await _page(client, query, page_size, page_token)
-        return Page([_entity_row(wf) for wf in found], nxt, query)
-    query = campaign_query(f)
-    found, nxt = await _page(client, query, page_size, page_token)
-    rows = [_campaign_row(wf) for wf in found]
-    if rows and _entity_clauses(f):  # keep the children whose customer matches the entity's filters
-        entities, _ = await _page(client, entity_query(f, [r.customer_id for r in rows]), len(rows), None)
-        known = {row.customer_id: row for row in map(_entity_row, entities)}
-        rows = [r for r in rows if r.customer_id in known]
-        for r in rows:
-            r.stage, r.plan = known[r.customer_id].stage, known[r.customer_id].plan
-    return Page(rows, nxt, query)
+    q = query(f)
+    found, nxt = await _page(client, q, page_size, page_token)
+    return Page([_row(wf) for wf in found], nxt, q)
