@@ -1,9 +1,9 @@
 """Ops controls on the campaigns that came after onboarding and the trial (time-skipping
 server, the real worker and activities): win-back held by a pause and sent once at resume,
-a renewal reminder skipped by ops, dunning's why-waiting answer, card-expiry reminders
-(transactional) going out while marketing is paused, its steps skippable, and the offers
-(due at once) made while paused: held until resume and sent once, or skipped by ops and
-never sent."""
+its day-7 step skipped (day 30 still comes), a renewal reminder skipped by ops, dunning's
+why-waiting answer, card-expiry reminders (transactional) going out while marketing is
+paused, its steps skippable, and the offers (due at once) made while paused: held until
+resume and sent once, or skipped by ops and never sent."""
 
 from __future__ import annotations
 
@@ -87,6 +87,31 @@ async def test_winback_paused_across_its_day_7_step_sends_it_once_at_resume(
     assert [m.step for m in retained.winback_emails(cid)] == [first]
     waits = await campaign_waits(retained.client, cid, "winback")
     assert waits is not None and waits.done_steps == [first] and waits.step != first
+
+
+async def test_skip_step_on_winbacks_day_7_records_it_sends_nothing_and_day_30_still_comes(
+    ts_env: WorkflowEnvironment, retained: Retained
+) -> None:
+    cid = await retained.subscriber()
+    r = await retained.http.delete(f"/v1/customers/{cid}/subscription", params={"at_once": "true"})
+    assert r.status_code == 200, r.text
+    waits = await eventually(lambda: _waits(retained.client, cid, "winback", WAIT_TIMER, "winback_day_7"))
+    assert waits.next_step == "winback_day_30" and waits.next_step_at is not None
+    day_30 = waits.next_step_at
+
+    result = await take_action(retained.client, retained.sessions, cid,
+                               act("skip-step", campaign="winback", step="winback_day_7"))
+    assert result.campaigns == ["winback"]
+    waits = await eventually(lambda: _waits(retained.client, cid, "winback", WAIT_TIMER, "winback_day_30"))
+    assert waits.waiting.until == day_30 and waits.skipped_steps == ["winback_day_7"]
+    await ts_env.sleep(timedelta(days=8))  # past day 7
+    assert retained.winback_emails(cid) == []
+    assert ops_skips(retained.sessions, cid) == [("winback", "winback_day_7")]
+
+    await ts_env.sleep(day_30 - await ts_env.get_current_time() + timedelta(hours=1))
+    await eventually(lambda: [m.step for m in retained.winback_emails(cid)] == ["winback_day_30"])
+    waits = await eventually(lambda: _waits(retained.client, cid, "winback", WAIT_TIMER, "winback_day_60"))
+    assert waits.done_steps == ["winback_day_7", "winback_day_30"] and waits.skipped_steps == ["winback_day_7"]
 
 
 # --- renewal (marketing) -------------------------------------------------------------------
