@@ -1,7 +1,9 @@
 """Ops controls on the campaigns that came after onboarding and the trial (time-skipping
 server, the real worker and activities): win-back held by a pause and sent once at resume,
-a renewal reminder skipped by ops, dunning's why-waiting answer, and card-expiry reminders
-(transactional) going out while marketing is paused, its steps skippable."""
+its day-7 step skipped (day 30 still comes), a renewal reminder skipped by ops, dunning's
+why-waiting answer, card-expiry reminders (transactional) going out while marketing is
+paused, its steps skippable, and the offers (due at once) made while paused: held until
+resume and sent once, or skipped by ops and never sent."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from tests.support.helpers import eventually, timeline
 from tests.support.retention import Retained
 from tests.test_card_expiry import card_event, month_of, reminders, until
 from tests.test_card_expiry import sign_up as card_sign_up
-from tests.test_retention_workflow import customer, exists, renewal_mails
+from tests.test_retention_workflow import customer, exists, periods, renewal_mails
 from worker import build_worker
 
 SKIPPED = "skipped by ops"
@@ -85,6 +87,31 @@ async def test_winback_paused_across_its_day_7_step_sends_it_once_at_resume(
     assert [m.step for m in retained.winback_emails(cid)] == [first]
     waits = await campaign_waits(retained.client, cid, "winback")
     assert waits is not None and waits.done_steps == [first] and waits.step != first
+
+
+async def test_skip_step_on_winbacks_day_7_records_it_sends_nothing_and_day_30_still_comes(
+    ts_env: WorkflowEnvironment, retained: Retained
+) -> None:
+    cid = await retained.subscriber()
+    r = await retained.http.delete(f"/v1/customers/{cid}/subscription", params={"at_once": "true"})
+    assert r.status_code == 200, r.text
+    waits = await eventually(lambda: _waits(retained.client, cid, "winback", WAIT_TIMER, "winback_day_7"))
+    assert waits.next_step == "winback_day_30" and waits.next_step_at is not None
+    day_30 = waits.next_step_at
+
+    result = await take_action(retained.client, retained.sessions, cid,
+                               act("skip-step", campaign="winback", step="winback_day_7"))
+    assert result.campaigns == ["winback"]
+    waits = await eventually(lambda: _waits(retained.client, cid, "winback", WAIT_TIMER, "winback_day_30"))
+    assert waits.waiting.until == day_30 and waits.skipped_steps == ["winback_day_7"]
+    await ts_env.sleep(timedelta(days=8))  # past day 7
+    assert retained.winback_emails(cid) == []
+    assert ops_skips(retained.sessions, cid) == [("winback", "winback_day_7")]
+
+    await ts_env.sleep(day_30 - await ts_env.get_current_time() + timedelta(hours=1))
+    await eventually(lambda: [m.step for m in retained.winback_emails(cid)] == ["winback_day_30"])
+    waits = await eventually(lambda: _waits(retained.client, cid, "winback", WAIT_TIMER, "winback_day_60"))
+    assert waits.done_steps == ["winback_day_7", "winback_day_30"] and waits.skipped_steps == ["winback_day_7"]
 
 
 # --- renewal (marketing) -------------------------------------------------------------------
@@ -191,3 +218,59 @@ async def test_a_renewal_started_while_paused_starts_paused(
     assert renewal_mails(c) == []
     await take_action(client, session_factory, c.id, act("resume", "back on"))
     await eventually(lambda: renewal_mails(c) == ["renewal_30_days"])
+
+
+# --- offers (marketing: the expansion offer and the team promotion) -----------------------
+
+
+async def _seats_used(c, ts_env: WorkflowEnvironment) -> None:
+    """Three seats in use: the team promotion's child starts (its step due at once)."""
+    [p] = periods(await ts_env.get_current_time() - timedelta(days=10), 1)
+    await c.usage("seats", 100, 3, 3, *p)
+
+
+async def test_a_team_promotion_made_while_paused_goes_out_once_at_resume(
+    ts_env: WorkflowEnvironment, client: Client, settings: Settings, session_factory, worker
+) -> None:
+    c = await customer(client, settings, session_factory, "professional")
+    await take_action(client, session_factory, c.id, act("pause"))
+    await _seats_used(c, ts_env)
+    child = client.get_workflow_handle(campaign_workflow_id(c.id, "team-promotion"))
+    held = await eventually(lambda: _waits(client, c.id, "team_promotion", WAIT_PAUSED, "team_promotion"))
+    assert held.paused and held.marketing and held.workflow_id == child.id
+
+    await ts_env.sleep(timedelta(days=3))  # held for days: nothing goes out
+    assert c.mails("team_promotion") == []
+    assert c.entries("offer_made", "team_promotion") == []
+    assert await _waits(client, c.id, "team_promotion", WAIT_PAUSED, "team_promotion")
+
+    resumed_at = await ts_env.get_current_time()
+    resumed = await take_action(client, session_factory, c.id, act("resume", "back on"))
+    assert "team_promotion" in resumed.campaigns
+    assert await child.result() == "sent"
+    assert [(m.step, m.status) for m in c.mails("team_promotion")] == [("team_promotion", "sent")]
+    [offer] = await eventually(lambda: c.entries("offer_made", "team_promotion"))
+    assert offer.detail["email"] == "sent" and offer.occurred_at >= resumed_at
+    assert ops_skips(session_factory, c.id) == []
+
+
+async def test_skip_step_on_a_held_expansion_offer_records_it_and_never_sends_it(
+    ts_env: WorkflowEnvironment, client: Client, settings: Settings, session_factory, worker
+) -> None:
+    c = await customer(client, settings, session_factory, "professional")
+    await take_action(client, session_factory, c.id, act("pause"))
+    p = periods(await ts_env.get_current_time() - timedelta(days=30), 2)
+    await c.usage("ai_requests", 80, 8000, 10000, *p[0])
+    await c.usage("ai_requests", 80, 8100, 10000, *p[1])  # two high periods: the offer is made
+    child = client.get_workflow_handle(campaign_workflow_id(c.id, "expansion", f"{p[1][0]:%Y%m%d}"))
+    await eventually(lambda: _waits(client, c.id, "expansion", WAIT_PAUSED, "expansion_offer"))
+
+    result = await take_action(client, session_factory, c.id, act("skip-step", campaign="expansion"))
+    assert result.campaigns == ["expansion"]
+    assert await child.result() == "skipped"
+    await eventually(lambda: ops_skips(session_factory, c.id) == [("expansion", "expansion_offer")])
+    [offer] = await eventually(lambda: c.entries("offer_made", "expansion"))
+    assert offer.detail["email"] == "skipped" and offer.detail["reason"].startswith(SKIPPED)
+    await take_action(client, session_factory, c.id, act("resume", "back on"))  # nothing left to send
+    await ts_env.sleep(timedelta(days=1))
+    assert c.mails("expansion") == []

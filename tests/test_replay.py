@@ -8,9 +8,10 @@ continue-as-new), ``tests.record_usage_histories`` (usage nudges) or
 changes), ``tests.record_dunning_histories`` (payment recovery),
 ``tests.record_card_expiry_histories`` (pre-dunning) or ``tests.record_renewal_histories``
 (renewal reminders, expansion offer, team promotion), ``tests.record_webhooks_histories``
-(webhooks to the product) or ``tests.record_ops_histories`` (pause, resume, skip-step,
-cancel-campaign), keeping the old ones.
-changes) or ``tests.record_retention_histories`` (save offers, win-back), keeping the old ones.
+(webhooks to the product), ``tests.record_ops_histories`` (pause, resume, skip-step,
+cancel-campaign), ``tests.record_ops_paused_starts_histories`` (campaigns started while
+marketing is paused) or ``tests.record_retention_histories`` (save offers, win-back),
+keeping the old ones.
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ def test_there_are_histories_to_replay() -> None:
         "customer_retention_lost",
         "winback_reactivated",
         "winback_trial_lost",
+        "customer_ops_paused_starts",  # started while paused (tests/record_ops_paused_starts_histories.py)
+        "renewal_ops_started_paused",
+        "offer_ops_started_paused",
+        "offer_ops_started_paused_skipped",
     } <= names
 
 

@@ -30,6 +30,7 @@ class OfferWorkflow(ControlledCampaign):
     @workflow.init
     def __init__(self, input: OfferInput) -> None:
         self.controls = Controls(input.campaign)
+        self.controls.paused = input.paused  # due at once: a pause signal after the start comes too late
         self._input = input
         self._sent = False
 

@@ -106,6 +106,13 @@ OPS_PAUSE_RETENTION_STARTS = "ops-pause-retention-starts"
 # 2026-12-02 is open.
 CAMPAIGN_REPORTS_WAITS = "campaign-reports-waits"
 
+# An offer (expansion, team promotion) made while ops has marketing paused starts paused
+# by its input (OfferInput.paused), since its step is due at once and the pause signal
+# after the start came after the email had gone out; one resumed while it was starting is
+# told to resume. Since 2026-12-02. Deprecate when no CustomerWorkflow run started before
+# 2026-12-02 is open.
+OPS_OFFERS_START_PAUSED = "ops-offers-start-paused"
+
 # --- CustomerWorkflow -------------------------------------------------------------------
 
 # The entity upserts its Campaigns search attribute (the campaigns running now) when one

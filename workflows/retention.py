@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from lifecycle.contracts.ids import campaign_workflow_id, renewal_workflow_id
     from lifecycle.contracts.money import money
-    from lifecycle.contracts.ops import PAUSE_SIGNAL
+    from lifecycle.contracts.ops import PAUSE_SIGNAL, RESUME_SIGNAL
     from lifecycle.contracts.policy import CampaignPolicy
     from lifecycle.contracts.retention import (
         EXPANSION_CAMPAIGN,
@@ -253,6 +253,7 @@ class Retention:
                 step=policy.expansion,
                 context=context,
                 detail={**detail, "metric": crossed.metric, "period_start": crossed.period_start.isoformat()},
+                paused=self._offer_paused(),
             ),
             campaign_workflow_id(self._state.customer_id, EXPANSION_CAMPAIGN, f"{crossed.period_start:%Y%m%d}"),
             EXPANSION_CAMPAIGN,
@@ -311,6 +312,7 @@ class Retention:
                 context={"team_plan": tier_offer(team, current), "team": {"why": why, "count": count,
                                                                            "plan_name": current.name}},
                 detail={"offer": "team_tier", "plan": team.code, "price": team.monthly_price, "why": why},
+                paused=self._offer_paused(),
             ),
             campaign_workflow_id(state.customer_id, "team-promotion"),
             TEAM_PROMOTION_CAMPAIGN,
@@ -347,7 +349,17 @@ class Retention:
                 await workflow.get_external_workflow_handle(child_id).signal(PAUSE_SIGNAL)
             except FailureError as err:  # it ended already
                 workflow.logger.info("%s not paused (%s)", child_id, err)
+        elif isinstance(arg, OfferInput) and arg.paused:  # resumed while it started: the resume missed it
+            try:
+                await workflow.get_external_workflow_handle(child_id).signal(RESUME_SIGNAL)
+            except FailureError as err:  # it ended already
+                workflow.logger.info("%s not resumed (%s)", child_id, err)
         return True
+
+    def _offer_paused(self) -> bool:
+        """An offer is due at once, so one made while marketing is paused starts paused by its
+        input: the pause signal sent after the start arrives after the email went out."""
+        return self._state.paused and workflow.patched(patches.OPS_OFFERS_START_PAUSED)
 
     async def _record_skipped(self, campaign: str, event: CustomerEvent, reason: str) -> None:
         await workflow.execute_activity_method(

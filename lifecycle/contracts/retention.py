@@ -129,4 +129,5 @@ class OfferInput:
     step: EmailStep
     context: dict[str, Any] = field(default_factory=dict)  # what the template shows
     detail: dict[str, Any] = field(default_factory=dict)  # what the timeline records (why, what)
+    paused: bool = False  # made while ops paused marketing: the offer waits for resume
 
