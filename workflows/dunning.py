@@ -14,11 +14,15 @@ leave_past_due). It ends at once, in any stage, when no invoice is left open.
 Signals only queue; the main loop handles them in order, so no handler awaits and the
 state changes in one place. Every side effect has a key from the workflow id and the step
 (``…/retry/2/in_…``), so a worker crash never sends or charges twice.
+
+What is due when (the stages' days, the retry days, the end day, and how granted grace
+moves them) is the schedule's: ``DunningSchedule`` (workflows/dunning_schedule.py), a
+plain object this workflow owns; the loop takes the step it names and marks it taken.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
@@ -69,12 +73,10 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.webhooks import DUNNING_STATE_CHANGED, ENTITLEMENTS_CHANGED
     from workflows import patches
     from workflows.campaign import report_finished
+    from workflows.dunning_schedule import RETRY, STAGE, DunningSchedule, retryable
     from workflows.email_step import send_step_email
     from workflows.notify import publish
     from workflows.options import STORE_RETRY, STORE_TIMEOUT, STRIPE_RETRY, STRIPE_TIMEOUT
-
-# due steps at the same instant: a retry first (it may make the stage pointless), the end last
-RETRY, STAGE, END = 0, 1, 2
 
 
 def _message(err: ActivityError) -> str:
@@ -93,15 +95,12 @@ class DunningWorkflow:
         self._started_at: datetime | None = None
         self._state = "starting"
         self._since: datetime | None = None
-        self._entered: list[str] = []  # stages entered (a stage un-entered by extend_grace leaves)
-        self._retried: list[int] = []  # retry numbers done (1-based)
-        self._extension_days = 0.0
+        self._schedule = DunningSchedule()  # what is due when, and what was taken
         self._retry_requests: list[str] = []  # retry_now reasons not yet carried out
         self._retries_carried_out = 0
         self._last_retry: str = ""
         self._suspended = False
         self._finished = False  # dunning is over (recovered, closed, canceled, left)
-        self._end_taken: str | None = None
         self._recovered_how: str | None = None
         self._wake = False
 
@@ -121,10 +120,11 @@ class DunningWorkflow:
     async def extend_grace(self, req: ExtendGrace) -> CampaignStatus:
         """Move the suspension and the end action ``days`` later (ops, for a customer who
         promised to pay). A suspension already in force is lifted if its new day is ahead."""
-        self._extension_days += req.days
+        schedule = self._schedule
+        schedule.extension_days += req.days
         self._wake = True
-        await self._record("grace_extended", f"grace-extended:{len(self._entered)}:{self._extension_days}",
-                           {"days": req.days, "reason": req.reason, "total_days": self._extension_days})
+        await self._record("grace_extended", f"grace-extended:{len(schedule.entered)}:{schedule.extension_days}",
+                           {"days": req.days, "reason": req.reason, "total_days": schedule.extension_days})
         await workflow.wait_condition(lambda: not self._wake)
         return self.status()
 
@@ -134,7 +134,7 @@ class DunningWorkflow:
             raise ApplicationError(f"days: expected a positive number of days, got {req.days}")
         if not req.reason.strip():
             raise ApplicationError("reason: required (it goes to the customer's timeline)")
-        if self._finished or self._end_taken is not None:
+        if self._finished or self._schedule.end_taken is not None:
             raise ApplicationError(f"dunning is over ({self._state}): there is no grace to extend")
 
     @workflow.update
@@ -162,7 +162,7 @@ class DunningWorkflow:
     @workflow.query
     def status(self) -> CampaignStatus:
         step, at = self._next_step()
-        return CampaignStatus(CAMPAIGN, step, at, list(self._entered))
+        return CampaignStatus(CAMPAIGN, step, at, list(self._schedule.entered))
 
     @workflow.query
     def details(self) -> DunningSnapshot:
@@ -194,7 +194,7 @@ class DunningWorkflow:
             paused=False,
             marketing=False,
             skippable=False,
-            done_steps=list(self._entered) + [f"retry_{n}" for n in self._retried],
+            done_steps=list(self._schedule.entered) + [f"retry_{n}" for n in self._schedule.retried],
         )
 
     # --- the process --------------------------------------------------------------------
@@ -205,6 +205,7 @@ class DunningWorkflow:
         setup = self._setup = await workflow.execute_activity_method(
             DunningActivities.begin, input, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
         )
+        self._schedule.begin(setup, self._started_at)
         first = input.first_invoice
         if setup.first_invoice_status in ("paid", "void", "uncollectible"):
             # a failure heard after its invoice was settled: nothing to recover
@@ -221,7 +222,7 @@ class DunningWorkflow:
             if self._retry_requests:
                 await self._retry(None)
                 continue
-            due = self._due()
+            due = self._schedule.due(self._open(), workflow.now())
             if due is None:  # end action "unpaid": wait to be paid, voided, or told
                 self._wake = False
                 await workflow.wait_condition(lambda: bool(self._inbox) or bool(self._retry_requests))
@@ -251,92 +252,31 @@ class DunningWorkflow:
             except TimeoutError:
                 pass
 
-    # --- schedule -----------------------------------------------------------------------
+    # --- schedule: workflows/dunning_schedule.py ----------------------------------------
 
     @property
     def _policy(self) -> DunningPolicy:
         assert self._setup is not None
         return self._setup.policy
 
-    def _at(self, day: float) -> datetime:
-        assert self._started_at is not None and self._setup is not None
-        return self._started_at + timedelta(seconds=day * self._setup.day_seconds)
-
-    def _shift(self, day: float) -> float:
-        """Suspension and everything after it move by the granted extension."""
-        first = self._policy.suspend_day
-        return self._extension_days if first is not None and day >= first else 0.0
-
-    def _stage_at(self, stage: DunningStage) -> datetime:
-        return self._at(stage.day + self._shift(stage.day))
-
-    def _end_at(self) -> datetime:
-        return self._at(self._policy.end_day + self._extension_days)
-
-    def _due(self) -> tuple[datetime, int, Any] | None:
-        """The next scheduled step: (when, kind, which)."""
-        if self._end_taken is not None:
-            return None
-        candidates: list[tuple[datetime, int, Any]] = []
-        if self._setup is not None and self._setup.retry_mode == ENGINE and self._retryable():
-            for n, day in enumerate(self._policy.retry_days, start=1):
-                if n not in self._retried:
-                    candidates.append((self._at(day), RETRY, n))
-                    break
-        for i, stage in enumerate(self._policy.stages):
-            if stage.name not in self._entered:
-                candidates.append((self._stage_at(stage), STAGE, i))
-                break
-        end = self._end_at()
-        if self._setup is not None and self._setup.retry_mode == STRIPE and all(
-            inv.stripe_gave_up for inv in self._open()
-        ):
-            end = workflow.now()  # Stripe has given up on every open invoice: the end now
-        candidates.append((end, END, None))
-        return min(candidates, key=lambda c: (c[0], c[1]))
-
-    def _next_retry_at(self) -> datetime | None:
-        if self._setup is None or self._end_taken is not None:
-            return None
-        if self._setup.retry_mode == STRIPE:
-            times = [i.next_payment_attempt for i in self._open() if i.next_payment_attempt]
-            return min(times) if times else None
-        if not self._retryable():
-            return None
-        for n, day in enumerate(self._policy.retry_days, start=1):
-            if n not in self._retried:
-                return self._at(day)
-        return None
-
     def _next_step(self) -> tuple[str | None, datetime | None]:
-        if self._finished or self._setup is None:
+        if self._finished:
             return None, None
-        due = self._due()
-        if due is None:
-            return None, None
-        at, kind, ref = due
-        if kind == RETRY:
-            return f"retry_{ref}", at
-        if kind == STAGE:
-            return self._policy.stages[ref].name, at
-        return f"end:{self._policy.end_action}", at
+        return self._schedule.next_step(self._open(), workflow.now())
 
     def _open(self) -> list[DunningInvoice]:
         return [i for i in self._invoices.values() if i.status == OPEN]
 
     def _retryable(self) -> list[DunningInvoice]:
-        return [i for i in self._open() if not i.hard_decline and not i.requires_action]
+        return retryable(self._open())
 
     def _lift_if_moved(self) -> None:
         """After an extension, a suspending stage whose new day is ahead is left again."""
         now = workflow.now()
-        for stage in self._policy.stages:
-            if stage.name in self._entered and stage.suspend and self._stage_at(stage) > now:
-                self._entered.remove(stage.name)
-        current = [s for s in self._policy.stages if s.name in self._entered]
-        self._suspended = bool(current) and current[-1].suspend
-        if current and self._state != current[-1].name:
-            self._state, self._since = current[-1].name, now
+        current = self._schedule.leave_moved(now)
+        self._suspended = current is not None and current.suspend
+        if current is not None and self._state != current.name:
+            self._state, self._since = current.name, now
 
     # --- handling what arrived ----------------------------------------------------------
 
@@ -379,7 +319,7 @@ class DunningWorkflow:
         await self._save()
         if msg.requires_action:
             await self._notice(self._policy.notices.action_required, inv, {"action_url": inv.action_url})
-        elif inv.hard_decline and not was_hard and self._entered:  # (the warning says it first)
+        elif inv.hard_decline and not was_hard and self._schedule.entered:  # (the warning says it first)
             await self._notice(self._policy.notices.card_update, inv, {"decline_code": inv.decline_code})
 
     async def _on_closed(self, msg: InvoiceClosed) -> None:
@@ -421,16 +361,16 @@ class DunningWorkflow:
 
     async def _enter(self, stage: DunningStage) -> None:
         previous, was_suspended = self._state, self._suspended
-        self._entered.append(stage.name)
+        self._schedule.entered.append(stage.name)
         self._state, self._since = stage.name, workflow.now()
         self._suspended = stage.suspend
         await self._save()
-        await self._record("dunning_stage", f"stage:{stage.name}:{self._extension_days}", {
+        await self._record("dunning_stage", f"stage:{stage.name}:{self._schedule.extension_days}", {
             "from": previous, "to": stage.name, "suspended": stage.suspend,
             "days": self._days(), "open_invoices": [i.invoice_id for i in self._open()],
         })
         workflow.upsert_search_attributes([DUNNING_STATE.value_set(stage.name)])
-        await self._announce(was_suspended, f"stage:{stage.name}:{self._extension_days}")
+        await self._announce(was_suspended, f"stage:{stage.name}:{self._schedule.extension_days}")
         if stage.email is not None:
             await self._email(stage.email, self._context(), key=f"{workflow.info().workflow_id}/{stage.name}")
 
@@ -443,7 +383,7 @@ class DunningWorkflow:
             label = f"manual_{self._retries_carried_out + 1}"
         else:
             assert n is not None
-            self._retried.append(n)
+            self._schedule.retried.append(n)
             reason, label = "", f"retry_{n}"
         outcomes = []
         for inv in self._retryable():
@@ -494,7 +434,7 @@ class DunningWorkflow:
 
     async def _end_action(self) -> None:
         action, was_suspended = self._policy.end_action, self._suspended
-        self._end_taken = action
+        self._schedule.end_taken = action
         cid = self._input.customer_id
         detail: dict[str, Any] = {"action": action, "days": self._days(),
                                   "open_invoices": [i.invoice_id for i in self._open()]}
@@ -536,7 +476,7 @@ class DunningWorkflow:
         self._suspended, self._finished, self._since = False, True, workflow.now()
         await self._save()
         await self._record("dunning_recovered" if paid else "dunning_closed", "over", {
-            "how": self._recovered_how, "days": self._days(), "after_end_action": self._end_taken,
+            "how": self._recovered_how, "days": self._days(), "after_end_action": self._schedule.end_taken,
             "invoices": {i.invoice_id: i.closed_how for i in self._invoices.values()},
         })
         workflow.upsert_search_attributes([DUNNING_STATE.value_set(self._state)])
@@ -553,8 +493,7 @@ class DunningWorkflow:
     # --- effects ------------------------------------------------------------------------
 
     def _days(self) -> float:
-        assert self._started_at is not None and self._setup is not None
-        return round((workflow.now() - self._started_at).total_seconds() / self._setup.day_seconds, 2)
+        return self._schedule.days(workflow.now())
 
     def _context(self) -> dict[str, Any]:
         open_ = self._open()
@@ -566,8 +505,8 @@ class DunningWorkflow:
             "hard_decline": any(i.hard_decline for i in open_),
             "decline_code": next((i.decline_code for i in open_ if i.decline_code), None),
             "days_overdue": int(self._days()),
-            "suspend_at": self._stage_at(suspend).isoformat() if suspend else None,
-            "end_at": self._end_at().isoformat(),
+            "suspend_at": self._schedule.stage_at(suspend).isoformat() if suspend else None,
+            "end_at": self._schedule.end_at().isoformat(),
             "end_action": self._policy.end_action,
         }
 
@@ -592,12 +531,12 @@ class DunningWorkflow:
             retry_mode=self._setup.retry_mode if self._setup else ENGINE,
             suspended=self._suspended,
             invoices=list(self._invoices.values()),
-            next_retry_at=self._next_retry_at(),
+            next_retry_at=self._schedule.next_retry_at(self._open()),
             next_step=step,
             next_step_at=at,
             ended=self._finished,
             recovered_how=self._recovered_how,
-            end_action=self._end_taken,
+            end_action=self._schedule.end_taken,
         )
 
     async def _save(self) -> None:
