@@ -18,6 +18,8 @@ state changes in one place. Every side effect has a key from the workflow id and
 What is due when (the stages' days, the retry days, the end day, and how granted grace
 moves them) is the schedule's: ``DunningSchedule`` (workflows/dunning_schedule.py), a
 plain object this workflow owns; the loop takes the step it names and marks it taken.
+What it tells (the timeline, its saved state, the product's webhooks, the emails and their
+variables) goes through ``DunningEffects`` (workflows/dunning_effects.py).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.dunning import DunningActivities
-    from activities.store import StoreActivities
     from activities.stripe import StripeActivities
     from lifecycle.contracts.billing import CancelInput, RetryInvoiceInput, RetryInvoiceResult
     from lifecycle.contracts.campaigns import CampaignStatus
@@ -57,7 +58,6 @@ with workflow.unsafe.imports_passed_through():
         InvoiceFailed,
         RetryNow,
     )
-    from lifecycle.contracts.money import money
     from lifecycle.contracts.ops import (
         WAIT_ACTIVITY,
         WAIT_NOTHING,
@@ -67,15 +67,11 @@ with workflow.unsafe.imports_passed_through():
         CampaignWaiting,
         Waiting,
     )
-    from lifecycle.contracts.policy import DunningPolicy, DunningStage, EmailStep
+    from lifecycle.contracts.policy import DunningPolicy, DunningStage
     from lifecycle.contracts.search_attributes import DUNNING_STATE
-    from lifecycle.contracts.timeline import RecordEventInput
-    from lifecycle.contracts.webhooks import DUNNING_STATE_CHANGED, ENTITLEMENTS_CHANGED
-    from workflows import patches
     from workflows.campaign import report_finished
+    from workflows.dunning_effects import DunningEffects, email_context, recovered_context
     from workflows.dunning_schedule import RETRY, STAGE, DunningSchedule, retryable
-    from workflows.email_step import send_step_email
-    from workflows.notify import publish
     from workflows.options import STORE_RETRY, STORE_TIMEOUT, STRIPE_RETRY, STRIPE_TIMEOUT
 
 
@@ -96,6 +92,7 @@ class DunningWorkflow:
         self._state = "starting"
         self._since: datetime | None = None
         self._schedule = DunningSchedule()  # what is due when, and what was taken
+        self._effects = DunningEffects(input.customer_id)  # the timeline, the saved state, webhooks, emails
         self._retry_requests: list[str] = []  # retry_now reasons not yet carried out
         self._retries_carried_out = 0
         self._last_retry: str = ""
@@ -123,8 +120,8 @@ class DunningWorkflow:
         schedule = self._schedule
         schedule.extension_days += req.days
         self._wake = True
-        await self._record("grace_extended", f"grace-extended:{len(schedule.entered)}:{schedule.extension_days}",
-                           {"days": req.days, "reason": req.reason, "total_days": schedule.extension_days})
+        await self._effects.record("grace_extended", f"grace-extended:{len(schedule.entered)}:{schedule.extension_days}",
+                                   {"days": req.days, "reason": req.reason, "total_days": schedule.extension_days})
         await workflow.wait_condition(lambda: not self._wake)
         return self.status()
 
@@ -209,8 +206,8 @@ class DunningWorkflow:
         first = input.first_invoice
         if setup.first_invoice_status in ("paid", "void", "uncollectible"):
             # a failure heard after its invoice was settled: nothing to recover
-            await self._record("not_needed", "not-needed", {"invoice": first.invoice_id,
-                                                           "invoice_status": setup.first_invoice_status})
+            await self._effects.record("not_needed", "not-needed", {"invoice": first.invoice_id,
+                                                                   "invoice_status": setup.first_invoice_status})
             await report_finished(input.customer_id, CAMPAIGN, CLOSED)
             return CLOSED
         self._inbox.insert(0, InvoiceFailed(input.cause or "start", first,
@@ -241,7 +238,7 @@ class DunningWorkflow:
                 continue
             if self._wake:  # extend_grace moved the times: save them, then answer it
                 self._lift_if_moved()
-                await self._save()
+                await self._effects.save(self._snapshot())
                 self._wake = False
                 continue
             try:
@@ -311,16 +308,16 @@ class DunningWorkflow:
         inv.hard_decline = inv.hard_decline or (inv.decline_code or "") in self._policy.hard_declines
         if self._setup is not None and self._setup.retry_mode == STRIPE:
             inv.stripe_gave_up = inv.attempt_count > 0 and new.next_payment_attempt is None
-        await self._record("invoice_failed", f"failed:{inv.invoice_id}:{inv.attempt_count}:{msg.event_id}", {
+        await self._effects.record("invoice_failed", f"failed:{inv.invoice_id}:{inv.attempt_count}:{msg.event_id}", {
             "invoice": inv.invoice_id, "amount_cents": inv.amount_due_cents, "decline_code": inv.decline_code,
             "hard_decline": inv.hard_decline, "requires_action": msg.requires_action,
             "attempt_count": inv.attempt_count, "joined": known is None and len(self._invoices) > 1,
         })
-        await self._save()
+        await self._effects.save(self._snapshot())
         if msg.requires_action:
-            await self._notice(self._policy.notices.action_required, inv, {"action_url": inv.action_url})
+            await self._effects.notice(self._policy.notices.action_required, inv, {"action_url": inv.action_url})
         elif inv.hard_decline and not was_hard and self._schedule.entered:  # (the warning says it first)
-            await self._notice(self._policy.notices.card_update, inv, {"decline_code": inv.decline_code})
+            await self._effects.notice(self._policy.notices.card_update, inv, {"decline_code": inv.decline_code})
 
     async def _on_closed(self, msg: InvoiceClosed) -> None:
         inv = self._invoices.get(msg.invoice_id)
@@ -331,11 +328,11 @@ class DunningWorkflow:
             assert self._setup is not None
             how = BY_STRIPE if self._setup.retry_mode == STRIPE else BY_CARD_UPDATE
         self._close(inv, msg.status, how)
-        await self._record("invoice_closed", f"closed:{inv.invoice_id}", {
+        await self._effects.record("invoice_closed", f"closed:{inv.invoice_id}", {
             "invoice": inv.invoice_id, "status": msg.status, "how": how,
             **({"actor": msg.actor, "reason": msg.reason} if msg.actor else {}),
         })
-        await self._save()
+        await self._effects.save(self._snapshot())
 
     def _close(self, inv: DunningInvoice, status: str, how: str) -> None:
         inv.status, inv.closed_how, inv.closed_at = status, how, workflow.now()
@@ -343,36 +340,25 @@ class DunningWorkflow:
     # --- steps --------------------------------------------------------------------------
 
     async def _announce(self, was_suspended: bool, key: str) -> None:
-        """Tell the product (webhooks): the new state, and a suspension or its lift as an
-        entitlements change. Once per state change (the event id comes from ``key``)."""
-        if not workflow.patched(patches.DUNNING_WEBHOOKS):
-            return
-        cid = self._input.customer_id
-        await publish(cid, DUNNING_STATE_CHANGED, {
-            "state": self._state, "suspended": self._suspended,
-            "since": self._since.isoformat() if self._since else None,
-            "days": self._days(), "open_invoices": [i.invoice_id for i in self._open()],
-        }, key=f"dunning:{key}")
-        if was_suspended != self._suspended:
-            await publish(cid, ENTITLEMENTS_CHANGED, {
-                "reason": "payment_overdue" if self._suspended else "suspension_lifted",
-                "suspended": self._suspended,
-            }, key=f"dunning-entitlements:{key}")
+        await self._effects.announce(
+            state=self._state, suspended=self._suspended, since=self._since, days=self._days(),
+            open_invoices=[i.invoice_id for i in self._open()], was_suspended=was_suspended, key=key,
+        )
 
     async def _enter(self, stage: DunningStage) -> None:
         previous, was_suspended = self._state, self._suspended
         self._schedule.entered.append(stage.name)
         self._state, self._since = stage.name, workflow.now()
         self._suspended = stage.suspend
-        await self._save()
-        await self._record("dunning_stage", f"stage:{stage.name}:{self._schedule.extension_days}", {
+        await self._effects.save(self._snapshot())
+        await self._effects.record("dunning_stage", f"stage:{stage.name}:{self._schedule.extension_days}", {
             "from": previous, "to": stage.name, "suspended": stage.suspend,
             "days": self._days(), "open_invoices": [i.invoice_id for i in self._open()],
         })
         workflow.upsert_search_attributes([DUNNING_STATE.value_set(stage.name)])
         await self._announce(was_suspended, f"stage:{stage.name}:{self._schedule.extension_days}")
         if stage.email is not None:
-            await self._email(stage.email, self._context(), key=f"{workflow.info().workflow_id}/{stage.name}")
+            await self._effects.email(stage.email, self._context(), key=f"{workflow.info().workflow_id}/{stage.name}")
 
     async def _retry(self, n: int | None) -> None:
         """Retry ``n`` of the schedule, or (None) one that ops asked for; each invoice's
@@ -400,7 +386,7 @@ class DunningWorkflow:
             except ActivityError as err:
                 result, outcome = None, f"error: {_message(err)}"
             outcomes.append(f"{inv.invoice_id}: {outcome}")
-            await self._record("dunning_retry", f"{label}/{inv.invoice_id}", {
+            await self._effects.record("dunning_retry", f"{label}/{inv.invoice_id}", {
                 "retry": label, "invoice": inv.invoice_id, "outcome": outcome,
                 "decline_code": result.failure_code if result else None,
                 **({"reason": reason} if manual else {}),
@@ -415,8 +401,8 @@ class DunningWorkflow:
             elif result.outcome == "requires_action":
                 inv.requires_action = True
                 inv.action_url = result.hosted_invoice_url or inv.action_url
-                await self._notice(self._policy.notices.action_required, inv,
-                                   {"action_url": inv.action_url})
+                await self._effects.notice(self._policy.notices.action_required, inv,
+                                           {"action_url": inv.action_url})
             else:  # declined, no_payment_method
                 inv.attempt_count += 1
                 inv.decline_code = result.failure_code or inv.decline_code
@@ -425,9 +411,9 @@ class DunningWorkflow:
                 )
                 if hard and not inv.hard_decline:
                     inv.hard_decline = True
-                    await self._notice(self._policy.notices.card_update, inv,
-                                       {"decline_code": inv.decline_code or result.outcome})
-        await self._save()
+                    await self._effects.notice(self._policy.notices.card_update, inv,
+                                               {"decline_code": inv.decline_code or result.outcome})
+        await self._effects.save(self._snapshot())
         if manual:
             self._last_retry = "; ".join(outcomes) or "nothing to retry"
             self._retries_carried_out += 1
@@ -456,14 +442,14 @@ class DunningWorkflow:
         else:
             self._state, self._suspended, self._finished = LEFT_PAST_DUE, False, True
         self._since = workflow.now()
-        await self._save()
-        await self._record("dunning_ended", "ended", detail)
+        await self._effects.save(self._snapshot())
+        await self._effects.record("dunning_ended", "ended", detail)
         workflow.upsert_search_attributes([DUNNING_STATE.value_set(self._state)])
         await self._announce(was_suspended, "ended")
         step = self._policy.notices.ended
         if step is not None:
-            await self._email(step, {**self._context(), "end_action": action},
-                              key=f"{workflow.info().workflow_id}/{step.name}")
+            await self._effects.email(step, {**self._context(), "end_action": action},
+                                      key=f"{workflow.info().workflow_id}/{step.name}")
         if self._finished:
             await report_finished(cid, CAMPAIGN, self._state)
 
@@ -474,8 +460,8 @@ class DunningWorkflow:
         closed = sorted(self._invoices.values(), key=lambda i: i.closed_at or workflow.now())
         self._recovered_how = (paid or closed)[-1].closed_how if closed else None
         self._suspended, self._finished, self._since = False, True, workflow.now()
-        await self._save()
-        await self._record("dunning_recovered" if paid else "dunning_closed", "over", {
+        await self._effects.save(self._snapshot())
+        await self._effects.record("dunning_recovered" if paid else "dunning_closed", "over", {
             "how": self._recovered_how, "days": self._days(), "after_end_action": self._schedule.end_taken,
             "invoices": {i.invoice_id: i.closed_how for i in self._invoices.values()},
         })
@@ -483,41 +469,19 @@ class DunningWorkflow:
         await self._announce(was_suspended, "over")
         step = self._policy.notices.recovered
         if paid and step is not None:
-            amount = sum(i.amount_due_cents for i in paid)
-            await self._email(step, {"amount": money(amount, paid[0].currency), "days": round(self._days())},
-                              key=f"{workflow.info().workflow_id}/{step.name}")
+            await self._effects.email(step, recovered_context(paid, self._days()),
+                                      key=f"{workflow.info().workflow_id}/{step.name}")
         await report_finished(self._input.customer_id, CAMPAIGN, self._state)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
 
-    # --- effects ------------------------------------------------------------------------
+    # --- effects: workflows/dunning_effects.py ------------------------------------------
 
     def _days(self) -> float:
         return self._schedule.days(workflow.now())
 
     def _context(self) -> dict[str, Any]:
-        open_ = self._open()
-        cents = sum(i.amount_due_cents for i in open_)
-        suspend = next((s for s in self._policy.stages if s.suspend), None)
-        return {
-            "amount": money(cents, open_[0].currency if open_ else "usd"),
-            "invoice_count": len(open_),
-            "hard_decline": any(i.hard_decline for i in open_),
-            "decline_code": next((i.decline_code for i in open_ if i.decline_code), None),
-            "days_overdue": int(self._days()),
-            "suspend_at": self._schedule.stage_at(suspend).isoformat() if suspend else None,
-            "end_at": self._schedule.end_at().isoformat(),
-            "end_action": self._policy.end_action,
-        }
-
-    async def _notice(self, step: EmailStep | None, inv: DunningInvoice, extra: dict[str, Any]) -> None:
-        if step is None:
-            return
-        context = {"amount": money(inv.amount_due_cents, inv.currency), **extra}
-        await self._email(step, context, key=f"{workflow.info().workflow_id}/{step.name}/{inv.invoice_id}")
-
-    async def _email(self, step: EmailStep, context: dict[str, Any], *, key: str) -> None:
-        await send_step_email(self._input.customer_id, CAMPAIGN, step, context, key=key)
+        return email_context(self._open(), self._schedule, self._days())
 
     def _snapshot(self) -> DunningSnapshot:
         assert self._started_at is not None and self._since is not None
@@ -537,25 +501,4 @@ class DunningWorkflow:
             ended=self._finished,
             recovered_how=self._recovered_how,
             end_action=self._schedule.end_taken,
-        )
-
-    async def _save(self) -> None:
-        await workflow.execute_activity_method(
-            DunningActivities.save, self._snapshot(),
-            start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY,
-        )
-
-    async def _record(self, kind: str, step: str, detail: dict[str, Any]) -> None:
-        await workflow.execute_activity_method(
-            StoreActivities.record_event,
-            RecordEventInput(
-                customer_id=self._input.customer_id,
-                event_key=f"{workflow.info().workflow_id}:{step}",
-                kind=kind,
-                occurred_at=workflow.now(),
-                campaign=CAMPAIGN,
-                detail=detail,
-            ),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
         )
