@@ -14,11 +14,17 @@ leave_past_due). It ends at once, in any stage, when no invoice is left open.
 Signals only queue; the main loop handles them in order, so no handler awaits and the
 state changes in one place. Every side effect has a key from the workflow id and the step
 (``…/retry/2/in_…``), so a worker crash never sends or charges twice.
+
+What is due when (the stages' days, the retry days, the end day, and how granted grace
+moves them) is the schedule's: ``DunningSchedule`` (workflows/dunning_schedule.py), a
+plain object this workflow owns; the loop takes the step it names and marks it taken.
+What it tells (the timeline, its saved state, the product's webhooks, the emails and their
+variables) goes through ``DunningEffects`` (workflows/dunning_effects.py).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
@@ -26,7 +32,6 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.dunning import DunningActivities
-    from activities.store import StoreActivities
     from activities.stripe import StripeActivities
     from lifecycle.contracts.billing import CancelInput, RetryInvoiceInput, RetryInvoiceResult
     from lifecycle.contracts.campaigns import CampaignStatus
@@ -53,7 +58,6 @@ with workflow.unsafe.imports_passed_through():
         InvoiceFailed,
         RetryNow,
     )
-    from lifecycle.contracts.money import money
     from lifecycle.contracts.ops import (
         WAIT_ACTIVITY,
         WAIT_NOTHING,
@@ -63,18 +67,12 @@ with workflow.unsafe.imports_passed_through():
         CampaignWaiting,
         Waiting,
     )
-    from lifecycle.contracts.policy import DunningPolicy, DunningStage, EmailStep
+    from lifecycle.contracts.policy import DunningPolicy, DunningStage
     from lifecycle.contracts.search_attributes import DUNNING_STATE
-    from lifecycle.contracts.timeline import RecordEventInput
-    from lifecycle.contracts.webhooks import DUNNING_STATE_CHANGED, ENTITLEMENTS_CHANGED
-    from workflows import patches
     from workflows.campaign import report_finished
-    from workflows.email_step import send_step_email
-    from workflows.notify import publish
+    from workflows.dunning_effects import DunningEffects, email_context, recovered_context
+    from workflows.dunning_schedule import RETRY, STAGE, DunningSchedule, retryable
     from workflows.options import STORE_RETRY, STORE_TIMEOUT, STRIPE_RETRY, STRIPE_TIMEOUT
-
-# due steps at the same instant: a retry first (it may make the stage pointless), the end last
-RETRY, STAGE, END = 0, 1, 2
 
 
 def _message(err: ActivityError) -> str:
@@ -93,15 +91,13 @@ class DunningWorkflow:
         self._started_at: datetime | None = None
         self._state = "starting"
         self._since: datetime | None = None
-        self._entered: list[str] = []  # stages entered (a stage un-entered by extend_grace leaves)
-        self._retried: list[int] = []  # retry numbers done (1-based)
-        self._extension_days = 0.0
+        self._schedule = DunningSchedule()  # what is due when, and what was taken
+        self._effects = DunningEffects(input.customer_id)  # the timeline, the saved state, webhooks, emails
         self._retry_requests: list[str] = []  # retry_now reasons not yet carried out
         self._retries_carried_out = 0
         self._last_retry: str = ""
         self._suspended = False
         self._finished = False  # dunning is over (recovered, closed, canceled, left)
-        self._end_taken: str | None = None
         self._recovered_how: str | None = None
         self._wake = False
 
@@ -121,10 +117,11 @@ class DunningWorkflow:
     async def extend_grace(self, req: ExtendGrace) -> CampaignStatus:
         """Move the suspension and the end action ``days`` later (ops, for a customer who
         promised to pay). A suspension already in force is lifted if its new day is ahead."""
-        self._extension_days += req.days
+        schedule = self._schedule
+        schedule.extension_days += req.days
         self._wake = True
-        await self._record("grace_extended", f"grace-extended:{len(self._entered)}:{self._extension_days}",
-                           {"days": req.days, "reason": req.reason, "total_days": self._extension_days})
+        await self._effects.record("grace_extended", f"grace-extended:{len(schedule.entered)}:{schedule.extension_days}",
+                                   {"days": req.days, "reason": req.reason, "total_days": schedule.extension_days})
         await workflow.wait_condition(lambda: not self._wake)
         return self.status()
 
@@ -134,7 +131,7 @@ class DunningWorkflow:
             raise ApplicationError(f"days: expected a positive number of days, got {req.days}")
         if not req.reason.strip():
             raise ApplicationError("reason: required (it goes to the customer's timeline)")
-        if self._finished or self._end_taken is not None:
+        if self._finished or self._schedule.end_taken is not None:
             raise ApplicationError(f"dunning is over ({self._state}): there is no grace to extend")
 
     @workflow.update
@@ -162,7 +159,7 @@ class DunningWorkflow:
     @workflow.query
     def status(self) -> CampaignStatus:
         step, at = self._next_step()
-        return CampaignStatus(CAMPAIGN, step, at, list(self._entered))
+        return CampaignStatus(CAMPAIGN, step, at, list(self._schedule.entered))
 
     @workflow.query
     def details(self) -> DunningSnapshot:
@@ -194,7 +191,7 @@ class DunningWorkflow:
             paused=False,
             marketing=False,
             skippable=False,
-            done_steps=list(self._entered) + [f"retry_{n}" for n in self._retried],
+            done_steps=list(self._schedule.entered) + [f"retry_{n}" for n in self._schedule.retried],
         )
 
     # --- the process --------------------------------------------------------------------
@@ -205,11 +202,12 @@ class DunningWorkflow:
         setup = self._setup = await workflow.execute_activity_method(
             DunningActivities.begin, input, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
         )
+        self._schedule.begin(setup, self._started_at)
         first = input.first_invoice
         if setup.first_invoice_status in ("paid", "void", "uncollectible"):
             # a failure heard after its invoice was settled: nothing to recover
-            await self._record("not_needed", "not-needed", {"invoice": first.invoice_id,
-                                                           "invoice_status": setup.first_invoice_status})
+            await self._effects.record("not_needed", "not-needed", {"invoice": first.invoice_id,
+                                                                   "invoice_status": setup.first_invoice_status})
             await report_finished(input.customer_id, CAMPAIGN, CLOSED)
             return CLOSED
         self._inbox.insert(0, InvoiceFailed(input.cause or "start", first,
@@ -221,7 +219,7 @@ class DunningWorkflow:
             if self._retry_requests:
                 await self._retry(None)
                 continue
-            due = self._due()
+            due = self._schedule.due(self._open(), workflow.now())
             if due is None:  # end action "unpaid": wait to be paid, voided, or told
                 self._wake = False
                 await workflow.wait_condition(lambda: bool(self._inbox) or bool(self._retry_requests))
@@ -240,7 +238,7 @@ class DunningWorkflow:
                 continue
             if self._wake:  # extend_grace moved the times: save them, then answer it
                 self._lift_if_moved()
-                await self._save()
+                await self._effects.save(self._snapshot())
                 self._wake = False
                 continue
             try:
@@ -251,92 +249,31 @@ class DunningWorkflow:
             except TimeoutError:
                 pass
 
-    # --- schedule -----------------------------------------------------------------------
+    # --- schedule: workflows/dunning_schedule.py ----------------------------------------
 
     @property
     def _policy(self) -> DunningPolicy:
         assert self._setup is not None
         return self._setup.policy
 
-    def _at(self, day: float) -> datetime:
-        assert self._started_at is not None and self._setup is not None
-        return self._started_at + timedelta(seconds=day * self._setup.day_seconds)
-
-    def _shift(self, day: float) -> float:
-        """Suspension and everything after it move by the granted extension."""
-        first = self._policy.suspend_day
-        return self._extension_days if first is not None and day >= first else 0.0
-
-    def _stage_at(self, stage: DunningStage) -> datetime:
-        return self._at(stage.day + self._shift(stage.day))
-
-    def _end_at(self) -> datetime:
-        return self._at(self._policy.end_day + self._extension_days)
-
-    def _due(self) -> tuple[datetime, int, Any] | None:
-        """The next scheduled step: (when, kind, which)."""
-        if self._end_taken is not None:
-            return None
-        candidates: list[tuple[datetime, int, Any]] = []
-        if self._setup is not None and self._setup.retry_mode == ENGINE and self._retryable():
-            for n, day in enumerate(self._policy.retry_days, start=1):
-                if n not in self._retried:
-                    candidates.append((self._at(day), RETRY, n))
-                    break
-        for i, stage in enumerate(self._policy.stages):
-            if stage.name not in self._entered:
-                candidates.append((self._stage_at(stage), STAGE, i))
-                break
-        end = self._end_at()
-        if self._setup is not None and self._setup.retry_mode == STRIPE and all(
-            inv.stripe_gave_up for inv in self._open()
-        ):
-            end = workflow.now()  # Stripe has given up on every open invoice: the end now
-        candidates.append((end, END, None))
-        return min(candidates, key=lambda c: (c[0], c[1]))
-
-    def _next_retry_at(self) -> datetime | None:
-        if self._setup is None or self._end_taken is not None:
-            return None
-        if self._setup.retry_mode == STRIPE:
-            times = [i.next_payment_attempt for i in self._open() if i.next_payment_attempt]
-            return min(times) if times else None
-        if not self._retryable():
-            return None
-        for n, day in enumerate(self._policy.retry_days, start=1):
-            if n not in self._retried:
-                return self._at(day)
-        return None
-
     def _next_step(self) -> tuple[str | None, datetime | None]:
-        if self._finished or self._setup is None:
+        if self._finished:
             return None, None
-        due = self._due()
-        if due is None:
-            return None, None
-        at, kind, ref = due
-        if kind == RETRY:
-            return f"retry_{ref}", at
-        if kind == STAGE:
-            return self._policy.stages[ref].name, at
-        return f"end:{self._policy.end_action}", at
+        return self._schedule.next_step(self._open(), workflow.now())
 
     def _open(self) -> list[DunningInvoice]:
         return [i for i in self._invoices.values() if i.status == OPEN]
 
     def _retryable(self) -> list[DunningInvoice]:
-        return [i for i in self._open() if not i.hard_decline and not i.requires_action]
+        return retryable(self._open())
 
     def _lift_if_moved(self) -> None:
         """After an extension, a suspending stage whose new day is ahead is left again."""
         now = workflow.now()
-        for stage in self._policy.stages:
-            if stage.name in self._entered and stage.suspend and self._stage_at(stage) > now:
-                self._entered.remove(stage.name)
-        current = [s for s in self._policy.stages if s.name in self._entered]
-        self._suspended = bool(current) and current[-1].suspend
-        if current and self._state != current[-1].name:
-            self._state, self._since = current[-1].name, now
+        current = self._schedule.leave_moved(now)
+        self._suspended = current is not None and current.suspend
+        if current is not None and self._state != current.name:
+            self._state, self._since = current.name, now
 
     # --- handling what arrived ----------------------------------------------------------
 
@@ -371,16 +308,16 @@ class DunningWorkflow:
         inv.hard_decline = inv.hard_decline or (inv.decline_code or "") in self._policy.hard_declines
         if self._setup is not None and self._setup.retry_mode == STRIPE:
             inv.stripe_gave_up = inv.attempt_count > 0 and new.next_payment_attempt is None
-        await self._record("invoice_failed", f"failed:{inv.invoice_id}:{inv.attempt_count}:{msg.event_id}", {
+        await self._effects.record("invoice_failed", f"failed:{inv.invoice_id}:{inv.attempt_count}:{msg.event_id}", {
             "invoice": inv.invoice_id, "amount_cents": inv.amount_due_cents, "decline_code": inv.decline_code,
             "hard_decline": inv.hard_decline, "requires_action": msg.requires_action,
             "attempt_count": inv.attempt_count, "joined": known is None and len(self._invoices) > 1,
         })
-        await self._save()
+        await self._effects.save(self._snapshot())
         if msg.requires_action:
-            await self._notice(self._policy.notices.action_required, inv, {"action_url": inv.action_url})
-        elif inv.hard_decline and not was_hard and self._entered:  # (the warning says it first)
-            await self._notice(self._policy.notices.card_update, inv, {"decline_code": inv.decline_code})
+            await self._effects.notice(self._policy.notices.action_required, inv, {"action_url": inv.action_url})
+        elif inv.hard_decline and not was_hard and self._schedule.entered:  # (the warning says it first)
+            await self._effects.notice(self._policy.notices.card_update, inv, {"decline_code": inv.decline_code})
 
     async def _on_closed(self, msg: InvoiceClosed) -> None:
         inv = self._invoices.get(msg.invoice_id)
@@ -391,11 +328,11 @@ class DunningWorkflow:
             assert self._setup is not None
             how = BY_STRIPE if self._setup.retry_mode == STRIPE else BY_CARD_UPDATE
         self._close(inv, msg.status, how)
-        await self._record("invoice_closed", f"closed:{inv.invoice_id}", {
+        await self._effects.record("invoice_closed", f"closed:{inv.invoice_id}", {
             "invoice": inv.invoice_id, "status": msg.status, "how": how,
             **({"actor": msg.actor, "reason": msg.reason} if msg.actor else {}),
         })
-        await self._save()
+        await self._effects.save(self._snapshot())
 
     def _close(self, inv: DunningInvoice, status: str, how: str) -> None:
         inv.status, inv.closed_how, inv.closed_at = status, how, workflow.now()
@@ -403,36 +340,25 @@ class DunningWorkflow:
     # --- steps --------------------------------------------------------------------------
 
     async def _announce(self, was_suspended: bool, key: str) -> None:
-        """Tell the product (webhooks): the new state, and a suspension or its lift as an
-        entitlements change. Once per state change (the event id comes from ``key``)."""
-        if not workflow.patched(patches.DUNNING_WEBHOOKS):
-            return
-        cid = self._input.customer_id
-        await publish(cid, DUNNING_STATE_CHANGED, {
-            "state": self._state, "suspended": self._suspended,
-            "since": self._since.isoformat() if self._since else None,
-            "days": self._days(), "open_invoices": [i.invoice_id for i in self._open()],
-        }, key=f"dunning:{key}")
-        if was_suspended != self._suspended:
-            await publish(cid, ENTITLEMENTS_CHANGED, {
-                "reason": "payment_overdue" if self._suspended else "suspension_lifted",
-                "suspended": self._suspended,
-            }, key=f"dunning-entitlements:{key}")
+        await self._effects.announce(
+            state=self._state, suspended=self._suspended, since=self._since, days=self._days(),
+            open_invoices=[i.invoice_id for i in self._open()], was_suspended=was_suspended, key=key,
+        )
 
     async def _enter(self, stage: DunningStage) -> None:
         previous, was_suspended = self._state, self._suspended
-        self._entered.append(stage.name)
+        self._schedule.entered.append(stage.name)
         self._state, self._since = stage.name, workflow.now()
         self._suspended = stage.suspend
-        await self._save()
-        await self._record("dunning_stage", f"stage:{stage.name}:{self._extension_days}", {
+        await self._effects.save(self._snapshot())
+        await self._effects.record("dunning_stage", f"stage:{stage.name}:{self._schedule.extension_days}", {
             "from": previous, "to": stage.name, "suspended": stage.suspend,
             "days": self._days(), "open_invoices": [i.invoice_id for i in self._open()],
         })
         workflow.upsert_search_attributes([DUNNING_STATE.value_set(stage.name)])
-        await self._announce(was_suspended, f"stage:{stage.name}:{self._extension_days}")
+        await self._announce(was_suspended, f"stage:{stage.name}:{self._schedule.extension_days}")
         if stage.email is not None:
-            await self._email(stage.email, self._context(), key=f"{workflow.info().workflow_id}/{stage.name}")
+            await self._effects.email(stage.email, self._context(), key=f"{workflow.info().workflow_id}/{stage.name}")
 
     async def _retry(self, n: int | None) -> None:
         """Retry ``n`` of the schedule, or (None) one that ops asked for; each invoice's
@@ -443,7 +369,7 @@ class DunningWorkflow:
             label = f"manual_{self._retries_carried_out + 1}"
         else:
             assert n is not None
-            self._retried.append(n)
+            self._schedule.retried.append(n)
             reason, label = "", f"retry_{n}"
         outcomes = []
         for inv in self._retryable():
@@ -460,7 +386,7 @@ class DunningWorkflow:
             except ActivityError as err:
                 result, outcome = None, f"error: {_message(err)}"
             outcomes.append(f"{inv.invoice_id}: {outcome}")
-            await self._record("dunning_retry", f"{label}/{inv.invoice_id}", {
+            await self._effects.record("dunning_retry", f"{label}/{inv.invoice_id}", {
                 "retry": label, "invoice": inv.invoice_id, "outcome": outcome,
                 "decline_code": result.failure_code if result else None,
                 **({"reason": reason} if manual else {}),
@@ -475,8 +401,8 @@ class DunningWorkflow:
             elif result.outcome == "requires_action":
                 inv.requires_action = True
                 inv.action_url = result.hosted_invoice_url or inv.action_url
-                await self._notice(self._policy.notices.action_required, inv,
-                                   {"action_url": inv.action_url})
+                await self._effects.notice(self._policy.notices.action_required, inv,
+                                           {"action_url": inv.action_url})
             else:  # declined, no_payment_method
                 inv.attempt_count += 1
                 inv.decline_code = result.failure_code or inv.decline_code
@@ -485,16 +411,16 @@ class DunningWorkflow:
                 )
                 if hard and not inv.hard_decline:
                     inv.hard_decline = True
-                    await self._notice(self._policy.notices.card_update, inv,
-                                       {"decline_code": inv.decline_code or result.outcome})
-        await self._save()
+                    await self._effects.notice(self._policy.notices.card_update, inv,
+                                               {"decline_code": inv.decline_code or result.outcome})
+        await self._effects.save(self._snapshot())
         if manual:
             self._last_retry = "; ".join(outcomes) or "nothing to retry"
             self._retries_carried_out += 1
 
     async def _end_action(self) -> None:
         action, was_suspended = self._policy.end_action, self._suspended
-        self._end_taken = action
+        self._schedule.end_taken = action
         cid = self._input.customer_id
         detail: dict[str, Any] = {"action": action, "days": self._days(),
                                   "open_invoices": [i.invoice_id for i in self._open()]}
@@ -516,14 +442,14 @@ class DunningWorkflow:
         else:
             self._state, self._suspended, self._finished = LEFT_PAST_DUE, False, True
         self._since = workflow.now()
-        await self._save()
-        await self._record("dunning_ended", "ended", detail)
+        await self._effects.save(self._snapshot())
+        await self._effects.record("dunning_ended", "ended", detail)
         workflow.upsert_search_attributes([DUNNING_STATE.value_set(self._state)])
         await self._announce(was_suspended, "ended")
         step = self._policy.notices.ended
         if step is not None:
-            await self._email(step, {**self._context(), "end_action": action},
-                              key=f"{workflow.info().workflow_id}/{step.name}")
+            await self._effects.email(step, {**self._context(), "end_action": action},
+                                      key=f"{workflow.info().workflow_id}/{step.name}")
         if self._finished:
             await report_finished(cid, CAMPAIGN, self._state)
 
@@ -534,51 +460,28 @@ class DunningWorkflow:
         closed = sorted(self._invoices.values(), key=lambda i: i.closed_at or workflow.now())
         self._recovered_how = (paid or closed)[-1].closed_how if closed else None
         self._suspended, self._finished, self._since = False, True, workflow.now()
-        await self._save()
-        await self._record("dunning_recovered" if paid else "dunning_closed", "over", {
-            "how": self._recovered_how, "days": self._days(), "after_end_action": self._end_taken,
+        await self._effects.save(self._snapshot())
+        await self._effects.record("dunning_recovered" if paid else "dunning_closed", "over", {
+            "how": self._recovered_how, "days": self._days(), "after_end_action": self._schedule.end_taken,
             "invoices": {i.invoice_id: i.closed_how for i in self._invoices.values()},
         })
         workflow.upsert_search_attributes([DUNNING_STATE.value_set(self._state)])
         await self._announce(was_suspended, "over")
         step = self._policy.notices.recovered
         if paid and step is not None:
-            amount = sum(i.amount_due_cents for i in paid)
-            await self._email(step, {"amount": money(amount, paid[0].currency), "days": round(self._days())},
-                              key=f"{workflow.info().workflow_id}/{step.name}")
+            await self._effects.email(step, recovered_context(paid, self._days()),
+                                      key=f"{workflow.info().workflow_id}/{step.name}")
         await report_finished(self._input.customer_id, CAMPAIGN, self._state)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
 
-    # --- effects ------------------------------------------------------------------------
+    # --- effects: workflows/dunning_effects.py ------------------------------------------
 
     def _days(self) -> float:
-        assert self._started_at is not None and self._setup is not None
-        return round((workflow.now() - self._started_at).total_seconds() / self._setup.day_seconds, 2)
+        return self._schedule.days(workflow.now())
 
     def _context(self) -> dict[str, Any]:
-        open_ = self._open()
-        cents = sum(i.amount_due_cents for i in open_)
-        suspend = next((s for s in self._policy.stages if s.suspend), None)
-        return {
-            "amount": money(cents, open_[0].currency if open_ else "usd"),
-            "invoice_count": len(open_),
-            "hard_decline": any(i.hard_decline for i in open_),
-            "decline_code": next((i.decline_code for i in open_ if i.decline_code), None),
-            "days_overdue": int(self._days()),
-            "suspend_at": self._stage_at(suspend).isoformat() if suspend else None,
-            "end_at": self._end_at().isoformat(),
-            "end_action": self._policy.end_action,
-        }
-
-    async def _notice(self, step: EmailStep | None, inv: DunningInvoice, extra: dict[str, Any]) -> None:
-        if step is None:
-            return
-        context = {"amount": money(inv.amount_due_cents, inv.currency), **extra}
-        await self._email(step, context, key=f"{workflow.info().workflow_id}/{step.name}/{inv.invoice_id}")
-
-    async def _email(self, step: EmailStep, context: dict[str, Any], *, key: str) -> None:
-        await send_step_email(self._input.customer_id, CAMPAIGN, step, context, key=key)
+        return email_context(self._open(), self._schedule, self._days())
 
     def _snapshot(self) -> DunningSnapshot:
         assert self._started_at is not None and self._since is not None
@@ -592,31 +495,10 @@ class DunningWorkflow:
             retry_mode=self._setup.retry_mode if self._setup else ENGINE,
             suspended=self._suspended,
             invoices=list(self._invoices.values()),
-            next_retry_at=self._next_retry_at(),
+            next_retry_at=self._schedule.next_retry_at(self._open()),
             next_step=step,
             next_step_at=at,
             ended=self._finished,
             recovered_how=self._recovered_how,
-            end_action=self._end_taken,
-        )
-
-    async def _save(self) -> None:
-        await workflow.execute_activity_method(
-            DunningActivities.save, self._snapshot(),
-            start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY,
-        )
-
-    async def _record(self, kind: str, step: str, detail: dict[str, Any]) -> None:
-        await workflow.execute_activity_method(
-            StoreActivities.record_event,
-            RecordEventInput(
-                customer_id=self._input.customer_id,
-                event_key=f"{workflow.info().workflow_id}:{step}",
-                kind=kind,
-                occurred_at=workflow.now(),
-                campaign=CAMPAIGN,
-                detail=detail,
-            ),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+            end_action=self._schedule.end_taken,
         )
