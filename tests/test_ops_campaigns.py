@@ -16,8 +16,9 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from lifecycle.contracts.cards import card_expires_at
-from lifecycle.contracts.ids import campaign_workflow_id, renewal_workflow_id
+from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id, renewal_workflow_id
 from lifecycle.contracts.ops import WAIT_PAUSED, WAIT_TIMER, WAITING_QUERY, CampaignWaiting
+from lifecycle.contracts.search_attributes import NEXT_STEP_AT, WAITS
 from lifecycle.settings import Settings
 from starter.ops.actions import ActionRefused, ActionRequest, take_action
 from starter.ops.why import why_waiting
@@ -162,9 +163,24 @@ async def test_the_waiting_query_of_a_running_dunning_names_its_next_step_and_ti
         # the customer's why-waiting shows the same answer
         entry = await eventually(lambda: _waits(client, f.cid, "dunning", WAIT_TIMER))
         assert entry.step == w.step and entry.waiting.until == w.waiting.until
+        # and the entity carries it: listed by --campaign dunning --waiting-for timer, its
+        # NextStepAt the dunning's next step (a failing paid customer runs no other timer)
+        async def entity_waits() -> tuple[list[str], object] | None:
+            desc = await client.get_workflow_handle(customer_workflow_id(f.cid)).describe()
+            waits = list(desc.typed_search_attributes.get(WAITS) or [])
+            return (waits, desc.typed_search_attributes.get(NEXT_STEP_AT)) if "dunning:timer" in waits else None
+
+        waits, next_at = await eventually(entity_waits)
+        assert next_at == min(t for t in (w.waiting.until, *await _other_timers(client, f.cid)) if t)
         # billing: ops cannot skip its steps
         with pytest.raises(ActionRefused):
             await take_action(client, session_factory, f.cid, act("skip-step", campaign="dunning", step=w.step))
+
+
+async def _other_timers(client: Client, cid: str) -> list:
+    """The other campaigns' timers (the customer's why-waiting), e.g. a renewal's."""
+    why = await why_waiting(client, cid)
+    return [c.waiting.until for c in why.campaigns if c.campaign != "dunning" and c.waiting.kind == WAIT_TIMER]
 
 
 # --- card-expiry (transactional) ------------------------------------------------------------

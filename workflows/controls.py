@@ -70,9 +70,7 @@ class Controls:
         self.done: list[str] = []
         self.skipped: list[str] = []
         self._upserted: tuple[str, datetime | None] | None = None
-        self._entity: str | None = None  # the entity to tell (None: no reports)
-        self._reporting: asyncio.Task[None] | None = None  # the last report, sent in order
-        self._reported = WAIT_NOTHING
+        self.reports = EntityReports(campaign)
 
     # --- the run ------------------------------------------------------------------------
 
@@ -81,9 +79,7 @@ class Controls:
         self.enabled = workflow.patched(patches.CAMPAIGN_CONTROLS)
         if self.enabled:
             workflow.upsert_search_attributes([CAMPAIGN.value_set(self.campaign)])
-            parent = workflow.info().parent  # the entity (a campaign started on its own: none)
-            if workflow.patched(patches.CAMPAIGN_REPORTS_WAITS) and parent is not None:
-                self._entity = parent.workflow_id  # its latest run, whatever continue-as-new did
+            self.reports.begin()
 
     def on_step(
         self,
@@ -113,7 +109,7 @@ class Controls:
             WAITING_FOR.value_set(waiting.kind),
             NEXT_STEP_AT.value_set(waiting.until) if waiting.until else NEXT_STEP_AT.value_unset(),
         ])
-        self._report(waiting.kind, waiting.until)
+        self.reports.report(waiting.kind, waiting.until)
 
     def step_done(self, step: str) -> None:
         self.done.append(step)
@@ -131,26 +127,8 @@ class Controls:
         if self.enabled and self._upserted != (WAIT_NOTHING, None):
             self._upserted = (WAIT_NOTHING, None)
             workflow.upsert_search_attributes([WAITING_FOR.value_set(WAIT_NOTHING)])
-            self._report(WAIT_NOTHING, None)
-        if self._reporting is not None:
-            await self._reporting
-
-    def _report(self, kind: str, until: datetime | None) -> None:
-        """Tell the entity what this campaign waits for now (after the reports before)."""
-        if self._entity is None or (kind == WAIT_NOTHING and self._reported == WAIT_NOTHING):
-            return
-        self._reported = kind
-        report = CampaignWait(self.campaign, workflow.info().workflow_id, kind, until)
-        self._reporting = asyncio.create_task(self._send(self._reporting, self._entity, report))
-
-    @staticmethod
-    async def _send(before: asyncio.Task[None] | None, entity: str, report: CampaignWait) -> None:
-        if before is not None:
-            await before  # in order: the entity keeps the last report it hears
-        try:
-            await workflow.get_external_workflow_handle(entity).signal(CAMPAIGN_WAIT_SIGNAL, report)
-        except FailureError as err:  # the entity is gone (deleted, terminated): nothing to tell
-            workflow.logger.info("entity %s not told of %s (%s)", entity, report.kind, err)
+            self.reports.report(WAIT_NOTHING, None)
+        await self.reports.delivered()
 
     def skip_requested(self, step: str | None) -> bool:
         return self.enabled and step is not None and step in self._skip
@@ -245,6 +223,46 @@ class Controls:
             done_steps=list(self.done),
             skipped_steps=list(self.skipped),
         )
+
+
+class EntityReports:
+    """Tells the customer's entity what one campaign waits for now (the ``campaign_wait``
+    signal): once per change, in order (each report waits for the one before), and
+    ``nothing`` only after something. Every campaign child uses it, through its
+    :class:`Controls` or (dunning) directly; behind ``patches.CAMPAIGN_REPORTS_WAITS``,
+    decided by :meth:`begin` once a run."""
+
+    def __init__(self, campaign: str) -> None:
+        self.campaign = campaign
+        self._entity: str | None = None  # the entity to tell (None: no reports)
+        self._last: tuple[str, datetime | None] = (WAIT_NOTHING, None)
+        self._sending: asyncio.Task[None] | None = None  # the last report, sent in order
+
+    def begin(self) -> None:
+        parent = workflow.info().parent  # the entity (a campaign started on its own: none)
+        if workflow.patched(patches.CAMPAIGN_REPORTS_WAITS) and parent is not None:
+            self._entity = parent.workflow_id  # its latest run, whatever continue-as-new did
+
+    def report(self, kind: str, until: datetime | None) -> None:
+        if self._entity is None or (kind, until) == self._last or (kind == WAIT_NOTHING == self._last[0]):
+            return
+        self._last = (kind, until)
+        report = CampaignWait(self.campaign, workflow.info().workflow_id, kind, until)
+        self._sending = asyncio.create_task(self._send(self._sending, self._entity, report))
+
+    async def delivered(self) -> None:
+        """Every report sent (call before the run returns)."""
+        if self._sending is not None:
+            await self._sending
+
+    @staticmethod
+    async def _send(before: asyncio.Task[None] | None, entity: str, report: CampaignWait) -> None:
+        if before is not None:
+            await before  # in order: the entity keeps the last report it hears
+        try:
+            await workflow.get_external_workflow_handle(entity).signal(CAMPAIGN_WAIT_SIGNAL, report)
+        except FailureError as err:  # the entity is gone (deleted, terminated): nothing to tell
+            workflow.logger.info("entity %s not told of %s (%s)", entity, report.kind, err)
 
 
 class ControlledCampaign:

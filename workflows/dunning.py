@@ -70,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.policy import DunningPolicy, DunningStage
     from lifecycle.contracts.search_attributes import DUNNING_STATE
     from workflows.campaign import report_finished
+    from workflows.controls import EntityReports
     from workflows.dunning_effects import DunningEffects, email_context, recovered_context
     from workflows.dunning_schedule import RETRY, STAGE, DunningSchedule, retryable
     from workflows.options import STORE_RETRY, STORE_TIMEOUT, STRIPE_RETRY, STRIPE_TIMEOUT
@@ -93,6 +94,7 @@ class DunningWorkflow:
         self._since: datetime | None = None
         self._schedule = DunningSchedule()  # what is due when, and what was taken
         self._effects = DunningEffects(input.customer_id)  # the timeline, the saved state, webhooks, emails
+        self._reports = EntityReports(CAMPAIGN)  # what it waits for, told to the entity
         self._retry_requests: list[str] = []  # retry_now reasons not yet carried out
         self._retries_carried_out = 0
         self._last_retry: str = ""
@@ -198,6 +200,12 @@ class DunningWorkflow:
 
     @workflow.run
     async def run(self, input: DunningInput) -> str:
+        self._reports.begin()
+        ended = await self._run(input)
+        await self._reports.delivered()
+        return ended
+
+    async def _run(self, input: DunningInput) -> str:
         self._started_at = self._since = workflow.now()
         setup = self._setup = await workflow.execute_activity_method(
             DunningActivities.begin, input, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
@@ -222,6 +230,7 @@ class DunningWorkflow:
             due = self._schedule.due(self._open(), workflow.now())
             if due is None:  # end action "unpaid": wait to be paid, voided, or told
                 self._wake = False
+                self._reports.report(WAIT_SIGNAL, None)
                 await workflow.wait_condition(lambda: bool(self._inbox) or bool(self._retry_requests))
                 continue
             at, kind, ref = due
@@ -241,6 +250,7 @@ class DunningWorkflow:
                 await self._effects.save(self._snapshot())
                 self._wake = False
                 continue
+            self._reports.report(WAIT_TIMER, at)
             try:
                 await workflow.wait_condition(
                     lambda: bool(self._inbox) or self._wake or bool(self._retry_requests),

@@ -99,10 +99,10 @@ CAMPAIGN_CONTROLS = "campaign-controls"
 # CustomerWorkflow run started before 2026-12-02 is open.
 OPS_PAUSE_RETENTION_STARTS = "ops-pause-retention-starts"
 
-# A controlled campaign tells its entity what it waits for (the ``campaign_wait`` signal,
-# one each time its WaitingFor / NextStepAt change, and ``nothing`` when it has no step
-# left), so the entity can carry Waits and NextStepAt. Decided once at the start of a
-# campaign run. Since 2026-12-02. Deprecate when no campaign child started before
+# A controlled campaign, and dunning, tells its entity what it waits for (the
+# ``campaign_wait`` signal, one each time its WaitingFor / NextStepAt change, and
+# ``nothing`` when it has no step left), so the entity can carry Waits and NextStepAt
+# (workflows/controls.EntityReports). Decided once at the start of a campaign run. Since 2026-12-02. Deprecate when no campaign child started before
 # 2026-12-02 is open.
 CAMPAIGN_REPORTS_WAITS = "campaign-reports-waits"
 
