@@ -1,5 +1,6 @@
 """How fast `lifecycle customers list` answers as customers grow: one visibility query a
-page on the Temporal dev server (its SQLite visibility store, the slowest one we ship).
+page on the Temporal dev server (its SQLite visibility store in a file, the slowest one we
+ship).
 
 It starts N customer entities carrying the search attributes the entity keeps
 (LifecycleStage, Plan, Campaigns, Waits, NextStepAt: what its campaigns report) — without
@@ -150,8 +151,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         procs = Procs(Path(tmp))
         try:
-            _proc, address = start_temporal(procs)  # in memory: SQLite visibility, as the dev stack
-            results = asyncio.run(run(args, address))
+            # a SQLite file, as `lifecycle dev` keeps it (in memory, the dev server lost its
+            # namespace past 80,000 workflows here)
+            _proc, address = start_temporal(procs, db_file=Path(tmp) / "temporal.db")
+            try:
+                results = asyncio.run(run(args, address))
+            except Exception:
+                log((Path(tmp) / "temporal.log").read_text(errors="replace")[-3000:])  # why the server failed
+                raise
         finally:
             procs.stop()
     print(f"customers: {results['customers']:,} (started in {results['populate_s']} s), page size {args.page_size}")

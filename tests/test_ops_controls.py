@@ -215,7 +215,7 @@ async def test_the_entity_carries_what_its_campaigns_wait_for_and_their_earliest
     tip = await eventually(lambda: _step_is(client, cid, "tip_first_project"))
     trial = next(c for c in (await why_waiting(client, cid)).campaigns if c.campaign == "trial")
     first = min(tip.waiting.until, trial.waiting.until)  # the day-1 tip, before the trial's day-11 reminder
-    waits, next_at = await eventually(lambda: _entity_has(client, cid, "onboarding:timer", "trial:timer"))
+    waits, next_at = await eventually(lambda: _entity_has(client, cid, "onboarding:timer", "trial:timer", at=first))
     assert set(waits) == {"timer", "onboarding:timer", "trial:timer"} and next_at == first
 
     await take_action(client, session_factory, cid, act("pause"))
@@ -227,15 +227,41 @@ async def test_the_entity_carries_what_its_campaigns_wait_for_and_their_earliest
     await take_action(client, session_factory, cid, act("cancel-campaign", campaign="onboarding"))
     waits, next_at = await eventually(lambda: _entity_has(client, cid, "trial:timer", only=True))
     assert next_at == trial.waiting.until  # onboarding's time no longer counts
+    assert waits == ["timer", "trial:timer"]
 
 
-async def _entity_has(client: Client, cid: str, *wanted: str, only: bool = False):
+async def test_the_entity_ignores_a_wait_report_that_is_not_from_one_of_its_campaigns(
+    ts_env: WorkflowEnvironment, client, settings, session_factory, worker
+):
+    from lifecycle.contracts.ops import CAMPAIGN_WAIT_SIGNAL, CampaignWait
+
+    cid, other = new_id(), new_id()
+    await sign_up(client, settings, session_factory, cid)
+    tip = await eventually(lambda: _step_is(client, cid, "tip_first_project"))
+
+    # the entity has heard onboarding's report for the tip (no other comes before day 1)
+    await eventually(lambda: _entity_has(client, cid, "onboarding:timer", at=tip.waiting.until))
+    entity = client.get_workflow_handle(customer_workflow_id(cid))
+    # another customer's id, then a prefix that is not a child's: both ignored
+    for wf in (f"customer-{other}/onboarding", f"customer-{cid}x/onboarding"):
+        await entity.signal(CAMPAIGN_WAIT_SIGNAL, CampaignWait("onboarding", wf, WAIT_PAUSED, None))
+    # a report from its own onboarding id (sent last): once it shows, the two before were handled
+    own = CampaignWait("onboarding", campaign_workflow_id(cid, "onboarding"), WAIT_FREQUENCY_CAP, None)
+    await entity.signal(CAMPAIGN_WAIT_SIGNAL, own)
+    waits, _ = await eventually(lambda: _entity_has(client, cid, "onboarding:frequency_cap"))
+    assert "paused" not in waits and "onboarding:paused" not in waits
+    assert len((await entity.query("state"))["waits"]) == 2  # its trial and its onboarding, nothing else
+
+
+async def _entity_has(client: Client, cid: str, *wanted: str, only: bool = False, at: dt.datetime | None = None):
+    """The entity's Waits and NextStepAt once they name ``wanted`` (``only``: nothing else;
+    ``at``: and its NextStepAt is that; a campaign's earlier report may show first)."""
     attrs = (await client.get_workflow_handle(customer_workflow_id(cid)).describe()).typed_search_attributes
-    waits = list(attrs.get(WAITS) or [])
+    waits, next_at = list(attrs.get(WAITS) or []), attrs.get(NEXT_STEP_AT)
     named = {w for w in waits if ":" in w}
-    if not set(wanted) <= named or (only and named != set(wanted)):
+    if not set(wanted) <= named or (only and named != set(wanted)) or (at is not None and next_at != at):
         return None
-    return waits, attrs.get(NEXT_STEP_AT)
+    return waits, next_at
 
 
 async def test_why_waiting_names_quiet_hours(

@@ -63,7 +63,12 @@ class Ops:
     # --- what the campaigns wait for (the entity's Waits / NextStepAt) -------------------
 
     def on_campaign_wait(self, report: CampaignWait) -> None:
-        """A child's report (they come in order from each child): kept until it finishes."""
+        """A child's report (they come in order from each child): kept until it finishes.
+        Only this customer's own children count (their ids start with the entity's)."""
+        if not report.workflow_id.startswith(f"{workflow.info().workflow_id}/"):
+            workflow.logger.warning("campaign_wait from %s ignored: not a campaign of this customer",
+                                    report.workflow_id)
+            return
         if report.kind == WAIT_NOTHING:
             self._state.waits.pop(report.workflow_id, None)
         else:
