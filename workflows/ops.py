@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.ops import OpsActivities
     from lifecycle.contracts.cards import CARD_EXPIRY_ID_PART
     from lifecycle.contracts.customer import CustomerState
-    from lifecycle.contracts.ids import USAGE_CAMPAIGN
+    from lifecycle.contracts.ids import USAGE_CAMPAIGN, customer_workflow_id
     from lifecycle.contracts.ops import (
         CANCEL_CAMPAIGN,
         EXTEND_GRACE,
@@ -65,7 +65,7 @@ class Ops:
     def on_campaign_wait(self, report: CampaignWait) -> None:
         """A child's report (they come in order from each child): kept until it finishes.
         Only this customer's own children count (their ids start with the entity's)."""
-        if not report.workflow_id.startswith(f"{workflow.info().workflow_id}/"):
+        if not report.workflow_id.startswith(f"{customer_workflow_id(self._state.customer_id)}/"):
             workflow.logger.warning("campaign_wait from %s ignored: not a campaign of this customer",
                                     report.workflow_id)
             return
