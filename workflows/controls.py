@@ -114,9 +114,10 @@ class Controls:
     def step_done(self, step: str) -> None:
         self.done.append(step)
 
-    async def finished(self) -> None:
-        """The campaign has no step left (the entity hears ``nothing``; every report is
-        delivered before this returns).
+    async def finished(self, *, end_reported: bool = False) -> None:
+        """The campaign has no step left; every report is delivered before this returns.
+        The entity hears ``nothing``, unless ``end_reported``: the campaign reports its end
+        next (``report_finished``), which drops its wait there too (one signal less).
 
         Visibility gets ``WaitingFor=nothing`` but keeps the last ``NextStepAt`` (the run
         closes next): an unset Datetime attribute comes back from some servers (the
@@ -127,7 +128,8 @@ class Controls:
         if self.enabled and self._upserted != (WAIT_NOTHING, None):
             self._upserted = (WAIT_NOTHING, None)
             workflow.upsert_search_attributes([WAITING_FOR.value_set(WAIT_NOTHING)])
-            self.reports.report(WAIT_NOTHING, None)
+            if not end_reported:
+                self.reports.report(WAIT_NOTHING, None)
         await self.reports.delivered()
 
     def skip_requested(self, step: str | None) -> bool:
@@ -227,8 +229,8 @@ class Controls:
 
 class EntityReports:
     """Tells the customer's entity what one campaign waits for now (the ``campaign_wait``
-    signal): once per change, in order (each report waits for the one before), and
-    ``nothing`` only after something. Every campaign child uses it, through its
+    signal): once per change, in order (each report waits for the one before), never a
+    timer already due, and ``nothing`` only after something. Every campaign child uses it, through its
     :class:`Controls` or (dunning) directly; behind ``patches.CAMPAIGN_REPORTS_WAITS``,
     decided by :meth:`begin` once a run."""
 
@@ -244,6 +246,10 @@ class EntityReports:
             self._entity = parent.workflow_id  # its latest run, whatever continue-as-new did
 
     def report(self, kind: str, until: datetime | None) -> None:
+        """``kind`` until ``until`` from now on. A timer already due (a step due at once,
+        an offer's, a welcome's) is no wait: not told."""
+        if kind == WAIT_TIMER and until is not None and until <= workflow.now():
+            return
         if self._entity is None or (kind, until) == self._last or (kind == WAIT_NOTHING == self._last[0]):
             return
         self._last = (kind, until)

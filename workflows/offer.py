@@ -56,7 +56,7 @@ class OfferWorkflow(ControlledCampaign):
         )
         self._sent = True
         controls.step_done(input.step.name)
-        await controls.finished()
+        await controls.finished(end_reported=True)
         await workflow.execute_activity_method(
             StoreActivities.record_event,
             RecordEventInput(

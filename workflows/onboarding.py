@@ -74,7 +74,7 @@ class OnboardingWorkflow(ControlledCampaign):
             self._done.append(step.name)
             self.controls.step_done(step.name)
         self._next = None
-        await self.controls.finished()
+        await self.controls.finished(end_reported=True)
         outcome = f"completed: {sent} sent, {skipped} skipped"
         await report_finished(input.customer_id, CAMPAIGN, outcome)
         return outcome

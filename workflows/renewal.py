@@ -134,7 +134,7 @@ class RenewalWorkflow(ControlledCampaign):
             self._done.append(reminder.name)
             controls.step_done(reminder.name)
         self._next = None
-        await controls.finished()
+        await controls.finished(end_reported=True)
         outcome = REMINDED
         if self._dropped is not None:
             outcome = DROPPED

@@ -112,6 +112,6 @@ class TrialWorkflow(ControlledCampaign):
         self._next = None
         self._done.append("end_of_trial")
         self.controls.step_done("end_of_trial")
-        await self.controls.finished()
+        await self.controls.finished(end_reported=True)
         await report_finished(input.customer_id, CAMPAIGN, outcome)
         return outcome

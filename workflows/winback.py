@@ -135,6 +135,6 @@ class WinbackWorkflow(ControlledCampaign):
             await self._wait_until_or_stop(end - workflow.now())
         outcome = self._stop or WINBACK_LOST
         self._next = None
-        await controls.finished()
+        await controls.finished(end_reported=True)
         await report_finished(input.customer_id, CAMPAIGN, outcome)
         return outcome
