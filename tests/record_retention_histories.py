@@ -39,7 +39,7 @@ from tests.support.stripe import WEBHOOK_SECRET
 from workflows.customer import CustomerWorkflow
 
 API_KEY = "record-key"
-CUSTOMERS = ("rec-r1", "rec-r2", "rec-r3", "rec-r4")
+CUSTOMERS = ("rec-r1", "rec-r2", "rec-r3", "rec-r4", "rec-r5")
 NAMES = (
     "customer_retention_offer_expired",
     "customer_retention_pause",
@@ -47,6 +47,7 @@ NAMES = (
     "customer_retention_lost",
     "winback_reactivated",
     "winback_trial_lost",
+    "customer_retention_offer_withdrawn",
 )
 
 
@@ -161,6 +162,16 @@ async def _run_paths(rec: Recording, api: httpx.AsyncClient) -> dict[str, str]:
     await env.sleep(timedelta(days=75))
     await _until("rec-r4 lost", lambda: state("rec-r4"), lambda s: s.stage == "lost")
 
+    # 5. a cancel without a reason while the offer is open: the offer is withdrawn, and its
+    # window's end carries nothing out again
+    await subscribed("rec-r5")
+    offered = _ok("cancel", await api.delete("/v1/customers/rec-r5/subscription", params={"reason": "too_expensive"}))
+    if offered["outcome"] != "save_offered":
+        raise RecordingFailed(f"rec-r5: no offer: {offered}")
+    _ok("plain cancel", await api.delete("/v1/customers/rec-r5/subscription"))
+    await _until("rec-r5 withdrawn", lambda: state("rec-r5"), lambda s: s.winback.offer.status == "withdrawn")
+    await env.sleep(timedelta(days=8))
+
     return dict(zip(NAMES, (
         customer_workflow_id("rec-r1"),
         customer_workflow_id("rec-r2"),
@@ -168,6 +179,7 @@ async def _run_paths(rec: Recording, api: httpx.AsyncClient) -> dict[str, str]:
         customer_workflow_id("rec-r4"),
         campaign_workflow_id("rec-r3", "winback", "1"),
         campaign_workflow_id("rec-r4", "winback", "1"),
+        customer_workflow_id("rec-r5"),
     ), strict=True))
 
 

@@ -91,6 +91,7 @@ def test_there_are_histories_to_replay() -> None:
         "renewal_ops_started_paused",
         "offer_ops_started_paused",
         "offer_ops_started_paused_skipped",
+        "customer_retention_offer_withdrawn",  # a plain cancel withdraws the open offer
     } <= names
 
 

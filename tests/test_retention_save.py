@@ -106,6 +106,31 @@ async def test_an_offer_not_answered_in_its_window_expires_and_the_cancellation_
     assert stripe_client.v1.subscriptions.retrieve(body["stripe_subscription_id"]).cancel_at_period_end is True
 
 
+async def test_a_cancel_without_a_reason_while_an_offer_is_open_withdraws_the_offer(
+    ts_env, retained: Retained, stripe_client
+) -> None:
+    from tests.support.helpers import eventually
+
+    cid = await retained.subscriber()
+    body = await _cancel(retained, cid, "too_expensive")
+    offer_id, sub_id = body["save_offer"]["offer_id"], body["stripe_subscription_id"]
+
+    plain = await retained.http.delete(f"/v1/customers/{cid}/subscription")  # no reason: the customer has chosen
+    assert plain.status_code == 200, plain.text
+    assert (plain.json()["outcome"], plain.json()["cancel_at_period_end"]) == ("cancel_scheduled", True)
+    await eventually(lambda: [o.status for o in retained.offers(cid)] == ["withdrawn"], timeout=30)
+    assert "save_offer_withdrawn" in [e.kind for e in timeline(retained.sessions, cid)]
+    late = await retained.http.post(f"/v1/customers/{cid}/subscription/offers/{offer_id}/accept")
+    assert late.status_code == 409 and "already withdrawn" in late.json()["detail"]
+    assert not any("discounts[0][coupon]" in r.form for r in retained.stripe.posts(f"/v1/subscriptions/{sub_id}"))
+
+    await ts_env.sleep(timedelta(days=8))  # past the offer's window: the cancellation is not carried out again
+    state = await retained.state(cid)
+    assert (state.winback.offer.status, state.billing.cancel_at_period_end) == ("withdrawn", True)
+    assert len(_cancel_posts(retained, sub_id)) == 1
+    assert [o.status for o in retained.offers(cid)] == ["withdrawn"]
+
+
 async def test_an_offer_is_made_once_a_year_and_a_reason_without_one_cancels_at_once(retained: Retained) -> None:
     cid = await retained.subscriber()
     first = await _cancel(retained, cid, "too_expensive")

@@ -174,6 +174,9 @@ class CustomerWorkflow:
             result = await self._winback.cancel(req)  # may answer with a save offer
         else:
             result = await self._subscription.request(req)
+            if req.action == "cancel" and self._state.winback.offer is not None and self._state.winback.offer.is_open:
+                if workflow.patched(patches.RETENTION_CANCEL_WITHDRAWS_OFFER):
+                    await self._winback.withdraw_open_offer()
         if workflow.patched(patches.RETENTION_CAMPAIGNS):
             await self._retention.sync_renewal()  # a cancel or plan change drops a waiting reminder
         return result

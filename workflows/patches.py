@@ -133,6 +133,12 @@ ENTITY_WAITS = "entity-waits"
 # Since 2026-12-02. Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
 RETENTION_SAVE_OFFERS = "retention-save-offers"
 
+# A cancellation without a reason while a save offer is open closes the offer as
+# ``withdrawn`` (before: it stayed open, could still be accepted, and its window's end
+# carried the first cancellation out again). Asked only while an offer is open. Since
+# 2026-12-02. Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
+RETENTION_CANCEL_WITHDRAWS_OFFER = "retention-cancel-withdraws-offer"
+
 # A stage change to canceled or expired starts the win-back child
 # (customer-{id}/winback/{n}); what follows from it (telling it of an unsubscribe, "lost"
 # when it ends) is reachable only through that child. Since 2026-12-02. Deprecate when no

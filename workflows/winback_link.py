@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         OFFER_DOWNGRADE,
         OFFER_EXPIRED,
         OFFER_PAUSE,
+        OFFER_WITHDRAWN,
         TRIAL,
         WINBACK_LOST,
         CancellationRecord,
@@ -201,6 +202,17 @@ class WinbackLink:
             await self._record_cancellation(req, "offered", offer.offer_id)
             self._watch_window(offer)
             return self._offered(offer)
+
+    async def withdraw_open_offer(self) -> None:
+        """A cancellation without a reason while an offer is open: the customer has chosen
+        (the cancellation went ahead as asked), so the offer closes as ``withdrawn`` and
+        can no longer be accepted, nor go ahead a second time when its window ends."""
+        async with self._sub.lock:
+            offer = self._r.offer
+            if offer is None or not offer.is_open:
+                return
+            offer.status, offer.decided_at = OFFER_WITHDRAWN, workflow.now()
+            await self._record_offer(offer, "withdrawn")
 
     def _offered(self, offer: SaveOffer) -> SubscriptionResult:
         result = self._sub._describe(self._state.billing)

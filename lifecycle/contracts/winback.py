@@ -25,6 +25,7 @@ OFFER_OPEN = "open"
 OFFER_ACCEPTED = "accepted"
 OFFER_DECLINED = "declined"
 OFFER_EXPIRED = "expired"
+OFFER_WITHDRAWN = "withdrawn"  # the customer canceled without a reason while it was open
 
 # The win-back campaign's outcomes (CampaignFinished.outcome)
 WINBACK_REACTIVATED = "reactivated"

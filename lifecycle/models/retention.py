@@ -53,7 +53,7 @@ class SaveOfferRow(Base):
     plan: Mapped[str | None] = mapped_column(String(32))
     made_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(timezone=True))
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(16))  # open | accepted | declined | expired
+    status: Mapped[str] = mapped_column(String(16))  # open | accepted | declined | expired | withdrawn
     decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(timezone=True))
 
 
