@@ -59,6 +59,9 @@ class Ops:
         self._state = state
         self._campaigns_changed = campaigns_changed
         self._upserted_waits: tuple[list[str], object] | None = None  # what visibility has
+        # reports heard in this workflow task: a child whose report comes in the same task
+        # as its start may not be listed as running yet, so these are not pruned now
+        self._heard: tuple[object, set[str]] = (None, set())
 
     # --- what the campaigns wait for (the entity's Waits / NextStepAt) -------------------
 
@@ -69,6 +72,10 @@ class Ops:
             workflow.logger.warning("campaign_wait from %s ignored: not a campaign of this customer",
                                     report.workflow_id)
             return
+        now = workflow.now()
+        if self._heard[0] != now:
+            self._heard = (now, set())
+        self._heard[1].add(report.workflow_id)
         if report.kind == WAIT_NOTHING:
             self._state.waits.pop(report.workflow_id, None)
         else:
@@ -78,10 +85,14 @@ class Ops:
     def prune_waits(self) -> None:
         """Forget the reports of children that no longer run (cancelled, replaced, ended
         without a last report). Usage nudges are not listed as running: their own last
-        report (``nothing``) removes them. Nothing to do for an entity that has none."""
+        report (``nothing``) removes them. A report heard in this same workflow task is
+        kept (its child's start may land after it in the task). Nothing to do for an
+        entity that has none."""
         if not self._state.waits:
             return
         running = set(self.running().values())
+        if self._heard[0] == workflow.now():
+            running |= self._heard[1]  # heard just now: its start may not be recorded yet
         gone = [wf for wf, r in self._state.waits.items() if wf not in running and r.campaign != USAGE_CAMPAIGN]
         for wf in gone:
             del self._state.waits[wf]
