@@ -26,7 +26,6 @@ from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlread
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.store import StoreActivities
     from lifecycle.contracts.billing import SubscriptionRequest, SubscriptionResult
     from lifecycle.contracts.campaigns import OnboardingInput, TrialInput, UsageNudgeInput
     from lifecycle.contracts.customer import (
@@ -65,7 +64,6 @@ with workflow.unsafe.imports_passed_through():
         customer_search_attributes,
     )
     from lifecycle.contracts.stages import ACTIVE, CANCELED, EXPIRED, TRIALING
-    from lifecycle.contracts.timeline import RecordEventInput
     from lifecycle.contracts.webhooks import (
         CAMPAIGN_FINISHED,
         STAGE_CHANGED,
@@ -78,9 +76,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.notify import publish
     from workflows.onboarding import OnboardingWorkflow
     from workflows.ops import Ops
-    from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.retention import Retention
     from workflows.subscription import Subscription
+    from workflows.timeline import record_event
     from workflows.trial import TrialWorkflow
     from workflows.usage_nudge import UsageNudgeWorkflow
     from workflows.winback_link import WinbackLink
@@ -388,19 +386,11 @@ class CustomerWorkflow:
             await publish(cid, USAGE_THRESHOLD_CROSSED, {**crossed.to_data(), "stage": self._state.stage},
                           key=f"usage:{event.event_id}")
         if self._state.stage in policy.skip_stages:
-            await workflow.execute_activity_method(
-                StoreActivities.record_event,
-                RecordEventInput(
-                    customer_id=cid,
-                    event_key=f"{workflow.info().workflow_id}:usage-skipped:{event.event_id}",
-                    kind="email_skipped",
-                    occurred_at=workflow.now(),
-                    campaign="usage",
-                    detail={"metric": crossed.metric, "threshold": crossed.threshold,
-                            "reason": f"customer is {self._state.stage}"},
-                ),
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
+            await record_event(
+                cid, key=f"{workflow.info().workflow_id}:usage-skipped:{event.event_id}", kind="email_skipped",
+                campaign="usage",
+                detail={"metric": crossed.metric, "threshold": crossed.threshold,
+                        "reason": f"customer is {self._state.stage}"},
             )
             return
         assert crossed.period_start is not None, f"usage event {event.event_id} has no period_start"
@@ -470,26 +460,19 @@ class CustomerWorkflow:
         if previous == stage:
             return
         now = workflow.now()
-        await workflow.execute_activity_method(
-            StoreActivities.record_event,
-            RecordEventInput(
-                customer_id=self._state.customer_id,
-                event_key=f"{workflow.info().workflow_id}:stage:{previous}->{stage}:{cause}",
-                kind="stage_changed",
-                occurred_at=now,
-                from_stage=previous,
-                to_stage=stage,
-                detail={
-                    "cause": cause,
-                    "plan": self._state.plan,
-                    "trial_ends_at": (
-                        self._state.trial_ends_at.isoformat() if self._state.trial_ends_at else None
-                    ),
-                    **({"reason": reason} if reason else {}),
-                },
-            ),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+        await record_event(
+            self._state.customer_id,
+            key=f"{workflow.info().workflow_id}:stage:{previous}->{stage}:{cause}",
+            kind="stage_changed",
+            at=now,
+            from_stage=previous,
+            to_stage=stage,
+            detail={
+                "cause": cause,
+                "plan": self._state.plan,
+                "trial_ends_at": self._state.trial_ends_at.isoformat() if self._state.trial_ends_at else None,
+                **({"reason": reason} if reason else {}),
+            },
         )
         self._state.stage = stage
         self._state.stage_changed_at = now

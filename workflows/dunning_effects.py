@@ -3,7 +3,7 @@
 The workflow owns one :class:`DunningEffects` (built with its customer's id) and calls it
 with its facts; it keeps no state of its own:
 
-- ``record``: a timeline entry (``StoreActivities.record_event``), keyed on the workflow
+- ``record``: a timeline entry (``workflows.timeline.record_event``), keyed on the workflow
   id and the step, so it is written once whatever crashes.
 - ``save``: the run's snapshot to ``dunning_runs`` (state, suspension, next retry, next
   step, the invoices); the usage check reads the suspension from there.
@@ -23,17 +23,16 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.dunning import DunningActivities
-    from activities.store import StoreActivities
     from lifecycle.contracts.dunning import CAMPAIGN, DunningInvoice, DunningSnapshot
     from lifecycle.contracts.money import money
     from lifecycle.contracts.policy import EmailStep
-    from lifecycle.contracts.timeline import RecordEventInput
     from lifecycle.contracts.webhooks import DUNNING_STATE_CHANGED, ENTITLEMENTS_CHANGED
     from workflows import patches
     from workflows.dunning_schedule import DunningSchedule
     from workflows.email_step import send_step_email
     from workflows.notify import publish
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
+    from workflows.timeline import record_event
 
 
 class DunningEffects:
@@ -44,19 +43,8 @@ class DunningEffects:
 
     async def record(self, kind: str, step: str, detail: dict[str, Any]) -> None:
         """A timeline entry, written once per ``step``."""
-        await workflow.execute_activity_method(
-            StoreActivities.record_event,
-            RecordEventInput(
-                customer_id=self.customer_id,
-                event_key=f"{workflow.info().workflow_id}:{step}",
-                kind=kind,
-                occurred_at=workflow.now(),
-                campaign=CAMPAIGN,
-                detail=detail,
-            ),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
-        )
+        await record_event(self.customer_id, key=f"{workflow.info().workflow_id}:{step}", kind=kind,
+                           campaign=CAMPAIGN, detail=detail)
 
     async def save(self, snapshot: DunningSnapshot) -> None:
         await workflow.execute_activity_method(

@@ -20,7 +20,6 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
-    from activities.store import StoreActivities
     from lifecycle.contracts.email import (
         EMAIL_DEFERRED,
         EMAIL_SKIPPED,
@@ -29,9 +28,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from lifecycle.contracts.ops import WAIT_ACTIVITY, Waiting, deferral_kind
     from lifecycle.contracts.policy import EmailStep
-    from lifecycle.contracts.timeline import RecordEventInput
     from workflows.controls import SKIPPED_BY_OPS, Controls
-    from workflows.options import EMAIL_RETRY, SEND_TIMEOUT, STORE_RETRY, STORE_TIMEOUT
+    from workflows.options import EMAIL_RETRY, SEND_TIMEOUT
+    from workflows.timeline import record_event
 
 MIN_WAIT = timedelta(seconds=1)
 MAX_ASKS = 100  # a step deferred this often is stuck; it is skipped, with the reason recorded
@@ -151,19 +150,8 @@ async def _send_controlled(
 
 async def record_step_skipped(customer_id: str, campaign: str, step: EmailStep, reason: str) -> None:
     """Put a step that was not sent, and why, on the customer's timeline."""
-    await workflow.execute_activity_method(
-        StoreActivities.record_event,
-        RecordEventInput(
-            customer_id=customer_id,
-            event_key=step_key(step.name) + ":skipped",
-            kind="email_skipped",
-            occurred_at=workflow.now(),
-            campaign=campaign,
-            detail={"step": step.name, "template": step.template, "reason": reason},
-        ),
-        start_to_close_timeout=STORE_TIMEOUT,
-        retry_policy=STORE_RETRY,
-    )
+    await record_event(customer_id, key=step_key(step.name) + ":skipped", kind="email_skipped", campaign=campaign,
+                       detail={"step": step.name, "template": step.template, "reason": reason})
 
 
 async def sleep_until(when: datetime) -> None:

@@ -13,14 +13,12 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.store import StoreActivities
     from lifecycle.contracts.campaigns import CampaignStatus
     from lifecycle.contracts.retention import OfferInput
-    from lifecycle.contracts.timeline import RecordEventInput
     from workflows.campaign import report_finished
     from workflows.controls import SKIPPED_BY_OPS, ControlledCampaign, Controls
     from workflows.email_step import send_step_email
-    from workflows.options import STORE_RETRY, STORE_TIMEOUT
+    from workflows.timeline import record_event
 
 OFFER_MADE = "offer_made"  # the timeline entry's kind
 
@@ -57,18 +55,9 @@ class OfferWorkflow(ControlledCampaign):
         self._sent = True
         controls.step_done(input.step.name)
         await controls.finished(end_reported=True)
-        await workflow.execute_activity_method(
-            StoreActivities.record_event,
-            RecordEventInput(
-                customer_id=input.customer_id,
-                event_key=f"{workflow.info().workflow_id}:offer",
-                kind=OFFER_MADE,
-                occurred_at=workflow.now(),
-                campaign=input.campaign,
-                detail={**input.detail, "email": result.status, **({"reason": result.reason} if result.reason else {})},
-            ),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+        await record_event(
+            input.customer_id, key=f"{workflow.info().workflow_id}:offer", kind=OFFER_MADE, campaign=input.campaign,
+            detail={**input.detail, "email": result.status, **({"reason": result.reason} if result.reason else {})},
         )
         await report_finished(input.customer_id, input.campaign, result.status)
         return result.status

@@ -36,7 +36,6 @@ from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.store import StoreActivities
     from lifecycle.contracts.customer import CustomerEvent, CustomerState
     from lifecycle.contracts.events import (
         Activation,
@@ -59,12 +58,11 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.search_attributes import customer_search_attributes
     from lifecycle.contracts.stages import TRIALING
     from lifecycle.contracts.tiers import Tier, Tiers, added_by
-    from lifecycle.contracts.timeline import RecordEventInput
     from workflows import patches
     from workflows.offer import OfferWorkflow
-    from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.renewal import RenewalWorkflow
     from workflows.subscription import terms
+    from workflows.timeline import record_event
 
 SEATS = "seats"
 # an offer is decided only for a customer who can hear it: one that would be suppressed
@@ -362,16 +360,7 @@ class Retention:
         return self._state.paused and workflow.patched(patches.OPS_OFFERS_START_PAUSED)
 
     async def _record_skipped(self, campaign: str, event: CustomerEvent, reason: str) -> None:
-        await workflow.execute_activity_method(
-            StoreActivities.record_event,
-            RecordEventInput(
-                customer_id=self._state.customer_id,
-                event_key=f"{workflow.info().workflow_id}:{campaign}-skipped:{event.event_id}",
-                kind="offer_skipped",
-                occurred_at=workflow.now(),
-                campaign=campaign,
-                detail={"reason": reason},
-            ),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+        await record_event(
+            self._state.customer_id, key=f"{workflow.info().workflow_id}:{campaign}-skipped:{event.event_id}",
+            kind="offer_skipped", campaign=campaign, detail={"reason": reason},
         )

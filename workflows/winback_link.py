@@ -29,7 +29,6 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.store import StoreActivities
     from activities.stripe import StripeActivities
     from activities.winback import WinbackActivities
     from lifecycle.contracts.billing import (
@@ -47,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.policy import CampaignPolicy
     from lifecycle.contracts.stages import CANCELED, EXPIRED, LOST
     from lifecycle.contracts.tiers import Tier
-    from lifecycle.contracts.timeline import RecordEventInput
     from lifecycle.contracts.winback import (
         CANCEL_REASONS,
         CHURNED,
@@ -72,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.subscription import Subscription, terms
+    from workflows.timeline import record_event
     from workflows.winback import WinbackWorkflow
 
 CAMPAIGN = "winback"
@@ -355,19 +354,8 @@ class WinbackLink:
                     )
                 except ApplicationError as err:  # e.g. it ended meanwhile: nothing to resume
                     detail["note"] = err.message
-            await workflow.execute_activity_method(
-                StoreActivities.record_event,
-                RecordEventInput(
-                    customer_id=self._state.customer_id,
-                    event_key=self._key("resumed", offer_id),
-                    kind="subscription_resumed",
-                    occurred_at=workflow.now(),
-                    campaign="retention",
-                    detail=detail,
-                ),
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
-            )
+            await record_event(self._state.customer_id, key=self._key("resumed", offer_id),
+                               kind="subscription_resumed", campaign="retention", detail=detail)
 
     # --- win-back --------------------------------------------------------------------------
 
