@@ -27,22 +27,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from lifecycle.billing.catalog_sync import plan_id_for, sync_catalog
+from lifecycle.billing.catalog_sync import plan_id_for
 from lifecycle.billing.client import make_stripe_client
 from lifecycle.contracts import catalog
 from lifecycle.contracts.customer import CustomerEvent, CustomerState
 from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id
 from lifecycle.settings import Settings
 from starter.api.app import create_app
-from starter.dev.localstripe import start_localstripe
 from starter.signals.send import signal_customer, start_input
-from tests.record_histories import main, recording, save
+from tests.record_histories import main, save, stripe_recording
 from tests.support.helpers import add_customer
-from tests.support.stripe import WEBHOOK_SECRET, add_card, signed_event
+from tests.support.stripe import add_card, signed_event
 from workflows.customer import CustomerWorkflow
 
 API_KEY = "record-key"
@@ -80,39 +78,27 @@ def _expect(what: str, response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 async def record(suffix: str = "v1") -> list[Path]:
-    localstripe = start_localstripe()
     written: list[Path] = []
-    try:
-        async with recording(
-            "record-billing",
-            api_keys=[API_KEY],
-            stripe_api_key=SecretStr("sk_test_record"),
-            stripe_api_base=localstripe.url,
-            stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
-            stripe_localstripe_compat=True,
-        ) as rec:
-            stripe = make_stripe_client(rec.settings)
-            sync_catalog(stripe, rec.sessions)
-            app = create_app(rec.settings, temporal=rec.client)
-            async with (
-                app.router.lifespan_context(app),
-                httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app),
-                    base_url="http://api.record",
-                    headers={"Authorization": f"Bearer {API_KEY}"},
-                    timeout=60,
-                ) as api,
-            ):
-                histories = await _run_paths(rec.env, rec.settings, rec.sessions, stripe, api)
-            for name, wid in histories.items():
-                path = await save(rec.client, name, wid, suffix)
-                leaked = [v for pair in PII.values() for v in pair if v in path.read_text()]
-                if leaked:
-                    path.unlink()
-                    raise RecordingFailed(f"{name}: the history carries personal data {leaked}")
-                written.append(path)
-    finally:
-        localstripe.stop()
+    async with stripe_recording("record-billing", api_keys=[API_KEY]) as rec:
+        stripe = make_stripe_client(rec.settings)
+        app = create_app(rec.settings, temporal=rec.client)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://api.record",
+                headers={"Authorization": f"Bearer {API_KEY}"},
+                timeout=60,
+            ) as api,
+        ):
+            histories = await _run_paths(rec.env, rec.settings, rec.sessions, stripe, api)
+        for name, wid in histories.items():
+            path = await save(rec.client, name, wid, suffix)
+            leaked = [v for pair in PII.values() for v in pair if v in path.read_text()]
+            if leaked:
+                path.unlink()
+                raise RecordingFailed(f"{name}: the history carries personal data {leaked}")
+            written.append(path)
     return written
 
 

@@ -22,16 +22,12 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import SecretStr
-
 from activities.stripe import StripeActivities
-from lifecycle.billing.catalog_sync import sync_catalog
 from lifecycle.billing.client import make_stripe_client
 from lifecycle.contracts.ids import customer_workflow_id
-from starter.dev.localstripe import start_localstripe
-from tests.record_histories import main, recording, save
+from tests.record_histories import main, save, stripe_recording
 from tests.support.dunning import exists, failing_customer
-from tests.support.stripe import GOOD_CARD, WEBHOOK_SECRET, add_card
+from tests.support.stripe import GOOD_CARD, add_card
 
 
 class RecordingFailed(RuntimeError):
@@ -47,57 +43,46 @@ async def _until(what: str, probe: Callable[[], Awaitable[bool]], timeout: float
 
 
 async def record(suffix: str = "v1") -> list[Path]:
-    localstripe = start_localstripe()
     written: list[Path] = []
-    try:
-        async with recording(
-            "record-dunning",
-            stripe_api_key=SecretStr("sk_test_record"),
-            stripe_api_base=localstripe.url,
-            stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
-            stripe_localstripe_compat=True,
-        ) as rec:
-            stripe = make_stripe_client(rec.settings)
-            sync_catalog(stripe, rec.sessions)
-            acts = StripeActivities(stripe, rec.sessions, localstripe_compat=True)
-            env, client = rec.env, rec.client
+    async with stripe_recording("record-dunning") as rec:
+        stripe = make_stripe_client(rec.settings)
+        acts = StripeActivities(stripe, rec.sessions, localstripe_compat=True)
+        env, client = rec.env, rec.client
 
-            # 1. recovered on the second retry (a new card between the retries), with a
-            #    second failed invoice joining and voided
-            a = await failing_customer(client, rec.settings, rec.sessions, acts, stripe)
-            await _until("dunning a", lambda: exists(a.dunning))
-            await a.fail("stripe:evt_join", invoice="in_joined_record", amount=4900)
-            await env.sleep(timedelta(hours=12))
-            await a.voided("in_joined_record")
-            await env.sleep(timedelta(hours=13))  # retry 1: declined
-            add_card(stripe, a.stripe_customer, GOOD_CARD, default=False)
-            await env.sleep(timedelta(days=2))  # retry 2 pays
-            if (outcome := await a.dunning.result()) != "recovered":
-                raise RecordingFailed(f"a: {outcome}")
-            await _until("a active", lambda: a.stage_is("active"))
+        # 1. recovered on the second retry (a new card between the retries), with a
+        #    second failed invoice joining and voided
+        a = await failing_customer(client, rec.settings, rec.sessions, acts, stripe)
+        await _until("dunning a", lambda: exists(a.dunning))
+        await a.fail("stripe:evt_join", invoice="in_joined_record", amount=4900)
+        await env.sleep(timedelta(hours=12))
+        await a.voided("in_joined_record")
+        await env.sleep(timedelta(hours=13))  # retry 1: declined
+        add_card(stripe, a.stripe_customer, GOOD_CARD, default=False)
+        await env.sleep(timedelta(days=2))  # retry 2 pays
+        if (outcome := await a.dunning.result()) != "recovered":
+            raise RecordingFailed(f"a: {outcome}")
+        await _until("a active", lambda: a.stage_is("active"))
 
-            # 2. never recovered: warned, reminded, suspended, canceled at day 21; a hard
-            #    decline on a joined invoice on the way
-            b = await failing_customer(client, rec.settings, rec.sessions, acts, stripe)
-            await _until("dunning b", lambda: exists(b.dunning))
-            await env.sleep(timedelta(days=2))
-            await b.fail("stripe:evt_hard", invoice="in_hard_record", code="expired_card", amount=4900)
-            await env.sleep(timedelta(days=20))
-            if (outcome := await b.dunning.result()) != "canceled":
-                raise RecordingFailed(f"b: {outcome}")
-            await _until("b canceled", lambda: b.stage_is("canceled"))
+        # 2. never recovered: warned, reminded, suspended, canceled at day 21; a hard
+        #    decline on a joined invoice on the way
+        b = await failing_customer(client, rec.settings, rec.sessions, acts, stripe)
+        await _until("dunning b", lambda: exists(b.dunning))
+        await env.sleep(timedelta(days=2))
+        await b.fail("stripe:evt_hard", invoice="in_hard_record", code="expired_card", amount=4900)
+        await env.sleep(timedelta(days=20))
+        if (outcome := await b.dunning.result()) != "canceled":
+            raise RecordingFailed(f"b: {outcome}")
+        await _until("b canceled", lambda: b.stage_is("canceled"))
 
-            await asyncio.sleep(1)  # let the last workflow tasks complete before reading histories
-            histories = {
-                "dunning_recovered": a.dunning_id(),
-                "dunning_canceled": b.dunning_id(),
-                "customer_dunning_recovered": customer_workflow_id(a.cid),
-                "customer_dunning_canceled": customer_workflow_id(b.cid),
-            }
-            for name, wid in histories.items():
-                written.append(await save(client, name, wid, suffix))
-    finally:
-        localstripe.stop()
+        await asyncio.sleep(1)  # let the last workflow tasks complete before reading histories
+        histories = {
+            "dunning_recovered": a.dunning_id(),
+            "dunning_canceled": b.dunning_id(),
+            "customer_dunning_recovered": customer_workflow_id(a.cid),
+            "customer_dunning_canceled": customer_workflow_id(b.cid),
+        }
+        for name, wid in histories.items():
+            written.append(await save(client, name, wid, suffix))
     return written
 
 

@@ -33,6 +33,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -88,6 +89,31 @@ async def recording(task_queue: str, **settings: Any) -> AsyncIterator[Recording
                 engine.dispose()
     finally:
         await env.shutdown()
+
+
+@asynccontextmanager
+async def stripe_recording(task_queue: str, **settings: Any) -> AsyncIterator[Recording]:
+    """:func:`recording` with Stripe = a localstripe of its own (free port, state in memory),
+    its webhook secret and the engine's catalog synced into it; stopped at the end."""
+    from lifecycle.billing.catalog_sync import sync_catalog
+    from lifecycle.billing.client import make_stripe_client
+    from starter.dev.localstripe import start_localstripe
+    from tests.support.stripe import WEBHOOK_SECRET
+
+    localstripe = start_localstripe()
+    try:
+        async with recording(
+            task_queue,
+            stripe_api_key=SecretStr("sk_test_record"),
+            stripe_api_base=localstripe.url,
+            stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
+            stripe_localstripe_compat=True,
+            **settings,
+        ) as rec:
+            sync_catalog(make_stripe_client(rec.settings), rec.sessions)
+            yield rec
+    finally:
+        localstripe.stop()
 
 
 async def save(client: Client, name: str, workflow_id: str, suffix: str, *, run_id: str | None = None) -> Path:

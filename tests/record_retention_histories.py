@@ -22,20 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from sqlalchemy import select
 
-from lifecycle.billing.catalog_sync import sync_catalog
-from lifecycle.billing.client import make_stripe_client
 from lifecycle.contracts.customer import CustomerEvent, CustomerState
 from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id
 from lifecycle.models import EmailMessage
 from starter.api.app import create_app
-from starter.dev.localstripe import start_localstripe
 from starter.signals.send import signal_customer, start_input
-from tests.record_histories import Recording, main, recording, save
+from tests.record_histories import Recording, main, save, stripe_recording
 from tests.support.helpers import add_customer
-from tests.support.stripe import WEBHOOK_SECRET
 from workflows.customer import CustomerWorkflow
 
 API_KEY = "record-key"
@@ -73,36 +68,24 @@ def _ok(what: str, r: httpx.Response) -> dict[str, Any]:
 
 
 async def record(suffix: str = "v1") -> list[Path]:
-    localstripe = start_localstripe()
     written: list[Path] = []
-    try:
-        async with recording(
-            "record-retention",
-            api_keys=[API_KEY],
-            stripe_api_key=SecretStr("sk_test_record"),
-            stripe_api_base=localstripe.url,
-            stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
-            stripe_localstripe_compat=True,
-        ) as rec:
-            sync_catalog(make_stripe_client(rec.settings), rec.sessions)
-            app = create_app(rec.settings, temporal=rec.client)
-            async with (
-                app.router.lifespan_context(app),
-                httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://api.record",
-                    headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60,
-                ) as api,
-            ):
-                histories = await _run_paths(rec, api)
-            for name, wid in histories.items():
-                path = await save(rec.client, name, wid, suffix)
-                text = path.read_text()
-                if any(f"{cid}@example.test" in text or "Ada Lovelace" in text for cid in CUSTOMERS):
-                    path.unlink()
-                    raise RecordingFailed(f"{name}: the history carries personal data")
-                written.append(path)
-    finally:
-        localstripe.stop()
+    async with stripe_recording("record-retention", api_keys=[API_KEY]) as rec:
+        app = create_app(rec.settings, temporal=rec.client)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://api.record",
+                headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60,
+            ) as api,
+        ):
+            histories = await _run_paths(rec, api)
+        for name, wid in histories.items():
+            path = await save(rec.client, name, wid, suffix)
+            text = path.read_text()
+            if any(f"{cid}@example.test" in text or "Ada Lovelace" in text for cid in CUSTOMERS):
+                path.unlink()
+                raise RecordingFailed(f"{name}: the history carries personal data")
+            written.append(path)
     return written
 
 
