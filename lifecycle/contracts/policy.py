@@ -42,6 +42,7 @@ from lifecycle.contracts.policy_steps import (
     EmailVariant,
     PolicyError,
     parse_steps,
+    table,
 )
 
 
@@ -200,12 +201,7 @@ def parse_policy(raw: dict[str, Any], *, day_seconds: float = 86400.0, source: s
 
 
 def _usage(raw: dict[str, Any]) -> UsagePolicy:
-    if not isinstance(raw, dict):
-        raise PolicyError("usage: expected a table")
-    known = set(UsagePolicy.__dataclass_fields__)
-    unknown = set(raw) - known
-    if unknown:
-        raise PolicyError(f"usage: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
+    table(raw, "usage", set(UsagePolicy.__dataclass_fields__))
     for key, value in raw.items():
         if key == "skip_stages":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

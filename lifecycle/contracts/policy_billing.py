@@ -7,7 +7,13 @@ No ``from __future__ import annotations``: these dataclasses cross Temporal.
 from dataclasses import dataclass, field
 from typing import Any
 
-from lifecycle.contracts.policy_steps import EmailStep, PolicyError, parse_one_step, parse_steps
+from lifecycle.contracts.policy_steps import (
+    EmailStep,
+    PolicyError,
+    parse_one_step,
+    parse_steps,
+    table,
+)
 
 END_ACTIONS = ("cancel", "unpaid", "leave_past_due")
 
@@ -92,12 +98,7 @@ def _dunning_step(raw: Any, where: str) -> EmailStep | None:
 
 def parse_dunning(raw: Any) -> DunningPolicy:
     """The ``[dunning]`` table; every refusal names the key."""
-    if not isinstance(raw, dict):
-        raise PolicyError("dunning: expected a table")
-    known = {"stages", "retry_days", "end_day", "end_action", "hard_declines", "notices"}
-    unknown = set(raw) - known
-    if unknown:
-        raise PolicyError(f"dunning: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
+    table(raw, "dunning", {"stages", "retry_days", "end_day", "end_action", "hard_declines", "notices"})
     stages = []
     for i, item in enumerate(raw.get("stages", [])):
         where = f"dunning.stages[{i}]"

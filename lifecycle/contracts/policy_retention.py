@@ -14,6 +14,7 @@ from lifecycle.contracts.policy_steps import (
     parse_one_step,
     parse_steps,
     stage_list,
+    table,
 )
 
 
@@ -89,11 +90,7 @@ class WinbackPolicy:
 
 
 def parse_renewal(raw: Any) -> RenewalPolicy:
-    if not isinstance(raw, dict):
-        raise PolicyError("renewal: expected a table")
-    known = set(RenewalPolicy.__dataclass_fields__)
-    if unknown := set(raw) - known:
-        raise PolicyError(f"renewal: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
+    table(raw, "renewal", set(RenewalPolicy.__dataclass_fields__))
     reminders = parse_steps(raw.get("reminders", []), "renewal.reminders")
     for r in reminders:
         if r.days_before_end <= 0:
@@ -108,11 +105,7 @@ def parse_renewal(raw: Any) -> RenewalPolicy:
 
 
 def parse_team_promotion(raw: Any) -> TeamPromotionPolicy:
-    if not isinstance(raw, dict):
-        raise PolicyError("team_promotion: expected a table")
-    known = set(TeamPromotionPolicy.__dataclass_fields__)
-    if unknown := set(raw) - known:
-        raise PolicyError(f"team_promotion: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
+    table(raw, "team_promotion", set(TeamPromotionPolicy.__dataclass_fields__))
     for key in ("fact", "tier"):
         if key in raw and (not isinstance(raw[key], str) or not raw[key]):
             raise PolicyError(f"team_promotion.{key}: required text")
@@ -136,11 +129,7 @@ _OFFER_KINDS = ("pause", "downgrade", "coupon")
 
 
 def parse_save_offers(raw: Any) -> SaveOffersPolicy:
-    if not isinstance(raw, dict):
-        raise PolicyError("save_offers: expected a table")
-    unknown = set(raw) - {"window_days", "once_per_days", "offers"}
-    if unknown:
-        raise PolicyError(f"save_offers: unknown key(s) {sorted(unknown)}")
+    table(raw, "save_offers", {"window_days", "once_per_days", "offers"})
     offers_raw = raw.get("offers", {})
     if not isinstance(offers_raw, dict):
         raise PolicyError("save_offers.offers: expected a table reason = {kind, months, percent_off}")
@@ -174,12 +163,7 @@ def parse_save_offers(raw: Any) -> SaveOffersPolicy:
 
 
 def parse_winback(raw: Any) -> WinbackPolicy:
-    if not isinstance(raw, dict):
-        raise PolicyError("winback: expected a table")
-    known = set(WinbackPolicy.__dataclass_fields__)
-    unknown = set(raw) - known
-    if unknown:
-        raise PolicyError(f"winback: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
+    table(raw, "winback", set(WinbackPolicy.__dataclass_fields__))
     policy = WinbackPolicy(
         steps=parse_steps(raw.get("steps", []), "winback.steps"),
         trial_steps=parse_steps(raw.get("trial_steps", []), "winback.trial_steps"),

@@ -109,6 +109,15 @@ def parse_one_step(raw: Any, where: str) -> EmailStep | None:
         raise PolicyError(str(exc).replace(f"{where}[0]", where)) from None
 
 
+def table(raw: Any, where: str, known: set[str] | frozenset[str]) -> dict[str, Any]:
+    """A policy section: a table holding only ``known`` keys (else the refusal names them)."""
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}: expected a table")
+    if unknown := set(raw) - known:
+        raise PolicyError(f"{where}: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
+    return raw
+
+
 def stage_list(raw: Any, where: str) -> list[str]:
     if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
         raise PolicyError(f"{where}: expected a list of names")
