@@ -329,3 +329,21 @@ def test_the_real_app_serves_unsubscribe_without_an_api_key_even_with_temporal_d
         # no LIFECYCLE_SENDGRID_WEBHOOK_PUBLIC_KEY: the real app's webhook is closed
         assert client.post("/webhooks/sendgrid", json=BOUNCE_AND_SPAM).status_code == 503
     assert suppressions(email_db) == [("grace@example.org", "unsubscribe", "cus_1")]
+
+
+async def test_ten_clicks_of_the_same_unsubscribe_link_at_once_all_answer_and_write_one_row(
+    email_db: EmailDB,
+) -> None:
+    """A check-then-insert let all but one concurrent click fail on uq_suppressions_email_reason (500)."""
+    import asyncio
+
+    import httpx
+
+    email_db.add_customer("cus_1", email="grace@example.org")
+    app = build_app(email_db, [])
+    token = make_token(SECRET, "cus_1")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        answers = await asyncio.gather(*(client.post(f"/unsubscribe?token={token}") for _ in range(10)))
+    assert [r.status_code for r in answers] == [200] * 10
+    assert suppressions(email_db) == [("grace@example.org", "unsubscribe", "cus_1")]

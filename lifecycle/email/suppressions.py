@@ -8,9 +8,10 @@ SendGrid event webhook and the product's opt-out event; read on every send.
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from lifecycle.db import insert_ignore
 from lifecycle.models import Suppression
 
 # suppression reasons
@@ -39,25 +40,25 @@ def blocked_because(session: Session, *, customer_id: str, email: str, category:
 def add_suppression(
     session: Session, *, email: str, reason: str, customer_id: str | None, source: str
 ) -> bool:
-    """Record a suppression once per address and reason; True if it is new."""
+    """Record a suppression once per address and reason; True if it is new.
+
+    An insert-or-ignore on (email, reason): two clicks of the same link at once both
+    answer, one row is written (a check-then-insert let the second fail on the unique key)."""
     email = email.strip().lower()
-    existing = session.scalar(
-        select(Suppression).where(Suppression.email == email, Suppression.reason == reason)
-    )
-    if existing is not None:
-        if customer_id and not existing.customer_id:
-            existing.customer_id = customer_id
-        return False
-    session.add(
-        Suppression(
-            email=email,
-            customer_id=customer_id,
-            reason=reason,
-            scope="marketing" if reason == UNSUBSCRIBE else "all",
-            source=source,
+    added = insert_ignore(session, Suppression, dict(
+        email=email,
+        customer_id=customer_id,
+        reason=reason,
+        scope="marketing" if reason == UNSUBSCRIBE else "all",
+        source=source,
+    ))
+    if not added and customer_id:
+        session.execute(
+            update(Suppression)
+            .where(Suppression.email == email, Suppression.reason == reason, Suppression.customer_id.is_(None))
+            .values(customer_id=customer_id)
         )
-    )
-    return True
+    return added
 
 
 def remove_unsubscribe(session: Session, *, customer_id: str, email: str) -> bool:
