@@ -292,3 +292,37 @@ async def test_five_mb_of_attributes_is_never_read(api: httpx.AsyncClient) -> No
     body = json.dumps({**SIGNUP, "attributes": {"blob": "a" * (5 * 1024 * 1024)}}).encode()
     r = await api.post("/v1/events/signup", content=body, headers={**AUTH, "Content-Type": "application/json"})
     assert r.status_code == 413
+
+
+# --- 4. the Temporal deadline on the subscription routes ---------------------------------
+
+
+async def test_the_subscription_routes_answer_503_within_the_temporal_deadline(
+    settings: Settings, sqlite_url: str
+) -> None:
+    """Temporal gone after the API connected (the test server stopped): each write is a 503
+    within LIFECYCLE_TEMPORAL_DEADLINE_SECONDS (1 s here) and a margin, not after the
+    client's ~9 s of retries."""
+    from temporalio.testing import WorkflowEnvironment
+
+    from lifecycle.temporal import test_server_binary
+
+    engine = make_engine(sqlite_url)
+    with make_session_factory(engine)() as s:
+        s.add(Customer(id="acme-1", email="ada@acme.test", plan_code="starter", stage="trialing",
+                       created_at=dt.datetime.now(dt.UTC)))
+        s.commit()
+    engine.dispose()
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
+    await env.shutdown()  # its client stays, connected to nothing
+    app = create_app(settings.model_copy(update={"temporal_deadline_seconds": 1.0}), temporal=env.client)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", timeout=30) as http:
+            for method, kwargs in [("POST", {"json": {"plan": "starter"}}),
+                                   ("PATCH", {"json": {"interval": "year"}}), ("DELETE", {})]:
+                began = time.monotonic()
+                r = await http.request(method, "/v1/customers/acme-1/subscription", headers=AUTH, **kwargs)
+                took = time.monotonic() - began
+                assert r.status_code == 503, (method, r.text)
+                assert took < 3.0, (method, took)

@@ -17,8 +17,9 @@ from starlette.concurrency import run_in_threadpool
 
 from lifecycle.contracts.winback import OfferAnswer
 from lifecycle.retention.records import offer_row
+from lifecycle.settings import Settings
 from starter.api.customers import get_customer_or_404
-from starter.api.deps import SessionsDep, TemporalDep
+from starter.api.deps import SessionsDep, SettingsDep, TemporalDep
 from starter.api.errors import responses
 from starter.api.subscriptions import REQUEST_ID, SubscriptionView, run_update
 from workflows.customer import CustomerWorkflow
@@ -41,14 +42,17 @@ def _offer_of_customer_or_404(sessions: sessionmaker[Session], customer_id: str,
 
 
 async def _answer(
-    sessions: sessionmaker[Session], client: TemporalDep, customer_id: str, offer_id: str,
+    sessions: sessionmaker[Session], client: TemporalDep, settings: Settings, customer_id: str, offer_id: str,
     request_id: str | None, accept: bool,
 ) -> SubscriptionView:
     await run_in_threadpool(_offer_of_customer_or_404, sessions, customer_id, offer_id)
     ans = OfferAnswer(offer_id=offer_id, request_id=request_id or uuid.uuid4().hex)
     update = CustomerWorkflow.accept_save_offer if accept else CustomerWorkflow.decline_save_offer
     verb = "accept" if accept else "decline"
-    return await run_update(client, customer_id, update, ans, f"offer:{offer_id}:{verb}:{ans.request_id}")
+    return await run_update(
+        client, customer_id, update, ans, f"offer:{offer_id}:{verb}:{ans.request_id}",
+        deadline=settings.temporal_deadline_seconds,
+    )
 
 
 @router.post(
@@ -56,12 +60,12 @@ async def _answer(
     responses=responses(400, 401, 404, 409, 413, 422, 502, 503),
 )
 async def accept_offer(
-    customer_id: str, offer_id: str, sessions: SessionsDep, client: TemporalDep,
+    customer_id: str, offer_id: str, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep,
     body: AnswerBody | None = None,
 ) -> SubscriptionView:
     """Take the save offer: the cancellation is dropped and the pause, downgrade or coupon
     applies. 404: no such offer for this customer; 409: expired or already answered."""
-    return await _answer(sessions, client, customer_id, offer_id, body and body.request_id, accept=True)
+    return await _answer(sessions, client, settings, customer_id, offer_id, body and body.request_id, accept=True)
 
 
 @router.post(
@@ -69,8 +73,8 @@ async def accept_offer(
     responses=responses(400, 401, 404, 409, 413, 422, 502, 503),
 )
 async def decline_offer(
-    customer_id: str, offer_id: str, sessions: SessionsDep, client: TemporalDep,
+    customer_id: str, offer_id: str, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep,
     body: AnswerBody | None = None,
 ) -> SubscriptionView:
     """Say no to the save offer: the cancellation goes ahead as it was asked."""
-    return await _answer(sessions, client, customer_id, offer_id, body and body.request_id, accept=False)
+    return await _answer(sessions, client, settings, customer_id, offer_id, body and body.request_id, accept=False)

@@ -9,9 +9,10 @@ subscription.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
@@ -19,7 +20,11 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -31,8 +36,9 @@ from lifecycle.contracts.winback import CANCEL_REASONS
 from lifecycle.db import session_scope
 from lifecycle.models import CancellationRequest, Subscription
 from lifecycle.retention import records
+from lifecycle.settings import Settings
 from starter.api.customers import get_customer_or_404
-from starter.api.deps import SessionDep, SessionsDep, TemporalDep
+from starter.api.deps import SessionDep, SessionsDep, SettingsDep, TemporalDep
 from starter.api.errors import responses
 from starter.api.fields import PaymentMethodId
 from starter.api.stripe_errors import stripe_http_error
@@ -151,23 +157,42 @@ def _exists_or_404(sessions: sessionmaker[Session], customer_id: str) -> None:
 
 
 async def _update(
-    sessions: sessionmaker[Session], client: TemporalDep, customer_id: str, req: SubscriptionRequest
+    sessions: sessionmaker[Session], client: TemporalDep, settings: Settings, customer_id: str,
+    req: SubscriptionRequest,
 ) -> SubscriptionView:
     """Run the request as the workflow's update; the answer, or the refusal as an HTTP error."""
     await run_in_threadpool(_exists_or_404, sessions, customer_id)  # no connection held after
     return await run_update(
-        client, customer_id, CustomerWorkflow.change_subscription, req, f"subscription:{req.request_id}"
+        client, customer_id, CustomerWorkflow.change_subscription, req, f"subscription:{req.request_id}",
+        deadline=settings.temporal_deadline_seconds,
     )
 
 
 async def run_update(
-    client: TemporalDep, customer_id: str, update: Any, arg: Any, update_id: str
+    client: TemporalDep, customer_id: str, update: Any, arg: Any, update_id: str, *, deadline: float
 ) -> SubscriptionView:
     """One of the entity's subscription updates (change_subscription, the save offer's
-    answers, reactivate); the answer, or the refusal as an HTTP error."""
+    answers, reactivate); the answer, or the refusal as an HTTP error.
+
+    Temporal must take the update (the workflow's validator accepts it) within ``deadline``
+    (``LIFECYCLE_TEMPORAL_DEADLINE_SECONDS``), as on every other route: unreachable, it is a
+    503 within the deadline (a retry with the same request id is the same update). Once
+    accepted, the answer waits for the work (Stripe's calls) to finish."""
     handle = client.get_workflow_handle(customer_workflow_id(customer_id))
     try:
-        result = await handle.execute_update(update, arg, id=update_id, result_type=SubscriptionResult)
+        started = await asyncio.wait_for(
+            handle.start_update(
+                update, arg, id=update_id, result_type=SubscriptionResult,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED, rpc_timeout=timedelta(seconds=deadline),
+            ),
+            timeout=deadline,
+        )
+        result = await started.result()
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        raise HTTPException(
+            503, f"Temporal did not take the request within {deadline:g} s; retry with the same request_id",
+            headers={"Retry-After": "5"},
+        ) from None
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         message = getattr(cause, "message", None) or str(cause or exc)
@@ -197,7 +222,7 @@ async def run_update(
     responses=responses(400, 401, 402, 404, 409, 413, 422, 502, 503),
 )
 async def subscribe(
-    customer_id: str, body: SubscribeBody, sessions: SessionsDep, client: TemporalDep
+    customer_id: str, body: SubscribeBody, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep,
 ) -> SubscriptionView:
     """Subscribe to a tier and interval (charges the first invoice), or undo a pending cancellation
     (and move to the tier and interval asked for, as a PATCH would)."""
@@ -208,7 +233,7 @@ async def subscribe(
         interval=body.interval,
         detail={"payment_method_id": body.payment_method_id} if body.payment_method_id else {},
     )
-    return await _update(sessions, client, customer_id, req)
+    return await _update(sessions, client, settings, customer_id, req)
 
 
 @router.patch(
@@ -216,13 +241,13 @@ async def subscribe(
     responses=responses(400, 401, 402, 404, 409, 413, 422, 502, 503),
 )
 async def change(
-    customer_id: str, body: ChangeBody, sessions: SessionsDep, client: TemporalDep
+    customer_id: str, body: ChangeBody, sessions: SessionsDep, client: TemporalDep, settings: SettingsDep,
 ) -> SubscriptionView:
     """Change tier or interval: an upgrade applies now (prorated), a downgrade at the period end."""
     req = SubscriptionRequest(
         action="change", request_id=body.request_id or uuid.uuid4().hex, plan=body.plan, interval=body.interval
     )
-    return await _update(sessions, client, customer_id, req)
+    return await _update(sessions, client, settings, customer_id, req)
 
 
 @router.delete(
@@ -233,6 +258,7 @@ async def cancel(
     customer_id: str,
     sessions: SessionsDep,
     client: TemporalDep,
+    settings: SettingsDep,
     at_once: Annotated[bool, Query(description="cancel now instead of at the period end")] = False,
     request_id: Annotated[str | None, Query(pattern=REQUEST_ID)] = None,
     reason: Annotated[CancelReason | None, Query(description="why: " + ", ".join(CANCEL_REASONS))] = None,
@@ -253,7 +279,7 @@ async def cancel(
         _record_request, sessions, customer_id, req.request_id, reason, comment, at_once
     )
     try:
-        view = await _update(sessions, client, customer_id, req)
+        view = await _update(sessions, client, settings, customer_id, req)
     except HTTPException as exc:
         await run_in_threadpool(_record_refusal, sessions, req.request_id, str(exc.detail))
         raise

@@ -189,7 +189,10 @@ async def reactivate(
     winback = link.claims.get("winback")
     req = ReactivateRequest(request_id=uuid.uuid4().hex, winback=winback if isinstance(winback, int) else 0)
     try:
-        result = await run_update(client, link.customer_id, CustomerWorkflow.reactivate, req, f"reactivate:{req.request_id}")
+        result = await run_update(
+            client, link.customer_id, CustomerWorkflow.reactivate, req, f"reactivate:{req.request_id}",
+            deadline=settings.temporal_deadline_seconds,
+        )
     except HTTPException as exc:
         detail = str(exc.detail)
         if detail.startswith("already active"):
