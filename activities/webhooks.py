@@ -4,8 +4,10 @@
 transaction, commits, then signal-with-starts the customer's delivery workflow
 (``customer-{id}/webhooks``): a retry after a crash records nothing twice and signals the
 same deliveries again (the workflow ignores ids it has seen). ``deliver_webhook`` reads
-the delivery, posts it (no transaction is open meanwhile) and records the answer; a non-2xx
-or a network error raises, and the workflow's retry policy backs off for up to 3 days.
+the delivery, resolves and checks its host (never an address inside the network:
+``lifecycle.webhooks.addresses``), posts it to that address (no transaction is open
+meanwhile) and records the answer; a non-2xx, a network error or a refused address raises,
+and the workflow's retry policy backs off for up to 3 days.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from lifecycle.contracts.webhooks import DeliveryRef, DeliveryResult, GiveUpInpu
 from lifecycle.db import session_scope
 from lifecycle.settings import Settings
 from lifecycle.webhooks import deliveries
+from lifecycle.webhooks.addresses import Resolver, system_resolve
 from lifecycle.webhooks.sending import Answer, hand_over, post, retry_of
 
 log = logging.getLogger("lifecycle.activities.webhooks")
@@ -32,9 +35,12 @@ WEBHOOK_REJECTED = "WebhookRejected"  # the endpoint answered non-2xx or could n
 
 
 class WebhookActivities:
-    def __init__(self, session_factory: sessionmaker[Session], settings: Settings) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], settings: Settings, *, resolve: Resolver = system_resolve
+    ) -> None:
         self._sessions = session_factory
         self._settings = settings
+        self._resolve = resolve  # the name service each delivery asks (a test's own, or the system's)
 
     def all(self) -> list[Callable[..., Any]]:
         """The activities to register on the worker."""
@@ -63,7 +69,8 @@ class WebhookActivities:
         if isinstance(prepared, str):
             return DeliveryResult(delivered=False, skipped=prepared)
         async with httpx.AsyncClient(follow_redirects=False) as http:
-            answer = await post(http, prepared, self._settings.webhook_timeout_seconds)
+            answer = await post(http, prepared, self._settings.webhook_timeout_seconds,
+                                allow_private=self._settings.webhook_allow_private, resolve=self._resolve)
         await asyncio.to_thread(self._record_attempt, ref.delivery_id, answer, activity.info().attempt)
         if not answer.ok:
             raise ApplicationError(

@@ -55,7 +55,8 @@ DRAIN_BOUND = 120.0
 def worker_env(db_url: str, address: str, queue: str) -> dict[str, str]:
     return {**os.environ, "LIFECYCLE_DATABASE_URL": db_url, "LIFECYCLE_TEMPORAL_ADDRESS": address,
             "LIFECYCLE_TASK_QUEUE": queue, "LIFECYCLE_WEBHOOK_RETRY_INITIAL_SECONDS": "0.5",
-            "LIFECYCLE_WEBHOOK_RETRY_MAX_SECONDS": "2"}
+            "LIFECYCLE_WEBHOOK_RETRY_MAX_SECONDS": "2",
+            "LIFECYCLE_WEBHOOK_ALLOW_PRIVATE": "true"}  # the receiver listens on 127.0.0.1
 
 
 async def sign_up(client: Any, settings: Settings, sessions: Any, cids: list[str]) -> dict[str, float]:
@@ -109,7 +110,8 @@ async def run(kind: str, customers: int, killed: int, pg: str) -> dict[str, Any]
             receiver = Receiver()
             with session_scope(sessions) as s:
                 receiver.secrets["/hooks"] = add_endpoint(
-                    s, receiver.url(), ["customer.stage_changed"], engine_url=settings.public_url).secret
+                    s, receiver.url(), ["customer.stage_changed"], engine_url=settings.public_url,
+                    allow_private=True, https_only=False).secret
             client = await connect(settings)
             env = worker_env(db_url, address, queue)
             procs.spawn("worker", [str(BIN / "lifecycle"), "worker"], env)

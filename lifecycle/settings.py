@@ -235,6 +235,10 @@ class Settings(BaseSettings):
         default=3 * 86400.0, gt=0, description="how long a delivery is retried (3 days); an endpoint "
         "that failed for that long is disabled",
     )
+    webhook_allow_private: bool = Field(
+        default=False, description="let product endpoints be loopback or private addresses (a product "
+        "on the same private network); link-local, multicast, reserved and unspecified stay refused",
+    )
 
     @field_validator("stripe_price_tiers", mode="before")
     @classmethod

@@ -114,6 +114,9 @@ def settings(sqlite_url: str, tmp_path: Path) -> Settings:
         email_quiet_hours_start=dt.time(0),
         email_quiet_hours_end=dt.time(0),
         email_frequency_cap=0,
+        # the webhook receivers of the tests listen on 127.0.0.1 (tests/support/webhook_receiver.py);
+        # tests/test_webhook_addresses.py tests the refusals with it off
+        webhook_allow_private=True,
         _env_file=None,  # type: ignore[call-arg]
     )
 

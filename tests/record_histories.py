@@ -77,6 +77,7 @@ async def recording(task_queue: str, **settings: Any) -> AsyncIterator[Recording
                 email_quiet_hours_start=dt.time(0),
                 email_quiet_hours_end=dt.time(0),
                 email_frequency_cap=0,
+                webhook_allow_private=True,  # the receivers listen on 127.0.0.1
                 _env_file=None,  # type: ignore[call-arg]
                 **settings,
             )

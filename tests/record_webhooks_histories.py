@@ -34,7 +34,8 @@ async def record(suffix: str = "v1") -> list[Path]:
             receiving() as receiver:
         client, settings, sessions = rec.client, rec.settings, rec.sessions
         with session_scope(sessions) as s:
-            new = add_endpoint(s, receiver.url("/ok"), ["customer.stage_changed"], engine_url=settings.public_url)
+            new = add_endpoint(s, receiver.url("/ok"), ["customer.stage_changed"], engine_url=settings.public_url,
+                               allow_private=True, https_only=False)
             receiver.secrets["/ok"] = new.secret
         receiver.script["/ok"] = [500, 500]
         add_customer(sessions, "rec-w1")
@@ -55,7 +56,8 @@ async def record_disabled(suffix: str) -> list[Path]:
                          webhook_retry_max_seconds=6 * 3600.0) as rec, receiving(default=500) as receiver:
         client, settings, sessions, env = rec.client, rec.settings, rec.sessions, rec.env
         with session_scope(sessions) as s:
-            new = add_endpoint(s, receiver.url("/down"), ["customer.stage_changed"], engine_url=settings.public_url)
+            new = add_endpoint(s, receiver.url("/down"), ["customer.stage_changed"], engine_url=settings.public_url,
+                               allow_private=True, https_only=False)
             receiver.secrets["/down"] = new.secret
         add_customer(sessions, "rec-w2")
         await signal_customer(client, "rec-w2", CustomerEvent("signup:rec-w2", "signup"),

@@ -296,7 +296,7 @@ async def test_the_product_hears_each_dunning_state_and_the_suspension_by_signed
     async with receiving() as receiver:
         with session_scope(session_factory) as s:
             new = add_endpoint(s, receiver.url("/hooks"), ["dunning.state_changed", "customer.entitlements_changed"],
-                               engine_url=worker.public_url)
+                               engine_url=worker.public_url, allow_private=True, https_only=False)
             receiver.secrets["/hooks"] = new.secret
         f = await failing_customer(client, worker, session_factory, stripe_acts, stripe_client)
         await eventually(lambda: exists(f.dunning))

@@ -29,7 +29,7 @@ async def test_a_subscription_and_an_upgrade_reach_the_product(
             ) as http:
         with session_scope(session_factory) as s:
             receiver.secrets["/hooks"] = add_endpoint(
-                s, receiver.url(), TYPES, engine_url=settings.public_url).secret
+                s, receiver.url(), TYPES, engine_url=settings.public_url, allow_private=True, https_only=False).secret
         cid = new_customer_id("wh")
         await signed_up(client, settings, session_factory, cid)
         await receiver.until(lambda r: len(r.accepted()) == 1)  # trialing

@@ -46,7 +46,8 @@ class Hooks:
 
     def endpoint(self, events: list[str], path: str = "/hooks") -> str:
         with session_scope(self.sessions) as s:
-            new = add_endpoint(s, self.receiver.url(path), events, engine_url=self.settings.public_url)
+            new = add_endpoint(s, self.receiver.url(path), events, engine_url=self.settings.public_url,
+                                 allow_private=True, https_only=False)
             self.receiver.secrets[path] = new.secret
             return new.endpoint.id
 

@@ -38,6 +38,7 @@ def worker(settings: Settings, target: str, log_path: Path) -> subprocess.Popen[
         "LIFECYCLE_TASK_QUEUE": settings.task_queue,
         "LIFECYCLE_WEBHOOK_RETRY_INITIAL_SECONDS": "0.5",
         "LIFECYCLE_WEBHOOK_RETRY_MAX_SECONDS": "1",
+        "LIFECYCLE_WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver listens on 127.0.0.1
         "LIFECYCLE_EMAIL_QUIET_HOURS_START": "00:00",
         "LIFECYCLE_EMAIL_QUIET_HOURS_END": "00:00",
     }
@@ -52,7 +53,7 @@ async def test_a_receiver_down_across_a_worker_sigkill_still_gets_every_event(
     receiver = Receiver()  # not started: the product is down
     with session_scope(session_factory) as s:
         new = add_endpoint(s, receiver.url(), ["customer.stage_changed", "usage.threshold_crossed"],
-                           engine_url=settings.public_url)
+                           engine_url=settings.public_url, allow_private=True, https_only=False)
         receiver.secrets["/hooks"] = new.secret
     now = dt.datetime.now(dt.UTC)
     run = uuid.uuid4().hex[:6]

@@ -24,7 +24,8 @@ ENGINE = "http://127.0.0.1:8000"
 
 @pytest.fixture
 async def api(db_url: str, settings: Settings, ts_env) -> AsyncIterator[httpx.AsyncClient]:
-    config = settings.model_copy(update={"database_url": db_url, "public_url": ENGINE})
+    config = settings.model_copy(update={"database_url": db_url, "public_url": ENGINE,
+                                         "webhook_allow_private": False})
     app = create_app(config, temporal=ts_env.client)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH
@@ -66,10 +67,18 @@ async def test_a_url_that_cannot_receive_is_a_422_naming_url(api: httpx.AsyncCli
     assert (await api.get("/v1/webhook-endpoints")).json() == []  # nothing stored
 
 
-async def test_the_engines_host_on_another_port_is_fine(api: httpx.AsyncClient) -> None:
+async def test_loopback_on_another_port_is_refused_and_an_unresolvable_name_is_a_warning(
+    api: httpx.AsyncClient,
+) -> None:
+    """127.0.0.1:9000 is inside (LIFECYCLE_WEBHOOK_ALLOW_PRIVATE=true would take it); a name
+    that does not resolve from here is stored with a warning (each delivery checks it)."""
     r = await api.post("/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9000/hooks",
                                                      "events": ["campaign.finished"]})
+    assert r.status_code == 422 and "loopback" in r.json()["detail"][0]["msg"], r.text
+    r = await api.post("/v1/webhook-endpoints", json={"url": "https://receiver.invalid/hooks",
+                                                     "events": ["campaign.finished"]})
     assert r.status_code == 201, r.text
+    assert "does not resolve" in r.json()["warnings"][0]
 
 
 @pytest.mark.parametrize("events", [[], ["customer.deleted"], ["campaign.finished", "nope"]])

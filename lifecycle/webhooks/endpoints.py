@@ -1,7 +1,10 @@
 """The product's endpoints: register (with a new signing secret, shown once), list, remove.
 
-A URL must be http(s) with a host, and must not point at the engine itself (its
-``public_url``): a delivery to ourselves would be a loop, never a receiver.
+A URL must be http(s) with a host (https outside development), must not point at the
+engine itself (its ``public_url``): a delivery to ourselves would be a loop, never a
+receiver; and its host must not be or resolve to an address inside the network
+(``lifecycle.webhooks.addresses``). A name that does not resolve now (an offline machine)
+is accepted with a warning: every delivery resolves and checks it again.
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ import base64
 import datetime as dt
 import ipaddress
 import secrets
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -19,6 +22,14 @@ from sqlalchemy.orm import Session
 
 from lifecycle.contracts.webhooks import WEBHOOK_EVENT_TYPES
 from lifecycle.models import WebhookEndpoint
+from lifecycle.settings import Settings
+from lifecycle.webhooks.addresses import (
+    RefusedAddress,
+    check_addresses,
+    development,
+    literal_ip,
+    resolve_now,
+)
 
 SECRET_PREFIX = "whsec_"
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -38,6 +49,7 @@ class BadEndpoint(ValueError):
 class NewEndpoint:
     endpoint: WebhookEndpoint
     secret: str  # shown once, to the one who registered it
+    warnings: list[str] = field(default_factory=list)
 
 
 def new_secret() -> str:
@@ -68,11 +80,17 @@ def _host_port(url: str) -> tuple[str, int] | None:
     return _host_key(parts.hostname), port
 
 
-def check_url(url: str, engine_url: str) -> None:
-    """Raise :class:`BadEndpoint` unless ``url`` can receive deliveries."""
+def check_url(
+    url: str, engine_url: str, *, allow_private: bool = False, https_only: bool = True,
+    resolve: Callable[[str, int], list[str]] = resolve_now,
+) -> list[str]:
+    """Raise :class:`BadEndpoint` unless ``url`` can receive deliveries; the warnings
+    (a name that does not resolve now)."""
     parts = urlsplit(url.strip())
     if parts.scheme not in DEFAULT_PORTS:
         raise BadEndpoint("url", f"must be an http:// or https:// URL, got {url!r}")
+    if https_only and parts.scheme != "https":
+        raise BadEndpoint("url", f"must be https:// outside development, got {url!r}")
     try:
         parts.port  # noqa: B018  (raises on a bad port)
     except ValueError:
@@ -83,6 +101,20 @@ def check_url(url: str, engine_url: str) -> None:
         raise BadEndpoint(
             "url", f"points at the engine itself ({engine_url}); give the product's receiver URL"
         )
+    host = parts.hostname
+    ip = literal_ip(host)
+    try:
+        if ip is not None:
+            check_addresses(str(ip), [str(ip)], allow_private=allow_private)
+            return []
+        try:
+            addresses = resolve(host, parts.port or DEFAULT_PORTS[parts.scheme])
+        except OSError as exc:
+            return [f"{host} does not resolve from here ({exc}); each delivery resolves and checks it again"]
+        check_addresses(host, addresses, allow_private=allow_private)
+    except RefusedAddress as exc:
+        raise BadEndpoint("url", str(exc)) from None
+    return []
 
 
 def check_events(events: Iterable[str]) -> list[str]:
@@ -99,10 +131,13 @@ def check_events(events: Iterable[str]) -> list[str]:
 
 
 def add_endpoint(
-    session: Session, url: str, events: Iterable[str], *, engine_url: str, description: str = ""
+    session: Session, url: str, events: Iterable[str], *, engine_url: str, description: str = "",
+    allow_private: bool = False, https_only: bool = True,
+    resolve: Callable[[str, int], list[str]] = resolve_now,
 ) -> NewEndpoint:
-    """Register an endpoint (the caller commits); its secret is in the answer, once."""
-    check_url(url, engine_url)
+    """Register an endpoint (the caller commits); its secret is in the answer, once.
+    ``allow_private`` and ``https_only`` come from :func:`url_rules` (the settings)."""
+    warnings = check_url(url, engine_url, allow_private=allow_private, https_only=https_only, resolve=resolve)
     chosen = check_events(events)
     secret = new_secret()
     endpoint = WebhookEndpoint(
@@ -115,7 +150,12 @@ def add_endpoint(
     )
     session.add(endpoint)
     session.flush()
-    return NewEndpoint(endpoint, secret)
+    return NewEndpoint(endpoint, secret, warnings)
+
+
+def url_rules(settings: Settings) -> dict[str, bool]:
+    """``allow_private`` and ``https_only`` for :func:`add_endpoint`, from the settings."""
+    return {"allow_private": settings.webhook_allow_private, "https_only": not development(settings)}
 
 
 def list_endpoints(session: Session) -> list[WebhookEndpoint]:

@@ -24,6 +24,7 @@ from lifecycle.contracts.webhooks import (
     WebhookRetry,
 )
 from lifecycle.settings import Settings
+from lifecycle.webhooks.addresses import RefusedAddress, Resolver, pinned_target, system_resolve
 from lifecycle.webhooks.deliveries import RESPONSE_HEAD_CHARS, Attempt
 
 USER_AGENT = "lifecycle-engine-webhooks/1"
@@ -53,12 +54,24 @@ class Answer:
         return self.error is None and self.status_code is not None and 200 <= self.status_code < 300
 
 
-async def post(http: httpx.AsyncClient, attempt: Attempt, timeout: float) -> Answer:
-    """POST the delivery; never raises for the receiver's failures (they are in the answer)."""
+async def post(
+    http: httpx.AsyncClient, attempt: Attempt, timeout: float, *, allow_private: bool = False,
+    resolve: Resolver = system_resolve,
+) -> Answer:
+    """POST the delivery to the address its name resolves to now, checked
+    (``lifecycle.webhooks.addresses``); never raises for the receiver's failures (they are
+    in the answer). A refused address is an error without a status or a body."""
     headers = signed_headers(attempt.secret, attempt.event_id, attempt.body, dt.datetime.now(dt.UTC))
     started = time.monotonic()
     try:
-        r = await http.post(attempt.url, content=attempt.body.encode(), headers=headers, timeout=timeout)
+        target = await pinned_target(attempt.url, allow_private=allow_private, resolve=resolve)
+    except RefusedAddress as exc:
+        return Answer(None, int((time.monotonic() - started) * 1000), None, f"refused: {exc}"[:500])
+    headers["host"] = target.host_header
+    extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
+    try:
+        r = await http.post(target.url, content=attempt.body.encode(), headers=headers, timeout=timeout,
+                            extensions=extensions)
     except httpx.HTTPError as exc:
         ms = int((time.monotonic() - started) * 1000)
         return Answer(None, ms, None, f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__)

@@ -2,8 +2,9 @@
 
 ``POST`` answers the endpoint with its signing secret (``whsec_…``), once; ``GET`` lists
 the endpoints (without secrets), disabled ones with when and why; ``DELETE`` stops
-deliveries to one. A URL that is not http(s), or points at the engine itself, is a 422
-naming ``url``; an unknown event type a 422 naming ``events``. Database work runs in a
+deliveries to one. A URL that is not http(s) (https outside development), points at the
+engine itself or at an address inside the network (loopback, private, link-local, ...:
+``lifecycle.webhooks.addresses``) is a 422 naming ``url``; an unknown event type a 422 naming ``events``. Database work runs in a
 worker thread.
 """
 
@@ -20,7 +21,13 @@ from starlette.concurrency import run_in_threadpool
 from lifecycle.contracts.webhooks import WEBHOOK_EVENT_TYPES
 from lifecycle.db import session_scope
 from lifecycle.models import WebhookEndpoint
-from lifecycle.webhooks.endpoints import BadEndpoint, add_endpoint, list_endpoints, remove_endpoint
+from lifecycle.webhooks.endpoints import (
+    BadEndpoint,
+    add_endpoint,
+    list_endpoints,
+    remove_endpoint,
+    url_rules,
+)
 from starter.api.deps import SessionsDep, SettingsDep
 from starter.api.errors import responses
 from starter.api.fields import Text
@@ -52,6 +59,8 @@ class EndpointView(BaseModel):
 
 class NewEndpointView(EndpointView):
     secret: str = Field(description="the signing secret (Standard Webhooks, whsec_…): shown this once")
+    warnings: list[str] = Field(default_factory=list, description="e.g. a name that does not resolve "
+                                "from the engine now (each delivery resolves and checks it again)")
 
 
 def view(e: WebhookEndpoint) -> EndpointView:
@@ -76,8 +85,8 @@ async def add_webhook_endpoint(body: EndpointBody, sessions: SessionsDep, settin
     def add() -> NewEndpointView:
         with session_scope(sessions) as session:
             new = add_endpoint(session, body.url, body.events, engine_url=settings.public_url,
-                               description=body.description)
-            return NewEndpointView(**view(new.endpoint).model_dump(), secret=new.secret)
+                               description=body.description, **url_rules(settings))
+            return NewEndpointView(**view(new.endpoint).model_dump(), secret=new.secret, warnings=new.warnings)
 
     try:
         return await run_in_threadpool(add)

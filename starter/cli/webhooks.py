@@ -33,13 +33,15 @@ def add(
     with database(settings.database_url) as sessions, session_scope(sessions) as session:
         try:
             new = endpoints.add_endpoint(session, url, chosen, engine_url=settings.public_url,
-                                         description=description)
+                                         description=description, **endpoints.url_rules(settings))
         except endpoints.BadEndpoint as err:
             console.print(f"[red]{safe(str(err))}[/red]")
             raise typer.Exit(2) from None
         console.print(f"endpoint [bold]{new.endpoint.id}[/bold] → {safe(new.endpoint.url)}")
         console.print(f"events: {safe(', '.join(new.endpoint.events))}")
         console.print(f"secret: [bold]{safe(new.secret)}[/bold]  (shown once; verify with standardwebhooks)")
+        for warning in new.warnings:
+            console.print(f"[yellow]warning: {safe(warning)}[/yellow]")
 
 
 @app.command("list")
