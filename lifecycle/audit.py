@@ -2,7 +2,9 @@
 
 The entity workflow records each action it took through the ops activity
 (``activities/ops.py``), so an action that happened is always in the trail; the
-timeline gets the same entry (kind ``ops_action``) in the same transaction.
+timeline gets the same entry (kind ``ops_action``) in the same transaction. The actions
+that move money (mark-paid, retry-now, extend-grace) also write their intent before
+acting, so a crash between the two leaves an intent without an outcome, visible.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from lifecycle.db import add_timeline_event, insert_ignore, session_scope
 from lifecycle.models import AuditEntry
 
 TIMELINE_KIND = "ops_action"
+# an action that moves money writes two rows: its intent before acting, its outcome after
+# (``detail.phase``; the action ids end in ``:intent`` / ``:outcome``)
+INTENT, OUTCOME = "intent", "outcome"
 
 
 def record(sessions: sessionmaker[Session], entry: AuditEntryInput) -> bool:

@@ -177,3 +177,42 @@ async def test_mark_paid_ends_dunning_and_refuses_what_cannot_be_paid(
     metrics = (await api.get("/metrics")).text
     assert "lifecycle_dunning_entered_total 1.0" in metrics
     assert "lifecycle_dunning_recovered_total 1.0" in metrics
+
+
+async def test_mark_paid_needs_ops_is_audited_intent_then_outcome_and_acts_once_per_idempotency_key(
+    ts_env: WorkflowEnvironment, client, session_factory, stripe_acts, stripe_client, stripe_settings, synced
+):
+    import asyncio
+
+    from sqlalchemy import select
+
+    from lifecycle.models import AuditEntry, Invoice, ManualPayment
+
+    settings = stripe_settings.model_copy(update={"api_keys": [API_KEY, "finance:k-billing:billing,read"]})
+    async for api in _api(client, settings, session_factory):
+        f = await failing_customer(client, settings, session_factory, stripe_acts, stripe_client, fail=False)
+        url = f"/v1/invoices/{f.invoice}/mark-paid"
+        billing_only = await api.post(url, json={"reason": "x"}, headers={"Authorization": "Bearer k-billing"})
+        assert billing_only.status_code == 403 and "'ops'" in billing_only.json()["detail"]
+
+        key = {"Idempotency-Key": "transfer-2026-12-07"}
+        first, second = await asyncio.gather(
+            api.post(url, json={"reason": "bank transfer"}, headers=key),
+            api.post(url, json={"reason": "bank transfer"}, headers=key),
+        )
+        answers = sorted([first, second], key=lambda r: r.status_code)
+        assert answers[0].status_code == 200, answers[0].text
+        # the duplicate got the stored answer, or a 409 while the first was acting
+        assert answers[1].status_code in (200, 409), answers[1].text
+        retried = await api.post(url, json={"reason": "bank transfer"}, headers=key)
+        assert retried.status_code == 200 and retried.json() == answers[0].json()
+
+        with session_factory() as s:
+            assert len(s.scalars(select(ManualPayment).where(ManualPayment.invoice_id == f.invoice)).all()) == 1
+            mirrored = s.scalar(select(Invoice).where(Invoice.stripe_invoice_id == f.invoice))
+            assert mirrored is not None and mirrored.status == "paid"
+            rows = s.scalars(select(AuditEntry).where(AuditEntry.action == "mark-paid")
+                             .order_by(AuditEntry.id)).all()
+        assert [(r.customer_id, r.detail["phase"]) for r in rows] == [(f.cid, "intent"), (f.cid, "outcome")]
+        assert rows[0].detail["invoice"] == f.invoice and rows[1].detail["outcome"] == "paid"
+        assert rows[0].actor == rows[1].actor == "api key key-1"

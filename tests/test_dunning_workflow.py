@@ -280,7 +280,15 @@ async def test_ops_extend_grace_moves_the_suspension_and_retry_now_charges_at_on
     assert refused.value.status == 409
     with session_factory() as s:
         rows = list(s.scalars(select(AuditEntry).where(AuditEntry.customer_id == f.cid).order_by(AuditEntry.id)))
-    assert [(r.action, r.actor) for r in rows] == [("extend-grace", "ada@support"), ("retry-now", "ada@support")]
+    # each money action: its intent before acting, the entity's record, its outcome after; the
+    # refused one (no dunning running) acted on nothing and wrote nothing
+    assert [(r.action, r.detail.get("phase"), r.actor) for r in rows] == [
+        ("extend-grace", "intent", "ada@support"), ("extend-grace", None, "ada@support"),
+        ("extend-grace", "outcome", "ada@support"),
+        ("retry-now", "intent", "ada@support"), ("retry-now", None, "ada@support"),
+        ("retry-now", "outcome", "ada@support"),
+    ]
+    assert rows[2].detail["outcome"] == "dunning: extend-grace taken" and rows[0].detail["days"] == 5
 
 
 async def test_the_product_hears_each_dunning_state_and_the_suspension_by_signed_webhook(

@@ -133,3 +133,16 @@ async def test_the_customer_view_names_stripe_and_what_each_campaign_waits_for(a
     onboarding = next(c for c in view["why_waiting"]["campaigns"] if c["campaign"] == "onboarding")
     assert onboarding["waiting"]["until"] and onboarding["next_step"] == "tip_invite_team"
     assert onboarding["workflow_id"] == f"customer-{cid}/onboarding"
+
+
+async def test_an_action_retried_with_the_same_idempotency_key_acts_once(api, session_factory) -> None:
+    cid = await _signed_up(api, session_factory)
+    await eventually(lambda: _onboarding_step(api, cid))
+    headers = {**auth("k-support"), "Idempotency-Key": "pause-1"}
+    body = {"reason": "customer asked for a break"}
+    first = await api.post(f"/v1/customers/{cid}/actions/pause", headers=headers, json=body)
+    assert first.status_code == 200, first.text
+    again = await api.post(f"/v1/customers/{cid}/actions/pause", headers=headers, json=body)
+    assert again.status_code == 200 and again.json() == first.json()
+    with session_factory() as s:
+        assert [r.action for r in s.scalars(select(AuditEntry).where(AuditEntry.customer_id == cid))] == ["pause"]

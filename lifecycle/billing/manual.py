@@ -3,7 +3,8 @@
 ``lifecycle invoice mark-paid INVOICE --reason TEXT`` and ``POST /v1/invoices/{id}/mark-paid``
 both call :func:`mark_paid`: it asks Stripe for the invoice (no database transaction is
 open meanwhile), refuses an unknown, already paid, void or draft one with the reason,
-pays it in Stripe with ``paid_out_of_band`` (idempotency key per invoice), then in one
+writes the intent to the audit trail (``lifecycle.audit``), pays it in Stripe with
+``paid_out_of_band`` (idempotency key per invoice), writes the outcome, and in one
 transaction mirrors the invoice, records who and why (``manual_payments``), puts it on the
 customer's timeline and queues the ``billing.invoice_marked_paid`` event for the
 customer's workflow (the signal outbox): a running dunning ends as recovered "manual".
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +27,18 @@ import stripe
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lifecycle import audit
+from lifecycle.audit import INTENT, OUTCOME
 from lifecycle.billing.client import now_ts
-from lifecycle.billing.mirror import upsert_invoice
+from lifecycle.billing.mirror import resolve_customer, upsert_invoice
 from lifecycle.billing.shapes import InvoiceRec, parse_invoice, to_plain
 from lifecycle.contracts.events import InvoiceMarkedPaid, customer_event
+from lifecycle.contracts.ops import AuditEntryInput
 from lifecycle.db import add_timeline_event, insert_ignore, session_scope
 from lifecycle.models import ManualPayment
 from lifecycle.signal_outbox import enqueue
+
+MARK_PAID = "mark-paid"  # the audit trail's action
 
 
 class MarkPaidRefused(Exception):
@@ -92,18 +99,30 @@ def mark_paid(
     refusal = _refusal(inv)
     if refusal:
         raise MarkPaidRefused(refusal)
+    # the intent is in the audit trail before anything is paid; its outcome after (a crash
+    # between leaves an intent without an outcome, for ops to see)
+    action_id = uuid.uuid4().hex
+    with sessions() as session:
+        audit_cid = resolve_customer(session, inv.customer, {}) or ""
+    detail = {"invoice": invoice_id, "amount_cents": inv.amount_due_cents}
+    _audit(sessions, action_id, INTENT, audit_cid, actor, reason, detail)
     stripe_updated = not localstripe_compat
-    if stripe_updated:
-        paid: dict[str, Any] = to_plain(client.v1.invoices.pay(
-            invoice_id, params={"paid_out_of_band": True},
-            options={"idempotency_key": f"mark-paid:{invoice_id}"},
-        ))
-        inv = parse_invoice(paid)
-    else:
-        now = int(dt.datetime.now(dt.UTC).timestamp())
-        inv = parse_invoice({**to_plain(client.v1.invoices.retrieve(invoice_id)), "status": "paid",
-                             "amount_paid": inv.amount_due_cents,
-                             "status_transitions": {"paid_at": now}})
+    try:
+        if stripe_updated:
+            paid: dict[str, Any] = to_plain(client.v1.invoices.pay(
+                invoice_id, params={"paid_out_of_band": True},
+                options={"idempotency_key": f"mark-paid:{invoice_id}"},
+            ))
+            inv = parse_invoice(paid)
+        else:
+            now = int(dt.datetime.now(dt.UTC).timestamp())
+            inv = parse_invoice({**to_plain(client.v1.invoices.retrieve(invoice_id)), "status": "paid",
+                                 "amount_paid": inv.amount_due_cents,
+                                 "status_transitions": {"paid_at": now}})
+    except stripe.StripeError as exc:
+        _audit(sessions, action_id, OUTCOME, audit_cid, actor, reason,
+               {**detail, "outcome": f"failed: {exc.user_message or exc}"[:500]})
+        raise
     event_id = f"billing:invoice_marked_paid:{invoice_id}"
     with session_scope(sessions) as session:
         cid = upsert_invoice(session, inv, now_ts()).customer_id
@@ -123,7 +142,19 @@ def mark_paid(
                 amount_due_cents=inv.amount_due_cents, attempt_count=inv.attempt_count,
                 actor=actor, reason=reason,
             )))
+    _audit(sessions, action_id, OUTCOME, cid or audit_cid, actor, reason,
+           {**detail, "outcome": "paid", "stripe_updated": stripe_updated})
     return MarkPaidResult(invoice_id, cid, inv.amount_due_cents, actor, reason, stripe_updated, event_id)
+
+
+def _audit(
+    sessions: sessionmaker[Session], action_id: str, phase: str, customer_id: str, actor: str, reason: str,
+    detail: dict[str, Any],
+) -> None:
+    audit.record(sessions, AuditEntryInput(
+        action_id=f"{action_id}:{phase}", customer_id=customer_id, action=MARK_PAID, actor=actor,
+        reason=reason, occurred_at=dt.datetime.now(dt.UTC), detail={"phase": phase, **detail},
+    ))
 
 
 def _refusal(inv: InvoiceRec) -> str | None:

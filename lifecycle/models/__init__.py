@@ -22,6 +22,7 @@ from lifecycle.models.billing import (
 from lifecycle.models.customers import Customer, PlanPrice, PlanRow
 from lifecycle.models.dunning import DunningCase, DunningRun, ManualPayment
 from lifecycle.models.email import EmailMessage, Suppression, TemplateVersion
+from lifecycle.models.idempotency import IdempotencyKey
 from lifecycle.models.retention import CancellationRequest, Reactivation, SaveOfferRow
 from lifecycle.models.timeline import AuditEntry, LifecycleEvent
 from lifecycle.models.usage import SignalOutbox, UsageCounter, UsageEvent, UsageSignal
@@ -36,6 +37,7 @@ __all__ = [
     "DunningCase",
     "DunningRun",
     "EmailMessage",
+    "IdempotencyKey",
     "Invoice",
     "LifecycleEvent",
     "ManualPayment",

@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -20,6 +21,7 @@ from lifecycle.contracts.ops import ACTIONS
 from starter.api.deps import ApiKeyDep, SessionsDep, SettingsDep, TemporalDep
 from starter.api.errors import responses
 from starter.api.fields import CustomerIdPath, Text
+from starter.api.idempotent import IdempotencyKeyHeader, once
 from starter.ops.actions import ActionRefused, ActionRequest, take_action
 
 router = APIRouter(prefix="/v1", tags=["ops"])
@@ -71,19 +73,26 @@ async def post_action(
     sessions: SessionsDep,
     client: TemporalDep,
     settings: SettingsDep,
-) -> ActionView:
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> ActionView | JSONResponse:
+    """With ``Idempotency-Key``, a retry acts once and gets the first answer (409 while the
+    first is still acting)."""
     request = ActionRequest(
         action=action, reason=body.reason, actor=grant.name, campaign=body.campaign, step=body.step, days=body.days,
     )
-    try:
-        result = await take_action(
-            client, sessions, customer_id, request, deadline=max(settings.temporal_deadline_seconds, 5.0)
-        )
-    except ActionRefused as exc:
-        headers = {"Retry-After": "5"} if exc.status == 503 else None
-        raise HTTPException(exc.status, exc.message, headers=headers) from None
-    return ActionView(customer_id=customer_id, action=result.action, done=result.done,
-                      campaigns=result.campaigns, paused=result.paused, actor=grant.name)
+
+    async def act() -> ActionView:
+        try:
+            result = await take_action(
+                client, sessions, customer_id, request, deadline=max(settings.temporal_deadline_seconds, 5.0)
+            )
+        except ActionRefused as exc:
+            headers = {"Retry-After": "5"} if exc.status == 503 else None
+            raise HTTPException(exc.status, exc.message, headers=headers) from None
+        return ActionView(customer_id=customer_id, action=result.action, done=result.done,
+                          campaigns=result.campaigns, paused=result.paused, actor=grant.name)
+
+    return await once(sessions, f"action:{customer_id}:{action}", idempotency_key, grant.name, act)
 
 
 @router.get("/audit", response_model=list[AuditView], responses=responses(401, 403, 422))

@@ -114,7 +114,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     for router, scope in ((events.router, "events"), (customers.router, "read"), (usage.router, "usage"),
                           (subscriptions.router, "billing"), (dunning.router, "billing"),
                           (retention.router, "billing"),
-                          (webhook_endpoints.router, "ops"), (actions.router, "ops")):
+                          (webhook_endpoints.router, "ops"), (actions.router, "ops"),
+                          (dunning.ops_router, "ops")):
         app.include_router(router, dependencies=[*authed, Depends(require_scope(scope))], responses=responses(403))
     app.include_router(stripe_webhooks.router)  # authenticated by the Stripe-Signature header
     app.include_router(metrics.router)

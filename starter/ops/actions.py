@@ -5,7 +5,8 @@ entity is asked: the customer exists (404), the email to resend is uncertain or 
 (409), the step to skip is the one waiting (409, with what is running), extend-grace and
 retry-now reach the running dunning child's updates by name. Then the entity's
 ``ops_action`` update decides (its validator refuses with the reason: 409) and records the
-action in the audit trail. No database connection is held while Temporal is called.
+action in the audit trail. The two that move money (retry-now, extend-grace) also write
+their intent to the trail before acting and their outcome (done, or refused and why) after. No database connection is held while Temporal is called.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -20,6 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from lifecycle import audit
+from lifecycle.audit import INTENT, OUTCOME
 from lifecycle.contracts.campaigns import CampaignStatus
 from lifecycle.contracts.customer import CustomerState
 from lifecycle.contracts.dunning import ExtendGrace, RetryNow
@@ -34,6 +38,7 @@ from lifecycle.contracts.ops import (
     RETRY_NOW,
     RETRY_NOW_UPDATE,
     SKIP_STEP,
+    AuditEntryInput,
     OpsAction,
     OpsActionResult,
     step_refusal,
@@ -110,9 +115,12 @@ async def _check_step(client: Client, customer_id: str, action: OpsAction, deadl
     action.step = found.step
 
 
-async def _to_dunning(client: Client, customer_id: str, action: OpsAction, deadline: float) -> None:
-    """extend-grace / retry-now: the dunning child's own update, by name; the entity then
-    records it. Without a running dunning: 409."""
+async def _to_dunning(
+    client: Client, customer_id: str, action: OpsAction, deadline: float, before_acting: Callable[[], Awaitable[None]]
+) -> None:
+    """extend-grace / retry-now: the dunning child's own update, by name (``before_acting``
+    first: the audit trail's intent); the entity then records it. Without a running
+    dunning: 409, and nothing in the trail."""
     handle = client.get_workflow_handle(customer_workflow_id(customer_id))
     state: CustomerState = await handle.query("state", result_type=CustomerState,
                                               rpc_timeout=dt.timedelta(seconds=deadline))
@@ -120,6 +128,7 @@ async def _to_dunning(client: Client, customer_id: str, action: OpsAction, deadl
     if not child:
         raise ActionRefused(409, "no dunning is running")
     dunning = client.get_workflow_handle(child)
+    await before_acting()
     try:
         answer: object
         if action.action == EXTEND_GRACE:
@@ -141,6 +150,7 @@ async def take_action(
 ) -> OpsActionResult:
     """Check, then run the action as the entity's update; refusals raise :class:`ActionRefused`."""
     action = new_action(req)
+    intended: list[bool] = []  # the intent is in the audit trail: its outcome must follow
     if not await asyncio.to_thread(_customer_exists, sessions, customer_id):
         raise ActionRefused(404, f"unknown customer {customer_id!r}")
     try:
@@ -150,17 +160,47 @@ async def take_action(
             )
         if action.action == SKIP_STEP:
             await _check_step(client, customer_id, action, deadline)
-        if action.action in (EXTEND_GRACE, RETRY_NOW):
-            await _to_dunning(client, customer_id, action, deadline)
+        if action.action in MOVES_MONEY:
+            async def intent() -> None:
+                await asyncio.to_thread(_audit_phase, sessions, customer_id, action, INTENT, {})
+                intended.append(True)
+
+            await _to_dunning(client, customer_id, action, deadline, intent)
         handle = client.get_workflow_handle(customer_workflow_id(customer_id))
-        return await handle.execute_update(
+        result: OpsActionResult = await handle.execute_update(
             OPS_ACTION_UPDATE, action, id=f"ops:{action.action_id}", result_type=OpsActionResult
         )
     except WorkflowUpdateFailedError as exc:  # the validator's refusal: nothing changed
-        raise ActionRefused(409, getattr(exc.cause, "message", None) or str(exc.cause or exc)) from None
+        refused = ActionRefused(409, getattr(exc.cause, "message", None) or str(exc.cause or exc))
+    except ActionRefused as exc:
+        refused = exc
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            raise ActionRefused(404, f"customer {customer_id!r} has no running lifecycle workflow") from None
-        raise ActionRefused(503, f"Temporal could not take the action: {exc.message}") from None
+            refused = ActionRefused(404, f"customer {customer_id!r} has no running lifecycle workflow")
+        else:
+            refused = ActionRefused(503, f"Temporal could not take the action: {exc.message}")
     except (RuntimeError, TimeoutError, WorkflowQueryFailedError) as exc:
-        raise ActionRefused(503, f"Temporal could not take the action: {exc}") from None
+        refused = ActionRefused(503, f"Temporal could not take the action: {exc}")
+    else:
+        if intended:
+            await asyncio.to_thread(_audit_phase, sessions, customer_id, action, OUTCOME,
+                                    {"outcome": result.done, **action.applied})
+        return result
+    if intended:
+        await asyncio.to_thread(_audit_phase, sessions, customer_id, action, OUTCOME,
+                                {"outcome": f"refused ({refused.status}): {refused.message}"[:500]})
+    raise refused
+
+
+# written to the audit trail as an intent before acting and its outcome after
+MOVES_MONEY = (EXTEND_GRACE, RETRY_NOW)
+
+
+def _audit_phase(
+    sessions: sessionmaker[Session], customer_id: str, action: OpsAction, phase: str, detail: dict[str, object]
+) -> None:
+    audit.record(sessions, AuditEntryInput(
+        action_id=f"{action.action_id}:{phase}", customer_id=customer_id, action=action.action,
+        actor=action.actor, reason=action.reason, occurred_at=dt.datetime.now(dt.UTC),
+        detail={"phase": phase, "days": action.days, **detail},
+    ))
