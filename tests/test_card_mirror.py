@@ -94,3 +94,31 @@ def test_a_payment_method_that_is_no_card_or_has_odd_fields_is_kept_out(sessions
     apply(sessions, "payment_method.updated", {"id": "pm_odd", "object": "payment_method", "type": "card",
                                                "card": {"exp_month": 13, "exp_year": 99999, "last4": "123456"}}, t)
     assert card_events(sessions, cid) == []
+
+
+def test_the_same_card_and_default_written_by_eight_events_at_once_is_one_row_each(sessions) -> None:
+    """payment_method.attached and customer.updated arrive together: a check-then-insert let
+    all but one writer fail on the primary key (an insert-or-ignore now)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lifecycle.billing.cards import record_card, set_default_card
+    from lifecycle.billing.shapes import CardRec
+    from lifecycle.models import StripePaymentMethod
+
+    add_customer(sessions, "race-1")
+    rec = CardRec(id="pm_race", customer="cus_race", brand="visa", last4="4242", exp_month=12, exp_year=2030)
+    gate = threading.Barrier(8)
+
+    def write(i: int) -> None:
+        gate.wait()
+        with session_scope(sessions) as session:
+            record_card(session, rec, 100 + i)
+            set_default_card(session, "race-1", "pm_race", 100 + i)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(8)))  # re-raises any writer's error
+    with sessions() as s:
+        assert [r.stripe_payment_method_id for r in s.scalars(select(StripePaymentMethod))] == ["pm_race"]
+        [card] = s.scalars(select(CustomerCard)).all()
+        assert (card.customer_id, card.stripe_payment_method_id, card.last4) == ("race-1", "pm_race", "4242")

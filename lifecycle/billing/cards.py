@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from lifecycle.billing.shapes import CardRec
 from lifecycle.contracts import catalog
 from lifecycle.contracts.events import DefaultCard, customer_event
+from lifecycle.db import insert_ignore
 from lifecycle.models import Customer, CustomerCard, StripePaymentMethod
 from lifecycle.signal_outbox import enqueue
 
@@ -37,11 +38,11 @@ class DefaultCardView:
 def record_card(session: Session, rec: CardRec, version_ts: int) -> None:
     """Remember a card as Stripe describes it at ``version_ts``; refresh the default card of
     any customer whose default it is (a detached default leaves the customer with none)."""
+    # insert-or-ignore, then read: Stripe sends payment_method.* and customer.updated at once
+    insert_ignore(session, StripePaymentMethod, dict(stripe_payment_method_id=rec.id, stripe_version_ts=0))
     row = session.get(StripePaymentMethod, rec.id)
-    if row is None:
-        row = StripePaymentMethod(stripe_payment_method_id=rec.id)
-        session.add(row)
-    elif version_ts < row.stripe_version_ts:
+    assert row is not None
+    if row.stripe_version_ts and version_ts < row.stripe_version_ts:
         return  # older than what we know
     row.stripe_customer_id = rec.customer
     row.brand, row.last4, row.exp_month, row.exp_year = rec.brand, rec.last4, rec.exp_month, rec.exp_year
@@ -56,12 +57,11 @@ def record_card(session: Session, rec: CardRec, version_ts: int) -> None:
 
 def set_default_card(session: Session, customer_id: str, payment_method_id: str | None, version_ts: int) -> None:
     """The customer's default card is now ``payment_method_id`` (None: none), as of ``version_ts``."""
+    insert_ignore(session, CustomerCard, dict(customer_id=customer_id, brand="", last4="", exp_month=0,
+                                              exp_year=0, stripe_version_ts=0))
     card = session.get(CustomerCard, customer_id)
-    if card is None:
-        card = CustomerCard(customer_id=customer_id, brand="", last4="", exp_month=0, exp_year=0,
-                            stripe_version_ts=0)
-        session.add(card)
-    elif version_ts < card.stripe_version_ts:
+    assert card is not None
+    if card.stripe_version_ts and version_ts < card.stripe_version_ts:
         return
     before = _snapshot(card)
     card.stripe_payment_method_id = payment_method_id

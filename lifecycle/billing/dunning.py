@@ -20,6 +20,7 @@ from lifecycle.contracts.dunning import (
     DunningInvoice,
     DunningSnapshot,
 )
+from lifecycle.db import insert_ignore
 from lifecycle.models import DunningCase, DunningRun, Invoice
 
 # how a case ends, from the invoice's state and whether the run ended with it open
@@ -56,10 +57,13 @@ def _outcome(inv: DunningInvoice, ended: bool) -> str:
 
 def save_snapshot(session: Session, snap: DunningSnapshot) -> None:
     """Write the run and its invoices' cases (a full snapshot: saving it twice is harmless)."""
+    # insert-or-ignore, then read and write the snapshot (a retried save at once: one row)
+    insert_ignore(session, DunningRun, dict(
+        workflow_id=snap.workflow_id, customer_id=snap.customer_id, state=snap.state, since=snap.since,
+        started_at=snap.started_at, retry_mode=snap.retry_mode,
+    ))
     run = session.get(DunningRun, snap.workflow_id)
-    if run is None:
-        run = DunningRun(workflow_id=snap.workflow_id, customer_id=snap.customer_id)
-        session.add(run)
+    assert run is not None
     run.state = snap.state
     run.since = snap.since
     run.started_at = snap.started_at
@@ -73,10 +77,11 @@ def save_snapshot(session: Session, snap: DunningSnapshot) -> None:
     run.suspended_once = bool(run.suspended_once) or snap.suspended
     run.end_action = snap.end_action
     for inv in snap.invoices:
-        case = session.scalar(select(DunningCase).where(DunningCase.invoice_id == inv.invoice_id))
-        if case is None:
-            case = DunningCase(invoice_id=inv.invoice_id)
-            session.add(case)
+        insert_ignore(session, DunningCase, dict(
+            invoice_id=inv.invoice_id, workflow_id=snap.workflow_id, customer_id=snap.customer_id,
+            failed_at=inv.failed_at or snap.started_at,
+        ))
+        case = session.scalars(select(DunningCase).where(DunningCase.invoice_id == inv.invoice_id)).one()
         case.workflow_id = snap.workflow_id
         case.customer_id = snap.customer_id
         case.amount_cents = inv.amount_due_cents
