@@ -19,6 +19,7 @@ from lifecycle.billing.client import LOGGER_NAME, MD_CUSTOMER
 from lifecycle.billing.prices import record_price, resolve_tier
 from lifecycle.billing.shapes import InvoiceRec, PaymentRec, SubscriptionRec
 from lifecycle.contracts.stages import ENDED_STATUSES, stage_for_status
+from lifecycle.db import insert_ignore
 from lifecycle.models import Customer, Invoice, Payment, Subscription, SubscriptionChange
 
 log = logging.getLogger(LOGGER_NAME)
@@ -204,17 +205,14 @@ def upsert_invoice(session: Session, rec: InvoiceRec, version_ts: int) -> Mirror
                 Subscription.stripe_subscription_id == rec.subscription
             )
         )
-    row = session.scalar(select(Invoice).where(Invoice.stripe_invoice_id == rec.id))
-    if row is not None and not _is_newer(
+    # insert-or-ignore, then read: invoice.* events for one invoice arrive at once
+    created = insert_ignore(session, Invoice, dict(stripe_invoice_id=rec.id, status=rec.status))
+    row = session.scalars(select(Invoice).where(Invoice.stripe_invoice_id == rec.id)).one()
+    if not created and not _is_newer(
         row.stripe_version_ts, row.status, version_ts, rec.status, _INVOICE_RANK, TERMINAL_INVOICE
     ):
         return MirrorResult(customer_id or row.customer_id, False, False)
-    before = None
-    if row is None:
-        row = Invoice(stripe_invoice_id=rec.id)
-        session.add(row)
-    else:
-        before = (row.status, row.amount_paid_cents, row.attempt_count)
+    before = None if created else (row.status, row.amount_paid_cents, row.attempt_count)
     row.customer_id = customer_id or row.customer_id
     row.stripe_subscription_id = rec.subscription
     row.status = rec.status
@@ -240,11 +238,9 @@ def upsert_payment(session: Session, rec: PaymentRec) -> MirrorResult:
     else:
         key = rec.id
     customer_id = resolve_customer(session, rec.customer, {})
-    row = session.scalar(select(Payment).where(Payment.stripe_id == key))
-    if row is None:
-        row = Payment(stripe_id=key, status=rec.status)
-        session.add(row)
-    elif row.status in ("succeeded",) and rec.status != "succeeded":
+    created = insert_ignore(session, Payment, dict(stripe_id=key, status=rec.status))
+    row = session.scalars(select(Payment).where(Payment.stripe_id == key)).one()
+    if not created and row.status in ("succeeded",) and rec.status != "succeeded":
         return MirrorResult(customer_id, False, False)
     row.customer_id = customer_id or row.customer_id
     row.stripe_invoice_id = rec.invoice or row.stripe_invoice_id
