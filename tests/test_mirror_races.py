@@ -61,3 +61,20 @@ def test_eight_events_of_one_payment_at_once_leave_one_row(sessions) -> None:
     with sessions() as s:
         [row] = s.scalars(select(Payment)).all()
         assert (row.stripe_id, row.stripe_invoice_id, row.failure_code) == ("pi_race", "in_race", "card_declined")
+
+
+def test_eight_events_of_one_dashboard_subscription_at_once_adopt_one_customer_and_one_row(sessions) -> None:
+    from lifecycle.billing.mirror import upsert_subscription
+    from lifecycle.billing.shapes import SubscriptionRec
+    from lifecycle.models import Customer, Subscription
+
+    rec = SubscriptionRec(
+        id="sub_race", customer="cus_race", status="active", plan_id=None, interval=None, amount_cents=0,
+        currency="usd", current_period_start=None, current_period_end=None, cancel_at_period_end=False,
+        cancel_at=None, canceled_at=None, ended_at=None, trial_end=None, latest_invoice=None, created=1,
+    )
+    at_once(sessions, lambda s, i: upsert_subscription(s, rec, 100 + i))
+    with sessions() as s:
+        assert [c.id for c in s.scalars(select(Customer))] == ["cus_race"]
+        [row] = s.scalars(select(Subscription)).all()
+        assert (row.stripe_subscription_id, row.customer_id, row.status) == ("sub_race", "cus_race", "active")

@@ -113,27 +113,26 @@ def upsert_subscription(
             return MirrorResult(None, False, False, plan=code, interval=interval)
         # A subscription made outside the engine (Stripe dashboard): give it a customer.
         customer_id = rec.metadata.get(MD_CUSTOMER) or rec.customer
-        existing = session.get(Customer, customer_id)
-        if existing is None:
-            session.add(
-                Customer(
-                    id=customer_id,
-                    email=email or "",
-                    plan_code=code,  # None: no tier until the price is mapped
-                    stage=stage_for_status(rec.status),
-                    stripe_customer_id=rec.customer,
-                    attributes={"source": "stripe"},
-                )
-            )
-            session.flush()
-            adopted = True
-        elif existing.stripe_customer_id is None:
-            existing.stripe_customer_id = rec.customer
+        # insert-or-ignore: two events of one dashboard subscription adopt it once
+        adopted = insert_ignore(session, Customer, dict(
+            id=customer_id,
+            email=email or "",
+            plan_code=code,  # None: no tier until the price is mapped
+            stage=stage_for_status(rec.status),
+            stripe_customer_id=rec.customer,
+            attributes={"source": "stripe"},
+        ))
+        if not adopted:
+            existing = session.get(Customer, customer_id)
+            if existing is not None and existing.stripe_customer_id is None:
+                existing.stripe_customer_id = rec.customer
 
-    row = session.scalar(
+    created = insert_ignore(session, Subscription, dict(
+        stripe_subscription_id=rec.id, customer_id=customer_id, status=rec.status))
+    row = session.scalars(
         select(Subscription).where(Subscription.stripe_subscription_id == rec.id)
-    )
-    if row is not None and not _is_newer(
+    ).one()
+    if not created and not _is_newer(
         row.stripe_version_ts, row.status, version_ts, rec.status, _SUB_RANK, ENDED_STATUSES
     ):
         log.info(
@@ -151,12 +150,7 @@ def upsert_subscription(
             "the customer keeps their plan. Map it (see `lifecycle stripe prices`), then replay or backfill.",
             rec.id, customer_id, unmapped,
         )
-    before = None
-    if row is None:
-        row = Subscription(stripe_subscription_id=rec.id, customer_id=customer_id)
-        session.add(row)
-    else:
-        before = (row.plan_code, row.interval, row.status, row.amount_cents)
+    before = None if created else (row.plan_code, row.interval, row.status, row.amount_cents)
     row.customer_id = customer_id
     row.plan_code = code
     row.stripe_price_id = resolution.price_id
