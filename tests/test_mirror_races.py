@@ -78,3 +78,17 @@ def test_eight_events_of_one_dashboard_subscription_at_once_adopt_one_customer_a
         assert [c.id for c in s.scalars(select(Customer))] == ["cus_race"]
         [row] = s.scalars(select(Subscription)).all()
         assert (row.stripe_subscription_id, row.customer_id, row.status) == ("sub_race", "cus_race", "active")
+
+
+def test_eight_events_naming_one_price_at_once_record_one_price_and_one_product(sessions) -> None:
+    from lifecycle.billing.prices import record_price
+    from lifecycle.billing.shapes import PriceRec
+    from lifecycle.models import StripePrice, StripeProduct
+
+    price = PriceRec(id="price_race", object="price", product_id="prod_race", product_metadata={"tier": "pro"},
+                     lookup_key=None, nickname=None, metadata={}, interval="month", interval_count=1,
+                     unit_amount_cents=4900, currency="usd")
+    at_once(sessions, lambda s, i: record_price(s, price, event_id=f"evt_{i}"))
+    with sessions() as s:
+        assert [p.id for p in s.scalars(select(StripePrice))] == ["price_race"]
+        assert [p.id for p in s.scalars(select(StripeProduct))] == ["prod_race"]

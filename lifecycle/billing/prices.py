@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from lifecycle.billing.client import MD_PLAN
 from lifecycle.billing.shapes import PriceRec, SubscriptionRec, parse_product
 from lifecycle.contracts import catalog
+from lifecycle.db import insert_ignore
 from lifecycle.models import PlanPrice, PlanRow, StripePrice, StripeProduct
 
 # A Stripe price (or legacy plan) maps to a tier by the first of:
@@ -85,17 +86,16 @@ def record_price(
 ) -> StripePrice:
     """Remember a price seen in Stripe, with the tier it maps to now (or none) and how."""
     if price.product_id and price.product_metadata is not None:  # the product came expanded
+        insert_ignore(session, StripeProduct, dict(id=price.product_id, active=True))
         product = session.get(StripeProduct, price.product_id)
-        if product is None:
-            product = StripeProduct(id=price.product_id, active=True)
-            session.add(product)
+        assert product is not None
         product.metadata_ = dict(price.product_metadata)
     tier, source = price_tier(session, price)
-    row = session.get(StripePrice, price.id)
     now = dt.datetime.now(dt.UTC)
-    if row is None:
-        row = StripePrice(id=price.id, first_seen_at=now, unmapped_seen=0)
-        session.add(row)
+    # insert-or-ignore, then read: several events naming one price arrive at once
+    insert_ignore(session, StripePrice, dict(id=price.id, object=price.object, first_seen_at=now, unmapped_seen=0))
+    row = session.get(StripePrice, price.id)
+    assert row is not None
     row.object = price.object
     row.product_id = price.product_id or row.product_id
     row.lookup_key = price.lookup_key or row.lookup_key
@@ -116,10 +116,9 @@ def record_price(
 
 def record_product(session: Session, obj: dict[str, Any]) -> None:
     pid, name, metadata, active = parse_product(obj)
+    insert_ignore(session, StripeProduct, dict(id=pid))
     row = session.get(StripeProduct, pid)
-    if row is None:
-        row = StripeProduct(id=pid)
-        session.add(row)
+    assert row is not None
     row.name, row.metadata_, row.active = name, metadata, active
     session.flush()
 
