@@ -41,13 +41,13 @@ def refuse_cancellation(session: Session, request_id: str, why: str) -> None:
 
 
 def record_cancellation(session: Session, rec: CancellationRecord) -> None:
+    # a request that did not come through the API (ops, a test) is added: insert-or-ignore
+    insert_ignore(session, CancellationRequest, dict(
+        request_id=rec.request_id, customer_id=rec.customer_id, reason=rec.reason,
+        at_once=False, requested_at=rec.at, outcome=rec.outcome,
+    ))
     row = session.get(CancellationRequest, rec.request_id)
-    if row is None:  # a request that did not come through the API (ops, a test)
-        row = CancellationRequest(
-            request_id=rec.request_id, customer_id=rec.customer_id, reason=rec.reason,
-            at_once=False, requested_at=rec.at, outcome=rec.outcome,
-        )
-        session.add(row)
+    assert row is not None
     row.outcome = rec.outcome
     row.offer_id = rec.offer_id or row.offer_id
     row.decided_at = rec.at if rec.outcome != "offered" else None

@@ -9,6 +9,7 @@ import functools
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lifecycle.db import insert_ignore
 from lifecycle.models import UsageCounter, UsageEvent
 from lifecycle.usage.periods import add_months, load_customers
 from lifecycle.usage.results import ZERO, Drift, stored_quantity
@@ -62,11 +63,14 @@ def fix_counter(sessions: sessionmaker[Session], d: Drift, *, dialect: str) -> N
             UsageEvent.customer_id == d.customer_id, UsageEvent.metric == d.metric,
             UsageEvent.period_start == d.period_start))
         actual = stored_quantity(actual)
-        if counter is None:
+        if counter is None:  # insert-or-ignore: an ingest may create it meanwhile
             info = load_customers(session, [d.customer_id]).get(d.customer_id)
             end = info.period_at(d.period_start).end if info else add_months(d.period_start, 1)
-            session.add(UsageCounter(customer_id=d.customer_id, metric=d.metric,
-                                     period_start=d.period_start, period_end=end, used=actual))
+            if not insert_ignore(session, UsageCounter, dict(
+                customer_id=d.customer_id, metric=d.metric, period_start=d.period_start, period_end=end,
+                used=actual,
+            )):
+                session.scalars(q).one().used = actual
         else:
             counter.used = actual
         d.actual = actual
