@@ -42,6 +42,7 @@ from activities.stripe_answers import (
     stripe_error,
 )
 from lifecycle.billing.catalog_sync import CatalogNotSynced, active_price
+from lifecycle.billing.charges import PAYMENT, note_attempt
 from lifecycle.billing.client import (
     MD_CUSTOMER,
     MD_INTERVAL,
@@ -523,7 +524,7 @@ class StripeActivities:
             # This step already attempted the charge; report, do not charge again.
             if moved:
                 with session_scope(self.sessions) as session:
-                    self._record(session, key, "invoice_payment", inv.id)
+                    self._record(session, key, PAYMENT, inv.id)
             result = invoice_outcome(inv)
         elif (charged_with := self._invoice_payment_method(raw)) is None:
             result = RetryInvoiceResult("no_payment_method", inv.status, inv.amount_due_cents)
@@ -534,13 +535,14 @@ class StripeActivities:
             if marker is None:
                 with session_scope(self.sessions) as session:
                     self._record(session, pending_key, "invoice_payment_pending", pay_marker(inv))
+                    note_attempt(session, key, inv.id)  # the engine's own attempt (Stripe's retries tell apart)
             decline: stripe.CardError | None = None
             try:
                 self.client.v1.invoices.pay(inv.id, options=self._opts(key))
             except stripe.CardError as exc:  # real Stripe raises on a decline
                 decline = exc
             with session_scope(self.sessions) as session:
-                self._record(session, key, "invoice_payment", inv.id)
+                self._record(session, key, PAYMENT, inv.id)
             # localstripe raises nothing on a decline: read the invoice's status.
             inv = parse_invoice(to_plain(self.client.v1.invoices.retrieve(inv.id)))
             result = invoice_outcome(inv, decline)
