@@ -42,6 +42,7 @@ from activities.stripe_answers import (
     stripe_error,
 )
 from lifecycle.billing.catalog_sync import CatalogNotSynced, active_price
+from lifecycle.billing.charges import PAYMENT, note_attempt
 from lifecycle.billing.client import (
     MD_CUSTOMER,
     MD_INTERVAL,
@@ -58,10 +59,12 @@ from lifecycle.billing.shapes import (
     parse_customer,
     parse_invoice,
     parse_subscription,
+    payment_method_charged,
     to_plain,
 )
 from lifecycle.contracts.billing import (
     INTERVALS,
+    NOT_CHARGED_CARD,
     OUTCOME_ACTIVE,
     OUTCOME_CANCEL_SCHEDULED,
     OUTCOME_CANCELED,
@@ -209,7 +212,7 @@ class StripeActivities:
             row = self._customer_row(session, customer_id)
             linked, email, name = row.stripe_customer_id, row.email, row.name
         if linked:
-            return EnsureCustomerResult(linked, False, self._default_payment_method(linked) is not None)
+            return EnsureCustomerResult(linked, False, self._has_payment_method(linked))
         found = self._recorded(key)
         if found is None:
             # An earlier attempt may have created it and crashed before recording it.
@@ -234,25 +237,52 @@ class StripeActivities:
             self._record(session, key, "customer", found)
             row = self._customer_row(session, customer_id)
             row.stripe_customer_id = found
-        return EnsureCustomerResult(found, created, self._default_payment_method(found) is not None)
+        return EnsureCustomerResult(found, created, self._has_payment_method(found))
 
-    def _default_payment_method(self, stripe_customer_id: str) -> str | None:
-        """The card invoices are charged to; the newest attached card becomes the default."""
-        cus = parse_customer(to_plain(self.client.v1.customers.retrieve(stripe_customer_id)))
-        cards = list(
-            self.client.v1.payment_methods.list(
-                params={"customer": stripe_customer_id, "type": "card", "limit": 100}
-            ).auto_paging_iter()
-        )
+    # --- payment methods: what Stripe charges, never "the newest card" -------------------
+
+    def _customer_default(self, stripe_customer_id: str) -> str | None:
+        """The customer's default payment method (``invoice_settings``, else the legacy
+        default source). Read only."""
+        return parse_customer(to_plain(self.client.v1.customers.retrieve(stripe_customer_id))).default_payment_method
+
+    def _cards(self, stripe_customer_id: str) -> list[Any]:
+        """The cards attached to the customer, newest first."""
+        cards = self.client.v1.payment_methods.list(
+            params={"customer": stripe_customer_id, "type": "card", "limit": 100}
+        ).auto_paging_iter()
+        return sorted(cards, key=lambda pm: (int(pm.created or 0), pm.id), reverse=True)
+
+    def _has_payment_method(self, stripe_customer_id: str) -> bool:
+        """A default payment method, or at least a card attached (a subscription about to
+        start makes it the default: :meth:`_ensure_default`)."""
+        return self._customer_default(stripe_customer_id) is not None or bool(self._cards(stripe_customer_id))
+
+    def _ensure_default(self, stripe_customer_id: str) -> str | None:
+        """Before a subscription starts: the customer's default payment method. A customer
+        with none but a card attached (saved without being made the default) gets that card
+        (the newest) as default, so the first invoice can be charged; an existing default is
+        never replaced."""
+        default = self._customer_default(stripe_customer_id)
+        if default is not None:
+            return default
+        cards = self._cards(stripe_customer_id)
         if not cards:
-            return cus.default_payment_method
-        newest = max(cards, key=lambda pm: (int(pm.created or 0), pm.id != cus.default_payment_method))
-        if cus.default_payment_method != newest.id:
-            self.client.v1.customers.update(
-                stripe_customer_id,
-                params={"invoice_settings": {"default_payment_method": newest.id}},
-            )
-        return newest.id
+            return None
+        self.client.v1.customers.update(
+            stripe_customer_id, params={"invoice_settings": {"default_payment_method": cards[0].id}}
+        )
+        return str(cards[0].id)
+
+    def _invoice_payment_method(self, invoice: dict[str, Any]) -> str | None:
+        """The payment method Stripe charges this invoice with (the invoice's default, the
+        subscription's, the customer's: ``payment_method_charged``). None: nothing to charge."""
+        sub_id = parse_invoice(invoice).subscription
+        sub = to_plain(self.client.v1.subscriptions.retrieve(sub_id)) if sub_id else None
+        cus_id = invoice.get("customer")
+        cus_id = cus_id.get("id") if isinstance(cus_id, dict) else cus_id
+        cus = to_plain(self.client.v1.customers.retrieve(str(cus_id))) if cus_id else None
+        return payment_method_charged(invoice, sub, cus)
 
     def _attach(self, stripe_customer_id: str, payment_method_id: str, key: str) -> None:
         """Attach a card (e.g. collected by Stripe Elements) and make it the default.
@@ -318,11 +348,9 @@ class StripeActivities:
         cus = self._ensure_customer(input.customer_id, f"{key}:customer")
         sub_id = self._recorded(key) or self._find_subscription_by_key(cus.stripe_customer_id, key)
         if sub_id is None:
-            has_card = cus.has_payment_method  # _ensure_customer just looked (and set the default)
-            if input.payment_method_id:
+            if input.payment_method_id:  # the card the customer gave: attached, made the default
                 self._attach(cus.stripe_customer_id, input.payment_method_id, f"{key}:payment-method")
-                has_card = self._default_payment_method(cus.stripe_customer_id) is not None
-            if not has_card:
+            if self._ensure_default(cus.stripe_customer_id) is None:
                 return SubscriptionResult(
                     outcome=OUTCOME_NO_PAYMENT_METHOD,
                     plan=input.plan,
@@ -481,7 +509,8 @@ class StripeActivities:
         """
         key = input.idempotency_key
         pending_key = f"{key}:pending"
-        inv = parse_invoice(to_plain(self.client.v1.invoices.retrieve(input.invoice_id)))
+        raw = to_plain(self.client.v1.invoices.retrieve(input.invoice_id))
+        inv = parse_invoice(raw)
         recorded = self._recorded(key) is not None
         marker = None if recorded else self._recorded(pending_key)
         moved = marker is not None and marker != pay_marker(inv)
@@ -495,21 +524,25 @@ class StripeActivities:
             # This step already attempted the charge; report, do not charge again.
             if moved:
                 with session_scope(self.sessions) as session:
-                    self._record(session, key, "invoice_payment", inv.id)
+                    self._record(session, key, PAYMENT, inv.id)
             result = invoice_outcome(inv)
-        elif not inv.customer or self._default_payment_method(inv.customer) is None:
+        elif (charged_with := self._invoice_payment_method(raw)) is None:
             result = RetryInvoiceResult("no_payment_method", inv.status, inv.amount_due_cents)
+        elif input.payment_method_id and charged_with != input.payment_method_id:
+            # a retry for a new card that is not (yet) what this invoice is charged with
+            result = RetryInvoiceResult(NOT_CHARGED_CARD, inv.status, inv.amount_due_cents)
         else:
             if marker is None:
                 with session_scope(self.sessions) as session:
                     self._record(session, pending_key, "invoice_payment_pending", pay_marker(inv))
+                    note_attempt(session, key, inv.id)  # the engine's own attempt (Stripe's retries tell apart)
             decline: stripe.CardError | None = None
             try:
                 self.client.v1.invoices.pay(inv.id, options=self._opts(key))
             except stripe.CardError as exc:  # real Stripe raises on a decline
                 decline = exc
             with session_scope(self.sessions) as session:
-                self._record(session, key, "invoice_payment", inv.id)
+                self._record(session, key, PAYMENT, inv.id)
             # localstripe raises nothing on a decline: read the invoice's status.
             inv = parse_invoice(to_plain(self.client.v1.invoices.retrieve(inv.id)))
             result = invoice_outcome(inv, decline)

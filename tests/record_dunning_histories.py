@@ -21,13 +21,16 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from activities.stripe import StripeActivities
 from lifecycle.billing.client import make_stripe_client
+from lifecycle.contracts.events import PaymentMethodAdded
 from lifecycle.contracts.ids import customer_workflow_id
 from tests.record_histories import main, save, stripe_recording
 from tests.support.dunning import exists, failing_customer
-from tests.support.stripe import GOOD_CARD, add_card
+from tests.support.helpers import timeline
+from tests.support.stripe import FAILING_CARD, GOOD_CARD, add_card
 
 
 class RecordingFailed(RuntimeError):
@@ -40,6 +43,10 @@ async def _until(what: str, probe: Callable[[], Awaitable[bool]], timeout: float
         if time.monotonic() > deadline:
             raise RecordingFailed(f"{what}: not reached in {timeout} s")
         await asyncio.sleep(0.1)
+
+
+async def _retried(rec: Any, cid: str, n: int) -> bool:
+    return len([e for e in timeline(rec.sessions, cid) if e.kind == "dunning_retry"]) >= n
 
 
 async def record(suffix: str = "v1") -> list[Path]:
@@ -57,7 +64,7 @@ async def record(suffix: str = "v1") -> list[Path]:
         await env.sleep(timedelta(hours=12))
         await a.voided("in_joined_record")
         await env.sleep(timedelta(hours=13))  # retry 1: declined
-        add_card(stripe, a.stripe_customer, GOOD_CARD, default=False)
+        add_card(stripe, a.stripe_customer, GOOD_CARD)  # the new default
         await env.sleep(timedelta(days=2))  # retry 2 pays
         if (outcome := await a.dunning.result()) != "recovered":
             raise RecordingFailed(f"a: {outcome}")
@@ -74,12 +81,34 @@ async def record(suffix: str = "v1") -> list[Path]:
             raise RecordingFailed(f"b: {outcome}")
         await _until("b canceled", lambda: b.stage_is("canceled"))
 
+        # 3. a new card (v18 on): a hard decline, then a new default card that fails too
+        #    (retried at once, declined), heard again (nothing), a card attached but not the
+        #    default (nothing charged), then made the default: paid at once
+        c = await failing_customer(client, rec.settings, rec.sessions, acts, stripe, fail=False)
+        await c.fail(code="expired_card")
+        await _until("dunning c", lambda: exists(c.dunning))
+        await env.sleep(timedelta(hours=2))
+        x = add_card(stripe, c.stripe_customer, FAILING_CARD)
+        await c.tell("stripe:evt_card_x", PaymentMethodAdded(payment_method_id=x))
+        await _until("c retried", lambda: _retried(rec, c.cid, 1))
+        await c.tell("stripe:evt_card_x_again", PaymentMethodAdded(payment_method_id=x))
+        y = add_card(stripe, c.stripe_customer, GOOD_CARD, default=False)
+        await c.tell("stripe:evt_card_y_attached", PaymentMethodAdded(payment_method_id=y))
+        await env.sleep(timedelta(hours=2))
+        stripe.v1.customers.update(c.stripe_customer, params={"invoice_settings": {"default_payment_method": y}})
+        await c.tell("stripe:evt_card_y_default", PaymentMethodAdded(payment_method_id=y))
+        if (outcome := await c.dunning.result()) != "recovered":
+            raise RecordingFailed(f"c: {outcome}")
+        await _until("c active", lambda: c.stage_is("active"))
+
         await asyncio.sleep(1)  # let the last workflow tasks complete before reading histories
         histories = {
             "dunning_recovered": a.dunning_id(),
             "dunning_canceled": b.dunning_id(),
             "customer_dunning_recovered": customer_workflow_id(a.cid),
             "customer_dunning_canceled": customer_workflow_id(b.cid),
+            "dunning_new_card": c.dunning_id(),
+            "customer_dunning_new_card": customer_workflow_id(c.cid),
         }
         for name, wid in histories.items():
             written.append(await save(client, name, wid, suffix))

@@ -57,7 +57,7 @@ async def test_recovered_on_the_second_retry(
     await eventually(lambda: retries(session_factory, f.cid) == [("retry_1", "declined")])
     assert usage_check(session_factory, f.cid)["allowed"] is True  # grace: access kept
 
-    add_card(stripe_client, f.stripe_customer, GOOD_CARD, default=False)  # newest card is charged
+    add_card(stripe_client, f.stripe_customer, GOOD_CARD)  # the new default is charged
     await ts_env.sleep(timedelta(days=2))  # day 3: retry 2 pays, before the day-3 reminder
     assert await f.dunning.result() == "recovered"
     assert retries(session_factory, f.cid) == [("retry_1", "declined"), ("retry_2", "paid")]
@@ -269,7 +269,7 @@ async def test_ops_extend_grace_moves_the_suspension_and_retry_now_charges_at_on
     assert usage_check(session_factory, f.cid)["payment_overdue"] is True
 
     before = len(retries(session_factory, f.cid))
-    add_card(stripe_client, f.stripe_customer, GOOD_CARD, default=False)
+    add_card(stripe_client, f.stripe_customer, GOOD_CARD)  # the new default
     await take_action(client, session_factory, f.cid, act("retry-now"))
     assert retries(session_factory, f.cid)[before:] == [("manual_1", "paid")]  # an ops retry, counted apart
     assert await f.dunning.result() == "recovered"

@@ -92,6 +92,8 @@ def test_there_are_histories_to_replay() -> None:
         "offer_ops_started_paused",
         "offer_ops_started_paused_skipped",
         "customer_retention_offer_withdrawn",  # a plain cancel withdraws the open offer
+        "dunning_new_card",  # a new default card retries at once (tests/record_dunning_histories.py)
+        "customer_dunning_new_card",
     } <= names
 
 

@@ -133,7 +133,7 @@ async def test_failing_card_leaves_the_invoice_open_and_a_retry_after_a_good_car
     pis = stripe_client.v1.payment_intents.list(params={"limit": 100}).data
     assert len([p for p in pis if p.customer == stripe_cus]) == 2  # creation + one retry
 
-    add_card(stripe_client, stripe_cus, GOOD_CARD, default=False)  # newest card is used
+    add_card(stripe_client, stripe_cus, GOOD_CARD)  # the customer's new default is charged
     paid = await stripe_acts.retry_invoice(RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:2"))
     assert (paid.outcome, paid.invoice_status) == ("paid", "paid")
     sub = stripe_client.v1.subscriptions.retrieve(started.stripe_subscription_id)
@@ -141,6 +141,60 @@ async def test_failing_card_leaves_the_invoice_open_and_a_retry_after_a_good_car
     with session_factory() as s:
         inv = s.scalar(select(Invoice).where(Invoice.stripe_invoice_id == started.latest_invoice_id))
         assert (inv.status, inv.amount_paid_cents) == ("paid", 9900)
+
+
+async def test_a_retry_charges_the_default_card_never_the_newest_one_attached(
+    session_factory, stripe_acts, stripe_client
+):
+    """Stripe's order: the invoice's, the subscription's, then the customer's default payment
+    method. A newer card that is only attached (declining here) is neither charged nor made
+    the default."""
+    cid, stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client, card=FAILING_CARD)
+    started = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "business", f"{cid}:subscribe"))
+    assert started.latest_invoice_status == "open"
+    good = add_card(stripe_client, stripe_cus, GOOD_CARD)  # the default, older
+    add_card(stripe_client, stripe_cus, FAILING_CARD, default=False)  # newer, attached only
+
+    paid = await stripe_acts.retry_invoice(RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:1"))
+
+    assert (paid.outcome, paid.charged) == ("paid", True)
+    assert stripe_client.v1.invoices.retrieve(started.latest_invoice_id).status == "paid"
+    assert stripe_client.v1.customers.retrieve(stripe_cus).invoice_settings.default_payment_method == good
+    assert stripe_client.v1.subscriptions.retrieve(started.stripe_subscription_id).status == "active"
+    with session_factory() as s:
+        inv = s.scalar(select(Invoice).where(Invoice.stripe_invoice_id == started.latest_invoice_id))
+        assert inv.status == "paid"
+
+
+async def test_a_retry_for_a_card_that_is_not_the_default_charges_nothing(
+    session_factory, stripe_acts, stripe_client
+):
+    """A retry asked for a new card (``payment_method_id``) charges only if the invoice
+    would be charged with that card; an attached card that is not the default leaves the
+    invoice untouched."""
+    cid, stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client, card=FAILING_CARD)
+    started = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "business", f"{cid}:subscribe"))
+    attached = add_card(stripe_client, stripe_cus, GOOD_CARD, default=False)
+    step = RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:card", payment_method_id=attached)
+    assert (await stripe_acts.retry_invoice(step)).outcome == "not_default"
+    assert _charges(stripe_client, stripe_cus) == 1  # the subscription's own first charge only
+    assert stripe_client.v1.invoices.retrieve(started.latest_invoice_id).status == "open"
+
+
+async def test_a_card_attached_without_being_the_default_is_made_the_default_when_subscribing(
+    session_factory, stripe_acts, stripe_client
+):
+    """A customer with no default at all but a card on file still subscribes (the card is
+    made the default then); an existing default is never replaced."""
+    cid = new_customer_id()
+    add_customer(session_factory, cid)
+    cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
+    pm = add_card(stripe_client, cus.stripe_customer_id, default=False)
+    assert (await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))).has_payment_method
+    assert stripe_client.v1.customers.retrieve(cus.stripe_customer_id).invoice_settings.default_payment_method is None
+    result = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "starter", f"{cid}:subscribe"))
+    assert result.outcome == "active"
+    assert stripe_client.v1.customers.retrieve(cus.stripe_customer_id).invoice_settings.default_payment_method == pm
 
 
 def _charges(client: stripe.StripeClient, stripe_cus: str) -> int:
@@ -186,7 +240,7 @@ async def test_a_retry_killed_after_paying_and_before_recording_is_charged_once(
     assert _charges(stripe_client, stripe_cus) == 2
 
     # paid: the retry sees the invoice paid and reports it as this step's charge
-    add_card(stripe_client, stripe_cus, GOOD_CARD, default=False)  # newest card is used
+    add_card(stripe_client, stripe_cus, GOOD_CARD)  # the customer's new default is charged
     crashed = _crash_after_paying(monkeypatch)
     step = RetryInvoiceInput(cid, inv_id, f"{cid}:dunning:retry_2")
     with pytest.raises(ConnectionError):
@@ -293,7 +347,7 @@ async def test_subscribing_reads_the_cards_on_file_once(
 
     assert result.outcome == "active"
     card_reads = [r for r in recording.requests if (r.method, r.path) == ("GET", "/v1/payment_methods")]
-    assert len(card_reads) == 1
+    assert len(card_reads) <= 1  # none when the customer has a default
 
 
 async def test_coupon_is_created_once_and_applied_to_the_subscription(

@@ -341,6 +341,8 @@ class CustomerWorkflow:
         pm = payload_of(event, PaymentMethodAdded).card
         if pm:  # a Stripe card (pm_...): attached when the trial converts
             self._state.payment_method_id = pm
+            if self._dunning.running and workflow.patched(patches.DUNNING_HEARS_NEW_CARD):
+                await self._dunning.on_card(event)  # the open invoices may be retried with it
         if self._state.payment_method_on_file:
             return
         self._state.payment_method_on_file = True

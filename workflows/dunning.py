@@ -33,7 +33,12 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from activities.dunning import DunningActivities
     from activities.stripe import StripeActivities
-    from lifecycle.contracts.billing import CancelInput, RetryInvoiceInput, RetryInvoiceResult
+    from lifecycle.contracts.billing import (
+        NOT_CHARGED_CARD,
+        CancelInput,
+        RetryInvoiceInput,
+        RetryInvoiceResult,
+    )
     from lifecycle.contracts.campaigns import CampaignStatus
     from lifecycle.contracts.dunning import (
         BY_CARD_UPDATE,
@@ -49,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         RECOVERED,
         STRIPE,
         UNPAID,
+        CardChanged,
         DunningInput,
         DunningInvoice,
         DunningSetup,
@@ -69,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from lifecycle.contracts.policy import DunningPolicy, DunningStage
     from lifecycle.contracts.search_attributes import DUNNING_STATE
+    from workflows import patches
     from workflows.campaign import report_finished
     from workflows.controls import EntityReports
     from workflows.dunning_effects import DunningEffects, email_context, recovered_context
@@ -86,7 +93,7 @@ class DunningWorkflow:
     @workflow.init
     def __init__(self, input: DunningInput) -> None:
         self._input = input
-        self._inbox: list[InvoiceFailed | InvoiceClosed] = []
+        self._inbox: list[InvoiceFailed | InvoiceClosed | CardChanged] = []
         self._invoices: dict[str, DunningInvoice] = {}
         self._setup: DunningSetup | None = None
         self._started_at: datetime | None = None
@@ -102,6 +109,7 @@ class DunningWorkflow:
         self._finished = False  # dunning is over (recovered, closed, canceled, left)
         self._recovered_how: str | None = None
         self._wake = False
+        self._cards_retried: list[str] = []  # card_changed: the cards already charged
 
     # --- messages -----------------------------------------------------------------------
 
@@ -114,6 +122,11 @@ class DunningWorkflow:
     def invoice_closed(self, closed: InvoiceClosed) -> None:
         """An invoice was paid, voided or marked uncollectible."""
         self._inbox.append(closed)
+
+    @workflow.signal
+    def card_changed(self, card: CardChanged) -> None:
+        """A payment method was added or made the default (engine mode: see _on_card_changed)."""
+        self._inbox.append(card)
 
     @workflow.update
     async def extend_grace(self, req: ExtendGrace) -> CampaignStatus:
@@ -292,6 +305,8 @@ class DunningWorkflow:
             msg = self._inbox.pop(0)
             if isinstance(msg, InvoiceFailed):
                 await self._on_failed(msg)
+            elif isinstance(msg, CardChanged):
+                await self._on_card_changed(msg)
             else:
                 await self._on_closed(msg)
 
@@ -347,6 +362,20 @@ class DunningWorkflow:
     def _close(self, inv: DunningInvoice, status: str, how: str) -> None:
         inv.status, inv.closed_how, inv.closed_at = status, how, workflow.now()
 
+    # --- a new card (patches.DUNNING_NEW_CARD_RETRY) ------------------------------------
+
+    async def _on_card_changed(self, msg: CardChanged) -> None:
+        """Retry mode engine: every open invoice is retried at once with the new card, once
+        per card (the same card heard again through another event charges nothing); the
+        outcome is a retry's: paid (recovered), or declined (the next step). A card that is
+        not the one an invoice is charged with (attached, not the default) changes nothing."""
+        assert self._setup is not None
+        card = msg.payment_method_id
+        if self._setup.retry_mode != ENGINE or card in self._cards_retried or not self._open():
+            return
+        if workflow.patched(patches.DUNNING_NEW_CARD_RETRY):
+            await self._retry(None, card=card)
+
     # --- steps --------------------------------------------------------------------------
 
     async def _announce(self, was_suspended: bool, key: str) -> None:
@@ -370,39 +399,50 @@ class DunningWorkflow:
         if stage.email is not None:
             await self._effects.email(stage.email, self._context(), key=f"{workflow.info().workflow_id}/{stage.name}")
 
-    async def _retry(self, n: int | None) -> None:
-        """Retry ``n`` of the schedule, or (None) one that ops asked for; each invoice's
-        charge and outcome under its own key, recorded once."""
-        manual = n is None
-        if manual:
+    async def _retry(self, n: int | None, card: str | None = None) -> None:
+        """Retry ``n`` of the schedule, or (None) one that ops asked for, or (``card``) every
+        open invoice with a new card; each invoice's charge and outcome under its own key,
+        recorded once."""
+        manual = n is None and card is None
+        step = None  # the key's step, when it is not the label
+        if card is not None:
+            reason, label, step = f"new card {card}", BY_CARD_UPDATE, f"{BY_CARD_UPDATE}/{card}"
+        elif manual:
             reason = self._retry_requests.pop(0)
             label = f"manual_{self._retries_carried_out + 1}"
         else:
             assert n is not None
             self._schedule.retried.append(n)
             reason, label = "", f"retry_{n}"
+        step = step or label
         outcomes = []
-        for inv in self._retryable():
-            key = f"{workflow.info().workflow_id}/{label}/{inv.invoice_id}"
+        for inv in self._open() if card else self._retryable():  # a new card: hard declines too
+            key = f"{workflow.info().workflow_id}/{step}/{inv.invoice_id}"
             result: RetryInvoiceResult | None
             try:
                 result = await workflow.execute_activity_method(
                     StripeActivities.retry_invoice,
-                    RetryInvoiceInput(self._input.customer_id, inv.invoice_id, key),
+                    RetryInvoiceInput(self._input.customer_id, inv.invoice_id, key, payment_method_id=card),
                     start_to_close_timeout=STRIPE_TIMEOUT,
                     retry_policy=STRIPE_RETRY,
                 )
                 outcome = result.outcome
             except ActivityError as err:
                 result, outcome = None, f"error: {_message(err)}"
+            if outcome == NOT_CHARGED_CARD:
+                continue  # the new card is not what this invoice is charged with: nothing happened
             outcomes.append(f"{inv.invoice_id}: {outcome}")
-            await self._effects.record("dunning_retry", f"{label}/{inv.invoice_id}", {
+            await self._effects.record("dunning_retry", f"{step}/{inv.invoice_id}", {
                 "retry": label, "invoice": inv.invoice_id, "outcome": outcome,
                 "decline_code": result.failure_code if result else None,
-                **({"reason": reason} if manual else {}),
+                **({"reason": reason} if manual or card else {}),
             })
             if result is None:
                 continue
+            if card is not None:  # charged with the new card: judged again on its outcome
+                if card not in self._cards_retried:
+                    self._cards_retried.append(card)
+                inv.hard_decline = inv.requires_action = False
             if result.outcome == PAID:
                 self._close(inv, PAID, label if result.charged else BY_CARD_UPDATE)
             elif result.outcome == "not_payable":

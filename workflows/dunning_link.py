@@ -3,7 +3,8 @@
 It starts ``customer-{id}/dunning/{first-invoice-id}`` on the first failed payment (or on
 a subscription turned ``past_due`` without one, from the open invoices the mirror has),
 sends every later failure to the running one (one dunning per customer at a time), tells
-it when an invoice is paid, voided, marked uncollectible or marked paid by ops, and hears
+it when an invoice is paid, voided, marked uncollectible or marked paid by ops and when a
+payment method is added or made the default (it may retry with it), and hears
 how it ended: recovered or closed -> the stage goes back to active, canceled -> canceled.
 While a dunning runs the stage waits for it: an invoice.paid no longer moves the stage
 by itself (another invoice may still be open).
@@ -34,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         RECOVERED,
         UNCOLLECTIBLE,
         VOIDED,
+        CardChanged,
         DunningInput,
         DunningInvoice,
         InvoiceClosed,
@@ -50,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         InvoicePaymentFailed,
         InvoiceUncollectible,
         InvoiceVoided,
+        PaymentMethodAdded,
         payload_of,
     )
     from lifecycle.contracts.ids import campaign_workflow_id
@@ -137,6 +140,13 @@ class DunningLink:
         if not await self._signal(DunningWorkflow.invoice_closed, closed):
             return False
         return True
+
+    async def on_card(self, event: CustomerEvent) -> None:
+        """A payment method was added or made the default (payment_method_added with a card
+        id): the running dunning retries the open invoices with it (engine mode)."""
+        card = payload_of(event, PaymentMethodAdded).card
+        if card and self.running:
+            await self._signal(DunningWorkflow.card_changed, CardChanged(event.event_id, card))
 
     async def on_finished(self, event: CustomerEvent) -> None:
         """The dunning ended: the stage follows its outcome."""

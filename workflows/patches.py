@@ -59,6 +59,11 @@ USAGE_NUDGE_SUPERSEDE = "usage-nudge-supersede"
 # turned past_due without a failure starts one from the mirror's open invoices. Since
 # 2026-12-02. Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
 DUNNING_CAMPAIGN = "dunning-campaign"
+
+# The entity tells its running dunning of every payment method added or made the default
+# (``payment_method_added`` with a card id: the ``card_changed`` signal), sent only then.
+# Since 2026-12-07. Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
+DUNNING_HEARS_NEW_CARD = "dunning-hears-new-card"
 # --- CustomerWorkflow: pre-dunning ---------------------------------------------------------
 
 # The entity acts on ``billing.default_card`` (before: an unknown kind, logged and
@@ -152,3 +157,12 @@ RETENTION_WINBACK = "retention-winback"
 # customer.entitlements_changed (workflows/notify.publish: one activity each). Since
 # 2026-12-02. Deprecate when no DunningWorkflow started before 2026-12-02 is open.
 DUNNING_WEBHOOKS = "dunning-webhooks"
+
+# --- DunningWorkflow: a new card --------------------------------------------------------------
+
+# Retry mode engine: a ``card_changed`` signal retries every open invoice at once (hard
+# declines and 3-D Secure too: the card is new) when the card is the one Stripe charges
+# it with, once per card (keys ``…/card_update/{pm}/{invoice}``); the outcome is the usual
+# one. Decided when the signal is handled (no earlier history carries the signal). Since
+# 2026-12-07. Deprecate when no DunningWorkflow started before 2026-12-07 is open.
+DUNNING_NEW_CARD_RETRY = "dunning-new-card-retry"

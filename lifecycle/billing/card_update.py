@@ -21,6 +21,7 @@ import stripe
 from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.billing.cards import record_card, set_default_card
+from lifecycle.billing.charges import note_attempt
 from lifecycle.billing.client import LOGGER_NAME, now_ts
 from lifecycle.billing.mirror import upsert_invoice
 from lifecycle.billing.shapes import CardRec, InvoiceRec, parse_card, parse_invoice, to_plain
@@ -129,6 +130,8 @@ def apply_setup(
     invoices: list[InvoiceRec] = []
     result = CardUpdated(card=card)
     for inv in open_invoices(client, stripe_customer_id):
+        with session_scope(sessions) as session:  # before the charge: not a retry of Stripe's own
+            note_attempt(session, f"{key}:pay:{inv.id}", inv.id)
         try:
             client.v1.invoices.pay(inv.id, options={"idempotency_key": f"{key}:pay:{inv.id}"})
         except stripe.CardError as exc:  # real Stripe raises on a decline (localstripe does not)

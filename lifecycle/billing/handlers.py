@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from lifecycle.billing.cards import record_card, set_default_card
+from lifecycle.billing.cards import default_card, record_card, set_default_card
 from lifecycle.billing.mirror import (
     MirrorResult,
     resolve_customer,
@@ -79,6 +79,7 @@ HANDLED_EVENTS = (
     "payment_method.updated",
     "payment_method.automatically_updated",
     "payment_method.detached",
+    "setup_intent.succeeded",
     "customer.created",
     "customer.updated",
     # the catalog as Stripe has it: products and prices whose metadata may name a tier
@@ -325,9 +326,12 @@ def on_checkout_completed(session: Session, ev: EventRec) -> Outcome:
     )))
 
 
-def on_payment_method_attached(session: Session, ev: EventRec) -> Outcome:
-    _record_card(session, ev.object, ev.created)
-    cid = resolve_customer(session, ev.object.get("customer"), {})
+def _card_added(session: Session, ev: EventRec, stripe_customer: Any, payment_method_id: str | None) -> Outcome:
+    """A card is on file (attached, saved by a SetupIntent, or made the default): the
+    customer's workflow hears ``payment_method_added`` with its id. The entity tells the
+    trial (a payment method on file) and a running dunning, which retries the open invoices
+    with it if it is the card they are charged with (engine mode; once per card)."""
+    cid = resolve_customer(session, stripe_customer, {})
     if cid is None:
         return PROCESSED, None
     row = session.get(Customer, cid)
@@ -335,9 +339,26 @@ def on_payment_method_attached(session: Session, ev: EventRec) -> Outcome:
         row.payment_method_on_file = True
     return _tell(session, cid, _event(
         f"stripe:{ev.id}",
-        PaymentMethodAdded(payment_method_id=ev.object.get("id")),
+        PaymentMethodAdded(payment_method_id=payment_method_id),
         unsent=("payment_method",),  # the key old histories carry; never sent with the id
     ))
+
+
+def on_payment_method_attached(session: Session, ev: EventRec) -> Outcome:
+    _record_card(session, ev.object, ev.created)
+    return _card_added(session, ev, ev.object.get("customer"), ev.object.get("id"))
+
+
+def on_setup_intent_succeeded(session: Session, ev: EventRec) -> Outcome:
+    """A card saved for later payments (our card page, the product's own form, the Billing
+    Portal): like an attach. A SetupIntent without a customer or a payment method is ignored."""
+    pm = ev.object.get("payment_method")
+    pm_id = pm.get("id") if isinstance(pm, dict) else pm
+    if isinstance(pm, dict):
+        _record_card(session, pm, ev.created)
+    if not ev.object.get("customer") or not pm_id or ev.object.get("status", "succeeded") != "succeeded":
+        return IGNORED, None
+    return _card_added(session, ev, ev.object.get("customer"), str(pm_id))
 
 
 def _record_card(session: Session, obj: Any, version_ts: int) -> None:
@@ -355,9 +376,13 @@ def on_payment_method(session: Session, ev: EventRec) -> Outcome:
 
 
 def on_customer(session: Session, ev: EventRec) -> Outcome:
+    """created, updated: the link to our customer, the default card on the mirror; a new
+    default payment method is handed over as ``payment_method_added`` (see _card_added)."""
     rec = parse_customer(ev.object)
     cid = resolve_customer(session, rec.id, rec.metadata)  # links by metadata
+    new_default = None
     if cid is not None and not rec.deleted:
+        new_default = _new_default(session, cid, ev, rec.default_payment_method)
         default = (ev.object.get("invoice_settings") or {}).get("default_payment_method")
         _record_card(session, default, ev.created)  # when it came expanded
         set_default_card(session, cid, rec.default_payment_method, ev.created)
@@ -365,7 +390,32 @@ def on_customer(session: Session, ev: EventRec) -> Outcome:
         row = session.get(Customer, cid)
         if row is not None and not row.email:
             row.email = rec.email  # a customer adopted from Stripe learns its email
+    if new_default is not None:
+        return _card_added(session, ev, rec.id, new_default)
     return PROCESSED, None
+
+
+def _new_default(session: Session, customer_id: str, ev: EventRec, default: str | None) -> str | None:
+    """The default payment method if this ``customer.updated`` changed it, else None.
+
+    Stripe says what changed in ``data.previous_attributes`` (``invoice_settings`` with the
+    old ``default_payment_method``, or the legacy ``default_source``); localstripe sends no
+    previous attributes, so without them the default is compared with the mirror's."""
+    if ev.type != "customer.updated" or default is None:
+        return None
+    prev = ev.previous_attributes
+    if prev:
+        settings = prev.get("invoice_settings")
+        if isinstance(settings, dict) and "default_payment_method" in settings:
+            old = settings["default_payment_method"]
+        elif "default_source" in prev and not (ev.object.get("invoice_settings") or {}).get("default_payment_method"):
+            old = prev["default_source"]
+        else:
+            return None  # something else changed
+        old_id = old.get("id") if isinstance(old, dict) else old
+        return default if old_id != default else None
+    known = default_card(session, customer_id)
+    return default if known is None or known.payment_method_id != default else None
 
 
 def on_product(session: Session, ev: EventRec) -> Outcome:
@@ -395,6 +445,7 @@ HANDLERS: dict[str, Handler] = {
     "payment_method.updated": on_payment_method,
     "payment_method.automatically_updated": on_payment_method,
     "payment_method.detached": on_payment_method,
+    "setup_intent.succeeded": on_setup_intent_succeeded,
     "customer.created": on_customer,
     "customer.updated": on_customer,
     "product.created": on_product,

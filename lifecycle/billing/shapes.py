@@ -515,6 +515,20 @@ def parse_invoice(obj: Mapping[str, Any]) -> InvoiceRec:
     )
 
 
+def payment_method_charged(
+    invoice: Mapping[str, Any], subscription: Mapping[str, Any] | None, customer: Mapping[str, Any] | None
+) -> str | None:
+    """The payment method Stripe charges an invoice with, in Stripe's own order: the
+    invoice's ``default_payment_method`` (or ``default_source``), then the subscription's,
+    then the customer's ``invoice_settings.default_payment_method`` (or ``default_source``).
+    None: there is nothing to charge. Never "the newest card attached"."""
+    for obj in (invoice, subscription or {}):
+        found = _id(obj.get("default_payment_method")) or _id(obj.get("default_source"))
+        if found:
+            return found
+    return parse_customer(customer).default_payment_method if customer else None
+
+
 def parse_payment(obj: Mapping[str, Any]) -> PaymentRec:
     """A payment intent or a charge."""
     pid = str(_require(obj, "id", "payment"))

@@ -15,9 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from lifecycle.billing.charges import CHECKED_EVENTS, note_stripe_retry
 from lifecycle.billing.client import LOGGER_NAME
 from lifecycle.billing.handlers import Handover, apply_event
-from lifecycle.billing.shapes import parse_event
+from lifecycle.billing.shapes import parse_event, parse_invoice
 from lifecycle.db import insert_ignore, session_scope
 from lifecycle.models import StripeEvent
 from lifecycle.signal_outbox import backoff, enqueue
@@ -51,13 +52,17 @@ PENDING_STATUSES = ("received", "failed")  # recorded, not (yet) applied: the sw
 SWEEP_MAX_BACKOFF = dt.timedelta(hours=1)  # an event that keeps failing is retried hourly
 
 
-def process_event(factory: sessionmaker[Session], event_id: str, *, force: bool = False) -> ProcessOutcome:
+def process_event(
+    factory: sessionmaker[Session], event_id: str, *, force: bool = False, engine_retries: bool = False
+) -> ProcessOutcome:
     """Apply a recorded event to the mirror and mark it; never raises for bad events.
 
     What the customer's workflow must hear is queued in the signal outbox in the same
     transaction (``lifecycle.signal_outbox``), so a hand-over is never lost once the event
     is marked processed. An event already processed is left alone unless ``force``
     (``lifecycle stripe replay``): a redelivery and the sweeper may race, it applies once.
+    ``engine_retries`` (retry mode engine): an invoice Stripe retried by itself is recorded
+    and logged once (``lifecycle.billing.charges``: Smart Retries are still on).
 
     Events about one object often arrive together (invoice.created and
     invoice.payment_succeeded in the same second) and are processed concurrently: when
@@ -65,7 +70,7 @@ def process_event(factory: sessionmaker[Session], event_id: str, *, force: bool 
     """
     for attempt in range(3):
         try:
-            return _process_once(factory, event_id, force=force)
+            return _process_once(factory, event_id, force=force, engine_retries=engine_retries)
         except IntegrityError as exc:
             if attempt == 2:
                 return _failed(factory, event_id, exc)
@@ -75,7 +80,7 @@ def process_event(factory: sessionmaker[Session], event_id: str, *, force: bool 
     raise AssertionError("unreachable")
 
 
-def _process_once(factory: sessionmaker[Session], event_id: str, *, force: bool) -> ProcessOutcome:
+def _process_once(factory: sessionmaker[Session], event_id: str, *, force: bool, engine_retries: bool) -> ProcessOutcome:
     with session_scope(factory) as session:
         row = session.get(StripeEvent, event_id, with_for_update=True)
         if row is None:
@@ -84,6 +89,8 @@ def _process_once(factory: sessionmaker[Session], event_id: str, *, force: bool)
             return ProcessOutcome(event_id, "already")
         ev = parse_event(row.payload)
         status, handover = apply_event(session, ev)
+        if engine_retries and ev.type in CHECKED_EVENTS and ev.object.get("id"):
+            note_stripe_retry(session, ev.type, parse_invoice(ev.object))
         if handover is not None:
             enqueue(session, handover.customer_id, handover.event, start_plan=handover.plan, origin="stripe")
         row.status = status

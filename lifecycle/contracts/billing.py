@@ -130,11 +130,19 @@ class RetryInvoiceInput:
     customer_id: str
     invoice_id: str
     idempotency_key: str
+    # charge only if this is the payment method Stripe would charge the invoice with (a
+    # retry for a new default card); otherwise the outcome is NOT_CHARGED_CARD, nothing paid
+    payment_method_id: str | None = None
+
+
+# RetryInvoiceResult.outcome when the payment method asked for is not the one the invoice
+# would be charged with (the card was attached but is not, or not yet, the default)
+NOT_CHARGED_CARD = "not_default"
 
 
 @dataclass
 class RetryInvoiceResult:
-    outcome: str  # paid | declined | requires_action | no_payment_method | not_payable
+    outcome: str  # paid | declined | requires_action | no_payment_method | not_payable | not_default
     invoice_status: str
     amount_due_cents: int = 0
     failure_code: str | None = None

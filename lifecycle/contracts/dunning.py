@@ -108,6 +108,16 @@ class InvoiceClosed:
 
 
 @dataclass
+class CardChanged:
+    """Signal: a payment method was added or became the default (``payment_method.attached``,
+    ``setup_intent.succeeded``, ``customer.updated``, the product). Retry mode engine: the
+    open invoices are retried at once if it is the card they are charged with, once per card."""
+
+    event_id: str
+    payment_method_id: str
+
+
+@dataclass
 class ExtendGrace:
     days: int
     reason: str

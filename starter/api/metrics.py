@@ -5,7 +5,9 @@ Unauthenticated like /healthz; expose it only where the scraper can reach it.
 
 Read from the database at each scrape, so every API replica answers the same, true numbers:
 the dunning counters (``lifecycle_dunning_{entered,recovered,suspended,ended}_total``; the
-dunning workflows write their runs there from the worker, and they only grow) and the
+dunning workflows write their runs there from the worker, and they only grow),
+``lifecycle_stripe_side_retries_total`` (invoices Stripe retried by itself in retry mode
+engine, one per invoice: ``lifecycle.billing.charges``) and the
 webhook gauges (endpoints enabled / disabled, deliveries by status).
 """
 
@@ -26,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from lifecycle.billing.charges import stripe_retries_count
 from lifecycle.billing.dunning import counts as dunning_counts
 from lifecycle.webhooks.deliveries import counts as webhook_counts
 
@@ -69,10 +72,17 @@ class DunningCollector:
     def collect(self) -> Iterator[Metric]:
         with self._sessions() as session:
             found = dunning_counts(session)
+            stripe_retries = stripe_retries_count(session)
         for name, help_text in DUNNING_HELP.items():
             family = CounterMetricFamily(f"lifecycle_dunning_{name}", help_text)
             family.add_metric([], found[name])
             yield family
+        family = CounterMetricFamily(
+            "lifecycle_stripe_side_retries",
+            "invoices Stripe retried by itself in retry mode engine (Smart Retries still on: turn them off)",
+        )
+        family.add_metric([], stripe_retries)
+        yield family
 
 
 @router.get("/metrics", include_in_schema=False)

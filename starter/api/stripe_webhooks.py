@@ -39,6 +39,7 @@ from lifecycle.billing.webhooks import (
     process_event,
     record_event,
 )
+from lifecycle.contracts.dunning import ENGINE
 from lifecycle.db import session_scope
 from lifecycle.settings import Settings
 from starter.api.errors import WebhookAck, responses
@@ -92,7 +93,10 @@ async def process_and_hand_over(
     The hand-over is queued with the mirror update, so "processed" holds even when
     Temporal cannot take it now: the relay delivers it later (counted as a hand-over failure).
     """
-    outcome = await run_in_threadpool(lambda: process_event(factory, event_id, force=force))
+    engine_retries = settings.dunning_retry_mode == ENGINE  # Stripe must not retry: warn if it does
+    outcome = await run_in_threadpool(
+        lambda: process_event(factory, event_id, force=force, engine_retries=engine_retries)
+    )
     status = outcome.status
     if status == "already":
         return (await run_in_threadpool(event_status, factory, event_id)) or status

@@ -38,6 +38,7 @@ app.add_typer(invoice_app, name="invoice")
 app.add_typer(dunning_app, name="dunning")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(ops.customers_app, name="customers")
+app.add_typer(ops.ops_app, name="ops")
 app.command("audit")(ops.audit)
 customer_app.command("action")(ops.customer_action)
 

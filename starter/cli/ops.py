@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -30,6 +30,27 @@ from starter.cli.text import safe
 
 console = cli_console()
 customers_app = typer.Typer(help="Customers across the lifecycle (Temporal visibility).", no_args_is_help=True)
+ops_app = typer.Typer(help="Ops: the digest of what to look at.", no_args_is_help=True)
+
+
+@ops_app.command("digest")
+def digest_command(
+    hours: Annotated[float, typer.Option(help="the period, in hours back from now")] = 24.0,
+) -> None:
+    """What ops should look at (e.g. Smart Retries still on in retry mode engine), one line each."""
+    from lifecycle.db import database
+    from starter.ops.digest import digest
+
+    if hours <= 0:
+        console.print(f"[red]--hours: expected a positive number, got {hours}[/red]")
+        raise typer.Exit(2)
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    with database(settings_or_exit().database_url) as factory, factory() as session:
+        lines = digest(session, since=since)
+    for line in lines:
+        console.print(safe(line))
+    if not lines:
+        console.print(f"nothing to look at in the last {hours:g} hours")
 
 
 def _actor(actor: str | None) -> str:

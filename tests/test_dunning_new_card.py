@@ -1,0 +1,114 @@
+"""A card updated anywhere (the Billing Portal, Stripe's dashboard, the product) during
+dunning, retry mode engine: Stripe's webhooks for it (``customer.updated`` with the new
+default, ``payment_method.attached``, ``setup_intent.succeeded``; built around the real
+localstripe objects and signed, as localstripe sends only ``customer.updated`` and that
+without ``previous_attributes``) reach the running dunning through the API, the mirror and
+the entity, and the open invoice is retried at once with the new card, once per card.
+Real activities against localstripe, the time-skipping server, no time skipped."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import stripe
+from sqlalchemy import select
+
+from lifecycle.models import Invoice
+from starter.api.app import create_app
+from tests.support.dunning import cases, exists, failing_customer
+from tests.support.helpers import eventually, timeline
+from tests.support.stripe import FAILING_CARD, GOOD_CARD, add_card, signed_event
+from worker import build_worker
+
+AUTH = {"Authorization": "Bearer test-key"}
+
+
+@pytest.fixture
+async def api(stripe_settings, client, session_factory, synced) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(stripe_settings, temporal=client)
+    async with build_worker(client, stripe_settings, session_factory), app.router.lifespan_context(app):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH, timeout=60
+        ) as http:
+            yield http
+
+
+async def _webhook(api: httpx.AsyncClient, type: str, obj: Any, **kw: Any) -> str:
+    event, body, headers = signed_event(type, obj, **kw)
+    r = await api.post("/webhooks/stripe", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    return str(event["id"])
+
+
+def _charges(client: stripe.StripeClient, stripe_cus: str) -> int:
+    """Charge attempts in Stripe for one customer: localstripe makes a payment intent per pay."""
+    pis = client.v1.payment_intents.list(params={"limit": 100}).data
+    return len([p for p in pis if p.customer == stripe_cus])
+
+
+def _card_retries(session_factory, cid: str) -> list[tuple[str, str]]:
+    return [(e.detail["retry"], e.detail["outcome"]) for e in timeline(session_factory, cid)
+            if e.kind == "dunning_retry"]
+
+
+async def test_a_new_default_card_pays_the_open_invoice_at_once_and_each_card_is_charged_once(
+    ts_env, api, client, session_factory, stripe_acts, stripe_client, stripe_settings
+):
+    f = await failing_customer(client, stripe_settings, session_factory, stripe_acts, stripe_client)
+    await eventually(lambda: exists(f.dunning))
+    assert _charges(stripe_client, f.stripe_customer) == 1  # the subscription's first charge
+
+    # 1. A new default that fails too (localstripe's own customer.updated: no previous
+    #    attributes): retried at once, declined; the same card heard again through the
+    #    other two events charges nothing more.
+    x = add_card(stripe_client, f.stripe_customer, FAILING_CARD)
+    await _webhook(api, "customer.updated", stripe_client.v1.customers.retrieve(f.stripe_customer))
+    await eventually(lambda: _card_retries(session_factory, f.cid) == [("card_update", "declined")])
+    assert _charges(stripe_client, f.stripe_customer) == 2
+    await _webhook(api, "payment_method.attached", stripe_client.v1.payment_methods.retrieve(x))
+    intent = stripe_client.v1.setup_intents.create(params={"customer": f.stripe_customer})
+    intent = stripe_client.v1.setup_intents.confirm(intent.id, params={"payment_method": x})
+    await _webhook(api, "setup_intent.succeeded", intent)
+
+    # 2. A good card: attached first (not the default yet: nothing charged with it), then
+    #    made the default in Stripe's shape (previous_attributes): paid at once.
+    y = add_card(stripe_client, f.stripe_customer, GOOD_CARD, default=False)
+    await _webhook(api, "payment_method.attached", stripe_client.v1.payment_methods.retrieve(y))
+    stripe_client.v1.customers.update(f.stripe_customer, params={"invoice_settings": {"default_payment_method": y}})
+    await _webhook(api, "customer.updated", stripe_client.v1.customers.retrieve(f.stripe_customer),
+                   previous_attributes={"invoice_settings": {"default_payment_method": x}})
+
+    assert await f.dunning.result() == "recovered"
+    assert _card_retries(session_factory, f.cid) == [("card_update", "declined"), ("card_update", "paid")]
+    assert stripe_client.v1.invoices.retrieve(f.invoice).status == "paid"
+    with session_factory() as s:
+        mirrored = s.scalar(select(Invoice).where(Invoice.stripe_invoice_id == f.invoice))
+        assert mirrored is not None and mirrored.status == "paid"
+    assert cases(session_factory, f.cid)[f.invoice].how == "card_update"
+    await eventually(lambda: f.stage_is("active"))
+    assert _charges(stripe_client, f.stripe_customer) == 3  # one per card, none for the repeats
+
+    await _webhook(api, "payment_method.attached", stripe_client.v1.payment_methods.retrieve(y))  # heard again
+    await eventually(lambda: f.stage_is("active"))
+    assert _charges(stripe_client, f.stripe_customer) == 3
+
+
+async def test_a_hard_declined_invoice_is_paid_at_once_with_the_card_the_product_reports(
+    ts_env, api, client, session_factory, stripe_acts, stripe_client, stripe_settings
+):
+    """A hard decline is never retried on schedule; a new card is another matter. The
+    product reports it (``POST /v1/customers/{id}/payment-method``) after making it the
+    default in Stripe: the invoice is charged with it at once."""
+    f = await failing_customer(client, stripe_settings, session_factory, stripe_acts, stripe_client, fail=False)
+    await f.fail(code="expired_card")
+    await eventually(lambda: exists(f.dunning))
+    y = add_card(stripe_client, f.stripe_customer, GOOD_CARD)
+    r = await api.post(f"/v1/customers/{f.cid}/payment-method", json={"payment_method_id": y})
+    assert r.status_code == 202, r.text
+    assert await f.dunning.result() == "recovered"
+    assert _card_retries(session_factory, f.cid) == [("card_update", "paid")]
+    assert stripe_client.v1.invoices.retrieve(f.invoice).status == "paid"
+    assert _charges(stripe_client, f.stripe_customer) == 2
