@@ -30,7 +30,7 @@ from lifecycle.models import Invoice, LifecycleEvent, StripeObject
 log = logging.getLogger(LOGGER_NAME)
 
 ATTEMPT = "invoice_attempt"  # stripe_objects.object_type: the engine is charging this invoice
-PAYMENT = "invoice_payment"  # the dunning retry's record of its charge (activities/stripe.py)
+PAYMENT = "invoice_payment"  # the dunning retry's record of its charge (activities/stripe/invoices.py)
 STRIPE_RETRY_SEEN = "stripe_retry_seen"  # timeline kind: Stripe retried an invoice itself
 # the events whose attempt_count is compared: a failed attempt is what a Stripe retry shows
 CHECKED_EVENTS = ("invoice.payment_failed",)
