@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
+import re
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from lifecycle.settings import Settings, SettingsError, load_settings, production_reasons
+from lifecycle.settings import (
+    PROJECT_ROOT,
+    UNSAFE_LINK_SECRET,
+    UNSAFE_UNSUBSCRIBE_SECRET,
+    Settings,
+    SettingsError,
+    load_settings,
+    production_reasons,
+)
 from lifecycle.webhooks.addresses import development
 
 
@@ -158,3 +168,51 @@ def test_lifecycle_api_checks_the_host_it_is_given(
     local = CliRunner().invoke(app, ["api", "--host", "127.0.0.1", "--port", "8999"])
     assert local.exit_code == 0, local.output
     assert served and served[0]["host"] == "127.0.0.1"
+
+
+# --- docs/operations.md lists every setting ------------------------------------------------
+
+def _documented() -> dict[str, tuple[str, str]]:
+    """The settings tables of docs/operations.md: variable -> (default cell, meaning cell)."""
+    page = (PROJECT_ROOT / "docs" / "operations.md").read_text()
+    section = page.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, tuple[str, str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| `") else []
+        if not cells:
+            continue
+        assert len(cells) == 3, f"a settings row has three cells (variable, default, meaning): {line}"
+        var = re.fullmatch(r"`(LIFECYCLE_[A-Z0-9_]+)`", cells[0])
+        assert var, f"one variable per row: {cells[0]}"
+        assert var.group(1) not in rows, f"{var.group(1)} is listed twice"
+        rows[var.group(1)] = (cells[1], cells[2])
+    return rows
+
+
+def _shown_default(value: object) -> str:
+    """How the page writes a default."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if value in (None, "", [], {}):
+        return "–"
+    if value in (UNSAFE_LINK_SECRET, UNSAFE_UNSUBSCRIBE_SECRET):
+        return "a development default"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return str(int(value)) if value == int(value) else str(value)
+    if isinstance(value, dt.time):
+        return f"`{value:%H:%M}`"
+    return "`" + str(value).replace(str(PROJECT_ROOT), "<repo>") + "`"
+
+
+def test_docs_operations_lists_every_setting_with_its_default() -> None:
+    documented = _documented()
+    fields = {f"LIFECYCLE_{name.upper()}": field for name, field in Settings.model_fields.items()}
+    assert sorted(set(fields) - set(documented)) == [], "settings missing from docs/operations.md"
+    assert sorted(set(documented) - set(fields)) == [], "docs/operations.md lists settings that do not exist"
+    for var, field in fields.items():
+        default = field.get_default(call_default_factory=True)
+        cell, meaning = documented[var]
+        assert cell.split(" (")[0] == _shown_default(default), f"{var}: the page says {cell!r}"
+        assert meaning, f"{var}: no meaning"
