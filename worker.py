@@ -25,7 +25,7 @@ from activities.webhooks import WebhookActivities
 from activities.winback import WinbackActivities
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.email.providers import make_provider
-from lifecycle.settings import Settings, get_settings
+from lifecycle.settings import Settings, get_settings, refuse_unsafe_start
 from lifecycle.temporal import connect, ensure_search_attributes
 from workflows.card_expiry import CardExpiryWorkflow
 from workflows.customer import CustomerWorkflow
@@ -86,6 +86,8 @@ def build_worker(
 
 
 async def run_worker(settings: Settings) -> None:
+    """Check the settings (before connecting to anything), connect, and run until cancelled."""
+    refuse_unsafe_start(settings, who="the worker")
     client = await connect(settings)
     try:
         await ensure_search_attributes(client)

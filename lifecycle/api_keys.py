@@ -5,7 +5,8 @@ follow it (comma-separated, as ``ops:k3y:ops,read``) belong to it. Scopes: ``eve
 (signup, activation, card, email preferences), ``usage`` (usage events, checks,
 entitlements), ``billing`` (subscriptions), ``ops`` (actions on customers), ``read``
 (the customer view). ``name:key`` with no scope, and the old bare ``key``, may do
-everything. The name is who did it in the audit trail. A key may not contain ``:`` or
+everything in development only: production-like settings refuse them at start, and
+keys shorter than 32 characters (lifecycle.settings.refuse_unsafe_start). The name is who did it in the audit trail. A key may not contain ``:`` or
 ``,``, and a bare key may not be a scope's name.
 """
 
@@ -21,6 +22,7 @@ class ApiKey:
     name: str
     key: str
     scopes: frozenset[str]
+    scoped: bool = True  # False: listed without scopes, so it got every scope (development only)
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes
@@ -50,7 +52,7 @@ def parse_api_keys(entries: list[str]) -> list[ApiKey]:
                 continue
             close()
             bare += 1
-            keys.append(ApiKey(f"key-{bare}", entry, frozenset(SCOPES)))
+            keys.append(ApiKey(f"key-{bare}", entry, frozenset(SCOPES), scoped=False))
             continue
         close()
         parts = entry.split(":")
@@ -58,7 +60,7 @@ def parse_api_keys(entries: list[str]) -> list[ApiKey]:
             raise ValueError(f"expected name:key[:scope,...], got {entry.split(':')[0]!r}:…")
         name, key = parts[0], parts[1]
         if len(parts) == 2:
-            keys.append(ApiKey(name, key, frozenset(SCOPES)))
+            keys.append(ApiKey(name, key, frozenset(SCOPES), scoped=False))
             continue
         if parts[2] not in SCOPES:
             raise ValueError(f"key {name!r}: unknown scope {parts[2]!r}; expected one of {', '.join(SCOPES)}")

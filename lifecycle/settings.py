@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import ipaddress
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -33,6 +35,10 @@ STRIPE_API_VERSION = "2026-10-28.endive"
 UNSAFE_UNSUBSCRIBE_SECRET = "dev-only-unsubscribe-secret"
 # Signs the billing pages' links (card update, reactivation) in development only.
 UNSAFE_LINK_SECRET = "dev-only-link-secret"
+# Production-like settings (:func:`production_reasons`) need every secret at least this long.
+MIN_SECRET_BYTES = 32
+# Stripe's live secret and restricted keys; anything else is test mode (or localstripe).
+LIVE_STRIPE_KEY_PREFIXES = ("sk_live_", "rk_live_")
 
 
 class SettingsError(RuntimeError):
@@ -375,6 +381,93 @@ def settings_or_exit() -> Settings:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def live_stripe_key(key: str) -> bool:
+    return key.startswith(LIVE_STRIPE_KEY_PREFIXES)
+
+
+def on_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1); anything else reaches beyond."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def production_reasons(settings: Settings, host: str | None = None) -> list[str]:
+    """Why these settings are production-like; empty: development.
+
+    The one rule for "is this development?": real money (a live Stripe key, or any key
+    while ``stripe_api_base`` is unset, i.e. real Stripe), real people (an email provider
+    other than the outbox), or reachable by others (the API bound to ``host`` beyond
+    loopback, or a public URL beyond loopback)."""
+    reasons: list[str] = []
+    key = settings.stripe_api_key.get_secret_value()
+    if live_stripe_key(key):
+        reasons.append(f"{ENV_PREFIX}STRIPE_API_KEY is a live key")
+    elif key and not settings.stripe_api_base:
+        reasons.append(f"{ENV_PREFIX}STRIPE_API_KEY is set and {ENV_PREFIX}STRIPE_API_BASE is not (real Stripe)")
+    if settings.email_provider != "outbox":
+        reasons.append(f"{ENV_PREFIX}EMAIL_PROVIDER={settings.email_provider} mails real people")
+    if host is not None and not on_loopback(host):
+        reasons.append(f"the API listens on {host}, beyond loopback")
+    if not on_loopback(urlsplit(settings.public_url).hostname or ""):
+        reasons.append(f"{ENV_PREFIX}PUBLIC_URL={settings.public_url} is beyond loopback")
+    return reasons
+
+
+def weak_secret(value: str, default: str | None = None) -> str | None:
+    """Why ``value`` cannot sign or authenticate anything outside development (None: it can)."""
+    if not value:
+        return "is unset"
+    if default is not None and value == default:
+        return "is the public development default"
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        return f"is {len(value.encode())} bytes; at least {MIN_SECRET_BYTES} are needed"
+    return None
+
+
+def unsafe_settings(settings: Settings) -> list[str]:
+    """Each secret that is a default or too short, and each key without scopes, by its
+    variable; what production-like settings may not have."""
+    from lifecycle.api_keys import SCOPES
+
+    problems = []
+    for name, value, default in (
+        ("LINK_SECRET", settings.link_secret, UNSAFE_LINK_SECRET),
+        ("UNSUBSCRIBE_SECRET", settings.unsubscribe_secret, UNSAFE_UNSUBSCRIBE_SECRET),
+        ("STRIPE_WEBHOOK_SECRET", settings.stripe_webhook_secret.get_secret_value(), None),
+    ):
+        why = weak_secret(value, default)
+        if why:
+            problems.append(f"{ENV_PREFIX}{name} {why}")
+    for grant in settings.api_key_grants:
+        if len(grant.key) < MIN_SECRET_BYTES:
+            problems.append(f"{ENV_PREFIX}API_KEYS: key {grant.name!r} is {len(grant.key)} characters; "
+                            f"bearer keys need at least {MIN_SECRET_BYTES}")
+        if not grant.scoped:
+            problems.append(f"{ENV_PREFIX}API_KEYS: key {grant.name!r} lists no scopes (it would get every "
+                            f"one); write name:key:scope,... with scopes from {', '.join(SCOPES)}")
+    if settings.sendgrid_webhook_insecure_no_verify:
+        problems.append(f"{ENV_PREFIX}SENDGRID_WEBHOOK_INSECURE_NO_VERIFY is true (development only)")
+    return problems
+
+
+def refuse_unsafe_start(settings: Settings, *, host: str | None = None, who: str = "the engine") -> None:
+    """Raise :class:`SettingsError` when the settings are production-like and a secret is a
+    default or short (or a key has no scopes); the message names every such variable."""
+    reasons = production_reasons(settings, host)
+    problems = unsafe_settings(settings) if reasons else []
+    if problems:
+        raise SettingsError(
+            f"{who} refuses to start: production-like settings ({'; '.join(reasons)}) need a long "
+            f"random value for every secret (python -c 'import secrets; print(secrets.token_urlsafe(32))'):\n  "
+            + "\n  ".join(problems)
+        )
 
 
 @functools.lru_cache(maxsize=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 
 from lifecycle.api_keys import SCOPES, ApiKey, parse_api_keys
 from lifecycle.settings import SettingsError, load_settings
@@ -44,3 +45,31 @@ def test_a_bad_entry_stops_the_process_naming_the_variable(value: str, message: 
         load_settings(api_keys=value, _env_file=None)
     assert message in str(info.value)
 
+
+
+LIVE = {"stripe_api_key": SecretStr("sk_live_x"), "link_secret": "l" * 32, "unsubscribe_secret": "u" * 32,
+        "stripe_webhook_secret": SecretStr("whsec_" + "w" * 32)}
+LONG = "k" * 32
+
+
+@pytest.mark.parametrize("entry", [f"product:{LONG}", LONG])
+def test_a_key_without_scopes_is_refused_at_start_outside_development(entry: str) -> None:
+    from starter.api.app import create_app
+
+    with pytest.raises(SettingsError) as err:
+        create_app(load_settings(api_keys=[entry], _env_file=None, **LIVE))
+    message = str(err.value)
+    assert "LIFECYCLE_API_KEYS" in message and "lists no scopes" in message
+    assert "events, usage, billing, ops, read" in message  # the scopes that exist
+    create_app(load_settings(api_keys=[entry], _env_file=None))  # development: every scope, as before
+    create_app(load_settings(api_keys=[f"product:{LONG}:events,usage"], _env_file=None, **LIVE))
+
+
+def test_a_short_bearer_key_is_refused_outside_development() -> None:
+    from starter.api.app import create_app
+
+    short = "product:" + "k" * 31 + ":events"
+    with pytest.raises(SettingsError) as err:
+        create_app(load_settings(api_keys=[short, f"ops:{LONG}:ops"], _env_file=None, **LIVE))
+    assert "key 'product' is 31 characters; bearer keys need at least 32" in str(err.value)
+    assert "'ops'" not in str(err.value)

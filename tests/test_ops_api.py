@@ -33,6 +33,9 @@ def auth(key: str) -> dict[str, str]:
 async def api(ts_env, settings: Settings, session_factory) -> AsyncIterator[httpx.AsyncClient]:
     configured = settings.model_copy(update={
         "api_keys": KEYS, "stripe_api_key": settings.stripe_api_key.__class__("sk_test_123"),
+        # a test key against nothing that listens: still development (real Stripe would make
+        # these short keys refused at start, lifecycle.settings.production_reasons)
+        "stripe_api_base": "http://127.0.0.1:9",
     })
     app = create_app(configured, temporal=ts_env.client)
     async with build_worker(ts_env.client, configured, session_factory), app.router.lifespan_context(app):

@@ -17,7 +17,7 @@ from lifecycle.contracts.ids import campaign_workflow_id
 from lifecycle.email.suppressions import BOUNCE, add_suppression
 from lifecycle.links import make_link_token
 from tests.support.helpers import customer_row, eventually, timeline
-from tests.support.retention import Retained, reactivate_link
+from tests.support.retention import PUBLIC_URL, Retained, reactivate_link
 from tests.support.stripe import new_customer_id, signed_up
 
 pytestmark = pytest.mark.usefixtures("ts_env")
@@ -66,7 +66,7 @@ async def test_churned_customer_gets_day_7_30_60_emails_then_is_lost(ts_env, ret
 
     first = retained.winback_emails(cid)[0]
     assert "30% off for 3 months" in first.html and "Professional" in first.html
-    assert reactivate_link(first).startswith("http://pages.test/billing/reactivate?token=")
+    assert reactivate_link(first).startswith(f"{PUBLIC_URL}/billing/reactivate?token=")
     assert (await retained.state(cid)).stage == "canceled"
 
     await _sleep_to(ts_env, started, 74)  # 14 days after the last email with no answer
@@ -123,7 +123,7 @@ async def test_an_unsubscribe_stops_the_campaign(ts_env, retained: Retained) -> 
     [first] = await eventually(lambda: retained.winback_emails(cid))
     unsubscribe = re.search(r'href="([^"]*/unsubscribe\?token=[^"]+)"', first.html).group(1)
 
-    r = await retained.http.post(unsubscribe.replace("http://pages.test", ""))
+    r = await retained.http.post(unsubscribe.replace(PUBLIC_URL, ""))
 
     assert r.status_code == 200, r.text
     assert await winback.result() == "unsubscribed"

