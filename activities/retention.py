@@ -7,17 +7,15 @@ email states the mirror as it is then: a coupon applied since, a new card.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
+from lifecycle.billing.cards import default_card
+from lifecycle.billing.currencies import CATALOG_CURRENCY, customer_currency, subscription_currency
 from lifecycle.contracts.retention import RenewalTerms, RenewalTermsInput
-from lifecycle.models import Customer, StripeEvent, Subscription
-
-# how many recent payment_method.attached events are read to find the customer's card
-CARD_EVENTS_SCANNED = 500
+from lifecycle.models import Subscription
 
 
 class RetentionActivities:
@@ -35,26 +33,16 @@ class RetentionActivities:
             if input.stripe_subscription_id:
                 query = query.where(Subscription.stripe_subscription_id == input.stripe_subscription_id)
             sub = session.scalars(query.order_by(Subscription.updated_at.desc(), Subscription.id.desc())).first()
-            customer = session.get(Customer, input.customer_id)
-            card = _card_of(session, customer.stripe_customer_id) if customer and customer.stripe_customer_id else None
-            return RenewalTerms(amount_cents=sub.amount_cents if sub else None, card=card)
+            currency = (subscription_currency(session, sub) if sub else None) or customer_currency(
+                session, input.customer_id) or CATALOG_CURRENCY
+            return RenewalTerms(amount_cents=sub.amount_cents if sub else None, currency=currency,
+                                card=_card_of(session, input.customer_id))
 
 
-def _card_of(session: Session, stripe_customer_id: str) -> str | None:
-    """The last card attached to the customer, from the Stripe event log (the webhook's
-    payment method object carries brand and last4); None when none was seen."""
-    rows: Any = session.scalars(
-        select(StripeEvent.payload)
-        .where(StripeEvent.type == "payment_method.attached")
-        .order_by(StripeEvent.created.desc())
-        .limit(CARD_EVENTS_SCANNED)
-    )
-    for payload in rows:
-        obj: Any = ((payload or {}).get("data") or {}).get("object") or {}
-        if obj.get("customer") != stripe_customer_id:
-            continue
-        card = obj.get("card") or {}
-        brand, last4 = card.get("brand"), card.get("last4")
-        if last4:
-            return f"{str(brand or 'card').title()} ending {last4}"
-    return None
+def _card_of(session: Session, customer_id: str) -> str | None:
+    """The customer's default card from the card mirror (``lifecycle.billing.cards``: the
+    one Stripe charges, ``invoice_settings.default_payment_method``); None when unknown."""
+    card = default_card(session, customer_id)
+    if card is None or not card.last4:
+        return None
+    return f"{(card.brand or 'card').title()} ending {card.last4}"

@@ -1,0 +1,151 @@
+"""Amounts people read (issue 18): every amount carries its currency, zero- and
+three-decimal currencies by Stripe's minor units, no total of two currencies, the renewal
+reminder's amount and card as Stripe will charge them, dates in the customer's time zone.
+
+Each test reads what the customer or finance reads: the email as stored in
+``email_messages`` (what the provider is handed), the report as the API and CLI give it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from sqlalchemy import select
+
+from lifecycle.billing.dunning_report import report
+from lifecycle.contracts.money import minor_units, money
+from lifecycle.db import session_scope
+from lifecycle.email.providers import OutboxProvider
+from lifecycle.email.service import EmailService
+from lifecycle.email.templates.render import TemplateSet
+from lifecycle.models import Customer, DunningCase, EmailMessage, StripePrice, Subscription
+from tests.support.email import TEMPLATES, EmailDB, make_settings, utc
+
+NOON = utc(2026, 3, 3, 12)
+
+
+def _price(s: object, pid: str, tier: str, interval: str, cents: int, currency: str) -> StripePrice:
+    return StripePrice(id=pid, object="price", interval=interval, interval_count=1, unit_amount_cents=cents,
+                       currency=currency, tier=tier, tier_source="price_metadata")
+
+
+def _eur_customer(db: EmailDB, cid: str, *, plan: str = "starter", interval: str = "month",
+                  amount: int = 1800, timezone: str = "UTC") -> None:
+    """A customer billed in euros: their subscription's price is a EUR Stripe price."""
+    with session_scope(db.factory) as s:
+        s.add(Customer(id=cid, email=f"{cid}@example.org", name="Grete Weber", timezone=timezone, plan_code=plan))
+        s.add(_price(s, f"price_{cid}", plan, interval, amount, "eur"))
+        s.flush()
+        s.add(Subscription(stripe_subscription_id=f"sub_{cid}", customer_id=cid, plan_code=plan,
+                           interval=interval, amount_cents=amount, status="active",
+                           stripe_price_id=f"price_{cid}",
+                           current_period_end=dt.datetime(2027, 1, 1, tzinfo=dt.UTC)))
+
+
+def _sent(db: EmailDB, cid: str, template: str) -> str:
+    with session_scope(db.factory) as s:
+        row = s.scalars(select(EmailMessage).where(EmailMessage.customer_id == cid,
+                                                   EmailMessage.template == template)).one()
+        return "\n".join([row.subject, row.text, row.html])
+
+
+def _bare_dollars(text: str) -> list[str]:
+    """Every "$" not written "US$": what a customer would take for their own dollar."""
+    return re.findall(r"(?<!US)(?<!CA)(?<!A)\$\d[\d,.]*", text)
+
+
+async def _send(db: EmailDB, cid: str, template: str, context: dict[str, object], key: str) -> None:
+    from lifecycle.contracts.email import SendEmailInput
+
+    service = EmailService(db.factory, OutboxProvider(), make_settings(db.url, email_frequency_cap=0))
+    result = await service.send(SendEmailInput(
+        customer_id=cid, template=template, idempotency_key=key, campaign="test", step=template,
+        category="transactional", context=context, now=NOON))
+    assert result.status == "sent", result
+
+
+async def test_a_eur_customer_never_reads_a_dollar_sign(email_db: EmailDB) -> None:
+    """The trial reminder quotes the plan in euros (Stripe's EUR price); the renewal reminder
+    the subscription's amount in euros; an upgrade nudge, whose next tier Stripe has in US
+    dollars only, says "US$" and why: never a bare "$"."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.retention import RetentionActivities
+    from lifecycle.contracts.policy import EmailStep
+    from lifecycle.contracts.retention import RenewalInput, RenewalTermsInput
+    from workflows.renewal import reminder_context
+
+    _eur_customer(email_db, "eur-1")
+    await _send(email_db, "eur-1", "trial_reminder", {"days_left": 3, "has_payment_method": True}, "t1")
+    trial = _sent(email_db, "eur-1", "trial_reminder")
+    assert "€18/month" in trial and _bare_dollars(trial) == []
+
+    _eur_customer(email_db, "eur-2", plan="professional", interval="year", amount=44100)
+    terms = await ActivityEnvironment().run(RetentionActivities(email_db.factory).renewal_terms,
+                                            RenewalTermsInput("eur-2", "sub_eur-2"))
+    step = EmailStep(name="renewal_30d", template="renewal_reminder", days_before_end=30)
+    inp = RenewalInput("eur-2", dt.datetime(2027, 1, 1, tzinfo=dt.UTC), "professional", "year", [step])
+    await _send(email_db, "eur-2", "renewal_reminder", reminder_context(inp, step, terms), "r1")
+    renewal = _sent(email_db, "eur-2", "renewal_reminder")
+    assert "€441" in renewal and _bare_dollars(renewal) == []
+
+    # what the usage campaign gives the nudge (its declared sample: the catalog's "$49")
+    nudge = TemplateSet(TEMPLATES / "email").declared("usage_nudge")
+    assert nudge["next_plan"]["price"] == "$49"
+    await _send(email_db, "eur-1", "usage_nudge", nudge, "n1")
+    upgrade = _sent(email_db, "eur-1", "usage_nudge")
+    assert "US$49/month" in upgrade and "list prices in US dollars" in upgrade
+    assert _bare_dollars(upgrade) == []
+
+
+def test_jpy_and_kwd_are_formatted_by_their_minor_units() -> None:
+    """Stripe's amounts are in the currency's minor unit: yen have none (5000 is ¥5,000, not
+    ¥50), Kuwaiti dinars have three (1500 fils is KWD 1.500); ISK is two-decimal in the API."""
+    from lifecycle.contracts.dunning import DunningInvoice
+    from workflows.dunning_effects import recovered_context
+
+    assert (minor_units("jpy"), minor_units("KWD"), minor_units("eur")) == (0, 3, 2)
+    assert money(5000, "jpy") == "¥5,000"
+    assert money(123456, "krw") == "₩123,456"
+    assert money(1500, "kwd") == "KWD 1.500"
+    assert money(2000, "kwd") == "KWD 2"
+    assert money(12345, "bhd") == "BHD 12.345"
+    assert money(50000, "isk") == "ISK 500"
+    assert (money(49000), money(44150), money(1050, "eur")) == ("$490", "$441.50", "€10.50")
+    # the dunning email of a yen invoice, as the workflow writes it
+    yen = [DunningInvoice(invoice_id="in_1", amount_due_cents=5000, currency="jpy")]
+    assert recovered_context(yen, 2.0)["amount"] == "¥5,000"
+
+
+def test_the_dunning_report_gives_one_total_per_currency(email_db: EmailDB) -> None:
+    """$99 and €10 failed, the $99 recovered: the report never says 10,900 of anything."""
+    from rich.console import Console
+
+    import starter.cli.dunning as cli
+
+    failed = utc(2026, 3, 1)
+    with session_scope(email_db.factory) as s:
+        s.add(DunningCase(invoice_id="in_usd", workflow_id="w1", customer_id="c1", amount_cents=9900,
+                          currency="usd", failed_at=failed, outcome="recovered", how="retry_1",
+                          closed_at=failed + dt.timedelta(days=2)))
+        s.add(DunningCase(invoice_id="in_eur", workflow_id="w2", customer_id="c2", amount_cents=1000,
+                          currency="eur", failed_at=failed, outcome="open"))
+        s.add(DunningCase(invoice_id="in_jpy", workflow_id="w3", customer_id="c3", amount_cents=5000,
+                          currency="jpy", failed_at=failed, outcome="open"))
+    with email_db.factory() as s:
+        body = report(s)
+    assert body["failed"] == {"count": 3, "amounts": {"eur": 1000, "jpy": 5000, "usd": 9900}}
+    assert body["recovered"] == {"count": 1, "amounts": {"usd": 9900}}
+    assert body["recovered_by"] == {"retry_1": {"count": 1, "amounts": {"usd": 9900}}}
+    assert body["open"] == {"count": 2, "amounts": {"eur": 1000, "jpy": 5000}}
+    assert body["by_decline_code"]["unknown"]["failed"]["amounts"] == {"eur": 1000, "jpy": 5000, "usd": 9900}
+    console = Console(record=True, width=200)
+    original, cli.console = cli.console, console
+    try:
+        cli._print(body)
+    finally:
+        cli.console = original
+    printed = console.export_text()
+    assert "failed 3 (€10 + ¥5,000 + $99)" in printed
+    assert "open 2 (€10 + ¥5,000)" in printed
