@@ -149,3 +149,36 @@ def test_the_dunning_report_gives_one_total_per_currency(email_db: EmailDB) -> N
     printed = console.export_text()
     assert "failed 3 (€10 + ¥5,000 + $99)" in printed
     assert "open 2 (€10 + ¥5,000)" in printed
+
+
+async def test_dates_in_emails_are_in_the_customers_time_zone(email_db: EmailDB) -> None:
+    """Access suspended at 03:00 UTC on March 10 is March 9 in Los Angeles: the customer who
+    set that zone (``PUT /v1/customers/{id}/time-zone``) reads March 9; a bad name is a 422."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from starter.api import events
+
+    email_db.add_customer("la-1")
+    app = FastAPI()
+    app.include_router(events.router)
+    app.state.session_factory = email_db.factory
+    with TestClient(app) as http:
+        assert http.put("/v1/customers/la-1/time-zone", json={"time_zone": "Mars/Olympus"}).status_code == 422
+        assert http.put("/v1/customers/nobody/time-zone", json={"time_zone": "UTC"}).status_code == 404
+        r = http.put("/v1/customers/la-1/time-zone", json={"time_zone": "America/Los_Angeles"})
+        assert r.status_code == 200 and r.json() == {"customer_id": "la-1", "time_zone": "America/Los_Angeles"}
+    with session_scope(email_db.factory) as s:
+        assert s.get(Customer, "la-1").timezone == "America/Los_Angeles"  # type: ignore[union-attr]
+    context = {"amount": "$19", "invoice_count": 1, "hard_decline": False, "decline_code": None,
+               "days_overdue": 3, "suspend_at": "2026-03-10T03:00:00+00:00",
+               "end_at": "2026-03-24T03:00:00+00:00", "end_action": "cancel"}
+    await _send(email_db, "la-1", "dunning_reminder", context, "d1")
+    await _send(email_db, "la-1", "dunning_suspended", context, "d2")
+    reminder = _sent(email_db, "la-1", "dunning_reminder")
+    assert "March 9, 2026" in reminder and "2026-03-10" not in reminder
+    assert "March 23, 2026" in _sent(email_db, "la-1", "dunning_suspended")
+    # a customer whose zone is unknown reads UTC
+    email_db.add_customer("utc-1")
+    await _send(email_db, "utc-1", "dunning_reminder", context, "d3")
+    assert "March 10, 2026" in _sent(email_db, "utc-1", "dunning_reminder")

@@ -94,6 +94,15 @@ def _annual(session: Session, block: dict[str, Any], plan_code: str, currency: s
 # --- dates --------------------------------------------------------------------------------
 
 
+def check_time_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone (``Europe/Berlin``); else ValueError."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("not an IANA time zone (e.g. 'Europe/Berlin')") from None
+    return name
+
+
 def zone(name: str | None) -> ZoneInfo:
     """The customer's time zone; UTC when unknown or not an IANA name."""
     try:
