@@ -182,3 +182,72 @@ async def test_dates_in_emails_are_in_the_customers_time_zone(email_db: EmailDB)
     email_db.add_customer("utc-1")
     await _send(email_db, "utc-1", "dunning_reminder", context, "d3")
     assert "March 10, 2026" in _sent(email_db, "utc-1", "dunning_reminder")
+
+
+class _Invoices:
+    def __init__(self, answer: object) -> None:
+        self.answer, self.calls = answer, []  # type: ignore[var-annotated]
+
+    def create_preview(self, params: dict[str, object]) -> object:
+        import time
+
+        self.calls.append(params)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        if self.answer == "slow":
+            time.sleep(1.0)
+        return self.answer
+
+
+class _FakeStripe:
+    """Stands in for stripe.StripeClient's ``v1.invoices.create_preview`` (localstripe has none)."""
+
+    def __init__(self, answer: object) -> None:
+        self.v1 = type("V1", (), {})()
+        self.v1.invoices = _Invoices(answer)  # type: ignore[attr-defined]
+
+
+async def test_the_renewal_reminder_quotes_the_preview_and_the_default_card(email_db: EmailDB) -> None:
+    """The mirror says €441 (before tax); Stripe's preview of the renewal invoice says
+    €524.79 (19 % VAT in): the reminder quotes €524.79 and the default card (not the newest
+    one attached). When the preview fails or takes over the cap, it quotes the mirror."""
+    import stripe
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.retention import RetentionActivities
+    from activities.stripe.previews import RenewalPreviews
+    from lifecycle.billing.cards import record_card, set_default_card
+    from lifecycle.billing.shapes import CardRec
+    from lifecycle.contracts.policy import EmailStep
+    from lifecycle.contracts.retention import RenewalInput, RenewalTermsInput
+    from workflows.renewal import reminder_context
+
+    _eur_customer(email_db, "ren-eu", plan="professional", interval="year", amount=44100)
+    with session_scope(email_db.factory) as s:
+        s.get(Customer, "ren-eu").stripe_customer_id = "cus_reneu"  # type: ignore[union-attr]
+        record_card(s, CardRec("pm_default", "cus_reneu", "visa", "4242", 12, 2030), 100)
+        record_card(s, CardRec("pm_newest", "cus_reneu", "mastercard", "4444", 12, 2031), 200)
+        set_default_card(s, "ren-eu", "pm_default", 150)
+    step = EmailStep(name="renewal_30d", template="renewal_reminder", days_before_end=30)
+    inp = RenewalInput("ren-eu", dt.datetime(2027, 1, 1, tzinfo=dt.UTC), "professional", "year", [step])
+    env = ActivityEnvironment()
+
+    async def terms(answer: object, timeout_s: float = 10.0):  # type: ignore[no-untyped-def]
+        fake = _FakeStripe(answer)
+        acts = RetentionActivities(email_db.factory, RenewalPreviews(fake, timeout_s=timeout_s))  # type: ignore[arg-type]
+        got = await env.run(acts.renewal_terms, RenewalTermsInput("ren-eu", "sub_ren-eu"))
+        return got, fake.v1.invoices.calls  # type: ignore[attr-defined]
+
+    preview = {"object": "invoice", "amount_due": 52479, "currency": "eur",
+               "total_taxes": [{"amount": 8379}], "total": 52479}
+    got, calls = await terms(preview)
+    assert calls == [{"customer": "cus_reneu", "subscription": "sub_ren-eu"}]
+    assert (got.amount_cents, got.currency, got.source, got.card) == (52479, "eur", "preview", "Visa ending 4242")
+    await _send(email_db, "ren-eu", "renewal_reminder", reminder_context(inp, step, got), "p1")
+    sent = _sent(email_db, "ren-eu", "renewal_reminder")
+    assert "€524.79" in sent and "Visa ending 4242" in sent and "4444" not in sent
+
+    failed, _ = await terms(stripe.APIConnectionError("down"))
+    assert (failed.amount_cents, failed.currency, failed.source) == (44100, "eur", "mirror")
+    slow, _ = await terms("slow", timeout_s=0.2)
+    assert (slow.amount_cents, slow.source) == (44100, "mirror")
