@@ -251,3 +251,27 @@ async def test_the_renewal_reminder_quotes_the_preview_and_the_default_card(emai
     assert (failed.amount_cents, failed.currency, failed.source) == (44100, "eur", "mirror")
     slow, _ = await terms("slow", timeout_s=0.2)
     assert (slow.amount_cents, slow.source) == (44100, "mirror")
+
+
+async def test_offer_emails_quote_the_customers_currency_or_say_us_dollars(email_db: EmailDB) -> None:
+    """The expansion offer to a EUR customer quotes Professional at Stripe's EUR prices; the
+    team promotion's Business has no EUR price in the mirror, so it says US$99 and why."""
+    from lifecycle.contracts.tiers import tiers_from_catalog
+    from workflows.retention import tier_offer
+
+    _eur_customer(email_db, "eur-o")
+    with session_scope(email_db.factory) as s:
+        s.add(_price(s, "price_pro_eur_m", "professional", "month", 4500, "eur"))
+        s.add(_price(s, "price_pro_eur_y", "professional", "year", 45000, "eur"))
+    tiers = tiers_from_catalog()
+    starter, pro, business = tiers.get("starter"), tiers.get("professional"), tiers.get("business")
+    expansion = {"offer": "next_tier", "next_plan": tier_offer(pro, starter), "annual": None,
+                 "usage": {"metric_label": "AI requests", "periods": 2, "plan_name": "Starter"}}
+    await _send(email_db, "eur-o", "expansion_offer", expansion, "o1")
+    offer = _sent(email_db, "eur-o", "expansion_offer")
+    assert "€45/month" in offer and "€450 a year" in offer and _bare_dollars(offer) == []
+    team = {"team_plan": tier_offer(business, starter),
+            "team": {"why": "seats", "count": 3, "plan_name": "Starter"}}
+    await _send(email_db, "eur-o", "team_promotion", team, "o2")
+    promo = _sent(email_db, "eur-o", "team_promotion")
+    assert "US$99/month" in promo and "list prices in US dollars" in promo and _bare_dollars(promo) == []
