@@ -21,6 +21,7 @@ from activities.ops import OpsActivities
 from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.stripe import StripeActivities
+from activities.stripe.previews import RenewalPreviews
 from activities.webhooks import WebhookActivities
 from activities.winback import WinbackActivities
 from lifecycle.db import make_engine, make_session_factory
@@ -60,7 +61,7 @@ def build_activities(settings: Settings, session_factory: sessionmaker[Session])
     email = EmailActivities(session_factory, settings, make_provider(settings))
     stripe_acts = StripeActivities.from_settings(settings, session_factory)
     dunning = DunningActivities(session_factory, settings)
-    retention = RetentionActivities(session_factory)
+    retention = RetentionActivities(session_factory, RenewalPreviews(stripe_acts.stripe_client))
     webhooks = WebhookActivities(session_factory, settings)
     ops = OpsActivities(session_factory)
     winback = WinbackActivities(session_factory)

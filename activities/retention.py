@@ -1,60 +1,65 @@
-"""Database reads for the retention campaigns: what a renewal will charge, on which card.
+"""What a renewal will charge, on which card, for the renewal reminders.
 
 Read when a reminder is about to go out (not when the renewal workflow starts), so the
-email states the mirror as it is then: a coupon applied since, a new card.
+email states things as they are then: a coupon applied since, a new card. The amount is
+Stripe's preview of the renewal invoice (tax and discounts as they will stand then,
+``activities/stripe/previews.py``); when Stripe cannot preview it (an outage, 10 s, no
+client, localstripe) the mirrored subscription's amount after discounts. The card is the
+default card of the card mirror.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import dataclasses
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
+from activities.stripe.previews import RenewalPreviews
+from lifecycle.billing.cards import default_card
+from lifecycle.billing.currencies import CATALOG_CURRENCY, customer_currency, subscription_currency
 from lifecycle.contracts.retention import RenewalTerms, RenewalTermsInput
-from lifecycle.models import Customer, StripeEvent, Subscription
-
-# how many recent payment_method.attached events are read to find the customer's card
-CARD_EVENTS_SCANNED = 500
+from lifecycle.models import Customer, Subscription
 
 
 class RetentionActivities:
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], previews: RenewalPreviews | None = None) -> None:
         self._sessions = session_factory
+        self._previews = previews or RenewalPreviews(None)
 
     @activity.defn(name="renewal_terms")
     async def renewal_terms(self, input: RenewalTermsInput) -> RenewalTerms:
-        """The mirrored subscription's amount (after discounts) and the card, if known."""
-        return await asyncio.to_thread(self._renewal_terms, input)
+        """Stripe's preview of the renewal (else the mirrored amount after discounts) and the card."""
+        terms, stripe_customer_id, sub_id = await asyncio.to_thread(self._renewal_terms, input)
+        if stripe_customer_id and sub_id:
+            preview = await self._previews.preview(stripe_customer_id, sub_id)
+            if preview is not None:
+                terms = dataclasses.replace(terms, amount_cents=preview.amount_due, currency=preview.currency,
+                                            source="preview")
+        return terms
 
-    def _renewal_terms(self, input: RenewalTermsInput) -> RenewalTerms:
+    def _renewal_terms(self, input: RenewalTermsInput) -> tuple[RenewalTerms, str | None, str | None]:
+        """The mirror's terms, and the Stripe customer and subscription to preview."""
         with self._sessions() as session:
+            customer = session.get(Customer, input.customer_id)
             query = select(Subscription).where(Subscription.customer_id == input.customer_id)
             if input.stripe_subscription_id:
                 query = query.where(Subscription.stripe_subscription_id == input.stripe_subscription_id)
             sub = session.scalars(query.order_by(Subscription.updated_at.desc(), Subscription.id.desc())).first()
-            customer = session.get(Customer, input.customer_id)
-            card = _card_of(session, customer.stripe_customer_id) if customer and customer.stripe_customer_id else None
-            return RenewalTerms(amount_cents=sub.amount_cents if sub else None, card=card)
+            currency = (subscription_currency(session, sub) if sub else None) or customer_currency(
+                session, input.customer_id) or CATALOG_CURRENCY
+            terms = RenewalTerms(amount_cents=sub.amount_cents if sub else None, currency=currency,
+                                 card=_card_of(session, input.customer_id))
+            sub_id = sub.stripe_subscription_id if sub else input.stripe_subscription_id
+            return terms, customer.stripe_customer_id if customer else None, sub_id
 
 
-def _card_of(session: Session, stripe_customer_id: str) -> str | None:
-    """The last card attached to the customer, from the Stripe event log (the webhook's
-    payment method object carries brand and last4); None when none was seen."""
-    rows: Any = session.scalars(
-        select(StripeEvent.payload)
-        .where(StripeEvent.type == "payment_method.attached")
-        .order_by(StripeEvent.created.desc())
-        .limit(CARD_EVENTS_SCANNED)
-    )
-    for payload in rows:
-        obj: Any = ((payload or {}).get("data") or {}).get("object") or {}
-        if obj.get("customer") != stripe_customer_id:
-            continue
-        card = obj.get("card") or {}
-        brand, last4 = card.get("brand"), card.get("last4")
-        if last4:
-            return f"{str(brand or 'card').title()} ending {last4}"
-    return None
+def _card_of(session: Session, customer_id: str) -> str | None:
+    """The customer's default card from the card mirror (``lifecycle.billing.cards``: the
+    one Stripe charges, ``invoice_settings.default_payment_method``); None when unknown."""
+    card = default_card(session, customer_id)
+    if card is None or not card.last4:
+        return None
+    return f"{(card.brand or 'card').title()} ending {card.last4}"

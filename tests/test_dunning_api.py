@@ -170,8 +170,8 @@ async def test_mark_paid_ends_dunning_and_refuses_what_cannot_be_paid(
     view = (await api.get(f"/v1/customers/{f.cid}")).json()
     assert view["dunning"]["state"] == "recovered" and view["dunning"]["open_invoices"] == []
     rep = (await api.get("/v1/dunning/report")).json()
-    assert rep["recovered"] == {"count": 1, "amount_cents": 9900}
-    assert rep["recovered_by"] == {"manual": {"count": 1, "amount_cents": 9900}}
+    assert rep["recovered"] == {"count": 1, "amounts": {"usd": 9900}}
+    assert rep["recovered_by"] == {"manual": {"count": 1, "amounts": {"usd": 9900}}}
     assert rep["by_decline_code"]["card_declined"]["recovered"]["count"] == 1
     assert rep["recovery_rate"] == 1.0
     metrics = (await api.get("/metrics")).text

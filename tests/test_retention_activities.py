@@ -1,6 +1,6 @@
 """The renewal_terms activity on SQLite and PostgreSQL: what a renewal will charge (the
-mirrored amount after discounts) and the card (from the Stripe event log), as the
-reminder states them."""
+mirrored amount after discounts, in the subscription's currency) and the card (the default
+card from the card mirror, never the newest one attached), as the reminder states them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import datetime as dt
 from temporalio.testing import ActivityEnvironment
 
 from activities.retention import RetentionActivities
+from lifecycle.billing.cards import record_card, set_default_card
+from lifecycle.billing.shapes import CardRec
 from lifecycle.contracts.retention import RenewalTerms, RenewalTermsInput
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.models import Customer, StripeEvent, Subscription
@@ -22,7 +24,7 @@ def _attached(event_id: str, stripe_customer: str, brand: str, last4: str, creat
                             "card": {"brand": brand, "last4": last4}}}})
 
 
-async def test_the_mirrored_amount_and_the_last_card_attached_to_this_customer(db_url: str) -> None:
+async def test_the_mirrored_amount_and_the_default_card_of_this_customer(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
         sessions = make_session_factory(engine)
@@ -36,11 +38,15 @@ async def test_the_mirrored_amount_and_the_last_card_attached_to_this_customer(d
             s.add(_attached("evt_1", "cus_ren1", "visa", "4242", created=100))
             s.add(_attached("evt_2", "cus_ren1", "mastercard", "4444", created=200))  # the newer card
             s.add(_attached("evt_3", "cus_other", "amex", "0005", created=300))  # someone else's
+            # the default card (invoice_settings.default_payment_method) is the older Visa
+            record_card(s, CardRec("pm_evt_1", "cus_ren1", "visa", "4242", 12, 2030), 100)
+            record_card(s, CardRec("pm_evt_2", "cus_ren1", "mastercard", "4444", 12, 2030), 200)
+            set_default_card(s, "ren-1", "pm_evt_1", 150)
             s.commit()
         acts = RetentionActivities(sessions)
         env = ActivityEnvironment()
         known = await env.run(acts.renewal_terms, RenewalTermsInput("ren-1", "sub_ren1"))
-        assert known == RenewalTerms(amount_cents=44100, card="Mastercard ending 4444")
+        assert known == RenewalTerms(amount_cents=44100, card="Visa ending 4242")
         # no mirrored subscription and no Stripe customer: the workflow falls back to the tier
         assert await env.run(acts.renewal_terms, RenewalTermsInput("ren-2", "sub_none")) == RenewalTerms()
     finally:

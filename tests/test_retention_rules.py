@@ -92,7 +92,7 @@ def test_only_the_last_periods_are_kept() -> None:
 
 def test_money_reads_as_a_customer_reads_it() -> None:
     assert (money(49000), money(44150), money(199000), money(1000, "eur")) == (
-        "$490", "$441.50", "$1,990", "10 EUR")
+        "$490", "$441.50", "$1,990", "€10")
 
 
 def test_a_reminder_without_mirror_facts_states_the_tiers_price_and_the_card_on_file() -> None:

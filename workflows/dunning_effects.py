@@ -24,7 +24,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.dunning import DunningActivities
     from lifecycle.contracts.dunning import CAMPAIGN, DunningInvoice, DunningSnapshot
-    from lifecycle.contracts.money import money
+    from lifecycle.contracts.money import money, money_each
     from lifecycle.contracts.policy import EmailStep
     from lifecycle.contracts.webhooks import DUNNING_STATE_CHANGED, ENTITLEMENTS_CHANGED
     from workflows import patches
@@ -86,10 +86,9 @@ class DunningEffects:
 def email_context(open_invoices: list[DunningInvoice], schedule: DunningSchedule, days: float) -> dict[str, Any]:
     """The variables of a stage's email (and the end's): the open amount, the decline, the
     days overdue, when access is suspended and when the end action comes."""
-    cents = sum(i.amount_due_cents for i in open_invoices)
     suspend = next((s for s in schedule.policy.stages if s.suspend), None)
     return {
-        "amount": money(cents, open_invoices[0].currency if open_invoices else "usd"),
+        "amount": _amounts(open_invoices),
         "invoice_count": len(open_invoices),
         "hard_decline": any(i.hard_decline for i in open_invoices),
         "decline_code": next((i.decline_code for i in open_invoices if i.decline_code), None),
@@ -102,5 +101,12 @@ def email_context(open_invoices: list[DunningInvoice], schedule: DunningSchedule
 
 def recovered_context(paid: list[DunningInvoice], days: float) -> dict[str, Any]:
     """The variables of the recovery email: the amount paid, after how many days."""
-    amount = sum(i.amount_due_cents for i in paid)
-    return {"amount": money(amount, paid[0].currency), "days": round(days)}
+    return {"amount": _amounts(paid), "days": round(days)}
+
+
+def _amounts(invoices: list[DunningInvoice]) -> str:
+    """The invoices' total in each currency, never one sum of two (``$99 + €10``)."""
+    totals: dict[str, int] = {}
+    for i in invoices:
+        totals[i.currency.lower()] = totals.get(i.currency.lower(), 0) + i.amount_due_cents
+    return money_each(totals)

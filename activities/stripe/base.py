@@ -89,6 +89,11 @@ class StripeBase:
             raise business_error(str(exc), "CatalogNotSynced") from exc
 
     @property
+    def stripe_client(self) -> stripe.StripeClient | None:
+        """The client, None when Stripe is not configured (for reads that fall back)."""
+        return self._client
+
+    @property
     def client(self) -> stripe.StripeClient:
         assert self._client is not None
         return self._client

@@ -5,6 +5,10 @@ Failed invoices since a date; recovered (count, amount, by path: retry_<n>, card
 manual, stripe); still open; lost (the end action came with the invoice unpaid); closed
 (voided, uncollectible); the recovery rate over the settled ones; the median days to
 recover; and the same by decline code.
+
+Amounts are never summed across currencies: each total is ``{"count": n, "amounts":
+{"usd": 9900, "eur": 1000}}``, one amount per currency in Stripe's minor unit (cents; yen
+for JPY), so a dollar and a euro are never added into one figure.
 """
 
 from __future__ import annotations
@@ -45,13 +49,13 @@ def _summary(cases: list[DunningCase]) -> dict[str, Any]:
         (c.closed_at - c.failed_at).total_seconds() / 86400 for c in recovered if c.closed_at is not None
     ]
     paths: Counter[str] = Counter(c.how or "unknown" for c in recovered)
-    amounts: Counter[str] = Counter()
+    by_path: dict[str, list[DunningCase]] = defaultdict(list)
     for c in recovered:
-        amounts[c.how or "unknown"] += c.amount_cents
+        by_path[c.how or "unknown"].append(c)
     return {
-        "failed": {"count": len(cases), "amount_cents": sum(c.amount_cents for c in cases)},
-        "recovered": {"count": len(recovered), "amount_cents": sum(c.amount_cents for c in recovered)},
-        "recovered_by": {p: {"count": n, "amount_cents": amounts[p]} for p, n in sorted(paths.items())},
+        "failed": _count(cases),
+        "recovered": _count(recovered),
+        "recovered_by": {p: _count(by_path[p]) for p in sorted(paths)},
         "open": _count([c for c in cases if c.outcome == "open"]),
         "lost": _count(lost),
         "closed": _count([c for c in cases if c.outcome == "closed"]),
@@ -61,5 +65,9 @@ def _summary(cases: list[DunningCase]) -> dict[str, Any]:
     }
 
 
-def _count(cases: list[DunningCase]) -> dict[str, int]:
-    return {"count": len(cases), "amount_cents": sum(c.amount_cents for c in cases)}
+def _count(cases: list[DunningCase]) -> dict[str, Any]:
+    """How many, and the amount in each currency (minor units), never one sum of several."""
+    amounts: Counter[str] = Counter()
+    for c in cases:
+        amounts[(c.currency or "usd").lower()] += c.amount_cents
+    return {"count": len(cases), "amounts": dict(sorted(amounts.items()))}

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lifecycle.contracts.money import money
+
 LimitKind = Literal["hard", "soft"]
 
 
@@ -44,7 +46,8 @@ class Plan:
 
     @property
     def monthly_price(self) -> str:
-        return f"${self.monthly_price_cents / 100:,.0f}"
+        """The catalog's monthly price (US dollars): ``$49``."""
+        return money(self.monthly_price_cents, "usd")
 
 
 FEATURES = ("api_access", "team_features", "custom_models", "sso", "priority_support")

@@ -113,11 +113,13 @@ class RenewalTermsInput:
 
 @dataclass
 class RenewalTerms:
-    """What the renewal will charge and on which card, as the billing mirror knows it."""
+    """What the renewal will charge (Stripe's preview invoice, else the billing mirror) and on
+    which card (the mirror's default card)."""
 
     amount_cents: int | None = None  # after discounts; None: no mirrored subscription
     currency: str = "usd"
     card: str | None = None  # e.g. "Visa ending 4242"; None: the mirror does not know the card
+    source: str = "mirror"  # preview: Stripe's preview invoice (tax, discounts); mirror: the fallback
 
 
 @dataclass

@@ -11,6 +11,7 @@ No ``from __future__ import annotations``: these dataclasses cross Temporal.
 from dataclasses import dataclass, field
 
 from lifecycle.contracts import catalog
+from lifecycle.contracts.money import money
 
 
 @dataclass
@@ -44,7 +45,8 @@ class Tier:
 
     @property
     def monthly_price(self) -> str:
-        return f"${self.monthly_price_cents / 100:,.0f}"
+        """The catalog's monthly price (US dollars): ``$49``."""
+        return money(self.monthly_price_cents, "usd")
 
 
 @dataclass

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
+from lifecycle.billing.currencies import customer_currency
 from lifecycle.contracts import catalog
 from lifecycle.contracts.email import (
     EMAIL_DEFERRED,
@@ -47,6 +48,7 @@ from lifecycle.contracts.email import (
 )
 from lifecycle.contracts.ops import ResendEmailInput
 from lifecycle.db import add_timeline_event, session_scope
+from lifecycle.email.amounts import localize_prices, price_text, prices_note
 from lifecycle.email.page_links import page_link_vars
 from lifecycle.email.providers import EmailProvider, OutgoingEmail, ProviderError
 from lifecycle.email.rules import HOLDOUT, assign_variant, marketing_timing
@@ -155,6 +157,10 @@ class EmailService:
                       is_test: bool = False, now: dt.datetime | None = None) -> dict[str, Any]:
         """``now``: when the email is sent (the workflow's time), from which its links expire."""
         s = self.settings
+        session = object_session(customer)
+        currency = customer_currency(session, customer.id) if session is not None else None
+        price = (price_text(session, customer.plan_code, "month", currency)
+                 if session is not None and customer.plan_code in catalog.PLANS_BY_CODE else None)
         return {
             "customer": customer_vars(
                 customer_id=customer.id,
@@ -165,7 +171,8 @@ class EmailService:
                 timezone=customer.timezone,
                 stage=customer.stage,
             ),
-            "plan": plan_vars(customer.plan_code),
+            "plan": plan_vars(customer.plan_code, price),
+            "prices_note": prices_note(currency),
             **self.sender_vars(),
             "unsubscribe_url": unsubscribe_url(s.public_url, s.unsubscribe_secret, customer.id),
             "card_update_url": card_update_url(
@@ -288,7 +295,9 @@ class EmailService:
     ) -> RenderedEmail:
         """The step's template with its context and the standard variables."""
         templates = self.templates_for(session, template)
-        variables = dict(inp.context)
+        # the campaign's tier prices (catalog dollars) in the customer's currency, or marked US$
+        variables = localize_prices(session, dict(inp.context), customer_currency(session, customer.id),
+                                    customer.plan_code)
         variables.update(self.standard_vars(
             customer, category=inp.category, campaign=inp.campaign, step=inp.step, now=inp.now
         ))

@@ -19,6 +19,7 @@ from fastapi import Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, Field, StringConstraints
 
+from lifecycle.email.amounts import check_time_zone
 from lifecycle.text import check_text, unsafe_reason
 
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
@@ -55,7 +56,8 @@ Email = Text(320, min_length=3)
 Name = Text(200)
 EventId = Text(200, min_length=1)
 PaymentMethodId = Text(200, min_length=1)
-TimeZoneName = Text(64, min_length=1)
+# an IANA name (Europe/Berlin), checked with zoneinfo: emails show dates on this clock
+TimeZoneName = Annotated[Text(64, min_length=1), AfterValidator(check_time_zone)]
 CustomerIdPath = Annotated[
     str,
     Path(min_length=1, max_length=128, description="the customer's id",

@@ -15,6 +15,7 @@ from rich.table import Table
 from lifecycle.billing.client import StripeNotConfigured, make_stripe_client
 from lifecycle.billing.dunning_report import report
 from lifecycle.billing.manual import MarkPaidRefused, cli_actor, mark_paid
+from lifecycle.contracts.money import money_each
 from lifecycle.db import database
 from lifecycle.settings import settings_or_exit
 from starter.cli.text import console as cli_console
@@ -85,7 +86,8 @@ def report_command(
 
 
 def _money(c: dict[str, Any]) -> str:
-    return f"{c['count']} (${c['amount_cents'] / 100:,.2f})"
+    """``3 ($297 + €10)``: one amount per currency, never summed."""
+    return f"{c['count']} ({money_each(c['amounts'])})"
 
 
 def _print(body: dict[str, Any]) -> None:
@@ -99,7 +101,7 @@ def _print(body: dict[str, Any]) -> None:
     for col in ("path", "count", "amount"):
         paths.add_column(col)
     for path, c in body["recovered_by"].items():
-        paths.add_row(safe(path), str(c["count"]), f"${c['amount_cents'] / 100:,.2f}")
+        paths.add_row(safe(path), str(c["count"]), money_each(c["amounts"]))
     console.print(paths)
     codes = Table(title="by decline code")
     for col in ("decline code", "failed", "recovered", "lost", "rate"):

@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import css_inline
-from jinja2 import BaseLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
+from jinja2 import BaseLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError, pass_context
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from lifecycle.contracts import catalog
+from lifecycle.email.amounts import local_date, local_datetime
 
 if TYPE_CHECKING:
     from lifecycle.email.templates.versions import Published
@@ -51,7 +53,8 @@ STANDARD_VARS: dict[str, str] = {
     "campaign": "the campaign's name",
     "step": "the step's name",
     "is_test": "true for `lifecycle templates send-test`",
-    "plan": "the customer's plan: code, name, price (e.g. $19)",
+    "plan": "the customer's plan: code, name, price (e.g. $19; in the customer's currency, or US$19)",
+    "prices_note": "for a customer who pays in another currency than the catalog's: says prices marked US$ are list prices",
     "sender_postal_address": "same as postal_address",
     "render_mode": "html or text (the layout uses it)",
 }
@@ -99,16 +102,34 @@ def customer_vars(
     }
 
 
-def plan_vars(code: str | None) -> dict[str, Any]:
+def plan_vars(code: str | None, price: str | None = None) -> dict[str, Any]:
     """The ``plan`` variable: code, name and monthly price of the customer's plan (a
-    customer whose Stripe price maps to no tier: "your plan", no price)."""
+    customer whose Stripe price maps to no tier: "your plan", no price). ``price``: the
+    monthly price as this customer reads it (their currency); default the catalog's."""
     if not code:
         return {"code": "", "name": "your plan", "price": ""}
     try:
         plan = catalog.get_plan(code)
     except (KeyError, ValueError, LookupError):
         return {"code": code, "name": code, "price": ""}
-    return {"code": plan.code, "name": plan.name, "price": plan.monthly_price}
+    return {"code": plan.code, "name": plan.name, "price": price or plan.monthly_price}
+
+
+def _customer_zone(context: Context) -> str | None:
+    customer = context.get("customer")
+    return customer.get("timezone") if isinstance(customer, Mapping) else None
+
+
+@pass_context
+def _local_date(context: Context, value: Any) -> str:
+    """``{{ suspend_at | local_date }}``: the day in the recipient's time zone."""
+    return local_date(value, _customer_zone(context))
+
+
+@pass_context
+def _local_datetime(context: Context, value: Any) -> str:
+    """``{{ at | local_datetime }}``: date and time on the recipient's clock."""
+    return local_datetime(value, _customer_zone(context))
 
 
 _FRONT = re.compile(r"\{#-?\s*vars\b[^\n]*\n(.*?)-?#\}", re.S)  # first line: a free note
@@ -160,7 +181,7 @@ class _Loader(BaseLoader):
 
 
 def make_env(loader: BaseLoader, *, html: bool) -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+    env = SandboxedEnvironment(
         loader=loader,
         undefined=StrictUndefined,
         autoescape=html,
@@ -168,6 +189,9 @@ def make_env(loader: BaseLoader, *, html: bool) -> SandboxedEnvironment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
+    env.filters["local_date"] = _local_date
+    env.filters["local_datetime"] = _local_datetime
+    return env
 
 
 _INLINER = None
