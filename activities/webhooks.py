@@ -17,7 +17,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -26,8 +25,8 @@ from lifecycle.contracts.webhooks import DeliveryRef, DeliveryResult, GiveUpInpu
 from lifecycle.db import session_scope
 from lifecycle.settings import Settings
 from lifecycle.webhooks import deliveries
-from lifecycle.webhooks.addresses import Resolver, system_resolve
-from lifecycle.webhooks.sending import Answer, hand_over, post, retry_of
+from lifecycle.webhooks.addresses import Resolver, system_resolve, without_userinfo
+from lifecycle.webhooks.sending import Answer, delivery_client, hand_over, post, retry_of
 
 log = logging.getLogger("lifecycle.activities.webhooks")
 
@@ -68,13 +67,13 @@ class WebhookActivities:
         prepared = await asyncio.to_thread(self._prepare, ref.delivery_id)
         if isinstance(prepared, str):
             return DeliveryResult(delivered=False, skipped=prepared)
-        async with httpx.AsyncClient(follow_redirects=False) as http:
+        async with delivery_client() as http:
             answer = await post(http, prepared, self._settings.webhook_timeout_seconds,
                                 allow_private=self._settings.webhook_allow_private, resolve=self._resolve)
         await asyncio.to_thread(self._record_attempt, ref.delivery_id, answer, activity.info().attempt)
         if not answer.ok:
             raise ApplicationError(
-                f"{prepared.url}: {answer.error}" + (f" {answer.head!r}" if answer.head else ""),
+                f"{without_userinfo(prepared.url)}: {answer.error}" + (f" {answer.head!r}" if answer.head else ""),
                 type=WEBHOOK_REJECTED,
             )
         return DeliveryResult(delivered=True, status_code=answer.status_code)

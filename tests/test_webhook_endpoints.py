@@ -56,6 +56,9 @@ async def test_an_endpoint_is_registered_with_a_secret_shown_once_and_removed(ap
     ("javascript:alert(1)", "http:// or https://"),
     ("https:///no-host", "no host"),
     ("http://product.example:99999/x", "invalid port"),
+    ("https://product.example:0/x", "invalid port '0': a number from 1 to 65535"),
+    ("https://product.example:https/x", "invalid port 'https': a number from 1 to 65535"),
+    ("https://ops:s3cret@product.example/x", "must not carry a user name or password"),
     (ENGINE + "/v1/events/signup", "points at the engine itself"),
     ("http://localhost:8000/anything", "points at the engine itself"),
 ])

@@ -1,10 +1,11 @@
 """The product's endpoints: register (with a new signing secret, shown once), list, remove.
 
-A URL must be http(s) with a host (https outside development), must not point at the
-engine itself (its ``public_url``): a delivery to ourselves would be a loop, never a
-receiver; and its host must not be or resolve to an address inside the network
-(``lifecycle.webhooks.addresses``). A name that does not resolve now (an offline machine)
-is accepted with a warning: every delivery resolves and checks it again.
+A URL must be http(s) with a host, a port in 1-65535 and no ``user:pass@`` (https outside
+development), must not point at the engine itself (its ``public_url``): a delivery to
+ourselves would be a loop, never a receiver; and its host must not be or resolve to an
+address inside the network (``lifecycle.webhooks.addresses``). A name that does not resolve
+now (an offline machine) is accepted with a warning: every delivery resolves and checks it
+again.
 """
 
 from __future__ import annotations
@@ -24,15 +25,17 @@ from lifecycle.contracts.webhooks import WEBHOOK_EVENT_TYPES
 from lifecycle.models import WebhookEndpoint
 from lifecycle.settings import Settings
 from lifecycle.webhooks.addresses import (
+    DEFAULT_PORTS,
+    BadUrl,
     RefusedAddress,
     check_addresses,
     development,
     literal_ip,
+    parse_url,
     resolve_now,
 )
 
 SECRET_PREFIX = "whsec_"
-DEFAULT_PORTS = {"http": 80, "https": 443}
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 
 
@@ -86,29 +89,24 @@ def check_url(
 ) -> list[str]:
     """Raise :class:`BadEndpoint` unless ``url`` can receive deliveries; the warnings
     (a name that does not resolve now)."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in DEFAULT_PORTS:
-        raise BadEndpoint("url", f"must be an http:// or https:// URL, got {url!r}")
-    if https_only and parts.scheme != "https":
-        raise BadEndpoint("url", f"must be https:// outside development, got {url!r}")
     try:
-        parts.port  # noqa: B018  (raises on a bad port)
-    except ValueError:
-        raise BadEndpoint("url", f"has an invalid port: {url!r}") from None
-    if not parts.hostname:
-        raise BadEndpoint("url", f"has no host: {url!r}")
+        parsed = parse_url(url)
+    except BadUrl as exc:
+        raise BadEndpoint("url", str(exc)) from None
+    if https_only and parsed.scheme != "https":
+        raise BadEndpoint("url", f"must be https:// outside development, got {url!r}")
     if _host_port(url) == _host_port(engine_url):
         raise BadEndpoint(
             "url", f"points at the engine itself ({engine_url}); give the product's receiver URL"
         )
-    host = parts.hostname
+    host = parsed.host
     ip = literal_ip(host)
     try:
         if ip is not None:
             check_addresses(str(ip), [str(ip)], allow_private=allow_private)
             return []
         try:
-            addresses = resolve(host, parts.port or DEFAULT_PORTS[parts.scheme])
+            addresses = resolve(host, parsed.port)
         except OSError as exc:
             return [f"{host} does not resolve from here ({exc}); each delivery resolves and checks it again"]
         check_addresses(host, addresses, allow_private=allow_private)

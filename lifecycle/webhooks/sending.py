@@ -4,6 +4,7 @@ delivery workflow."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from dataclasses import dataclass
@@ -24,7 +25,14 @@ from lifecycle.contracts.webhooks import (
     WebhookRetry,
 )
 from lifecycle.settings import Settings
-from lifecycle.webhooks.addresses import RefusedAddress, Resolver, pinned_target, system_resolve
+from lifecycle.webhooks.addresses import (
+    BadUrl,
+    RefusedAddress,
+    Resolver,
+    Target,
+    pinned_targets,
+    system_resolve,
+)
 from lifecycle.webhooks.deliveries import RESPONSE_HEAD_CHARS, Attempt
 
 USER_AGENT = "lifecycle-engine-webhooks/1"
@@ -54,31 +62,59 @@ class Answer:
         return self.error is None and self.status_code is not None and 200 <= self.status_code < 300
 
 
+def delivery_client() -> httpx.AsyncClient:
+    """The client deliveries go through: no redirects (a 3xx is an answer, never followed
+    inside), and nothing from the environment (``trust_env=False``): an ``HTTP(S)_PROXY``
+    would send the request to the proxy (past the address check, and breaking TLS against
+    the pinned IP), a ``.netrc`` would add credentials."""
+    return httpx.AsyncClient(follow_redirects=False, trust_env=False)
+
+
 async def post(
     http: httpx.AsyncClient, attempt: Attempt, timeout: float, *, allow_private: bool = False,
     resolve: Resolver = system_resolve,
 ) -> Answer:
-    """POST the delivery to the address its name resolves to now, checked
-    (``lifecycle.webhooks.addresses``); never raises for the receiver's failures (they are
-    in the answer). A refused address is an error without a status or a body."""
+    """POST the delivery to the addresses its name resolves to now, checked
+    (``lifecycle.webhooks.addresses``), in order until one takes the connection; the
+    lookup, the connections and the answer take ``timeout`` seconds at most together.
+    Never raises for the receiver's failures (they are in the answer). A refused address
+    or a bad URL is an error without a status or a body."""
     headers = signed_headers(attempt.secret, attempt.event_id, attempt.body, dt.datetime.now(dt.UTC))
     started = time.monotonic()
+
+    def elapsed_ms() -> int:
+        return int((time.monotonic() - started) * 1000)
+
     try:
-        target = await pinned_target(attempt.url, allow_private=allow_private, resolve=resolve)
-    except RefusedAddress as exc:
-        return Answer(None, int((time.monotonic() - started) * 1000), None, f"refused: {exc}"[:500])
-    headers["host"] = target.host_header
-    extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
+        targets = await pinned_targets(attempt.url, allow_private=allow_private, timeout=timeout, resolve=resolve)
+    except (RefusedAddress, BadUrl) as exc:
+        return Answer(None, elapsed_ms(), None, f"refused: {exc}"[:500])
     try:
-        r = await http.post(target.url, content=attempt.body.encode(), headers=headers, timeout=timeout,
-                            extensions=extensions)
+        async with asyncio.timeout(max(timeout - (time.monotonic() - started), 0.001)):
+            r = await _first_connected(http, targets, attempt.body.encode(), headers, timeout)
+    except TimeoutError:
+        return Answer(None, elapsed_ms(), None, f"timed out after {timeout:g} s")
     except httpx.HTTPError as exc:
-        ms = int((time.monotonic() - started) * 1000)
-        return Answer(None, ms, None, f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__)
-    ms = int((time.monotonic() - started) * 1000)
+        return Answer(None, elapsed_ms(), None, f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__)
     head = r.text[:RESPONSE_HEAD_CHARS]
     error = None if 200 <= r.status_code < 300 else f"HTTP {r.status_code}"
-    return Answer(r.status_code, ms, head, error)
+    return Answer(r.status_code, elapsed_ms(), head, error)
+
+
+async def _first_connected(
+    http: httpx.AsyncClient, targets: list[Target], body: bytes, headers: dict[str, str], timeout: float
+) -> httpx.Response:
+    """The answer of the first target that accepts a connection (a refused or timed-out
+    connection sent nothing: the next address is tried); the last error if none does."""
+    for i, target in enumerate(targets):
+        extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
+        try:
+            return await http.post(target.url, content=body, headers={**headers, "host": target.host_header},
+                                   timeout=timeout, extensions=extensions)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            if i == len(targets) - 1:
+                raise
+    raise AssertionError("pinned_targets returns at least one target")
 
 
 def retry_of(settings: Settings) -> WebhookRetry:
