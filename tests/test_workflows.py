@@ -14,8 +14,10 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from lifecycle.contracts.customer import CustomerEvent, CustomerState
-from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id
+from lifecycle.contracts.events import StripeSubscription, UsageThreshold, customer_event
+from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id, renewal_workflow_id
 from lifecycle.contracts.search_attributes import LIFECYCLE_STAGE
+from lifecycle.contracts.tiers import Tiers, tiers_from_catalog
 from lifecycle.settings import Settings
 from starter.signals.send import signal_customer, start_input
 from tests.support.helpers import add_customer, customer_row, emails, eventually, timeline
@@ -296,3 +298,125 @@ async def test_a_broken_template_holds_the_step_until_a_fixed_version_is_publish
     [welcome] = await eventually(lambda: [m for m in emails(session_factory, cid) if m.step == "welcome"])
     assert welcome.status == "sent" and welcome.subject == "Welcome aboard, Ada"
     assert welcome.template_version.startswith("v2")
+
+
+# --- workflows that never stall ---------------------------------------------------------------
+
+
+async def active_customer(client: Client, settings: Settings, session_factory, plan: str = "starter",
+                          **start_overrides) -> tuple[str, WorkflowHandle]:
+    """A customer whose entity is already active (no trial, no onboarding)."""
+    cid = new_id()
+    add_customer(session_factory, cid, plan=plan)
+    start = replace(start_input(settings, cid, plan), **start_overrides)
+    start = replace(start, state=CustomerState(customer_id=cid, plan=plan, stage="active"))
+    await signal_customer(client, cid, CustomerEvent(f"signup:{cid}", "signup"), start=start,
+                          task_queue=settings.task_queue)
+    return cid, client.get_workflow_handle(customer_workflow_id(cid))
+
+
+def subscription_event(cid: str, n: int, **fields: object) -> CustomerEvent:
+    return customer_event(f"t:{cid}:{n}", StripeSubscription(**{  # type: ignore[arg-type]
+        "stripe_subscription_id": f"sub_{cid}", "stripe_customer_id": f"cus_{cid}", "status": "active",
+        "plan": "starter", "interval": "year", "event_type": "customer.subscription.updated", **fields,
+    }))
+
+
+async def test_a_campaign_run_again_under_the_same_id_reports_its_end_each_time(
+    ts_env: WorkflowEnvironment, client, settings, session_factory, worker
+):
+    """One date's renewal reminders, dropped by a cancellation and brought back when it is
+    taken back, three times over: every run's end is heard, so the reminders come back
+    each time, and once dropped for good the entity lists nothing and waits on nothing."""
+    cid, handle = await active_customer(client, settings, session_factory)
+    period_end = await ts_env.get_current_time() + timedelta(days=60)
+    renewal_id = renewal_workflow_id(cid, period_end)
+    key = f"renewal/{period_end:%Y%m%d}"
+    runs: list[str] = []
+
+    async def a_new_run() -> str | None:
+        try:
+            run_id = (await client.get_workflow_handle(renewal_id).describe()).run_id
+        except RPCError:
+            return None
+        return run_id if run_id not in runs else None
+
+    n = 0
+    for _ in range(3):
+        n += 1
+        await signal_customer(client, cid, subscription_event(cid, n, current_period_end=period_end))
+        runs.append(await eventually(a_new_run))
+        await eventually(lambda: _lists(handle, key, renewal_id))
+        n += 1
+        await signal_customer(client, cid, subscription_event(cid, n, current_period_end=period_end,
+                                                              cancel_at_period_end=True))
+        assert await client.get_workflow_handle(renewal_id, run_id=runs[-1]).result() == "dropped"
+        await eventually(lambda: _lists(handle, key, None))
+    assert len(set(runs)) == 3
+    state = await state_of(handle)
+    assert not [w for w in state.waits.values() if w.workflow_id == renewal_id]
+
+
+async def _lists(handle: WorkflowHandle, key: str, workflow_id: str | None) -> bool:
+    """The entity lists ``workflow_id`` under ``key`` (None: lists nothing there)."""
+    return (await state_of(handle)).campaigns.get(key) == workflow_id
+
+
+def tiers_without(code: str) -> Tiers:
+    """The catalog's tiers less ``code``: an entity's snapshot taken before that tier existed."""
+    now = tiers_from_catalog()
+    return Tiers(tiers=[t for t in now.tiers if t.code != code], metric_units=now.metric_units)
+
+
+def data_errors(session_factory, cid: str) -> list[tuple[str | None, str, object]]:
+    return [(e.campaign, e.detail["unknown"], e.detail["value"])
+            for e in timeline(session_factory, cid) if e.kind == "workflow_data_error"]
+
+
+async def test_a_tier_the_entity_does_not_know_is_recorded_and_the_entity_keeps_working(
+    ts_env: WorkflowEnvironment, client, settings, session_factory, worker
+):
+    """Professional is missing from the entity's snapshot: the usage nudge and the expansion
+    offer that would name it are recorded as data errors and skipped, and the entity still
+    answers and starts the next campaign (the renewal reminders of an annual plan)."""
+    cid, handle = await active_customer(client, settings, session_factory, "professional",
+                                        tiers=tiers_without("professional"))
+    now = await ts_env.get_current_time()
+    p0, p1 = (now - timedelta(days=30), now), (now, now + timedelta(days=30))
+    for n, (metric, used, limit, (start, end)) in enumerate(
+        [("ai_requests", 8000, 10000, p0), ("storage_gb", 41, 50, p1)], start=1
+    ):
+        await signal_customer(client, cid, customer_event(f"u:{cid}:{n}", UsageThreshold(
+            metric=metric, threshold=80, used=used, limit=limit, limit_kind="hard", period_start=start,
+            period_end=end)))
+    errors = await eventually(lambda: len(data_errors(session_factory, cid)) == 3 and data_errors(session_factory, cid))
+    assert sorted(errors, key=str) == sorted([("usage", "plan", "professional")] * 2
+                                             + [("expansion", "plan", "professional")], key=str)
+    assert [m for m in emails(session_factory, cid) if m.campaign in ("usage", "expansion")] == []
+
+    period_end = now + timedelta(days=200)
+    await signal_customer(client, cid, subscription_event(cid, 1, plan="professional",
+                                                          current_period_end=period_end))
+    renewal_id = renewal_workflow_id(cid, period_end)
+    await eventually(lambda: _lists(handle, f"renewal/{period_end:%Y%m%d}", renewal_id))
+    assert (await state_of(handle)).billing.plan == "professional"
+
+
+async def test_a_renewal_on_a_tier_the_snapshot_lacks_skips_its_reminder_and_records_why(
+    ts_env: WorkflowEnvironment, client, settings, session_factory, worker
+):
+    cid, handle = await active_customer(client, settings, session_factory, "professional",
+                                        tiers=tiers_without("professional"))
+    period_end = await ts_env.get_current_time() + timedelta(days=60)
+    await signal_customer(client, cid, subscription_event(cid, 1, plan="professional",
+                                                          current_period_end=period_end))
+    renewal_id = renewal_workflow_id(cid, period_end)
+    await eventually(lambda: _lists(handle, f"renewal/{period_end:%Y%m%d}", renewal_id))
+    await ts_env.sleep(timedelta(days=54))  # past both reminders' times
+    assert await client.get_workflow_handle(renewal_id).result() == "reminded"
+    skipped = [e.detail for e in timeline(session_factory, cid) if e.kind == "email_skipped"]
+    assert [d["step"] for d in skipped] == ["renewal_30_days", "renewal_7_days"]
+    assert all("unknown plan 'professional'" in d["reason"] for d in skipped)
+    assert data_errors(session_factory, cid) == [("renewal", "plan", "professional")] * 2
+    assert [m for m in emails(session_factory, cid) if m.campaign == "renewal"] == []
+    await eventually(lambda: _lists(handle, f"renewal/{period_end:%Y%m%d}", None))  # its end was heard

@@ -239,11 +239,14 @@ class EntityReports:
         self._entity: str | None = None  # the entity to tell (None: no reports)
         self._last: tuple[str, datetime | None] = (WAIT_NOTHING, None)
         self._sending: asyncio.Task[None] | None = None  # the last report, sent in order
+        self._run_id: str | None = None  # the run named in each report (patches.CAMPAIGN_REPORTS_BY_RUN)
 
     def begin(self) -> None:
         parent = workflow.info().parent  # the entity (a campaign started on its own: none)
         if workflow.patched(patches.CAMPAIGN_REPORTS_WAITS) and parent is not None:
             self._entity = parent.workflow_id  # its latest run, whatever continue-as-new did
+            if workflow.patched(patches.CAMPAIGN_REPORTS_BY_RUN):
+                self._run_id = workflow.info().run_id
 
     def report(self, kind: str, until: datetime | None) -> None:
         """``kind`` until ``until`` from now on. A timer already due (a step due at once,
@@ -253,7 +256,7 @@ class EntityReports:
         if self._entity is None or (kind, until) == self._last or (kind == WAIT_NOTHING == self._last[0]):
             return
         self._last = (kind, until)
-        report = CampaignWait(self.campaign, workflow.info().workflow_id, kind, until)
+        report = CampaignWait(self.campaign, workflow.info().workflow_id, kind, until, run_id=self._run_id)
         self._sending = asyncio.create_task(self._send(self._sending, self._entity, report))
 
     async def delivered(self) -> None:

@@ -71,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from lifecycle.contracts.winback import OfferAnswer, ReactivateRequest
     from workflows import patches
+    from workflows.campaign import finished_workflow_id
     from workflows.card_on_file import CardReminders
     from workflows.dunning_link import DunningLink
     from workflows.notify import publish
@@ -360,6 +361,12 @@ class CustomerWorkflow:
     async def _on_campaign_finished(self, event: CustomerEvent) -> None:
         finished = payload_of(event, CampaignFinished)
         campaign, outcome = finished.campaign, finished.outcome
+        if finished.run_id and workflow.patched(patches.CAMPAIGN_REPORTS_BY_RUN):
+            child_id = finished_workflow_id(event.event_id, finished.run_id)
+            if not self._ops.run_ended(child_id, finished.run_id):
+                workflow.logger.info("%s run %s ended (%s); a newer run of it runs on",
+                                     child_id, finished.run_id, outcome)
+                return
         if campaign == "dunning":  # only a run that started one hears this
             await self._dunning.on_finished(event)
             return

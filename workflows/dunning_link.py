@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.search_attributes import customer_search_attributes
     from lifecycle.contracts.stages import ACTIVE, PAST_DUE
     from lifecycle.contracts.stages import CANCELED as STAGE_CANCELED
+    from workflows.campaign import finished_workflow_id
     from workflows.dunning import DunningWorkflow
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.subscription import SetStage
@@ -151,7 +152,7 @@ class DunningLink:
     async def on_finished(self, event: CustomerEvent) -> None:
         """The dunning ended: the stage follows its outcome."""
         finished = payload_of(event, CampaignFinished)
-        child_id = event.event_id.removesuffix(":finished")
+        child_id = finished_workflow_id(event.event_id, finished.run_id)
         self._state.outcomes[CAMPAIGN] = finished.outcome
         if self.running == child_id:
             self._state.campaigns.pop(CAMPAIGN, None)

@@ -8,7 +8,8 @@ children (pause, resume, skip-step), cancels one, resends an email — and recor
 it and why in the audit trail and on the timeline (the ops activity, once per action id).
 
 What the campaigns wait for: each child reports it (``campaign_wait``); the entity keeps
-the last report of each running child and upserts ``Waits`` and ``NextStepAt`` from them
+the last report of each running child run (by workflow id and run id: a campaign started
+again under the same id is another run) and upserts ``Waits`` and ``NextStepAt`` from them
 (``entity_waits``), so ``lifecycle customers list`` answers from the entities alone.
 """
 
@@ -47,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         WhyWaiting,
         action_refusal,
         entity_waits,
+        wait_key,
     )
     from lifecycle.contracts.search_attributes import NEXT_STEP_AT, NO_NEXT_STEP, WAITS
     from workflows.options import EMAIL_RETRY, SEND_TIMEOUT, STORE_RETRY, STORE_TIMEOUT
@@ -76,11 +78,26 @@ class Ops:
         if self._heard[0] != now:
             self._heard = (now, set())
         self._heard[1].add(report.workflow_id)
+        key = wait_key(report.workflow_id, report.run_id)
+        # this run reports: any other run of the same workflow id has ended (one runs at a time)
+        for old in [k for k, r in self._state.waits.items() if r.workflow_id == report.workflow_id and k != key]:
+            del self._state.waits[old]
         if report.kind == WAIT_NOTHING:
-            self._state.waits.pop(report.workflow_id, None)
+            self._state.waits.pop(key, None)
         else:
-            self._state.waits[report.workflow_id] = report
+            self._state.waits[key] = report
         self._upsert_waits()
+
+    def run_ended(self, workflow_id: str, run_id: str | None) -> bool:
+        """A child run reported its end: forget its report. False: another run of the same
+        workflow id has reported since (it started again): the end is an older run's, and
+        the one running stays listed."""
+        if not run_id:
+            return True
+        newer = any(r.workflow_id == workflow_id and r.run_id not in (None, run_id) for r in self._state.waits.values())
+        if self._state.waits.pop(wait_key(workflow_id, run_id), None) is not None:
+            self._upsert_waits()
+        return not newer
 
     def prune_waits(self) -> None:
         """Forget the reports of children that no longer run (cancelled, replaced, ended
@@ -93,9 +110,10 @@ class Ops:
         running = set(self.running().values())
         if self._heard[0] == workflow.now():
             running |= self._heard[1]  # heard just now: its start may not be recorded yet
-        gone = [wf for wf, r in self._state.waits.items() if wf not in running and r.campaign != USAGE_CAMPAIGN]
-        for wf in gone:
-            del self._state.waits[wf]
+        gone = [k for k, r in self._state.waits.items()
+                if r.workflow_id not in running and r.campaign != USAGE_CAMPAIGN]
+        for k in gone:
+            del self._state.waits[k]
         if gone:
             self._upsert_waits()
 

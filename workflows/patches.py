@@ -111,6 +111,27 @@ OPS_PAUSE_RETENTION_STARTS = "ops-pause-retention-starts"
 # 2026-12-02 is open.
 CAMPAIGN_REPORTS_WAITS = "campaign-reports-waits"
 
+# A campaign child's reports name its run: its end (``campaign_finished``) carries the run
+# id in the payload and in the event id (``{workflow id}:finished:{run id}``), and its
+# ``campaign_wait`` reports the run id, so a campaign started again under the same workflow
+# id (a renewal for the same date, a dunning for the same invoice) is heard ending each
+# time instead of being dropped as an event id already seen; the entity keeps reports by
+# (workflow id, run id) and an older run's end never unlists the newer run. Decided when
+# the child reports (no earlier history carries a run-keyed report). Since 2026-12-07.
+# Deprecate when no campaign child and no CustomerWorkflow run started before 2026-12-07
+# is open.
+CAMPAIGN_REPORTS_BY_RUN = "campaign-reports-by-run"
+
+# Data a workflow cannot decide on (a tier its snapshot of the catalog lacks, a billing
+# period it cannot reckon) is recorded on the timeline (``workflow_data_error``, naming
+# what was unknown) and the step it was for is skipped; before, the lookup raised inside
+# workflow code and the workflow task failed over and over (the entity stalled). The
+# entity (expansion offer, team promotion, reactivation), the usage nudge and the renewal
+# reminders. Decided where the data turns out unknown (the old path raised there, so no
+# history goes on past it). Since 2026-12-07. Deprecate when no CustomerWorkflow run,
+# UsageNudgeWorkflow or RenewalWorkflow started before 2026-12-07 is open.
+DATA_ERRORS_RECORDED = "data-errors-recorded"
+
 # An offer (expansion, team promotion) made while ops has marketing paused starts paused
 # by its input (OfferInput.paused), since its step is due at once and the pause signal
 # after the start came after the email had gone out; one resumed while it was starting is

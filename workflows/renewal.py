@@ -25,21 +25,25 @@ with workflow.unsafe.imports_passed_through():
         RenewalTerms,
         RenewalTermsInput,
     )
-    from lifecycle.contracts.tiers import tiers_from_catalog
+    from lifecycle.contracts.tiers import Tiers, tiers_from_catalog
     from workflows.campaign import report_finished
     from workflows.controls import SKIPPED_BY_OPS, ControlledCampaign, Controls
     from workflows.email_step import record_step_skipped, send_step_email
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
+    from workflows.timeline import data_error
 
 REMINDED = "reminded"
 DROPPED = "dropped"
 
 
+def renewal_tiers(input: RenewalInput) -> Tiers:
+    return input.tiers if input.tiers is not None else tiers_from_catalog()
+
+
 def reminder_context(input: RenewalInput, step: EmailStep, terms: RenewalTerms) -> dict[str, object]:
     """What the reminder says: the date, the amount after discounts (the mirror's; else the
     tier's annual price), the card (else "your card on file"), the plan."""
-    tiers = input.tiers if input.tiers is not None else tiers_from_catalog()
-    tier = tiers.get(input.plan)
+    tier = renewal_tiers(input).get(input.plan)  # known: run() skips the reminder otherwise
     cents = terms.amount_cents if terms.amount_cents is not None else tier.annual_cents(input.interval)
     return {
         "renewal": {
@@ -116,6 +120,15 @@ class RenewalWorkflow(ControlledCampaign):
                     pass
                 if self._dropped is not None:
                     break
+            tiers = renewal_tiers(input)
+            if tiers.find(input.plan) is None:  # a plan the snapshot lacks: no reminder to write
+                error = tiers.unknown(input.plan)
+                await data_error(input.customer_id, error, key=f"{workflow.info().workflow_id}:{reminder.name}",
+                                 campaign=campaign, unknown="plan", value=input.plan, skipped=reminder.name)
+                await record_step_skipped(input.customer_id, campaign, reminder, error)
+                self._done.append(reminder.name)
+                controls.step_done(reminder.name)
+                continue
             terms: RenewalTerms = await workflow.execute_activity_method(
                 RetentionActivities.renewal_terms,
                 RenewalTermsInput(input.customer_id, input.stripe_subscription_id),

@@ -62,7 +62,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.offer import OfferWorkflow
     from workflows.renewal import RenewalWorkflow
     from workflows.subscription import terms
-    from workflows.timeline import record_event
+    from workflows.timeline import data_error, record_event
 
 SEATS = "seats"
 # an offer is decided only for a customer who can hear it: one that would be suppressed
@@ -218,7 +218,10 @@ class Retention:
         elif last is not None and now - last < self._policy.days(policy.expansion_every_days):
             why_not = f"an expansion offer was made on {last:%Y-%m-%d}, within {policy.expansion_every_days:g} days"
         tiers = terms(self._tiers)
-        current = tiers.get(self._state.plan)
+        current = tiers.find(self._state.plan)
+        if current is None:
+            await self._data_error(EXPANSION_CAMPAIGN, tiers.unknown(self._state.plan), self._state.plan)
+            return
         interval = self._state.billing.interval or "month"
         nxt = tiers.next_up(current.code)
         if why_not is None and nxt is None and interval == "year":
@@ -298,7 +301,11 @@ class Retention:
                 await self._record_skipped(TEAM_PROMOTION_CAMPAIGN, event, why_not)
             return
         tiers = terms(self._tiers)
-        team, current = tiers.get(policy.tier), tiers.get(state.plan)
+        team, current = tiers.find(policy.tier), tiers.find(state.plan)
+        if team is None or current is None:
+            code = policy.tier if team is None else state.plan
+            await self._data_error(TEAM_PROMOTION_CAMPAIGN, tiers.unknown(code), code)
+            return
         r.team_promoted_at = now
         r.team_held_why = r.team_held_reason = None
         await self._start(
@@ -358,6 +365,14 @@ class Retention:
         """An offer is due at once, so one made while marketing is paused starts paused by its
         input: the pause signal sent after the start arrives after the email went out."""
         return self._state.paused and workflow.patched(patches.OPS_OFFERS_START_PAUSED)
+
+    async def _data_error(self, campaign: str, error: str, code: str | None) -> None:
+        """A tier the entity's snapshot lacks: recorded once per campaign and code, the offer
+        not made; the entity goes on (asked again after later events, recorded once)."""
+        await data_error(
+            self._state.customer_id, error, key=f"{workflow.info().workflow_id}:{campaign}:plan:{code}",
+            campaign=campaign, unknown="plan", value=code, skipped=f"{campaign} offer",
+        )
 
     async def _record_skipped(self, campaign: str, event: CustomerEvent, reason: str) -> None:
         await record_event(

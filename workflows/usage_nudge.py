@@ -14,13 +14,15 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.campaigns import UsageNudgeInput
+    from lifecycle.contracts.email import EMAIL_SKIPPED
     from lifecycle.contracts.ids import USAGE_CAMPAIGN
     from lifecycle.contracts.policy import EmailStep
     from lifecycle.contracts.stages import TRIALING
-    from lifecycle.contracts.tiers import added_by, tiers_from_catalog
+    from lifecycle.contracts.tiers import Tiers, added_by, tiers_from_catalog
     from workflows import patches
     from workflows.controls import SKIPPED_BY_OPS, ControlledCampaign, Controls
-    from workflows.email_step import send_step_email
+    from workflows.email_step import record_step_skipped, send_step_email
+    from workflows.timeline import data_error
 
 CAMPAIGN = USAGE_CAMPAIGN
 METRIC_LABELS = {"ai_requests": "AI requests", "seats": "seats", "storage_gb": "storage"}
@@ -40,11 +42,15 @@ def choose_step(input: UsageNudgeInput) -> EmailStep:
     return EmailStep(name="overage", template=template, category=p.notice_category)
 
 
+def nudge_tiers(input: UsageNudgeInput) -> Tiers:
+    return input.tiers if input.tiers is not None else tiers_from_catalog()
+
+
 def email_context(input: UsageNudgeInput) -> dict[str, object]:
     """What the usage templates may use (facts only, no PII), from the entity's snapshot of
     the tiers (a nudge from an entity without one: the catalog, as before)."""
-    tiers = input.tiers if input.tiers is not None else tiers_from_catalog()
-    plan = tiers.get(input.plan)
+    tiers = nudge_tiers(input)
+    plan = tiers.get(input.plan)  # known: run() skips the email otherwise
     nxt = tiers.next_up(plan.code)
     unit = tiers.metric_units.get(input.metric, input.metric)
     lim = plan.limit(input.metric)
@@ -97,6 +103,14 @@ class UsageNudgeWorkflow(ControlledCampaign):
         self.controls.begin()
         step = choose_step(input)
         self.controls.on_step(step.name, None, marketing=step.category == "marketing")
+        tiers = nudge_tiers(input)
+        if tiers.find(input.plan) is None:  # a plan the entity's snapshot lacks: no email to write
+            error = tiers.unknown(input.plan)
+            await data_error(input.customer_id, error, key=workflow.info().workflow_id, campaign=CAMPAIGN,
+                             unknown="plan", value=input.plan, skipped=step.name)
+            await record_step_skipped(input.customer_id, CAMPAIGN, step, error)
+            await self.controls.finished()
+            return EMAIL_SKIPPED
         if not await self.controls.until_unpaused(step.name):  # started paused, then skipped by ops
             skipped = await send_step_email(input.customer_id, CAMPAIGN, step, email_context(input),
                                             skip_reason=SKIPPED_BY_OPS)

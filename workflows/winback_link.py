@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionRequest,
         SubscriptionResult,
     )
+    from lifecycle.contracts.catalog import known_period, per_month_cents
     from lifecycle.contracts.customer import CustomerEvent, CustomerState
     from lifecycle.contracts.events import PauseEnded, SaveOfferExpired, customer_event, payload_of
     from lifecycle.contracts.policy import CampaignPolicy
@@ -70,7 +71,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.subscription import Subscription, terms
-    from workflows.timeline import record_event
+    from workflows.timeline import data_error, record_event
     from workflows.winback import WinbackWorkflow
 
 CAMPAIGN = "winback"
@@ -440,8 +441,14 @@ class WinbackLink:
             from_stage = self._state.stage
             await self._sub._apply_result(result, cause=f"reactivate:{req.request_id}")
             r.reactivated_at = workflow.now()
-            tier = terms(self._sub._tiers).get(plan)
-            mrr = tier.monthly_price_cents if interval == "month" else tier.annual_price_cents // 12
+            tiers = terms(self._sub._tiers)
+            tier = tiers.find(plan)
+            if tier is not None:
+                mrr = tier.monthly_price_cents if interval == "month" else tier.annual_price_cents // 12
+            else:  # a plan the snapshot lacks: the amount Stripe bills, per month
+                await data_error(cid, tiers.unknown(plan), key=self._key("reactivate", req.request_id),
+                                 campaign=CAMPAIGN, unknown="plan", value=plan, skipped="the tier's price for MRR")
+                mrr = per_month_cents(result.amount_cents, interval) if known_period(interval) else 0
             await self._record(
                 WinbackActivities.record_reactivation,
                 ReactivationRecord(

@@ -134,6 +134,34 @@ DEFAULT_TRIAL_PLAN = "starter"
 NO_TIER = ""
 
 
+# --- billing periods: what an amount per period is per year and per month -----------------
+
+# Stripe's recurring intervals and how many of each make a year; a price bills every
+# ``interval_count`` of them (quarterly: month x3; every six months: month x6).
+PERIODS_PER_YEAR: dict[str, int] = {"day": 365, "week": 52, "month": 12, "year": 1}
+
+
+def known_period(interval: str | None, interval_count: int | None = 1) -> bool:
+    """A period :func:`per_year_cents` can reckon (workflow code asks before it reckons)."""
+    return interval in PERIODS_PER_YEAR and (interval_count or 1) >= 1
+
+
+def per_year_cents(amount_cents: int, interval: str, interval_count: int | None = 1) -> int:
+    """What ``amount_cents`` billed every ``interval_count`` ``interval`` comes to in a year
+    (a weekly $10: $520; a quarterly $57: $228), rounded to the cent."""
+    if not known_period(interval, interval_count):
+        raise ValueError(
+            f"unknown billing period {interval_count or 1} x {interval!r}; expected a count of at least 1 "
+            f"of {', '.join(PERIODS_PER_YEAR)}"
+        )
+    return round(amount_cents * PERIODS_PER_YEAR[interval] / (interval_count or 1))
+
+
+def per_month_cents(amount_cents: int, interval: str, interval_count: int | None = 1) -> int:
+    """The same amount per month (MRR): a twelfth of :func:`per_year_cents`."""
+    return round(per_year_cents(amount_cents, interval, interval_count) / 12)
+
+
 def get_plan(code: str) -> Plan:
     try:
         return PLANS_BY_CODE[code]

@@ -165,6 +165,9 @@ class CampaignFinished(EventPayload):
     KIND = EventKind.CAMPAIGN_FINISHED
     campaign: str = ""
     outcome: str = ""
+    # the run that ended (None: a run from before campaigns named theirs): a campaign
+    # started again under the same workflow id ends once per run
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)

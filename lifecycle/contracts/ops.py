@@ -111,14 +111,23 @@ class WhyWaiting:
 @dataclass
 class CampaignWait:
     """A campaign child's report to its entity (signal ``campaign_wait``): what it waits
-    for now and until when. The entity keeps one per child (by workflow id) and upserts
-    its own ``Waits`` and ``NextStepAt`` from them (:func:`entity_waits`), so one
-    visibility query on the entities lists customers by what their campaigns wait for."""
+    for now and until when. The entity keeps one per child run (:func:`wait_key`: by
+    workflow id and run id) and upserts its own ``Waits`` and ``NextStepAt`` from them
+    (:func:`entity_waits`), so one visibility query on the entities lists customers by
+    what their campaigns wait for."""
 
     campaign: str
     workflow_id: str
     kind: str  # one of WAIT_KINDS; WAIT_NOTHING: the child has no step left
     until: datetime | None = None
+    # the reporting run (None: a child started before reports named their run)
+    run_id: str | None = None
+
+
+def wait_key(workflow_id: str, run_id: str | None) -> str:
+    """The entity's key for one child run's report: ``{workflow id}@{run id}`` (a run id
+    is a UUID: no ``@``), the workflow id alone for a report that names no run."""
+    return f"{workflow_id}@{run_id}" if run_id else workflow_id
 
 
 def entity_waits(waits: list[CampaignWait]) -> tuple[list[str], datetime | None]:

@@ -59,10 +59,18 @@ class Tiers:
         return [t.code for t in self.tiers]
 
     def get(self, code: str) -> Tier:
-        for t in self.tiers:
-            if t.code == code:
-                return t
-        raise KeyError(f"unknown plan {code!r}; expected one of {', '.join(self.codes)}")
+        found = self.find(code)
+        if found is None:
+            raise KeyError(self.unknown(code))
+        return found
+
+    def find(self, code: str | None) -> Tier | None:
+        """The tier ``code`` (None: not one of these; workflow code records that and goes on)."""
+        return next((t for t in self.tiers if t.code == code), None)
+
+    def unknown(self, code: str | None) -> str:
+        """What a workflow records for a tier code it cannot find."""
+        return f"unknown plan {code!r}; expected one of {', '.join(self.codes)}"
 
     def next_up(self, code: str) -> Tier | None:
         current = self.get(code)
