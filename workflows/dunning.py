@@ -132,12 +132,14 @@ class DunningWorkflow:
     async def extend_grace(self, req: ExtendGrace) -> CampaignStatus:
         """Move the suspension and the end action ``days`` later (ops, for a customer who
         promised to pay). A suspension already in force is lifted if its new day is ahead."""
+        answers_end = workflow.patched(patches.DUNNING_HANDLERS_ANSWER_THE_END)
         schedule = self._schedule
         schedule.extension_days += req.days
         self._wake = True
         await self._effects.record("grace_extended", f"grace-extended:{len(schedule.entered)}:{schedule.extension_days}",
                                    {"days": req.days, "reason": req.reason, "total_days": schedule.extension_days})
-        await workflow.wait_condition(lambda: not self._wake)
+        # a payment that ends the dunning meanwhile never saves the moved times: it answers
+        await workflow.wait_condition(lambda: not self._wake or (answers_end and self._finished))
         return self.status()
 
     @extend_grace.validator
@@ -152,9 +154,14 @@ class DunningWorkflow:
     @workflow.update
     async def retry_now(self, req: RetryNow) -> str:
         """Charge the open invoices now (retry mode engine); answers the outcome."""
+        answers_end = workflow.patched(patches.DUNNING_HANDLERS_ANSWER_THE_END)
         self._retry_requests.append(req.reason)
         wanted = self._retries_carried_out + len(self._retry_requests)
-        await workflow.wait_condition(lambda: self._retries_carried_out >= wanted)
+        await workflow.wait_condition(
+            lambda: self._retries_carried_out >= wanted or (answers_end and self._finished)
+        )
+        if self._retries_carried_out < wanted:  # a payment (or the end action) ended it first
+            return f"already {self._state}: nothing charged"
         return self._last_retry
 
     @retry_now.validator

@@ -166,3 +166,12 @@ DUNNING_WEBHOOKS = "dunning-webhooks"
 # one. Decided when the signal is handled (no earlier history carries the signal). Since
 # 2026-12-07. Deprecate when no DunningWorkflow started before 2026-12-07 is open.
 DUNNING_NEW_CARD_RETRY = "dunning-new-card-retry"
+
+# --- DunningWorkflow: by Stripe's rules (issue 18) --------------------------------------------
+
+# retry-now and extend-grace that arrive while a payment (or the end action) ends the
+# dunning answer the actual outcome ("already recovered") instead of waiting for a retry
+# or a save the finished run never makes (before: the handler waited forever and the run
+# waited for it). Decided when the update is handled. Since 2026-12-07. Deprecate when no
+# DunningWorkflow started before 2026-12-07 is open.
+DUNNING_HANDLERS_ANSWER_THE_END = "dunning-handlers-answer-the-end"
