@@ -4,6 +4,7 @@ time-skipping server with the real workflow code, localstripe and the database."
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from temporalio.client import Client
@@ -11,14 +12,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from lifecycle.contracts.dunning import BY_CUSTOMER, PAID, ExtendGrace, InvoiceClosed, RetryNow
+from lifecycle.contracts.events import StripeSubscription
 from lifecycle.contracts.ops import WAIT_TIMER
 from lifecycle.settings import Settings
-from tests.support.dunning import cases, exists, failing_customer, mails, run_row
-from tests.support.helpers import eventually
+from tests.support.dunning import cases, exists, failing_customer, mails, run_row, usage_check
+from tests.support.helpers import eventually, timeline
 from worker import WORKFLOWS, build_activities, build_worker
 from workflows.dunning import DunningWorkflow
 
-WARNING = "dunning_warning"
+WARNING, SUSPENDED, ENDED = "dunning_warning", "dunning_suspended", "dunning_ended"
 
 
 def charges(stripe_client, stripe_customer: str) -> int:
@@ -69,3 +71,70 @@ async def test_an_ops_action_arriving_with_the_payment_answers_and_the_run_ends(
     row = run_row(session_factory, f.dunning_id())
     assert row is not None and row.state == "recovered" and row.ended and not row.suspended
     assert cases(session_factory, f.cid)[f.invoice].outcome == "recovered"
+
+
+def stripe_mode(stripe_settings: Settings) -> Settings:
+    return stripe_settings.model_copy(update={"dunning_retry_mode": "stripe"})
+
+
+def ended_entries(session_factory, cid: str) -> list[dict]:
+    return [e.detail for e in timeline(session_factory, cid) if e.kind == "dunning_ended"]
+
+
+async def test_stripe_mode_waits_for_3ds_then_ends_when_stripe_cancels(
+    ts_env: WorkflowEnvironment, client: Client, stripe_settings: Settings, session_factory, synced,
+    stripe_acts, stripe_client,
+):
+    """Retry mode stripe: a payment waiting for 3-D Secure (no next_payment_attempt) is not
+    "Stripe gave up": no cancel through the grace and after it; when Stripe itself cancels
+    the subscription the dunning ends canceled, as Stripe's."""
+    settings = stripe_mode(stripe_settings)
+    async with build_worker(client, settings, session_factory):
+        f = await failing_customer(client, settings, session_factory, stripe_acts, stripe_client, fail=False)
+        await f.action_required("https://invoice.stripe.com/i/acct_test/authenticate")
+        await eventually(lambda: exists(f.dunning))
+        await ts_env.sleep(timedelta(days=8))  # past the grace: suspended, still waiting
+        await eventually(lambda: SUSPENDED in mails(session_factory, f.cid))
+        sub_id = f.sub.stripe_subscription_id
+        assert stripe_client.v1.subscriptions.retrieve(sub_id).status != "canceled"
+        assert ended_entries(session_factory, f.cid) == [] and ENDED not in mails(session_factory, f.cid)
+        assert (await f.dunning.describe()).status.name == "RUNNING"
+        assert usage_check(session_factory, f.cid)["payment_overdue"] is True
+
+        stripe_client.v1.subscriptions.cancel(sub_id)  # Stripe's "if all retries fail: cancel"
+        await f.tell("stripe:evt_sub_deleted", StripeSubscription(
+            stripe_subscription_id=sub_id, stripe_customer_id=f.stripe_customer, status="canceled",
+            plan="business", interval="month", event_type="customer.subscription.deleted",
+        ))
+        assert await f.dunning.result() == "canceled"
+        assert ended_entries(session_factory, f.cid) == [
+            {"action": "cancel", "by": "stripe", "days": pytest.approx(8, abs=0.1), "open_invoices": [f.invoice]}
+        ]
+        await eventually(lambda: f.stage_is("canceled"))
+        row = run_row(session_factory, f.dunning_id())
+        assert row is not None and row.state == "canceled" and not row.suspended
+        assert usage_check(session_factory, f.cid)["allowed"] is True
+        assert stripe_client.v1.invoices.retrieve(f.invoice).status == "open"  # nothing paid
+
+
+async def test_stripe_mode_hard_decline_waits_for_the_end_day(
+    ts_env: WorkflowEnvironment, client: Client, stripe_settings: Settings, session_factory, synced,
+    stripe_acts, stripe_client,
+):
+    """Retry mode stripe: a hard decline Stripe will not retry (no next_payment_attempt)
+    waits for the policy's end day (21) before the end action cancels, in Stripe."""
+    settings = stripe_mode(stripe_settings)
+    async with build_worker(client, settings, session_factory):
+        f = await failing_customer(client, settings, session_factory, stripe_acts, stripe_client, fail=False)
+        await f.fail(code="expired_card", next_attempt=None)
+        await eventually(lambda: exists(f.dunning))
+        sub_id = f.sub.stripe_subscription_id
+        await ts_env.sleep(timedelta(days=20))
+        await eventually(lambda: SUSPENDED in mails(session_factory, f.cid))
+        assert stripe_client.v1.subscriptions.retrieve(sub_id).status != "canceled"
+        assert ended_entries(session_factory, f.cid) == []
+        await ts_env.sleep(timedelta(days=1, hours=1))  # day 21: the end action
+        assert await f.dunning.result() == "canceled"
+        assert stripe_client.v1.subscriptions.retrieve(sub_id).status == "canceled"
+        [ended] = ended_entries(session_factory, f.cid)
+        assert ended["action"] == "cancel" and ended["days"] == pytest.approx(21, abs=0.1) and "by" not in ended
