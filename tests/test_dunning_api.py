@@ -102,13 +102,20 @@ async def test_stripe_mode_follows_smart_retries_and_never_charges(
     await ts_env.sleep(timedelta(days=8))  # no engine retry on days 1, 3, 5, 7
     await eventually(lambda: "dunning_suspended" in mails(session_factory, f.cid))
     await webhook(stripe_mode_api, "invoice.payment_failed", current_shape(invoice, attempt=2, next_attempt=None), now + 1)
-    # Stripe gave up (no next attempt): the end action at once, not on day 21
+    # no next attempt is not the end (3-D Secure, a decline Stripe will not retry): the
+    # dunning ends when Stripe ends the subscription ("if all retries fail": cancel)
+    await eventually(lambda: len([e for e in timeline(session_factory, f.cid) if e.kind == "invoice_failed"]) == 2)
+    assert (await f.dunning.describe()).status.name == "RUNNING"
+    sub_id = f.sub.stripe_subscription_id
+    stripe_client.v1.subscriptions.cancel(sub_id)
+    await webhook(stripe_mode_api, "customer.subscription.deleted", stripe_client.v1.subscriptions.retrieve(sub_id),
+                  now + 2)
     assert await f.dunning.result() == "canceled"
     assert retries(session_factory, f.cid) == []
     pis = stripe_client.v1.payment_intents.list(params={"limit": 100}).data
     assert len([p for p in pis if p.customer == f.stripe_customer]) == 1  # the first charge only
     ended = next(e for e in timeline(session_factory, f.cid) if e.kind == "dunning_ended")
-    assert ended.detail["days"] < 9
+    assert ended.detail["days"] < 9 and ended.detail["by"] == "stripe"
 
 
 async def test_stripe_mode_recovered_by_stripe(

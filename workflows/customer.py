@@ -455,6 +455,8 @@ class CustomerWorkflow:
 
     async def _on_stripe_subscription(self, event: CustomerEvent) -> None:
         await self._subscription.on_stripe_subscription(event)
+        if self._dunning.ends_subscription(event) and workflow.patched(patches.DUNNING_HEARS_SUBSCRIPTION_END):
+            await self._dunning.on_subscription_ended(event)  # Stripe ended it: so does the dunning
         if (
             self._state.billing.status == "past_due"
             and self._dunning.running is None

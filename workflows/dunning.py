@@ -63,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         InvoiceClosed,
         InvoiceFailed,
         RetryNow,
+        SubscriptionEnded,
     )
     from lifecycle.contracts.ops import (
         WAIT_ACTIVITY,
@@ -93,7 +94,7 @@ class DunningWorkflow:
     @workflow.init
     def __init__(self, input: DunningInput) -> None:
         self._input = input
-        self._inbox: list[InvoiceFailed | InvoiceClosed | CardChanged] = []
+        self._inbox: list[InvoiceFailed | InvoiceClosed | CardChanged | SubscriptionEnded] = []
         self._invoices: dict[str, DunningInvoice] = {}
         self._setup: DunningSetup | None = None
         self._started_at: datetime | None = None
@@ -128,16 +129,23 @@ class DunningWorkflow:
         """A payment method was added or made the default (engine mode: see _on_card_changed)."""
         self._inbox.append(card)
 
+    @workflow.signal
+    def subscription_ended(self, ended: SubscriptionEnded) -> None:
+        """Stripe itself ended the subscription (canceled, or unpaid): see _on_subscription_ended."""
+        self._inbox.append(ended)
+
     @workflow.update
     async def extend_grace(self, req: ExtendGrace) -> CampaignStatus:
         """Move the suspension and the end action ``days`` later (ops, for a customer who
         promised to pay). A suspension already in force is lifted if its new day is ahead."""
+        answers_end = workflow.patched(patches.DUNNING_HANDLERS_ANSWER_THE_END)
         schedule = self._schedule
         schedule.extension_days += req.days
         self._wake = True
         await self._effects.record("grace_extended", f"grace-extended:{len(schedule.entered)}:{schedule.extension_days}",
                                    {"days": req.days, "reason": req.reason, "total_days": schedule.extension_days})
-        await workflow.wait_condition(lambda: not self._wake)
+        # a payment that ends the dunning meanwhile never saves the moved times: it answers
+        await workflow.wait_condition(lambda: not self._wake or (answers_end and self._finished))
         return self.status()
 
     @extend_grace.validator
@@ -152,9 +160,14 @@ class DunningWorkflow:
     @workflow.update
     async def retry_now(self, req: RetryNow) -> str:
         """Charge the open invoices now (retry mode engine); answers the outcome."""
+        answers_end = workflow.patched(patches.DUNNING_HANDLERS_ANSWER_THE_END)
         self._retry_requests.append(req.reason)
         wanted = self._retries_carried_out + len(self._retry_requests)
-        await workflow.wait_condition(lambda: self._retries_carried_out >= wanted)
+        await workflow.wait_condition(
+            lambda: self._retries_carried_out >= wanted or (answers_end and self._finished)
+        )
+        if self._retries_carried_out < wanted:  # a payment (or the end action) ended it first
+            return f"already {self._state}: nothing charged"
         return self._last_retry
 
     @retry_now.validator
@@ -224,6 +237,8 @@ class DunningWorkflow:
             DunningActivities.begin, input, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
         )
         self._schedule.begin(setup, self._started_at)
+        if setup.retry_mode == STRIPE:
+            self._schedule.stripe_waits = workflow.patched(patches.DUNNING_STRIPE_WAITS)
         first = input.first_invoice
         if setup.first_invoice_status in ("paid", "void", "uncollectible"):
             # a failure heard after its invoice was settled: nothing to recover
@@ -253,7 +268,7 @@ class DunningWorkflow:
                 elif kind == STAGE:
                     await self._enter(self._policy.stages[ref])
                 else:
-                    await self._end_action()
+                    await self._end_action(self._schedule.stripe_ended)
                     if self._finished:
                         await workflow.wait_condition(workflow.all_handlers_finished)
                         return self._state
@@ -307,6 +322,8 @@ class DunningWorkflow:
                 await self._on_failed(msg)
             elif isinstance(msg, CardChanged):
                 await self._on_card_changed(msg)
+            elif isinstance(msg, SubscriptionEnded):
+                await self._on_subscription_ended(msg)
             else:
                 await self._on_closed(msg)
 
@@ -361,6 +378,18 @@ class DunningWorkflow:
 
     def _close(self, inv: DunningInvoice, status: str, how: str) -> None:
         inv.status, inv.closed_how, inv.closed_at = status, how, workflow.now()
+
+    async def _on_subscription_ended(self, msg: SubscriptionEnded) -> None:
+        """Stripe ended the subscription itself (its "if all retries fail" setting, the
+        dashboard): the dunning ends as Stripe did (the schedule's end, taken by the loop):
+        canceled at once (nothing to cancel: no call of ours), unpaid once the grace is over
+        (suspended, waiting to be paid); never after the end."""
+        if self._finished or msg.status not in (CANCELED, UNPAID) or not self._open():
+            return
+        if msg.status == UNPAID and self._schedule.end_taken is not None:
+            return  # unpaid already (ours or Stripe's), or an end action taken
+        if workflow.patched(patches.DUNNING_ENDS_WITH_THE_SUBSCRIPTION):
+            self._schedule.stripe_ended = msg.status
 
     # --- a new card (patches.DUNNING_NEW_CARD_RETRY) ------------------------------------
 
@@ -468,15 +497,20 @@ class DunningWorkflow:
             self._last_retry = "; ".join(outcomes) or "nothing to retry"
             self._retries_carried_out += 1
 
-    async def _end_action(self) -> None:
-        action, was_suspended = self._policy.end_action, self._suspended
+    async def _end_action(self, by_stripe: str | None = None) -> None:
+        """The policy's end action on the end day, or (``by_stripe``: canceled | unpaid)
+        the one Stripe took itself, recorded as Stripe's."""
+        action = {CANCELED: "cancel", UNPAID: "unpaid"}[by_stripe] if by_stripe else self._policy.end_action
+        was_suspended = self._suspended
         self._schedule.end_taken = action
         cid = self._input.customer_id
         detail: dict[str, Any] = {"action": action, "days": self._days(),
                                   "open_invoices": [i.invoice_id for i in self._open()]}
+        if by_stripe:
+            detail["by"] = BY_STRIPE
         if action == "cancel":
             self._state, self._suspended, self._finished = CANCELED, False, True
-            if self._input.stripe_subscription_id:
+            if self._input.stripe_subscription_id and not by_stripe:
                 try:
                     await workflow.execute_activity_method(
                         StripeActivities.cancel_subscription,

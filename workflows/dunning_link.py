@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         InvoiceClosed,
         InvoiceFailed,
         OpenInvoicesInput,
+        SubscriptionEnded,
     )
     from lifecycle.contracts.events import (
         CampaignFinished,
@@ -53,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         InvoiceUncollectible,
         InvoiceVoided,
         PaymentMethodAdded,
+        StripeSubscription,
         payload_of,
     )
     from lifecycle.contracts.ids import campaign_workflow_id
@@ -148,6 +150,19 @@ class DunningLink:
         card = payload_of(event, PaymentMethodAdded).card
         if card and self.running:
             await self._signal(DunningWorkflow.card_changed, CardChanged(event.event_id, card))
+
+    def ends_subscription(self, event: CustomerEvent) -> bool:
+        """A subscription event by which Stripe itself ended it (canceled or unpaid) while a
+        dunning runs: the dunning must hear it (:meth:`on_subscription_ended`)."""
+        sub = payload_of(event, StripeSubscription)
+        return bool(self.running) and sub.status in (CANCELED, "unpaid")
+
+    async def on_subscription_ended(self, event: CustomerEvent) -> None:
+        """Stripe canceled the subscription or made it unpaid: the dunning ends as Stripe did."""
+        sub = payload_of(event, StripeSubscription)
+        assert sub.status is not None
+        await self._signal(DunningWorkflow.subscription_ended,
+                           SubscriptionEnded(event.event_id, sub.status, sub.stripe_subscription_id))
 
     async def on_finished(self, event: CustomerEvent) -> None:
         """The dunning ended: the stage follows its outcome."""

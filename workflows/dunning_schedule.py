@@ -44,6 +44,12 @@ class DunningSchedule:
     end_taken: str | None = None  # the end action, once taken
     setup: DunningSetup | None = None
     started_at: datetime | None = None
+    # retry mode stripe (patches.DUNNING_STRIPE_WAITS): a failure without a next attempt
+    # waits for the end day instead of bringing the end at once
+    stripe_waits: bool = False
+    # Stripe ended the subscription itself (patches.DUNNING_ENDS_WITH_THE_SUBSCRIPTION):
+    # canceled | unpaid, the end then (canceled: at once; unpaid: once the grace is over)
+    stripe_ended: str | None = None
 
     def begin(self, setup: DunningSetup, started_at: datetime) -> None:
         self.setup, self.started_at = setup, started_at
@@ -76,6 +82,8 @@ class DunningSchedule:
     def due(self, open_invoices: list[DunningInvoice], now: datetime) -> tuple[datetime, int, Any] | None:
         """The next scheduled step: (when, kind, which)."""
         if self.end_taken is not None:
+            if self.stripe_ended == "canceled" and self.end_taken != "cancel":
+                return now, END, None  # unpaid, then canceled by Stripe: the end again
             return None
         candidates: list[tuple[datetime, int, Any]] = []
         if self.setup is not None and self.setup.retry_mode == ENGINE and retryable(open_invoices):
@@ -88,10 +96,15 @@ class DunningSchedule:
                 candidates.append((self.stage_at(stage), STAGE, i))
                 break
         end = self.end_at()
-        if self.setup is not None and self.setup.retry_mode == STRIPE and all(
+        if self.setup is not None and self.setup.retry_mode == STRIPE and not self.stripe_waits and all(
             inv.stripe_gave_up for inv in open_invoices
         ):
             end = now  # Stripe has given up on every open invoice: the end now
+        if self.stripe_ended == "canceled":
+            end = now
+        elif self.stripe_ended is not None:  # unpaid: once the grace is over
+            suspend = next((s for s in self.policy.stages if s.suspend), None)
+            end = max(now, self.stage_at(suspend)) if suspend is not None else now
         candidates.append((end, END, None))
         return min(candidates, key=lambda c: (c[0], c[1]))
 

@@ -64,6 +64,12 @@ DUNNING_CAMPAIGN = "dunning-campaign"
 # (``payment_method_added`` with a card id: the ``card_changed`` signal), sent only then.
 # Since 2026-12-07. Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
 DUNNING_HEARS_NEW_CARD = "dunning-hears-new-card"
+
+# The entity tells its running dunning when Stripe itself ends the subscription
+# (customer.subscription.deleted: canceled, customer.subscription.updated to unpaid): the
+# ``subscription_ended`` signal, sent only then. Since 2026-12-07. Deprecate when no
+# CustomerWorkflow run started before 2026-12-07 is open.
+DUNNING_HEARS_SUBSCRIPTION_END = "dunning-hears-subscription-end"
 # --- CustomerWorkflow: pre-dunning ---------------------------------------------------------
 
 # The entity acts on ``billing.default_card`` (before: an unknown kind, logged and
@@ -187,3 +193,25 @@ DUNNING_WEBHOOKS = "dunning-webhooks"
 # one. Decided when the signal is handled (no earlier history carries the signal). Since
 # 2026-12-07. Deprecate when no DunningWorkflow started before 2026-12-07 is open.
 DUNNING_NEW_CARD_RETRY = "dunning-new-card-retry"
+
+# --- DunningWorkflow: by Stripe's rules (issue 18) --------------------------------------------
+
+# retry-now and extend-grace that arrive while a payment (or the end action) ends the
+# dunning answer the actual outcome ("already recovered") instead of waiting for a retry
+# or a save the finished run never makes (before: the handler waited forever and the run
+# waited for it). Decided when the update is handled. Since 2026-12-07. Deprecate when no
+# DunningWorkflow started before 2026-12-07 is open.
+DUNNING_HANDLERS_ANSWER_THE_END = "dunning-handlers-answer-the-end"
+
+# Retry mode stripe: a failure without ``next_payment_attempt`` (3-D Secure, a hard decline
+# Stripe will not retry) no longer means "Stripe gave up" and brings the end action at once;
+# the dunning waits for the customer, Stripe's own end of the subscription, a payment, a
+# void, or the policy's end day. Decided once, when the dunning begins (stripe mode only).
+# Since 2026-12-07. Deprecate when no DunningWorkflow started before 2026-12-07 is open.
+DUNNING_STRIPE_WAITS = "dunning-stripe-waits"
+
+# A ``subscription_ended`` signal (Stripe canceled the subscription or made it unpaid)
+# ends the dunning as Stripe did: canceled (no cancel call of ours) or unpaid (suspended,
+# waiting to be paid). Decided when the signal is handled (no earlier history carries the
+# signal). Since 2026-12-07. Deprecate when no DunningWorkflow started before 2026-12-07 is open.
+DUNNING_ENDS_WITH_THE_SUBSCRIPTION = "dunning-ends-with-the-subscription"

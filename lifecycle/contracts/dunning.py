@@ -118,6 +118,17 @@ class CardChanged:
 
 
 @dataclass
+class SubscriptionEnded:
+    """Signal: Stripe itself ended the subscription (``customer.subscription.deleted``:
+    canceled, ``customer.subscription.updated`` to unpaid), e.g. by its "if all retries
+    fail" setting: the dunning ends with it (nothing is canceled twice)."""
+
+    event_id: str
+    status: str  # CANCELED | UNPAID
+    stripe_subscription_id: str | None = None
+
+
+@dataclass
 class ExtendGrace:
     days: int
     reason: str

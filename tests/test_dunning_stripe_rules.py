@@ -1,0 +1,140 @@
+"""Dunning by Stripe's rules (issue 18): the races and the retry mode ``stripe``, on the
+time-skipping server with the real workflow code, localstripe and the database."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from lifecycle.contracts.dunning import BY_CUSTOMER, PAID, ExtendGrace, InvoiceClosed, RetryNow
+from lifecycle.contracts.events import StripeSubscription
+from lifecycle.contracts.ops import WAIT_TIMER
+from lifecycle.settings import Settings
+from tests.support.dunning import cases, exists, failing_customer, mails, run_row, usage_check
+from tests.support.helpers import eventually, timeline
+from worker import WORKFLOWS, build_activities, build_worker
+from workflows.dunning import DunningWorkflow
+
+WARNING, SUSPENDED, ENDED = "dunning_warning", "dunning_suspended", "dunning_ended"
+
+
+def charges(stripe_client, stripe_customer: str) -> int:
+    pis = stripe_client.v1.payment_intents.list(params={"limit": 100}).data
+    return len([p for p in pis if p.customer == stripe_customer])
+
+
+def uncached_worker(client: Client, settings: Settings, session_factory) -> Worker:
+    """The worker of worker.py without its cache (no sticky queue): the next worker takes
+    the workflow's next task at once after this one stops."""
+    return Worker(client, task_queue=settings.task_queue, workflows=list(WORKFLOWS),
+                  activities=build_activities(settings, session_factory), max_cached_workflows=0)
+
+
+@pytest.mark.parametrize("action", ["retry_now", "extend_grace"])
+async def test_an_ops_action_arriving_with_the_payment_answers_and_the_run_ends(
+    ts_env: WorkflowEnvironment, client: Client, stripe_settings: Settings, session_factory, synced,
+    stripe_acts, stripe_client, action,
+):
+    """The payment and the update reach the dunning in the same workflow task (the worker
+    is down while both arrive): the update answers the outcome, the run ends recovered."""
+    async with uncached_worker(client, stripe_settings, session_factory):
+        f = await failing_customer(client, stripe_settings, session_factory, stripe_acts, stripe_client)
+        await eventually(lambda: exists(f.dunning))
+        await eventually(lambda: mails(session_factory, f.cid) == [WARNING])
+
+        async def on_timer() -> bool:
+            return (await f.dunning.query(DunningWorkflow.waiting)).waiting.kind == WAIT_TIMER
+
+        await eventually(on_timer)
+    charged_before = charges(stripe_client, f.stripe_customer)
+    await f.dunning.signal(DunningWorkflow.invoice_closed,
+                           InvoiceClosed("stripe:evt_paid_race", f.invoice, PAID, BY_CUSTOMER))
+    if action == "retry_now":
+        update = asyncio.create_task(f.dunning.execute_update(DunningWorkflow.retry_now, RetryNow("race")))
+    else:
+        update = asyncio.create_task(
+            f.dunning.execute_update(DunningWorkflow.extend_grace, ExtendGrace(3, "promised to pay")))
+    await asyncio.sleep(1)  # the update is admitted before a worker takes the task
+    async with build_worker(client, stripe_settings, session_factory):
+        answer = await asyncio.wait_for(update, timeout=40)
+        assert await asyncio.wait_for(f.dunning.result(), timeout=20) == "recovered"
+    if action == "retry_now":
+        assert answer == "already recovered: nothing charged"
+    else:
+        assert answer.next_step is None  # nothing left to do: no grace to move
+    assert charges(stripe_client, f.stripe_customer) == charged_before  # the retry charged nothing
+    row = run_row(session_factory, f.dunning_id())
+    assert row is not None and row.state == "recovered" and row.ended and not row.suspended
+    assert cases(session_factory, f.cid)[f.invoice].outcome == "recovered"
+
+
+def stripe_mode(stripe_settings: Settings) -> Settings:
+    return stripe_settings.model_copy(update={"dunning_retry_mode": "stripe"})
+
+
+def ended_entries(session_factory, cid: str) -> list[dict]:
+    return [e.detail for e in timeline(session_factory, cid) if e.kind == "dunning_ended"]
+
+
+async def test_stripe_mode_waits_for_3ds_then_ends_when_stripe_cancels(
+    ts_env: WorkflowEnvironment, client: Client, stripe_settings: Settings, session_factory, synced,
+    stripe_acts, stripe_client,
+):
+    """Retry mode stripe: a payment waiting for 3-D Secure (no next_payment_attempt) is not
+    "Stripe gave up": no cancel through the grace and after it; when Stripe itself cancels
+    the subscription the dunning ends canceled, as Stripe's."""
+    settings = stripe_mode(stripe_settings)
+    async with build_worker(client, settings, session_factory):
+        f = await failing_customer(client, settings, session_factory, stripe_acts, stripe_client, fail=False)
+        await f.action_required("https://invoice.stripe.com/i/acct_test/authenticate")
+        await eventually(lambda: exists(f.dunning))
+        await ts_env.sleep(timedelta(days=8))  # past the grace: suspended, still waiting
+        await eventually(lambda: SUSPENDED in mails(session_factory, f.cid))
+        sub_id = f.sub.stripe_subscription_id
+        assert stripe_client.v1.subscriptions.retrieve(sub_id).status != "canceled"
+        assert ended_entries(session_factory, f.cid) == [] and ENDED not in mails(session_factory, f.cid)
+        assert (await f.dunning.describe()).status.name == "RUNNING"
+        assert usage_check(session_factory, f.cid)["payment_overdue"] is True
+
+        stripe_client.v1.subscriptions.cancel(sub_id)  # Stripe's "if all retries fail: cancel"
+        await f.tell("stripe:evt_sub_deleted", StripeSubscription(
+            stripe_subscription_id=sub_id, stripe_customer_id=f.stripe_customer, status="canceled",
+            plan="business", interval="month", event_type="customer.subscription.deleted",
+        ))
+        assert await f.dunning.result() == "canceled"
+        assert ended_entries(session_factory, f.cid) == [
+            {"action": "cancel", "by": "stripe", "days": pytest.approx(8, abs=0.1), "open_invoices": [f.invoice]}
+        ]
+        await eventually(lambda: f.stage_is("canceled"))
+        row = run_row(session_factory, f.dunning_id())
+        assert row is not None and row.state == "canceled" and not row.suspended
+        assert usage_check(session_factory, f.cid)["allowed"] is True
+        assert stripe_client.v1.invoices.retrieve(f.invoice).status == "open"  # nothing paid
+
+
+async def test_stripe_mode_hard_decline_waits_for_the_end_day(
+    ts_env: WorkflowEnvironment, client: Client, stripe_settings: Settings, session_factory, synced,
+    stripe_acts, stripe_client,
+):
+    """Retry mode stripe: a hard decline Stripe will not retry (no next_payment_attempt)
+    waits for the policy's end day (21) before the end action cancels, in Stripe."""
+    settings = stripe_mode(stripe_settings)
+    async with build_worker(client, settings, session_factory):
+        f = await failing_customer(client, settings, session_factory, stripe_acts, stripe_client, fail=False)
+        await f.fail(code="expired_card", next_attempt=None)
+        await eventually(lambda: exists(f.dunning))
+        sub_id = f.sub.stripe_subscription_id
+        await ts_env.sleep(timedelta(days=20))
+        await eventually(lambda: SUSPENDED in mails(session_factory, f.cid))
+        assert stripe_client.v1.subscriptions.retrieve(sub_id).status != "canceled"
+        assert ended_entries(session_factory, f.cid) == []
+        await ts_env.sleep(timedelta(days=1, hours=1))  # day 21: the end action
+        assert await f.dunning.result() == "canceled"
+        assert stripe_client.v1.subscriptions.retrieve(sub_id).status == "canceled"
+        [ended] = ended_entries(session_factory, f.cid)
+        assert ended["action"] == "cancel" and ended["days"] == pytest.approx(21, abs=0.1) and "by" not in ended
