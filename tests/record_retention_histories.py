@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from lifecycle.billing.client import make_stripe_client
 from lifecycle.contracts.customer import CustomerEvent, CustomerState
 from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id
 from lifecycle.models import EmailMessage
@@ -31,10 +32,11 @@ from starter.api.app import create_app
 from starter.signals.send import signal_customer, start_input
 from tests.record_histories import Recording, main, save, stripe_recording
 from tests.support.helpers import add_customer
+from tests.support.stripe import signed_event
 from workflows.customer import CustomerWorkflow
 
 API_KEY = "record-key"
-CUSTOMERS = ("rec-r1", "rec-r2", "rec-r3", "rec-r4", "rec-r5")
+CUSTOMERS = ("rec-r1", "rec-r2", "rec-r3", "rec-r4", "rec-r5", "rec-r6")
 NAMES = (
     "customer_retention_offer_expired",
     "customer_retention_pause",
@@ -43,6 +45,7 @@ NAMES = (
     "winback_reactivated",
     "winback_trial_lost",
     "customer_retention_offer_withdrawn",
+    "customer_retention_offer_renewal_ended",
 )
 
 
@@ -108,7 +111,7 @@ async def _run_paths(rec: Recording, api: httpx.AsyncClient) -> dict[str, str]:
     if offered["outcome"] != "save_offered":
         raise RecordingFailed(f"rec-r1: no offer: {offered}")
     await env.sleep(timedelta(days=7, hours=1))
-    await _until("rec-r1 expiry", lambda: state("rec-r1"), lambda s: s.billing.cancel_at_period_end)
+    await _until("rec-r1 expiry", lambda: state("rec-r1"), lambda s: s.winback.offer.status == "expired")
 
     # 2. a pause accepted, then billing resumes at its end
     await subscribed("rec-r2")
@@ -155,6 +158,20 @@ async def _run_paths(rec: Recording, api: httpx.AsyncClient) -> dict[str, str]:
     await _until("rec-r5 withdrawn", lambda: state("rec-r5"), lambda s: s.winback.offer.status == "withdrawn")
     await env.sleep(timedelta(days=8))
 
+    # 6. the period ends inside the offer's window: Stripe (told when the offer was made)
+    # ends the subscription instead of renewing it; the window's end records the cancellation
+    await subscribed("rec-r6")
+    offered = _ok("cancel", await api.delete("/v1/customers/rec-r6/subscription", params={"reason": "too_expensive"}))
+    stripe = make_stripe_client(rec.settings)
+    stripe.v1.subscriptions.cancel(offered["stripe_subscription_id"])
+    _e, body, headers = signed_event("customer.subscription.deleted",
+                                     stripe.v1.subscriptions.retrieve(offered["stripe_subscription_id"]),
+                                     created=int(time.time()) + 5)
+    _ok("webhook", await api.post("/webhooks/stripe", content=body, headers=headers))
+    await _until("rec-r6 ended", lambda: state("rec-r6"), lambda s: s.stage == "canceled")
+    await env.sleep(timedelta(days=7, hours=1))
+    await _until("rec-r6 expiry", lambda: state("rec-r6"), lambda s: s.winback.offer.status == "expired")
+
     return dict(zip(NAMES, (
         customer_workflow_id("rec-r1"),
         customer_workflow_id("rec-r2"),
@@ -163,6 +180,7 @@ async def _run_paths(rec: Recording, api: httpx.AsyncClient) -> dict[str, str]:
         campaign_workflow_id("rec-r3", "winback", "1"),
         campaign_workflow_id("rec-r4", "winback", "1"),
         customer_workflow_id("rec-r5"),
+        customer_workflow_id("rec-r6"),
     ), strict=True))
 
 

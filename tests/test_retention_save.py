@@ -10,7 +10,7 @@ import pytest
 
 from lifecycle.contracts.winback import CANCEL_REASONS
 from tests.support.helpers import timeline
-from tests.support.retention import Retained
+from tests.support.retention import Retained, period_end
 
 pytestmark = pytest.mark.usefixtures("ts_env")
 
@@ -36,16 +36,17 @@ async def test_each_reason_gets_its_offer_and_accepting_it_keeps_the_subscriptio
 
     offer = body["save_offer"]
     assert (body["outcome"], offer["kind"], offer["reason"], body["cancel_at_period_end"]) == (
-        "save_offered", kind, reason, False)
+        "save_offered", kind, reason, True)
     sub_id = body["stripe_subscription_id"]
-    assert _cancel_posts(retained, sub_id) == []  # nothing canceled while the offer is open
+    # Stripe holds the cancellation while the offer is open: no renewal is charged meanwhile
+    assert stripe_client.v1.subscriptions.retrieve(sub_id).cancel_at_period_end is True
 
     accepted = await retained.http.post(f"/v1/customers/{cid}/subscription/offers/{offer['offer_id']}/accept")
     assert accepted.status_code == 200, accepted.text
     state = await retained.state(cid)
     assert (state.stage, state.billing.cancel_at_period_end) == ("active", False)
-    assert stripe_client.v1.subscriptions.retrieve(sub_id).cancel_at_period_end is False
-    assert _cancel_posts(retained, sub_id) == []
+    assert stripe_client.v1.subscriptions.retrieve(sub_id).cancel_at_period_end is False  # accepting undid it
+    assert [p["cancel_at_period_end"] for p in _cancel_posts(retained, sub_id)] == ["true", "false"]
     if kind == "coupon":  # 25 % for 3 months, created and applied to the subscription
         [applied] = [r.form for r in retained.stripe.posts(f"/v1/subscriptions/{sub_id}") if "discounts[0][coupon]" in r.form]
         coupon = stripe_client.v1.coupons.retrieve(applied["discounts[0][coupon]"])
@@ -92,7 +93,7 @@ async def test_an_offer_not_answered_in_its_window_expires_and_the_cancellation_
     offer_id = body["save_offer"]["offer_id"]
 
     await ts_env.sleep(timedelta(days=6, hours=23))
-    assert (await retained.state(cid)).billing.cancel_at_period_end is False  # still open
+    assert (await retained.state(cid)).winback.offer.status == "open"  # still open
     await ts_env.sleep(timedelta(hours=2))
 
     from tests.support.helpers import eventually
@@ -104,6 +105,34 @@ async def test_an_offer_not_answered_in_its_window_expires_and_the_cancellation_
     expired = await retained.http.post(f"/v1/customers/{cid}/subscription/offers/{offer_id}/accept")
     assert expired.status_code == 409 and "already expired" in expired.json()["detail"]
     assert stripe_client.v1.subscriptions.retrieve(body["stripe_subscription_id"]).cancel_at_period_end is True
+
+
+async def test_a_renewal_inside_the_offer_window_ends_the_subscription_and_charges_nothing(
+    ts_env, retained: Retained, stripe_client
+) -> None:
+    from tests.support.helpers import eventually
+
+    cid = await retained.subscriber()
+    body = await _cancel(retained, cid, "too_expensive")
+    sub_id, offer_id = body["stripe_subscription_id"], body["save_offer"]["offer_id"]
+    await ts_env.sleep(timedelta(days=3))  # the period ends on day 3 of the offer's 7 days
+
+    await period_end(retained, stripe_client, sub_id)
+
+    sub = stripe_client.v1.subscriptions.retrieve(sub_id)
+    invoices = stripe_client.v1.invoices.list(params={"subscription": sub_id}).data
+    assert (sub.status, [(i.status, i.amount_paid) for i in invoices]) == ("canceled", [("paid", 4900)])
+    await eventually(lambda: _stage(retained, cid, "canceled"), timeout=30)
+    late = await retained.http.post(f"/v1/customers/{cid}/subscription/offers/{offer_id}/accept")
+    assert late.status_code == 409 and "ended meanwhile" in late.json()["detail"]
+    await ts_env.sleep(timedelta(days=5))  # the window ends: the request is recorded as what became of it
+    await eventually(lambda: [o.status for o in retained.offers(cid)] == ["expired"], timeout=30)
+    assert [r.outcome for r in retained.requests(cid)] == ["canceled"]
+    assert len(stripe_client.v1.invoices.list(params={"subscription": sub_id}).data) == 1
+
+
+async def _stage(ret: Retained, cid: str, stage: str) -> bool:
+    return (await ret.state(cid)).stage == stage
 
 
 async def test_a_cancel_without_a_reason_while_an_offer_is_open_withdraws_the_offer(

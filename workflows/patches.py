@@ -171,6 +171,13 @@ RETENTION_SAVE_OFFERS = "retention-save-offers"
 # 2026-12-02. Deprecate when no CustomerWorkflow run started before 2026-12-02 is open.
 RETENTION_CANCEL_WITHDRAWS_OFFER = "retention-cancel-withdraws-offer"
 
+# A save offer holds the cancellation in Stripe: ``cancel_at_period_end`` is set when the
+# request arrives (before: Stripe heard nothing, so a renewal inside the 7-day window
+# charged another month, a year on annual) and cleared when the offer is accepted; a
+# decline or expiry finds it set. Since 2026-12-07. Deprecate when no CustomerWorkflow run
+# started before 2026-12-07 is open.
+RETENTION_OFFER_HOLDS_CANCEL = "retention-offer-holds-cancel"
+
 # A stage change to canceled or expired starts the win-back child
 # (customer-{id}/winback/{n}); what follows from it (telling it of an unsubscribe, "lost"
 # when it ends) is reachable only through that child. Since 2026-12-02. Deprecate when no

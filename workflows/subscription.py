@@ -19,6 +19,7 @@ the callbacks it is built with (record a stage, signal a campaign).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -169,7 +170,16 @@ class Subscription:
     # --- the update the HTTP API calls -------------------------------------------------------
 
     def refusal(self, req: SubscriptionRequest) -> str | None:
-        return refusal(req, self._billing, terms(self._tiers).codes)
+        return refusal(req, self._as_asked(), terms(self._tiers).codes)
+
+    def _as_asked(self) -> BillingState:
+        """The state requests are judged on: a cancel at period end that only holds an open
+        save offer (workflows/winback_link.py) is not yet the customer's cancellation, so a
+        plain cancel still goes ahead and a subscribe is refused as before the offer."""
+        b, offer = self._billing, self._state.winback.offer
+        if b.cancel_at_period_end and offer is not None and offer.is_open and offer.holds_cancel:
+            return dataclasses.replace(b, cancel_at_period_end=False)
+        return b
 
     async def request(self, req: SubscriptionRequest) -> SubscriptionResult:
         """Carry out a create / change / cancel request (the validator accepted it)."""

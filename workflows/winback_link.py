@@ -35,8 +35,10 @@ with workflow.unsafe.imports_passed_through():
         OUTCOME_ACTIVE,
         OUTCOME_CANCELED,
         OUTCOME_SAVE_OFFERED,
+        CancelInput,
         CouponInput,
         CouponResult,
+        ReactivateInput,
         StartSubscriptionInput,
         SubscriptionRequest,
         SubscriptionResult,
@@ -69,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         SaveOfferRecord,
         WinbackInput,
     )
+    from workflows import patches
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.subscription import Subscription, terms
     from workflows.timeline import data_error, record_event
@@ -197,11 +200,37 @@ class WinbackLink:
                 outcome = "canceled" if result.outcome == OUTCOME_CANCELED else "cancel_scheduled"
                 await self._record_cancellation(req, outcome, None)
                 return result
+            if workflow.patched(patches.RETENTION_OFFER_HOLDS_CANCEL):
+                await self._hold_cancel(offer)
             self._r.offer, self._r.last_offer_at = offer, offer.made_at
             await self._record_offer(offer, "made")
             await self._record_cancellation(req, "offered", offer.offer_id)
             self._watch_window(offer)
             return self._offered(offer)
+
+    async def _hold_cancel(self, offer: SaveOffer) -> None:
+        """Tell Stripe at once that the customer asked to leave (``cancel_at_period_end``):
+        should the period end inside the offer's window, Stripe ends the subscription
+        instead of charging another period. Accepting the offer undoes it (:meth:`_release`);
+        declined or expired, the cancellation finds it done. Under the lock."""
+        b = self._state.billing
+        assert b.stripe_subscription_id
+        result: SubscriptionResult = await self._sub._stripe(
+            StripeActivities.cancel_subscription,
+            CancelInput(self._state.customer_id, b.stripe_subscription_id, self._key("hold", offer.offer_id)),
+        )
+        offer.holds_cancel = True
+        await self._sub._apply_result(result, cause=f"save-offer:{offer.offer_id}")
+
+    async def _release(self, offer: SaveOffer, request_id: str) -> None:
+        """The offer was accepted: the customer stays, Stripe no longer cancels at the period end."""
+        b = self._state.billing
+        result: SubscriptionResult = await self._sub._stripe(
+            StripeActivities.reactivate_subscription,
+            ReactivateInput(self._state.customer_id, self._key("release", offer.offer_id),
+                            stripe_subscription_id=b.stripe_subscription_id),
+        )
+        await self._sub._apply_result(result, cause=f"save-offer:{offer.offer_id}:{request_id}")
 
     async def withdraw_open_offer(self) -> None:
         """A cancellation without a reason while an offer is open: the customer has chosen
@@ -218,6 +247,8 @@ class WinbackLink:
         result = self._sub._describe(self._state.billing)
         result.outcome, result.save_offer = OUTCOME_SAVE_OFFERED, offer
         result.reason = f"{offer.kind} offered for {offer.reason}; the cancellation waits for the answer"
+        if offer.holds_cancel:
+            result.reason += " (Stripe is set to cancel at the period end meanwhile: no renewal is charged)"
         return result
 
     def answer_refusal(self, ans: OfferAnswer) -> tuple[str, str] | None:
@@ -243,6 +274,8 @@ class WinbackLink:
             offer.decided_at = workflow.now()
             if not accept:
                 return await self._go_ahead(offer, "declined")
+            if offer.holds_cancel:
+                await self._release(offer, ans.request_id)
             result = await self._apply(offer, ans.request_id)
             await self._record_offer(offer, "accepted")
             await self._record_cancellation(self._request_of(offer), "saved", offer.offer_id)
@@ -260,7 +293,10 @@ class WinbackLink:
         await self._record_offer(offer, event)
         req = self._request_of(offer)
         b = self._state.billing
-        if not b.live or (b.cancel_at_period_end and not req.at_once):
+        if not b.live and offer.holds_cancel:  # the period ended inside the window: Stripe ended it
+            await self._record_cancellation(req, "canceled", offer.offer_id)
+            return self._sub._describe(b)
+        if not b.live or (b.cancel_at_period_end and not req.at_once and not offer.holds_cancel):
             return self._sub._describe(b)  # it ended (or was set to) meanwhile
         result = await self._sub._cancel(req)
         outcome = "canceled" if result.outcome == OUTCOME_CANCELED else "cancel_scheduled"

@@ -56,6 +56,9 @@ class SaveOffer:
     plan: str | None = None  # downgrade: the cheaper tier
     at_once: bool = False  # what the cancellation asked for, should it go ahead
     status: str = OFFER_OPEN
+    # Stripe was set to cancel at the period end when the offer was made (a renewal inside
+    # the window ends the subscription instead of charging); accepting undoes it
+    holds_cancel: bool = False
     decided_at: datetime | None = None
 
     @property

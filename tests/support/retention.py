@@ -6,11 +6,13 @@ pause_collection), and a few steps a customer takes."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+import stripe
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -21,7 +23,7 @@ from lifecycle.models import CancellationRequest, EmailMessage, Reactivation, Sa
 from lifecycle.settings import Settings
 from starter.api.app import create_app
 from tests.support.helpers import emails
-from tests.support.stripe import RecordingStripe, new_customer_id, signed_up
+from tests.support.stripe import RecordingStripe, new_customer_id, signed_event, signed_up
 from worker import build_worker
 from workflows.customer import CustomerWorkflow
 
@@ -66,6 +68,25 @@ class Retained:
 
     def winback_emails(self, cid: str) -> list[EmailMessage]:
         return [m for m in emails(self.sessions, cid) if m.campaign == "winback" and m.status == "sent"]
+
+
+async def period_end(ret: Retained, stripe_client: stripe.StripeClient, sub_id: str) -> None:
+    """What Stripe's billing does when the subscription's current period ends, which
+    localstripe (no billing clock) never does by itself: a subscription set to cancel at
+    the period end ends (``customer.subscription.deleted``); any other renews, its next
+    period's invoice charged to the default card. The engine hears it by signed webhook."""
+    sub = stripe_client.v1.subscriptions.retrieve(sub_id)
+    if sub.cancel_at_period_end:
+        stripe_client.v1.subscriptions.cancel(sub_id)
+        kind = "customer.subscription.deleted"
+    else:
+        invoice = stripe_client.v1.invoices.create(params={"customer": str(sub.customer), "subscription": sub_id})
+        stripe_client.v1.invoices.pay(str(invoice.id))
+        kind = "customer.subscription.updated"
+    _e, body, headers = signed_event(kind, stripe_client.v1.subscriptions.retrieve(sub_id),
+                                     created=int(time.time()) + 5)
+    r = await ret.http.post("/webhooks/stripe", content=body, headers=headers)
+    assert r.status_code == 200, r.text
 
 
 def reactivate_link(message: EmailMessage) -> str:
