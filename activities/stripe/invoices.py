@@ -79,7 +79,10 @@ class InvoiceCalls(CustomerCalls):
                     note_attempt(session, key, inv.id)  # the engine's own attempt (Stripe's retries tell apart)
             decline: stripe.CardError | None = None
             try:
-                self.client.v1.invoices.pay(inv.id, options=self._opts(key))
+                # the card checked is the card charged (Stripe's "Pay an invoice",
+                # payment_method); localstripe answers 500 to it and charges the customer's default
+                pay = {} if self.localstripe_compat else {"payment_method": charged_with}
+                self.client.v1.invoices.pay(inv.id, params=pay, options=self._opts(key))  # type: ignore[arg-type]
             except stripe.CardError as exc:  # real Stripe raises on a decline
                 decline = exc
             with session_scope(self.sessions) as session:
