@@ -17,6 +17,8 @@ import pytest
 import stripe
 from sqlalchemy import select
 
+from lifecycle.billing.client import make_stripe_client
+from lifecycle.billing.shapes import payment_method_charged, to_plain
 from lifecycle.contracts.billing import StartSubscriptionInput
 from lifecycle.links import card_update_url, make_link_token
 from lifecycle.models import CustomerCard, Invoice, SignalOutbox
@@ -192,6 +194,46 @@ async def test_a_new_card_on_our_form_becomes_the_default_and_pays_the_open_invo
     updates = [e.detail for e in timeline(session_factory, cid) if e.kind == "card_updated"]
     assert [(u["paid"], [d["invoice"] for d in u["declined"]]) for u in updates] == [
         ([], [invoice_id]), ([{"invoice": invoice_id, "amount_cents": 4900}], [])]
+
+
+async def test_a_new_card_on_our_form_replaces_a_subscriptions_own_default_card(
+    stripe_settings, client, session_factory, stripe_acts, stripe_client: stripe.StripeClient, localstripe
+) -> None:
+    """A subscription with a default payment method of its own is charged with it, not the
+    customer's default (Stripe's order). The new card becomes that subscription's default
+    too, so its next invoice and every retry charge the new card. localstripe has no
+    ``default_payment_method`` on subscriptions (it answers 400 to one): the recording server
+    in front keeps it, as Stripe would, and the subscription is read back through it."""
+    cid, stripe_customer, invoice_id = await failing_customer(session_factory, stripe_acts, stripe_client)
+    old = str(stripe_client.v1.customers.retrieve(stripe_customer).invoice_settings.default_payment_method)
+    [sub_id] = [s.id for s in stripe_client.v1.subscriptions.list(params={"customer": stripe_customer}).data]
+    rec = RecordingStripe(localstripe.url, keeps=("default_payment_method",)).start()
+    via = make_stripe_client(stripe_settings.model_copy(update={"stripe_api_base": rec.url}))
+    via.v1.subscriptions.update(sub_id, params={"default_payment_method": old})
+    assert via.v1.subscriptions.retrieve(sub_id).default_payment_method == old
+    try:
+        app = create_app(stripe_settings.model_copy(update={"stripe_api_base": rec.url}), temporal=client)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as http:
+                link = link_for(stripe_settings, cid)
+                page = await http.get(link)
+                seti = confirm_like_stripe_js(localstripe.url, page.text, GOOD_CARD)
+                r = await http.post("/billing/card", content=f"token={link.split('token=', 1)[1]}&setup_intent={seti}",
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert_readable(r, 200, "Your card is updated", invoice_id)
+        new = str(stripe_client.v1.customers.retrieve(stripe_customer).invoice_settings.default_payment_method)
+        assert new != old
+        sub = via.v1.subscriptions.retrieve(sub_id)
+        assert sub.default_payment_method == new
+        assert stripe_client.v1.invoices.retrieve(invoice_id).status == "paid"
+        # what the next invoice and any retry charge: the new card
+        customer = to_plain(via.v1.customers.retrieve(stripe_customer))
+        assert payment_method_charged({}, to_plain(sub), customer) == new
+        setup, changed = rec.posts(f"/v1/subscriptions/{sub_id}")  # the test's, then the page's
+        assert changed.form == {"default_payment_method": new}
+        assert changed.idempotency_key == f"card-page:{seti}:default:{sub_id}"
+    finally:
+        rec.stop()
 
 
 async def test_a_setup_intent_of_another_customer_is_refused(

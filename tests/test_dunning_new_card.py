@@ -16,7 +16,8 @@ import pytest
 import stripe
 from sqlalchemy import select
 
-from lifecycle.models import Invoice
+from lifecycle.billing.shapes import to_plain
+from lifecycle.models import Invoice, Payment
 from starter.api.app import create_app
 from tests.support.dunning import cases, exists, failing_customer
 from tests.support.helpers import eventually, timeline
@@ -111,4 +112,66 @@ async def test_a_hard_declined_invoice_is_paid_at_once_with_the_card_the_product
     assert await f.dunning.result() == "recovered"
     assert _card_retries(session_factory, f.cid) == [("card_update", "paid")]
     assert stripe_client.v1.invoices.retrieve(f.invoice).status == "paid"
+    assert _charges(stripe_client, f.stripe_customer) == 2
+
+
+async def _hard_decline_mirrored(api: httpx.AsyncClient, stripe_client: stripe.StripeClient, f: Any) -> str:
+    """The invoice's first charge, on the customer's default card, declined as Stripe does an
+    expired card (``payment_intent.payment_failed`` around localstripe's real payment intent,
+    whose own decline is the generic card_declined); the entity hears the failure. The card."""
+    card = str(stripe_client.v1.customers.retrieve(f.stripe_customer).invoice_settings.default_payment_method)
+    invoice = stripe_client.v1.invoices.retrieve(f.invoice)
+    intent = to_plain(stripe_client.v1.payment_intents.retrieve(str(invoice.payment_intent)))
+    assert intent["payment_method"] == card and intent["invoice"] == f.invoice
+    intent["status"] = "requires_payment_method"
+    intent["last_payment_error"] = {"type": "card_error", "code": "card_declined", "decline_code": "expired_card",
+                                    "message": "Your card has expired."}
+    await _webhook(api, "payment_intent.payment_failed", intent)
+    await f.fail(code="expired_card")
+    return card
+
+
+async def test_a_card_that_hard_declined_the_invoice_is_not_charged_again_when_heard_again(
+    ts_env, api, client, session_factory, stripe_acts, stripe_client, stripe_settings
+):
+    """The customer saves the same expired card again (a SetupIntent for it): the retry for
+    it finds, in the payments mirror, that its last attempt on the invoice was a hard
+    decline, and charges nothing (outcome card_hard_declined); the invoice stays open."""
+    f = await failing_customer(client, stripe_settings, session_factory, stripe_acts, stripe_client, fail=False)
+    card = await _hard_decline_mirrored(api, stripe_client, f)
+    await eventually(lambda: exists(f.dunning))
+    with session_factory() as s:
+        (payment,) = s.scalars(select(Payment).where(Payment.stripe_invoice_id == f.invoice))
+        assert (payment.payment_method_id, payment.failure_code) == (card, "expired_card")
+
+    intent = stripe_client.v1.setup_intents.create(params={"customer": f.stripe_customer})
+    intent = stripe_client.v1.setup_intents.confirm(intent.id, params={"payment_method": card})
+    await _webhook(api, "setup_intent.succeeded", intent)
+
+    await eventually(lambda: _card_retries(session_factory, f.cid) == [("card_update", "card_hard_declined")])
+    assert _charges(stripe_client, f.stripe_customer) == 1  # the subscription's first charge only
+    assert stripe_client.v1.invoices.retrieve(f.invoice).status == "open"
+    with session_factory() as s:
+        assert s.scalar(select(Invoice.status).where(Invoice.stripe_invoice_id == f.invoice)) == "open"
+
+
+async def test_a_card_the_network_updated_is_a_new_card_and_is_charged_again(
+    ts_env, api, client, session_factory, stripe_acts, stripe_client, stripe_settings
+):
+    """Stripe's card account updater gives the hard-declined card a new expiry, same payment
+    method (``payment_method.automatically_updated``): a card change, like an attach. The
+    open invoice is retried at once with it, once (localstripe cannot renew a card: the
+    test card declines again, as card_declined)."""
+    f = await failing_customer(client, stripe_settings, session_factory, stripe_acts, stripe_client, fail=False)
+    card = await _hard_decline_mirrored(api, stripe_client, f)
+    await eventually(lambda: exists(f.dunning))
+
+    renewed = to_plain(stripe_client.v1.payment_methods.retrieve(card))
+    renewed["card"]["exp_year"] = int(renewed["card"]["exp_year"]) + 3
+    await _webhook(api, "payment_method.automatically_updated", renewed)
+
+    await eventually(lambda: _card_retries(session_factory, f.cid) == [("card_update", "declined")])
+    assert _charges(stripe_client, f.stripe_customer) == 2  # the first charge, and the updated card's
+    await _webhook(api, "payment_method.automatically_updated", renewed)  # heard again: once per card
+    await eventually(lambda: f.stage_is("past_due"))
     assert _charges(stripe_client, f.stripe_customer) == 2

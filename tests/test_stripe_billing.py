@@ -181,6 +181,31 @@ async def test_a_retry_for_a_card_that_is_not_the_default_charges_nothing(
     assert stripe_client.v1.invoices.retrieve(started.latest_invoice_id).status == "open"
 
 
+async def test_a_retry_pays_with_the_card_it_checked(
+    session_factory, stripe_acts, stripe_client, stripe_settings, recording: RecordingStripe
+):
+    """Stripe's "Pay an invoice" takes ``payment_method``: the retry names the card it found
+    the invoice is charged with, so the card checked (a new card's retry, a hard decline) is
+    the card charged, even if a default changes in between. localstripe answers 500 to the
+    parameter (the recording proxy leaves it out) and charges the customer's default: the
+    same card here, so the charge's payment method is the one named."""
+    cid, stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client, card=FAILING_CARD)
+    started = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "business", f"{cid}:subscribe"))
+    assert started.latest_invoice_id and started.latest_invoice_status == "open"
+    good = add_card(stripe_client, stripe_cus, GOOD_CARD)
+    recording.strip = (*recording.strip, "payment_method")
+    via_recorder = activities_at(stripe_settings, session_factory, recording.url)
+
+    paid = await via_recorder.retry_invoice(RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:1"))
+
+    assert (paid.outcome, paid.charged) == ("paid", True)
+    (pay,) = recording.posts(f"/v1/invoices/{started.latest_invoice_id}/pay")
+    assert pay.form == {"payment_method": good}
+    invoice = stripe_client.v1.invoices.retrieve(started.latest_invoice_id)
+    assert invoice.status == "paid"
+    assert stripe_client.v1.payment_intents.retrieve(str(invoice.payment_intent)).payment_method == good
+
+
 async def test_a_card_attached_without_being_the_default_is_made_the_default_when_subscribing(
     session_factory, stripe_acts, stripe_client
 ):

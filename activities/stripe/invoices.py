@@ -14,7 +14,7 @@ from activities.stripe_answers import (
     invoice_outcome,
     pay_marker,
 )
-from lifecycle.billing.charges import PAYMENT, note_attempt
+from lifecycle.billing.charges import PAYMENT, hard_declined_with, note_attempt
 from lifecycle.billing.client import (
     MD_CUSTOMER,
     MD_KEY,
@@ -26,6 +26,7 @@ from lifecycle.billing.shapes import (
     to_plain,
 )
 from lifecycle.contracts.billing import (
+    CARD_HARD_DECLINED,
     NOT_CHARGED_CARD,
     CouponInput,
     CouponResult,
@@ -72,6 +73,11 @@ class InvoiceCalls(CustomerCalls):
         elif input.payment_method_id and charged_with != input.payment_method_id:
             # a retry for a new card that is not (yet) what this invoice is charged with
             result = RetryInvoiceResult(NOT_CHARGED_CARD, inv.status, inv.amount_due_cents)
+        elif (hard := self._hard_declined(inv.id, charged_with)) is not None:
+            # this card's last attempt on the invoice was a hard decline: charging it again
+            # cannot succeed (and counts against the account with the card networks)
+            result = RetryInvoiceResult(CARD_HARD_DECLINED, inv.status, inv.amount_due_cents,
+                                        failure_code=hard, hard_decline=True)
         else:
             if marker is None:
                 with session_scope(self.sessions) as session:
@@ -79,7 +85,10 @@ class InvoiceCalls(CustomerCalls):
                     note_attempt(session, key, inv.id)  # the engine's own attempt (Stripe's retries tell apart)
             decline: stripe.CardError | None = None
             try:
-                self.client.v1.invoices.pay(inv.id, options=self._opts(key))
+                # the card checked is the card charged (Stripe's "Pay an invoice",
+                # payment_method); localstripe answers 500 to it and charges the customer's default
+                pay = {} if self.localstripe_compat else {"payment_method": charged_with}
+                self.client.v1.invoices.pay(inv.id, params=pay, options=self._opts(key))  # type: ignore[arg-type]
             except stripe.CardError as exc:  # real Stripe raises on a decline
                 decline = exc
             with session_scope(self.sessions) as session:
@@ -90,6 +99,10 @@ class InvoiceCalls(CustomerCalls):
         with session_scope(self.sessions) as session:
             upsert_invoice(session, inv, now_ts())
         return result
+
+    def _hard_declined(self, invoice_id: str, payment_method_id: str) -> str | None:
+        with session_scope(self.sessions) as session:
+            return hard_declined_with(session, invoice_id, payment_method_id)
 
     @activity.defn(name="stripe_retry_invoice")
     async def retry_invoice(self, input: RetryInvoiceInput) -> RetryInvoiceResult:

@@ -1,6 +1,11 @@
 """The card-update page's Stripe side: a Billing Portal session, or our own card form's
 SetupIntent and what follows it (attach, make default, pay every open invoice).
 
+The new card becomes the customer's default (``invoice_settings.default_payment_method``)
+and that of every live subscription with a default of its own: Stripe charges a
+subscription's ``default_payment_method`` before the customer's, so left alone the next
+invoice, and any retry, would charge the old card.
+
 Synchronous (the page runs it in a threadpool). No database transaction is held across a
 Stripe call: the customer's Stripe id is read in one short session, Stripe is called, then
 what Stripe answered is written in one transaction (the card on the mirror, the invoices,
@@ -24,8 +29,16 @@ from lifecycle.billing.cards import record_card, set_default_card
 from lifecycle.billing.charges import note_attempt
 from lifecycle.billing.client import LOGGER_NAME, now_ts
 from lifecycle.billing.mirror import upsert_invoice
-from lifecycle.billing.shapes import CardRec, InvoiceRec, parse_card, parse_invoice, to_plain
+from lifecycle.billing.shapes import (
+    CardRec,
+    InvoiceRec,
+    parse_card,
+    parse_invoice,
+    payment_method_charged,
+    to_plain,
+)
 from lifecycle.contracts.events import PaymentMethodAdded, customer_event
+from lifecycle.contracts.stages import is_live
 from lifecycle.db import add_timeline_event, session_scope
 from lifecycle.models import Customer
 from lifecycle.signal_outbox import enqueue
@@ -90,6 +103,27 @@ def portal_url(client: stripe.StripeClient, stripe_customer_id: str, return_url:
     return str(session.url)
 
 
+def default_subscriptions(
+    client: stripe.StripeClient, stripe_customer_id: str, payment_method_id: str, key: str
+) -> list[str]:
+    """Every live subscription of the customer with a default payment method of its own (it
+    overrides the customer's) gets ``payment_method_id`` as that default; the ids changed.
+    A subscription without one already follows the customer's default."""
+    changed = []
+    found = client.v1.subscriptions.list(params={"customer": stripe_customer_id, "limit": 100})
+    for sub in found.auto_paging_iter():
+        raw = to_plain(sub)
+        own = payment_method_charged({}, raw, None)
+        if not is_live(raw.get("status")) or own in (None, payment_method_id):
+            continue
+        client.v1.subscriptions.update(
+            str(raw["id"]), params={"default_payment_method": payment_method_id},
+            options={"idempotency_key": f"{key}:default:{raw['id']}"},
+        )
+        changed.append(str(raw["id"]))
+    return changed
+
+
 def start_setup(client: stripe.StripeClient, stripe_customer_id: str) -> str:
     """A SetupIntent for our own card form; its client secret is what the page confirms."""
     intent = client.v1.setup_intents.create(
@@ -126,6 +160,7 @@ def apply_setup(
     card = parse_card(to_plain(pm))
     if card is None:
         raise CardUpdateRefused("Only cards can be added on this page.")
+    default_subscriptions(client, stripe_customer_id, pm_id, key)
 
     invoices: list[InvoiceRec] = []
     result = CardUpdated(card=card)

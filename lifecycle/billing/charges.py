@@ -9,13 +9,20 @@ often than its first charge plus the engine's attempts was retried by Stripe, so
 Retries (or a custom retry schedule) are still on in the account. That is recorded once per
 invoice (the timeline entry ``stripe_retry_seen``, by the Stripe webhooks,
 :func:`lifecycle.billing.webhooks.process_event`), logged, counted in ``/metrics`` and listed
-in the ops digest. Never calls Stripe.
+in the ops digest.
+
+A card whose last attempt on an invoice was a hard decline (an expired, lost or stolen card:
+:data:`lifecycle.billing.shapes.HARD_DECLINES`, as the payments mirror has it) is not charged
+again on that invoice until the card itself changes (Stripe's card account updater:
+``payment_method.automatically_updated``, or new details: ``payment_method.updated``):
+:func:`hard_declined_with`. Never calls Stripe.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +30,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lifecycle.billing.client import LOGGER_NAME
-from lifecycle.billing.shapes import InvoiceRec
+from lifecycle.billing.shapes import InvoiceRec, is_hard_decline
 from lifecycle.db import add_timeline_event, insert_ignore
-from lifecycle.models import Invoice, LifecycleEvent, StripeObject
+from lifecycle.models import Invoice, LifecycleEvent, Payment, StripeEvent, StripeObject
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -34,6 +41,8 @@ PAYMENT = "invoice_payment"  # the dunning retry's record of its charge (activit
 STRIPE_RETRY_SEEN = "stripe_retry_seen"  # timeline kind: Stripe retried an invoice itself
 # the events whose attempt_count is compared: a failed attempt is what a Stripe retry shows
 CHECKED_EVENTS = ("invoice.payment_failed",)
+# the events that say a card's details changed (a hard decline of it may not hold any more)
+CARD_CHANGED_EVENTS = ("payment_method.automatically_updated", "payment_method.updated")
 
 
 def note_attempt(session: Session, key: str, invoice_id: str) -> None:
@@ -51,6 +60,27 @@ def engine_attempts(session: Session, invoice_id: str) -> int:
         )
     )
     return len({key.removesuffix(":attempt") if kind == ATTEMPT else key for key, kind in rows})
+
+
+def hard_declined_with(session: Session, invoice_id: str, payment_method_id: str) -> str | None:
+    """The decline code if the last attempt on ``invoice_id`` with ``payment_method_id`` (the
+    payments mirror) was a hard decline and the card has not changed since (a
+    ``payment_method.automatically_updated`` or ``.updated`` event for it, received no earlier
+    than that payment); else None: the card may be charged."""
+    last = session.scalars(
+        select(Payment)
+        .where(Payment.stripe_invoice_id == invoice_id, Payment.payment_method_id == payment_method_id)
+        .order_by(Payment.created_at.desc(), Payment.id.desc())
+        .limit(1)
+    ).first()
+    if last is None or last.status == "succeeded" or not is_hard_decline(last.failure_code):
+        return None
+    since = int(last.created_at.timestamp())
+    changes: Iterable[dict[str, Any]] = session.scalars(select(StripeEvent.payload).where(
+        StripeEvent.type.in_(CARD_CHANGED_EVENTS), StripeEvent.created >= since))
+    if any(((p.get("data") or {}).get("object") or {}).get("id") == payment_method_id for p in changes):
+        return None
+    return last.failure_code
 
 
 def note_stripe_retry(session: Session, event_type: str, rec: InvoiceRec) -> bool:

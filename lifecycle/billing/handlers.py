@@ -345,6 +345,9 @@ def _card_added(session: Session, ev: EventRec, stripe_customer: Any, payment_me
 
 
 def on_payment_method_attached(session: Session, ev: EventRec) -> Outcome:
+    """attached, and automatically_updated (Stripe's card account updater: the card network
+    gave the saved card a new number or expiry, same payment method id): a card change, so
+    a running dunning retries the open invoices it is charged for, a hard-declined one too."""
     _record_card(session, ev.object, ev.created)
     return _card_added(session, ev, ev.object.get("customer"), ev.object.get("id"))
 
@@ -369,8 +372,8 @@ def _record_card(session: Session, obj: Any, version_ts: int) -> None:
 
 
 def on_payment_method(session: Session, ev: EventRec) -> Outcome:
-    """updated, automatically_updated (a new expiry from the card network), detached: the
-    card's details, and so the default card's expiry, as Stripe has them now."""
+    """updated, detached: the card's details, and so the default card's expiry, as Stripe
+    has them now."""
     _record_card(session, ev.object, ev.created)
     return PROCESSED, None
 
@@ -443,7 +446,7 @@ HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": on_checkout_completed,
     "payment_method.attached": on_payment_method_attached,
     "payment_method.updated": on_payment_method,
-    "payment_method.automatically_updated": on_payment_method,
+    "payment_method.automatically_updated": on_payment_method_attached,
     "payment_method.detached": on_payment_method,
     "setup_intent.succeeded": on_setup_intent_succeeded,
     "customer.created": on_customer,

@@ -241,6 +241,7 @@ def upsert_payment(session: Session, rec: PaymentRec) -> MirrorResult:
     row.amount_cents = rec.amount_cents
     row.currency = rec.currency
     row.status = rec.status
+    row.payment_method_id = rec.payment_method or row.payment_method_id
     row.failure_code = rec.failure_code or (None if rec.status == "succeeded" else row.failure_code)
     row.failure_message = rec.failure_message or (
         None if rec.status == "succeeded" else row.failure_message

@@ -192,6 +192,7 @@ class PaymentRec:
     failure_message: str | None
     created: int
     payment_intent: str | None = None  # for a charge: its payment intent, if any
+    payment_method: str | None = None  # the payment method attempted, if known
 
 
 @dataclass(frozen=True)
@@ -557,6 +558,7 @@ def parse_payment(obj: Mapping[str, Any]) -> PaymentRec:
         failure_message=failure_message,
         created=_int(obj.get("created")),
         payment_intent=payment_intent,
+        payment_method=_id(obj.get("payment_method")),
     )
 
 

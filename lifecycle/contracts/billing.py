@@ -138,11 +138,15 @@ class RetryInvoiceInput:
 # RetryInvoiceResult.outcome when the payment method asked for is not the one the invoice
 # would be charged with (the card was attached but is not, or not yet, the default)
 NOT_CHARGED_CARD = "not_default"
+# RetryInvoiceResult.outcome when the card the invoice would be charged with hard-declined
+# its last attempt on this invoice (expired, lost, stolen...) and has not changed since:
+# nothing is charged (a hard decline, failure_code the card's last decline code)
+CARD_HARD_DECLINED = "card_hard_declined"
 
 
 @dataclass
 class RetryInvoiceResult:
-    outcome: str  # paid | declined | requires_action | no_payment_method | not_payable | not_default
+    outcome: str  # paid | declined | requires_action | no_payment_method | not_payable | not_default | card_hard_declined
     invoice_status: str
     amount_due_cents: int = 0
     failure_code: str | None = None

@@ -91,6 +91,8 @@ class Payment(Base):
     status: Mapped[str] = mapped_column(String(32))
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_message: Mapped[str | None] = mapped_column(Text)
+    # the payment method attempted (a hard decline is not charged again on the invoice)
+    payment_method_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

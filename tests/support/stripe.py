@@ -7,7 +7,9 @@
 - ``RecordingStripe``: a local HTTP server in front of localstripe that records every
   request exactly as the SDK sent it (path, form body, Idempotency-Key) and forwards it
   with the parameters localstripe cannot take removed (proration_behavior, discounts).
-  It stands in for Stripe where the API call itself is missing from localstripe.
+  It stands in for Stripe where the API call itself is missing from localstripe; with
+  ``keeps`` it also holds fields localstripe has no room for (a subscription's
+  ``default_payment_method``): written through it, shown on the object as Stripe would.
 - customers with a card, subscribers, and Stripe activities pointed at another server.
 """
 
@@ -164,7 +166,35 @@ class RecordingStripe:
     # path prefix -> the JSON object to answer with 200 (an API localstripe lacks, e.g. the portal)
     answer_with: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
+    # fields localstripe lacks, kept here: set by a POST to /v1/<objects>/<id>, merged into
+    # every answer holding that object (itself, or in a list)
+    keeps: tuple[str, ...] = ()
+    kept: dict[str, dict[str, str]] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
+
+    def _keep(self, path: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Hold the ``keeps`` fields of an update; the pairs left for localstripe."""
+        if path.count("/") != 3 or not self.keeps:
+            return pairs
+        object_id = path.rsplit("/", 1)[1]
+        for k, v in pairs:
+            if k in self.keeps:
+                self.kept.setdefault(object_id, {})[k] = v
+        return [(k, v) for k, v in pairs if k not in self.keeps]
+
+    def _merge(self, body: bytes) -> bytes:
+        if not self.kept:
+            return body
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            return body
+        if not isinstance(obj, dict):
+            return body
+        for item in [obj, *(obj.get("data") or [] if isinstance(obj.get("data"), list) else [])]:
+            if isinstance(item, dict) and item.get("id") in self.kept:
+                item.update(self.kept[item["id"]])
+        return json.dumps(obj).encode()
 
     @property
     def url(self) -> str:
@@ -202,8 +232,10 @@ class RecordingStripe:
                         self._reply(200, json.dumps(answer).encode(), "application/json")
                         return
                 kept = [(k, v) for k, v in pairs if not k.startswith(outer.strip)]
+                if self.command == "POST":
+                    kept = outer._keep(path, kept)
                 method = self.command
-                if method == "POST" and pairs and not kept:
+                if method == "POST" and pairs and not kept and path.count("/") == 3:
                     method = "GET"  # nothing left for localstripe to apply: answer the object as is
                 with httpx.Client(timeout=30) as http:
                     r = http.request(
@@ -215,7 +247,8 @@ class RecordingStripe:
                             "Content-Type": "application/x-www-form-urlencoded",
                         },
                     )
-                self._reply(r.status_code, r.content, r.headers.get("content-type", "application/json"))
+                body = outer._merge(r.content) if r.status_code == 200 else r.content
+                self._reply(r.status_code, body, r.headers.get("content-type", "application/json"))
 
             def _reply(self, code: int, body: bytes, ctype: str) -> None:
                 self.send_response(code)
