@@ -1,0 +1,85 @@
+"""Policy versions: publishing (the service and `lifecycle policy publish`), on SQLite and
+PostgreSQL; what entities do with them is in tests/test_policy_entities.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from lifecycle.contracts.policy import load_policy
+from lifecycle.contracts.tiers import tiers_from_catalog
+from lifecycle.db import database, session_scope
+from lifecycle.models import PolicyVersionRow
+from lifecycle.policy.versions import latest, publish
+from lifecycle.settings import Settings
+
+CLI = str(Path(sys.prefix) / "bin" / "lifecycle")
+POLICY = Path(__file__).resolve().parents[1] / "templates" / "campaigns.toml"
+
+
+def _count(url: str) -> int:
+    with database(url) as factory, factory() as s:
+        return int(s.scalar(select(func.count()).select_from(PolicyVersionRow)) or 0)
+
+
+def test_the_same_content_published_twice_is_one_version_and_an_earlier_one_can_come_back(db_url: str) -> None:
+    a = load_policy(POLICY)
+    b = replace(a, trial=replace(a.trial, length_days=21))
+    tiers = tiers_from_catalog()
+    with database(db_url) as factory:
+        with session_scope(factory) as s:
+            first = publish(s, a, tiers, who="ada")
+        with session_scope(factory) as s:
+            again = publish(s, a, tiers, who="bob")
+        assert (first.created, first.changed) == (True, True)
+        assert (again.version.version_id, again.created, again.changed) == (first.version.version_id, False, False)
+        assert _count(db_url) == 1
+
+        with session_scope(factory) as s:
+            second = publish(s, b, tiers, who="ada")
+        assert second.created and second.version.version_id != first.version.version_id
+        with session_scope(factory) as s:  # a worker deployed with the old files takes nothing back
+            stale = publish(s, a, tiers, who="worker", reinstate=False)
+            assert not stale.changed and latest(s).version_id == second.version.version_id  # type: ignore[union-attr]
+        with session_scope(factory) as s:  # an operator publishing the old content: it is the latest again
+            back = publish(s, a, tiers, who="carol")
+            now = latest(s)
+        assert (back.version.version_id, back.created, back.changed) == (first.version.version_id, False, True)
+        assert now is not None and now.version_id == first.version.version_id
+        assert now.policy == a and now.tiers == tiers  # what an entity loads is what was published
+        assert _count(db_url) == 2
+
+
+def _cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "LIFECYCLE_DATABASE_URL": settings.database_url, "COLUMNS": "200", **env}
+    return subprocess.run([CLI, "policy", *args], env=full, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_publish_validates_the_file_and_stores_one_version(settings: Settings, tmp_path: Path) -> None:
+    bad = tmp_path / "campaigns.toml"
+    bad.write_text(POLICY.read_text().replace("length_days = 14", "length_days = -1", 1))
+    refused = _cli(settings, "publish", "--no-signal", LIFECYCLE_POLICY_FILE=str(bad))
+    assert refused.returncode == 1 and "not published" in refused.stdout and "trial.length_days" in refused.stdout
+    assert _count(settings.database_url) == 0
+
+    first = _cli(settings, "publish", "--no-signal", "--who", "ada")
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert "policy version 1 (new)" in first.stdout
+    second = _cli(settings, "publish", "--who", "bob")  # nothing changed: no entity to tell, Temporal not asked
+    assert second.returncode == 0, second.stderr + second.stdout
+    assert "policy version 1 (unchanged" in second.stdout
+    assert _count(settings.database_url) == 1
+    listed = _cli(settings, "list")
+    assert listed.returncode == 0 and "ada" in listed.stdout
+
+
+@pytest.mark.parametrize("command", [["policy"], ["policy", "publish"], ["policy", "list"]])
+def test_policy_commands_have_help(settings: Settings, command: list[str]) -> None:
+    result = _cli(settings, *command[1:], "--help")
+    assert result.returncode == 0 and "Usage" in result.stdout
