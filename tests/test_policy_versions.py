@@ -83,3 +83,38 @@ def test_cli_publish_validates_the_file_and_stores_one_version(settings: Setting
 def test_policy_commands_have_help(settings: Settings, command: list[str]) -> None:
     result = _cli(settings, *command[1:], "--help")
     assert result.returncode == 0 and "Usage" in result.stdout
+
+
+async def test_the_worker_publishes_new_files_at_start_and_every_running_entity_hears_it(
+    dev_env, settings: Settings, session_factory
+) -> None:
+    """A deploy without the CLI: the worker's start publishes the files never published and
+    signals every running CustomerWorkflow it lists (the dev server: visibility works)."""
+    from starter.signals.policy import running_entities
+    from tests.support.helpers import eventually
+    from tests.support.stripe import new_customer_id, signed_up
+    from worker import build_worker, publish_at_start
+    from workflows.customer import CustomerWorkflow
+
+    client = dev_env.client
+    async with build_worker(client, settings, session_factory):
+        cids = [new_customer_id("ann") for _ in range(3)]
+        for cid in cids:
+            await signed_up(client, settings, session_factory, cid)
+
+        async def listed() -> bool:
+            return len([wid async for wid in running_entities(client)]) == 3
+
+        await eventually(listed, timeout=30)
+        await publish_at_start(client, settings, session_factory)
+        with session_factory() as s:
+            version = latest(s)
+        assert version is not None and version.content_hash
+
+        async def adopted() -> bool:
+            states = [await client.get_workflow_handle(f"customer-{c}").query(CustomerWorkflow.state) for c in cids]
+            return all(st.policy_version == version.version_id for st in states)
+
+        await eventually(adopted, timeout=30)
+        await publish_at_start(client, settings, session_factory)  # a second start: nothing new
+        assert _count(settings.database_url) == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -59,11 +60,26 @@ async def _signal(client: Client, workflow_id: str, notice: PolicyVersionNotice,
             out.errors.append(f"{workflow_id}: {exc.message}")
 
 
-async def announce(client: Client, version_id: int, *, batch: int = BATCH) -> Announced:
-    """Signal every running entity that ``version_id`` is the latest, ``batch`` at a time."""
+async def running_entities(client: Client) -> AsyncIterator[str]:
+    """The workflow id of every running CustomerWorkflow (Temporal visibility)."""
+    async for wf in client.list_workflows(RUNNING_ENTITIES, page_size=500):
+        yield wf.id
+
+
+async def _ids(ids: Iterable[str]) -> AsyncIterator[str]:
+    for wid in ids:
+        yield wid
+
+
+async def announce(
+    client: Client, version_id: int, *, batch: int = BATCH, workflow_ids: Iterable[str] | None = None
+) -> Announced:
+    """Signal every running entity (or those of ``workflow_ids``) that ``version_id`` is the
+    latest, ``batch`` at a time."""
     out, notice, pending = Announced(), PolicyVersionNotice(version_id), []
-    async for wf in client.list_workflows(RUNNING_ENTITIES, page_size=max(batch, 100)):
-        pending.append(wf.id)
+    targets = running_entities(client) if workflow_ids is None else _ids(workflow_ids)
+    async for wid in targets:
+        pending.append(wid)
         if len(pending) >= batch:
             await asyncio.gather(*(_signal(client, wid, notice, out) for wid in pending))
             pending = []
