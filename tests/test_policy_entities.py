@@ -117,3 +117,18 @@ async def test_an_entity_that_missed_the_signal_converts_at_continue_as_new(reta
     r = await retained.http.delete(f"/v1/customers/{cid}/subscription", params={"reason": "too_expensive"})
     assert r.status_code == 200, r.text
     assert r.json()["outcome"] == "save_offered"  # the new run loaded the version by its id
+
+
+async def test_a_customer_of_the_previous_release_gets_the_winback_campaign_after_publish(retained: Retained) -> None:
+    old = kept_input("customer_converted.v1.json")  # no [winback]: a cancellation started nothing
+    cid = await _start(retained, replace(old, customer_id=new_customer_id("pol"), plan="starter"))
+    await _subscribe(retained, cid)
+    version = await _publish(retained, cid)
+    await _state_where(retained, cid, lambda s: s.policy_version == version)
+
+    r = await retained.http.delete(f"/v1/customers/{cid}/subscription", params={"at_once": "true"})
+    assert r.status_code == 200 and r.json()["status"] == "canceled", r.text
+
+    state = await _state_where(retained, cid, lambda s: "winback" in s.campaigns)
+    assert state.campaigns["winback"] == f"customer-{cid}/winback/1"
+    assert (await retained.client.get_workflow_handle(state.campaigns["winback"]).describe()).status is not None
