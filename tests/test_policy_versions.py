@@ -118,3 +118,13 @@ async def test_the_worker_publishes_new_files_at_start_and_every_running_entity_
         await eventually(adopted, timeout=30)
         await publish_at_start(client, settings, session_factory)  # a second start: nothing new
         assert _count(settings.database_url) == 1
+
+
+def test_cli_publish_with_temporal_down_stores_the_version_and_says_nobody_was_told(settings: Settings) -> None:
+    from starter.dev.localstripe import free_port
+
+    down = _cli(settings, "publish", LIFECYCLE_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
+    assert down.returncode == 1, down.stdout + down.stderr
+    assert "policy version 1 (new)" in down.stdout and "no customer workflow was signalled" in down.stdout
+    assert "Traceback" not in down.stderr
+    assert _count(settings.database_url) == 1

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 from sqlalchemy import select
+from temporalio.service import RPCError
 
 from lifecycle.contracts.policy import PolicyError
 from lifecycle.db import database
@@ -25,6 +26,7 @@ console = cli_console()
 def publish_cmd(
     who: Annotated[str, typer.Option(help="who publishes (the audit of the version)")] = "",
     signal: Annotated[bool, typer.Option(help="signal every running customer workflow")] = True,
+    resend: Annotated[bool, typer.Option(help="signal even when the version was the latest already")] = False,
 ) -> None:
     """Validate templates/campaigns.toml and the catalog, store them as a version (the same
     content is the same version) and tell every running customer workflow."""
@@ -41,12 +43,17 @@ def publish_cmd(
     v = published.version
     state = "new" if published.created else ("published again" if published.changed else "unchanged: already the latest")
     console.print(f"policy version {v.version_id} ({state}), content {v.content_hash[:12]}")
-    if not signal or not published.changed:
+    if not signal or not (published.changed or resend):
         return
 
     async def tell() -> None:
-        client = await connect(settings)
-        out = await announce(client, v.version_id)
+        try:
+            client = await connect(settings)
+            out = await announce(client, v.version_id)
+        except (RPCError, RuntimeError) as exc:  # stored all the same: continue-as-new picks it up
+            console.print(f"[red]stored, but no customer workflow was signalled:[/red] {safe(str(exc))}; "
+                          "each loads it at its next continue-as-new, or run publish --resend when Temporal is back")
+            raise typer.Exit(1) from None
         console.print(f"signalled {out.signalled} running customer workflow(s); {out.gone} had ended")
         for err in out.errors[:20]:
             console.print(f"  [red]{safe(err)}[/red]")
