@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from activities.dunning import DunningActivities
 from activities.email import EmailActivities
 from activities.ops import OpsActivities
+from activities.policy import PolicyActivities
 from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.stripe import StripeActivities
@@ -65,9 +66,10 @@ def build_activities(settings: Settings, session_factory: sessionmaker[Session])
     webhooks = WebhookActivities(session_factory, settings)
     ops = OpsActivities(session_factory)
     winback = WinbackActivities(session_factory)
+    policy = PolicyActivities(session_factory)
     return [store.record_event, email.send_email, email.resend_email, *stripe_acts.all(), *dunning.all(),
             retention.renewal_terms, *webhooks.all(), ops.record_action,
-            *winback.all()]
+            *winback.all(), policy.latest, policy.version]
 
 
 def build_worker(
@@ -86,6 +88,21 @@ def build_worker(
     )
 
 
+async def publish_at_start(client: Client, settings: Settings, sessions: sessionmaker[Session]) -> None:
+    """Deployed files never published (a deploy without ``lifecycle policy publish``) become
+    the latest version, and the running entities hear of it; a failure is logged, not fatal."""
+    from starter.signals.policy import announce, publish_current
+
+    log = logging.getLogger(__name__)
+    try:
+        published = await asyncio.to_thread(publish_current, settings, sessions, who="worker", reinstate=False)
+        if published.changed:
+            log.info("published policy version %s (the deployed files)", published.version.version_id)
+            await announce(client, published.version.version_id)
+    except Exception as exc:  # the files are checked again by `lifecycle policy publish`
+        log.error("policy not published at start: %s", exc)
+
+
 async def run_worker(settings: Settings) -> None:
     """Check the settings (before connecting to anything), connect, and run until cancelled."""
     refuse_unsafe_start(settings, who="the worker")
@@ -96,7 +113,9 @@ async def run_worker(settings: Settings) -> None:
         logging.getLogger(__name__).warning("could not register search attributes: %s", exc)
     engine = make_engine(settings.database_url)
     try:
-        worker = build_worker(client, settings, make_session_factory(engine))
+        sessions = make_session_factory(engine)
+        worker = build_worker(client, settings, sessions)
+        publishing = asyncio.create_task(publish_at_start(client, settings, sessions))
         logging.getLogger(__name__).info(
             "worker on task queue %r at %s (namespace %s)",
             settings.task_queue,
@@ -104,6 +123,7 @@ async def run_worker(settings: Settings) -> None:
             settings.temporal_namespace,
         )
         await worker.run()
+        await publishing
     finally:
         engine.dispose()
 

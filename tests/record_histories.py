@@ -158,6 +158,24 @@ async def record(suffix: str = "v1") -> list[Path]:
         first_run = (
             await client.get_workflow_handle(customer_workflow_id("rec-2")).describe()
         ).raw_description.workflow_execution_info.first_run_id
+        # 3. a customer whose entity hears a published policy version (the signal), then
+        #    continues as new with the version id only; its next run loads it first
+        from starter.signals.policy import announce, publish_current
+
+        add_customer(sessions, "rec-3")
+        start = replace(start_input(settings, "rec-3", "starter"), max_events_per_run=2)
+        await signal_customer(
+            client, "rec-3", CustomerEvent("signup:rec-3", "signup"), start=start, task_queue=settings.task_queue
+        )
+        version = publish_current(settings, sessions, who="recorder").version.version_id
+        await announce(client, version, workflow_ids=[customer_workflow_id("rec-3")])
+        await asyncio.sleep(1)
+        for i in range(3):
+            await signal_customer(client, "rec-3", CustomerEvent(f"p{i}", "activation", {"fact": f"f{i}"}))
+        await asyncio.sleep(2)
+        versioned_first = (
+            await client.get_workflow_handle(customer_workflow_id("rec-3")).describe()
+        ).raw_description.workflow_execution_info.first_run_id
         return [
             await save(client, "customer_converted", customer_workflow_id("rec-1"), suffix),
             await save(client, "trial_converted", campaign_workflow_id("rec-1", "trial"), suffix),
@@ -165,6 +183,10 @@ async def record(suffix: str = "v1") -> list[Path]:
             await save(
                 client, "customer_continue_as_new", customer_workflow_id("rec-2"), suffix, run_id=first_run
             ),
+            await save(
+                client, "customer_policy_version", customer_workflow_id("rec-3"), suffix, run_id=versioned_first
+            ),
+            await save(client, "customer_policy_version_loaded", customer_workflow_id("rec-3"), suffix),
         ]
 
 

@@ -94,7 +94,25 @@ def test_there_are_histories_to_replay() -> None:
         "customer_retention_offer_withdrawn",  # a plain cancel withdraws the open offer
         "dunning_new_card",  # a new default card retries at once (tests/record_dunning_histories.py)
         "customer_dunning_new_card",
+        "customer_policy_version",  # hears a published version, continues with its id (record_histories.py)
+        "customer_policy_version_loaded",  # the next run: loads the version by id first
     } <= names
+
+
+def test_the_policy_version_histories_load_it_through_activities() -> None:
+    """The run that heard the signal loaded the latest (policy_latest) and continued with the id
+    only; the next run loaded that version (policy_version) before anything else."""
+    here = HISTORIES[0].parent
+    first = json.loads((here / "customer_policy_version.v22.json").read_text())["events"]
+    scheduled = [e["activityTaskScheduledEventAttributes"]["activityType"]["name"] for e in first
+                 if e["eventType"].endswith("ACTIVITY_TASK_SCHEDULED")]
+    assert scheduled.count("policy_latest") == 2  # the signal, then the check at continue-as-new
+    carried = json.loads(base64.b64decode(
+        first[-1]["workflowExecutionContinuedAsNewEventAttributes"]["input"]["payloads"][0]["data"]))
+    assert (carried["policy"], carried["tiers"]) == (None, None) and carried["state"]["policy_version"] == 1
+    loaded = json.loads((here / "customer_policy_version_loaded.v22.json").read_text())["events"]
+    first_activity = next(e for e in loaded if e["eventType"].endswith("ACTIVITY_TASK_SCHEDULED"))
+    assert first_activity["activityTaskScheduledEventAttributes"]["activityType"]["name"] == "policy_version"
 
 
 def test_the_entity_histories_since_the_webhooks_publish_their_events() -> None:

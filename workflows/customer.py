@@ -56,6 +56,12 @@ with workflow.unsafe.imports_passed_through():
         OpsActionResult,
         WhyWaiting,
     )
+    from lifecycle.contracts.policy import CampaignPolicy
+    from lifecycle.contracts.policy_versions import (
+        POLICY_VERSION_SIGNAL,
+        PolicyVersion,
+        PolicyVersionNotice,
+    )
     from lifecycle.contracts.search_attributes import (
         CAMPAIGNS,
         CUSTOMER_ID,
@@ -64,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         customer_search_attributes,
     )
     from lifecycle.contracts.stages import ACTIVE, CANCELED, EXPIRED, TRIALING
+    from lifecycle.contracts.tiers import Tiers
     from lifecycle.contracts.webhooks import (
         CAMPAIGN_FINISHED,
         STAGE_CHANGED,
@@ -77,6 +84,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.notify import publish
     from workflows.onboarding import OnboardingWorkflow
     from workflows.ops import Ops
+    from workflows.policy_versions import PolicyVersions
     from workflows.retention import Retention
     from workflows.subscription import Subscription
     from workflows.timeline import record_event
@@ -99,24 +107,30 @@ class CustomerWorkflow:
         self._pending: list[CustomerEvent] = list(input.pending)
         self._seen: set[str] = set(self._state.seen_event_ids)
         self._handled_this_run = 0
+        # The policy and tiers decided on: the input's (a new entity, a run of the previous
+        # release), or the published version the state names, which run() loads first (a run
+        # continued with its id); a signalled newer version is loaded by the main loop.
+        self._policy: CampaignPolicy = input.policy or CampaignPolicy()
+        self._tiers: Tiers | None = input.tiers
+        self._versions = PolicyVersions(self._state, carried=input.policy is not None, adopt=self._adopt)
         # a new signup begins with its trial (stage recorded, campaigns started); billing
-        # updates wait for that (see Subscription.until_begun)
-        self._begun = not (input.state is None and input.origin == "signup")
+        # updates wait for that, and for the policy to be loaded (see Subscription.until_begun)
+        self._begun = not (input.state is None and input.origin == "signup") and self._versions.loaded
         self._subscription = self.subscription_type(
             self._state,
             set_stage=self._set_stage,
             tell_campaign=self._tell_campaign,
             begun=lambda: self._begun,
-            tiers=input.tiers,
+            tiers=self._tiers,
         )
         self._dunning = DunningLink(self._state, set_stage=self._set_stage)
-        self._retention = Retention(self._state, input.policy, input.tiers)
+        self._retention = Retention(self._state, self._policy, self._tiers)
         self._ops = Ops(self._state, campaigns_changed=self._campaigns_changed)
         sub = self._subscription
-        self._cards = CardReminders(self._state, input.policy)
+        self._cards = CardReminders(self._state, self._policy)
         self._winback = WinbackLink(
             self._state,
-            input.policy,
+            self._policy,
             sub,
             set_stage=self._set_stage,
             start_campaign=self._start_campaign,
@@ -164,6 +178,12 @@ class CustomerWorkflow:
             self._seen.difference_update(dropped)
         self._pending.append(event)
 
+    @workflow.signal(name=POLICY_VERSION_SIGNAL)
+    def policy_version(self, notice: PolicyVersionNotice) -> None:
+        """A policy version was published: the main loop loads the latest (an activity, so the
+        history records which); the version this entity holds already is ignored."""
+        self._versions.on_signal(notice)
+
     @workflow.update
     async def change_subscription(self, req: SubscriptionRequest) -> SubscriptionResult:
         """Create, change or cancel the subscription (the HTTP API's requests)."""
@@ -191,11 +211,13 @@ class CustomerWorkflow:
     @workflow.update
     async def accept_save_offer(self, ans: OfferAnswer) -> SubscriptionResult:
         """Take the save offer made to a cancellation (the cancellation is dropped)."""
+        await self._versions.until_loaded()
         return await self._winback.answer(ans, accept=True)
 
     @workflow.update
     async def decline_save_offer(self, ans: OfferAnswer) -> SubscriptionResult:
         """Say no to the save offer: the cancellation goes ahead as asked."""
+        await self._versions.until_loaded()
         return await self._winback.answer(ans, accept=False)
 
     @accept_save_offer.validator
@@ -209,6 +231,7 @@ class CustomerWorkflow:
     @workflow.update
     async def reactivate(self, req: ReactivateRequest) -> SubscriptionResult:
         """Subscribe again after a cancellation or an expired trial (the reactivation page)."""
+        await self._versions.until_loaded()
         return await self._winback.reactivate(req)
 
     @reactivate.validator
@@ -228,6 +251,7 @@ class CustomerWorkflow:
     async def ops_action(self, action: OpsAction) -> OpsActionResult:
         """An ops action on this customer (pause, resume, cancel-campaign, skip-step, resend,
         ...; workflows/ops.py), recorded in the audit trail with who and why."""
+        await self._versions.until_loaded()
         return await self._ops.act(action)
 
     @ops_action.validator
@@ -251,12 +275,21 @@ class CustomerWorkflow:
 
     @workflow.run
     async def run(self, input: CustomerWorkflowInput) -> None:
+        if not self._versions.loaded:  # continued with a version id: its policy and tiers first
+            await self._versions.load()
+            self._begun = True
         if input.state is None and input.origin == "signup":
             await self._begin_trial()
             self._begun = True
         self._winback.resume_timers()  # an open save offer's window, a pause (after continue-as-new)
         while True:
-            await workflow.wait_condition(lambda: bool(self._pending) or self._should_continue_as_new())
+            await workflow.wait_condition(
+                lambda: bool(self._pending) or self._should_continue_as_new() or self._versions.heard is not None
+            )
+            if self._versions.heard is not None:  # only this release's signal sets it
+                self._versions.heard = None
+                if workflow.patched(patches.POLICY_VERSIONS):
+                    await self._versions.check_latest()
             while self._pending and not self._should_continue_as_new():
                 event = self._pending.pop(0)
                 await self._dispatch(event)
@@ -266,19 +299,37 @@ class CustomerWorkflow:
                 self._handled_this_run += 1
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                # the next run decides on the latest version, carried by its id only
+                by_version = workflow.patched(patches.POLICY_VERSIONS)
+                if by_version:
+                    await self._versions.check_latest()
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    by_version = self._state.policy_version is not None  # None: nothing published yet
                 self._state.runs += 1
                 workflow.continue_as_new(
                     CustomerWorkflowInput(
                         customer_id=self._state.customer_id,
                         plan=self._state.plan,
-                        policy=self._input.policy,
+                        policy=None if by_version else self._policy,
                         state=self._state,
                         pending=self._pending,
                         max_events_per_run=self._input.max_events_per_run,
                         origin=self._input.origin,
-                        tiers=self._input.tiers,
+                        tiers=None if by_version else self._tiers,
                     )
                 )
+
+    # --- policy versions (lifecycle/contracts/policy_versions.py) ---------------------------
+
+    def _adopt(self, version: PolicyVersion) -> None:
+        """Decide on ``version`` from now on. Campaigns already running keep the policy their
+        input carried; the parts of the entity that decide on the policy follow it."""
+        self._policy, self._tiers = version.policy, version.tiers
+        self._state.policy_version = version.version_id
+        self._subscription._tiers = version.tiers
+        self._retention._policy, self._retention._tiers = version.policy, version.tiers
+        self._cards._policy = version.policy
+        self._winback._policy = version.policy
 
     def _should_continue_as_new(self) -> bool:
         return (
@@ -299,7 +350,7 @@ class CustomerWorkflow:
     # --- handlers -----------------------------------------------------------------------
 
     async def _begin_trial(self) -> None:
-        policy = self._input.policy
+        policy = self._policy
         cid = self._state.customer_id
         self._state.trial_ends_at = workflow.now() + policy.days(policy.trial.length_days)
         if not self._state.billing.live:  # a paying customer is never moved back to trialing
@@ -390,7 +441,7 @@ class CustomerWorkflow:
         """A usage counter crossed 80 % or 100 %: one email per metric, period and threshold."""
         crossed = payload_of(event, UsageThreshold)
         cid = self._state.customer_id
-        policy = self._input.policy.usage
+        policy = self._policy.usage
         if workflow.patched(patches.WEBHOOKS_PUBLISH):
             await publish(cid, USAGE_THRESHOLD_CROSSED, {**crossed.to_data(), "stage": self._state.stage},
                           key=f"usage:{event.event_id}")
@@ -415,7 +466,7 @@ class CustomerWorkflow:
             plan=crossed.plan or self._state.plan,
             stage=self._state.stage,
             policy=policy,
-            tiers=self._input.tiers,
+            tiers=self._tiers,
             paused=self._state.paused,
         )
         if nudge.threshold >= 100 and workflow.patched(patches.USAGE_NUDGE_SUPERSEDE):

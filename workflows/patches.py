@@ -184,6 +184,17 @@ RETENTION_OFFER_HOLDS_CANCEL = "retention-offer-holds-cancel"
 # CustomerWorkflow run started before 2026-12-02 is open.
 RETENTION_WINBACK = "retention-winback"
 
+# --- CustomerWorkflow: policy versions ------------------------------------------------------
+
+# The entity decides on a published policy version (lifecycle/contracts/policy_versions.py)
+# instead of the policy and tiers its first input carried: at each continue-as-new it loads
+# the latest through the policy_latest activity and continues with the version id only
+# (the next run loads it by id first); a policy_version signal makes it load the latest at
+# once. An entity of the previous release (a full policy in its input) converts at its next
+# continue-as-new or on the signal. Since 2026-12-07. Deprecate when no CustomerWorkflow run
+# started before 2026-12-07 is open.
+POLICY_VERSIONS = "policy-versions"
+
 
 # --- DunningWorkflow: webhooks to the product -----------------------------------------------
 

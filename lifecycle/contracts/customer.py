@@ -66,13 +66,18 @@ class CustomerState:
     # what each running campaign child last said it waits for (by workflow id): the
     # entity's Waits / NextStepAt search attributes (workflows/ops.py)
     waits: dict[str, CampaignWait] = field(default_factory=dict)
+    # the published policy version (policy and tiers) the entity decides on; None: the
+    # policy and tiers its input carried (lifecycle/contracts/policy_versions.py)
+    policy_version: int | None = None
 
 
 @dataclass
 class CustomerWorkflowInput:
     customer_id: str
     plan: str
-    policy: CampaignPolicy
+    # the policy as the starter loaded it; None in a run continued with a published version
+    # (state.policy_version), which the run loads first
+    policy: CampaignPolicy | None = None
     state: CustomerState | None = None  # set on continue-as-new
     pending: list[CustomerEvent] = field(default_factory=list)  # carried over on continue-as-new
     # continue-as-new after this many events in one run, or when Temporal suggests it
@@ -82,5 +87,6 @@ class CustomerWorkflowInput:
     origin: str = "signup"
     # the tiers as they were at the start (ranks, prices, limits), like the policy: what the
     # workflow decides on (upgrade now or downgrade later, the usage emails). None in the
-    # input of an entity started before the snapshot existed: that one reads the catalog.
+    # input of an entity started before the snapshot existed: that one reads the catalog;
+    # None too in a run continued with a published version (which carries the tiers).
     tiers: Tiers | None = None

@@ -1,8 +1,9 @@
 """Campaign policy: the schedule, delays and template of every campaign step, as data.
 
-Marketers edit ``templates/campaigns.toml``. The starter loads it and passes it to a
-workflow as input, so a policy change applies to new runs and never breaks running
-ones (their input is in their history). Workflow code never holds these constants.
+Marketers edit ``templates/campaigns.toml`` and publish it (``lifecycle policy publish``):
+a new entity gets it in its input, a running one loads the published version through an
+activity (``lifecycle/contracts/policy_versions.py``), so what it decided on is in its
+history. Workflow code never holds these constants.
 
 Everything here is a plain dataclass that Temporal's data converter serialises; new
 fields must get defaults so old histories still decode.

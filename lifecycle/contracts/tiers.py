@@ -1,9 +1,9 @@
-"""The tiers as a workflow decides on them: a snapshot of the catalog taken when the
-workflow starts, carried in its input like the policy.
+"""The tiers as a workflow decides on them: a snapshot of the catalog, carried in a new
+entity's input and in every published policy version (policy_versions.py).
 
-An operator's edit to the catalog (a price, a rank) then applies to workflows started
-after it; a workflow in flight keeps deciding upgrade-now or downgrade-later, and writing
-its usage emails, from the tiers it started with, so its history replays the same.
+An operator's edit to the catalog (a price, a rank, a new tier) reaches a running entity
+once published; a campaign in flight keeps deciding upgrade-now or downgrade-later, and
+writing its usage emails, from the tiers it started with, so its history replays the same.
 
 No ``from __future__ import annotations``: these dataclasses cross Temporal.
 """

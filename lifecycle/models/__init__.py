@@ -23,6 +23,7 @@ from lifecycle.models.customers import Customer, PlanPrice, PlanRow
 from lifecycle.models.dunning import DunningCase, DunningRun, ManualPayment
 from lifecycle.models.email import EmailMessage, Suppression, TemplateVersion
 from lifecycle.models.idempotency import IdempotencyKey
+from lifecycle.models.policy import PolicyVersionRow
 from lifecycle.models.retention import CancellationRequest, Reactivation, SaveOfferRow
 from lifecycle.models.timeline import AuditEntry, LifecycleEvent
 from lifecycle.models.usage import SignalOutbox, UsageCounter, UsageEvent, UsageSignal
@@ -45,6 +46,7 @@ __all__ = [
     "Payment",
     "PlanPrice",
     "PlanRow",
+    "PolicyVersionRow",
     "Quantity",
     "Reactivation",
     "SaveOfferRow",

@@ -16,6 +16,7 @@ from lifecycle.settings import settings_or_exit
 from starter.cli import ops
 from starter.cli.dunning import dunning_app, invoice_app
 from starter.cli.email import campaigns_app, outbox_app, templates_app
+from starter.cli.policy import app as policy_app
 from starter.cli.signals import app as signals_app
 from starter.cli.stripe import app as stripe_app
 from starter.cli.text import console as make_console
@@ -37,6 +38,7 @@ app.add_typer(signals_app, name="signals")
 app.add_typer(invoice_app, name="invoice")
 app.add_typer(dunning_app, name="dunning")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(policy_app, name="policy")
 app.add_typer(ops.customers_app, name="customers")
 app.add_typer(ops.ops_app, name="ops")
 app.command("audit")(ops.audit)

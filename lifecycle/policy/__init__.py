@@ -1,0 +1,1 @@
+"""The campaign policy and the tier catalog as published versions (``versions.py``)."""
