@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0025_payment_method_of_payments"
-down_revision: str | Sequence[str] | None = "0019_idempotency_keys"
+down_revision: str | Sequence[str] | None = "0023_policy_versions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
