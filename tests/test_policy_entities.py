@@ -78,7 +78,8 @@ async def test_a_customer_of_the_previous_release_gets_save_offers_after_publish
 
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["outcome"], body["save_offer"]["kind"], body["cancel_at_period_end"]) == ("save_offered", "coupon", False)
+    # the offer holds the cancellation in Stripe (cancel_at_period_end) while it is open
+    assert (body["outcome"], body["save_offer"]["kind"], body["cancel_at_period_end"]) == ("save_offered", "coupon", True)
     assert [o.kind for o in retained.offers(cid)] == ["coupon"]
     adopted = [e for e in timeline(retained.sessions, cid) if e.kind == "policy_version"]
     assert [e.detail["version"] for e in adopted] == [version]
