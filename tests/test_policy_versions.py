@@ -70,7 +70,7 @@ def test_cli_publish_validates_the_file_and_stores_one_version(settings: Setting
 
     first = _cli(settings, "publish", "--no-signal", "--who", "ada")
     assert first.returncode == 0, first.stderr + first.stdout
-    assert "policy version 1 (new)" in first.stdout
+    assert "policy version 1 (new)" in first.stdout and "4 tiers, a policy day of 86400 s" in first.stdout
     second = _cli(settings, "publish", "--who", "bob")  # nothing changed: no entity to tell, Temporal not asked
     assert second.returncode == 0, second.stderr + second.stdout
     assert "policy version 1 (unchanged" in second.stdout

@@ -42,7 +42,8 @@ def publish_cmd(
             raise typer.Exit(1) from None
     v = published.version
     state = "new" if published.created else ("published again" if published.changed else "unchanged: already the latest")
-    console.print(f"policy version {v.version_id} ({state}), content {v.content_hash[:12]}")
+    console.print(f"policy version {v.version_id} ({state}), content {v.content_hash[:12]}, "
+                  f"{len(v.tiers.tiers)} tiers, a policy day of {v.policy.day_seconds:g} s")
     if not signal or not (published.changed or resend):
         return
 
