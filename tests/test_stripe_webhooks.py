@@ -26,6 +26,8 @@ from starter.api.app import create_app
 from starter.dev.localstripe import free_port, start_localstripe
 from tests.support.helpers import customer_row, eventually, timeline
 from tests.support.stripe import (
+    FAILING_CARD,
+    GOOD_CARD,
     WEBHOOK_SECRET,
     add_card,
     new_customer_id,
@@ -283,3 +285,38 @@ async def test_a_card_attached_in_stripe_is_the_one_the_trial_conversion_charges
     sub = stripe_client.v1.subscriptions.retrieve(state.billing.stripe_subscription_id)
     assert sub.status == "active"
     assert stripe_client.v1.customers.retrieve(cus.stripe_customer_id).invoice_settings.default_payment_method == pm_id
+
+
+async def test_a_trial_converts_on_the_default_the_customer_chose_not_on_a_card_attached_later(
+    api, session_factory, stripe_acts, stripe_client, client, stripe_settings, ts_env
+):
+    """The customer chose a default card; a second card attached later (heard through
+    payment_method.attached, the last card the entity knows) stays a spare: the conversion
+    charges the chosen default and leaves it the default (Stripe charges the customer's
+    ``invoice_settings.default_payment_method``). The later card declines every charge, so
+    charging it would leave the customer past due."""
+    cid = new_customer_id()
+    async with build_worker(client, stripe_settings, session_factory):
+        await signed_up(client, stripe_settings, session_factory, cid)
+        cus = await stripe_acts.ensure_customer(EnsureCustomerInput(cid, f"{cid}:customer"))
+        chosen = add_card(stripe_client, cus.stripe_customer_id, GOOD_CARD)
+        later = add_card(stripe_client, cus.stripe_customer_id, FAILING_CARD, default=False)
+        _e, body, headers = signed_event("payment_method.attached", stripe_client.v1.payment_methods.retrieve(later))
+        assert (await api.post("/webhooks/stripe", content=body, headers=headers)).status_code == 200
+        handle = client.get_workflow_handle(customer_workflow_id(cid))
+
+        async def card_known():
+            return (await handle.query(CustomerWorkflow.state)).payment_method_id
+
+        assert await eventually(card_known) == later
+        await ts_env.sleep(timedelta(days=14, minutes=1))
+        await eventually(lambda: _stage(handle, "active"), timeout=20)
+        state = await handle.query(CustomerWorkflow.state)
+    assert stripe_client.v1.customers.retrieve(cus.stripe_customer_id).invoice_settings.default_payment_method == chosen
+    sub = stripe_client.v1.subscriptions.retrieve(state.billing.stripe_subscription_id)
+    assert sub.status == "active"
+    invoice = stripe_client.v1.invoices.retrieve(sub.latest_invoice)
+    assert invoice.status == "paid" and invoice.amount_paid == 1900
+    assert stripe_client.v1.payment_intents.retrieve(str(invoice.payment_intent)).payment_method == chosen
+    with session_factory() as s:
+        assert s.scalar(select(Invoice.status).where(Invoice.stripe_invoice_id == invoice.id)) == "paid"

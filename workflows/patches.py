@@ -44,6 +44,13 @@ BILLING_TELL_TRIAL_SUBSCRIBED = "billing-tell-trial-subscribed"
 # 2026-11-25. Deprecate when no CustomerWorkflow run started before 2026-11-25 is open.
 BILLING_ENDED_DROPS_PENDING_CHANGE = "billing-ended-drops-pending-change"
 
+# The trial conversion charges the customer's default payment method: the card the entity
+# heard last (payment_method.attached, the payment-method route) is attached if need be but
+# made the default only for a customer with none (StartSubscriptionInput.keep_default;
+# before: it always became the default, overriding the one the customer chose). Since
+# 2026-12-07. Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
+TRIAL_CONVERSION_KEEPS_DEFAULT = "trial-conversion-keeps-default"
+
 # --- CustomerWorkflow and UsageNudgeWorkflow ---------------------------------------------
 
 # A 100 % crossing signals the 80 % nudge of the same metric and period to stand down

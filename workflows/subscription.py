@@ -466,6 +466,7 @@ class Subscription:
             if self._billing.live:  # subscribed during the trial already
                 await self.follow_status(cause)
                 return
+            keep_default = workflow.patched(patches.TRIAL_CONVERSION_KEEPS_DEFAULT)
             try:
                 result: SubscriptionResult = await self._stripe(
                     StripeActivities.start_subscription,
@@ -475,6 +476,7 @@ class Subscription:
                         interval="month",
                         idempotency_key=f"{workflow.info().workflow_id}:trial-conversion",
                         payment_method_id=self._state.payment_method_id,
+                        keep_default=keep_default,
                     ),
                     CONVERSION_RETRY,
                 )

@@ -112,8 +112,9 @@ class CustomerCalls(StripeBase):
         cus = to_plain(self.client.v1.customers.retrieve(str(cus_id))) if cus_id else None
         return payment_method_charged(invoice, sub, cus)
 
-    def _attach(self, stripe_customer_id: str, payment_method_id: str, key: str) -> None:
-        """Attach a card (e.g. collected by Stripe Elements) and make it the default.
+    def _attach(self, stripe_customer_id: str, payment_method_id: str, key: str, *, make_default: bool = True) -> None:
+        """Attach a card (e.g. collected by Stripe Elements) and make it the default
+        (``make_default`` False: only if the customer has no default, one they chose stays).
 
         A card already attached to this customer (reported by the payment_method.attached
         webhook) is not attached again, so nothing relies on how Stripe treats a repeat attach.
@@ -131,6 +132,8 @@ class CustomerCalls(StripeBase):
                 )
             except stripe.StripeError as exc:  # no such card, or declined: about the caller's input
                 raise stripe_error(exc, field="payment_method_id") from exc
+        if not make_default and self._customer_default(stripe_customer_id) is not None:
+            return
         self.client.v1.customers.update(
             stripe_customer_id, params={"invoice_settings": {"default_payment_method": pm.id}}
         )

@@ -56,7 +56,8 @@ class SubscriptionCalls(CustomerCalls):
         sub_id = self._recorded(key) or self._find_subscription_by_key(cus.stripe_customer_id, key)
         if sub_id is None:
             if input.payment_method_id:  # the card the customer gave: attached, made the default
-                self._attach(cus.stripe_customer_id, input.payment_method_id, f"{key}:payment-method")
+                self._attach(cus.stripe_customer_id, input.payment_method_id, f"{key}:payment-method",
+                             make_default=not input.keep_default)
             if self._ensure_default(cus.stripe_customer_id) is None:
                 return SubscriptionResult(
                     outcome=OUTCOME_NO_PAYMENT_METHOD,

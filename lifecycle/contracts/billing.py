@@ -73,6 +73,9 @@ class StartSubscriptionInput:
     interval: str = "month"
     coupon: str | None = None  # e.g. a win-back offer
     payment_method_id: str | None = None  # attach this card first (e.g. from Stripe Elements)
+    # True: that card becomes the default only for a customer with none (the trial
+    # conversion: the customer's chosen default stays); False: it becomes the default
+    keep_default: bool = False
 
 
 @dataclass
