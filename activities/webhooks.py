@@ -5,8 +5,8 @@ transaction, commits, then signal-with-starts the customer's delivery workflow
 (``customer-{id}/webhooks``): a retry after a crash records nothing twice and signals the
 same deliveries again (the workflow ignores ids it has seen). ``deliver_webhook`` reads
 the delivery, resolves and checks its host (never an address inside the network:
-``lifecycle.webhooks.addresses``), posts it to that address (no transaction is open
-meanwhile) and records the answer; a non-2xx, a network error or a refused address raises,
+``lifecycle.webhooks.addresses``), posts it to the first checked address that takes the
+connection (no transaction is open meanwhile) and records the answer; a non-2xx, a network error or a refused address raises,
 and the workflow's retry policy backs off for up to 3 days.
 """
 

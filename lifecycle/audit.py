@@ -38,7 +38,7 @@ def record(sessions: sessionmaker[Session], entry: AuditEntryInput) -> bool:
             detail=entry.detail,
             occurred_at=entry.occurred_at,
             recorded_at=dt.datetime.now(dt.UTC),
-        ))
+        ), on=("action_id",))
         add_timeline_event(
             session, key=f"audit:{entry.action_id}", customer_id=entry.customer_id,
             kind=TIMELINE_KIND, at=entry.occurred_at,

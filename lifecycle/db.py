@@ -7,14 +7,14 @@ No engine is created at import: callers build one from settings with
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, UniqueConstraint, create_engine, event, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -141,6 +141,7 @@ def add_timeline_event(
             occurred_at=at,
             recorded_at=dt.datetime.now(dt.UTC),
         ),
+        on=("event_key",),
     )
 
 
@@ -149,9 +150,27 @@ def dialect_insert(dialect_name: str) -> Any:
     return postgresql.insert if dialect_name == "postgresql" else sqlite.insert
 
 
-def insert_ignore(session: Session, model: type[Any], values: dict[str, Any]) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING; False if the row was already there."""
+def unique_keys(model: type[Any]) -> list[frozenset[str]]:
+    """The column sets that identify a row of ``model``: its primary key and each unique
+    constraint, unique index or unique column."""
+    table = sa_inspect(model).local_table
+    keys = [frozenset(c.name for c in table.primary_key.columns)]
+    keys += [frozenset(c.name for c in u.columns) for u in table.constraints if isinstance(u, UniqueConstraint)]
+    keys += [frozenset(c.name for c in i.columns) for i in table.indexes if i.unique]
+    keys += [frozenset([c.name]) for c in table.columns if c.unique]
+    return keys
+
+
+def insert_ignore(session: Session, model: type[Any], values: dict[str, Any], *, on: Sequence[str]) -> bool:
+    """INSERT ... ON CONFLICT (``on``) DO NOTHING; False if a row with the same ``on`` was
+    already there.
+
+    ``on`` names the key the caller means (the primary key or one unique constraint, by its
+    columns): only a conflict on it is ignored, any other unique violation raises
+    (``IntegrityError``) instead of being taken for "already there"."""
+    if frozenset(on) not in unique_keys(model):
+        raise ValueError(f"{model.__name__}: {tuple(on)} is neither its primary key nor a unique constraint")
     insert = dialect_insert(session.get_bind().dialect.name)
     key = sa_inspect(model).primary_key[0]
-    stmt = insert(model).values(**values).on_conflict_do_nothing().returning(key)
+    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=list(on)).returning(key)
     return session.execute(stmt).scalar_one_or_none() is not None

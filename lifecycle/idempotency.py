@@ -42,7 +42,7 @@ def claim(sessions: sessionmaker[Session], route: str, key: str, actor: str) -> 
         if insert_ignore(session, IdempotencyKey, dict(
             route=route[:200], key=key[:200], actor=actor[:200], state=RUNNING,
             created_at=dt.datetime.now(dt.UTC),
-        )):
+        ), on=("route", "key")):
             return Claim(acts=True)
         row = session.get(IdempotencyKey, (route[:200], key[:200]))
         if row is None or row.state == RUNNING:

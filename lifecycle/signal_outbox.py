@@ -73,6 +73,7 @@ def enqueue(
             created_at=dt.datetime.now(dt.UTC),
             attempts=0,
         ),
+        on=("event_id",),
     )
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.contracts import catalog
-from lifecycle.db import make_engine, make_session_factory, upgrade
-from lifecycle.models import Base, PlanRow
+from lifecycle.db import insert_ignore, make_engine, make_session_factory, session_scope, upgrade
+from lifecycle.models import Base, Customer, PlanRow, Suppression
 
 
 def test_migrations_create_exactly_the_models(db_url: str) -> None:
@@ -49,3 +52,34 @@ def test_next_tier_up_and_what_it_adds() -> None:
     adds = catalog.added_by(catalog.get_plan("professional"), catalog.get_plan("starter"))
     assert "api access" in adds
     assert any("10,000 requests" in a for a in adds)
+
+
+def _customer(id: str, stripe_id: str) -> dict[str, object]:
+    return dict(id=id, email=f"{id}@example.com", stage="trialing", stripe_customer_id=stripe_id)
+
+
+def test_insert_ignore_ignores_only_a_conflict_on_the_key_it_names(session_factory: sessionmaker[Session]) -> None:
+    """ON CONFLICT (id) DO NOTHING: the same id is "already there" (False, the row unchanged);
+    another customer claiming the same Stripe customer (a different unique key) is an error,
+    never taken for "already there" (a bare DO NOTHING hid it)."""
+    with session_scope(session_factory) as s:
+        assert insert_ignore(s, Customer, _customer("c1", "cus_1"), on=("id",)) is True
+    with session_scope(session_factory) as s:
+        assert insert_ignore(s, Customer, _customer("c1", "cus_other"), on=("id",)) is False
+    with pytest.raises(IntegrityError), session_scope(session_factory) as s:
+        insert_ignore(s, Customer, _customer("c2", "cus_1"), on=("id",))
+    with session_factory() as s:
+        assert [(c.id, c.stripe_customer_id) for c in s.scalars(select(Customer))] == [("c1", "cus_1")]
+
+
+def test_insert_ignore_takes_a_unique_constraint_of_several_columns_and_refuses_any_other_key(
+    session_factory: sessionmaker[Session],
+) -> None:
+    row = dict(email="a@example.com", reason="unsubscribe", scope="marketing", source="link")
+    with session_scope(session_factory) as s:
+        assert insert_ignore(s, Suppression, row, on=("email", "reason")) is True
+        assert insert_ignore(s, Suppression, row, on=("reason", "email")) is False
+        assert insert_ignore(s, Suppression, {**row, "reason": "bounce"}, on=("email", "reason")) is True
+    with pytest.raises(ValueError, match="neither its primary key nor a unique constraint"), \
+            session_scope(session_factory) as s:
+        insert_ignore(s, Suppression, row, on=("email",))

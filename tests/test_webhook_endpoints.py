@@ -67,6 +67,7 @@ async def test_a_url_that_cannot_receive_is_a_422_naming_url(api: httpx.AsyncCli
     assert r.status_code == 422, r.text
     [err] = r.json()["detail"]
     assert err["loc"] == ["body", "url"] and why in err["msg"]
+    assert "s3cret" not in r.text  # a password is never echoed
     assert (await api.get("/v1/webhook-endpoints")).json() == []  # nothing stored
 
 

@@ -109,7 +109,7 @@ class StripeBase:
     @staticmethod
     def _record(session: Session, key: str, object_type: str, stripe_id: str) -> None:
         values = dict(idempotency_key=key, object_type=object_type, stripe_id=stripe_id)
-        insert_ignore(session, StripeObject, values)
+        insert_ignore(session, StripeObject, values, on=("idempotency_key",))
 
     def _customer_row(self, session: Session, customer_id: str) -> Customer:
         row = session.get(Customer, customer_id)

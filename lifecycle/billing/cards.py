@@ -39,7 +39,7 @@ def record_card(session: Session, rec: CardRec, version_ts: int) -> None:
     """Remember a card as Stripe describes it at ``version_ts``; refresh the default card of
     any customer whose default it is (a detached default leaves the customer with none)."""
     # insert-or-ignore, then read: Stripe sends payment_method.* and customer.updated at once
-    insert_ignore(session, StripePaymentMethod, dict(stripe_payment_method_id=rec.id, stripe_version_ts=0))
+    insert_ignore(session, StripePaymentMethod, dict(stripe_payment_method_id=rec.id, stripe_version_ts=0), on=("stripe_payment_method_id",))
     row = session.get(StripePaymentMethod, rec.id)
     assert row is not None
     if row.stripe_version_ts and version_ts < row.stripe_version_ts:
@@ -58,7 +58,7 @@ def record_card(session: Session, rec: CardRec, version_ts: int) -> None:
 def set_default_card(session: Session, customer_id: str, payment_method_id: str | None, version_ts: int) -> None:
     """The customer's default card is now ``payment_method_id`` (None: none), as of ``version_ts``."""
     insert_ignore(session, CustomerCard, dict(customer_id=customer_id, brand="", last4="", exp_month=0,
-                                              exp_year=0, stripe_version_ts=0))
+                                              exp_year=0, stripe_version_ts=0), on=("customer_id",))
     card = session.get(CustomerCard, customer_id)
     assert card is not None
     if card.stripe_version_ts and version_ts < card.stripe_version_ts:

@@ -48,7 +48,7 @@ CARD_CHANGED_EVENTS = ("payment_method.automatically_updated", "payment_method.u
 def note_attempt(session: Session, key: str, invoice_id: str) -> None:
     """The engine is about to charge ``invoice_id`` under ``key`` (the caller commits first)."""
     insert_ignore(session, StripeObject, dict(idempotency_key=f"{key}:attempt", object_type=ATTEMPT,
-                                              stripe_id=invoice_id))
+                                              stripe_id=invoice_id), on=("idempotency_key",))
 
 
 def engine_attempts(session: Session, invoice_id: str) -> int:

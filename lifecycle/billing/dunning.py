@@ -61,7 +61,7 @@ def save_snapshot(session: Session, snap: DunningSnapshot) -> None:
     insert_ignore(session, DunningRun, dict(
         workflow_id=snap.workflow_id, customer_id=snap.customer_id, state=snap.state, since=snap.since,
         started_at=snap.started_at, retry_mode=snap.retry_mode,
-    ))
+    ), on=("workflow_id",))
     run = session.get(DunningRun, snap.workflow_id)
     assert run is not None
     run.state = snap.state
@@ -80,7 +80,7 @@ def save_snapshot(session: Session, snap: DunningSnapshot) -> None:
         insert_ignore(session, DunningCase, dict(
             invoice_id=inv.invoice_id, workflow_id=snap.workflow_id, customer_id=snap.customer_id,
             failed_at=inv.failed_at or snap.started_at,
-        ))
+        ), on=("invoice_id",))
         case = session.scalars(select(DunningCase).where(DunningCase.invoice_id == inv.invoice_id)).one()
         case.workflow_id = snap.workflow_id
         case.customer_id = snap.customer_id

@@ -129,7 +129,7 @@ def mark_paid(
         insert_ignore(session, ManualPayment, dict(
             invoice_id=invoice_id, customer_id=cid, amount_cents=inv.amount_due_cents,
             actor=actor[:200], reason=reason, recorded_at=dt.datetime.now(dt.UTC),
-        ))
+        ), on=("invoice_id",))
         if cid is not None:
             add_timeline_event(
                 session, key=event_id, customer_id=cid, kind="invoice_marked_paid",

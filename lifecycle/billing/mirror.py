@@ -121,14 +121,14 @@ def upsert_subscription(
             stage=stage_for_status(rec.status),
             stripe_customer_id=rec.customer,
             attributes={"source": "stripe"},
-        ))
+        ), on=("id",))
         if not adopted:
             existing = session.get(Customer, customer_id)
             if existing is not None and existing.stripe_customer_id is None:
                 existing.stripe_customer_id = rec.customer
 
     created = insert_ignore(session, Subscription, dict(
-        stripe_subscription_id=rec.id, customer_id=customer_id, status=rec.status))
+        stripe_subscription_id=rec.id, customer_id=customer_id, status=rec.status), on=("stripe_subscription_id",))
     row = session.scalars(
         select(Subscription).where(Subscription.stripe_subscription_id == rec.id)
     ).one()
@@ -200,7 +200,7 @@ def upsert_invoice(session: Session, rec: InvoiceRec, version_ts: int) -> Mirror
             )
         )
     # insert-or-ignore, then read: invoice.* events for one invoice arrive at once
-    created = insert_ignore(session, Invoice, dict(stripe_invoice_id=rec.id, status=rec.status))
+    created = insert_ignore(session, Invoice, dict(stripe_invoice_id=rec.id, status=rec.status), on=("stripe_invoice_id",))
     row = session.scalars(select(Invoice).where(Invoice.stripe_invoice_id == rec.id)).one()
     if not created and not _is_newer(
         row.stripe_version_ts, row.status, version_ts, rec.status, _INVOICE_RANK, TERMINAL_INVOICE
@@ -232,7 +232,7 @@ def upsert_payment(session: Session, rec: PaymentRec) -> MirrorResult:
     else:
         key = rec.id
     customer_id = resolve_customer(session, rec.customer, {})
-    created = insert_ignore(session, Payment, dict(stripe_id=key, status=rec.status))
+    created = insert_ignore(session, Payment, dict(stripe_id=key, status=rec.status), on=("stripe_id",))
     row = session.scalars(select(Payment).where(Payment.stripe_id == key)).one()
     if not created and row.status in ("succeeded",) and rec.status != "succeeded":
         return MirrorResult(customer_id, False, False)

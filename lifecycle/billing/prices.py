@@ -86,14 +86,14 @@ def record_price(
 ) -> StripePrice:
     """Remember a price seen in Stripe, with the tier it maps to now (or none) and how."""
     if price.product_id and price.product_metadata is not None:  # the product came expanded
-        insert_ignore(session, StripeProduct, dict(id=price.product_id, active=True))
+        insert_ignore(session, StripeProduct, dict(id=price.product_id, active=True), on=("id",))
         product = session.get(StripeProduct, price.product_id)
         assert product is not None
         product.metadata_ = dict(price.product_metadata)
     tier, source = price_tier(session, price)
     now = dt.datetime.now(dt.UTC)
     # insert-or-ignore, then read: several events naming one price arrive at once
-    insert_ignore(session, StripePrice, dict(id=price.id, object=price.object, first_seen_at=now, unmapped_seen=0))
+    insert_ignore(session, StripePrice, dict(id=price.id, object=price.object, first_seen_at=now, unmapped_seen=0), on=("id",))
     row = session.get(StripePrice, price.id)
     assert row is not None
     row.object = price.object
@@ -116,7 +116,7 @@ def record_price(
 
 def record_product(session: Session, obj: dict[str, Any]) -> None:
     pid, name, metadata, active = parse_product(obj)
-    insert_ignore(session, StripeProduct, dict(id=pid))
+    insert_ignore(session, StripeProduct, dict(id=pid), on=("id",))
     row = session.get(StripeProduct, pid)
     assert row is not None
     row.name, row.metadata_, row.active = name, metadata, active

@@ -37,7 +37,7 @@ def record_event(session: Session, payload: dict[str, Any]) -> bool:
         status="received",
         attempts=0,
     )
-    return insert_ignore(session, StripeEvent, values)
+    return insert_ignore(session, StripeEvent, values, on=("id",))
 
 
 @dataclass

@@ -51,7 +51,7 @@ def add_suppression(
         reason=reason,
         scope="marketing" if reason == UNSUBSCRIBE else "all",
         source=source,
-    ))
+    ), on=("email", "reason"))
     if not added and customer_id:
         session.execute(
             update(Suppression)

@@ -31,7 +31,7 @@ def request_cancellation(
     insert_ignore(session, CancellationRequest, dict(
         request_id=request_id, customer_id=customer_id, reason=reason, comment=comment,
         at_once=at_once, requested_at=now, outcome="requested",
-    ))
+    ), on=("request_id",))
 
 
 def refuse_cancellation(session: Session, request_id: str, why: str) -> None:
@@ -45,7 +45,7 @@ def record_cancellation(session: Session, rec: CancellationRecord) -> None:
     insert_ignore(session, CancellationRequest, dict(
         request_id=rec.request_id, customer_id=rec.customer_id, reason=rec.reason,
         at_once=False, requested_at=rec.at, outcome=rec.outcome,
-    ))
+    ), on=("request_id",))
     row = session.get(CancellationRequest, rec.request_id)
     assert row is not None
     row.outcome = rec.outcome
@@ -66,7 +66,7 @@ def record_save_offer(session: Session, rec: SaveOfferRecord) -> None:
         kind=o.kind, months=o.months, percent_off=o.percent_off, plan=o.plan, made_at=o.made_at,
         expires_at=o.expires_at, status=o.status, decided_at=o.decided_at,
     )
-    if not insert_ignore(session, SaveOfferRow, values):
+    if not insert_ignore(session, SaveOfferRow, values, on=("offer_id",)):
         row = session.get(SaveOfferRow, o.offer_id)
         assert row is not None
         row.status, row.decided_at = o.status, o.decided_at
@@ -81,7 +81,7 @@ def record_save_offer(session: Session, rec: SaveOfferRecord) -> None:
 def record_reactivation(session: Session, rec: ReactivationRecord) -> None:
     values = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec) if f.name not in ("at", "extra")}
     values["reactivated_at"] = rec.at
-    if insert_ignore(session, Reactivation, values):
+    if insert_ignore(session, Reactivation, values, on=("key",)):
         add_timeline_event(
             session, key=f"reactivation:{rec.key}", customer_id=rec.customer_id, kind="reactivated",
             at=rec.at, campaign="winback",

@@ -69,7 +69,7 @@ def fix_counter(sessions: sessionmaker[Session], d: Drift, *, dialect: str) -> N
             if not insert_ignore(session, UsageCounter, dict(
                 customer_id=d.customer_id, metric=d.metric, period_start=d.period_start, period_end=end,
                 used=actual,
-            )):
+            ), on=("customer_id", "metric", "period_start")):
                 session.scalars(q).one().used = actual
         else:
             counter.used = actual

@@ -41,13 +41,13 @@ def record_event(session: Session, event: WebhookEvent) -> list[DeliveryRef]:
     insert_ignore(session, WebhookEventRow, dict(
         event_id=event.event_id, customer_id=event.customer_id, type=event.type,
         occurred_at=event.occurred_at, data=event.data, created_at=dt.datetime.now(dt.UTC),
-    ))
+    ), on=("event_id",))
     for endpoint in endpoints:
         insert_ignore(session, WebhookDelivery, dict(
             key=f"{event.event_id}:{endpoint.id}", event_id=event.event_id, endpoint_id=endpoint.id,
             customer_id=event.customer_id, type=event.type, status=PENDING, attempts=0,
             created_at=dt.datetime.now(dt.UTC),
-        ))
+        ), on=("key",))
     rows = session.scalars(
         select(WebhookDelivery)
         .where(WebhookDelivery.event_id == event.event_id, WebhookDelivery.status == PENDING,

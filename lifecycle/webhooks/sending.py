@@ -91,7 +91,7 @@ async def post(
         return Answer(None, elapsed_ms(), None, f"refused: {exc}"[:500])
     try:
         async with asyncio.timeout(max(timeout - (time.monotonic() - started), 0.001)):
-            r = await _first_connected(http, targets, attempt.body.encode(), headers, timeout)
+            r = await _first_connected(http, targets, attempt.body.encode(), headers, started + timeout)
     except TimeoutError:
         return Answer(None, elapsed_ms(), None, f"timed out after {timeout:g} s")
     except httpx.HTTPError as exc:
@@ -102,15 +102,18 @@ async def post(
 
 
 async def _first_connected(
-    http: httpx.AsyncClient, targets: list[Target], body: bytes, headers: dict[str, str], timeout: float
+    http: httpx.AsyncClient, targets: list[Target], body: bytes, headers: dict[str, str], deadline: float
 ) -> httpx.Response:
     """The answer of the first target that accepts a connection (a refused or timed-out
-    connection sent nothing: the next address is tried); the last error if none does."""
+    connection sent nothing: the next address is tried, each with its share of the time
+    left to connect); the last error if none does."""
     for i, target in enumerate(targets):
+        left = max(deadline - time.monotonic(), 0.001)
         extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
         try:
             return await http.post(target.url, content=body, headers={**headers, "host": target.host_header},
-                                   timeout=timeout, extensions=extensions)
+                                   timeout=httpx.Timeout(left, connect=left / (len(targets) - i)),
+                                   extensions=extensions)
         except (httpx.ConnectError, httpx.ConnectTimeout):
             if i == len(targets) - 1:
                 raise

@@ -133,6 +133,7 @@ async def signup(
                     timezone=body.timezone, attributes=body.attributes, plan_code=body.plan,
                     stage="trialing",
                 ),
+                on=("id",),
             )
             if created:
                 add_timeline_event(

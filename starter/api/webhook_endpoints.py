@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from lifecycle.contracts.webhooks import WEBHOOK_EVENT_TYPES
 from lifecycle.db import session_scope
 from lifecycle.models import WebhookEndpoint
+from lifecycle.webhooks.addresses import without_userinfo
 from lifecycle.webhooks.endpoints import (
     BadEndpoint,
     add_endpoint,
@@ -92,7 +93,8 @@ async def add_webhook_endpoint(body: EndpointBody, sessions: SessionsDep, settin
         return await run_in_threadpool(add)
     except BadEndpoint as err:
         raise RequestValidationError(
-            [{"loc": ("body", err.field), "msg": err.reason, "type": "value_error", "input": getattr(body, err.field)}]
+            [{"loc": ("body", err.field), "msg": err.reason, "type": "value_error",
+              "input": without_userinfo(body.url) if err.field == "url" else getattr(body, err.field)}]
         ) from None
 
 
