@@ -98,6 +98,7 @@ def publish(
     created = insert_ignore(
         session, PolicyVersionRow,
         {"content_hash": digest, "content": content, "published_at": now, "published_by": who[:200]},
+        on=("content_hash",),
     )
     row = session.scalars(select(PolicyVersionRow).where(PolicyVersionRow.content_hash == digest)).one()
     if not created and reinstate and before is not None and before.id != row.id:  # an earlier version, in force again
