@@ -17,7 +17,7 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -34,7 +34,7 @@ from lifecycle.models import Customer
 from lifecycle.settings import Settings
 from starter.api.deps import SessionsDep, SettingsDep, TemporalDep
 from starter.api.subscriptions import run_update
-from starter.pages import error_page, render_page
+from starter.pages import error_page, hidden_token, posted_token, render_page
 from workflows.customer import CustomerWorkflow
 
 router = APIRouter(tags=["pages"])
@@ -43,7 +43,8 @@ PURPOSE = "reactivate"
 CARD_PURPOSE, CARD_PATH = "card", "/billing/card"
 ENDED_STAGES = ("canceled", "expired", "lost")
 
-TokenQuery = Annotated[str, Query(min_length=3, max_length=1024, description="the signed token")]
+MAX_TOKEN = 1024
+TokenQuery = Annotated[str, Query(min_length=3, max_length=MAX_TOKEN, description="the signed token")]
 HTML_ERRORS = {
     code: {"description": what, "content": {"text/html": {}}}
     for code, what in (
@@ -171,7 +172,7 @@ async def reactivate_page(
         )
     return render_page(
         f"Come back to {name}",
-        f"{table}<form method='post' action='?token={html.escape(token)}'>"
+        f"{table}<form method='post' action='/billing/reactivate'>{hidden_token(token)}"
         f"<button type='submit'>Reactivate {html.escape(name)}</button></form>"
         "<p class='muted'>Your card on file is charged today; cancel any time.</p>",
     )
@@ -179,9 +180,13 @@ async def reactivate_page(
 
 @router.post("/billing/reactivate", response_class=HTMLResponse, responses=HTML_ERRORS)
 async def reactivate(
-    token: TokenQuery, settings: SettingsDep, sessions: SessionsDep, client: TemporalDep
+    request: Request, settings: SettingsDep, sessions: SessionsDep, client: TemporalDep
 ) -> HTMLResponse:
-    """Reactivate in one click: the subscription restarts with the offer's coupon."""
+    """Reactivate in one click: the subscription restarts with the offer's coupon. The form
+    posts the token in its body (``token``); a token in the query string is read too."""
+    token = await posted_token(request, MAX_TOKEN)
+    if token is None:
+        return error_page("This reactivation link cannot be used: it has no token.", 400)
     try:
         link = _link(settings, token)
     except _Refused as refused:
