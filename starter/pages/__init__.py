@@ -22,7 +22,7 @@ _STYLE = (
     "font-size:16px;cursor:pointer;text-decoration:none;display:inline-block}"
     "button[disabled]{opacity:.6;cursor:default}"
     ".muted{color:#52606d;font-size:.9em}.error{color:#b00020}"
-    "table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:4px 0}"
+    "table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:4px 8px 4px 0;vertical-align:top}"
     "input,.field{width:100%;box-sizing:border-box;padding:10px;font-size:16px;"
     "border:1px solid #9aa5b1;border-radius:4px;margin:4px 0 12px}"
     "@media (max-width:400px){body{margin:24px auto}h1{font-size:1.35em}}"
