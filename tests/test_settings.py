@@ -90,6 +90,8 @@ def test_one_rule_says_what_is_production_like(monkeypatch: pytest.MonkeyPatch) 
         "live key": (_settings(stripe_api_key=SecretStr("sk_live_x"), stripe_api_base="http://127.0.0.1:1"), None),
         "restricted live key": (_settings(stripe_api_key=SecretStr("rk_live_x")), None),
         "real Stripe": (_settings(stripe_api_key=SecretStr("sk_test_x")), None),
+        "real Stripe by its address": (_settings(stripe_api_key=SecretStr("sk_test_x"),
+                                                 stripe_api_base="https://api.stripe.com"), None),
         "smtp": (_settings(email_provider="smtp", unsubscribe_secret=STRONG), None),
         "bound beyond loopback": (dev, "0.0.0.0"),
         "public url": (_settings(public_url="https://lifecycle.example.com"), None),

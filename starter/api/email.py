@@ -226,7 +226,7 @@ def _verify_sendgrid(settings: Settings, request: Request, raw: bytes) -> None:
     """Refuse the post unless SendGrid signed it; closed when no key is configured.
 
     Only ``LIFECYCLE_SENDGRID_WEBHOOK_INSECURE_NO_VERIFY=true`` (refused at start with the
-    smtp and sendgrid providers) lets an unsigned post through, and only without a key.
+    smtp and sendgrid providers, and by the API and worker with any production-like settings) lets an unsigned post through, and only without a key.
     """
     key = settings.sendgrid_webhook_public_key
     if not key:
