@@ -171,6 +171,14 @@ def test_lifecycle_api_checks_the_host_it_is_given(
     assert local.exit_code == 0, local.output
     assert served and served[0]["host"] == "127.0.0.1"
 
+    # lifecycle worker says the same on stderr and exits 2 (run_worker refuses before connecting)
+    monkeypatch.setenv("LIFECYCLE_EMAIL_PROVIDER", "smtp")
+    monkeypatch.setenv("LIFECYCLE_UNSUBSCRIBE_SECRET", STRONG)
+    monkeypatch.setenv("LIFECYCLE_TEMPORAL_ADDRESS", "127.0.0.1:1")
+    worker = CliRunner().invoke(app, ["worker"])
+    assert worker.exit_code == 2, worker.output
+    assert "the worker refuses to start" in worker.output and "LIFECYCLE_LINK_SECRET" in worker.output
+
 
 # --- docs/operations.md lists every setting ------------------------------------------------
 
