@@ -398,6 +398,13 @@ def on_loopback(host: str) -> bool:
         return False
 
 
+def real_stripe(settings: Settings) -> bool:
+    """Against Stripe itself (no API base set, or api.stripe.com), not a stand-in such as
+    localstripe."""
+    base = settings.stripe_api_base
+    return base is None or urlsplit(base).hostname == "api.stripe.com"
+
+
 def production_reasons(settings: Settings, host: str | None = None) -> list[str]:
     """Why these settings are production-like; empty: development.
 
@@ -409,8 +416,9 @@ def production_reasons(settings: Settings, host: str | None = None) -> list[str]
     key = settings.stripe_api_key.get_secret_value()
     if live_stripe_key(key):
         reasons.append(f"{ENV_PREFIX}STRIPE_API_KEY is a live key")
-    elif key and not settings.stripe_api_base:
-        reasons.append(f"{ENV_PREFIX}STRIPE_API_KEY is set and {ENV_PREFIX}STRIPE_API_BASE is not (real Stripe)")
+    elif key and real_stripe(settings):
+        reasons.append(f"{ENV_PREFIX}STRIPE_API_KEY is set and {ENV_PREFIX}STRIPE_API_BASE is not a stand-in "
+                       "(real Stripe)")
     if settings.email_provider != "outbox":
         reasons.append(f"{ENV_PREFIX}EMAIL_PROVIDER={settings.email_provider} mails real people")
     if host is not None and not on_loopback(host):

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 
+from lifecycle.usage.periods import add_months
 from starter.api.app import create_app
 from tests.conftest import free_port
 from tests.support.helpers import eventually
@@ -49,6 +51,10 @@ async def served(
         await task
 
 
+def _day(at: datetime) -> str:
+    return f"{at.day} {at:%B %Y}"
+
+
 async def _no_horizontal_scroll(page) -> bool:
     return await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
@@ -68,10 +74,20 @@ async def test_a_canceled_customer_reactivates_from_the_email_link_in_a_browser(
     page = await browser.new_page(viewport={"width": 1280, "height": 800})
     await page.goto(link)
     assert await page.title() == "Come back to Professional"
-    assert "30% off for 3 months" in await page.locator("table").inner_text()
-    assert "$49/month" in await page.locator("table").inner_text()
+    table = await page.locator("table").inner_text()
+    assert "30% off for 3 months" in table and "$49/month" in table
+    # before the one click that charges: what today costs, the next payment and its date
+    now = datetime.now(UTC)
+    assert re.search(r"Charged today\s+\$34\.30", table), table
+    assert re.search(rf"Next payment\s+\$34\.30 on {_day(add_months(now, 1))}", table), table
+    assert re.search(rf"Then\s+\$49/month from {_day(add_months(now, 3))}", table), table
     button = page.get_by_role("button", name="Reactivate Professional")
-    assert await button.is_visible()
+    assert await button.is_visible() and await button.is_enabled()
+    # the form carries the token in its body, not in its URL
+    action = await page.locator("form").get_attribute("action")
+    assert action == "/billing/reactivate"
+    posted: list[tuple[str, str]] = []
+    page.on("request", lambda req: posted.append((req.url, req.post_data or "")) if req.method == "POST" else None)
     if shots:
         await page.screenshot(path=str(Path(shots) / "reactivate-desktop.png"), full_page=True)
     await page.set_viewport_size({"width": 320, "height": 640})
@@ -84,6 +100,8 @@ async def test_a_canceled_customer_reactivates_from_the_email_link_in_a_browser(
     await button.click()
     await page.wait_for_load_state()
     assert await page.title() == "Welcome back!"
+    [(url, body)] = posted
+    assert url == f"{served.settings.public_url}/billing/reactivate" and body.startswith("token=")
     assert "30% off for 3 months" in await page.content()
     if shots:
         await page.screenshot(path=str(Path(shots) / "reactivated-320.png"), full_page=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,6 +83,21 @@ def test_get_shows_a_confirmation_and_changes_nothing(api) -> None:
     r = client.get("/unsubscribe", params={"token": make_token(SECRET, "cus_1")})
     assert r.status_code == 200 and "<form method='post'" in r.text and "gr…@example.org" in r.text
     assert suppressions(db) == [] and calls == []
+
+
+def test_the_confirmation_form_posts_the_token_in_its_body_not_in_its_url(api) -> None:
+    client, calls, db = api
+    token = make_token(SECRET, "cus_1")
+    page = client.get("/unsubscribe", params={"token": token}).text
+    form = re.search(r"<form method='post' action='([^']*)'>(.*?)</form>", page)
+    assert form and token not in form.group(1) and "?" not in form.group(1)
+    field = re.search(r"<input type='hidden' name='token' value='([^']*)'>", form.group(2))
+    assert field and html.unescape(field.group(1)) == token
+    # what the browser sends: the action URL, the token in the form body
+    r = client.post(form.group(1), data={"token": html.unescape(field.group(1))})
+    assert r.status_code == 200 and "You are unsubscribed" in r.text
+    assert suppressions(db) == [("grace@example.org", "unsubscribe", "cus_1")] and len(calls) == 1
+    assert client.post("/unsubscribe").status_code == 400  # no token anywhere
 
 
 def test_one_click_post_unsubscribes_and_tells_the_workflow(api) -> None:

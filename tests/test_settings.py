@@ -90,6 +90,8 @@ def test_one_rule_says_what_is_production_like(monkeypatch: pytest.MonkeyPatch) 
         "live key": (_settings(stripe_api_key=SecretStr("sk_live_x"), stripe_api_base="http://127.0.0.1:1"), None),
         "restricted live key": (_settings(stripe_api_key=SecretStr("rk_live_x")), None),
         "real Stripe": (_settings(stripe_api_key=SecretStr("sk_test_x")), None),
+        "real Stripe by its address": (_settings(stripe_api_key=SecretStr("sk_test_x"),
+                                                 stripe_api_base="https://api.stripe.com"), None),
         "smtp": (_settings(email_provider="smtp", unsubscribe_secret=STRONG), None),
         "bound beyond loopback": (dev, "0.0.0.0"),
         "public url": (_settings(public_url="https://lifecycle.example.com"), None),
@@ -168,6 +170,14 @@ def test_lifecycle_api_checks_the_host_it_is_given(
     local = CliRunner().invoke(app, ["api", "--host", "127.0.0.1", "--port", "8999"])
     assert local.exit_code == 0, local.output
     assert served and served[0]["host"] == "127.0.0.1"
+
+    # lifecycle worker says the same on stderr and exits 2 (run_worker refuses before connecting)
+    monkeypatch.setenv("LIFECYCLE_EMAIL_PROVIDER", "smtp")
+    monkeypatch.setenv("LIFECYCLE_UNSUBSCRIBE_SECRET", STRONG)
+    monkeypatch.setenv("LIFECYCLE_TEMPORAL_ADDRESS", "127.0.0.1:1")
+    worker = CliRunner().invoke(app, ["worker"])
+    assert worker.exit_code == 2, worker.output
+    assert "the worker refuses to start" in worker.output and "LIFECYCLE_LINK_SECRET" in worker.output
 
 
 # --- docs/operations.md lists every setting ------------------------------------------------

@@ -8,11 +8,10 @@ theirs in threads.
 from __future__ import annotations
 
 import time
-from urllib.parse import urlsplit
 
 import stripe
 
-from lifecycle.settings import Settings
+from lifecycle.settings import Settings, real_stripe
 
 # Every module of the billing room logs under this one name (what operators filter on).
 LOGGER_NAME = "lifecycle.billing.service"
@@ -57,5 +56,4 @@ def now_ts() -> int:
 def is_real_stripe(settings: Settings) -> bool:
     """True against Stripe itself (no API base set, or api.stripe.com); False against a
     stand-in such as localstripe, which has no hosted pages (Billing Portal, Checkout)."""
-    base = settings.stripe_api_base
-    return base is None or urlsplit(base).hostname == "api.stripe.com"
+    return real_stripe(settings)

@@ -28,6 +28,7 @@ from lifecycle.db import make_engine, make_session_factory
 from lifecycle.settings import Settings, get_settings, refuse_unsafe_start
 from lifecycle.temporal import connect
 from starter.api import (
+    access_log,
     actions,
     customers,
     dunning,
@@ -65,6 +66,7 @@ def create_app(
     (lifecycle.settings.refuse_unsafe_start), ``host`` being the interface the server binds."""
     settings = settings or get_settings()
     refuse_unsafe_start(settings, host=host, who="the API")
+    access_log.install()  # the signed links' tokens never reach a log line
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -8,8 +8,9 @@ the smtp and sendgrid providers refuse to start with it).
 
 * ``GET /unsubscribe?token=…`` shows a page with a confirm button (mail scanners follow
   GET links; they must not unsubscribe anyone).
-* ``POST /unsubscribe?token=…`` unsubscribes: the form's button and RFC 8058 one-click
-  (``List-Unsubscribe-Post: List-Unsubscribe=One-Click``) both land here. It records a
+* ``POST /unsubscribe`` unsubscribes: the page's form posts the token in its body (never in
+  the action URL), RFC 8058 one-click (``List-Unsubscribe-Post: List-Unsubscribe=One-Click``)
+  posts to the link itself, token in the query. It records a
   suppression and a timeline entry, then tells the customer's workflow (CustomerEvent
   ``unsubscribed``). The database is the authority: if Temporal is down the unsubscribe
   still holds (every send checks suppressions) and the page still says so.
@@ -44,7 +45,7 @@ from lifecycle.settings import Settings
 from lifecycle.signal_outbox import enqueue
 from starter.api.deps import SettingsDep
 from starter.api.errors import Received, json_responses, responses
-from starter.pages import render_page
+from starter.pages import hidden_token, posted_token, render_page
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["email"])
@@ -91,7 +92,8 @@ def _customer_for(settings: Settings, session: Session, token: str) -> Customer:
     return customer
 
 
-TokenQuery = Annotated[str, Query(min_length=3, max_length=512, description="the signed token")]
+MAX_TOKEN = 512
+TokenQuery = Annotated[str, Query(min_length=3, max_length=MAX_TOKEN, description="the signed token")]
 
 
 @router.get("/unsubscribe", response_class=HTMLResponse, responses={
@@ -111,16 +113,22 @@ def unsubscribe_page(token: TokenQuery, settings: SettingsDep, sessions: Session
         f"<p>Stop marketing email from {html.escape(settings.email_company_name)} to "
         f"<strong>{html.escape(masked)}</strong>? You will still get messages about your "
         "account and billing.</p>"
-        f"<form method='post' action='?token={html.escape(token)}'>"
+        f"<form method='post' action='/unsubscribe'>{hidden_token(token)}"
         "<button type='submit'>Unsubscribe</button></form>",
     )
 
 
 @router.post("/unsubscribe", response_class=HTMLResponse, responses=json_responses(400, 404, 413))
 async def unsubscribe(
-    token: TokenQuery, settings: SettingsDep, sessions: SessionsDep, notify: NotifyDep
+    request: Request, settings: SettingsDep, sessions: SessionsDep, notify: NotifyDep,
+    token: Annotated[str | None, Query(min_length=3, max_length=MAX_TOKEN,
+                                       description="the signed token (RFC 8058 one-click)")] = None,
 ) -> HTMLResponse:
-    """Unsubscribe from marketing email (the form button and RFC 8058 one-click)."""
+    """Unsubscribe from marketing email: the page's form (the token in the body) and RFC 8058
+    one-click (the token in the link's query string)."""
+    token = await posted_token(request, MAX_TOKEN)
+    if token is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "token: missing (a form field or the link's query)")
 
     def record() -> tuple[str, str, str | None]:
         with session_scope(sessions) as session:
@@ -218,7 +226,7 @@ def _verify_sendgrid(settings: Settings, request: Request, raw: bytes) -> None:
     """Refuse the post unless SendGrid signed it; closed when no key is configured.
 
     Only ``LIFECYCLE_SENDGRID_WEBHOOK_INSECURE_NO_VERIFY=true`` (refused at start with the
-    smtp and sendgrid providers) lets an unsigned post through, and only without a key.
+    smtp and sendgrid providers, and by the API and worker with any production-like settings) lets an unsigned post through, and only without a key.
     """
     key = settings.sendgrid_webhook_public_key
     if not key:

@@ -9,7 +9,9 @@ package) each own their routes.
 from __future__ import annotations
 
 import html
+from urllib.parse import parse_qs
 
+from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 _STYLE = (
@@ -20,7 +22,7 @@ _STYLE = (
     "font-size:16px;cursor:pointer;text-decoration:none;display:inline-block}"
     "button[disabled]{opacity:.6;cursor:default}"
     ".muted{color:#52606d;font-size:.9em}.error{color:#b00020}"
-    "table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:4px 0}"
+    "table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:4px 8px 4px 0;vertical-align:top}"
     "input,.field{width:100%;box-sizing:border-box;padding:10px;font-size:16px;"
     "border:1px solid #9aa5b1;border-radius:4px;margin:4px 0 12px}"
     "@media (max-width:400px){body{margin:24px auto}h1{font-size:1.35em}}"
@@ -42,3 +44,25 @@ def render_page(title: str, body: str, code: int = 200, *, head: str = "") -> HT
 def error_page(message: str, code: int, title: str = "This link is not valid") -> HTMLResponse:
     """The page for a bad, expired or foreign token (or anything else the customer cannot fix)."""
     return render_page(title, f"<p>{html.escape(message)}</p>", code)
+
+
+def parse_form(raw: bytes, max_fields: int = 8) -> dict[str, str]:
+    """An urlencoded form's fields, the first value of each; {} for a body that is none."""
+    try:
+        form = parse_qs(raw.decode("ascii"), max_num_fields=max_fields, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return {name: values[0] for name, values in form.items() if values}
+
+
+def hidden_token(token: str) -> str:
+    """The form field that carries a page's signed token: in the body, never in the form's
+    action URL (a URL ends up in access logs, proxies and browser history)."""
+    return f"<input type='hidden' name='token' value='{html.escape(token)}'>"
+
+
+async def posted_token(request: Request, max_length: int) -> str | None:
+    """The token a page's form posted in its body, else the link's own (query string:
+    RFC 8058 one-click and older pages post to the link itself); None if neither fits."""
+    token = parse_form(await request.body()).get("token") or request.query_params.get("token")
+    return token if token and 3 <= len(token) <= max_length else None

@@ -22,7 +22,6 @@ import html
 import json
 import logging
 import re
-from urllib.parse import parse_qs
 
 import stripe
 from fastapi import APIRouter, Request
@@ -43,7 +42,7 @@ from lifecycle.billing.shapes import InvoiceRec
 from lifecycle.contracts.money import money
 from lifecycle.links import CARD_PATH, CARD_PURPOSE, BadLink, ExpiredLink, Link, read_link_token
 from lifecycle.settings import Settings
-from starter.pages import error_page, render_page
+from starter.pages import error_page, hidden_token, parse_form, render_page
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -165,7 +164,7 @@ async def _form(
     body = (
         f"{notice_html}{owed}"
         f"<form id='card-form' method='post' action='{CARD_PATH}'>"
-        f"<input type='hidden' name='token' value='{html.escape(token)}'>"
+        f"{hidden_token(token)}"
         "<input type='hidden' name='setup_intent' id='setup_intent' value=''>"
         "<label for='card-element'>Card number, expiry (MM / YY), CVC and postal code</label>"
         "<div id='card-element'></div>"
@@ -206,15 +205,12 @@ async def update_card(request: Request) -> Response:
     if len(raw) > MAX_FORM_BYTES:
         return error_page("That form was too large. Please open the link from your email again.", 413,
                           title="Something went wrong")
-    try:
-        form = parse_qs(raw.decode("ascii"), max_num_fields=8, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError):
-        form = {}
-    token = (form.get("token") or [""])[0]
+    form = parse_form(raw)
+    token = form.get("token", "")
     link = _read_link(settings, token)
     if isinstance(link, HTMLResponse):
         return link
-    setup_intent = (form.get("setup_intent") or [""])[0]
+    setup_intent = form.get("setup_intent", "")
     client = _stripe(request, settings)
     if client is None:
         return error_page("Card updates are not available right now. Please contact us.", 503,

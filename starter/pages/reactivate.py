@@ -1,7 +1,7 @@
 """The reactivation page (``/billing/reactivate?token=…``), opened from a win-back email.
 
-GET shows the plan and the campaign's offer and, with a card on file, one button (POST) that
-reactivates: the entity's ``reactivate`` update subscribes again through the Stripe
+GET shows the plan, its price, the campaign's offer, what is charged today and the next
+payment with its date and, with a card on file, one button (POST) that reactivates: the entity's ``reactivate`` update subscribes again through the Stripe
 activity with the offer's coupon. Without a card it links to the card page
 (``/billing/card``, purpose ``card``) instead of collecting one here. GET changes nothing
 (link scanners prefetch GETs). A customer already active gets a page that says so; a
@@ -14,27 +14,32 @@ import asyncio
 import datetime as dt
 import html
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from lifecycle.billing.shapes import discounted
 from lifecycle.contracts import catalog
 from lifecycle.contracts.customer import CustomerState
 from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.contracts.money import money
 from lifecycle.contracts.winback import ReactivateRequest
+from lifecycle.email.rules import customer_zone
 from lifecycle.links import BadLink, ExpiredLink, Link, link_url, make_link_token, read_link_token
 from lifecycle.models import Customer
 from lifecycle.settings import Settings
+from lifecycle.usage.periods import add_months
 from starter.api.deps import SessionsDep, SettingsDep, TemporalDep
 from starter.api.subscriptions import run_update
-from starter.pages import error_page, render_page
+from starter.pages import error_page, hidden_token, posted_token, render_page
 from workflows.customer import CustomerWorkflow
 
 router = APIRouter(tags=["pages"])
@@ -43,7 +48,8 @@ PURPOSE = "reactivate"
 CARD_PURPOSE, CARD_PATH = "card", "/billing/card"
 ENDED_STAGES = ("canceled", "expired", "lost")
 
-TokenQuery = Annotated[str, Query(min_length=3, max_length=1024, description="the signed token")]
+MAX_TOKEN = 1024
+TokenQuery = Annotated[str, Query(min_length=3, max_length=MAX_TOKEN, description="the signed token")]
 HTML_ERRORS = {
     code: {"description": what, "content": {"text/html": {}}}
     for code, what in (
@@ -125,17 +131,60 @@ def _add_card_page(settings: Settings, customer_id: str, why: str) -> HTMLRespon
     )
 
 
-def _plan_table(state: CustomerState, offer: str | None) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Terms:
+    """What reactivating charges: today, and at the next payment (Stripe's rules for the
+    coupon the reactivation creates: ``once`` takes it off the first invoice; ``repeating``
+    for N months off every invoice issued in the N months from today)."""
+
+    plan: str
+    interval: str
+    price_cents: int
+    today_cents: int
+    next_at: dt.datetime
+    next_cents: int
+    full_price_from: dt.datetime | None  # the first full-price payment, if later than the next
+
+
+def reactivation_terms(state: CustomerState, link: Link, now: dt.datetime) -> Terms:
     code = state.billing.plan or state.plan
     interval = state.billing.interval or "month"
     plan = catalog.PLANS_BY_CODE.get(code)
-    name = plan.name if plan else code
-    cents = (plan.monthly_price_cents if interval == "month" else plan.annual_price_cents) if plan else 0
-    price = f"{money(cents)}/{interval}"
-    rows = f"<tr><th>Plan</th><td>{html.escape(name)}</td></tr><tr><th>Price</th><td>{html.escape(price)}</td></tr>"
+    price = (plan.monthly_price_cents if interval == "month" else plan.annual_price_cents) if plan else 0
+    r = state.winback
+    with_offer = r.winback_percent_off > 0 and link.claims.get("winback") == r.winbacks
+    coupons = [{"percent_off": r.winback_percent_off}] if with_offer else []
+    today = discounted(price, coupons)
+    step = 1 if interval == "month" else 12
+    next_at = add_months(now, step)
+    # a repeating coupon covers the invoices issued before it ends, N months from today
+    offer_months = r.winback_months if with_offer else 0
+    next_discounted = offer_months > step
+    full_from = None
+    if next_discounted:
+        n = -(-offer_months // step)  # the first payment issued at or after the offer's end
+        full_from = add_months(now, n * step)
+    return Terms(plan.name if plan else code, interval, price, today,
+                 next_at, today if next_discounted else price, full_from)
+
+
+def _day(at: dt.datetime) -> str:
+    return f"{at.day} {at:%B %Y}"
+
+
+def _plan_table(terms: Terms, offer: str | None, zone: ZoneInfo) -> str:
+    price = f"{money(terms.price_cents)}/{terms.interval}"
+    rows = [("Plan", html.escape(terms.plan)), ("Price", html.escape(price))]
     if offer:
-        rows += f"<tr><th>Your offer</th><td><strong>{html.escape(offer)}</strong></td></tr>"
-    return name, f"<table style='margin-bottom:20px'>{rows}</table>"
+        rows.append(("Your offer", f"<strong>{html.escape(offer)}</strong>"))
+    less = terms.price_cents - terms.today_cents
+    rows.append(("Charged today", f"<strong>{html.escape(money(terms.today_cents))}</strong>"
+                 + (f" ({html.escape(money(terms.price_cents))} less {html.escape(money(less))})" if less else "")))
+    rows.append(("Next payment", html.escape(f"{money(terms.next_cents)} on {_day(terms.next_at.astimezone(zone))}")))
+    if terms.full_price_from is not None:
+        rows.append(("Then", html.escape(f"{price} from {_day(terms.full_price_from.astimezone(zone))}")))
+    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    return f"<table style='margin-bottom:20px'>{body}</table>"
 
 
 @router.get("/billing/reactivate", response_class=HTMLResponse, responses=HTML_ERRORS)
@@ -158,7 +207,8 @@ async def reactivate_page(
             "Nothing to reactivate",
             f"<p>Your account is {html.escape(state.stage)}: there is no ended subscription to restart.</p>",
         )
-    name, table = _plan_table(state, _offer_text(state, link))
+    terms = reactivation_terms(state, link, dt.datetime.now(dt.UTC))
+    name, table = terms.plan, _plan_table(terms, _offer_text(state, link), customer_zone(customer.timezone)[0])
     has_card = customer.payment_method_on_file or state.payment_method_on_file or bool(
         state.billing.stripe_subscription_id
     )
@@ -171,17 +221,22 @@ async def reactivate_page(
         )
     return render_page(
         f"Come back to {name}",
-        f"{table}<form method='post' action='?token={html.escape(token)}'>"
+        f"{table}<form method='post' action='/billing/reactivate'>{hidden_token(token)}"
         f"<button type='submit'>Reactivate {html.escape(name)}</button></form>"
-        "<p class='muted'>Your card on file is charged today; cancel any time.</p>",
+        f"<p class='muted'>Your card on file is charged {html.escape(money(terms.today_cents))} today; "
+        "cancel any time.</p>",
     )
 
 
 @router.post("/billing/reactivate", response_class=HTMLResponse, responses=HTML_ERRORS)
 async def reactivate(
-    token: TokenQuery, settings: SettingsDep, sessions: SessionsDep, client: TemporalDep
+    request: Request, settings: SettingsDep, sessions: SessionsDep, client: TemporalDep
 ) -> HTMLResponse:
-    """Reactivate in one click: the subscription restarts with the offer's coupon."""
+    """Reactivate in one click: the subscription restarts with the offer's coupon. The form
+    posts the token in its body (``token``); a token in the query string is read too."""
+    token = await posted_token(request, MAX_TOKEN)
+    if token is None:
+        return error_page("This reactivation link cannot be used: it has no token.", 400)
     try:
         link = _link(settings, token)
     except _Refused as refused:
