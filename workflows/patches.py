@@ -132,6 +132,14 @@ CAMPAIGN_REPORTS_BY_RUN = "campaign-reports-by-run"
 # UsageNudgeWorkflow or RenewalWorkflow started before 2026-12-07 is open.
 DATA_ERRORS_RECORDED = "data-errors-recorded"
 
+# A billing period other than one month or one year (a weekly or daily price, a quarterly
+# one: month x3) is reckoned by the year (lifecycle/contracts/catalog.per_year_cents) and
+# the entity keeps the price's interval_count; before, annual_cents raised inside the
+# change_subscription update and the workflow task failed over and over. Decided where
+# such a period meets a comparison (the old path raised there). Since 2026-12-07.
+# Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
+PRICE_PERIODS = "price-periods"
+
 # An offer (expansion, team promotion) made while ops has marketing paused starts paused
 # by its input (OfferInput.paused), since its step is due at once and the pause signal
 # after the start came after the email had gone out; one resumed while it was starting is
