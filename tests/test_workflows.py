@@ -14,7 +14,13 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from lifecycle.contracts.customer import CustomerEvent, CustomerState
-from lifecycle.contracts.events import StripeSubscription, UsageThreshold, customer_event
+from lifecycle.contracts.events import (
+    Activation,
+    CampaignFinished,
+    StripeSubscription,
+    UsageThreshold,
+    customer_event,
+)
 from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id, renewal_workflow_id
 from lifecycle.contracts.search_attributes import LIFECYCLE_STAGE
 from lifecycle.contracts.tiers import Tiers, tiers_from_catalog
@@ -483,3 +489,36 @@ async def test_a_weekly_price_is_reckoned_by_the_year_not_a_failed_workflow_task
         OUTCOME_CHANGE_SCHEDULED, "starter", "month")
     state = await state_of(handle)
     assert (state.plan, state.billing.interval, state.billing.pending_plan) == ("professional", "week", "starter")
+
+
+async def test_an_older_runs_late_end_never_unlists_the_run_that_replaced_it(
+    ts_env: WorkflowEnvironment, client, settings, session_factory, worker
+):
+    """The end of an earlier run of the same workflow id, heard after the new run started
+    (a dunning for the same invoice begun again before the first one's end was handled):
+    the new run stays listed and still hears the entity (a cancellation drops it)."""
+    cid, handle = await active_customer(client, settings, session_factory)
+    period_end = await ts_env.get_current_time() + timedelta(days=60)
+    renewal_id, key = renewal_workflow_id(cid, period_end), f"renewal/{period_end:%Y%m%d}"
+    await signal_customer(client, cid, subscription_event(cid, 1, current_period_end=period_end))
+    run_id = (await eventually(lambda: _reported(handle, renewal_id))).run_id
+
+    await signal_customer(client, cid, customer_event(
+        f"{renewal_id}:finished:an-earlier-run", CampaignFinished(campaign=key, outcome="dropped",
+                                                                 run_id="an-earlier-run")))
+    await signal_customer(client, cid, customer_event(f"a:{cid}", Activation(fact="created_project")))
+    await eventually(lambda: _seen(handle, f"a:{cid}"))
+    state = await state_of(handle)
+    assert state.campaigns.get(key) == renewal_id and state.retention.renewal_workflow == renewal_id
+    await signal_customer(client, cid, subscription_event(cid, 2, current_period_end=period_end,
+                                                          cancel_at_period_end=True))
+    assert await client.get_workflow_handle(renewal_id, run_id=run_id).result() == "dropped"
+    await eventually(lambda: _lists(handle, key, None))
+
+
+async def _reported(handle: WorkflowHandle, workflow_id: str):  # noqa: ANN202
+    return next((w for w in (await state_of(handle)).waits.values() if w.workflow_id == workflow_id), None)
+
+
+async def _seen(handle: WorkflowHandle, event_id: str) -> bool:
+    return event_id in (await state_of(handle)).seen_event_ids
