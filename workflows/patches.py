@@ -44,6 +44,14 @@ BILLING_TELL_TRIAL_SUBSCRIBED = "billing-tell-trial-subscribed"
 # 2026-11-25. Deprecate when no CustomerWorkflow run started before 2026-11-25 is open.
 BILLING_ENDED_DROPS_PENDING_CHANGE = "billing-ended-drops-pending-change"
 
+# A billing period other than one month or one year (a weekly or daily price, a quarterly
+# one: month x3) is reckoned by the year (lifecycle/contracts/catalog.per_year_cents) and
+# the entity keeps the price's interval_count; before, annual_cents raised inside the
+# change_subscription update and the workflow task failed over and over. Decided where
+# such a period meets a comparison (the old path raised there). Since 2026-12-07.
+# Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
+PRICE_PERIODS = "price-periods"
+
 # --- CustomerWorkflow and UsageNudgeWorkflow ---------------------------------------------
 
 # A 100 % crossing signals the 80 % nudge of the same metric and period to stand down
@@ -131,14 +139,6 @@ CAMPAIGN_REPORTS_BY_RUN = "campaign-reports-by-run"
 # history goes on past it). Since 2026-12-07. Deprecate when no CustomerWorkflow run,
 # UsageNudgeWorkflow or RenewalWorkflow started before 2026-12-07 is open.
 DATA_ERRORS_RECORDED = "data-errors-recorded"
-
-# A billing period other than one month or one year (a weekly or daily price, a quarterly
-# one: month x3) is reckoned by the year (lifecycle/contracts/catalog.per_year_cents) and
-# the entity keeps the price's interval_count; before, annual_cents raised inside the
-# change_subscription update and the workflow task failed over and over. Decided where
-# such a period meets a comparison (the old path raised there). Since 2026-12-07.
-# Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
-PRICE_PERIODS = "price-periods"
 
 # An offer (expansion, team promotion) made while ops has marketing paused starts paused
 # by its input (OfferInput.paused), since its step is due at once and the pause signal
