@@ -22,6 +22,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+from lifecycle.contracts.billing import SubscriptionRequest
 from lifecycle.contracts.customer import CustomerEvent, CustomerState
 from lifecycle.contracts.events import (
     Activation,
@@ -32,20 +33,26 @@ from lifecycle.contracts.events import (
 )
 from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id, renewal_workflow_id
 from lifecycle.contracts.stages import ACTIVE, PAST_DUE
+from lifecycle.contracts.tiers import Tiers, tiers_from_catalog
 from starter.signals.send import signal_customer, start_input
 from tests.record_histories import HERE, Recording, recording, save
 from tests.support.helpers import add_customer
+from workflows.customer import CustomerWorkflow
 
 NAMES = (
     "customer_retention", "customer_retention_held", "customer_retention_plan_change",
     "renewal_moved", "renewal_reminded",
     "offer_team_promotion", "offer_expansion",
+    "customer_data_errors", "renewal_data_error", "usage_nudge_data_error", "customer_price_periods",
 )
 
 
-async def _active(rec: Recording, cid: str, plan: str, stage: str = ACTIVE) -> None:
+async def _active(rec: Recording, cid: str, plan: str, stage: str = ACTIVE, tiers: Tiers | None = None) -> None:
     add_customer(rec.sessions, cid, plan=plan)
-    start = replace(start_input(rec.settings, cid, plan), state=CustomerState(
+    start = start_input(rec.settings, cid, plan)
+    if tiers is not None:  # a snapshot taken before a tier existed
+        start = replace(start, tiers=tiers)
+    start = replace(start, state=CustomerState(
         customer_id=cid, plan=plan, stage=stage, stage_changed_at=dt.datetime.now(dt.UTC)))
     await signal_customer(rec.client, cid, CustomerEvent(f"signup:{cid}", "signup"), start=start,
                           task_queue=rec.settings.task_queue)
@@ -116,8 +123,37 @@ async def record(suffix: str = "v1") -> list[Path]:
         first_run = (await client.get_workflow_handle(renewal_workflow_id("rec-r4", end4)).describe()).run_id
         await _send(rec, "rec-r4", "sub:2", _annual("rec-r4", "business", end4))
         await client.get_workflow_handle(renewal_workflow_id("rec-r4", end4), run_id=first_run).result()
+        # rec-r5: Professional is missing from the entity's snapshot: the usage nudges, the
+        # expansion offer and both renewal reminders are recorded as data errors and skipped
+        catalog_now = tiers_from_catalog()
+        lacking = Tiers([t for t in catalog_now.tiers if t.code != "professional"], catalog_now.metric_units)
+        end5 = await env.get_current_time() + timedelta(days=40)
+        await _active(rec, "rec-r5", "professional", tiers=lacking)
+        await _send(rec, "rec-r5", "sub:1", _annual("rec-r5", "professional", end5))
+        at5 = await env.get_current_time()
+        for i in range(2):
+            a, b = at5 - timedelta(days=30 * (1 - i)), at5 + timedelta(days=30 * i)
+            await _send(rec, "rec-r5", f"usage:{i}", UsageThreshold(
+                metric="ai_requests", threshold=80, used=8000, limit=10000, limit_kind="hard",
+                period_start=a, period_end=b, plan="professional"))
+        nudge = campaign_workflow_id("rec-r5", "usage", "ai_requests", f"{at5:%Y%m%d}", "80")
+        await asyncio.sleep(1)
+        await env.sleep(timedelta(days=34))
+        await client.get_workflow_handle(renewal_workflow_id("rec-r5", end5)).result()
+        # rec-r6: Professional billed weekly moves to Starter monthly: a downgrade by the year
+        await _active(rec, "rec-r6", "professional")
+        await _send(rec, "rec-r6", "sub:1", replace(
+            _annual("rec-r6", "professional", await env.get_current_time() + timedelta(days=5)), interval="week"))
+        await asyncio.sleep(1)
+        await client.get_workflow_handle(customer_workflow_id("rec-r6")).execute_update(
+            CustomerWorkflow.change_subscription,
+            SubscriptionRequest(action="change", request_id="r6", plan="starter", interval="month"))
         await asyncio.sleep(2)
         return [
+            await save(client, "customer_data_errors", customer_workflow_id("rec-r5"), suffix),
+            await save(client, "renewal_data_error", renewal_workflow_id("rec-r5", end5), suffix),
+            await save(client, "usage_nudge_data_error", nudge, suffix),
+            await save(client, "customer_price_periods", customer_workflow_id("rec-r6"), suffix),
             await save(client, "customer_retention", customer_workflow_id("rec-r1"), suffix),
             await save(client, "customer_retention_plan_change", customer_workflow_id("rec-r4"), suffix),
             await save(client, "customer_retention_held", customer_workflow_id("rec-r3"), suffix),

@@ -14,7 +14,13 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from lifecycle.contracts.customer import CustomerEvent, CustomerState
-from lifecycle.contracts.events import StripeSubscription, UsageThreshold, customer_event
+from lifecycle.contracts.events import (
+    Activation,
+    CampaignFinished,
+    StripeSubscription,
+    UsageThreshold,
+    customer_event,
+)
 from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id, renewal_workflow_id
 from lifecycle.contracts.search_attributes import LIFECYCLE_STAGE
 from lifecycle.contracts.tiers import Tiers, tiers_from_catalog
@@ -420,3 +426,99 @@ async def test_a_renewal_on_a_tier_the_snapshot_lacks_skips_its_reminder_and_rec
     assert data_errors(session_factory, cid) == [("renewal", "plan", "professional")] * 2
     assert [m for m in emails(session_factory, cid) if m.campaign == "renewal"] == []
     await eventually(lambda: _lists(handle, f"renewal/{period_end:%Y%m%d}", None))  # its end was heard
+
+
+async def test_a_quarterly_price_reaches_the_entity_with_its_interval_count(
+    ts_env: WorkflowEnvironment, client, settings, session_factory, worker
+):
+    """A Stripe price billed every three months, mapped to Professional: the mirror hands the
+    entity month x3 (not month), the entity keeps it and tells the product."""
+    import time as _time
+
+    from lifecycle.billing.handlers import apply_event
+    from lifecycle.billing.shapes import parse_event
+    from lifecycle.db import session_scope
+    from lifecycle.models import Customer
+    from tests.support.stripe import make_event
+    from tests.test_stripe_price_tiers import price, subscription
+
+    cid, handle = await active_customer(client, settings, session_factory)
+    stripe_id = f"cus_{uuid.uuid4().hex[:14]}"
+    with session_scope(session_factory) as s:
+        s.get(Customer, cid).stripe_customer_id = stripe_id
+    quarterly = price(14700, metadata={"tier": "professional"})
+    quarterly["recurring"]["interval_count"] = 3
+    with session_scope(session_factory) as s:
+        _, handover = apply_event(s, parse_event(make_event(
+            "customer.subscription.created", subscription(stripe_id, quarterly), created=int(_time.time()))))
+    assert handover is not None and handover.event.data["interval_count"] == 3
+    await signal_customer(client, cid, handover.event)
+
+    async def billed_quarterly() -> bool:
+        b = (await state_of(handle)).billing
+        return (b.plan, b.interval, b.interval_count) == ("professional", "month", 3)
+
+    await eventually(billed_quarterly)
+    assert (await state_of(handle)).plan == "professional"
+
+
+async def test_a_weekly_price_is_reckoned_by_the_year_not_a_failed_workflow_task(
+    ts_env: WorkflowEnvironment, client, settings, session_factory, worker
+):
+    """Professional billed weekly, moving to Starter monthly: reckoned by the year ($588 at
+    Professional's rate against $228) it is a downgrade, scheduled for the period end; the
+    entity answers the update and goes on."""
+    import asyncio
+
+    from lifecycle.contracts.billing import OUTCOME_CHANGE_SCHEDULED, SubscriptionRequest
+
+    cid, handle = await active_customer(client, settings, session_factory, "professional")
+    period_end = await ts_env.get_current_time() + timedelta(days=5)
+    await signal_customer(client, cid, subscription_event(cid, 1, plan="professional", interval="week",
+                                                          amount_cents=1200, current_period_end=period_end))
+
+    async def weekly() -> bool:
+        return (await state_of(handle)).billing.interval == "week"
+
+    await eventually(weekly)
+    result = await asyncio.wait_for(handle.execute_update(
+        CustomerWorkflow.change_subscription,
+        SubscriptionRequest(action="change", request_id="r-weekly", plan="starter", interval="month"),
+    ), timeout=20)
+    assert (result.outcome, result.pending_plan, result.pending_interval) == (
+        OUTCOME_CHANGE_SCHEDULED, "starter", "month")
+    state = await state_of(handle)
+    assert (state.plan, state.billing.interval, state.billing.pending_plan) == ("professional", "week", "starter")
+
+
+async def test_an_older_runs_late_end_never_unlists_the_run_that_replaced_it(
+    ts_env: WorkflowEnvironment, client, settings, session_factory, worker
+):
+    """The end of an earlier run of the same workflow id, heard after the new run started
+    (a dunning for the same invoice begun again before the first one's end was handled):
+    the new run stays listed and still hears the entity (a cancellation drops it)."""
+    cid, handle = await active_customer(client, settings, session_factory)
+    period_end = await ts_env.get_current_time() + timedelta(days=60)
+    renewal_id, key = renewal_workflow_id(cid, period_end), f"renewal/{period_end:%Y%m%d}"
+    await signal_customer(client, cid, subscription_event(cid, 1, current_period_end=period_end))
+    run_id = (await eventually(lambda: _reported(handle, renewal_id))).run_id
+
+    await signal_customer(client, cid, customer_event(
+        f"{renewal_id}:finished:an-earlier-run", CampaignFinished(campaign=key, outcome="dropped",
+                                                                 run_id="an-earlier-run")))
+    await signal_customer(client, cid, customer_event(f"a:{cid}", Activation(fact="created_project")))
+    await eventually(lambda: _seen(handle, f"a:{cid}"))
+    state = await state_of(handle)
+    assert state.campaigns.get(key) == renewal_id and state.retention.renewal_workflow == renewal_id
+    await signal_customer(client, cid, subscription_event(cid, 2, current_period_end=period_end,
+                                                          cancel_at_period_end=True))
+    assert await client.get_workflow_handle(renewal_id, run_id=run_id).result() == "dropped"
+    await eventually(lambda: _lists(handle, key, None))
+
+
+async def _reported(handle: WorkflowHandle, workflow_id: str):  # noqa: ANN202
+    return next((w for w in (await state_of(handle)).waits.values() if w.workflow_id == workflow_id), None)
+
+
+async def _seen(handle: WorkflowHandle, event_id: str) -> bool:
+    return event_id in (await state_of(handle)).seen_event_ids

@@ -292,8 +292,10 @@ class CustomerWorkflow:
                     await self._versions.check_latest()
             while self._pending and not self._should_continue_as_new():
                 event = self._pending.pop(0)
-                await self._dispatch(event)
-                if workflow.patched(patches.RETENTION_CAMPAIGNS):
+                older = self._an_older_runs_end(event)  # nothing to do: its newer run runs on
+                if not older:
+                    await self._dispatch(event)
+                if workflow.patched(patches.RETENTION_CAMPAIGNS) and not older:
                     await self._retention.after_event(event)  # renewal, expansion, team promotion
                 self._ops.prune_waits()  # a campaign it ended or replaced stops counting
                 self._handled_this_run += 1
@@ -336,6 +338,22 @@ class CustomerWorkflow:
             workflow.info().is_continue_as_new_suggested()
             or self._handled_this_run >= self._input.max_events_per_run
         )
+
+    def _an_older_runs_end(self, event: CustomerEvent) -> bool:
+        """A campaign's end from a run that another run of the same workflow id replaced
+        (it reported since): forgotten, so it neither unlists the newer run nor moves the
+        stage; any other event (and an end naming no run) goes on."""
+        if event.kind != EventKind.CAMPAIGN_FINISHED:
+            return False
+        finished = payload_of(event, CampaignFinished)
+        if not finished.run_id or not workflow.patched(patches.CAMPAIGN_REPORTS_BY_RUN):
+            return False
+        child_id = finished_workflow_id(event.event_id, finished.run_id)
+        if self._ops.run_ended(child_id, finished.run_id):
+            return False
+        workflow.logger.info("%s run %s ended (%s); a newer run of it runs on",
+                             child_id, finished.run_id, finished.outcome)
+        return True
 
     async def _dispatch(self, event: CustomerEvent) -> None:
         try:
@@ -412,12 +430,6 @@ class CustomerWorkflow:
     async def _on_campaign_finished(self, event: CustomerEvent) -> None:
         finished = payload_of(event, CampaignFinished)
         campaign, outcome = finished.campaign, finished.outcome
-        if finished.run_id and workflow.patched(patches.CAMPAIGN_REPORTS_BY_RUN):
-            child_id = finished_workflow_id(event.event_id, finished.run_id)
-            if not self._ops.run_ended(child_id, finished.run_id):
-                workflow.logger.info("%s run %s ended (%s); a newer run of it runs on",
-                                     child_id, finished.run_id, outcome)
-                return
         if campaign == "dunning":  # only a run that started one hears this
             await self._dunning.on_finished(event)
             return

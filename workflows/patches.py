@@ -51,6 +51,14 @@ BILLING_ENDED_DROPS_PENDING_CHANGE = "billing-ended-drops-pending-change"
 # 2026-12-07. Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
 TRIAL_CONVERSION_KEEPS_DEFAULT = "trial-conversion-keeps-default"
 
+# A billing period other than one month or one year (a weekly or daily price, a quarterly
+# one: month x3) is reckoned by the year (lifecycle/contracts/catalog.per_year_cents) and
+# the entity keeps the price's interval_count; before, annual_cents raised inside the
+# change_subscription update and the workflow task failed over and over. Decided where
+# such a period meets a comparison (the old path raised there). Since 2026-12-07.
+# Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
+PRICE_PERIODS = "price-periods"
+
 # --- CustomerWorkflow and UsageNudgeWorkflow ---------------------------------------------
 
 # A 100 % crossing signals the 80 % nudge of the same metric and period to stand down

@@ -44,7 +44,7 @@ def reminder_context(input: RenewalInput, step: EmailStep, terms: RenewalTerms) 
     """What the reminder says: the date, the amount after discounts (the mirror's; else the
     tier's annual price), the card (else "your card on file"), the plan."""
     tier = renewal_tiers(input).get(input.plan)  # known: run() skips the reminder otherwise
-    cents = terms.amount_cents if terms.amount_cents is not None else tier.annual_cents(input.interval)
+    cents = terms.amount_cents if terms.amount_cents is not None else tier.period_cents(input.interval, input.interval_count)
     return {
         "renewal": {
             "date": f"{input.period_end:%B} {input.period_end.day}, {input.period_end.year}",

@@ -186,6 +186,7 @@ class Retention:
                 period_end=b.current_period_end,
                 plan=b.plan,
                 interval=b.interval,
+                interval_count=b.interval_count,
                 reminders=policy.reminders,
                 stripe_subscription_id=b.stripe_subscription_id,
                 day_seconds=self._policy.day_seconds,

@@ -70,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.notify import publish
     from workflows.options import CONVERSION_RETRY, STRIPE_RETRY, STRIPE_TIMEOUT
     from workflows.plan_change import PlanChangeWorkflow
+    from workflows.timeline import data_error
     from workflows.trial import TrialWorkflow
 
 
@@ -131,6 +132,8 @@ def subscription_facts(b: BillingState) -> dict[str, Any]:
         "status": b.status,
         "plan": b.plan,
         "interval": b.interval,
+        # a price billed every few intervals (quarterly: month x3); absent when 1, as before
+        **({"interval_count": b.interval_count} if b.interval_count != 1 else {}),
         "cancel_at_period_end": b.cancel_at_period_end,
         "current_period_end": b.current_period_end.isoformat() if b.current_period_end else None,
         "pending_plan": b.pending_plan,
@@ -271,8 +274,7 @@ class Subscription:
         await self._drop_pending_change()
         if (plan, interval) == (b.plan, b.interval):  # only undoing a scheduled downgrade
             return self._describe(b)
-        tiers = terms(self._tiers)
-        if tiers.annual_cents(plan, interval) > tiers.annual_cents(b.plan, b.interval):
+        if await self._is_upgrade(req, plan, interval):
             result: SubscriptionResult = await self._stripe(
                 StripeActivities.change_plan,
                 ChangePlanInput(
@@ -306,6 +308,24 @@ class Subscription:
         result = self._describe(b)
         result.outcome = OUTCOME_CHANGE_SCHEDULED
         return result
+
+    async def _is_upgrade(self, req: SubscriptionRequest, plan: str, interval: str) -> bool:
+        """The request costs more per year than the subscription now (applied at once);
+        else a downgrade, at the period end. A period other than one month or year is
+        reckoned by the year; a current plan the snapshot lacks has no price to compare:
+        recorded, and the change waits for the period end (nothing is charged now)."""
+        b, tiers = self._billing, terms(self._tiers)
+        odd_period = b.interval not in ("month", "year") or b.interval_count != 1
+        if odd_period and not workflow.patched(patches.PRICE_PERIODS):
+            raise ValueError(f"unknown billing interval {b.interval!r}; expected 'month' or 'year'")
+        current = tiers.find(b.plan)
+        if current is None:
+            await data_error(
+                self._state.customer_id, tiers.unknown(b.plan), key=self._key(req, "compare"), campaign=None,
+                unknown="plan", value=b.plan, skipped="the upgrade-or-downgrade comparison (applied at the period end)",
+            )
+            return False
+        return tiers.annual_cents(plan, interval) > current.annual_cents(b.interval)
 
     async def _drop_pending_change(self) -> None:
         b = self._billing
@@ -353,7 +373,8 @@ class Subscription:
             b.stripe_subscription_id = result.stripe_subscription_id
         b.status = result.status or b.status
         b.plan = result.plan or b.plan
-        b.interval = result.interval or b.interval
+        if result.interval:  # a price of the engine's own: every one interval
+            b.interval, b.interval_count = result.interval, 1
         b.cancel_at_period_end = result.cancel_at_period_end
         b.current_period_end = result.current_period_end or b.current_period_end
         result.pending_plan, result.pending_interval = b.pending_plan, b.pending_interval
@@ -410,7 +431,8 @@ class Subscription:
             b.stripe_subscription_id = sub_id
             b.status = d.status
             b.plan = d.plan or b.plan
-            b.interval = d.interval or b.interval
+            if d.interval:
+                b.interval, b.interval_count = d.interval, d.interval_count or 1
             b.cancel_at_period_end = d.cancel_at_period_end
             if d.current_period_end:
                 b.current_period_end = d.current_period_end

@@ -480,7 +480,7 @@ class WinbackLink:
             tiers = terms(self._sub._tiers)
             tier = tiers.find(plan)
             if tier is not None:
-                mrr = tier.monthly_price_cents if interval == "month" else tier.annual_price_cents // 12
+                mrr = per_month_cents(tier.annual_cents(interval), "year")  # any period, by the year
             else:  # a plan the snapshot lacks: the amount Stripe bills, per month
                 await data_error(cid, tiers.unknown(plan), key=self._key("reactivate", req.request_id),
                                  campaign=CAMPAIGN, unknown="plan", value=plan, skipped="the tier's price for MRR")

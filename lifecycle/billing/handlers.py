@@ -186,7 +186,8 @@ def on_subscription(session: Session, ev: EventRec) -> Outcome:
         event_type=ev.type,
         adopted=res.adopted,
         stripe_price_id=rec.plan_id,
-    )), plan=res.plan)
+        interval_count=res.interval_count,
+    ), unsent=() if res.interval_count != 1 else ("interval_count",)), plan=res.plan)
 
 
 def on_trial_will_end(session: Session, ev: EventRec) -> Outcome:

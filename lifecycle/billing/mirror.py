@@ -84,6 +84,7 @@ class MirrorResult:
     plan: str | None = None
     interval: str | None = None
     unmapped_price: str | None = None  # the price that maps to no tier, if so
+    interval_count: int = 1  # the price bills every interval_count intervals (quarterly: month x3)
 
 
 def upsert_subscription(
@@ -110,7 +111,8 @@ def upsert_subscription(
     adopted = False
     if customer_id is None:
         if not adopt:
-            return MirrorResult(None, False, False, plan=code, interval=interval)
+            return MirrorResult(None, False, False, plan=code, interval=interval,
+                                interval_count=resolution.interval_count)
         # A subscription made outside the engine (Stripe dashboard): give it a customer.
         customer_id = rec.metadata.get(MD_CUSTOMER) or rec.customer
         # insert-or-ignore: two events of one dashboard subscription adopt it once
@@ -188,7 +190,8 @@ def upsert_subscription(
         cust = session.get(Customer, customer_id)
         if cust is not None and cust.plan_code != code:
             cust.plan_code = code
-    return MirrorResult(customer_id, True, changed, adopted, code, interval, unmapped_price=unmapped)
+    return MirrorResult(customer_id, True, changed, adopted, code, interval, unmapped_price=unmapped,
+                        interval_count=resolution.interval_count)
 
 
 def upsert_invoice(session: Session, rec: InvoiceRec, version_ts: int) -> MirrorResult:

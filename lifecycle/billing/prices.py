@@ -129,6 +129,7 @@ class TierResolution:
     interval: str | None
     price_id: str | None  # the item's price that decided, or the first item's
     source: str | None
+    interval_count: int = 1  # every interval_count intervals (quarterly: month x3)
 
 
 def resolve_tier(session: Session, rec: SubscriptionRec) -> TierResolution:
@@ -137,11 +138,11 @@ def resolve_tier(session: Session, rec: SubscriptionRec) -> TierResolution:
     for item in rec.items:
         tier, source = price_tier(session, item.price)
         if tier is not None:
-            return TierResolution(tier, item.price.interval, item.price.id, source)
+            return TierResolution(tier, item.price.interval, item.price.id, source, item.price.interval_count)
     code = _tier_code(rec.metadata.get(MD_PLAN))
     if code is not None:
-        return TierResolution(code, rec.interval, rec.plan_id, "subscription_metadata")
-    return TierResolution(None, rec.interval, rec.plan_id, None)
+        return TierResolution(code, rec.interval, rec.plan_id, "subscription_metadata", rec.interval_count)
+    return TierResolution(None, rec.interval, rec.plan_id, None, rec.interval_count)
 
 
 def plan_of(session: Session, rec: SubscriptionRec) -> tuple[str | None, str | None]:

@@ -147,6 +147,7 @@ class SubscriptionRec:
     discount_coupon: str | None = None
     items: tuple[SubscriptionItemRec, ...] = ()
     gross_amount_cents: int = 0  # before discounts
+    interval_count: int = 1  # the first item's: billed every interval_count intervals (quarterly: month x3)
 
     @property
     def is_live(self) -> bool:
@@ -460,6 +461,7 @@ def parse_subscription(obj: Mapping[str, Any]) -> SubscriptionRec:
         plan_metadata=dict(first.metadata) if first else {},
         item_id=_id(item.get("id")),
         discount_coupon=coupon,
+        interval_count=first.interval_count if first else 1,
         items=tuple(items),
         gross_amount_cents=gross,
     )

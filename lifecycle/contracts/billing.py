@@ -33,6 +33,7 @@ class BillingState:
     status: str | None = None  # Stripe's status: active, past_due, canceled, incomplete, ...
     plan: str | None = None
     interval: str | None = None
+    interval_count: int = 1  # billed every interval_count intervals (quarterly: month x3)
     cancel_at_period_end: bool = False
     current_period_end: datetime | None = None
     pending_plan: str | None = None  # a downgrade waiting for the period end

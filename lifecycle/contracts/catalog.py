@@ -143,7 +143,7 @@ PERIODS_PER_YEAR: dict[str, int] = {"day": 365, "week": 52, "month": 12, "year":
 
 def known_period(interval: str | None, interval_count: int | None = 1) -> bool:
     """A period :func:`per_year_cents` can reckon (workflow code asks before it reckons)."""
-    return interval in PERIODS_PER_YEAR and (interval_count or 1) >= 1
+    return interval in PERIODS_PER_YEAR and (interval_count is None or interval_count >= 1)
 
 
 def per_year_cents(amount_cents: int, interval: str, interval_count: int | None = 1) -> int:

@@ -220,6 +220,9 @@ class StripeSubscription(EventPayload):
     event_type: str = ""
     adopted: bool = False
     stripe_price_id: str | None = None
+    # the price bills every interval_count intervals (quarterly: month x3); sent only when
+    # not 1, so the usual hand-over stays what histories have seen
+    interval_count: int = 1
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,7 @@ class RenewalInput:
     stripe_subscription_id: str | None = None
     day_seconds: float = 86400.0
     tiers: Tiers | None = None  # the entity's snapshot: the price when the mirror has none
+    interval_count: int = 1  # renews every interval_count intervals (every two years: 2)
 
 
 @dataclass

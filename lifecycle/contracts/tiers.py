@@ -35,13 +35,23 @@ class Tier:
     def limit(self, metric: str) -> TierLimit | None:
         return next((lim for lim in self.limits if lim.metric == metric), None)
 
-    def annual_cents(self, interval: str) -> int:
-        """What a year costs on ``interval`` billing (how tiers and intervals compare)."""
-        if interval == "month":
-            return self.monthly_price_cents * 12
+    def annual_cents(self, interval: str | None) -> int:
+        """What a year costs on ``interval`` billing at this tier's prices (how tiers and
+        intervals compare): yearly at the annual price, any other period (monthly,
+        quarterly, weekly, daily) at the monthly price, the only other one the catalog
+        has; never raises. What a price Stripe bills comes to per year is
+        :func:`~lifecycle.contracts.catalog.per_year_cents` of its amount."""
         if interval == "year":
             return self.annual_price_cents
-        raise ValueError(f"unknown billing interval {interval!r}; expected 'month' or 'year'")
+        return catalog.per_year_cents(self.monthly_price_cents, "month")
+
+    def period_cents(self, interval: str | None, interval_count: int = 1) -> int:
+        """This tier's price for one billing period of ``interval_count`` ``interval``s
+        (a renewal every two years: twice the annual price)."""
+        if not catalog.known_period(interval, interval_count):
+            return self.annual_cents(interval)
+        per_year = self.annual_cents(interval)
+        return round(per_year * (interval_count or 1) / catalog.PERIODS_PER_YEAR[interval or "year"])
 
     @property
     def monthly_price(self) -> str:
@@ -77,7 +87,7 @@ class Tiers:
         higher = [t for t in self.tiers if t.rank > current.rank]
         return min(higher, key=lambda t: t.rank) if higher else None
 
-    def annual_cents(self, plan: str, interval: str) -> int:
+    def annual_cents(self, plan: str, interval: str | None) -> int:
         return self.get(plan).annual_cents(interval)
 
 
