@@ -182,6 +182,17 @@ async def test_dates_in_emails_are_in_the_customers_time_zone(email_db: EmailDB)
     email_db.add_customer("utc-1")
     await _send(email_db, "utc-1", "dunning_reminder", context, "d3")
     assert "March 10, 2026" in _sent(email_db, "utc-1", "dunning_reminder")
+    # the renewal on January 1, 05:00 UTC is on December 31 in Los Angeles
+    from lifecycle.contracts.policy import EmailStep
+    from lifecycle.contracts.retention import RenewalInput, RenewalTerms
+    from workflows.renewal import reminder_context
+
+    step = EmailStep(name="renewal_30d", template="renewal_reminder", days_before_end=30)
+    renews = RenewalInput("la-1", dt.datetime(2027, 1, 1, 5, tzinfo=dt.UTC), "professional", "year", [step])
+    renewal = reminder_context(renews, step, RenewalTerms(amount_cents=49000), with_instant=True)
+    await _send(email_db, "la-1", "renewal_reminder", renewal, "r-la")
+    la = _sent(email_db, "la-1", "renewal_reminder")
+    assert "renews on December 31, 2026" in la and "January 1, 2027" not in la
 
 
 class _Invoices:

@@ -166,3 +166,11 @@ DUNNING_WEBHOOKS = "dunning-webhooks"
 # one. Decided when the signal is handled (no earlier history carries the signal). Since
 # 2026-12-07. Deprecate when no DunningWorkflow started before 2026-12-07 is open.
 DUNNING_NEW_CARD_RETRY = "dunning-new-card-retry"
+
+# --- RenewalWorkflow ----------------------------------------------------------------------
+
+# The reminder's context carries the renewal instant (``renewal.at``, ISO 8601), so the
+# email shows the renewal date in the customer's time zone (lifecycle/email/amounts.py;
+# before: the UTC date, formatted by the workflow). Asked when a reminder goes out. Since
+# 2026-12-07. Deprecate when no RenewalWorkflow started before 2026-12-07 is open.
+RENEWAL_DATE_IN_CUSTOMER_ZONE = "renewal-date-in-customer-zone"

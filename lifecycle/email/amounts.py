@@ -12,6 +12,7 @@ A bare ``$`` never reaches a customer who does not pay in US dollars.
 **Dates.** :func:`local_date` and :func:`local_datetime` show an instant (a datetime or an
 ISO 8601 string, as workflows pass them) in the customer's IANA time zone (UTC when
 unknown or invalid); templates use them as filters: ``{{ suspend_at | local_date }}``.
+:func:`localize_dates` redates a block that carries its instant (the renewal reminder's).
 """
 
 from __future__ import annotations
@@ -117,6 +118,17 @@ def _instant(value: dt.datetime | dt.date | str) -> dt.datetime | dt.date:
     if isinstance(value, dt.datetime) and value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)  # the engine's naive datetimes are UTC
     return value
+
+
+def localize_dates(context: dict[str, Any], time_zone: str | None) -> dict[str, Any]:
+    """``context`` with each block that carries an instant (``at``) and its ``date`` (a
+    renewal: ``{"at": "2027-01-01T05:00:00+00:00", "date": "January 1, 2027"}``) dated in
+    ``time_zone``: in Los Angeles that renewal is on December 31, 2026."""
+    out = dict(context)
+    for key, block in context.items():
+        if isinstance(block, Mapping) and block.get("at") and "date" in block:
+            out[key] = {**block, "date": local_date(block["at"], time_zone)}
+    return out
 
 
 def local_date(value: dt.datetime | dt.date | str | None, time_zone: str | None) -> str:
