@@ -211,7 +211,7 @@ class _Invoices:
 
 
 class _FakeStripe:
-    """Stands in for stripe.StripeClient's ``v1.invoices.create_preview`` (localstripe has none)."""
+    """Stands in for stripe.StripeClient's ``v1.invoices.create_preview``: answers as Stripe documents, fails, or is slow."""
 
     def __init__(self, answer: object) -> None:
         self.v1 = type("V1", (), {})()
@@ -286,3 +286,29 @@ async def test_offer_emails_quote_the_customers_currency_or_say_us_dollars(email
     await _send(email_db, "eur-o", "team_promotion", team, "o2")
     promo = _sent(email_db, "eur-o", "team_promotion")
     assert "US$99/month" in promo and "list prices in US dollars" in promo and _bare_dollars(promo) == []
+
+
+async def test_the_renewal_preview_against_localstripe_includes_tax(
+    session_factory, stripe_acts, stripe_client  # type: ignore[no-untyped-def]
+) -> None:
+    """A $490 annual subscription with 19 % tax on it: the mirror says $490, Stripe's preview
+    of the renewal (here localstripe's create_preview, through the real SDK call) $583.10,
+    and that is what the terms quote. Without the tax the preview equals the mirror."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.retention import RetentionActivities
+    from activities.stripe.previews import RenewalPreviews
+    from lifecycle.contracts.retention import RenewalTermsInput
+    from tests.support.stripe import subscribed
+
+    cid, result = await subscribed(session_factory, stripe_acts, stripe_client, "professional", "year")
+    acts = RetentionActivities(session_factory, RenewalPreviews(stripe_client))
+    env = ActivityEnvironment()
+    plain = await env.run(acts.renewal_terms, RenewalTermsInput(cid, result.stripe_subscription_id))
+    assert (plain.source, plain.amount_cents, plain.currency) == ("preview", 49000, "usd")
+    vat = stripe_client.v1.tax_rates.create(params={"display_name": "VAT", "percentage": 19.0, "inclusive": False})
+    assert result.stripe_subscription_id
+    stripe_client.v1.subscriptions.update(result.stripe_subscription_id, params={"default_tax_rates": [vat.id]})
+    taxed = await env.run(acts.renewal_terms, RenewalTermsInput(cid, result.stripe_subscription_id))
+    assert (taxed.source, taxed.amount_cents) == ("preview", 58310)
+    assert money(taxed.amount_cents, taxed.currency) == "$583.10"
