@@ -312,3 +312,22 @@ async def test_the_renewal_preview_against_localstripe_includes_tax(
     taxed = await env.run(acts.renewal_terms, RenewalTermsInput(cid, result.stripe_subscription_id))
     assert (taxed.source, taxed.amount_cents) == ("preview", 58310)
     assert money(taxed.amount_cents, taxed.currency) == "$583.10"
+
+
+async def test_the_card_page_never_adds_two_currencies(monkeypatch, settings) -> None:  # type: ignore[no-untyped-def]
+    """Open invoices of $99 and €10: the page lists each and charges "$99 + €10", never 109."""
+    from lifecycle.billing.shapes import InvoiceRec
+    from starter.pages import card as card_page
+
+    def invoice(iid: str, cents: int, currency: str) -> InvoiceRec:
+        return InvoiceRec(id=iid, customer="cus_1", customer_email=None, subscription="sub_1", status="open",
+                          amount_due_cents=cents, amount_paid_cents=0, currency=currency, attempt_count=1,
+                          period_start=None, period_end=None, paid_at=None, created=1, billing_reason=None,
+                          charge=None, payment_intent=None)
+
+    monkeypatch.setattr(card_page, "start_setup", lambda client, cus: "seti_secret")
+    monkeypatch.setattr(card_page, "open_invoices",
+                        lambda client, cus: [invoice("in_usd", 9900, "usd"), invoice("in_eur", 1000, "eur")])
+    page = (await card_page._form(None, settings, "token", "cus_1")).body.decode()  # type: ignore[arg-type]
+    assert "€10 + $99" in page and "Save card and pay €10 + $99" in page
+    assert "$109" not in page and "109" not in page
