@@ -193,6 +193,15 @@ async def test_dates_in_emails_are_in_the_customers_time_zone(email_db: EmailDB)
     await _send(email_db, "la-1", "renewal_reminder", renewal, "r-la")
     la = _sent(email_db, "la-1", "renewal_reminder")
     assert "renews on December 31, 2026" in la and "January 1, 2027" not in la
+    # the usage period that ends April 1, 00:00 UTC starts afresh on March 31 in Los Angeles
+    from lifecycle.contracts.campaigns import UsageNudgeInput
+    from workflows.usage_nudge import email_context as usage_context
+
+    nudge = UsageNudgeInput("la-1", "ai_requests", 80, 800, 1000, "hard", utc(2026, 3, 1), "starter", "active",
+                            period_end=utc(2026, 4, 1))
+    await _send(email_db, "la-1", "usage_nudge", usage_context(nudge, with_instant=True), "u-la")
+    usage = _sent(email_db, "la-1", "usage_nudge")
+    assert "starts afresh on March 31" in usage and "April 1" not in usage
 
 
 class _Invoices:

@@ -174,3 +174,11 @@ DUNNING_NEW_CARD_RETRY = "dunning-new-card-retry"
 # before: the UTC date, formatted by the workflow). Asked when a reminder goes out. Since
 # 2026-12-07. Deprecate when no RenewalWorkflow started before 2026-12-07 is open.
 RENEWAL_DATE_IN_CUSTOMER_ZONE = "renewal-date-in-customer-zone"
+
+# --- UsageNudgeWorkflow ---------------------------------------------------------------------
+
+# The usage email's context carries the period's end as an instant (``usage.period_end_at``),
+# so the email says when the count starts afresh on the customer's calendar
+# (lifecycle/email/amounts.py; before: the UTC date). Asked at the start of a nudge. Since
+# 2026-12-07. Deprecate when no UsageNudgeWorkflow started before 2026-12-07 is open.
+USAGE_PERIOD_END_IN_CUSTOMER_ZONE = "usage-period-end-in-customer-zone"

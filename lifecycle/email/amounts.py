@@ -123,20 +123,28 @@ def _instant(value: dt.datetime | dt.date | str) -> dt.datetime | dt.date:
 def localize_dates(context: dict[str, Any], time_zone: str | None) -> dict[str, Any]:
     """``context`` with each block that carries an instant (``at``) and its ``date`` (a
     renewal: ``{"at": "2027-01-01T05:00:00+00:00", "date": "January 1, 2027"}``) dated in
-    ``time_zone``: in Los Angeles that renewal is on December 31, 2026."""
+    ``time_zone``: in Los Angeles that renewal is on December 31, 2026; likewise a usage
+    block's ``period_end`` from its ``period_end_at``."""
     out = dict(context)
     for key, block in context.items():
         if isinstance(block, Mapping) and block.get("at") and "date" in block:
             out[key] = {**block, "date": local_date(block["at"], time_zone)}
+        elif isinstance(block, Mapping) and block.get("period_end_at"):  # a usage email: "March 31"
+            day = _local_day(block["period_end_at"], time_zone)
+            out[key] = {**block, "period_end": f"{day:%B} {day.day}"}
     return out
+
+
+def _local_day(value: dt.datetime | dt.date | str, time_zone: str | None) -> dt.date:
+    at = _instant(value)
+    return at.astimezone(zone(time_zone)).date() if isinstance(at, dt.datetime) else at
 
 
 def local_date(value: dt.datetime | dt.date | str | None, time_zone: str | None) -> str:
     """``December 31, 2026``: the day ``value`` falls on in ``time_zone``."""
     if value is None or value == "":
         return ""
-    at = _instant(value)
-    day = at.astimezone(zone(time_zone)).date() if isinstance(at, dt.datetime) else at
+    day = _local_day(value, time_zone)
     return f"{day:%B} {day.day}, {day.year}"
 
 
