@@ -3,8 +3,8 @@
 Read when a reminder is about to go out (not when the renewal workflow starts), so the
 email states things as they are then: a coupon applied since, a new card. The amount is
 Stripe's preview of the renewal invoice (tax and discounts as they will stand then,
-``activities/stripe/previews.py``); when Stripe cannot preview it (an outage, 10 s, no
-client, localstripe) the mirrored subscription's amount after discounts. The card is the
+``activities/stripe/previews.py``); when Stripe cannot preview it (an outage, over 10 s, no
+client) the mirrored subscription's amount after discounts. The card is the
 default card of the card mirror.
 """
 

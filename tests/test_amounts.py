@@ -182,6 +182,26 @@ async def test_dates_in_emails_are_in_the_customers_time_zone(email_db: EmailDB)
     email_db.add_customer("utc-1")
     await _send(email_db, "utc-1", "dunning_reminder", context, "d3")
     assert "March 10, 2026" in _sent(email_db, "utc-1", "dunning_reminder")
+    # the renewal on January 1, 05:00 UTC is on December 31 in Los Angeles
+    from lifecycle.contracts.policy import EmailStep
+    from lifecycle.contracts.retention import RenewalInput, RenewalTerms
+    from workflows.renewal import reminder_context
+
+    step = EmailStep(name="renewal_30d", template="renewal_reminder", days_before_end=30)
+    renews = RenewalInput("la-1", dt.datetime(2027, 1, 1, 5, tzinfo=dt.UTC), "professional", "year", [step])
+    renewal = reminder_context(renews, step, RenewalTerms(amount_cents=49000), with_instant=True)
+    await _send(email_db, "la-1", "renewal_reminder", renewal, "r-la")
+    la = _sent(email_db, "la-1", "renewal_reminder")
+    assert "renews on December 31, 2026" in la and "January 1, 2027" not in la
+    # the usage period that ends April 1, 00:00 UTC starts afresh on March 31 in Los Angeles
+    from lifecycle.contracts.campaigns import UsageNudgeInput
+    from workflows.usage_nudge import email_context as usage_context
+
+    nudge = UsageNudgeInput("la-1", "ai_requests", 80, 800, 1000, "hard", utc(2026, 3, 1), "starter", "active",
+                            period_end=utc(2026, 4, 1))
+    await _send(email_db, "la-1", "usage_nudge", usage_context(nudge, with_instant=True), "u-la")
+    usage = _sent(email_db, "la-1", "usage_nudge")
+    assert "starts afresh on March 31" in usage and "April 1" not in usage
 
 
 class _Invoices:
@@ -200,7 +220,7 @@ class _Invoices:
 
 
 class _FakeStripe:
-    """Stands in for stripe.StripeClient's ``v1.invoices.create_preview`` (localstripe has none)."""
+    """Stands in for stripe.StripeClient's ``v1.invoices.create_preview``: answers as Stripe documents, fails, or is slow."""
 
     def __init__(self, answer: object) -> None:
         self.v1 = type("V1", (), {})()
@@ -275,3 +295,48 @@ async def test_offer_emails_quote_the_customers_currency_or_say_us_dollars(email
     await _send(email_db, "eur-o", "team_promotion", team, "o2")
     promo = _sent(email_db, "eur-o", "team_promotion")
     assert "US$99/month" in promo and "list prices in US dollars" in promo and _bare_dollars(promo) == []
+
+
+async def test_the_renewal_preview_against_localstripe_includes_tax(
+    session_factory, stripe_acts, stripe_client  # type: ignore[no-untyped-def]
+) -> None:
+    """A $490 annual subscription with 19 % tax on it: the mirror says $490, Stripe's preview
+    of the renewal (here localstripe's create_preview, through the real SDK call) $583.10,
+    and that is what the terms quote. Without the tax the preview equals the mirror."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.retention import RetentionActivities
+    from activities.stripe.previews import RenewalPreviews
+    from lifecycle.contracts.retention import RenewalTermsInput
+    from tests.support.stripe import subscribed
+
+    cid, result = await subscribed(session_factory, stripe_acts, stripe_client, "professional", "year")
+    acts = RetentionActivities(session_factory, RenewalPreviews(stripe_client))
+    env = ActivityEnvironment()
+    plain = await env.run(acts.renewal_terms, RenewalTermsInput(cid, result.stripe_subscription_id))
+    assert (plain.source, plain.amount_cents, plain.currency) == ("preview", 49000, "usd")
+    vat = stripe_client.v1.tax_rates.create(params={"display_name": "VAT", "percentage": 19.0, "inclusive": False})
+    assert result.stripe_subscription_id
+    stripe_client.v1.subscriptions.update(result.stripe_subscription_id, params={"default_tax_rates": [vat.id]})
+    taxed = await env.run(acts.renewal_terms, RenewalTermsInput(cid, result.stripe_subscription_id))
+    assert (taxed.source, taxed.amount_cents) == ("preview", 58310)
+    assert money(taxed.amount_cents, taxed.currency) == "$583.10"
+
+
+async def test_the_card_page_never_adds_two_currencies(monkeypatch, settings) -> None:  # type: ignore[no-untyped-def]
+    """Open invoices of $99 and €10: the page lists each and charges "$99 + €10", never 109."""
+    from lifecycle.billing.shapes import InvoiceRec
+    from starter.pages import card as card_page
+
+    def invoice(iid: str, cents: int, currency: str) -> InvoiceRec:
+        return InvoiceRec(id=iid, customer="cus_1", customer_email=None, subscription="sub_1", status="open",
+                          amount_due_cents=cents, amount_paid_cents=0, currency=currency, attempt_count=1,
+                          period_start=None, period_end=None, paid_at=None, created=1, billing_reason=None,
+                          charge=None, payment_intent=None)
+
+    monkeypatch.setattr(card_page, "start_setup", lambda client, cus: "seti_secret")
+    monkeypatch.setattr(card_page, "open_invoices",
+                        lambda client, cus: [invoice("in_usd", 9900, "usd"), invoice("in_eur", 1000, "eur")])
+    page = (await card_page._form(None, settings, "token", "cus_1")).body.decode()  # type: ignore[arg-type]
+    assert "€10 + $99" in page and "Save card and pay €10 + $99" in page
+    assert "$109" not in page and "109" not in page

@@ -53,7 +53,7 @@ def test_customer_show_prints_stage_timeline_emails_and_the_ui_link(settings: Se
     result = run(settings, "customer", "show", "cli-1")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "subscription: business monthly $99.00, active" in out
+    assert "subscription: business monthly $99, active" in out
     assert "ai_requests" in out and "420" in out
     assert "stage - → trialing" in out
     assert "Welcome aboard, Ada" in out

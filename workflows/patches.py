@@ -248,3 +248,19 @@ DUNNING_STRIPE_WAITS = "dunning-stripe-waits"
 # waiting to be paid). Decided when the signal is handled (no earlier history carries the
 # signal). Since 2026-12-07. Deprecate when no DunningWorkflow started before 2026-12-07 is open.
 DUNNING_ENDS_WITH_THE_SUBSCRIPTION = "dunning-ends-with-the-subscription"
+
+# --- RenewalWorkflow ----------------------------------------------------------------------
+
+# The reminder's context carries the renewal instant (``renewal.at``, ISO 8601), so the
+# email shows the renewal date in the customer's time zone (lifecycle/email/amounts.py;
+# before: the UTC date, formatted by the workflow). Asked when a reminder goes out. Since
+# 2026-12-07. Deprecate when no RenewalWorkflow started before 2026-12-07 is open.
+RENEWAL_DATE_IN_CUSTOMER_ZONE = "renewal-date-in-customer-zone"
+
+# --- UsageNudgeWorkflow ---------------------------------------------------------------------
+
+# The usage email's context carries the period's end as an instant (``usage.period_end_at``),
+# so the email says when the count starts afresh on the customer's calendar
+# (lifecycle/email/amounts.py; before: the UTC date). Asked at the start of a nudge. Since
+# 2026-12-07. Deprecate when no UsageNudgeWorkflow started before 2026-12-07 is open.
+USAGE_PERIOD_END_IN_CUSTOMER_ZONE = "usage-period-end-in-customer-zone"

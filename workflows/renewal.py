@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         RenewalTermsInput,
     )
     from lifecycle.contracts.tiers import Tiers, tiers_from_catalog
+    from workflows import patches
     from workflows.campaign import report_finished
     from workflows.controls import SKIPPED_BY_OPS, ControlledCampaign, Controls
     from workflows.email_step import record_step_skipped, send_step_email
@@ -40,13 +41,19 @@ def renewal_tiers(input: RenewalInput) -> Tiers:
     return input.tiers if input.tiers is not None else tiers_from_catalog()
 
 
-def reminder_context(input: RenewalInput, step: EmailStep, terms: RenewalTerms) -> dict[str, object]:
-    """What the reminder says: the date, the amount after discounts (the mirror's; else the
-    tier's annual price), the card (else "your card on file"), the plan."""
+def reminder_context(
+    input: RenewalInput, step: EmailStep, terms: RenewalTerms, *, with_instant: bool = False
+) -> dict[str, object]:
+    """What the reminder says: the date, the amount (Stripe's preview, else the mirror's
+    after discounts; else the tier's annual price), the card (else "your card on file"), the
+    plan. ``with_instant``: also the renewal instant, from which the email shows the date in
+    the customer's time zone (``date`` stays the UTC one, for a template that uses it alone)."""
     tier = renewal_tiers(input).get(input.plan)  # known: run() skips the reminder otherwise
     cents = terms.amount_cents if terms.amount_cents is not None else tier.period_cents(input.interval, input.interval_count)
+    instant = {"at": input.period_end.isoformat()} if with_instant else {}
     return {
         "renewal": {
+            **instant,
             "date": f"{input.period_end:%B} {input.period_end.day}, {input.period_end.year}",
             "days_left": int(round(step.days_before_end)),
             "amount": money(cents, terms.currency),
@@ -139,7 +146,8 @@ class RenewalWorkflow(ControlledCampaign):
                 input.customer_id,
                 campaign,
                 reminder,
-                reminder_context(input, reminder, terms),
+                reminder_context(input, reminder, terms,
+                                 with_instant=workflow.patched(patches.RENEWAL_DATE_IN_CUSTOMER_ZONE)),
                 stop=lambda: self._dropped is not None,
                 stop_reason="the renewal changed while the reminder waited to go out",
                 controls=controls,

@@ -46,9 +46,11 @@ def nudge_tiers(input: UsageNudgeInput) -> Tiers:
     return input.tiers if input.tiers is not None else tiers_from_catalog()
 
 
-def email_context(input: UsageNudgeInput) -> dict[str, object]:
+def email_context(input: UsageNudgeInput, *, with_instant: bool = False) -> dict[str, object]:
     """What the usage templates may use (facts only, no PII), from the entity's snapshot of
-    the tiers (a nudge from an entity without one: the catalog, as before)."""
+    the tiers (a nudge from an entity without one: the catalog, as before). ``with_instant``:
+    also the period's end as an instant (``period_end_at``), from which the email shows
+    ``period_end`` on the customer's calendar."""
     tiers = nudge_tiers(input)
     plan = tiers.get(input.plan)  # known: run() skips the email otherwise
     nxt = tiers.next_up(plan.code)
@@ -72,6 +74,7 @@ def email_context(input: UsageNudgeInput) -> dict[str, object]:
             "percent": int(used * 100 // limit) if limit else 0,
             "limit_kind": input.limit_kind,
             "period_end": f"{input.period_end:%B} {input.period_end.day}" if input.period_end else "",
+            **({"period_end_at": input.period_end.isoformat()} if with_instant and input.period_end else {}),
             "plan_name": plan.name,
         },
         "trialing": input.stage == TRIALING,
@@ -101,6 +104,7 @@ class UsageNudgeWorkflow(ControlledCampaign):
     @workflow.run
     async def run(self, input: UsageNudgeInput) -> str:
         self.controls.begin()
+        local = workflow.patched(patches.USAGE_PERIOD_END_IN_CUSTOMER_ZONE)
         step = choose_step(input)
         self.controls.on_step(step.name, None, marketing=step.category == "marketing")
         tiers = nudge_tiers(input)
@@ -112,7 +116,8 @@ class UsageNudgeWorkflow(ControlledCampaign):
             await self.controls.finished()
             return EMAIL_SKIPPED
         if not await self.controls.until_unpaused(step.name):  # started paused, then skipped by ops
-            skipped = await send_step_email(input.customer_id, CAMPAIGN, step, email_context(input),
+            skipped = await send_step_email(input.customer_id, CAMPAIGN, step,
+                                            email_context(input, with_instant=local),
                                             skip_reason=SKIPPED_BY_OPS)
             await self.controls.finished()
             return skipped.status
@@ -123,7 +128,7 @@ class UsageNudgeWorkflow(ControlledCampaign):
             input.customer_id,
             CAMPAIGN,
             step,
-            email_context(input),
+            email_context(input, with_instant=local),
             stop=stop,
             stop_reason="the limit was reached before the nudge could go out",
             controls=self.controls,

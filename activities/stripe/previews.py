@@ -7,8 +7,9 @@ stand then (a coupon that ends before the renewal is no longer applied). ``amoun
 what will be charged. A read: no idempotency key, nothing recorded.
 
 The call is capped (``PREVIEW_TIMEOUT_S``, 10 s); a failure, a timeout or no client gives
-None, and the caller falls back to the billing mirror. localstripe has no create_preview
-(it answers 404): there the reminder always quotes the mirror (docs/billing.md).
+None, and the caller falls back to the billing mirror. localstripe (1.15.10) answers
+create_preview with the price and the subscription's tax rates, not with discounts (it
+refuses them), so a discount's end is Stripe's alone (docs/billing.md).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ A bare ``$`` never reaches a customer who does not pay in US dollars.
 **Dates.** :func:`local_date` and :func:`local_datetime` show an instant (a datetime or an
 ISO 8601 string, as workflows pass them) in the customer's IANA time zone (UTC when
 unknown or invalid); templates use them as filters: ``{{ suspend_at | local_date }}``.
+:func:`localize_dates` redates a block that carries its instant (the renewal reminder's).
 """
 
 from __future__ import annotations
@@ -119,12 +120,31 @@ def _instant(value: dt.datetime | dt.date | str) -> dt.datetime | dt.date:
     return value
 
 
+def localize_dates(context: dict[str, Any], time_zone: str | None) -> dict[str, Any]:
+    """``context`` with each block that carries an instant (``at``) and its ``date`` (a
+    renewal: ``{"at": "2027-01-01T05:00:00+00:00", "date": "January 1, 2027"}``) dated in
+    ``time_zone``: in Los Angeles that renewal is on December 31, 2026; likewise a usage
+    block's ``period_end`` from its ``period_end_at``."""
+    out = dict(context)
+    for key, block in context.items():
+        if isinstance(block, Mapping) and block.get("at") and "date" in block:
+            out[key] = {**block, "date": local_date(block["at"], time_zone)}
+        elif isinstance(block, Mapping) and block.get("period_end_at"):  # a usage email: "March 31"
+            day = _local_day(block["period_end_at"], time_zone)
+            out[key] = {**block, "period_end": f"{day:%B} {day.day}"}
+    return out
+
+
+def _local_day(value: dt.datetime | dt.date | str, time_zone: str | None) -> dt.date:
+    at = _instant(value)
+    return at.astimezone(zone(time_zone)).date() if isinstance(at, dt.datetime) else at
+
+
 def local_date(value: dt.datetime | dt.date | str | None, time_zone: str | None) -> str:
     """``December 31, 2026``: the day ``value`` falls on in ``time_zone``."""
     if value is None or value == "":
         return ""
-    at = _instant(value)
-    day = at.astimezone(zone(time_zone)).date() if isinstance(at, dt.datetime) else at
+    day = _local_day(value, time_zone)
     return f"{day:%B} {day.day}, {day.year}"
 
 

@@ -48,7 +48,7 @@ from lifecycle.contracts.email import (
 )
 from lifecycle.contracts.ops import ResendEmailInput
 from lifecycle.db import add_timeline_event, session_scope
-from lifecycle.email.amounts import localize_prices, price_text, prices_note
+from lifecycle.email.amounts import localize_dates, localize_prices, price_text, prices_note
 from lifecycle.email.page_links import page_link_vars
 from lifecycle.email.providers import EmailProvider, OutgoingEmail, ProviderError
 from lifecycle.email.rules import HOLDOUT, assign_variant, marketing_timing
@@ -298,6 +298,7 @@ class EmailService:
         # the campaign's tier prices (catalog dollars) in the customer's currency, or marked US$
         variables = localize_prices(session, dict(inp.context), customer_currency(session, customer.id),
                                     customer.plan_code)
+        variables = localize_dates(variables, customer.timezone)  # a renewal's date on their calendar
         variables.update(self.standard_vars(
             customer, category=inp.category, campaign=inp.campaign, step=inp.step, now=inp.now
         ))

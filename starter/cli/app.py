@@ -151,12 +151,15 @@ def customer_show(customer_id: str) -> None:
         else:
             ends = f"{sub.current_period_end:%Y-%m-%d}" if sub.current_period_end else "?"
             cancel = ", cancels at period end" if sub.cancel_at_period_end else ""
+            from lifecycle.billing.currencies import CATALOG_CURRENCY, subscription_currency
             from lifecycle.billing.prices import tier_label
+            from lifecycle.contracts.money import money
 
             every = f"{sub.interval}ly" if sub.interval else "(no interval)"
+            amount = money(sub.amount_cents, subscription_currency(session, sub) or CATALOG_CURRENCY)
             console.print(
                 f"subscription: {safe(tier_label(sub.plan_code, sub.stripe_price_id))} {every} "
-                f"${sub.amount_cents / 100:,.2f}, "
+                f"{amount}, "
                 f"{safe(sub.status)}, period ends {ends}{cancel}  ({safe(sub.stripe_subscription_id)})"
             )
         stripe_ids = (customer.stripe_customer_id, sub.stripe_subscription_id if sub else None)

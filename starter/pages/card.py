@@ -39,7 +39,7 @@ from lifecycle.billing.card_update import (
 )
 from lifecycle.billing.client import StripeNotConfigured, is_real_stripe, make_stripe_client
 from lifecycle.billing.shapes import InvoiceRec
-from lifecycle.contracts.money import money
+from lifecycle.contracts.money import money, money_each
 from lifecycle.links import CARD_PATH, CARD_PURPOSE, BadLink, ExpiredLink, Link, read_link_token
 from lifecycle.settings import Settings
 from starter.pages import error_page, hidden_token, parse_form, render_page
@@ -146,19 +146,21 @@ async def _form(
         return start_setup(client, stripe_customer_id), open_invoices(client, stripe_customer_id)
 
     secret, due = await run_in_threadpool(prepare)
-    total = sum(i.amount_due_cents for i in due)
-    currency = due[0].currency if due else "usd"
+    totals: dict[str, int] = {}  # per currency: two currencies are never added up
+    for i in due:
+        totals[i.currency.lower()] = totals.get(i.currency.lower(), 0) + i.amount_due_cents
+    total = money_each(totals)
     rows = "".join(
         f"<tr><td>Invoice {html.escape(i.id)}</td><td>{html.escape(money(i.amount_due_cents, i.currency))}</td></tr>"
         for i in due
     )
     owed = (
         f"<table class='due'><tr><th>Due now</th><th></th></tr>{rows}</table>"
-        f"<p>Your new card will be charged <strong>{html.escape(money(total, currency))}</strong> "
+        f"<p>Your new card will be charged <strong>{html.escape(total)}</strong> "
         "for the invoices above.</p>"
         if due else "<p>Nothing is due right now: your new card will be used for your next invoice.</p>"
     )
-    button = f"Save card and pay {money(total, currency)}" if due else "Save card"
+    button = f"Save card and pay {total}" if due else "Save card"
     notice_html = f"<p class='error' role='alert'>{html.escape(notice)}</p>" if notice else ""
     js_base = f"{settings.stripe_api_base}/js.stripe.com/v3/"
     body = (
