@@ -151,6 +151,13 @@ RETENTION_CANCEL_WITHDRAWS_OFFER = "retention-cancel-withdraws-offer"
 # started before 2026-12-07 is open.
 RETENTION_OFFER_HOLDS_CANCEL = "retention-offer-holds-cancel"
 
+# Offer and win-back coupons mean what the email says on every interval
+# (lifecycle/contracts/coupons.py): the Stripe activity makes the terms from the price it
+# discounts (before: ``repeating`` N months, on an annual plan P % off a whole year); the
+# win-back emails get the interval's price and the offer's words. Since 2026-12-07.
+# Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
+RETENTION_COUPON_BY_INTERVAL = "retention-coupon-by-interval"
+
 # A stage change to canceled or expired starts the win-back child
 # (customer-{id}/winback/{n}); what follows from it (telling it of an unsubscribe, "lost"
 # when it ends) is reachable only through that child. Since 2026-12-02. Deprecate when no

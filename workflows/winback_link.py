@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionRequest,
         SubscriptionResult,
     )
+    from lifecycle.contracts.coupons import offer_words, price_words
     from lifecycle.contracts.customer import CustomerEvent, CustomerState
     from lifecycle.contracts.events import PauseEnded, SaveOfferExpired, customer_event, payload_of
     from lifecycle.contracts.policy import CampaignPolicy
@@ -322,17 +323,17 @@ class WinbackLink:
                     action="change", request_id=f"save-{offer.offer_id}", plan=offer.plan, interval=b.interval
                 )
             )
-        coupon: CouponResult = await self._sub._stripe(
-            StripeActivities.create_coupon,
-            CouponInput(
-                customer_id=cid,
-                idempotency_key=self._key("coupon", offer.offer_id),
-                percent_off=offer.percent_off,
-                duration="repeating",
-                duration_in_months=offer.months,
-                apply_to_subscription=b.stripe_subscription_id,
-            ),
+        coupon_input = CouponInput(
+            customer_id=cid,
+            idempotency_key=self._key("coupon", offer.offer_id),
+            percent_off=offer.percent_off,
+            duration="repeating",
+            duration_in_months=offer.months,
+            apply_to_subscription=b.stripe_subscription_id,
         )
+        if workflow.patched(patches.RETENTION_COUPON_BY_INTERVAL):  # the terms for the subscription's interval
+            coupon_input.offer_months, coupon_input.plan, coupon_input.interval = offer.months, b.plan, b.interval
+        coupon: CouponResult = await self._sub._stripe(StripeActivities.create_coupon, coupon_input)
         result = self._sub._describe(b)
         result.reason = f"coupon {coupon.coupon_id} applied"
         return result
@@ -405,22 +406,28 @@ class WinbackLink:
         r = self._r
         r.winbacks += 1
         r.winback_variant, r.winback_percent_off, r.winback_months = variant, policy.percent_off, policy.duration_months
-        await self._start_campaign(
-            CAMPAIGN,
-            WinbackWorkflow.run,
-            WinbackInput(
-                customer_id=self._state.customer_id,
-                n=r.winbacks,
-                variant=variant,
-                plan=self._state.billing.plan or self._state.plan,
-                steps=list(steps),
-                percent_off=policy.percent_off,
-                duration_months=policy.duration_months,
-                lost_after_days=policy.lost_after_days,
-                day_seconds=self._policy.day_seconds,
-            ),
-            str(r.winbacks),
+        plan = self._state.billing.plan or self._state.plan
+        winback = WinbackInput(
+            customer_id=self._state.customer_id,
+            n=r.winbacks,
+            variant=variant,
+            plan=plan,
+            steps=list(steps),
+            percent_off=policy.percent_off,
+            duration_months=policy.duration_months,
+            lost_after_days=policy.lost_after_days,
+            day_seconds=self._policy.day_seconds,
         )
+        tiers = terms(self._sub._tiers)
+        if workflow.patched(patches.RETENTION_COUPON_BY_INTERVAL) and plan in tiers.codes:
+            # what the emails say: the price of the interval the customer had, the offer's
+            # words true to the coupon reactivating will create (lifecycle/contracts/coupons.py)
+            interval = self._state.billing.interval or "month"
+            tier = tiers.get(plan)
+            cents = tier.annual_price_cents if interval == "year" else tier.monthly_price_cents
+            winback.interval, winback.price = interval, price_words(cents, interval)
+            winback.offer = offer_words(policy.percent_off, policy.duration_months, interval, cents)
+        await self._start_campaign(CAMPAIGN, WinbackWorkflow.run, winback, str(r.winbacks))
 
     async def winback_finished(self, outcome: str, cause: str) -> None:
         if outcome == WINBACK_LOST and self._state.stage in (CANCELED, EXPIRED):
@@ -448,16 +455,16 @@ class WinbackLink:
             coupon_id = None
             with_offer = bool(req.winback) and req.winback == r.winbacks and r.winback_percent_off > 0
             if with_offer:
-                coupon: CouponResult = await self._sub._stripe(
-                    StripeActivities.create_coupon,
-                    CouponInput(
-                        customer_id=cid,
-                        idempotency_key=self._key("winback", str(r.winbacks), "coupon"),
-                        percent_off=r.winback_percent_off,
-                        duration="repeating" if r.winback_months else "once",
-                        duration_in_months=r.winback_months or None,
-                    ),
+                coupon_input = CouponInput(
+                    customer_id=cid,
+                    idempotency_key=self._key("winback", str(r.winbacks), "coupon"),
+                    percent_off=r.winback_percent_off,
+                    duration="repeating" if r.winback_months else "once",
+                    duration_in_months=r.winback_months or None,
                 )
+                if workflow.patched(patches.RETENTION_COUPON_BY_INTERVAL):  # the terms for the plan's interval
+                    coupon_input.offer_months, coupon_input.plan, coupon_input.interval = r.winback_months, plan, interval
+                coupon: CouponResult = await self._sub._stripe(StripeActivities.create_coupon, coupon_input)
                 coupon_id = coupon.coupon_id
             result: SubscriptionResult = await self._sub._stripe(
                 StripeActivities.start_subscription,

@@ -107,6 +107,11 @@ class WinbackInput:
     duration_months: int = 0
     lost_after_days: float = 14.0  # after the last email with no answer: lost
     day_seconds: float = 86400.0
+    # what the emails say (lifecycle/contracts/coupons.py); "": an entity from before
+    # (the template's own monthly wording)
+    interval: str = "month"
+    price: str = ""  # "$49/month", "$490/year"
+    offer: str = ""  # "30% off for 3 months", "$36.75 off your next invoice (30% off 3 months)"
 
 
 @dataclass
