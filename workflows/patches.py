@@ -44,6 +44,12 @@ BILLING_TELL_TRIAL_SUBSCRIBED = "billing-tell-trial-subscribed"
 # 2026-11-25. Deprecate when no CustomerWorkflow run started before 2026-11-25 is open.
 BILLING_ENDED_DROPS_PENDING_CHANGE = "billing-ended-drops-pending-change"
 
+# Annual to monthly billing on the same tier is a change of interval applied at the end of
+# the paid year (the downgrade's PlanChangeWorkflow), not an upgrade invoiced now (a
+# month's twelve times costing more than the annual price read it as one). Since
+# 2026-12-07. Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
+BILLING_INTERVAL_AT_PERIOD_END = "billing-interval-at-period-end"
+
 # --- CustomerWorkflow and UsageNudgeWorkflow ---------------------------------------------
 
 # A 100 % crossing signals the 80 % nudge of the same metric and period to stand down
