@@ -36,7 +36,7 @@ from tests.support.stripe import signed_event
 from workflows.customer import CustomerWorkflow
 
 API_KEY = "record-key"
-CUSTOMERS = ("rec-r1", "rec-r2", "rec-r3", "rec-r4", "rec-r5", "rec-r6", "rec-r7", "rec-r8")
+CUSTOMERS = ("rec-r1", "rec-r2", "rec-r3", "rec-r4", "rec-r5", "rec-r6", "rec-r7", "rec-r8", "rec-r9")
 NAMES = (
     "customer_retention_offer_expired",
     "customer_retention_pause",
@@ -49,6 +49,7 @@ NAMES = (
     "customer_retention_annual_coupon",
     "customer_retention_annual_won_back",
     "winback_annual_reactivated",
+    "customer_retention_pause_access",
 )
 
 
@@ -197,6 +198,15 @@ async def _run_paths(rec: Recording, api: httpx.AsyncClient) -> dict[str, str]:
         raise RecordingFailed(f"rec-r8: not reactivated: {page.text}")
     await _until("rec-r8 won back", lambda: state("rec-r8"), lambda s: s.stage == "won_back")
 
+    # 9. a pause accepted: access as the policy says (none) until billing resumes
+    await subscribed("rec-r9")
+    offered = _ok("cancel", await api.delete("/v1/customers/rec-r9/subscription", params={"reason": "temporary"}))
+    _ok("accept", await api.post(f"/v1/customers/rec-r9/subscription/offers/{offered['save_offer']['offer_id']}/accept"))
+    await _until("rec-r9 paused", lambda: state("rec-r9"), lambda s: s.winback.paused_access == "none")
+    await env.sleep(timedelta(days=61))
+    await _until("rec-r9 resumed", lambda: state("rec-r9"),
+                 lambda s: s.winback.paused_until is None and s.winback.paused_access is None)
+
     return dict(zip(NAMES, (
         customer_workflow_id("rec-r1"),
         customer_workflow_id("rec-r2"),
@@ -209,6 +219,7 @@ async def _run_paths(rec: Recording, api: httpx.AsyncClient) -> dict[str, str]:
         customer_workflow_id("rec-r7"),
         customer_workflow_id("rec-r8"),
         campaign_workflow_id("rec-r8", "winback", "1"),
+        customer_workflow_id("rec-r9"),
     ), strict=True))
 
 

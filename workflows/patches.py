@@ -164,6 +164,14 @@ RETENTION_OFFER_HOLDS_CANCEL = "retention-offer-holds-cancel"
 # Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
 RETENTION_COUPON_BY_INTERVAL = "retention-coupon-by-interval"
 
+# An accepted pause limits access as the policy says (``save_offers.pause_access``: keep,
+# read_only, none; default none): the entity records it for the usage check and the
+# entitlements (``access_pauses``) and tells the product (customer.entitlements_changed),
+# and the resume restores both (before: pause_collection with behavior void kept every
+# entitlement, the service given away). Since 2026-12-07. Deprecate when no
+# CustomerWorkflow run started before 2026-12-07 is open.
+RETENTION_PAUSE_ACCESS = "retention-pause-access"
+
 # A stage change to canceled or expired starts the win-back child
 # (customer-{id}/winback/{n}); what follows from it (telling it of an unsubscribe, "lost"
 # when it ends) is reachable only through that child. Since 2026-12-02. Deprecate when no

@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.policy import CampaignPolicy
     from lifecycle.contracts.stages import CANCELED, EXPIRED, LOST
     from lifecycle.contracts.tiers import Tier
+    from lifecycle.contracts.webhooks import ENTITLEMENTS_CHANGED
     from lifecycle.contracts.winback import (
         CANCEL_REASONS,
         CHURNED,
@@ -62,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         OFFER_WITHDRAWN,
         TRIAL,
         WINBACK_LOST,
+        AccessPauseRecord,
         CancellationRecord,
         OfferAnswer,
         PauseInput,
@@ -72,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
         WinbackInput,
     )
     from workflows import patches
+    from workflows.notify import publish
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.subscription import Subscription, terms
     from workflows.timeline import record_event
@@ -314,6 +317,8 @@ class WinbackLink:
                 PauseInput(cid, b.stripe_subscription_id, self._key("pause", offer.offer_id), resumes_at),
             )
             self._r.paused_until = resumes_at
+            if workflow.patched(patches.RETENTION_PAUSE_ACCESS):
+                await self._pause_access(offer.offer_id, resumes_at)
             self._watch_pause(offer.offer_id, resumes_at)
             return result
         if offer.kind == OFFER_DOWNGRADE:
@@ -337,6 +342,24 @@ class WinbackLink:
         result = self._sub._describe(b)
         result.reason = f"coupon {coupon.coupon_id} applied"
         return result
+
+    async def _pause_access(self, offer_id: str, resumes_at: datetime, *, ended: bool = False) -> None:
+        """What the pause leaves of access (the policy's ``pause_access``), recorded for the
+        usage check and the entitlements and told to the product; ``ended``: restored."""
+        access = self._r.paused_access if ended else self._policy.save_offers.pause_access
+        assert access is not None
+        self._r.paused_access = None if ended else access
+        await self._record(
+            WinbackActivities.record_access_pause,
+            AccessPauseRecord(self._state.customer_id, offer_id, access, workflow.now(), resumes_at, ended=ended),
+        )
+        data: dict[str, Any] = (
+            {"reason": "pause_ended", "paused": False}
+            if ended
+            else {"reason": "paused", "paused": True, "access": access, "until": resumes_at.isoformat()}
+        )
+        await publish(self._state.customer_id, ENTITLEMENTS_CHANGED, data,
+                      key=f"pause-entitlements:{offer_id}:{'ended' if ended else 'began'}")
 
     def _watch_window(self, offer: SaveOffer) -> None:
         async def window() -> None:
@@ -381,7 +404,10 @@ class WinbackLink:
             b = self._state.billing
             if self._r.paused_until is None:
                 return
+            until = self._r.paused_until
             self._r.paused_until = None
+            if self._r.paused_access is not None:  # the pause limited access: restored
+                await self._pause_access(offer_id, until, ended=True)
             detail: dict[str, Any] = {"offer_id": offer_id}
             if b.live and b.stripe_subscription_id:
                 try:

@@ -23,7 +23,7 @@ from lifecycle.models.customers import Customer, PlanPrice, PlanRow
 from lifecycle.models.dunning import DunningCase, DunningRun, ManualPayment
 from lifecycle.models.email import EmailMessage, Suppression, TemplateVersion
 from lifecycle.models.idempotency import IdempotencyKey
-from lifecycle.models.retention import CancellationRequest, Reactivation, SaveOfferRow
+from lifecycle.models.retention import AccessPause, CancellationRequest, Reactivation, SaveOfferRow
 from lifecycle.models.timeline import AuditEntry, LifecycleEvent
 from lifecycle.models.usage import SignalOutbox, UsageCounter, UsageEvent, UsageSignal
 from lifecycle.models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookEventRow
@@ -31,6 +31,7 @@ from lifecycle.models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookE
 __all__ = [
     "AuditEntry",
     "Base",
+    "AccessPause",
     "CancellationRequest",
     "Customer",
     "CustomerCard",
