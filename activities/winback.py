@@ -10,9 +10,15 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from lifecycle.contracts.winback import CancellationRecord, ReactivationRecord, SaveOfferRecord
+from lifecycle.contracts.winback import (
+    AccessPauseRecord,
+    CancellationRecord,
+    ReactivationRecord,
+    SaveOfferRecord,
+)
 from lifecycle.db import session_scope
 from lifecycle.retention import records
+from lifecycle.retention.pauses import record_access_pause
 
 
 class WinbackActivities:
@@ -38,5 +44,10 @@ class WinbackActivities:
         """A customer won back (once per step key)."""
         await asyncio.to_thread(self._write, records.record_reactivation, rec)
 
+    @activity.defn(name="retention_record_access_pause")
+    async def record_access_pause(self, rec: AccessPauseRecord) -> None:
+        """A pause's access began or ended (the usage check and the entitlements follow it)."""
+        await asyncio.to_thread(self._write, record_access_pause, rec)
+
     def all(self) -> list[Callable[..., Any]]:
-        return [self.record_cancellation, self.record_save_offer, self.record_reactivation]
+        return [self.record_cancellation, self.record_save_offer, self.record_reactivation, self.record_access_pause]

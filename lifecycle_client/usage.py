@@ -22,7 +22,8 @@ Middleware (check-and-record before serving a metered route)::
 
 A refused request gets 429 (a hard usage limit is used up; ``Retry-After`` says when the
 period starts afresh) or 402 (the feature is not in the customer's plan, or the payment is
-overdue and dunning suspended the customer's access: ``payment_overdue``), with a JSON
+overdue and dunning suspended the customer's access: ``payment_overdue``; the customer
+paused the subscription and the pause leaves no metered usage: ``subscription_paused``), with a JSON
 body naming the metric or feature, the limit, what is used and remaining, and the next
 plan up. Served requests carry ``X-Usage-Limit``, ``X-Usage-Remaining`` and
 ``X-Usage-Overage`` headers. The customer is read from the ``X-Customer-Id`` header
@@ -72,6 +73,7 @@ class CheckAnswer:
     duplicate: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
     payment_overdue: bool = False  # refused because dunning suspended the customer's access
+    paused: bool = False  # refused because the customer's subscription is paused (a save offer)
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> CheckAnswer:
@@ -82,6 +84,7 @@ class CheckAnswer:
             period_end=body.get("period_end"), reason=body.get("reason"),
             duplicate=bool(body.get("duplicate")), raw=body,
             payment_overdue=bool(body.get("payment_overdue")),
+            paused=bool(body.get("paused")),
         )
 
 
@@ -245,6 +248,12 @@ class UsageMiddleware:
         try:
             if route.feature:
                 ent = await self._cached_entitlements(cid)
+                paused = ent.get("paused") or {}
+                if paused and not ent.get("features", {}).get(route.feature):
+                    await _respond(send, 402, {
+                        "error": "subscription_paused", "feature": route.feature, "reason": paused.get("reason"),
+                    })
+                    return
                 if not ent.get("features", {}).get(route.feature):
                     await _respond(send, 402, {
                         "error": "feature_not_in_plan", "feature": route.feature,
@@ -258,9 +267,10 @@ class UsageMiddleware:
                 key = _header(scope, b"idempotency-key")
                 key = f"{scope['method']}:{scope['path']}:{key}" if key else f"mw:{uuid.uuid4().hex}"
                 answer = await self.client.check(cid, route.metric, route.quantity, idempotency_key=key)
-                if answer.payment_overdue:
+                if answer.payment_overdue or answer.paused:
                     await _respond(send, 402, {
-                        "error": "payment_overdue", "metric": answer.metric, "reason": answer.reason,
+                        "error": "payment_overdue" if answer.payment_overdue else "subscription_paused",
+                        "metric": answer.metric, "reason": answer.reason,
                     })
                     return
                 if not answer.allowed:

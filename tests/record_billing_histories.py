@@ -51,6 +51,7 @@ PII = {
     "rec-b2": ("billing-changes@example.test", "Changing Customer"),
     "dunning": ("billing-dunning@example.test", "Dunning Customer"),
     "rec-b3": ("billing-ended@example.test", "Ended Customer"),
+    "rec-b4": ("billing-interval@example.test", "Annual Customer"),
 }
 
 
@@ -216,6 +217,22 @@ async def _run_paths(
         raise RecordingFailed(f"downgrade of an ended subscription: {dropped}")
     await _until("dropped downgrade heard", lambda: state(cid), lambda s: s.billing.pending_change_workflow is None)
 
+    # 5. annual to monthly on the same tier: scheduled for the end of the paid year (a
+    #    PlanChangeWorkflow child), nothing invoiced now.
+    cid = "rec-b4"
+    base = f"/v1/customers/{cid}/subscription"
+    await signed_up(cid)
+    _expect("subscribe b4", await api.post(base, json={
+        "plan": "professional", "interval": "year", "payment_method_id": "pm_card_visa", "request_id": "create"}), 201)
+    monthly = _expect("to monthly", await api.patch(base, json={"interval": "month", "request_id": "monthly"}), 200)
+    if monthly["outcome"] != "change_scheduled":
+        raise RecordingFailed(f"annual to monthly: {monthly}")
+    interval_id = campaign_workflow_id(cid, "plan-change", "monthly")
+    await env.sleep(timedelta(days=366))
+    await client.get_workflow_handle(interval_id).result()
+    await _until("billed monthly", lambda: state(cid),
+                 lambda s: s.billing.interval == "month" and s.billing.pending_interval is None)
+
     await asyncio.sleep(1)  # let the last workflow tasks complete before reading histories
     return {
         "customer_billing_subscription_changes": customer_workflow_id("rec-b2"),
@@ -224,6 +241,8 @@ async def _run_paths(
         "customer_billing_dunning_stages": customer_workflow_id(cus.id),
         "trial_subscribed": subscribed_trial,
         "plan_change_dropped": dropped_id,
+        "customer_billing_interval_change": customer_workflow_id("rec-b4"),
+        "plan_change_interval": interval_id,
     }
 
 

@@ -68,6 +68,23 @@ async def test_each_reason_gets_its_offer_and_accepting_it_keeps_the_subscriptio
     assert {"cancellation_requested", "save_offer_made", "save_offer_accepted", "cancellation_saved"} <= set(kinds)
 
 
+async def test_an_annual_subscriber_s_coupon_offer_takes_three_months_share_off_once(
+    retained: Retained, stripe_client
+) -> None:
+    """25 % for 3 months on a $490 year: $30.63 off the next invoice, not 25 % off the year."""
+    cid = await retained.subscriber(interval="year")
+    body = await _cancel(retained, cid, "too_expensive")
+    sub_id = body["stripe_subscription_id"]
+
+    accepted = await retained.http.post(f"/v1/customers/{cid}/subscription/offers/{body['save_offer']['offer_id']}/accept")
+
+    assert accepted.status_code == 200, accepted.text
+    [applied] = [r.form for r in retained.stripe.posts(f"/v1/subscriptions/{sub_id}") if "discounts[0][coupon]" in r.form]
+    coupon = stripe_client.v1.coupons.retrieve(applied["discounts[0][coupon]"])
+    assert (coupon.duration, coupon.amount_off, coupon.currency, coupon.percent_off) == ("once", 3063, "usd", None)
+    assert stripe_client.v1.subscriptions.retrieve(sub_id)["items"]["data"][0]["plan"]["interval"] == "year"
+
+
 async def test_a_declined_offer_lets_the_cancellation_go_ahead_at_period_end(retained: Retained, stripe_client) -> None:
     cid = await retained.subscriber()
     body = await _cancel(retained, cid, "too_expensive")

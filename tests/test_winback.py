@@ -116,6 +116,35 @@ async def test_reactivating_stops_the_campaign_at_once_at_any_step(
     assert "You are already subscribed" in second.text and len(retained.reactivations(cid)) == 1
 
 
+async def test_an_annual_customer_s_winback_says_the_year_s_price_and_its_coupon_is_true_to_it(
+    ts_env, retained: Retained, stripe_client
+) -> None:
+    """30 % for 3 months on a $490 year is $36.75 off once: the emails, the page and the
+    coupon in Stripe say the same, and no email says "/month"."""
+    cid = await retained.subscriber(interval="year")
+    r = await retained.http.delete(f"/v1/customers/{cid}/subscription", params={"at_once": "true"})
+    assert r.status_code == 200, r.text
+    await eventually(lambda: _has_winback(retained, cid))
+    started = await ts_env.get_current_time()
+    await _sleep_to(ts_env, started, 7)
+    [first] = await eventually(lambda: retained.winback_emails(cid))
+
+    words = "$36.75 off your next invoice (30% off 3 months)"
+    assert words in first.html and words in first.text and "$490/year" in first.text
+    assert "/month" not in first.html and "/month" not in first.text
+    link = reactivate_link(first)
+    page = await retained.http.get(link)
+    assert words in page.text and "$490/year" in page.text
+    done = await retained.http.post(link)
+    assert "Welcome back!" in done.text, done.text
+    [row] = retained.reactivations(cid)
+    coupon = stripe_client.v1.coupons.retrieve(row.coupon_id)
+    assert (row.interval, coupon.duration, coupon.amount_off, coupon.currency) == ("year", "once", 3675, "usd")
+    [created] = [r.form for r in retained.stripe.posts("/v1/subscriptions") if r.path == "/v1/subscriptions"
+                 and r.form.get("discounts[0][coupon]")]
+    assert created["discounts[0][coupon]"] == row.coupon_id
+
+
 async def test_an_unsubscribe_stops_the_campaign(ts_env, retained: Retained) -> None:
     cid, winback = await _churned(retained)
     started = await ts_env.get_current_time()

@@ -59,6 +59,12 @@ TRIAL_CONVERSION_KEEPS_DEFAULT = "trial-conversion-keeps-default"
 # Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
 PRICE_PERIODS = "price-periods"
 
+# Annual to monthly billing on the same tier is a change of interval applied at the end of
+# the paid year (the downgrade's PlanChangeWorkflow), not an upgrade invoiced now (a
+# month's twelve times costing more than the annual price read it as one). Since
+# 2026-12-07. Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
+BILLING_INTERVAL_AT_PERIOD_END = "billing-interval-at-period-end"
+
 # --- CustomerWorkflow and UsageNudgeWorkflow ---------------------------------------------
 
 # A 100 % crossing signals the 80 % nudge of the same metric and period to stand down
@@ -192,6 +198,21 @@ RETENTION_CANCEL_WITHDRAWS_OFFER = "retention-cancel-withdraws-offer"
 # decline or expiry finds it set. Since 2026-12-07. Deprecate when no CustomerWorkflow run
 # started before 2026-12-07 is open.
 RETENTION_OFFER_HOLDS_CANCEL = "retention-offer-holds-cancel"
+
+# Offer and win-back coupons mean what the email says on every interval
+# (lifecycle/contracts/coupons.py): the Stripe activity makes the terms from the price it
+# discounts (before: ``repeating`` N months, on an annual plan P % off a whole year); the
+# win-back emails get the interval's price and the offer's words. Since 2026-12-07.
+# Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
+RETENTION_COUPON_BY_INTERVAL = "retention-coupon-by-interval"
+
+# An accepted pause limits access as the policy says (``save_offers.pause_access``: keep,
+# read_only, none; default none): the entity records it for the usage check and the
+# entitlements (``access_pauses``) and tells the product (customer.entitlements_changed),
+# and the resume restores both (before: pause_collection with behavior void kept every
+# entitlement, the service given away). Since 2026-12-07. Deprecate when no
+# CustomerWorkflow run started before 2026-12-07 is open.
+RETENTION_PAUSE_ACCESS = "retention-pause-access"
 
 # A stage change to canceled or expired starts the win-back child
 # (customer-{id}/winback/{n}); what follows from it (telling it of an unsubscribe, "lost"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, Protocol
 
 from temporalio import workflow
@@ -78,7 +79,12 @@ class SetStage(Protocol):
     def __call__(self, stage: str, *, cause: str, reason: str | None = None) -> Awaitable[None]: ...
 
 
-TellCampaign = Callable[..., Awaitable[None]]  # (campaign, the campaign's signal method, *args)
+TellCampaign = Callable[..., Awaitable[None]]
+
+# An interval change applies this long before the paid period ends: Stripe renews at the
+# period end, and a move to monthly after the renewal would follow a year's invoice.
+# Changing the interval resets the billing anchor, so monthly billing starts then.
+INTERVAL_CHANGE_LEAD = timedelta(hours=1)  # (campaign, the campaign's signal method, *args)
 
 
 def terms(tiers: Tiers | None) -> Tiers:
@@ -274,6 +280,11 @@ class Subscription:
         await self._drop_pending_change()
         if (plan, interval) == (b.plan, b.interval):  # only undoing a scheduled downgrade
             return self._describe(b)
+        # annual -> monthly on the same tier: the year is paid, monthly billing starts when
+        # it ends (twelve months cost more than the annual price, but nothing is upgraded)
+        to_monthly = plan == b.plan and (b.interval, interval) == ("year", "month")
+        if to_monthly and workflow.patched(patches.BILLING_INTERVAL_AT_PERIOD_END):
+            return await self._at_period_end(req, plan, interval, INTERVAL_CHANGE_LEAD)
         if await self._is_upgrade(req, plan, interval):
             result: SubscriptionResult = await self._stripe(
                 StripeActivities.change_plan,
@@ -289,8 +300,17 @@ class Subscription:
             await self._apply_result(result, cause=f"subscription:{req.request_id}")
             return result
         # A downgrade: the customer keeps what they paid for until the period ends.
+        return await self._at_period_end(req, plan, interval)
+
+    async def _at_period_end(
+        self, req: SubscriptionRequest, plan: str, interval: str, lead: timedelta = timedelta(0)
+    ) -> SubscriptionResult:
+        """Schedule the move to ``plan`` / ``interval`` for the end of the paid period, less
+        ``lead`` (a ``customer-{id}/plan-change/{request}`` child)."""
+        b = self._billing
+        assert b.stripe_subscription_id
         child_id = campaign_workflow_id(self._state.customer_id, "plan-change", req.request_id)
-        apply_at = b.current_period_end or workflow.now()
+        apply_at = b.current_period_end - lead if b.current_period_end else workflow.now()
         await workflow.start_child_workflow(
             PlanChangeWorkflow.run,
             PlanChangeInput(

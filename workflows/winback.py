@@ -105,6 +105,9 @@ class WinbackWorkflow(ControlledCampaign):
                     "variant": input.variant,
                     "percent_off": input.percent_off,
                     "duration_months": input.duration_months,
+                    # the interval's price and the offer's words (an entity from before gives
+                    # none: the templates' own monthly wording)
+                    **({"offer": input.offer, "price": input.price} if input.offer else {}),
                     "links": {
                         "reactivate_url": {
                             "purpose": REACTIVATE_PURPOSE,

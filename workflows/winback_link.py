@@ -44,11 +44,13 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionResult,
     )
     from lifecycle.contracts.catalog import known_period, per_month_cents
+    from lifecycle.contracts.coupons import offer_words, price_words
     from lifecycle.contracts.customer import CustomerEvent, CustomerState
     from lifecycle.contracts.events import PauseEnded, SaveOfferExpired, customer_event, payload_of
     from lifecycle.contracts.policy import CampaignPolicy
     from lifecycle.contracts.stages import CANCELED, EXPIRED, LOST
     from lifecycle.contracts.tiers import Tier
+    from lifecycle.contracts.webhooks import ENTITLEMENTS_CHANGED
     from lifecycle.contracts.winback import (
         CANCEL_REASONS,
         CHURNED,
@@ -62,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         OFFER_WITHDRAWN,
         TRIAL,
         WINBACK_LOST,
+        AccessPauseRecord,
         CancellationRecord,
         OfferAnswer,
         PauseInput,
@@ -72,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
         WinbackInput,
     )
     from workflows import patches
+    from workflows.notify import publish
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
     from workflows.subscription import Subscription, terms
     from workflows.timeline import data_error, record_event
@@ -314,6 +318,8 @@ class WinbackLink:
                 PauseInput(cid, b.stripe_subscription_id, self._key("pause", offer.offer_id), resumes_at),
             )
             self._r.paused_until = resumes_at
+            if workflow.patched(patches.RETENTION_PAUSE_ACCESS):
+                await self._pause_access(offer.offer_id, resumes_at)
             self._watch_pause(offer.offer_id, resumes_at)
             return result
         if offer.kind == OFFER_DOWNGRADE:
@@ -323,20 +329,38 @@ class WinbackLink:
                     action="change", request_id=f"save-{offer.offer_id}", plan=offer.plan, interval=b.interval
                 )
             )
-        coupon: CouponResult = await self._sub._stripe(
-            StripeActivities.create_coupon,
-            CouponInput(
-                customer_id=cid,
-                idempotency_key=self._key("coupon", offer.offer_id),
-                percent_off=offer.percent_off,
-                duration="repeating",
-                duration_in_months=offer.months,
-                apply_to_subscription=b.stripe_subscription_id,
-            ),
+        coupon_input = CouponInput(
+            customer_id=cid,
+            idempotency_key=self._key("coupon", offer.offer_id),
+            percent_off=offer.percent_off,
+            duration="repeating",
+            duration_in_months=offer.months,
+            apply_to_subscription=b.stripe_subscription_id,
         )
+        if workflow.patched(patches.RETENTION_COUPON_BY_INTERVAL):  # the terms for the subscription's interval
+            coupon_input.offer_months, coupon_input.plan, coupon_input.interval = offer.months, b.plan, b.interval
+        coupon: CouponResult = await self._sub._stripe(StripeActivities.create_coupon, coupon_input)
         result = self._sub._describe(b)
         result.reason = f"coupon {coupon.coupon_id} applied"
         return result
+
+    async def _pause_access(self, offer_id: str, resumes_at: datetime, *, ended: bool = False) -> None:
+        """What the pause leaves of access (the policy's ``pause_access``), recorded for the
+        usage check and the entitlements and told to the product; ``ended``: restored."""
+        access = self._r.paused_access if ended else self._policy.save_offers.pause_access
+        assert access is not None
+        self._r.paused_access = None if ended else access
+        await self._record(
+            WinbackActivities.record_access_pause,
+            AccessPauseRecord(self._state.customer_id, offer_id, access, workflow.now(), resumes_at, ended=ended),
+        )
+        data: dict[str, Any] = (
+            {"reason": "pause_ended", "paused": False}
+            if ended
+            else {"reason": "paused", "paused": True, "access": access, "until": resumes_at.isoformat()}
+        )
+        await publish(self._state.customer_id, ENTITLEMENTS_CHANGED, data,
+                      key=f"pause-entitlements:{offer_id}:{'ended' if ended else 'began'}")
 
     def _watch_window(self, offer: SaveOffer) -> None:
         async def window() -> None:
@@ -381,7 +405,10 @@ class WinbackLink:
             b = self._state.billing
             if self._r.paused_until is None:
                 return
+            until = self._r.paused_until
             self._r.paused_until = None
+            if self._r.paused_access is not None:  # the pause limited access: restored
+                await self._pause_access(offer_id, until, ended=True)
             detail: dict[str, Any] = {"offer_id": offer_id}
             if b.live and b.stripe_subscription_id:
                 try:
@@ -406,22 +433,28 @@ class WinbackLink:
         r = self._r
         r.winbacks += 1
         r.winback_variant, r.winback_percent_off, r.winback_months = variant, policy.percent_off, policy.duration_months
-        await self._start_campaign(
-            CAMPAIGN,
-            WinbackWorkflow.run,
-            WinbackInput(
-                customer_id=self._state.customer_id,
-                n=r.winbacks,
-                variant=variant,
-                plan=self._state.billing.plan or self._state.plan,
-                steps=list(steps),
-                percent_off=policy.percent_off,
-                duration_months=policy.duration_months,
-                lost_after_days=policy.lost_after_days,
-                day_seconds=self._policy.day_seconds,
-            ),
-            str(r.winbacks),
+        plan = self._state.billing.plan or self._state.plan
+        winback = WinbackInput(
+            customer_id=self._state.customer_id,
+            n=r.winbacks,
+            variant=variant,
+            plan=plan,
+            steps=list(steps),
+            percent_off=policy.percent_off,
+            duration_months=policy.duration_months,
+            lost_after_days=policy.lost_after_days,
+            day_seconds=self._policy.day_seconds,
         )
+        tiers = terms(self._sub._tiers)
+        if workflow.patched(patches.RETENTION_COUPON_BY_INTERVAL) and plan in tiers.codes:
+            # what the emails say: the price of the interval the customer had, the offer's
+            # words true to the coupon reactivating will create (lifecycle/contracts/coupons.py)
+            interval = self._state.billing.interval or "month"
+            tier = tiers.get(plan)
+            cents = tier.annual_price_cents if interval == "year" else tier.monthly_price_cents
+            winback.interval, winback.price = interval, price_words(cents, interval)
+            winback.offer = offer_words(policy.percent_off, policy.duration_months, interval, cents)
+        await self._start_campaign(CAMPAIGN, WinbackWorkflow.run, winback, str(r.winbacks))
 
     async def winback_finished(self, outcome: str, cause: str) -> None:
         if outcome == WINBACK_LOST and self._state.stage in (CANCELED, EXPIRED):
@@ -449,16 +482,16 @@ class WinbackLink:
             coupon_id = None
             with_offer = bool(req.winback) and req.winback == r.winbacks and r.winback_percent_off > 0
             if with_offer:
-                coupon: CouponResult = await self._sub._stripe(
-                    StripeActivities.create_coupon,
-                    CouponInput(
-                        customer_id=cid,
-                        idempotency_key=self._key("winback", str(r.winbacks), "coupon"),
-                        percent_off=r.winback_percent_off,
-                        duration="repeating" if r.winback_months else "once",
-                        duration_in_months=r.winback_months or None,
-                    ),
+                coupon_input = CouponInput(
+                    customer_id=cid,
+                    idempotency_key=self._key("winback", str(r.winbacks), "coupon"),
+                    percent_off=r.winback_percent_off,
+                    duration="repeating" if r.winback_months else "once",
+                    duration_in_months=r.winback_months or None,
                 )
+                if workflow.patched(patches.RETENTION_COUPON_BY_INTERVAL):  # the terms for the plan's interval
+                    coupon_input.offer_months, coupon_input.plan, coupon_input.interval = r.winback_months, plan, interval
+                coupon: CouponResult = await self._sub._stripe(StripeActivities.create_coupon, coupon_input)
                 coupon_id = coupon.coupon_id
             result: SubscriptionResult = await self._sub._stripe(
                 StripeActivities.start_subscription,

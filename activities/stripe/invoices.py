@@ -14,6 +14,7 @@ from activities.stripe_answers import (
     invoice_outcome,
     pay_marker,
 )
+from lifecycle.billing.catalog_sync import active_price
 from lifecycle.billing.charges import PAYMENT, hard_declined_with, note_attempt
 from lifecycle.billing.client import (
     MD_CUSTOMER,
@@ -33,7 +34,27 @@ from lifecycle.contracts.billing import (
     RetryInvoiceInput,
     RetryInvoiceResult,
 )
+from lifecycle.contracts.coupons import CouponTerms, coupon_terms
 from lifecycle.db import session_scope
+
+
+def discounts_with(subscription: dict[str, Any], coupon_id: str) -> list[dict[str, str]]:
+    """The subscription's ``discounts`` with a discount for ``coupon_id`` added: Stripe
+    replaces the list on update, so each existing discount is named again (``{"discount":
+    id}``) and kept; a coupon already among them is not added twice."""
+    kept: list[dict[str, str]] = []
+    has_it = False
+    for d in subscription.get("discounts") or []:
+        if isinstance(d, str):  # not expanded: the discount's id
+            kept.append({"discount": d})
+            continue
+        if not isinstance(d, dict):
+            continue
+        coupon = d.get("coupon") or (d.get("source") or {}).get("coupon")
+        has_it = has_it or (coupon.get("id") if isinstance(coupon, dict) else coupon) == coupon_id
+        if d.get("id"):
+            kept.append({"discount": str(d["id"])})
+    return kept if has_it else [*kept, {"coupon": coupon_id}]
 
 
 class InvoiceCalls(CustomerCalls):
@@ -115,35 +136,62 @@ class InvoiceCalls(CustomerCalls):
     def coupon_id_for(key: str) -> str:
         return "lc-" + hashlib.sha256(key.encode()).hexdigest()[:20]
 
-    def _coupon(self, input: CouponInput) -> CouponResult:
+    def _offer_price(self, input: CouponInput) -> tuple[int, str, str]:
+        """(an invoice's amount before discounts, its currency, its interval) of the price the
+        offer discounts: the live subscription's, else the tier's for ``plan`` / ``interval``."""
+        if input.apply_to_subscription:
+            rec = self._subscription(input.apply_to_subscription)
+            return rec.gross_amount_cents, rec.currency, rec.interval or input.interval or "month"
+        if not input.plan:
+            raise business_error("plan: required for an offer coupon without a subscription")
+        with session_scope(self.sessions) as session:
+            price = active_price(session, input.plan, input.interval or "month")
+            return price.amount_cents, price.currency, price.interval
+
+    def _terms(self, input: CouponInput) -> CouponTerms:
+        if input.offer_months is not None:
+            if input.percent_off is None:
+                raise business_error("percent_off: required for an offer coupon")
+            cents, currency, interval = self._offer_price(input)
+            return coupon_terms(input.percent_off, input.offer_months, interval, cents, currency)
         if (input.percent_off is None) == (input.amount_off_cents is None):
             raise business_error("give exactly one of percent_off and amount_off_cents")
+        repeating = input.duration == "repeating"
+        return CouponTerms(
+            input.duration, percent_off=input.percent_off, amount_off_cents=input.amount_off_cents,
+            currency=input.currency if input.amount_off_cents is not None else None,
+            duration_in_months=(input.duration_in_months or 1) if repeating else None,
+        )
+
+    def _coupon(self, input: CouponInput) -> CouponResult:
         cid = self.coupon_id_for(input.idempotency_key)
         try:
-            self.client.v1.coupons.retrieve(cid)
+            coupon = to_plain(self.client.v1.coupons.retrieve(cid))
         except stripe.InvalidRequestError as exc:
             if exc.http_status != 404:
                 raise
+            terms = self._terms(input)
             params: dict[str, Any] = {
                 "id": cid,
-                "duration": input.duration,
+                "duration": terms.duration,
                 "metadata": {MD_CUSTOMER: input.customer_id, MD_KEY: input.idempotency_key},
             }
-            if input.percent_off is not None:
-                params["percent_off"] = input.percent_off
+            if terms.amount_off_cents is not None:
+                params["amount_off"] = terms.amount_off_cents
+                params["currency"] = terms.currency
             else:
-                params["amount_off"] = input.amount_off_cents
-                params["currency"] = input.currency
-            if input.duration == "repeating":
-                params["duration_in_months"] = input.duration_in_months or 1
-            self.client.v1.coupons.create(params=params, options=self._opts(input.idempotency_key))  # type: ignore[arg-type]  # params built up as a dict
+                params["percent_off"] = terms.percent_off
+            if terms.duration_in_months is not None:
+                params["duration_in_months"] = terms.duration_in_months
+            coupon = to_plain(self.client.v1.coupons.create(params=params, options=self._opts(input.idempotency_key)))  # type: ignore[arg-type]  # params built up as a dict
         applied = None
         if input.apply_to_subscription:
             apply_key = f"{input.idempotency_key}:apply"
             if self._recorded(apply_key) is None and not self.localstripe_compat:
+                existing = to_plain(self.client.v1.subscriptions.retrieve(input.apply_to_subscription))
                 self.client.v1.subscriptions.update(
                     input.apply_to_subscription,
-                    params={"discounts": [{"coupon": cid}]},
+                    params={"discounts": discounts_with(existing, cid)},  # type: ignore[arg-type]  # a list of dicts
                     options=self._opts(apply_key),
                 )
                 with session_scope(self.sessions) as session:
@@ -151,9 +199,17 @@ class InvoiceCalls(CustomerCalls):
             applied = input.apply_to_subscription
         with session_scope(self.sessions) as session:
             self._record(session, input.idempotency_key, "coupon", cid)
-        return CouponResult(coupon_id=cid, applied_to=applied)
+        amount = coupon.get("amount_off")
+        percent = coupon.get("percent_off")
+        return CouponResult(
+            coupon_id=cid, applied_to=applied, duration=coupon.get("duration"),
+            percent_off=float(percent) if percent not in (None, "") else None,
+            amount_off_cents=int(amount) if amount not in (None, "") else None,
+            currency=coupon.get("currency"),
+        )
 
     @activity.defn(name="stripe_create_coupon")
     async def create_coupon(self, input: CouponInput) -> CouponResult:
-        """Create an offer coupon (id derived from the step) and apply it if asked."""
+        """Create an offer coupon (id derived from the step) and apply it if asked, next to
+        the subscription's existing discounts."""
         return await self._run(self._coupon, input)

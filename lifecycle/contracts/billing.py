@@ -172,12 +172,23 @@ class CouponInput:
     duration: str = "once"  # once | repeating | forever
     duration_in_months: int | None = None
     apply_to_subscription: str | None = None  # apply now to this live subscription
+    # An offer ("percent_off % off for offer_months months", 0: the first month): the
+    # activity makes the terms right for the interval of the price it discounts (the
+    # subscription's, else ``plan`` / ``interval``'s) by lifecycle.contracts.coupons;
+    # ``duration``, ``duration_in_months`` and ``amount_off_cents`` are then not used.
+    offer_months: int | None = None
+    plan: str | None = None
+    interval: str | None = None
 
 
 @dataclass
 class CouponResult:
     coupon_id: str
     applied_to: str | None = None
+    duration: str | None = None  # what was created (once | repeating | forever)
+    percent_off: float | None = None
+    amount_off_cents: int | None = None
+    currency: str | None = None
 
 
 @dataclass

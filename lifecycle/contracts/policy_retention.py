@@ -65,14 +65,23 @@ class OfferRule:
     percent_off: float = 0.0
 
 
+# What a pause leaves of the customer's access (``save_offers.pause_access``).
+PAUSE_KEEP = "keep"  # everything, as if billed (the service given away)
+PAUSE_READ_ONLY = "read_only"  # features readable, no metered usage
+PAUSE_NONE = "none"  # no feature, no metered usage (the default)
+PAUSE_ACCESS = (PAUSE_KEEP, PAUSE_READ_ONLY, PAUSE_NONE)
+
+
 @dataclass
 class SaveOffersPolicy:
     """Cancellation save: one offer by reason, answered within ``window_days``, at most one
-    per customer per ``once_per_days``. A reason without an offer cancels at once."""
+    per customer per ``once_per_days``. A reason without an offer cancels at once. While an
+    accepted pause runs (no invoices), access is ``pause_access``: keep, read_only or none."""
 
     window_days: float = 7.0
     once_per_days: float = 365.0
     offers: dict[str, OfferRule] = field(default_factory=dict)
+    pause_access: str = PAUSE_NONE
 
 
 @dataclass
@@ -129,7 +138,10 @@ _OFFER_KINDS = ("pause", "downgrade", "coupon")
 
 
 def parse_save_offers(raw: Any) -> SaveOffersPolicy:
-    table(raw, "save_offers", {"window_days", "once_per_days", "offers"})
+    table(raw, "save_offers", {"window_days", "once_per_days", "offers", "pause_access"})
+    pause_access = str(raw.get("pause_access", PAUSE_NONE))
+    if pause_access not in PAUSE_ACCESS:
+        raise PolicyError(f"save_offers.pause_access: expected one of {', '.join(PAUSE_ACCESS)}, got {pause_access!r}")
     offers_raw = raw.get("offers", {})
     if not isinstance(offers_raw, dict):
         raise PolicyError("save_offers.offers: expected a table reason = {kind, months, percent_off}")
@@ -156,6 +168,7 @@ def parse_save_offers(raw: Any) -> SaveOffersPolicy:
         window_days=float(raw.get("window_days", 7)),
         once_per_days=float(raw.get("once_per_days", 365)),
         offers=offers,
+        pause_access=pause_access,
     )
     if policy.window_days <= 0 or policy.once_per_days < 0:
         raise PolicyError("save_offers: window_days must be positive, once_per_days not negative")

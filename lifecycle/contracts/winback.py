@@ -73,6 +73,7 @@ class WinbackState:
     offer: SaveOffer | None = None  # the latest save offer (open or decided)
     last_offer_at: datetime | None = None  # at most one offer per policy period
     paused_until: datetime | None = None  # an accepted pause: billing resumes then
+    paused_access: str | None = None  # what the pause leaves of access (keep | read_only | none)
     winbacks: int = 0  # win-back campaigns started (the n of customer-{id}/winback/{n})
     winback_variant: str | None = None  # churned | trial, of the latest
     winback_percent_off: float = 0.0  # the latest campaign's offer, applied on reactivation
@@ -107,6 +108,11 @@ class WinbackInput:
     duration_months: int = 0
     lost_after_days: float = 14.0  # after the last email with no answer: lost
     day_seconds: float = 86400.0
+    # what the emails say (lifecycle/contracts/coupons.py); "": an entity from before
+    # (the template's own monthly wording)
+    interval: str = "month"
+    price: str = ""  # "$49/month", "$490/year"
+    offer: str = ""  # "30% off for 3 months", "$36.75 off your next invoice (30% off 3 months)"
 
 
 @dataclass
@@ -127,6 +133,18 @@ class CancellationRecord:
     outcome: str  # offered | saved | canceled | cancel_scheduled
     at: datetime
     offer_id: str | None = None
+
+
+@dataclass
+class AccessPauseRecord:
+    """A pause's access, as the usage check reads it (the ``access_pauses`` row)."""
+
+    customer_id: str
+    offer_id: str
+    access: str  # keep | read_only | none
+    at: datetime  # the pause began (or, ``ended``, ended)
+    resumes_at: datetime
+    ended: bool = False
 
 
 @dataclass

@@ -24,7 +24,7 @@ from lifecycle.models.dunning import DunningCase, DunningRun, ManualPayment
 from lifecycle.models.email import EmailMessage, Suppression, TemplateVersion
 from lifecycle.models.idempotency import IdempotencyKey
 from lifecycle.models.policy import PolicyVersionRow
-from lifecycle.models.retention import CancellationRequest, Reactivation, SaveOfferRow
+from lifecycle.models.retention import AccessPause, CancellationRequest, Reactivation, SaveOfferRow
 from lifecycle.models.timeline import AuditEntry, LifecycleEvent
 from lifecycle.models.usage import SignalOutbox, UsageCounter, UsageEvent, UsageSignal
 from lifecycle.models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookEventRow
@@ -32,6 +32,7 @@ from lifecycle.models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookE
 __all__ = [
     "AuditEntry",
     "Base",
+    "AccessPause",
     "CancellationRequest",
     "Customer",
     "CustomerCard",

@@ -77,3 +77,18 @@ class Reactivation(Base):
     percent_off: Mapped[float] = mapped_column(Numeric(5, 2, asdecimal=False), default=0)
     duration_months: Mapped[int] = mapped_column(Integer, default=0)
     stripe_subscription_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class AccessPause(Base):
+    """A pause a customer accepted (a save offer): billing stops and access is what the
+    policy's ``save_offers.pause_access`` says (keep | read_only | none) until it ends.
+    The usage check and the entitlements read it; one row per customer (the latest)."""
+
+    __tablename__ = "access_pauses"
+
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    offer_id: Mapped[str] = mapped_column(String(64))
+    access: Mapped[str] = mapped_column(String(16))  # keep | read_only | none
+    paused_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(timezone=True))
+    resumes_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(timezone=True))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(timezone=True))  # None: in force

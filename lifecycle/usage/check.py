@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lifecycle.billing.dunning import overdue_reason, suspension
 from lifecycle.db import dialect_insert
 from lifecycle.models import UsageCounter, UsageEvent
+from lifecycle.retention.pauses import access_pause, paused_reason
 from lifecycle.usage.bulk_sql import CounterRow, insert_events
 from lifecycle.usage.parsing import check_against_customer, parse_event
 from lifecycle.usage.periods import load_customers
@@ -89,6 +90,11 @@ def record(
             used = used_in_period(session, ev.customer_id, ev.metric, period.start)
             session.commit()
             return result(False, used, overdue=overdue_reason(suspended))
+        paused = access_pause(session, ev.customer_id, now)
+        if paused is not None:  # a save offer's pause (read_only, none): no metered usage
+            used = used_in_period(session, ev.customer_id, ev.metric, period.start)
+            session.commit()
+            return result(False, used, paused=paused_reason(paused))
 
         row = {
             "customer_id": ev.customer_id, "metric": ev.metric, "quantity": ev.quantity,

@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.billing.dunning import overdue_reason, suspension
 from lifecycle.contracts import catalog
+from lifecycle.contracts.policy_retention import PAUSE_NONE
 from lifecycle.models import Subscription, UsageCounter
+from lifecycle.retention.pauses import access_pause, paused_reason
 from lifecycle.usage.periods import load_customers
 from lifecycle.usage.results import ZERO, UsageError, number
 
@@ -29,6 +31,10 @@ def for_customer(
         period = info.period_at(max(now, info.created_at))
         suspended = suspension(session, customer_id)
         overdue = overdue_reason(suspended) if suspended is not None else None
+        pause = access_pause(session, customer_id, now)
+        paused = None if pause is None else {
+            "access": pause.access, "until": pause.resumes_at.isoformat(), "reason": paused_reason(pause),
+        }
         used = {row.metric: row.used for row in session.execute(
             select(UsageCounter.metric, UsageCounter.used).where(
                 UsageCounter.customer_id == customer_id,
@@ -51,7 +57,8 @@ def for_customer(
             "remaining": number(max(amount - u, ZERO)) if amount is not None else None,
             "overage": number(max(u - amount, ZERO)) if amount is not None else 0,
             "percent": round(float(u / amount * 100), 2) if amount else None,
-            "allowed": overdue is None and not (lim is not None and lim.kind == "hard" and u >= amount),
+            "allowed": overdue is None and paused is None
+            and not (lim is not None and lim.kind == "hard" and u >= amount),
         }
     nxt = catalog.next_plan_up(plan.code)
     upgrades = {}
@@ -69,7 +76,9 @@ def for_customer(
         "stage": info.stage,
         # dunning suspended access: every check is refused with this reason until paid
         "suspended": {"reason": overdue, "since": suspended.since.isoformat()} if suspended else None,
-        "features": dict(plan.features),
+        # an accepted pause (a save offer): no metered usage; on "none" no feature either
+        "paused": paused,
+        "features": {f: on and not (paused and paused["access"] == PAUSE_NONE) for f, on in plan.features.items()},
         "period": {"start": period.start.isoformat(), "end": period.end.isoformat()},
         "metrics": metrics,
         "next_plan": None if nxt is None else {

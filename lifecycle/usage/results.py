@@ -112,6 +112,8 @@ class CheckResult:
     crossings: list[Crossing] = field(default_factory=list)
     # refused because a dunning suspended the customer's access: why (payment overdue)
     overdue: str | None = None
+    # refused because an accepted pause leaves no metered usage: why (until when)
+    paused: str | None = None
 
     @property
     def remaining(self) -> Decimal | None:
@@ -129,6 +131,8 @@ class CheckResult:
         reason = None
         if self.overdue:
             reason = self.overdue
+        elif self.paused:
+            reason = self.paused
         elif not self.allowed:
             reason = (
                 f"hard limit of {number(self.limit)} {self.metric} for this billing period "
@@ -138,6 +142,7 @@ class CheckResult:
             "allowed": self.allowed,
             "reason": reason,
             "payment_overdue": self.overdue is not None,
+            "paused": self.paused is not None,
             "duplicate": self.duplicate,
             "customer_id": self.customer_id,
             "metric": self.metric,

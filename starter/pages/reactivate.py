@@ -28,6 +28,7 @@ from temporalio.service import RPCError
 
 from lifecycle.billing.shapes import discounted
 from lifecycle.contracts import catalog
+from lifecycle.contracts.coupons import offer_words
 from lifecycle.contracts.customer import CustomerState
 from lifecycle.contracts.ids import customer_workflow_id
 from lifecycle.contracts.money import money
@@ -99,9 +100,11 @@ def _offer_text(state: CustomerState, link: Link) -> str | None:
     r = state.winback
     if not r.winback_percent_off or link.claims.get("winback") != r.winbacks:
         return None
-    months = r.winback_months
-    length = f"for {months} month{'s' if months != 1 else ''}" if months else "on your first invoice"
-    return f"{r.winback_percent_off:g}% off {length}"
+    interval = state.billing.interval or "month"
+    plan = catalog.PLANS_BY_CODE.get(state.billing.plan or state.plan)
+    cents = (plan.annual_price_cents if interval == "year" else plan.monthly_price_cents) if plan else 0
+    # the words the emails used, true to the coupon reactivating creates (one rule for both)
+    return offer_words(r.winback_percent_off, r.winback_months, interval, cents)
 
 
 def _card_url(settings: Settings, customer_id: str) -> str:

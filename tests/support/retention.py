@@ -43,11 +43,12 @@ class Retained:
     async def state(self, cid: str) -> CustomerState:
         return await self.client.get_workflow_handle(customer_workflow_id(cid)).query(CustomerWorkflow.state)
 
-    async def subscriber(self, plan: str = "professional", prefix: str = "ret") -> str:
+    async def subscriber(self, plan: str = "professional", prefix: str = "ret", interval: str = "month") -> str:
         """A customer who signed up and subscribed with a good card."""
         cid = new_customer_id(prefix)
         await signed_up(self.client, self.settings, self.sessions, cid)
-        r = await self.http.post(f"/v1/customers/{cid}/subscription", json={"plan": plan, "payment_method_id": "pm_card_visa"})
+        r = await self.http.post(f"/v1/customers/{cid}/subscription",
+                                 json={"plan": plan, "interval": interval, "payment_method_id": "pm_card_visa"})
         assert r.status_code == 201, r.text
         return cid
 

@@ -13,7 +13,7 @@ from alembic import op
 import lifecycle.models
 
 revision: str = "0023_policy_versions"
-down_revision: str | Sequence[str] | None = "0019_idempotency_keys"
+down_revision: str | Sequence[str] | None = "0022_access_pauses"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
