@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -14,9 +15,19 @@ from temporalio.worker import Worker
 from lifecycle.contracts.dunning import BY_CUSTOMER, PAID, ExtendGrace, InvoiceClosed, RetryNow
 from lifecycle.contracts.events import StripeSubscription
 from lifecycle.contracts.ops import WAIT_TIMER
+from lifecycle.models import DunningCase
 from lifecycle.settings import Settings
-from tests.support.dunning import cases, exists, failing_customer, mails, run_row, usage_check
+from tests.support.dunning import (
+    cases,
+    exists,
+    failing_customer,
+    mails,
+    run_row,
+    run_rows,
+    usage_check,
+)
 from tests.support.helpers import eventually, timeline
+from tests.test_dunning_workflow import policy_with, retries
 from worker import WORKFLOWS, build_activities, build_worker
 from workflows.dunning import DunningWorkflow
 
@@ -138,3 +149,36 @@ async def test_stripe_mode_hard_decline_waits_for_the_end_day(
         assert stripe_client.v1.subscriptions.retrieve(sub_id).status == "canceled"
         [ended] = ended_entries(session_factory, f.cid)
         assert ended["action"] == "cancel" and ended["days"] == pytest.approx(21, abs=0.1) and "by" not in ended
+
+
+async def test_a_second_dunning_of_the_same_invoice_mails_charges_and_keeps_both_records(
+    ts_env: WorkflowEnvironment, client: Client, stripe_settings: Settings, session_factory, synced,
+    stripe_acts, stripe_client, tmp_path,
+):
+    """Left past due on day 21, the same invoice fails again: the second dunning (the same
+    workflow id) sends its warning and charges its retry 1 in localstripe (its keys carry
+    the run), and both runs' rows stay in dunning_runs / dunning_cases."""
+    settings = stripe_settings.model_copy(update={
+        "policy_file": policy_with(tmp_path, end_action='"leave_past_due"'),
+    })
+    async with build_worker(client, settings, session_factory):
+        f = await failing_customer(client, settings, session_factory, stripe_acts, stripe_client)
+        await eventually(lambda: exists(f.dunning))
+        await ts_env.sleep(timedelta(days=21, hours=1))
+        assert await f.dunning.result() == "left_past_due"
+        first_retries = len(retries(session_factory, f.cid))
+        charged = charges(stripe_client, f.stripe_customer)
+        assert mails(session_factory, f.cid).count(WARNING) == 1
+
+        await f.fail("stripe:evt_fail_again", attempt=6)  # the same invoice, later
+        await eventually(lambda: mails(session_factory, f.cid).count(WARNING) == 2)
+        await ts_env.sleep(timedelta(days=1, hours=1))  # the second run's retry 1
+        await eventually(lambda: len(retries(session_factory, f.cid)) == first_retries + 1)
+        assert retries(session_factory, f.cid)[-1] == ("retry_1", "declined")
+        assert charges(stripe_client, f.stripe_customer) == charged + 1  # charged again, for real
+        rows = run_rows(session_factory, f.dunning_id())
+        assert [(r.state, r.ended) for r in rows] == [("left_past_due", True), ("warning", False)]
+        with session_factory() as s:
+            kept = list(s.scalars(select(DunningCase).where(DunningCase.invoice_id == f.invoice)
+                                  .order_by(DunningCase.id)))
+        assert [c.outcome for c in kept] == ["lost", "open"]

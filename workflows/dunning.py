@@ -232,6 +232,7 @@ class DunningWorkflow:
         return ended
 
     async def _run(self, input: DunningInput) -> str:
+        self._effects.begin()  # keys carry the run (patches.DUNNING_KEYS_BY_RUN)
         self._started_at = self._since = workflow.now()
         setup = self._setup = await workflow.execute_activity_method(
             DunningActivities.begin, input, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
@@ -426,7 +427,7 @@ class DunningWorkflow:
         workflow.upsert_search_attributes([DUNNING_STATE.value_set(stage.name)])
         await self._announce(was_suspended, f"stage:{stage.name}:{self._schedule.extension_days}")
         if stage.email is not None:
-            await self._effects.email(stage.email, self._context(), key=f"{workflow.info().workflow_id}/{stage.name}")
+            await self._effects.email(stage.email, self._context(), key=f"{self._effects.base}/{stage.name}")
 
     async def _retry(self, n: int | None, card: str | None = None) -> None:
         """Retry ``n`` of the schedule, or (None) one that ops asked for, or (``card``) every
@@ -446,7 +447,7 @@ class DunningWorkflow:
         step = step or label
         outcomes = []
         for inv in self._open() if card else self._retryable():  # a new card: hard declines too
-            key = f"{workflow.info().workflow_id}/{step}/{inv.invoice_id}"
+            key = f"{self._effects.base}/{step}/{inv.invoice_id}"
             result: RetryInvoiceResult | None
             try:
                 result = await workflow.execute_activity_method(
@@ -515,7 +516,7 @@ class DunningWorkflow:
                     await workflow.execute_activity_method(
                         StripeActivities.cancel_subscription,
                         CancelInput(cid, self._input.stripe_subscription_id,
-                                    f"{workflow.info().workflow_id}/end/cancel", at_period_end=False),
+                                    f"{self._effects.base}/end/cancel", at_period_end=False),
                         start_to_close_timeout=STRIPE_TIMEOUT,
                         retry_policy=STRIPE_RETRY,
                     )
@@ -533,7 +534,7 @@ class DunningWorkflow:
         step = self._policy.notices.ended
         if step is not None:
             await self._effects.email(step, {**self._context(), "end_action": action},
-                                      key=f"{workflow.info().workflow_id}/{step.name}")
+                                      key=f"{self._effects.base}/{step.name}")
         if self._finished:
             await report_finished(cid, CAMPAIGN, self._state)
 
@@ -554,7 +555,7 @@ class DunningWorkflow:
         step = self._policy.notices.recovered
         if paid and step is not None:
             await self._effects.email(step, recovered_context(paid, self._days()),
-                                      key=f"{workflow.info().workflow_id}/{step.name}")
+                                      key=f"{self._effects.base}/{step.name}")
         await report_finished(self._input.customer_id, CAMPAIGN, self._state)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
@@ -585,4 +586,5 @@ class DunningWorkflow:
             ended=self._finished,
             recovered_how=self._recovered_how,
             end_action=self._schedule.end_taken,
+            run_id=self._effects.run_id,
         )

@@ -40,10 +40,23 @@ class DunningEffects:
 
     def __init__(self, customer_id: str) -> None:
         self.customer_id = customer_id
+        self.run_id = ""  # set by begin: the run its keys carry ("" before patches.DUNNING_KEYS_BY_RUN)
+
+    def begin(self) -> None:
+        """Decide once, as the run begins, whether its keys carry the run: a second dunning
+        of the same invoice (the same workflow id) then sends and charges again."""
+        if workflow.patched(patches.DUNNING_KEYS_BY_RUN):
+            self.run_id = workflow.info().first_execution_run_id
+
+    @property
+    def base(self) -> str:
+        """Every key's start: the workflow id, and the run when keys carry it."""
+        wid = workflow.info().workflow_id
+        return f"{wid}@{self.run_id}" if self.run_id else wid
 
     async def record(self, kind: str, step: str, detail: dict[str, Any]) -> None:
         """A timeline entry, written once per ``step``."""
-        await record_event(self.customer_id, key=f"{workflow.info().workflow_id}:{step}", kind=kind,
+        await record_event(self.customer_id, key=f"{self.base}:{step}", kind=kind,
                            campaign=CAMPAIGN, detail=detail)
 
     async def save(self, snapshot: DunningSnapshot) -> None:
@@ -60,6 +73,8 @@ class DunningEffects:
         entitlements change. Once per state change (the event id comes from ``key``)."""
         if not workflow.patched(patches.DUNNING_WEBHOOKS):
             return
+        if self.run_id:  # a second run of the same invoice tells the product again
+            key = f"{self.run_id}:{key}"
         await publish(self.customer_id, DUNNING_STATE_CHANGED, {
             "state": state, "suspended": suspended,
             "since": since.isoformat() if since else None,
@@ -80,7 +95,7 @@ class DunningEffects:
         if step is None:
             return
         context = {"amount": money(inv.amount_due_cents, inv.currency), **extra}
-        await self.email(step, context, key=f"{workflow.info().workflow_id}/{step.name}/{inv.invoice_id}")
+        await self.email(step, context, key=f"{self.base}/{step.name}/{inv.invoice_id}")
 
 
 def email_context(open_invoices: list[DunningInvoice], schedule: DunningSchedule, days: float) -> dict[str, Any]:

@@ -270,6 +270,14 @@ DUNNING_STRIPE_WAITS = "dunning-stripe-waits"
 # signal). Since 2026-12-07. Deprecate when no DunningWorkflow started before 2026-12-07 is open.
 DUNNING_ENDS_WITH_THE_SUBSCRIPTION = "dunning-ends-with-the-subscription"
 
+# Every key of a dunning (emails, charges, the timeline, the product's webhooks, the
+# cancel) carries the run (its first-execution run id) and its rows in dunning_runs /
+# dunning_cases are the run's: a second dunning for the same invoice after one ended sends,
+# charges and records again instead of finding the first run's keys. Decided once, when the
+# dunning begins. Since 2026-12-07. Deprecate when no DunningWorkflow started before
+# 2026-12-07 is open.
+DUNNING_KEYS_BY_RUN = "dunning-keys-by-run"
+
 # --- RenewalWorkflow ----------------------------------------------------------------------
 
 # The reminder's context carries the renewal instant (``renewal.at``, ISO 8601), so the

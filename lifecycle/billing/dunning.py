@@ -56,13 +56,14 @@ def _outcome(inv: DunningInvoice, ended: bool) -> str:
 
 
 def save_snapshot(session: Session, snap: DunningSnapshot) -> None:
-    """Write the run and its invoices' cases (a full snapshot: saving it twice is harmless)."""
+    """Write the run and its invoices' cases (a full snapshot: saving it twice is harmless);
+    keyed by workflow id and run, so a second dunning of the same invoice keeps the first's."""
     # insert-or-ignore, then read and write the snapshot (a retried save at once: one row)
     insert_ignore(session, DunningRun, dict(
-        workflow_id=snap.workflow_id, customer_id=snap.customer_id, state=snap.state, since=snap.since,
-        started_at=snap.started_at, retry_mode=snap.retry_mode,
-    ), on=("workflow_id",))
-    run = session.get(DunningRun, snap.workflow_id)
+        workflow_id=snap.workflow_id, run_id=snap.run_id, customer_id=snap.customer_id, state=snap.state,
+        since=snap.since, started_at=snap.started_at, retry_mode=snap.retry_mode,
+    ), on=("workflow_id", "run_id"))
+    run = session.get(DunningRun, (snap.workflow_id, snap.run_id))
     assert run is not None
     run.state = snap.state
     run.since = snap.since
@@ -78,10 +79,11 @@ def save_snapshot(session: Session, snap: DunningSnapshot) -> None:
     run.end_action = snap.end_action
     for inv in snap.invoices:
         insert_ignore(session, DunningCase, dict(
-            invoice_id=inv.invoice_id, workflow_id=snap.workflow_id, customer_id=snap.customer_id,
-            failed_at=inv.failed_at or snap.started_at,
-        ), on=("invoice_id",))
-        case = session.scalars(select(DunningCase).where(DunningCase.invoice_id == inv.invoice_id)).one()
+            invoice_id=inv.invoice_id, workflow_id=snap.workflow_id, run_id=snap.run_id,
+            customer_id=snap.customer_id, failed_at=inv.failed_at or snap.started_at,
+        ), on=("invoice_id", "run_id"))
+        case = session.scalars(select(DunningCase).where(
+            DunningCase.invoice_id == inv.invoice_id, DunningCase.run_id == snap.run_id)).one()
         case.workflow_id = snap.workflow_id
         case.customer_id = snap.customer_id
         case.amount_cents = inv.amount_due_cents
@@ -121,7 +123,9 @@ def current_view(session: Session, customer_id: str) -> dict[str, Any] | None:
     if run is None:
         return None
     cases = session.scalars(
-        select(DunningCase).where(DunningCase.workflow_id == run.workflow_id).order_by(DunningCase.failed_at)
+        select(DunningCase)
+        .where(DunningCase.workflow_id == run.workflow_id, DunningCase.run_id == run.run_id)
+        .order_by(DunningCase.failed_at)
     )
     return {
         "workflow_id": run.workflow_id,

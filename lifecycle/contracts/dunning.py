@@ -158,6 +158,9 @@ class DunningSnapshot:
     ended: bool = False
     recovered_how: str | None = None
     end_action: str | None = None  # the end action taken, once taken
+    # the run (its first-execution run id) when its keys carry it (patches.DUNNING_KEYS_BY_RUN):
+    # each run of the same workflow id keeps its own rows; "" before
+    run_id: str = ""
 
 
 @dataclass

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,6 +26,9 @@ class DunningRun(Base):
     __tablename__ = "dunning_runs"
 
     workflow_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # the run's first-execution run id: a second dunning under the same workflow id (the
+    # same invoice) keeps its own row; "" for runs begun before keys carried the run
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True, default="", server_default="")
     customer_id: Mapped[str] = mapped_column(String(128), index=True)
     state: Mapped[str] = mapped_column(String(32))
     since: Mapped[dt.datetime]
@@ -40,6 +44,10 @@ class DunningRun(Base):
     # for the counters: suspended at some point; the end action taken (cancel, unpaid, ...)
     suspended_once: Mapped[bool] = mapped_column(Boolean, default=False)
     end_action: Mapped[str | None] = mapped_column(String(32))
+    # the end action's Stripe call failing (retried with backoff): its last error and since
+    # when; both None once Stripe confirmed it (or it needs no call)
+    end_action_error: Mapped[str | None] = mapped_column(Text)
+    end_action_failing_since: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     __table_args__ = (Index("ix_dunning_runs_suspended", "customer_id", "suspended"),)
@@ -51,8 +59,9 @@ class DunningCase(Base):
     __tablename__ = "dunning_cases"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    invoice_id: Mapped[str] = mapped_column(String(64), unique=True)
+    invoice_id: Mapped[str] = mapped_column(String(64))
     workflow_id: Mapped[str] = mapped_column(String(255), index=True)
+    run_id: Mapped[str] = mapped_column(String(64), default="", server_default="")  # as DunningRun's
     customer_id: Mapped[str] = mapped_column(String(128), index=True)
     amount_cents: Mapped[int] = mapped_column(Integer, default=0)
     currency: Mapped[str] = mapped_column(String(3), default="usd")
@@ -64,6 +73,8 @@ class DunningCase(Base):
     how: Mapped[str | None] = mapped_column(String(32))  # retry_<n> | card_update | manual | stripe | voided | ...
     closed_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("invoice_id", "run_id"),)  # one case per invoice and run
 
 
 class ManualPayment(Base):

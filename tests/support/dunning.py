@@ -149,13 +149,23 @@ def mail_texts(sessions: sessionmaker[Session], cid: str, template: str) -> list
 
 
 def run_row(sessions: sessionmaker[Session], workflow_id: str) -> DunningRun | None:
+    """The latest run's row under this workflow id (each run keeps its own)."""
     with sessions() as s:
-        return s.get(DunningRun, workflow_id)
+        return s.scalar(select(DunningRun).where(DunningRun.workflow_id == workflow_id)
+                        .order_by(DunningRun.started_at.desc()).limit(1))
+
+
+def run_rows(sessions: sessionmaker[Session], workflow_id: str) -> list[DunningRun]:
+    """Every run's row under this workflow id, oldest first."""
+    with sessions() as s:
+        return list(s.scalars(select(DunningRun).where(DunningRun.workflow_id == workflow_id)
+                              .order_by(DunningRun.started_at)))
 
 
 def cases(sessions: sessionmaker[Session], cid: str) -> dict[str, DunningCase]:
     with sessions() as s:
-        return {c.invoice_id: c for c in s.scalars(select(DunningCase).where(DunningCase.customer_id == cid))}
+        return {c.invoice_id: c for c in s.scalars(  # the latest run's case of each invoice
+            select(DunningCase).where(DunningCase.customer_id == cid).order_by(DunningCase.id))}
 
 
 def usage_check(sessions: sessionmaker[Session], cid: str) -> dict[str, Any]:

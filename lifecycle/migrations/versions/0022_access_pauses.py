@@ -14,7 +14,7 @@ from alembic import op
 import lifecycle.models
 
 revision: str = "0022_access_pauses"
-down_revision: str | Sequence[str] | None = "0019_idempotency_keys"
+down_revision: str | Sequence[str] | None = "0020_dunning_end_action"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
