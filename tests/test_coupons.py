@@ -20,7 +20,7 @@ from lifecycle.contracts.coupons import CouponTerms, coupon_terms, offer_words
         ((25, 3, "year", 49000), CouponTerms("once", amount_off_cents=3063, currency="usd"),
          "$30.63 off your next invoice (25% off 3 months)"),
         ((30, 0, "year", 49000, "EUR"), CouponTerms("once", amount_off_cents=1225, currency="eur"),
-         "12.25 EUR off your next invoice (30% off your first month)"),
+         "€12.25 off your next invoice (30% off your first month)"),
         # whole years: each of those annual invoices at P % (exactly what is promised)
         ((20, 12, "year", 49000), CouponTerms("repeating", percent_off=20, duration_in_months=12), "20% off for 12 months"),
         # quarterly: 3 months is one whole invoice, 1 month a third of one

@@ -20,7 +20,7 @@ from lifecycle.settings import Settings
 from starter.api.app import create_app
 from tests.support.dunning import cases, exists, failing_customer, mails, run_row
 from tests.support.helpers import eventually, timeline
-from tests.support.stripe import signed_event
+from tests.support.stripe import charges, signed_event
 from worker import build_worker
 from workflows.dunning import DunningWorkflow
 
@@ -112,8 +112,7 @@ async def test_stripe_mode_follows_smart_retries_and_never_charges(
                   now + 2)
     assert await f.dunning.result() == "canceled"
     assert retries(session_factory, f.cid) == []
-    pis = stripe_client.v1.payment_intents.list(params={"limit": 100}).data
-    assert len([p for p in pis if p.customer == f.stripe_customer]) == 1  # the first charge only
+    assert charges(stripe_client, f.stripe_customer) == 1  # the first charge only
     ended = next(e for e in timeline(session_factory, f.cid) if e.kind == "dunning_ended")
     assert ended.detail["days"] < 9 and ended.detail["by"] == "stripe"
 

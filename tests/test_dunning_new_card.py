@@ -21,7 +21,7 @@ from lifecycle.models import Invoice, Payment
 from starter.api.app import create_app
 from tests.support.dunning import cases, exists, failing_customer
 from tests.support.helpers import eventually, timeline
-from tests.support.stripe import FAILING_CARD, GOOD_CARD, add_card, signed_event
+from tests.support.stripe import FAILING_CARD, GOOD_CARD, add_card, charges, signed_event
 from worker import build_worker
 
 AUTH = {"Authorization": "Bearer test-key"}
@@ -44,12 +44,6 @@ async def _webhook(api: httpx.AsyncClient, type: str, obj: Any, **kw: Any) -> st
     return str(event["id"])
 
 
-def _charges(client: stripe.StripeClient, stripe_cus: str) -> int:
-    """Charge attempts in Stripe for one customer: localstripe makes a payment intent per pay."""
-    pis = client.v1.payment_intents.list(params={"limit": 100}).data
-    return len([p for p in pis if p.customer == stripe_cus])
-
-
 def _card_retries(session_factory, cid: str) -> list[tuple[str, str]]:
     return [(e.detail["retry"], e.detail["outcome"]) for e in timeline(session_factory, cid)
             if e.kind == "dunning_retry"]
@@ -60,7 +54,7 @@ async def test_a_new_default_card_pays_the_open_invoice_at_once_and_each_card_is
 ):
     f = await failing_customer(client, stripe_settings, session_factory, stripe_acts, stripe_client)
     await eventually(lambda: exists(f.dunning))
-    assert _charges(stripe_client, f.stripe_customer) == 1  # the subscription's first charge
+    assert charges(stripe_client, f.stripe_customer) == 1  # the subscription's first charge
 
     # 1. A new default that fails too (localstripe's own customer.updated: no previous
     #    attributes): retried at once, declined; the same card heard again through the
@@ -68,7 +62,7 @@ async def test_a_new_default_card_pays_the_open_invoice_at_once_and_each_card_is
     x = add_card(stripe_client, f.stripe_customer, FAILING_CARD)
     await _webhook(api, "customer.updated", stripe_client.v1.customers.retrieve(f.stripe_customer))
     await eventually(lambda: _card_retries(session_factory, f.cid) == [("card_update", "declined")])
-    assert _charges(stripe_client, f.stripe_customer) == 2
+    assert charges(stripe_client, f.stripe_customer) == 2
     await _webhook(api, "payment_method.attached", stripe_client.v1.payment_methods.retrieve(x))
     intent = stripe_client.v1.setup_intents.create(params={"customer": f.stripe_customer})
     intent = stripe_client.v1.setup_intents.confirm(intent.id, params={"payment_method": x})
@@ -90,11 +84,11 @@ async def test_a_new_default_card_pays_the_open_invoice_at_once_and_each_card_is
         assert mirrored is not None and mirrored.status == "paid"
     assert cases(session_factory, f.cid)[f.invoice].how == "card_update"
     await eventually(lambda: f.stage_is("active"))
-    assert _charges(stripe_client, f.stripe_customer) == 3  # one per card, none for the repeats
+    assert charges(stripe_client, f.stripe_customer) == 3  # one per card, none for the repeats
 
     await _webhook(api, "payment_method.attached", stripe_client.v1.payment_methods.retrieve(y))  # heard again
     await eventually(lambda: f.stage_is("active"))
-    assert _charges(stripe_client, f.stripe_customer) == 3
+    assert charges(stripe_client, f.stripe_customer) == 3
 
 
 async def test_a_hard_declined_invoice_is_paid_at_once_with_the_card_the_product_reports(
@@ -112,7 +106,7 @@ async def test_a_hard_declined_invoice_is_paid_at_once_with_the_card_the_product
     assert await f.dunning.result() == "recovered"
     assert _card_retries(session_factory, f.cid) == [("card_update", "paid")]
     assert stripe_client.v1.invoices.retrieve(f.invoice).status == "paid"
-    assert _charges(stripe_client, f.stripe_customer) == 2
+    assert charges(stripe_client, f.stripe_customer) == 2
 
 
 async def _hard_decline_mirrored(api: httpx.AsyncClient, stripe_client: stripe.StripeClient, f: Any) -> str:
@@ -149,7 +143,7 @@ async def test_a_card_that_hard_declined_the_invoice_is_not_charged_again_when_h
     await _webhook(api, "setup_intent.succeeded", intent)
 
     await eventually(lambda: _card_retries(session_factory, f.cid) == [("card_update", "card_hard_declined")])
-    assert _charges(stripe_client, f.stripe_customer) == 1  # the subscription's first charge only
+    assert charges(stripe_client, f.stripe_customer) == 1  # the subscription's first charge only
     assert stripe_client.v1.invoices.retrieve(f.invoice).status == "open"
     with session_factory() as s:
         assert s.scalar(select(Invoice.status).where(Invoice.stripe_invoice_id == f.invoice)) == "open"
@@ -171,7 +165,7 @@ async def test_a_card_the_network_updated_is_a_new_card_and_is_charged_again(
     await _webhook(api, "payment_method.automatically_updated", renewed)
 
     await eventually(lambda: _card_retries(session_factory, f.cid) == [("card_update", "declined")])
-    assert _charges(stripe_client, f.stripe_customer) == 2  # the first charge, and the updated card's
+    assert charges(stripe_client, f.stripe_customer) == 2  # the first charge, and the updated card's
     await _webhook(api, "payment_method.automatically_updated", renewed)  # heard again: once per card
     await eventually(lambda: f.stage_is("past_due"))
-    assert _charges(stripe_client, f.stripe_customer) == 2
+    assert charges(stripe_client, f.stripe_customer) == 2

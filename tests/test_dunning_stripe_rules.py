@@ -27,16 +27,12 @@ from tests.support.dunning import (
     usage_check,
 )
 from tests.support.helpers import eventually, timeline
+from tests.support.stripe import charges
 from tests.test_dunning_workflow import policy_with, retries
 from worker import WORKFLOWS, build_activities, build_worker
 from workflows.dunning import DunningWorkflow
 
 WARNING, SUSPENDED, ENDED = "dunning_warning", "dunning_suspended", "dunning_ended"
-
-
-def charges(stripe_client, stripe_customer: str) -> int:
-    pis = stripe_client.v1.payment_intents.list(params={"limit": 100}).data
-    return len([p for p in pis if p.customer == stripe_customer])
 
 
 def uncached_worker(client: Client, settings: Settings, session_factory) -> Worker:

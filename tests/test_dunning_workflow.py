@@ -25,7 +25,7 @@ from tests.support.dunning import (
     usage_check,
 )
 from tests.support.helpers import eventually, timeline
-from tests.support.stripe import GOOD_CARD, add_card
+from tests.support.stripe import GOOD_CARD, add_card, charges
 from worker import build_worker
 from workflows.dunning import DunningWorkflow
 
@@ -164,8 +164,7 @@ async def test_a_hard_decline_is_never_retried(
     await ts_env.sleep(timedelta(days=8))
     await eventually(lambda: SUSPENDED in mails(session_factory, f.cid))
     assert retries(session_factory, f.cid) == []
-    pis = stripe_client.v1.payment_intents.list(params={"limit": 100}).data
-    assert len([p for p in pis if p.customer == f.stripe_customer]) == 1  # the first charge only
+    assert charges(stripe_client, f.stripe_customer) == 1  # the first charge only
     assert cases(session_factory, f.cid)[f.invoice].hard_decline is True
 
 

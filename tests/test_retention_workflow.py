@@ -17,6 +17,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from lifecycle.billing.cards import record_card, set_default_card
+from lifecycle.billing.shapes import CardRec
 from lifecycle.contracts.customer import CustomerEvent, CustomerState
 from lifecycle.contracts.events import (
     Activation,
@@ -30,7 +32,7 @@ from lifecycle.contracts.events import (
 )
 from lifecycle.contracts.ids import customer_workflow_id, renewal_workflow_id
 from lifecycle.contracts.stages import ACTIVE, PAST_DUE
-from lifecycle.models import Customer, EmailMessage, LifecycleEvent, StripeEvent, Subscription
+from lifecycle.models import Customer, EmailMessage, LifecycleEvent, Subscription
 from lifecycle.settings import Settings
 from starter.signals.send import signal_customer, start_input
 from tests.support.helpers import add_customer, emails, eventually, timeline
@@ -119,15 +121,14 @@ async def test_annual_reminders_30_and_7_days_before_say_amount_card_and_how_to_
     c = await customer(client, settings, session_factory, "professional")
     now = await ts_env.get_current_time()
     period_end = now + timedelta(days=60)
-    # the billing mirror: the subscription after a 10 % coupon, and the card Stripe attached
+    # the billing mirror: the subscription after a 10 % coupon, and the customer's default card
     with session_factory() as s:
         s.get(Customer, c.id).stripe_customer_id = f"cus_{c.id}"  # type: ignore[union-attr]
         s.add(Subscription(stripe_subscription_id=f"sub_{c.id}", customer_id=c.id, plan_code="professional",
                            interval="year", amount_cents=44100, status="active", current_period_end=period_end))
-        s.add(StripeEvent(id=f"evt_pm_{c.id}", type="payment_method.attached", created=1, payload={
-            "id": f"evt_pm_{c.id}", "type": "payment_method.attached",
-            "data": {"object": {"id": "pm_1", "object": "payment_method", "customer": f"cus_{c.id}",
-                                "card": {"brand": "visa", "last4": "4242"}}}}))
+        s.flush()
+        record_card(s, CardRec("pm_1", f"cus_{c.id}", "visa", "4242", 12, 2030), 1)
+        set_default_card(s, c.id, "pm_1", 1)
         s.commit()
     await c.subscription("professional", "year", period_end)
     renewal_id = renewal_workflow_id(c.id, period_end)

@@ -28,6 +28,7 @@ from tests.support.stripe import (
     RecordingStripe,
     activities_at,
     add_card,
+    charges,
     customer_with_card,
     new_customer_id,
     subscribed,
@@ -130,8 +131,7 @@ async def test_failing_card_leaves_the_invoice_open_and_a_retry_after_a_good_car
     # The same step retried (e.g. after a worker crash) does not charge again.
     again = await stripe_acts.retry_invoice(RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:1"))
     assert again.outcome == "declined"
-    pis = stripe_client.v1.payment_intents.list(params={"limit": 100}).data
-    assert len([p for p in pis if p.customer == stripe_cus]) == 2  # creation + one retry
+    assert charges(stripe_client, stripe_cus) == 2  # creation + one retry
 
     add_card(stripe_client, stripe_cus, GOOD_CARD)  # the customer's new default is charged
     paid = await stripe_acts.retry_invoice(RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:2"))
@@ -177,7 +177,7 @@ async def test_a_retry_for_a_card_that_is_not_the_default_charges_nothing(
     attached = add_card(stripe_client, stripe_cus, GOOD_CARD, default=False)
     step = RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:card", payment_method_id=attached)
     assert (await stripe_acts.retry_invoice(step)).outcome == "not_default"
-    assert _charges(stripe_client, stripe_cus) == 1  # the subscription's own first charge only
+    assert charges(stripe_client, stripe_cus) == 1  # the subscription's own first charge only
     assert stripe_client.v1.invoices.retrieve(started.latest_invoice_id).status == "open"
 
 
@@ -222,12 +222,6 @@ async def test_a_card_attached_without_being_the_default_is_made_the_default_whe
     assert stripe_client.v1.customers.retrieve(cus.stripe_customer_id).invoice_settings.default_payment_method == pm
 
 
-def _charges(client: stripe.StripeClient, stripe_cus: str) -> int:
-    """Charge attempts in Stripe for one customer: localstripe makes a payment intent per pay."""
-    pis = client.v1.payment_intents.list(params={"limit": 100}).data
-    return len([p for p in pis if p.customer == stripe_cus])
-
-
 def _crash_after_paying(monkeypatch) -> list[str]:
     """The first record of a charge is lost with the process: Stripe was paid, we never knew."""
     real_record = StripeActivities._record
@@ -250,19 +244,19 @@ async def test_a_retry_killed_after_paying_and_before_recording_is_charged_once(
     cid, stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client, card=FAILING_CARD)
     started = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "business", f"{cid}:subscribe"))
     inv_id = started.latest_invoice_id
-    assert _charges(stripe_client, stripe_cus) == 1  # the subscription's own first charge
+    assert charges(stripe_client, stripe_cus) == 1  # the subscription's own first charge
 
     # declined: the activity's retry reports the decline Stripe recorded, it does not pay again
     crashed = _crash_after_paying(monkeypatch)
     step = RetryInvoiceInput(cid, inv_id, f"{cid}:dunning:retry_1")
     with pytest.raises(ConnectionError):
         await stripe_acts.retry_invoice(step)
-    assert crashed and _charges(stripe_client, stripe_cus) == 2
+    assert crashed and charges(stripe_client, stripe_cus) == 2
     retried = await stripe_acts.retry_invoice(step)
     assert (retried.outcome, retried.invoice_status, retried.failure_code) == ("declined", "open", "card_declined")
-    assert _charges(stripe_client, stripe_cus) == 2  # exactly one charge for the step
+    assert charges(stripe_client, stripe_cus) == 2  # exactly one charge for the step
     assert (await stripe_acts.retry_invoice(step)).outcome == "declined"  # and again: still one
-    assert _charges(stripe_client, stripe_cus) == 2
+    assert charges(stripe_client, stripe_cus) == 2
 
     # paid: the retry sees the invoice paid and reports it as this step's charge
     add_card(stripe_client, stripe_cus, GOOD_CARD)  # the customer's new default is charged
@@ -270,13 +264,13 @@ async def test_a_retry_killed_after_paying_and_before_recording_is_charged_once(
     step = RetryInvoiceInput(cid, inv_id, f"{cid}:dunning:retry_2")
     with pytest.raises(ConnectionError):
         await stripe_acts.retry_invoice(step)
-    assert crashed and _charges(stripe_client, stripe_cus) == 3
+    assert crashed and charges(stripe_client, stripe_cus) == 3
     paid = await stripe_acts.retry_invoice(step)
     assert (paid.outcome, paid.invoice_status, paid.charged) == ("paid", "paid", True)
-    assert _charges(stripe_client, stripe_cus) == 3
+    assert charges(stripe_client, stripe_cus) == 3
 
 
-async def test_a_retry_whose_pay_call_never_reached_stripe_still_charges(
+async def test_a_retry_whose_pay_call_never_reached_stripe_stillcharges(
     session_factory, stripe_acts, stripe_client, monkeypatch
 ):
     """The pending marker alone (nothing moved in Stripe) is no reason not to charge."""
@@ -292,11 +286,11 @@ async def test_a_retry_whose_pay_call_never_reached_stripe_still_charges(
     step = RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:retry_1")
     with pytest.raises(ConnectionError):
         await stripe_acts.retry_invoice(step)
-    assert _charges(stripe_client, stripe_cus) == 1
+    assert charges(stripe_client, stripe_cus) == 1
     monkeypatch.setattr(invoices, "pay", real_pay)
     retried = await stripe_acts.retry_invoice(step)
     assert retried.outcome == "declined"
-    assert _charges(stripe_client, stripe_cus) == 2
+    assert charges(stripe_client, stripe_cus) == 2
 
 
 async def test_a_retry_after_a_crash_between_stripes_answer_and_our_commit_creates_nothing_twice(

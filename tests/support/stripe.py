@@ -100,6 +100,15 @@ def add_card(client: stripe.StripeClient, stripe_customer_id: str, number: str =
     return pm.id
 
 
+def charges(client: stripe.StripeClient, stripe_customer_id: str) -> int:
+    """Charge attempts in Stripe for one customer (localstripe makes a payment intent per pay).
+
+    localstripe's list has no customer filter and returns its store oldest first, so every
+    page is read: with the first 100 only, a customer made late in a long run has none."""
+    pis = client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
+    return sum(1 for p in pis if p.customer == stripe_customer_id)
+
+
 async def customer_with_card(
     session_factory: sessionmaker[Session],
     acts: StripeActivities,
