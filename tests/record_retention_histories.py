@@ -36,7 +36,7 @@ from tests.support.stripe import signed_event
 from workflows.customer import CustomerWorkflow
 
 API_KEY = "record-key"
-CUSTOMERS = ("rec-r1", "rec-r2", "rec-r3", "rec-r4", "rec-r5", "rec-r6", "rec-r7", "rec-r8", "rec-r9")
+CUSTOMERS = ("rec-r1", "rec-r2", "rec-r3", "rec-r4", "rec-r5", "rec-r6", "rec-r7", "rec-r8", "rec-r9", "rec-r10")
 NAMES = (
     "customer_retention_offer_expired",
     "customer_retention_pause",
@@ -50,6 +50,7 @@ NAMES = (
     "customer_retention_annual_won_back",
     "winback_annual_reactivated",
     "customer_retention_pause_access",
+    "customer_retention_offer_ended_unheard",
 )
 
 
@@ -207,6 +208,17 @@ async def _run_paths(rec: Recording, api: httpx.AsyncClient) -> dict[str, str]:
     await _until("rec-r9 resumed", lambda: state("rec-r9"),
                  lambda s: s.winback.paused_until is None and s.winback.paused_access is None)
 
+    # 10. Stripe ended the subscription inside the window, unheard: the accept is refused
+    # (nothing restarted) and the window, armed again, closes the offer as asked
+    await subscribed("rec-r10")
+    offered = _ok("cancel", await api.delete("/v1/customers/rec-r10/subscription", params={"reason": "too_expensive"}))
+    make_stripe_client(rec.settings).v1.subscriptions.cancel(offered["stripe_subscription_id"])
+    late = await api.post(f"/v1/customers/rec-r10/subscription/offers/{offered['save_offer']['offer_id']}/accept")
+    if late.status_code != 409:
+        raise RecordingFailed(f"rec-r10: accept after the end: HTTP {late.status_code}: {late.text}")
+    await env.sleep(timedelta(days=8))
+    await _until("rec-r10 expired", lambda: state("rec-r10"), lambda s: s.winback.offer.status == "expired")
+
     return dict(zip(NAMES, (
         customer_workflow_id("rec-r1"),
         customer_workflow_id("rec-r2"),
@@ -220,6 +232,7 @@ async def _run_paths(rec: Recording, api: httpx.AsyncClient) -> dict[str, str]:
         customer_workflow_id("rec-r8"),
         campaign_workflow_id("rec-r8", "winback", "1"),
         customer_workflow_id("rec-r9"),
+        customer_workflow_id("rec-r10"),
     ), strict=True))
 
 

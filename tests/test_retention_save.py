@@ -148,6 +148,32 @@ async def test_a_renewal_inside_the_offer_window_ends_the_subscription_and_charg
     assert len(stripe_client.v1.invoices.list(params={"subscription": sub_id}).data) == 1
 
 
+async def test_accepting_after_stripe_ended_the_subscription_unheard_restarts_nothing(
+    ts_env, retained: Retained, stripe_client
+) -> None:
+    """The period ended inside the window and the webhook has not arrived yet: taking the
+    offer then must not subscribe the customer again (nor charge them)."""
+    cid = await retained.subscriber()
+    body = await _cancel(retained, cid, "too_expensive")
+    sub_id, offer_id = body["stripe_subscription_id"], body["save_offer"]["offer_id"]
+    customer = str(stripe_client.v1.subscriptions.retrieve(sub_id).customer)
+    stripe_client.v1.subscriptions.cancel(sub_id)  # Stripe's period end; the entity not told yet
+
+    late = await retained.http.post(f"/v1/customers/{cid}/subscription/offers/{offer_id}/accept")
+
+    assert late.status_code == 409 and "ended meanwhile" in late.json()["detail"], late.text
+    subs = stripe_client.v1.subscriptions.list(params={"customer": customer, "status": "all"}).data
+    assert [s.status for s in subs] == ["canceled"]
+    assert len(stripe_client.v1.invoices.list(params={"customer": customer}).data) == 1
+    assert (await retained.state(cid)).winback.offer.status == "open"  # it expires as asked
+    from tests.support.helpers import eventually
+
+    await ts_env.sleep(timedelta(days=8))
+    await eventually(lambda: [o.status for o in retained.offers(cid)] == ["expired"], timeout=30)
+    await eventually(lambda: _stage(retained, cid, "canceled"), timeout=30)
+    assert len(stripe_client.v1.subscriptions.list(params={"customer": customer, "status": "all"}).data) == 1
+
+
 async def _stage(ret: Retained, cid: str, stage: str) -> bool:
     return (await ret.state(cid)).stage == stage
 

@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         OFFER_DECLINED,
         OFFER_DOWNGRADE,
         OFFER_EXPIRED,
+        OFFER_OPEN,
         OFFER_PAUSE,
         OFFER_WITHDRAWN,
         TRIAL,
@@ -232,7 +233,7 @@ class WinbackLink:
         result: SubscriptionResult = await self._sub._stripe(
             StripeActivities.reactivate_subscription,
             ReactivateInput(self._state.customer_id, self._key("release", offer.offer_id),
-                            stripe_subscription_id=b.stripe_subscription_id),
+                            stripe_subscription_id=b.stripe_subscription_id, undo_only=True),
         )
         await self._sub._apply_result(result, cause=f"save-offer:{offer.offer_id}:{request_id}")
 
@@ -279,7 +280,16 @@ class WinbackLink:
             if not accept:
                 return await self._go_ahead(offer, "declined")
             if offer.holds_cancel:
-                await self._release(offer, ans.request_id)
+                try:  # a subscription Stripe ended meanwhile (unheard) is not restarted
+                    await self._release(offer, ans.request_id)
+                except ApplicationError as err:
+                    if err.type != "SubscriptionEnded":
+                        raise
+                    # still open: its window (whose timer the answer ended) closes it as asked
+                    offer.status, offer.decided_at = OFFER_OPEN, None
+                    self._watch_window(offer)
+                    raise ApplicationError(f"offer {offer.offer_id}: the subscription has ended meanwhile",
+                                           type=OFFER_CLOSED, non_retryable=True) from err
             result = await self._apply(offer, ans.request_id)
             await self._record_offer(offer, "accepted")
             await self._record_cancellation(self._request_of(offer), "saved", offer.offer_id)

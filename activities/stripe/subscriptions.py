@@ -157,6 +157,8 @@ class SubscriptionCalls(CustomerCalls):
                 if not rec.cancel_at_period_end:
                     return self._result(rec, OUTCOME_UNCHANGED)
                 return self._set_cancel_at_period_end(rec, False, input.idempotency_key, OUTCOME_ACTIVE)
+            if input.undo_only:
+                raise business_error(f"subscription {rec.id} is {rec.status}: it has ended", "SubscriptionEnded")
             with session_scope(self.sessions) as session:
                 old_plan, old_interval = plan_of(session, rec)
             plan, interval = plan or old_plan, old_interval or interval

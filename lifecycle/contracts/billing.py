@@ -127,6 +127,9 @@ class ReactivateInput:
     plan: str | None = None  # needed when the old subscription has ended
     interval: str = "month"
     coupon: str | None = None
+    # only take back a cancel at period end: a subscription that has ended is refused
+    # (SubscriptionEnded), never replaced by a new one (a save offer's hold released)
+    undo_only: bool = False
 
 
 @dataclass
