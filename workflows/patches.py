@@ -202,3 +202,10 @@ DUNNING_ENDS_WITH_THE_SUBSCRIPTION = "dunning-ends-with-the-subscription"
 # dunning begins. Since 2026-12-07. Deprecate when no DunningWorkflow started before
 # 2026-12-07 is open.
 DUNNING_KEYS_BY_RUN = "dunning-keys-by-run"
+
+# The end action cancel is recorded (state canceled, dunning_ended, the entity told) only
+# after Stripe confirms it; a call failing beyond its activity retries is tried again with
+# backoff (5 min doubling to 1 h) for as long as it fails, the run meanwhile "canceling"
+# with the error saved (metrics, ops digest, customer view). Decided when the end action
+# is taken. Since 2026-12-07. Deprecate when no DunningWorkflow started before 2026-12-07 is open.
+DUNNING_END_CONFIRMED = "dunning-end-confirmed"
