@@ -29,6 +29,7 @@ from tests.support.dunning import (
     usage_check,
 )
 from tests.support.helpers import eventually, timeline
+from tests.support.stripe import GOOD_CARD, add_card
 from tests.test_dunning_workflow import policy_with, retries
 from worker import WORKFLOWS, build_activities, build_worker
 from workflows.dunning import DunningWorkflow
@@ -262,3 +263,33 @@ async def test_a_failing_cancel_is_retried_and_shown_until_stripe_confirms_it(
         assert end_failing_gauge(session_factory) == 0
         await eventually(lambda: f.stage_is("canceled"))
         assert ENDED in mails(session_factory, f.cid)
+
+
+async def test_an_outage_on_day_7_keeps_retry_4_for_when_stripe_is_back(
+    ts_env: WorkflowEnvironment, client: Client, stripe_settings: Settings, session_factory, synced,
+    stripe_acts, stripe_client,
+):
+    """Stripe unreachable on day 7: retry 4's call fails beyond its activity retries. The
+    retry is not used up: once Stripe is back it runs (a new default card: paid in
+    localstripe) and the dunning ends recovered by retry 4."""
+    down = stripe_settings.model_copy(update={"stripe_api_base": "http://127.0.0.1:9"})
+    async with uncached_worker(client, stripe_settings, session_factory):
+        f = await failing_customer(client, stripe_settings, session_factory, stripe_acts, stripe_client)
+        await eventually(lambda: exists(f.dunning))
+        await ts_env.sleep(timedelta(days=6))
+        await eventually(lambda: [r for r, _ in retries(session_factory, f.cid)] == ["retry_1", "retry_2", "retry_3"])
+        await quiet_on_its_timer(f.dunning)
+    async with uncached_worker(client, down, session_factory):
+        await ts_env.sleep(timedelta(days=1, hours=1))  # day 7: retry 4 reaches no Stripe
+        await eventually(lambda: len(retries(session_factory, f.cid)) == 4, timeout=120)
+        assert retries(session_factory, f.cid)[-1][0] == "retry_4"
+        assert retries(session_factory, f.cid)[-1][1].startswith("error")
+        await eventually(lambda: SUSPENDED in mails(session_factory, f.cid))
+        await quiet_on_its_timer(f.dunning)
+    add_card(stripe_client, f.stripe_customer, GOOD_CARD)  # the new default
+    async with uncached_worker(client, stripe_settings, session_factory):  # Stripe is back
+        await ts_env.sleep(timedelta(hours=4))
+        assert await asyncio.wait_for(f.dunning.result(), timeout=60) == "recovered"
+    assert retries(session_factory, f.cid)[-1] == ("retry_4", "paid")
+    assert stripe_client.v1.invoices.retrieve(f.invoice).status == "paid"
+    assert cases(session_factory, f.cid)[f.invoice].how == "retry_4"

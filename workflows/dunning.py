@@ -454,8 +454,11 @@ class DunningWorkflow:
             assert n is not None
             self._schedule.retried.append(n)
             reason, label = "", f"retry_{n}"
+            if again := self._schedule.reruns.get(n):  # after an outage (DUNNING_OUTAGE_KEEPS_RETRY)
+                step = f"{label}/again_{again}"
         step = step or label
         outcomes = []
+        answered = unanswered = 0  # Stripe's answers, and calls that failed (an outage)
         for inv in self._open() if card else self._retryable():  # a new card: hard declines too
             key = f"{self._effects.base}/{step}/{inv.invoice_id}"
             result: RetryInvoiceResult | None
@@ -469,6 +472,7 @@ class DunningWorkflow:
                 outcome = result.outcome
             except ActivityError as err:
                 result, outcome = None, f"error: {_message(err)}"
+            answered, unanswered = (answered + 1, unanswered) if result else (answered, unanswered + 1)
             if outcome == NOT_CHARGED_CARD:
                 continue  # the new card is not what this invoice is charged with: nothing happened
             outcomes.append(f"{inv.invoice_id}: {outcome}")
@@ -503,6 +507,8 @@ class DunningWorkflow:
                     inv.hard_decline = True
                     await self._effects.notice(self._policy.notices.card_update, inv,
                                                {"decline_code": inv.decline_code or result.outcome})
+        if n is not None and unanswered and not answered and workflow.patched(patches.DUNNING_OUTAGE_KEEPS_RETRY):
+            self._schedule.defer_retry(n, workflow.now())  # Stripe never answered: the number is kept
         await self._effects.save(self._snapshot())
         if manual:
             self._last_retry = "; ".join(outcomes) or "nothing to retry"

@@ -209,3 +209,10 @@ DUNNING_KEYS_BY_RUN = "dunning-keys-by-run"
 # with the error saved (metrics, ops digest, customer view). Decided when the end action
 # is taken. Since 2026-12-07. Deprecate when no DunningWorkflow started before 2026-12-07 is open.
 DUNNING_END_CONFIRMED = "dunning-end-confirmed"
+
+# Retry mode engine: a scheduled retry whose every Stripe call failed (StripeUnavailable
+# beyond the activity's retries) does not use up its number: it runs again a tenth of a
+# policy day later, under new keys (``…/retry_{n}/again_{k}/…``), until Stripe answers.
+# Decided when such a retry fails. Since 2026-12-07. Deprecate when no DunningWorkflow
+# started before 2026-12-07 is open.
+DUNNING_OUTAGE_KEEPS_RETRY = "dunning-outage-keeps-retry"
