@@ -25,7 +25,7 @@ from typing import Any
 
 from activities.stripe import StripeActivities
 from lifecycle.billing.client import make_stripe_client
-from lifecycle.contracts.events import PaymentMethodAdded
+from lifecycle.contracts.events import PaymentMethodAdded, StripeSubscription
 from lifecycle.contracts.ids import customer_workflow_id
 from tests.record_histories import main, save, stripe_recording
 from tests.support.dunning import exists, failing_customer
@@ -101,6 +101,20 @@ async def record(suffix: str = "v1") -> list[Path]:
             raise RecordingFailed(f"c: {outcome}")
         await _until("c active", lambda: c.stage_is("active"))
 
+        # 4. (v19 on) Stripe itself cancels the subscription mid-dunning
+        #    (customer.subscription.deleted): the subscription_ended signal ends it canceled
+        d = await failing_customer(client, rec.settings, rec.sessions, acts, stripe)
+        await _until("dunning d", lambda: exists(d.dunning))
+        await env.sleep(timedelta(days=2))
+        stripe.v1.subscriptions.cancel(d.sub.stripe_subscription_id)
+        await d.tell("stripe:evt_sub_deleted_record", StripeSubscription(
+            stripe_subscription_id=d.sub.stripe_subscription_id, stripe_customer_id=d.stripe_customer,
+            status="canceled", plan="business", interval="month", event_type="customer.subscription.deleted",
+        ))
+        if (outcome := await d.dunning.result()) != "canceled":
+            raise RecordingFailed(f"d: {outcome}")
+        await _until("d canceled", lambda: d.stage_is("canceled"))
+
         await asyncio.sleep(1)  # let the last workflow tasks complete before reading histories
         histories = {
             "dunning_recovered": a.dunning_id(),
@@ -109,6 +123,8 @@ async def record(suffix: str = "v1") -> list[Path]:
             "customer_dunning_canceled": customer_workflow_id(b.cid),
             "dunning_new_card": c.dunning_id(),
             "customer_dunning_new_card": customer_workflow_id(c.cid),
+            "dunning_subscription_ended": d.dunning_id(),
+            "customer_dunning_subscription_ended": customer_workflow_id(d.cid),
         }
         for name, wid in histories.items():
             written.append(await save(client, name, wid, suffix))

@@ -63,6 +63,8 @@ def test_there_are_histories_to_replay() -> None:
         "plan_change_dropped",
         "dunning_recovered",
         "dunning_canceled",
+        "dunning_subscription_ended",
+        "customer_dunning_subscription_ended",
         "customer_dunning_recovered",
         "customer_dunning_canceled",
         "card_expiry_reminded",

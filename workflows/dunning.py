@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         BY_STRIPE,
         CAMPAIGN,
         CANCELED,
+        CANCELING,
         CLOSED,
         ENGINE,
         LEFT_PAST_DUE,
@@ -81,7 +82,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.controls import EntityReports
     from workflows.dunning_effects import DunningEffects, email_context, recovered_context
     from workflows.dunning_schedule import RETRY, STAGE, DunningSchedule, retryable
-    from workflows.options import STORE_RETRY, STORE_TIMEOUT, STRIPE_RETRY, STRIPE_TIMEOUT
+    from workflows.options import (
+        DUNNING_END_RETRY_FIRST,
+        DUNNING_END_RETRY_MAX,
+        STORE_RETRY,
+        STORE_TIMEOUT,
+        STRIPE_RETRY,
+        STRIPE_TIMEOUT,
+    )
 
 
 def _message(err: ActivityError) -> str:
@@ -111,6 +119,8 @@ class DunningWorkflow:
         self._recovered_how: str | None = None
         self._wake = False
         self._cards_retried: list[str] = []  # card_changed: the cards already charged
+        self._end_error: str | None = None  # the end action's Stripe call failing (retried)
+        self._end_failing_since: datetime | None = None
 
     # --- messages -----------------------------------------------------------------------
 
@@ -444,8 +454,11 @@ class DunningWorkflow:
             assert n is not None
             self._schedule.retried.append(n)
             reason, label = "", f"retry_{n}"
+            if again := self._schedule.reruns.get(n):  # after an outage (DUNNING_OUTAGE_KEEPS_RETRY)
+                step = f"{label}/again_{again}"
         step = step or label
         outcomes = []
+        answered = unanswered = 0  # Stripe's answers, and calls that failed (an outage)
         for inv in self._open() if card else self._retryable():  # a new card: hard declines too
             key = f"{self._effects.base}/{step}/{inv.invoice_id}"
             result: RetryInvoiceResult | None
@@ -459,6 +472,7 @@ class DunningWorkflow:
                 outcome = result.outcome
             except ActivityError as err:
                 result, outcome = None, f"error: {_message(err)}"
+            answered, unanswered = (answered + 1, unanswered) if result else (answered, unanswered + 1)
             if outcome == NOT_CHARGED_CARD:
                 continue  # the new card is not what this invoice is charged with: nothing happened
             outcomes.append(f"{inv.invoice_id}: {outcome}")
@@ -493,6 +507,8 @@ class DunningWorkflow:
                     inv.hard_decline = True
                     await self._effects.notice(self._policy.notices.card_update, inv,
                                                {"decline_code": inv.decline_code or result.outcome})
+        if n is not None and unanswered and not answered and workflow.patched(patches.DUNNING_OUTAGE_KEEPS_RETRY):
+            self._schedule.defer_retry(n, workflow.now())  # Stripe never answered: the number is kept
         await self._effects.save(self._snapshot())
         if manual:
             self._last_retry = "; ".join(outcomes) or "nothing to retry"
@@ -509,7 +525,12 @@ class DunningWorkflow:
                                   "open_invoices": [i.invoice_id for i in self._open()]}
         if by_stripe:
             detail["by"] = BY_STRIPE
-        if action == "cancel":
+        if action == "cancel" and self._input.stripe_subscription_id and not by_stripe and (
+            workflow.patched(patches.DUNNING_END_CONFIRMED)
+        ):
+            await self._cancel_until_confirmed()  # canceled only once Stripe says so
+            self._state, self._suspended, self._finished = CANCELED, False, True
+        elif action == "cancel":
             self._state, self._suspended, self._finished = CANCELED, False, True
             if self._input.stripe_subscription_id and not by_stripe:
                 try:
@@ -537,6 +558,44 @@ class DunningWorkflow:
                                       key=f"{self._effects.base}/{step.name}")
         if self._finished:
             await report_finished(cid, CAMPAIGN, self._state)
+
+    async def _cancel_until_confirmed(self) -> None:
+        """Cancel the subscription in Stripe until Stripe confirms it. A call failing beyond
+        its activity retries (an outage) is tried again after 5 min, doubling up to an hour,
+        for as long as it fails; meanwhile the run is ``canceling`` (access stays as it is),
+        saved with the error and since when (``lifecycle_dunning_end_action_failing``, the
+        ops digest, the customer view) and recorded on the timeline once."""
+        assert self._input.stripe_subscription_id is not None
+        wait, attempt = DUNNING_END_RETRY_FIRST, 0
+        while True:
+            key = f"{self._effects.base}/end/cancel" + (f"/{attempt}" if attempt else "")
+            try:
+                await workflow.execute_activity_method(
+                    StripeActivities.cancel_subscription,
+                    CancelInput(self._input.customer_id, self._input.stripe_subscription_id, key,
+                                at_period_end=False),
+                    start_to_close_timeout=STRIPE_TIMEOUT,
+                    retry_policy=STRIPE_RETRY,
+                )
+                break
+            except ActivityError as err:
+                attempt += 1
+                self._state, self._end_error = CANCELING, _message(err)
+                self._end_failing_since = self._end_failing_since or workflow.now()
+                await self._effects.save(self._snapshot())
+                if attempt == 1:
+                    await self._effects.record("dunning_end_action_failing", "end-failing", {
+                        "action": "cancel", "error": self._end_error, "retry_in_seconds": wait.total_seconds(),
+                    })
+                await workflow.sleep(wait)
+                wait = min(wait * 2, DUNNING_END_RETRY_MAX)
+        if attempt:
+            self._end_error = None
+            await self._effects.record("dunning_end_action_confirmed", "end-confirmed", {
+                "action": "cancel", "attempts": attempt + 1,
+                "failing_since": self._end_failing_since.isoformat() if self._end_failing_since else None,
+            })
+            self._end_failing_since = None
 
     async def _end_recovered(self) -> str:
         was_suspended = self._suspended
@@ -587,4 +646,6 @@ class DunningWorkflow:
             recovered_how=self._recovered_how,
             end_action=self._schedule.end_taken,
             run_id=self._effects.run_id,
+            end_action_error=self._end_error,
+            end_action_failing_since=self._end_failing_since,
         )

@@ -50,6 +50,10 @@ class DunningSchedule:
     # Stripe ended the subscription itself (patches.DUNNING_ENDS_WITH_THE_SUBSCRIPTION):
     # canceled | unpaid, the end then (canceled: at once; unpaid: once the grace is over)
     stripe_ended: str | None = None
+    # a retry whose Stripe calls all failed (patches.DUNNING_OUTAGE_KEEPS_RETRY): not taken,
+    # due again at this time; how many times it ran so (its keys' ``again_{k}``)
+    deferred: dict[int, datetime] = field(default_factory=dict)
+    reruns: dict[int, int] = field(default_factory=dict)
 
     def begin(self, setup: DunningSetup, started_at: datetime) -> None:
         self.setup, self.started_at = setup, started_at
@@ -89,7 +93,7 @@ class DunningSchedule:
         if self.setup is not None and self.setup.retry_mode == ENGINE and retryable(open_invoices):
             for n, day in enumerate(self.policy.retry_days, start=1):
                 if n not in self.retried:
-                    candidates.append((self._at(day), RETRY, n))
+                    candidates.append((self._retry_at(n, day), RETRY, n))
                     break
         for i, stage in enumerate(self.policy.stages):
             if stage.name not in self.entered:
@@ -118,8 +122,21 @@ class DunningSchedule:
             return None
         for n, day in enumerate(self.policy.retry_days, start=1):
             if n not in self.retried:
-                return self._at(day)
+                return self._retry_at(n, day)
         return None
+
+    def _retry_at(self, n: int, day: float) -> datetime:
+        at = self._at(day)
+        again = self.deferred.get(n)
+        return max(at, again) if again is not None else at
+
+    def defer_retry(self, n: int, now: datetime) -> None:
+        """Retry ``n`` reached no Stripe answer: not taken, due again a tenth of a day later."""
+        assert self.setup is not None
+        if n in self.retried:
+            self.retried.remove(n)
+        self.reruns[n] = self.reruns.get(n, 0) + 1
+        self.deferred[n] = now + timedelta(seconds=self.setup.day_seconds / 10)
 
     def next_step(
         self, open_invoices: list[DunningInvoice], now: datetime

@@ -278,6 +278,20 @@ DUNNING_ENDS_WITH_THE_SUBSCRIPTION = "dunning-ends-with-the-subscription"
 # 2026-12-07 is open.
 DUNNING_KEYS_BY_RUN = "dunning-keys-by-run"
 
+# The end action cancel is recorded (state canceled, dunning_ended, the entity told) only
+# after Stripe confirms it; a call failing beyond its activity retries is tried again with
+# backoff (5 min doubling to 1 h) for as long as it fails, the run meanwhile "canceling"
+# with the error saved (metrics, ops digest, customer view). Decided when the end action
+# is taken. Since 2026-12-07. Deprecate when no DunningWorkflow started before 2026-12-07 is open.
+DUNNING_END_CONFIRMED = "dunning-end-confirmed"
+
+# Retry mode engine: a scheduled retry whose every Stripe call failed (StripeUnavailable
+# beyond the activity's retries) does not use up its number: it runs again a tenth of a
+# policy day later, under new keys (``…/retry_{n}/again_{k}/…``), until Stripe answers.
+# Decided when such a retry fails. Since 2026-12-07. Deprecate when no DunningWorkflow
+# started before 2026-12-07 is open.
+DUNNING_OUTAGE_KEEPS_RETRY = "dunning-outage-keeps-retry"
+
 # --- RenewalWorkflow ----------------------------------------------------------------------
 
 # The reminder's context carries the renewal instant (``renewal.at``, ISO 8601), so the

@@ -77,6 +77,8 @@ def save_snapshot(session: Session, snap: DunningSnapshot) -> None:
     run.recovered_how = snap.recovered_how
     run.suspended_once = bool(run.suspended_once) or snap.suspended
     run.end_action = snap.end_action
+    run.end_action_error = snap.end_action_error
+    run.end_action_failing_since = snap.end_action_failing_since
     for inv in snap.invoices:
         insert_ignore(session, DunningCase, dict(
             invoice_id=inv.invoice_id, workflow_id=snap.workflow_id, run_id=snap.run_id,
@@ -144,7 +146,23 @@ def current_view(session: Session, customer_id: str) -> dict[str, Any] | None:
         "next_retry_at": run.next_retry_at,
         "next_step": run.next_step,
         "next_step_at": run.next_step_at,
+        # the end action taken but not confirmed by Stripe (its call fails, retried): Stripe
+        # keeps billing until it succeeds
+        "end_action_failing": (
+            {"action": run.end_action, "error": run.end_action_error, "since": run.end_action_failing_since}
+            if run.end_action_error and not run.ended else None
+        ),
     }
+
+
+def end_actions_failing(session: Session) -> list[DunningRun]:
+    """The runs whose end action Stripe has not confirmed (its call fails and is retried),
+    longest failing first: the gauge ``lifecycle_dunning_end_action_failing`` and the digest."""
+    return list(session.scalars(
+        select(DunningRun)
+        .where(DunningRun.end_action_error.is_not(None), DunningRun.ended.is_(False))
+        .order_by(DunningRun.end_action_failing_since)
+    ))
 
 
 def days_between(a: dt.datetime, b: dt.datetime) -> float:

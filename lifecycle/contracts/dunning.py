@@ -38,6 +38,7 @@ RECOVERED = "recovered"  # every invoice paid (or closed): access back, stage ac
 CLOSED = "closed"  # no invoice left open, none paid (voided / uncollectible)
 CANCELED = "canceled"  # end action cancel
 UNPAID = "unpaid"  # end action unpaid: still suspended, waiting to be paid
+CANCELING = "canceling"  # end action cancel taken, Stripe has not confirmed it yet (its call fails)
 LEFT_PAST_DUE = "left_past_due"  # end action leave_past_due
 
 
@@ -161,6 +162,9 @@ class DunningSnapshot:
     # the run (its first-execution run id) when its keys carry it (patches.DUNNING_KEYS_BY_RUN):
     # each run of the same workflow id keeps its own rows; "" before
     run_id: str = ""
+    # the end action's Stripe call fails (retried with backoff): its last error, since when
+    end_action_error: str | None = None
+    end_action_failing_since: datetime | None = None
 
 
 @dataclass

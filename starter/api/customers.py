@@ -51,6 +51,12 @@ class DunningInvoiceView(BaseModel):
     hard_decline: bool
 
 
+class EndActionFailing(BaseModel):
+    action: str
+    error: str
+    since: datetime | None
+
+
 class DunningView(BaseModel):
     """The customer's dunning (running, else the last one), from the database: it reads while
     Temporal is down. Written by the dunning workflow at every change."""
@@ -67,6 +73,11 @@ class DunningView(BaseModel):
     next_retry_at: datetime | None
     next_step: str | None
     next_step_at: datetime | None
+    # the end action taken but not confirmed by Stripe: its call fails and is retried, and
+    # Stripe keeps billing until it succeeds (state "canceling")
+    end_action_failing: EndActionFailing | None = None
+
+
 class RetentionView(BaseModel):
     """The retention campaigns as the entity remembers them (workflows/retention.py)."""
 

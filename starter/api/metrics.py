@@ -24,12 +24,13 @@ from prometheus_client import (
     Gauge,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.billing.charges import stripe_retries_count
 from lifecycle.billing.dunning import counts as dunning_counts
+from lifecycle.billing.dunning import end_actions_failing
 from lifecycle.webhooks.deliveries import counts as webhook_counts
 
 router = APIRouter(tags=["ops"])
@@ -73,6 +74,7 @@ class DunningCollector:
         with self._sessions() as session:
             found = dunning_counts(session)
             stripe_retries = stripe_retries_count(session)
+            failing = len(end_actions_failing(session))
         for name, help_text in DUNNING_HELP.items():
             family = CounterMetricFamily(f"lifecycle_dunning_{name}", help_text)
             family.add_metric([], found[name])
@@ -83,6 +85,12 @@ class DunningCollector:
         )
         family.add_metric([], stripe_retries)
         yield family
+        gauge = GaugeMetricFamily(
+            "lifecycle_dunning_end_action_failing",
+            "dunning runs whose end action (the cancel) Stripe has not confirmed: its call fails and is retried",
+        )
+        gauge.add_metric([], failing)
+        yield gauge
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -163,6 +163,16 @@ def customer_show(customer_id: str) -> None:
                 f"{safe(sub.status)}, period ends {ends}{cancel}  ({safe(sub.stripe_subscription_id)})"
             )
         stripe_ids = (customer.stripe_customer_id, sub.stripe_subscription_id if sub else None)
+        from lifecycle.billing.dunning import current_view
+
+        dunning = current_view(session, customer_id)
+        if dunning is not None and not dunning["ended"]:
+            console.print(f"dunning: {safe(dunning['state'])}"
+                          f"{', access suspended' if dunning['suspended'] else ''}")
+        if dunning is not None and (failing := dunning["end_action_failing"]):
+            console.print(f"[red]dunning end action {safe(failing['action'])} not confirmed by Stripe "
+                          f"(failing since {failing['since']:%Y-%m-%d %H:%M} UTC, retried): "
+                          f"{safe(failing['error'])}; Stripe keeps billing until it succeeds[/red]")
 
         from starter.cli.retention import retention_lines
 
