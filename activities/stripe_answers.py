@@ -9,7 +9,7 @@ from typing import Any
 import stripe
 from temporalio.exceptions import ApplicationError
 
-from lifecycle.billing.shapes import is_hard_decline
+from lifecycle.billing.payment_shapes import is_hard_decline
 from lifecycle.contracts.billing import RetryInvoiceResult
 
 # The ApplicationError types a Stripe SDK error becomes; starter/api/stripe_errors.py turns

@@ -237,7 +237,7 @@ async def test_the_renewal_reminder_quotes_the_preview_and_the_default_card(emai
     from activities.retention import RetentionActivities
     from activities.stripe.previews import RenewalPreviews
     from lifecycle.billing.cards import record_card, set_default_card
-    from lifecycle.billing.shapes import CardRec
+    from lifecycle.billing.payment_shapes import CardRec
     from lifecycle.contracts.policy import EmailStep
     from lifecycle.contracts.retention import RenewalInput, RenewalTermsInput
     from workflows.renewal import reminder_context

@@ -14,8 +14,9 @@ import stripe
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lifecycle.billing.event_shapes import parse_event
 from lifecycle.billing.handlers import apply_event
-from lifecycle.billing.shapes import parse_event, to_plain
+from lifecycle.billing.shapes import to_plain
 from lifecycle.db import database, session_scope, upgrade
 from lifecycle.models import CustomerCard, SignalOutbox
 from tests.support.helpers import add_customer
@@ -103,7 +104,7 @@ def test_the_same_card_and_default_written_by_eight_events_at_once_is_one_row_ea
     from concurrent.futures import ThreadPoolExecutor
 
     from lifecycle.billing.cards import record_card, set_default_card
-    from lifecycle.billing.shapes import CardRec
+    from lifecycle.billing.payment_shapes import CardRec
     from lifecycle.models import StripePaymentMethod
 
     add_customer(sessions, "race-1")

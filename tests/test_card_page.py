@@ -18,7 +18,8 @@ import stripe
 from sqlalchemy import select
 
 from lifecycle.billing.client import make_stripe_client
-from lifecycle.billing.shapes import payment_method_charged, to_plain
+from lifecycle.billing.payment_shapes import payment_method_charged
+from lifecycle.billing.shapes import to_plain
 from lifecycle.contracts.billing import StartSubscriptionInput
 from lifecycle.links import card_update_url, make_link_token
 from lifecycle.models import CustomerCard, Invoice, SignalOutbox

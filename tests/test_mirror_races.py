@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.billing.mirror import upsert_invoice, upsert_payment
-from lifecycle.billing.shapes import InvoiceRec, PaymentRec
+from lifecycle.billing.payment_shapes import PaymentRec
+from lifecycle.billing.shapes import InvoiceRec
 from lifecycle.db import database, session_scope, upgrade
 from lifecycle.models import Invoice, Payment
 

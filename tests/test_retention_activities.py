@@ -10,7 +10,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.retention import RetentionActivities
 from lifecycle.billing.cards import record_card, set_default_card
-from lifecycle.billing.shapes import CardRec
+from lifecycle.billing.payment_shapes import CardRec
 from lifecycle.contracts.retention import RenewalTerms, RenewalTermsInput
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.models import Customer, StripeEvent, Subscription

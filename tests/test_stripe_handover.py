@@ -10,7 +10,8 @@ import time
 from typing import Any
 
 from lifecycle.billing.handlers import HANDLED_EVENTS, handler_for
-from lifecycle.billing.shapes import is_hard_decline, parse_invoice, parse_subscription, to_plain
+from lifecycle.billing.payment_shapes import is_hard_decline
+from lifecycle.billing.shapes import parse_invoice, parse_subscription, to_plain
 from lifecycle.billing.webhooks import process_event, record_event
 from lifecycle.contracts.customer import CustomerEvent
 from lifecycle.db import session_scope

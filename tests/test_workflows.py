@@ -435,8 +435,8 @@ async def test_a_quarterly_price_reaches_the_entity_with_its_interval_count(
     entity month x3 (not month), the entity keeps it and tells the product."""
     import time as _time
 
+    from lifecycle.billing.event_shapes import parse_event
     from lifecycle.billing.handlers import apply_event
-    from lifecycle.billing.shapes import parse_event
     from lifecycle.db import session_scope
     from lifecycle.models import Customer
     from tests.support.stripe import make_event

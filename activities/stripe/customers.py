@@ -15,12 +15,8 @@ from lifecycle.billing.client import (
     MD_CUSTOMER,
     MD_KEY,
 )
-from lifecycle.billing.shapes import (
-    parse_customer,
-    parse_invoice,
-    payment_method_charged,
-    to_plain,
-)
+from lifecycle.billing.payment_shapes import payment_method_charged
+from lifecycle.billing.shapes import parse_customer, parse_invoice, to_plain
 from lifecycle.contracts.billing import (
     EnsureCustomerInput,
     EnsureCustomerResult,

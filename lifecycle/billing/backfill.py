@@ -16,11 +16,11 @@ from lifecycle.billing.mirror import (
     upsert_payment,
     upsert_subscription,
 )
+from lifecycle.billing.payment_shapes import parse_payment
 from lifecycle.billing.prices import record_price, record_product
 from lifecycle.billing.shapes import (
     parse_customer,
     parse_invoice,
-    parse_payment,
     parse_price,
     parse_subscription,
     to_plain,

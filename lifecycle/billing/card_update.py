@@ -29,14 +29,8 @@ from lifecycle.billing.cards import record_card, set_default_card
 from lifecycle.billing.charges import note_attempt
 from lifecycle.billing.client import LOGGER_NAME, now_ts
 from lifecycle.billing.mirror import upsert_invoice
-from lifecycle.billing.shapes import (
-    CardRec,
-    InvoiceRec,
-    parse_card,
-    parse_invoice,
-    payment_method_charged,
-    to_plain,
-)
+from lifecycle.billing.payment_shapes import CardRec, parse_card, payment_method_charged
+from lifecycle.billing.shapes import InvoiceRec, parse_invoice, to_plain
 from lifecycle.contracts.events import PaymentMethodAdded, customer_event
 from lifecycle.contracts.stages import is_live
 from lifecycle.db import add_timeline_event, session_scope

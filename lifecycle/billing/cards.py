@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lifecycle.billing.shapes import CardRec
+from lifecycle.billing.payment_shapes import CardRec
 from lifecycle.contracts import catalog
 from lifecycle.contracts.events import DefaultCard, customer_event
 from lifecycle.db import insert_ignore

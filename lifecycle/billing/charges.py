@@ -12,7 +12,7 @@ invoice (the timeline entry ``stripe_retry_seen``, by the Stripe webhooks,
 in the ops digest.
 
 A card whose last attempt on an invoice was a hard decline (an expired, lost or stolen card:
-:data:`lifecycle.billing.shapes.HARD_DECLINES`, as the payments mirror has it) is not charged
+:data:`lifecycle.billing.payment_shapes.HARD_DECLINES`, as the payments mirror has it) is not charged
 again on that invoice until the card itself changes (Stripe's card account updater:
 ``payment_method.automatically_updated``, or new details: ``payment_method.updated``):
 :func:`hard_declined_with`. Never calls Stripe.
@@ -30,7 +30,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lifecycle.billing.client import LOGGER_NAME
-from lifecycle.billing.shapes import InvoiceRec, is_hard_decline
+from lifecycle.billing.payment_shapes import is_hard_decline
+from lifecycle.billing.shapes import InvoiceRec
 from lifecycle.db import add_timeline_event, insert_ignore
 from lifecycle.models import Invoice, LifecycleEvent, Payment, StripeEvent, StripeObject
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from lifecycle.billing.cards import default_card, record_card, set_default_card
+from lifecycle.billing.event_shapes import EventRec
 from lifecycle.billing.mirror import (
     MirrorResult,
     resolve_customer,
@@ -23,16 +24,13 @@ from lifecycle.billing.mirror import (
     upsert_payment,
     upsert_subscription,
 )
+from lifecycle.billing.payment_shapes import is_hard_decline, parse_card, parse_payment
 from lifecycle.billing.prices import record_price, record_product
 from lifecycle.billing.shapes import (
-    EventRec,
     InvoiceRec,
     SubscriptionRec,
-    is_hard_decline,
-    parse_card,
     parse_customer,
     parse_invoice,
-    parse_payment,
     parse_price,
     parse_subscription,
 )

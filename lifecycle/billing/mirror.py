@@ -16,8 +16,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from lifecycle.billing.client import LOGGER_NAME, MD_CUSTOMER
+from lifecycle.billing.payment_shapes import PaymentRec
 from lifecycle.billing.prices import record_price, resolve_tier
-from lifecycle.billing.shapes import InvoiceRec, PaymentRec, SubscriptionRec
+from lifecycle.billing.shapes import InvoiceRec, SubscriptionRec
 from lifecycle.contracts.stages import ENDED_STATUSES, stage_for_status
 from lifecycle.db import insert_ignore
 from lifecycle.models import Customer, Invoice, Payment, Subscription, SubscriptionChange

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.billing.charges import CHECKED_EVENTS, note_stripe_retry
 from lifecycle.billing.client import LOGGER_NAME
+from lifecycle.billing.event_shapes import parse_event
 from lifecycle.billing.handlers import Handover, apply_event
-from lifecycle.billing.shapes import parse_event, parse_invoice
+from lifecycle.billing.shapes import parse_invoice
 from lifecycle.db import insert_ignore, session_scope
 from lifecycle.models import StripeEvent
 from lifecycle.signal_outbox import backoff, enqueue

@@ -31,7 +31,8 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from lifecycle.billing.shapes import ShapeError, parse_event
+from lifecycle.billing.event_shapes import parse_event
+from lifecycle.billing.shapes import ShapeError
 from lifecycle.billing.webhooks import (
     PENDING_STATUSES,
     claim_stuck,
