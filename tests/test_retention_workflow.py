@@ -18,7 +18,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from lifecycle.billing.cards import record_card, set_default_card
-from lifecycle.billing.shapes import CardRec
+from lifecycle.billing.payment_shapes import CardRec
 from lifecycle.contracts.customer import CustomerEvent, CustomerState
 from lifecycle.contracts.events import (
     Activation,
