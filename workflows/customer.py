@@ -203,7 +203,11 @@ class CustomerWorkflow:
     @change_subscription.validator
     def _validate_change_subscription(self, req: SubscriptionRequest) -> None:
         """A request that does not fit the subscription is refused with the reason (the
-        update fails, the workflow does not)."""
+        update fails, the workflow does not). Until the run's version is loaded the
+        validator cannot judge (it would read the built-in catalog): it accepts, and the
+        handler decides under the lock once the version is in (see ``_judged``)."""
+        if not self._judged():
+            return
         refusal = self._subscription.refusal(req)
         if refusal is not None:
             raise ApplicationError(refusal)
@@ -222,11 +226,13 @@ class CustomerWorkflow:
 
     @accept_save_offer.validator
     def _validate_accept_save_offer(self, ans: OfferAnswer) -> None:
-        self._refuse(self._winback.answer_refusal(ans))
+        if self._judged():
+            self._refuse(self._winback.answer_refusal(ans))
 
     @decline_save_offer.validator
     def _validate_decline_save_offer(self, ans: OfferAnswer) -> None:
-        self._refuse(self._winback.answer_refusal(ans))
+        if self._judged():
+            self._refuse(self._winback.answer_refusal(ans))
 
     @workflow.update
     async def reactivate(self, req: ReactivateRequest) -> SubscriptionResult:
@@ -236,7 +242,15 @@ class CustomerWorkflow:
 
     @reactivate.validator
     def _validate_reactivate(self, req: ReactivateRequest) -> None:
-        self._refuse(self._winback.reactivate_refusal(req))
+        if self._judged():
+            self._refuse(self._winback.reactivate_refusal(req))
+
+    def _judged(self) -> bool:
+        """Whether a validator can decide now: not in a run continued with a version id
+        before that version is loaded (it would judge on the default policy and catalog).
+        Each handler waits for the version and asks the same question again under the lock;
+        a refusal there fails the update, not the workflow."""
+        return self._versions.loaded
 
     @staticmethod
     def _refuse(refused: tuple[str, str] | None) -> None:
