@@ -6,23 +6,31 @@ and activities on the time-skipping server, Stripe = localstripe, SQLite."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from temporalio import activity
 from temporalio.converter import value_to_type
+from temporalio.worker import Worker
 
+from activities.policy import PolicyActivities
 from lifecycle.contracts.customer import CustomerEvent, CustomerState, CustomerWorkflowInput
 from lifecycle.contracts.ids import customer_workflow_id
+from lifecycle.contracts.policy_versions import PolicyVersion, PolicyVersionQuery
 from lifecycle.contracts.tiers import tiers_from_catalog
 from starter.signals.policy import announce, publish_current
 from starter.signals.send import signal_customer, start_input
 from tests.support.helpers import add_customer, eventually, timeline
 from tests.support.retention import Retained
 from tests.support.stripe import new_customer_id
+from worker import WORKFLOWS, build_activities
+from workflows.customer import CustomerWorkflow
 
 pytestmark = pytest.mark.usefixtures("ts_env")
 
@@ -133,3 +141,56 @@ async def test_a_customer_of_the_previous_release_gets_the_winback_campaign_afte
     state = await _state_where(retained, cid, lambda s: "winback" in s.campaigns)
     assert state.campaigns["winback"] == f"customer-{cid}/winback/1"
     assert (await retained.client.get_workflow_handle(state.campaigns["winback"]).describe()).status is not None
+
+
+async def test_a_run_continued_with_a_version_id_takes_a_subscribe_before_the_version_is_loaded(
+    retained: Retained, stripe_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding 8: after a worker restart the first task of a run continued with only
+    a version id runs the update validators before ``policy_version`` has answered; they
+    judged on the built-in catalog then. Here the deployed catalog lacks "enterprise" (an
+    older worker's files) while the published version has it: the subscribe waits for the
+    version and succeeds, in Stripe too."""
+    version = await _publish(retained)  # the full catalog, enterprise included
+    full = tiers_from_catalog()
+    older = replace(full, tiers=[t for t in full.tiers if t.code != "enterprise"])
+    monkeypatch.setattr("workflows.subscription.tiers_from_catalog", lambda: older)
+
+    gate, loading = asyncio.Event(), asyncio.Event()
+    real = PolicyActivities(retained.sessions)
+
+    @activity.defn(name="policy_version")
+    async def slow_version(query: PolicyVersionQuery) -> PolicyVersion:
+        loading.set()
+        await gate.wait()
+        return await real.version(query)
+
+    queue = f"gated-{uuid.uuid4().hex[:8]}"
+    acts = [a for a in build_activities(retained.settings, retained.sessions)
+            if getattr(a, "__temporal_activity_definition").name != "policy_version"]
+    cid = new_customer_id("pol")
+    add_customer(retained.sessions, cid)
+    continued = CustomerWorkflowInput(customer_id=cid, plan="starter",
+                                      state=CustomerState(customer_id=cid, plan="starter", policy_version=version))
+    async with Worker(retained.client, task_queue=queue, workflows=list(WORKFLOWS), activities=[*acts, slow_version]):
+        handle = await retained.client.start_workflow(
+            CustomerWorkflow.run, continued, id=customer_workflow_id(cid), task_queue=queue)
+        await asyncio.wait_for(loading.wait(), 30)  # the run waits for its version
+        asked = asyncio.create_task(retained.http.post(
+            f"/v1/customers/{cid}/subscription", json={"plan": "enterprise", "payment_method_id": "pm_card_visa"}))
+
+        async def accepted() -> bool:
+            if asked.done():
+                return True
+            history = await handle.fetch_history()
+            return any(e.HasField("workflow_execution_update_accepted_event_attributes") for e in history.events)
+
+        await eventually(accepted, timeout=30)
+        assert not asked.done(), (await asked).text  # before the fix: refused with "unknown plan 'enterprise'"
+        gate.set()
+        r = await asked
+        assert r.status_code == 201, r.text
+        sub = stripe_client.v1.subscriptions.retrieve(r.json()["stripe_subscription_id"])
+        assert sub["items"]["data"][0]["plan"]["metadata"]["lifecycle_plan"] == "enterprise"
+        state = await retained.state(cid)
+        assert (state.billing.plan, state.policy_version) == ("enterprise", version)

@@ -3,6 +3,7 @@ PostgreSQL; what entities do with them is in tests/test_policy_entities.py."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from lifecycle.contracts.policy import load_policy
 from lifecycle.contracts.tiers import tiers_from_catalog
 from lifecycle.db import database, session_scope
 from lifecycle.models import PolicyVersionRow
+from lifecycle.policy import versions
 from lifecycle.policy.versions import latest, publish
 from lifecycle.settings import Settings
 
@@ -54,6 +56,47 @@ def test_the_same_content_published_twice_is_one_version_and_an_earlier_one_can_
         assert now is not None and now.version_id == first.version.version_id
         assert now.policy == a and now.tiers == tiers  # what an entity loads is what was published
         assert _count(db_url) == 2
+
+
+class _SkewedClock:
+    """``dt`` for lifecycle/policy/versions.py whose ``datetime.now`` answers ``at`` (a host's clock)."""
+
+    UTC = dt.UTC
+
+    def __init__(self, at: dt.datetime) -> None:
+        clock = self
+
+        class _Datetime(dt.datetime):
+            @classmethod
+            def now(cls, tz: dt.tzinfo | None = None) -> _Datetime:  # type: ignore[override]
+                return cls.fromtimestamp(clock.at.timestamp(), tz)
+
+        self.at, self.datetime = at, _Datetime
+
+
+def test_the_last_publish_wins_whatever_the_publishers_clocks_say(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding 9: the latest was ordered by the publisher's wall clock; a host whose
+    clock is behind published a version that never became the latest."""
+    a = load_policy(POLICY)
+    b = replace(a, trial=replace(a.trial, length_days=21))
+    tiers = tiers_from_catalog()
+    clock = _SkewedClock(dt.datetime(2026, 12, 7, 18, 0, tzinfo=dt.UTC))
+    monkeypatch.setattr(versions, "dt", clock)
+    with database(db_url) as factory:
+        with session_scope(factory) as s:
+            first = publish(s, a, tiers, who="cli")
+        clock.at -= dt.timedelta(hours=1)  # the next publisher's clock is an hour behind
+        with session_scope(factory) as s:
+            second = publish(s, b, tiers, who="worker")
+        with session_scope(factory) as s:
+            assert latest(s).version_id == second.version.version_id  # type: ignore[union-attr]
+        clock.at -= dt.timedelta(days=1)  # an earlier content made the latest again, from a clock further behind
+        with session_scope(factory) as s:
+            back = publish(s, a, tiers, who="ops")
+        with session_scope(factory) as s:
+            assert (back.changed, latest(s).version_id) == (True, first.version.version_id)  # type: ignore[union-attr]
 
 
 def _cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

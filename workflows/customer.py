@@ -12,7 +12,8 @@ Every message of the entity is defined here: the ``event`` signal, the
 ``change_subscription`` update (with its validator) and the ``state`` query. The
 subscription itself (Stripe calls, the billing state, the stage that follows it) is a
 :class:`~workflows.subscription.Subscription` this workflow owns; the retention campaigns
-(renewal reminders, expansion offer, team promotion) a :class:`~workflows.retention.Retention`.
+(renewal reminders, expansion offer, team promotion) a :class:`~workflows.retention.Retention`;
+the usage thresholds' webhooks and nudges a :class:`~workflows.usage_thresholds.UsageThresholds`.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from temporalio import workflow
-from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.billing import SubscriptionRequest, SubscriptionResult
-    from lifecycle.contracts.campaigns import OnboardingInput, TrialInput, UsageNudgeInput
+    from lifecycle.contracts.campaigns import OnboardingInput, TrialInput
     from lifecycle.contracts.customer import (
         EVENT_SIGNAL,
         CustomerEvent,
@@ -39,13 +39,11 @@ with workflow.unsafe.imports_passed_through():
         CampaignFinished,
         EventKind,
         PaymentMethodAdded,
-        UsageThreshold,
         payload_of,
     )
     from lifecycle.contracts.ids import (
         campaign_workflow_id,
         customer_workflow_id,
-        usage_workflow_id,
     )
     from lifecycle.contracts.ops import (
         CAMPAIGN_WAIT_SIGNAL,
@@ -74,7 +72,6 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.webhooks import (
         CAMPAIGN_FINISHED,
         STAGE_CHANGED,
-        USAGE_THRESHOLD_CROSSED,
     )
     from lifecycle.contracts.winback import OfferAnswer, ReactivateRequest
     from workflows import patches
@@ -89,7 +86,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.subscription import Subscription
     from workflows.timeline import record_event
     from workflows.trial import TrialWorkflow
-    from workflows.usage_nudge import UsageNudgeWorkflow
+    from workflows.usage_thresholds import UsageThresholds
     from workflows.winback_link import WinbackLink
 
 SEEN_EVENT_IDS_KEPT = 500
@@ -128,6 +125,7 @@ class CustomerWorkflow:
         self._ops = Ops(self._state, campaigns_changed=self._campaigns_changed)
         sub = self._subscription
         self._cards = CardReminders(self._state, self._policy)
+        self._usage = UsageThresholds(self._state, self._policy, self._tiers, self._ops)
         self._winback = WinbackLink(
             self._state,
             self._policy,
@@ -144,7 +142,7 @@ class CustomerWorkflow:
             EventKind.CAMPAIGN_FINISHED: self._on_campaign_finished,
             EventKind.UNSUBSCRIBED: self._on_unsubscribed,
             EventKind.RESUBSCRIBED: self._on_resubscribed,
-            EventKind.USAGE_THRESHOLD: self._on_usage_threshold,
+            EventKind.USAGE_THRESHOLD: self._usage.on_threshold,
             EventKind.STRIPE_SUBSCRIPTION: self._on_stripe_subscription,
             EventKind.STRIPE_INVOICE_PAID: self._on_invoice_closed,
             EventKind.STRIPE_INVOICE_PAYMENT_FAILED: self._on_invoice_failed,
@@ -203,7 +201,11 @@ class CustomerWorkflow:
     @change_subscription.validator
     def _validate_change_subscription(self, req: SubscriptionRequest) -> None:
         """A request that does not fit the subscription is refused with the reason (the
-        update fails, the workflow does not)."""
+        update fails, the workflow does not). Until the run's version is loaded the
+        validator cannot judge (it would read the built-in catalog): it accepts, and the
+        handler decides under the lock once the version is in (see ``_judged``)."""
+        if not self._judged():
+            return
         refusal = self._subscription.refusal(req)
         if refusal is not None:
             raise ApplicationError(refusal)
@@ -222,11 +224,13 @@ class CustomerWorkflow:
 
     @accept_save_offer.validator
     def _validate_accept_save_offer(self, ans: OfferAnswer) -> None:
-        self._refuse(self._winback.answer_refusal(ans))
+        if self._judged():
+            self._refuse(self._winback.answer_refusal(ans))
 
     @decline_save_offer.validator
     def _validate_decline_save_offer(self, ans: OfferAnswer) -> None:
-        self._refuse(self._winback.answer_refusal(ans))
+        if self._judged():
+            self._refuse(self._winback.answer_refusal(ans))
 
     @workflow.update
     async def reactivate(self, req: ReactivateRequest) -> SubscriptionResult:
@@ -236,7 +240,15 @@ class CustomerWorkflow:
 
     @reactivate.validator
     def _validate_reactivate(self, req: ReactivateRequest) -> None:
-        self._refuse(self._winback.reactivate_refusal(req))
+        if self._judged():
+            self._refuse(self._winback.reactivate_refusal(req))
+
+    def _judged(self) -> bool:
+        """Whether a validator can decide now: not in a run continued with a version id
+        before that version is loaded (it would judge on the default policy and catalog).
+        Each handler waits for the version and asks the same question again under the lock;
+        a refusal there fails the update, not the workflow."""
+        return self._versions.loaded
 
     @staticmethod
     def _refuse(refused: tuple[str, str] | None) -> None:
@@ -331,6 +343,7 @@ class CustomerWorkflow:
         self._subscription._tiers = version.tiers
         self._retention._policy, self._retention._tiers = version.policy, version.tiers
         self._cards._policy = version.policy
+        self._usage._policy, self._usage._tiers = version.policy, version.tiers
         self._winback._policy = version.policy
 
     def _should_continue_as_new(self) -> bool:
@@ -448,58 +461,6 @@ class CustomerWorkflow:
                 await self._subscription.convert_trial(cause=event.event_id)  # a real subscription in Stripe
             else:
                 await self._set_stage(ACTIVE if outcome == "converted" else EXPIRED, cause=event.event_id)
-
-    async def _on_usage_threshold(self, event: CustomerEvent) -> None:
-        """A usage counter crossed 80 % or 100 %: one email per metric, period and threshold."""
-        crossed = payload_of(event, UsageThreshold)
-        cid = self._state.customer_id
-        policy = self._policy.usage
-        if workflow.patched(patches.WEBHOOKS_PUBLISH):
-            await publish(cid, USAGE_THRESHOLD_CROSSED, {**crossed.to_data(), "stage": self._state.stage},
-                          key=f"usage:{event.event_id}")
-        if self._state.stage in policy.skip_stages:
-            await record_event(
-                cid, key=f"{workflow.info().workflow_id}:usage-skipped:{event.event_id}", kind="email_skipped",
-                campaign="usage",
-                detail={"metric": crossed.metric, "threshold": crossed.threshold,
-                        "reason": f"customer is {self._state.stage}"},
-            )
-            return
-        assert crossed.period_start is not None, f"usage event {event.event_id} has no period_start"
-        nudge = UsageNudgeInput(
-            customer_id=cid,
-            metric=crossed.metric,
-            threshold=crossed.threshold,
-            used=crossed.used,
-            limit=crossed.limit,
-            limit_kind=crossed.limit_kind,
-            period_start=crossed.period_start,
-            period_end=crossed.period_end,
-            plan=crossed.plan or self._state.plan,
-            stage=self._state.stage,
-            policy=policy,
-            tiers=self._tiers,
-            paused=self._state.paused,
-        )
-        if nudge.threshold >= 100 and workflow.patched(patches.USAGE_NUDGE_SUPERSEDE):
-            # an 80 % nudge still waiting for quiet hours or the cap would now be stale
-            stale = usage_workflow_id(cid, nudge.metric, nudge.period_start, 80)
-            try:
-                await workflow.get_external_workflow_handle(stale).signal(UsageNudgeWorkflow.supersede)
-            except FailureError:
-                pass  # already sent, or never started
-        try:  # the id is per metric, period and threshold: a second start is refused
-            await workflow.start_child_workflow(
-                UsageNudgeWorkflow.run,
-                nudge,
-                id=usage_workflow_id(cid, nudge.metric, nudge.period_start, nudge.threshold),
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=customer_search_attributes(cid, self._state.plan, self._state.stage),
-            )
-            self._ops.nudge_started(usage_workflow_id(cid, nudge.metric, nudge.period_start, nudge.threshold))
-        except WorkflowAlreadyStartedError:
-            workflow.logger.info("usage email for %s already sent or under way", event.event_id)
 
     # --- billing events that dunning hears too (workflows/dunning_link.py) --------------
 

@@ -23,7 +23,7 @@ from lifecycle.models.customers import Customer, PlanPrice, PlanRow
 from lifecycle.models.dunning import DunningCase, DunningRun, ManualPayment
 from lifecycle.models.email import EmailMessage, Suppression, TemplateVersion
 from lifecycle.models.idempotency import IdempotencyKey
-from lifecycle.models.policy import PolicyVersionRow
+from lifecycle.models.policy import PolicyPublicationRow, PolicyVersionRow
 from lifecycle.models.retention import AccessPause, CancellationRequest, Reactivation, SaveOfferRow
 from lifecycle.models.timeline import AuditEntry, LifecycleEvent
 from lifecycle.models.usage import SignalOutbox, UsageCounter, UsageEvent, UsageSignal
@@ -47,6 +47,7 @@ __all__ = [
     "Payment",
     "PlanPrice",
     "PlanRow",
+    "PolicyPublicationRow",
     "PolicyVersionRow",
     "Quantity",
     "Reactivation",

@@ -1,8 +1,10 @@
-"""Published versions of the policy and the catalog: stored once by content, newest published wins.
+"""Published versions of the policy and the catalog: stored once by content, the last published wins.
 
 ``publish`` stores ``templates/campaigns.toml`` and the catalog together (validated by the
 caller: ``current_files``) as one row of ``policy_versions``; the same content published
-again is the same row, made the latest again. Entities load versions through
+again is the same row, made the latest again. Each publication is a row of
+``policy_publications``: the latest version is the one of the highest publication id, an
+order the database assigns (never the publisher's clock, which may be skewed). Entities load versions through
 ``activities/policy.py``; ``starter/signals/policy.py`` tells the running ones.
 """
 
@@ -23,7 +25,7 @@ from lifecycle.contracts.policy_versions import (
 )
 from lifecycle.contracts.tiers import Tiers, tiers_from_catalog
 from lifecycle.db import insert_ignore
-from lifecycle.models import PolicyVersionRow
+from lifecycle.models import PolicyPublicationRow, PolicyVersionRow
 from lifecycle.settings import Settings
 
 
@@ -71,7 +73,10 @@ def _version(row: PolicyVersionRow) -> PolicyVersion:
 
 def _latest_row(session: Session) -> PolicyVersionRow | None:
     return session.scalars(
-        select(PolicyVersionRow).order_by(PolicyVersionRow.published_at.desc(), PolicyVersionRow.id.desc()).limit(1)
+        select(PolicyVersionRow)
+        .join(PolicyPublicationRow, PolicyPublicationRow.version_id == PolicyVersionRow.id)
+        .order_by(PolicyPublicationRow.id.desc())
+        .limit(1)
     ).first()
 
 
@@ -101,9 +106,12 @@ def publish(
         on=("content_hash",),
     )
     row = session.scalars(select(PolicyVersionRow).where(PolicyVersionRow.content_hash == digest)).one()
-    if not created and reinstate and before is not None and before.id != row.id:  # an earlier version, in force again
-        row.published_at, row.published_by = now, who[:200]
-        session.flush()
     if not created and not reinstate:
         return Published(version=_version(row), created=False, changed=False)
-    return Published(version=_version(row), created=created, changed=before is None or before.id != row.id)
+    changed = before is None or before.id != row.id
+    if created or changed:  # new, or an earlier version in force again: a publication, ordered by the database
+        if not created:
+            row.published_at, row.published_by = now, who[:200]
+        session.add(PolicyPublicationRow(version_id=row.id, published_at=now, published_by=who[:200]))
+        session.flush()
+    return Published(version=_version(row), created=created, changed=changed)

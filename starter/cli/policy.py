@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import func, select
 from temporalio.service import RPCError
 
 from lifecycle.contracts.policy import PolicyError
 from lifecycle.db import database
-from lifecycle.models import PolicyVersionRow
+from lifecycle.models import PolicyPublicationRow, PolicyVersionRow
 from lifecycle.settings import settings_or_exit
 from starter.cli.text import console as cli_console
 from starter.cli.text import safe
@@ -68,9 +68,11 @@ def publish_cmd(
 def list_cmd(limit: Annotated[int, typer.Option(help="how many, newest first")] = 20) -> None:
     """The published versions, the latest first."""
     with database(settings_or_exit().database_url) as factory, factory() as session:
+        last = (select(PolicyPublicationRow.version_id, func.max(PolicyPublicationRow.id).label("seq"))
+                .group_by(PolicyPublicationRow.version_id).subquery())
         rows = list(session.scalars(
-            select(PolicyVersionRow).order_by(PolicyVersionRow.published_at.desc(), PolicyVersionRow.id.desc())
-            .limit(limit)
+            select(PolicyVersionRow).join(last, last.c.version_id == PolicyVersionRow.id)
+            .order_by(last.c.seq.desc()).limit(limit)
         ))
     if not rows:
         console.print("no version published yet (the worker publishes the files at start)")
