@@ -13,6 +13,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.stripe import StripeActivities
     from lifecycle.contracts.billing import (
+        CARD_HARD_DECLINED,
         NOT_CHARGED_CARD,
         RetryInvoiceInput,
         RetryInvoiceResult,
@@ -56,6 +57,8 @@ class DunningRetries(DunningRun):
         step = None  # the key's step, when it is not the label
         if card is not None:
             reason, label, step = f"new card {card}", BY_CARD_UPDATE, f"{BY_CARD_UPDATE}/{card}"
+            if again := self._cards_skipped.get(card):  # heard before, charged nothing (hard declined)
+                step = f"{step}/again_{again}"
         elif manual:
             reason = self._retry_requests.pop(0)
             label = f"manual_{self._retries_carried_out + 1}"
@@ -68,6 +71,7 @@ class DunningRetries(DunningRun):
         step = step or label
         outcomes = []
         answered = unanswered = 0  # Stripe's answers, and calls that failed (an outage)
+        skipped = False  # a new card's retry that charged nothing: its last attempt hard-declined
         for inv in self._open() if card else self._retryable():  # a new card: hard declines too
             key = f"{self._effects.base}/{step}/{inv.invoice_id}"
             result: RetryInvoiceResult | None
@@ -91,6 +95,11 @@ class DunningRetries(DunningRun):
                 **({"reason": reason} if manual or card else {}),
             })
             if result is None:
+                continue
+            if card is not None and result.outcome == CARD_HARD_DECLINED and (
+                workflow.patched(patches.DUNNING_CARD_HARD_DECLINED_NOT_COUNTED)
+            ):
+                skipped = True  # nothing charged: not a retry of this card, nor an attempt
                 continue
             if card is not None:  # charged with the new card: judged again on its outcome
                 if card not in self._cards_retried:
@@ -116,6 +125,8 @@ class DunningRetries(DunningRun):
                     inv.hard_decline = True
                     await self._effects.notice(self._policy.notices.card_update, inv,
                                                {"decline_code": inv.decline_code or result.outcome})
+        if skipped and card is not None and card not in self._cards_retried:
+            self._cards_skipped[card] = self._cards_skipped.get(card, 0) + 1  # heard again: retried
         if n is not None and unanswered and not answered and workflow.patched(patches.DUNNING_OUTAGE_KEEPS_RETRY):
             self._schedule.defer_retry(n, workflow.now())  # Stripe never answered: the number is kept
         await self._effects.save(self._snapshot())

@@ -64,6 +64,9 @@ class DunningRun:
         self._recovered_how: str | None = None
         self._wake = False
         self._cards_retried: list[str] = []  # card_changed: the cards already charged
+        # card_changed: the cards whose retry charged nothing (card_hard_declined), how often;
+        # heard again (a real update), retried under new keys (DUNNING_CARD_HARD_DECLINED_NOT_COUNTED)
+        self._cards_skipped: dict[str, int] = {}
         self._end_error: str | None = None  # the end action's Stripe call failing (retried)
         self._end_failing_since: datetime | None = None
 
