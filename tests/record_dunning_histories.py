@@ -1,7 +1,7 @@
 """Record the dunning histories the replay tests keep (tests/histories/dunning_*.json and
 customer_dunning_*.json): DunningWorkflow's paths and the entity's side of them.
 
-Run after an intended, versioned change to workflows/dunning.py (or its schedule,
+Run after an intended, versioned change to workflows/dunning/ (or its schedule,
 workflows/dunning_schedule.py, or its effects, workflows/dunning_effects.py) or
 workflows/dunning_link.py:
 

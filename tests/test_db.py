@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lifecycle.contracts import catalog
-from lifecycle.db import insert_ignore, make_engine, make_session_factory, session_scope, upgrade
-from lifecycle.models import Base, Customer, PlanRow, Suppression
+from lifecycle.db import (
+    alembic_config,
+    insert_ignore,
+    make_engine,
+    make_session_factory,
+    session_scope,
+    upgrade,
+)
+from lifecycle.models import Base, Customer, DunningCase, DunningRun, PlanRow, Suppression
 
 
 def test_migrations_create_exactly_the_models(db_url: str) -> None:
@@ -83,3 +93,33 @@ def test_insert_ignore_takes_a_unique_constraint_of_several_columns_and_refuses_
     with pytest.raises(ValueError, match="neither its primary key nor a unique constraint"), \
             session_scope(session_factory) as s:
         insert_ignore(s, Suppression, row, on=("email",))
+
+
+def test_downgrade_to_0019_keeps_the_latest_of_two_dunning_runs_of_one_invoice(db_url: str) -> None:
+    """0020 keys dunning by run: a second dunning of the same invoice has its own rows. Going
+    back to 0019 (one run per workflow id, one case per invoice) keeps the latest run's."""
+    wid = "customer-c1/dunning/in_1"
+    first, second = dt.datetime(2026, 11, 1, tzinfo=dt.UTC), dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    engine = make_engine(db_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            for run_id, at, state in (("run-b", first, "canceled"), ("run-a", second, "warning")):
+                session.add(DunningRun(workflow_id=wid, run_id=run_id, customer_id="c1", state=state,
+                                       since=at, started_at=at, retry_mode="engine"))
+                session.add(DunningCase(invoice_id="in_1", workflow_id=wid, run_id=run_id,
+                                        customer_id="c1", failed_at=at, outcome=state))
+    finally:
+        engine.dispose()
+
+    command.downgrade(alembic_config(db_url), "0019_idempotency_keys")
+
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            runs = conn.execute(text("SELECT workflow_id, state FROM dunning_runs")).all()
+            cases = conn.execute(text("SELECT invoice_id, outcome FROM dunning_cases")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in runs] == [(wid, "warning")]  # the later run (started 2026-12-01)
+    assert [tuple(c) for c in cases] == [("in_1", "warning")]
+    upgrade(db_url)  # and back up again

@@ -23,6 +23,7 @@ from tests.support.dunning import cases, exists, failing_customer
 from tests.support.helpers import eventually, timeline
 from tests.support.stripe import FAILING_CARD, GOOD_CARD, add_card, charges, signed_event
 from worker import build_worker
+from workflows.dunning import DunningWorkflow
 
 AUTH = {"Authorization": "Bearer test-key"}
 
@@ -169,3 +170,37 @@ async def test_a_card_the_network_updated_is_a_new_card_and_is_charged_again(
     await _webhook(api, "payment_method.automatically_updated", renewed)  # heard again: once per card
     await eventually(lambda: f.stage_is("past_due"))
     assert charges(stripe_client, f.stripe_customer) == 2
+
+
+async def test_a_card_that_charged_nothing_is_retried_once_really_updated_and_the_skip_is_no_attempt(
+    ts_env, api, client, session_factory, stripe_acts, stripe_client, stripe_settings
+):
+    """The hard-declined card heard again unchanged (a SetupIntent) charges nothing
+    (card_hard_declined): that is not a retry of the card, nor an attempt on the invoice. When
+    the card network then renews it (``payment_method.automatically_updated``), the open
+    invoice is charged with it at once (localstripe's test card declines again)."""
+    f = await failing_customer(client, stripe_settings, session_factory, stripe_acts, stripe_client, fail=False)
+    card = await _hard_decline_mirrored(api, stripe_client, f)
+    await eventually(lambda: exists(f.dunning))
+
+    async def attempts() -> int:
+        (inv,) = (await f.dunning.query(DunningWorkflow.details)).invoices
+        return inv.attempt_count
+
+    before = await attempts()
+    intent = stripe_client.v1.setup_intents.create(params={"customer": f.stripe_customer})
+    intent = stripe_client.v1.setup_intents.confirm(intent.id, params={"payment_method": card})
+    await _webhook(api, "setup_intent.succeeded", intent)
+    await eventually(lambda: _card_retries(session_factory, f.cid) == [("card_update", "card_hard_declined")])
+    assert await attempts() == before  # nothing was charged: no attempt
+    assert charges(stripe_client, f.stripe_customer) == 1
+
+    renewed = to_plain(stripe_client.v1.payment_methods.retrieve(card))
+    renewed["card"]["exp_year"] = int(renewed["card"]["exp_year"]) + 3
+    await _webhook(api, "payment_method.automatically_updated", renewed)
+
+    await eventually(lambda: _card_retries(session_factory, f.cid)
+                     == [("card_update", "card_hard_declined"), ("card_update", "declined")])
+    assert charges(stripe_client, f.stripe_customer) == 2  # the first charge, and the renewed card's
+    assert await attempts() == before + 1
+    assert stripe_client.v1.invoices.retrieve(f.invoice).status == "open"

@@ -45,7 +45,7 @@ STRIPE_RETRY = RetryPolicy(
 )
 # A dunning's end action (the cancel) that fails beyond STRIPE_RETRY is tried again by the
 # workflow after this wait, doubling up to DUNNING_END_RETRY_MAX, for as long as it fails
-# (workflows/dunning.py: the run shows the failure meanwhile).
+# (workflows/dunning/end_action.py: the run shows the failure meanwhile).
 DUNNING_END_RETRY_FIRST = timedelta(minutes=5)
 DUNNING_END_RETRY_MAX = timedelta(hours=1)
 # The trial conversion has no one waiting on an answer and must not give up on an outage:

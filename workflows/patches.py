@@ -292,6 +292,14 @@ DUNNING_END_CONFIRMED = "dunning-end-confirmed"
 # started before 2026-12-07 is open.
 DUNNING_OUTAGE_KEEPS_RETRY = "dunning-outage-keeps-retry"
 
+# Retry mode engine: a new card's retry answered card_hard_declined (its last attempt on the
+# invoice hard-declined and it has not changed: nothing charged) neither marks the card as
+# retried nor counts as an attempt; the same card heard again (after a real update) is
+# retried, under new keys (``…/card_update/{card}/again_{k}/…``). Decided when such an
+# answer comes. Since 2026-12-07. Deprecate when no DunningWorkflow started before
+# 2026-12-07 is open.
+DUNNING_CARD_HARD_DECLINED_NOT_COUNTED = "dunning-card-hard-declined-not-counted"
+
 # --- RenewalWorkflow ----------------------------------------------------------------------
 
 # The reminder's context carries the renewal instant (``renewal.at``, ISO 8601), so the

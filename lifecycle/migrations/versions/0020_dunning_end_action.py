@@ -38,6 +38,19 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Before 0020 a workflow id (an invoice) had one run and one case: keep only the latest
+    # run's rows (the latest started, per workflow id; the latest case, per invoice), or the
+    # old keys cannot be restored once a second dunning of the same invoice exists.
+    op.execute(sa.text(
+        "DELETE FROM dunning_runs WHERE EXISTS (SELECT 1 FROM dunning_runs AS later"
+        " WHERE later.workflow_id = dunning_runs.workflow_id"
+        " AND (later.started_at > dunning_runs.started_at"
+        " OR (later.started_at = dunning_runs.started_at AND later.run_id > dunning_runs.run_id)))"
+    ))
+    op.execute(sa.text(
+        "DELETE FROM dunning_cases WHERE EXISTS (SELECT 1 FROM dunning_cases AS later"
+        " WHERE later.invoice_id = dunning_cases.invoice_id AND later.id > dunning_cases.id)"
+    ))
     with op.batch_alter_table("dunning_cases") as batch:
         batch.drop_constraint("uq_dunning_cases_invoice_id", type_="unique")
         batch.create_unique_constraint("uq_dunning_cases_invoice_id", ["invoice_id"])

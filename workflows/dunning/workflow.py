@@ -24,21 +24,11 @@ variables) goes through ``DunningEffects`` (workflows/dunning_effects.py).
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.dunning import DunningActivities
-    from activities.stripe import StripeActivities
-    from lifecycle.contracts.billing import (
-        NOT_CHARGED_CARD,
-        CancelInput,
-        RetryInvoiceInput,
-        RetryInvoiceResult,
-    )
     from lifecycle.contracts.campaigns import CampaignStatus
     from lifecycle.contracts.dunning import (
         BY_CARD_UPDATE,
@@ -46,19 +36,12 @@ with workflow.unsafe.imports_passed_through():
         BY_STRIPE,
         CAMPAIGN,
         CANCELED,
-        CANCELING,
         CLOSED,
         ENGINE,
-        LEFT_PAST_DUE,
-        OPEN,
-        PAID,
-        RECOVERED,
         STRIPE,
         UNPAID,
         CardChanged,
         DunningInput,
-        DunningInvoice,
-        DunningSetup,
         DunningSnapshot,
         ExtendGrace,
         InvoiceClosed,
@@ -75,52 +58,21 @@ with workflow.unsafe.imports_passed_through():
         CampaignWaiting,
         Waiting,
     )
-    from lifecycle.contracts.policy import DunningPolicy, DunningStage
+    from lifecycle.contracts.policy import DunningStage
     from lifecycle.contracts.search_attributes import DUNNING_STATE
     from workflows import patches
     from workflows.campaign import report_finished
-    from workflows.controls import EntityReports
-    from workflows.dunning_effects import DunningEffects, email_context, recovered_context
-    from workflows.dunning_schedule import RETRY, STAGE, DunningSchedule, retryable
-    from workflows.options import (
-        DUNNING_END_RETRY_FIRST,
-        DUNNING_END_RETRY_MAX,
-        STORE_RETRY,
-        STORE_TIMEOUT,
-        STRIPE_RETRY,
-        STRIPE_TIMEOUT,
-    )
-
-
-def _message(err: ActivityError) -> str:
-    cause = err.cause
-    return cause.message if isinstance(cause, FailureError) else str(err)
+    from workflows.dunning.end_action import DunningEnd
+    from workflows.dunning.retry import DunningRetries
+    from workflows.dunning_schedule import RETRY, STAGE
+    from workflows.options import STORE_RETRY, STORE_TIMEOUT
 
 
 @workflow.defn
-class DunningWorkflow:
+class DunningWorkflow(DunningRetries, DunningEnd):
     @workflow.init
     def __init__(self, input: DunningInput) -> None:
-        self._input = input
-        self._inbox: list[InvoiceFailed | InvoiceClosed | CardChanged | SubscriptionEnded] = []
-        self._invoices: dict[str, DunningInvoice] = {}
-        self._setup: DunningSetup | None = None
-        self._started_at: datetime | None = None
-        self._state = "starting"
-        self._since: datetime | None = None
-        self._schedule = DunningSchedule()  # what is due when, and what was taken
-        self._effects = DunningEffects(input.customer_id)  # the timeline, the saved state, webhooks, emails
-        self._reports = EntityReports(CAMPAIGN)  # what it waits for, told to the entity
-        self._retry_requests: list[str] = []  # retry_now reasons not yet carried out
-        self._retries_carried_out = 0
-        self._last_retry: str = ""
-        self._suspended = False
-        self._finished = False  # dunning is over (recovered, closed, canceled, left)
-        self._recovered_how: str | None = None
-        self._wake = False
-        self._cards_retried: list[str] = []  # card_changed: the cards already charged
-        self._end_error: str | None = None  # the end action's Stripe call failing (retried)
-        self._end_failing_since: datetime | None = None
+        super().__init__(input)
 
     # --- messages -----------------------------------------------------------------------
 
@@ -300,22 +252,6 @@ class DunningWorkflow:
 
     # --- schedule: workflows/dunning_schedule.py ----------------------------------------
 
-    @property
-    def _policy(self) -> DunningPolicy:
-        assert self._setup is not None
-        return self._setup.policy
-
-    def _next_step(self) -> tuple[str | None, datetime | None]:
-        if self._finished:
-            return None, None
-        return self._schedule.next_step(self._open(), workflow.now())
-
-    def _open(self) -> list[DunningInvoice]:
-        return [i for i in self._invoices.values() if i.status == OPEN]
-
-    def _retryable(self) -> list[DunningInvoice]:
-        return retryable(self._open())
-
     def _lift_if_moved(self) -> None:
         """After an extension, a suspending stage whose new day is ahead is left again."""
         now = workflow.now()
@@ -387,9 +323,6 @@ class DunningWorkflow:
         })
         await self._effects.save(self._snapshot())
 
-    def _close(self, inv: DunningInvoice, status: str, how: str) -> None:
-        inv.status, inv.closed_how, inv.closed_at = status, how, workflow.now()
-
     async def _on_subscription_ended(self, msg: SubscriptionEnded) -> None:
         """Stripe ended the subscription itself (its "if all retries fail" setting, the
         dashboard): the dunning ends as Stripe did (the schedule's end, taken by the loop):
@@ -402,27 +335,7 @@ class DunningWorkflow:
         if workflow.patched(patches.DUNNING_ENDS_WITH_THE_SUBSCRIPTION):
             self._schedule.stripe_ended = msg.status
 
-    # --- a new card (patches.DUNNING_NEW_CARD_RETRY) ------------------------------------
-
-    async def _on_card_changed(self, msg: CardChanged) -> None:
-        """Retry mode engine: every open invoice is retried at once with the new card, once
-        per card (the same card heard again through another event charges nothing); the
-        outcome is a retry's: paid (recovered), or declined (the next step). A card that is
-        not the one an invoice is charged with (attached, not the default) changes nothing."""
-        assert self._setup is not None
-        card = msg.payment_method_id
-        if self._setup.retry_mode != ENGINE or card in self._cards_retried or not self._open():
-            return
-        if workflow.patched(patches.DUNNING_NEW_CARD_RETRY):
-            await self._retry(None, card=card)
-
     # --- steps --------------------------------------------------------------------------
-
-    async def _announce(self, was_suspended: bool, key: str) -> None:
-        await self._effects.announce(
-            state=self._state, suspended=self._suspended, since=self._since, days=self._days(),
-            open_invoices=[i.invoice_id for i in self._open()], was_suspended=was_suspended, key=key,
-        )
 
     async def _enter(self, stage: DunningStage) -> None:
         previous, was_suspended = self._state, self._suspended
@@ -438,214 +351,3 @@ class DunningWorkflow:
         await self._announce(was_suspended, f"stage:{stage.name}:{self._schedule.extension_days}")
         if stage.email is not None:
             await self._effects.email(stage.email, self._context(), key=f"{self._effects.base}/{stage.name}")
-
-    async def _retry(self, n: int | None, card: str | None = None) -> None:
-        """Retry ``n`` of the schedule, or (None) one that ops asked for, or (``card``) every
-        open invoice with a new card; each invoice's charge and outcome under its own key,
-        recorded once."""
-        manual = n is None and card is None
-        step = None  # the key's step, when it is not the label
-        if card is not None:
-            reason, label, step = f"new card {card}", BY_CARD_UPDATE, f"{BY_CARD_UPDATE}/{card}"
-        elif manual:
-            reason = self._retry_requests.pop(0)
-            label = f"manual_{self._retries_carried_out + 1}"
-        else:
-            assert n is not None
-            self._schedule.retried.append(n)
-            reason, label = "", f"retry_{n}"
-            if again := self._schedule.reruns.get(n):  # after an outage (DUNNING_OUTAGE_KEEPS_RETRY)
-                step = f"{label}/again_{again}"
-        step = step or label
-        outcomes = []
-        answered = unanswered = 0  # Stripe's answers, and calls that failed (an outage)
-        for inv in self._open() if card else self._retryable():  # a new card: hard declines too
-            key = f"{self._effects.base}/{step}/{inv.invoice_id}"
-            result: RetryInvoiceResult | None
-            try:
-                result = await workflow.execute_activity_method(
-                    StripeActivities.retry_invoice,
-                    RetryInvoiceInput(self._input.customer_id, inv.invoice_id, key, payment_method_id=card),
-                    start_to_close_timeout=STRIPE_TIMEOUT,
-                    retry_policy=STRIPE_RETRY,
-                )
-                outcome = result.outcome
-            except ActivityError as err:
-                result, outcome = None, f"error: {_message(err)}"
-            answered, unanswered = (answered + 1, unanswered) if result else (answered, unanswered + 1)
-            if outcome == NOT_CHARGED_CARD:
-                continue  # the new card is not what this invoice is charged with: nothing happened
-            outcomes.append(f"{inv.invoice_id}: {outcome}")
-            await self._effects.record("dunning_retry", f"{step}/{inv.invoice_id}", {
-                "retry": label, "invoice": inv.invoice_id, "outcome": outcome,
-                "decline_code": result.failure_code if result else None,
-                **({"reason": reason} if manual or card else {}),
-            })
-            if result is None:
-                continue
-            if card is not None:  # charged with the new card: judged again on its outcome
-                if card not in self._cards_retried:
-                    self._cards_retried.append(card)
-                inv.hard_decline = inv.requires_action = False
-            if result.outcome == PAID:
-                self._close(inv, PAID, label if result.charged else BY_CARD_UPDATE)
-            elif result.outcome == "not_payable":
-                self._close(inv, result.invoice_status if result.invoice_status != "void" else "voided",
-                            result.invoice_status)
-            elif result.outcome == "requires_action":
-                inv.requires_action = True
-                inv.action_url = result.hosted_invoice_url or inv.action_url
-                await self._effects.notice(self._policy.notices.action_required, inv,
-                                           {"action_url": inv.action_url})
-            else:  # declined, no_payment_method
-                inv.attempt_count += 1
-                inv.decline_code = result.failure_code or inv.decline_code
-                hard = result.outcome == "no_payment_method" or (
-                    (inv.decline_code or "") in self._policy.hard_declines
-                )
-                if hard and not inv.hard_decline:
-                    inv.hard_decline = True
-                    await self._effects.notice(self._policy.notices.card_update, inv,
-                                               {"decline_code": inv.decline_code or result.outcome})
-        if n is not None and unanswered and not answered and workflow.patched(patches.DUNNING_OUTAGE_KEEPS_RETRY):
-            self._schedule.defer_retry(n, workflow.now())  # Stripe never answered: the number is kept
-        await self._effects.save(self._snapshot())
-        if manual:
-            self._last_retry = "; ".join(outcomes) or "nothing to retry"
-            self._retries_carried_out += 1
-
-    async def _end_action(self, by_stripe: str | None = None) -> None:
-        """The policy's end action on the end day, or (``by_stripe``: canceled | unpaid)
-        the one Stripe took itself, recorded as Stripe's."""
-        action = {CANCELED: "cancel", UNPAID: "unpaid"}[by_stripe] if by_stripe else self._policy.end_action
-        was_suspended = self._suspended
-        self._schedule.end_taken = action
-        cid = self._input.customer_id
-        detail: dict[str, Any] = {"action": action, "days": self._days(),
-                                  "open_invoices": [i.invoice_id for i in self._open()]}
-        if by_stripe:
-            detail["by"] = BY_STRIPE
-        if action == "cancel" and self._input.stripe_subscription_id and not by_stripe and (
-            workflow.patched(patches.DUNNING_END_CONFIRMED)
-        ):
-            await self._cancel_until_confirmed()  # canceled only once Stripe says so
-            self._state, self._suspended, self._finished = CANCELED, False, True
-        elif action == "cancel":
-            self._state, self._suspended, self._finished = CANCELED, False, True
-            if self._input.stripe_subscription_id and not by_stripe:
-                try:
-                    await workflow.execute_activity_method(
-                        StripeActivities.cancel_subscription,
-                        CancelInput(cid, self._input.stripe_subscription_id,
-                                    f"{self._effects.base}/end/cancel", at_period_end=False),
-                        start_to_close_timeout=STRIPE_TIMEOUT,
-                        retry_policy=STRIPE_RETRY,
-                    )
-                except ActivityError as err:
-                    detail["error"] = _message(err)
-        elif action == "unpaid":
-            self._state = UNPAID  # suspended stays; waits to be paid or voided, no more mail
-        else:
-            self._state, self._suspended, self._finished = LEFT_PAST_DUE, False, True
-        self._since = workflow.now()
-        await self._effects.save(self._snapshot())
-        await self._effects.record("dunning_ended", "ended", detail)
-        workflow.upsert_search_attributes([DUNNING_STATE.value_set(self._state)])
-        await self._announce(was_suspended, "ended")
-        step = self._policy.notices.ended
-        if step is not None:
-            await self._effects.email(step, {**self._context(), "end_action": action},
-                                      key=f"{self._effects.base}/{step.name}")
-        if self._finished:
-            await report_finished(cid, CAMPAIGN, self._state)
-
-    async def _cancel_until_confirmed(self) -> None:
-        """Cancel the subscription in Stripe until Stripe confirms it. A call failing beyond
-        its activity retries (an outage) is tried again after 5 min, doubling up to an hour,
-        for as long as it fails; meanwhile the run is ``canceling`` (access stays as it is),
-        saved with the error and since when (``lifecycle_dunning_end_action_failing``, the
-        ops digest, the customer view) and recorded on the timeline once."""
-        assert self._input.stripe_subscription_id is not None
-        wait, attempt = DUNNING_END_RETRY_FIRST, 0
-        while True:
-            key = f"{self._effects.base}/end/cancel" + (f"/{attempt}" if attempt else "")
-            try:
-                await workflow.execute_activity_method(
-                    StripeActivities.cancel_subscription,
-                    CancelInput(self._input.customer_id, self._input.stripe_subscription_id, key,
-                                at_period_end=False),
-                    start_to_close_timeout=STRIPE_TIMEOUT,
-                    retry_policy=STRIPE_RETRY,
-                )
-                break
-            except ActivityError as err:
-                attempt += 1
-                self._state, self._end_error = CANCELING, _message(err)
-                self._end_failing_since = self._end_failing_since or workflow.now()
-                await self._effects.save(self._snapshot())
-                if attempt == 1:
-                    await self._effects.record("dunning_end_action_failing", "end-failing", {
-                        "action": "cancel", "error": self._end_error, "retry_in_seconds": wait.total_seconds(),
-                    })
-                await workflow.sleep(wait)
-                wait = min(wait * 2, DUNNING_END_RETRY_MAX)
-        if attempt:
-            self._end_error = None
-            await self._effects.record("dunning_end_action_confirmed", "end-confirmed", {
-                "action": "cancel", "attempts": attempt + 1,
-                "failing_since": self._end_failing_since.isoformat() if self._end_failing_since else None,
-            })
-            self._end_failing_since = None
-
-    async def _end_recovered(self) -> str:
-        was_suspended = self._suspended
-        paid = [i for i in self._invoices.values() if i.status == PAID]
-        self._state = RECOVERED if paid else CLOSED
-        closed = sorted(self._invoices.values(), key=lambda i: i.closed_at or workflow.now())
-        self._recovered_how = (paid or closed)[-1].closed_how if closed else None
-        self._suspended, self._finished, self._since = False, True, workflow.now()
-        await self._effects.save(self._snapshot())
-        await self._effects.record("dunning_recovered" if paid else "dunning_closed", "over", {
-            "how": self._recovered_how, "days": self._days(), "after_end_action": self._schedule.end_taken,
-            "invoices": {i.invoice_id: i.closed_how for i in self._invoices.values()},
-        })
-        workflow.upsert_search_attributes([DUNNING_STATE.value_set(self._state)])
-        await self._announce(was_suspended, "over")
-        step = self._policy.notices.recovered
-        if paid and step is not None:
-            await self._effects.email(step, recovered_context(paid, self._days()),
-                                      key=f"{self._effects.base}/{step.name}")
-        await report_finished(self._input.customer_id, CAMPAIGN, self._state)
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._state
-
-    # --- effects: workflows/dunning_effects.py ------------------------------------------
-
-    def _days(self) -> float:
-        return self._schedule.days(workflow.now())
-
-    def _context(self) -> dict[str, Any]:
-        return email_context(self._open(), self._schedule, self._days())
-
-    def _snapshot(self) -> DunningSnapshot:
-        assert self._started_at is not None and self._since is not None
-        step, at = self._next_step()
-        return DunningSnapshot(
-            customer_id=self._input.customer_id,
-            workflow_id=workflow.info().workflow_id,
-            state=self._state,
-            since=self._since,
-            started_at=self._started_at,
-            retry_mode=self._setup.retry_mode if self._setup else ENGINE,
-            suspended=self._suspended,
-            invoices=list(self._invoices.values()),
-            next_retry_at=self._schedule.next_retry_at(self._open()),
-            next_step=step,
-            next_step_at=at,
-            ended=self._finished,
-            recovered_how=self._recovered_how,
-            end_action=self._schedule.end_taken,
-            run_id=self._effects.run_id,
-            end_action_error=self._end_error,
-            end_action_failing_since=self._end_failing_since,
-        )
