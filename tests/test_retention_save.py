@@ -274,3 +274,55 @@ def test_the_api_takes_exactly_the_contract_reasons() -> None:
     from starter.api.subscriptions import CancelReason
 
     assert get_args(CancelReason) == CANCEL_REASONS
+
+
+async def test_a_plan_change_while_an_offer_holds_the_cancellation_is_refused_and_charges_nothing(
+    retained: Retained, stripe_client
+) -> None:
+    """The hold sets ``cancel_at_period_end`` in Stripe; an upgrade meanwhile would be
+    prorated and charged now while Stripe still ends the subscription at the period end."""
+    cid = await retained.subscriber("professional")
+    body = await _cancel(retained, cid, "too_expensive")
+    sub_id = body["stripe_subscription_id"]
+    invoices_before = len(stripe_client.v1.invoices.list(params={"subscription": sub_id}).data)
+    plan_before = stripe_client.v1.subscriptions.retrieve(sub_id)["items"]["data"][0]["plan"]["id"]
+
+    changed = await retained.http.patch(f"/v1/customers/{cid}/subscription", json={"plan": "business"})
+
+    assert changed.status_code == 409, changed.text
+    assert "save offer" in changed.json()["detail"] and "accept or decline" in changed.json()["detail"]
+    sub = stripe_client.v1.subscriptions.retrieve(sub_id)
+    assert (sub["items"]["data"][0]["plan"]["id"], sub.cancel_at_period_end) == (plan_before, True)
+    assert len(stripe_client.v1.invoices.list(params={"subscription": sub_id}).data) == invoices_before
+    state = await retained.state(cid)
+    assert (state.billing.plan, state.winback.offer.status) == ("professional", "open")
+
+
+async def test_an_offer_s_hold_keeps_the_renewal_reminder_due_inside_its_window(
+    ts_env, retained: Retained, stripe_client
+) -> None:
+    """An annual subscriber asks to cancel ten days before the renewal: the offer's 7-day
+    window holds the cancellation in Stripe, which is not yet the customer's choice, so
+    the 7-day reminder still goes out and accepting keeps the same renewal campaign."""
+    from tests.support.helpers import emails, eventually
+
+    cid = await retained.subscriber(interval="year")
+    state = await retained.state(cid)
+    period_end = state.billing.current_period_end
+    renewal_before = state.retention.renewal_workflow
+    assert period_end is not None and renewal_before
+    await ts_env.sleep(period_end - timedelta(days=10) - await ts_env.get_current_time())
+
+    body = await _cancel(retained, cid, "too_expensive")
+    assert body["cancel_at_period_end"] is True
+    await ts_env.sleep(timedelta(days=3, hours=1))  # the 7-day reminder's time, inside the window
+
+    def reminders() -> list[str]:
+        return [m.step for m in emails(retained.sessions, cid) if m.campaign == "renewal" and m.status == "sent"]
+
+    await eventually(lambda: "renewal_7_days" in reminders(), timeout=30)
+    accepted = await retained.http.post(f"/v1/customers/{cid}/subscription/offers/{body['save_offer']['offer_id']}/accept")
+    assert accepted.status_code == 200, accepted.text
+    # the campaign ran to its end, never dropped, nothing skipped
+    assert await retained.client.get_workflow_handle(renewal_before).result() == "reminded"
+    assert [e for e in timeline(retained.sessions, cid) if e.kind == "email_skipped" and e.campaign == "renewal"] == []

@@ -518,3 +518,25 @@ async def test_backfill_rebuilds_the_mirror_of_a_fresh_install(
         assert report.subscriptions >= 1 and report.customers_adopted >= 1 and again.customers_adopted == 0
     finally:
         engine.dispose()
+
+
+async def test_a_quarterly_subscriber_s_offer_coupon_takes_one_month_s_share_off_once(
+    stripe_client, session_factory, stripe_acts
+):
+    """25 % off for 1 month on a price billed every three months ($147 a quarter): one
+    invoice covers three months, so the coupon is $12.25 off once (a month's share), not a
+    1-month ``repeating`` 25 % that takes a quarter off the whole first invoice."""
+    cid, stripe_customer = await customer_with_card(session_factory, stripe_acts, stripe_client)
+    product = stripe_client.v1.products.create(params={"name": "Professional (quarterly)"})
+    quarterly = stripe_client.v1.plans.create(params={
+        "amount": 14700, "currency": "usd", "interval": "month", "interval_count": 3, "product": product.id,
+    })
+    sub = stripe_client.v1.subscriptions.create(params={"customer": stripe_customer, "items": [{"plan": quarterly.id}]})
+
+    result = await stripe_acts.create_coupon(CouponInput(
+        cid, f"customer-{cid}/retention:coupon:offer_q", percent_off=25, offer_months=1,
+        plan="professional", interval="month", apply_to_subscription=str(sub.id),
+    ))
+
+    coupon = stripe_client.v1.coupons.retrieve(result.coupon_id)
+    assert (coupon.duration, coupon.amount_off, coupon.currency, coupon.percent_off) == ("once", 1225, "usd", None)

@@ -199,6 +199,15 @@ RETENTION_CANCEL_WITHDRAWS_OFFER = "retention-cancel-withdraws-offer"
 # started before 2026-12-07 is open.
 RETENTION_OFFER_HOLDS_CANCEL = "retention-offer-holds-cancel"
 
+# While a save offer holds the cancellation (``cancel_at_period_end`` set by the offer, not
+# yet the customer's choice) the renewal reminders go on (before: dropped as "the customer
+# canceled", a reminder due inside the window lost, the campaign restarted on accept), and
+# a plan change is refused until the offer is answered (before: a prorated change charged
+# at once while Stripe still ended the subscription at the period end). Since 2026-12-07.
+# Deprecate when no CustomerWorkflow run started before 2026-12-07 is open.
+RETENTION_HOLD_KEEPS_RENEWAL = "retention-hold-keeps-renewal"
+RETENTION_HOLD_REFUSES_CHANGE = "retention-hold-refuses-change"
+
 # Offer and win-back coupons mean what the email says on every interval
 # (lifecycle/contracts/coupons.py): the Stripe activity makes the terms from the price it
 # discounts (before: ``repeating`` N months, on an annual plan P % off a whole year); the

@@ -61,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import patches
     from workflows.offer import OfferWorkflow
     from workflows.renewal import RenewalWorkflow
-    from workflows.subscription import terms
+    from workflows.subscription import as_asked, holding_for_offer, terms
     from workflows.timeline import data_error, record_event
 
 SEATS = "seats"
@@ -141,6 +141,8 @@ class Retention:
     async def _sync_renewal(self) -> None:
         policy = self._policy.renewal
         b, r = self._state.billing, self._r
+        if holding_for_offer(self._state) and workflow.patched(patches.RETENTION_HOLD_KEEPS_RENEWAL):
+            b = as_asked(self._state)  # a save offer's hold is not the customer's cancellation
         if r.renewal_workflow:
             reason, restart = None, False
             if not b.live:

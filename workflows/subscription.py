@@ -129,6 +129,23 @@ def refusal(req: SubscriptionRequest, b: BillingState, plans: list[str]) -> str 
     return None
 
 
+def holding_for_offer(state: CustomerState) -> bool:
+    """Stripe's ``cancel_at_period_end`` only holds an open save offer
+    (workflows/winback_link.py): the customer has not yet canceled."""
+    b, offer = state.billing, state.winback.offer
+    return b.cancel_at_period_end and offer is not None and offer.is_open and offer.holds_cancel
+
+
+def as_asked(state: CustomerState) -> BillingState:
+    """The billing state as the customer asked for it: a cancel at period end that only
+    holds an open save offer is not yet the customer's cancellation, so a plain cancel
+    still goes ahead, a subscribe is refused as before the offer and the renewal reminders
+    go on (workflows/retention.py)."""
+    if holding_for_offer(state):
+        return dataclasses.replace(state.billing, cancel_at_period_end=False)
+    return state.billing
+
+
 def subscription_facts(b: BillingState) -> dict[str, Any]:
     """What ``subscription.changed`` tells the product (empty: no subscription yet)."""
     if not b.stripe_subscription_id:
@@ -179,23 +196,30 @@ class Subscription:
     # --- the update the HTTP API calls -------------------------------------------------------
 
     def refusal(self, req: SubscriptionRequest) -> str | None:
-        return refusal(req, self._as_asked(), terms(self._tiers).codes)
+        """Why ``req`` is refused now (None: it is not): the validator's answer."""
+        return refusal(req, self._as_asked(), terms(self._tiers).codes) or self.held_change(req)
 
     def _as_asked(self) -> BillingState:
-        """The state requests are judged on: a cancel at period end that only holds an open
-        save offer (workflows/winback_link.py) is not yet the customer's cancellation, so a
-        plain cancel still goes ahead and a subscribe is refused as before the offer."""
-        b, offer = self._billing, self._state.winback.offer
-        if b.cancel_at_period_end and offer is not None and offer.is_open and offer.holds_cancel:
-            return dataclasses.replace(b, cancel_at_period_end=False)
-        return b
+        return as_asked(self._state)
+
+    def held_change(self, req: SubscriptionRequest) -> str | None:
+        """Why a plan change waits: an open save offer holds the cancellation in Stripe
+        (``cancel_at_period_end``), so a prorated change would be charged now while Stripe
+        still ends the subscription at the period end."""
+        offer = self._state.winback.offer
+        if req.action == "change" and offer is not None and holding_for_offer(self._state):
+            return (f"a save offer ({offer.offer_id}) holds the cancellation until it is answered: "
+                    "accept or decline it before changing the plan")
+        return None
 
     async def request(self, req: SubscriptionRequest) -> SubscriptionResult:
         """Carry out a create / change / cancel request (the validator accepted it)."""
         async with self.lock:
             # The validator ran before this request waited for the lock; a request that ran
             # meanwhile (e.g. another create) may have changed the state: check it again.
-            why = self.refusal(req)
+            why = refusal(req, self._as_asked(), terms(self._tiers).codes)
+            if why is None and (held := self.held_change(req)) and workflow.patched(patches.RETENTION_HOLD_REFUSES_CHANGE):
+                why = held
             if why is not None and workflow.patched(patches.BILLING_RECHECK_UNDER_LOCK):
                 raise ApplicationError(why, type="SubscriptionConflict", non_retryable=True)
             b = self._billing

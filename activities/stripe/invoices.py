@@ -136,24 +136,27 @@ class InvoiceCalls(CustomerCalls):
     def coupon_id_for(key: str) -> str:
         return "lc-" + hashlib.sha256(key.encode()).hexdigest()[:20]
 
-    def _offer_price(self, input: CouponInput) -> tuple[int, str, str]:
-        """(an invoice's amount before discounts, its currency, its interval) of the price the
-        offer discounts: the live subscription's, else the tier's for ``plan`` / ``interval``."""
+    def _offer_price(self, input: CouponInput) -> tuple[int, str, str, int]:
+        """(an invoice's amount before discounts, its currency, its interval, its interval
+        count) of the price the offer discounts: the live subscription's (a quarterly price
+        is month x3: one invoice covers three months), else the tier's for ``plan`` /
+        ``interval`` (the catalog bills every one month or year)."""
         if input.apply_to_subscription:
             rec = self._subscription(input.apply_to_subscription)
-            return rec.gross_amount_cents, rec.currency, rec.interval or input.interval or "month"
+            interval = rec.interval or input.interval or "month"
+            return rec.gross_amount_cents, rec.currency, interval, rec.interval_count or 1
         if not input.plan:
             raise business_error("plan: required for an offer coupon without a subscription")
         with session_scope(self.sessions) as session:
             price = active_price(session, input.plan, input.interval or "month")
-            return price.amount_cents, price.currency, price.interval
+            return price.amount_cents, price.currency, price.interval, 1
 
     def _terms(self, input: CouponInput) -> CouponTerms:
         if input.offer_months is not None:
             if input.percent_off is None:
                 raise business_error("percent_off: required for an offer coupon")
-            cents, currency, interval = self._offer_price(input)
-            return coupon_terms(input.percent_off, input.offer_months, interval, cents, currency)
+            cents, currency, interval, count = self._offer_price(input)
+            return coupon_terms(input.percent_off, input.offer_months, interval, cents, currency, count)
         if (input.percent_off is None) == (input.amount_off_cents is None):
             raise business_error("give exactly one of percent_off and amount_off_cents")
         repeating = input.duration == "repeating"
