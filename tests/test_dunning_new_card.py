@@ -110,19 +110,20 @@ async def test_a_hard_declined_invoice_is_paid_at_once_with_the_card_the_product
     assert charges(stripe_client, f.stripe_customer) == 2
 
 
-async def _hard_decline_mirrored(api: httpx.AsyncClient, stripe_client: stripe.StripeClient, f: Any) -> str:
-    """The invoice's first charge, on the customer's default card, declined as Stripe does an
-    expired card (``payment_intent.payment_failed`` around localstripe's real payment intent,
+async def _hard_decline_mirrored(api: httpx.AsyncClient, stripe_client: stripe.StripeClient, f: Any,
+                                 code: str = "expired_card") -> str:
+    """The invoice's first charge, on the customer's default card, hard-declined as Stripe
+    does an expired (``code``) card (``payment_intent.payment_failed`` around localstripe's real payment intent,
     whose own decline is the generic card_declined); the entity hears the failure. The card."""
     card = str(stripe_client.v1.customers.retrieve(f.stripe_customer).invoice_settings.default_payment_method)
     invoice = stripe_client.v1.invoices.retrieve(f.invoice)
     intent = to_plain(stripe_client.v1.payment_intents.retrieve(str(invoice.payment_intent)))
     assert intent["payment_method"] == card and intent["invoice"] == f.invoice
     intent["status"] = "requires_payment_method"
-    intent["last_payment_error"] = {"type": "card_error", "code": "card_declined", "decline_code": "expired_card",
-                                    "message": "Your card has expired."}
+    intent["last_payment_error"] = {"type": "card_error", "code": "card_declined", "decline_code": code,
+                                    "message": "Your card was declined."}
     await _webhook(api, "payment_intent.payment_failed", intent)
-    await f.fail(code="expired_card")
+    await f.fail(code=code)
     return card
 
 
@@ -203,4 +204,39 @@ async def test_a_card_that_charged_nothing_is_retried_once_really_updated_and_th
                      == [("card_update", "card_hard_declined"), ("card_update", "declined")])
     assert charges(stripe_client, f.stripe_customer) == 2  # the first charge, and the renewed card's
     assert await attempts() == before + 1
+    assert stripe_client.v1.invoices.retrieve(f.invoice).status == "open"
+
+
+@pytest.mark.parametrize(("previous", "retry", "charged"), [
+    # an edit of the billing details (the Billing Portal, ours): the card is what it was
+    ({"billing_details": {"address": {"line1": None, "postal_code": None}}}, "card_hard_declined", 1),
+    # a new expiry typed in for the same payment method: the card changed
+    ({"card": {"exp_month": 12, "exp_year": 2034}}, "declined", 2),
+], ids=["billing-details", "new-expiry"])
+async def test_a_hard_declined_card_is_charged_again_only_when_the_card_itself_changed(
+    ts_env, api, client, session_factory, stripe_acts, stripe_client, stripe_settings, previous, retry, charged
+):
+    """``payment_method.updated`` fires for any edit of a payment method (Stripe's "Update a
+    PaymentMethod": billing details, metadata, a card's expiry). The stolen card's decline
+    holds after an edit of its billing address: the retry for it (the customer saves it
+    again) charges nothing, localstripe's charges stay at the subscription's first. A new
+    expiry (``previous_attributes.card``) is a changed card: it is charged again (and
+    localstripe declines it, as card_declined)."""
+    f = await failing_customer(client, stripe_settings, session_factory, stripe_acts, stripe_client, fail=False)
+    card = await _hard_decline_mirrored(api, stripe_client, f, code="stolen_card")
+    await eventually(lambda: exists(f.dunning))
+
+    edited = to_plain(stripe_client.v1.payment_methods.retrieve(card))
+    if "card" in previous:
+        edited["card"]["exp_year"] = int(edited["card"]["exp_year"]) + 2
+    else:
+        edited["billing_details"]["address"] = {**(edited["billing_details"].get("address") or {}),
+                                                "line1": "1 New Street", "postal_code": "10115"}
+    await _webhook(api, "payment_method.updated", edited, previous_attributes=previous)
+    intent = stripe_client.v1.setup_intents.create(params={"customer": f.stripe_customer})
+    intent = stripe_client.v1.setup_intents.confirm(intent.id, params={"payment_method": card})
+    await _webhook(api, "setup_intent.succeeded", intent)
+
+    await eventually(lambda: _card_retries(session_factory, f.cid) == [("card_update", retry)])
+    assert charges(stripe_client, f.stripe_customer) == charged
     assert stripe_client.v1.invoices.retrieve(f.invoice).status == "open"

@@ -13,16 +13,18 @@ in the ops digest.
 
 A card whose last attempt on an invoice was a hard decline (an expired, lost or stolen card:
 :data:`lifecycle.billing.payment_shapes.HARD_DECLINES`, as the payments mirror has it) is not charged
-again on that invoice until the card itself changes (Stripe's card account updater:
-``payment_method.automatically_updated``, or new details: ``payment_method.updated``):
-:func:`hard_declined_with`. Never calls Stripe.
+again on that invoice until the card itself changes: Stripe's card account updater
+(``payment_method.automatically_updated``, always a change of the card), or a
+``payment_method.updated`` whose ``data.previous_attributes.card`` shows a new expiry, number
+or fingerprint (:data:`CARD_FIELDS`; an edit of the billing details or metadata, ours
+included, leaves the card as it was and the decline standing): :func:`hard_declined_with`.
+Never calls Stripe.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +44,11 @@ PAYMENT = "invoice_payment"  # the dunning retry's record of its charge (activit
 STRIPE_RETRY_SEEN = "stripe_retry_seen"  # timeline kind: Stripe retried an invoice itself
 # the events whose attempt_count is compared: a failed attempt is what a Stripe retry shows
 CHECKED_EVENTS = ("invoice.payment_failed",)
-# the events that say a card's details changed (a hard decline of it may not hold any more)
-CARD_CHANGED_EVENTS = ("payment_method.automatically_updated", "payment_method.updated")
+# the events that may say a card's details changed (a hard decline of it may not hold any more)
+CARD_UPDATED = "payment_method.automatically_updated"  # the card network's update: always the card
+CARD_CHANGED_EVENTS = (CARD_UPDATED, "payment_method.updated")
+# the card's own fields: one of them in ``previous_attributes.card`` of ``.updated`` is a new card
+CARD_FIELDS = frozenset({"exp_month", "exp_year", "last4", "fingerprint"})
 
 
 def note_attempt(session: Session, key: str, invoice_id: str) -> None:
@@ -65,9 +70,9 @@ def engine_attempts(session: Session, invoice_id: str) -> int:
 
 def hard_declined_with(session: Session, invoice_id: str, payment_method_id: str) -> str | None:
     """The decline code if the last attempt on ``invoice_id`` with ``payment_method_id`` (the
-    payments mirror) was a hard decline and the card has not changed since (a
-    ``payment_method.automatically_updated`` or ``.updated`` event for it, received no earlier
-    than that payment); else None: the card may be charged."""
+    payments mirror) was a hard decline and the card has not changed since (an event for it,
+    created no earlier than that payment, that :func:`card_changed`); else None: the card
+    may be charged."""
     last = session.scalars(
         select(Payment)
         .where(Payment.stripe_invoice_id == invoice_id, Payment.payment_method_id == payment_method_id)
@@ -77,11 +82,24 @@ def hard_declined_with(session: Session, invoice_id: str, payment_method_id: str
     if last is None or last.status == "succeeded" or not is_hard_decline(last.failure_code):
         return None
     since = int(last.created_at.timestamp())
-    changes: Iterable[dict[str, Any]] = session.scalars(select(StripeEvent.payload).where(
-        StripeEvent.type.in_(CARD_CHANGED_EVENTS), StripeEvent.created >= since))
-    if any(((p.get("data") or {}).get("object") or {}).get("id") == payment_method_id for p in changes):
+    changes = session.execute(select(StripeEvent.type, StripeEvent.payload).where(
+        StripeEvent.type.in_(CARD_CHANGED_EVENTS), StripeEvent.created >= since,
+        StripeEvent.payload[("data", "object", "id")].as_string() == payment_method_id)).tuples()
+    if any(card_changed(kind, payload) for kind, payload in changes):
         return None
     return last.failure_code
+
+
+def card_changed(event_type: str, payload: dict[str, Any]) -> bool:
+    """Whether a card event (:data:`CARD_CHANGED_EVENTS`) changed the card itself: the card
+    account updater's always does; ``payment_method.updated`` only when
+    ``data.previous_attributes.card`` names one of :data:`CARD_FIELDS` (Stripe lists there the
+    old values of what changed)."""
+    if event_type == CARD_UPDATED:
+        return True
+    previous = (payload.get("data") or {}).get("previous_attributes") or {}
+    card = previous.get("card") if isinstance(previous, dict) else None
+    return isinstance(card, dict) and not CARD_FIELDS.isdisjoint(card)
 
 
 def note_stripe_retry(session: Session, event_type: str, rec: InvoiceRec) -> bool:
