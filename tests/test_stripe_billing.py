@@ -186,9 +186,14 @@ async def test_a_retry_pays_with_the_card_it_checked(
 ):
     """Stripe's "Pay an invoice" takes ``payment_method``: the retry names the card it found
     the invoice is charged with, so the card checked (a new card's retry, a hard decline) is
-    the card charged, even if a default changes in between. localstripe answers 500 to the
-    parameter (the recording proxy leaves it out) and charges the customer's default: the
-    same card here, so the charge's payment method is the one named."""
+    the card charged, even if a default changes in between.
+
+    This test checks the REQUEST only (``pay.form``, recorded by the proxy). localstripe
+    answers 500 to ``payment_method`` on pay (the proxy strips it) and always charges the
+    customer's default, and it keeps no ``default_payment_method`` on an invoice or a
+    subscription, so no card other than the customer's default can be the one checked: the
+    end-state assertions (paid, the intent's payment method) hold with or without the
+    parameter and only show the charge went through on that same card."""
     cid, stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client, card=FAILING_CARD)
     started = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "business", f"{cid}:subscribe"))
     assert started.latest_invoice_id and started.latest_invoice_status == "open"
