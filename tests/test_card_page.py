@@ -204,7 +204,12 @@ async def test_a_new_card_on_our_form_replaces_a_subscriptions_own_default_card(
     customer's default (Stripe's order). The new card becomes that subscription's default
     too, so its next invoice and every retry charge the new card. localstripe has no
     ``default_payment_method`` on subscriptions (it answers 400 to one): the recording server
-    in front keeps it, as Stripe would, and the subscription is read back through it."""
+    in front keeps it, as Stripe would, and the subscription is read back through it.
+
+    So the subscription's default here is what the proxy received: the assertions on it (and
+    ``payment_method_charged``, our own reading of it) check the REQUEST the page sent, not a
+    charge Stripe made. "invoice paid" does not depend on the subscription update:
+    localstripe pays with the customer's default, which the page also sets."""
     cid, stripe_customer, invoice_id = await failing_customer(session_factory, stripe_acts, stripe_client)
     old = str(stripe_client.v1.customers.retrieve(stripe_customer).invoice_settings.default_payment_method)
     [sub_id] = [s.id for s in stripe_client.v1.subscriptions.list(params={"customer": stripe_customer}).data]
@@ -227,7 +232,8 @@ async def test_a_new_card_on_our_form_replaces_a_subscriptions_own_default_card(
         sub = via.v1.subscriptions.retrieve(sub_id)
         assert sub.default_payment_method == new
         assert stripe_client.v1.invoices.retrieve(invoice_id).status == "paid"
-        # what the next invoice and any retry charge: the new card
+        # what Stripe would charge next (the subscription's default, as the proxy holds it):
+        # the request's effect as read by our own function, not a localstripe charge
         customer = to_plain(via.v1.customers.retrieve(stripe_customer))
         assert payment_method_charged({}, to_plain(sub), customer) == new
         setup, changed = rec.posts(f"/v1/subscriptions/{sub_id}")  # the test's, then the page's

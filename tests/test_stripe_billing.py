@@ -186,9 +186,14 @@ async def test_a_retry_pays_with_the_card_it_checked(
 ):
     """Stripe's "Pay an invoice" takes ``payment_method``: the retry names the card it found
     the invoice is charged with, so the card checked (a new card's retry, a hard decline) is
-    the card charged, even if a default changes in between. localstripe answers 500 to the
-    parameter (the recording proxy leaves it out) and charges the customer's default: the
-    same card here, so the charge's payment method is the one named."""
+    the card charged, even if a default changes in between.
+
+    This test checks the REQUEST only (``pay.form``, recorded by the proxy). localstripe
+    answers 500 to ``payment_method`` on pay (the proxy strips it) and always charges the
+    customer's default, and it keeps no ``default_payment_method`` on an invoice or a
+    subscription, so no card other than the customer's default can be the one checked: the
+    end-state assertions (paid, the intent's payment method) hold with or without the
+    parameter and only show the charge went through on that same card."""
     cid, stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client, card=FAILING_CARD)
     started = await stripe_acts.start_subscription(StartSubscriptionInput(cid, "business", f"{cid}:subscribe"))
     assert started.latest_invoice_id and started.latest_invoice_status == "open"
@@ -291,6 +296,42 @@ async def test_a_retry_whose_pay_call_never_reached_stripe_stillcharges(
     retried = await stripe_acts.retry_invoice(step)
     assert retried.outcome == "declined"
     assert charges(stripe_client, stripe_cus) == 2
+
+
+async def test_a_retry_after_a_lost_pay_call_pays_once_under_a_key_of_the_new_card(
+    session_factory, stripe_acts, stripe_client, stripe_settings, recording: RecordingStripe
+):
+    """The pay call is lost (Stripe answers 500, nothing moves), the customer sets a new default
+    card, and the step runs again: the marker says nothing moved, so it pays, with the new
+    card. Stripe would answer 400 idempotency_key_in_use to the first key with another
+    ``payment_method``: the card is in the pay call's key, so the second call's key differs
+    (the recording proxy shows each key; localstripe ignores keys) and the invoice is paid
+    once, with the new card."""
+    cid, stripe_cus = await customer_with_card(session_factory, stripe_acts, stripe_client, card=FAILING_CARD)
+    via_recorder = activities_at(stripe_settings, session_factory, recording.url)
+    started = await via_recorder.start_subscription(StartSubscriptionInput(cid, "business", f"{cid}:subscribe"))
+    assert started.latest_invoice_id and started.latest_invoice_status == "open"
+    failing = str(stripe_client.v1.customers.retrieve(stripe_cus).invoice_settings.default_payment_method)
+    pay_path = f"/v1/invoices/{started.latest_invoice_id}/pay"
+    recording.strip = (*recording.strip, "payment_method")
+    recording.fail_with[pay_path] = 500
+    step = RetryInvoiceInput(cid, started.latest_invoice_id, f"{cid}:dunning:retry_1")
+    with pytest.raises(Exception):  # noqa: B017 - whatever the SDK makes of a 500 after its retries
+        await via_recorder.retry_invoice(step)
+    assert charges(stripe_client, stripe_cus) == 1  # nothing reached localstripe
+
+    good = add_card(stripe_client, stripe_cus, GOOD_CARD)  # the new default
+    del recording.fail_with[pay_path]
+    paid = await via_recorder.retry_invoice(step)
+
+    assert (paid.outcome, paid.charged) == ("paid", True)
+    keys = [p.idempotency_key for p in recording.posts(pay_path)]
+    assert set(keys[:-1]) == {f"{step.idempotency_key}:{failing}"} and keys[-1] == f"{step.idempotency_key}:{good}"
+    assert recording.posts(pay_path)[-1].form == {"payment_method": good}
+    invoice = stripe_client.v1.invoices.retrieve(started.latest_invoice_id)
+    assert invoice.status == "paid"
+    assert stripe_client.v1.payment_intents.retrieve(str(invoice.payment_intent)).payment_method == good
+    assert charges(stripe_client, stripe_cus) == 2  # the first charge and this one
 
 
 async def test_a_retry_after_a_crash_between_stripes_answer_and_our_commit_creates_nothing_twice(

@@ -68,7 +68,8 @@ class InvoiceCalls(CustomerCalls):
         held across the Stripe call. An attempt that finds the marker but not the charge's
         record (the worker died between Stripe's answer and our commit) re-reads the invoice:
         if it moved since the marker, that outcome is reported; only if nothing moved is it
-        charged, as nothing reached Stripe.
+        charged, as nothing reached Stripe, with the card the invoice is charged with now
+        (the pay call's idempotency key is ``<key>:<payment method>``).
         """
         key = input.idempotency_key
         pending_key = f"{key}:pending"
@@ -109,7 +110,10 @@ class InvoiceCalls(CustomerCalls):
                 # the card checked is the card charged (Stripe's "Pay an invoice",
                 # payment_method); localstripe answers 500 to it and charges the customer's default
                 pay = {} if self.localstripe_compat else {"payment_method": charged_with}
-                self.client.v1.invoices.pay(inv.id, params=pay, options=self._opts(key))  # type: ignore[arg-type]
+                # the card is in the key: an attempt after a crash whose card changed meanwhile
+                # is another request to Stripe (one key with other parameters: 400
+                # idempotency_key_in_use); with the same card it is the same request
+                self.client.v1.invoices.pay(inv.id, params=pay, options=self._opts(f"{key}:{charged_with}"))  # type: ignore[arg-type]
             except stripe.CardError as exc:  # real Stripe raises on a decline
                 decline = exc
             with session_scope(self.sessions) as session:
