@@ -184,8 +184,11 @@ async def test_a_card_that_charged_nothing_is_retried_once_really_updated_and_th
     card = await _hard_decline_mirrored(api, stripe_client, f)
     await eventually(lambda: exists(f.dunning))
 
+    async def invoices() -> list[Any]:
+        return list((await f.dunning.query(DunningWorkflow.details)).invoices)
+
     async def attempts() -> int:
-        (inv,) = (await f.dunning.query(DunningWorkflow.details)).invoices
+        (inv,) = await eventually(invoices)  # the run lists its invoice once it has read it
         return inv.attempt_count
 
     before = await attempts()
