@@ -117,13 +117,27 @@ async def stripe_recording(task_queue: str, **settings: Any) -> AsyncIterator[Re
         localstripe.stop()
 
 
+# A failure's stack trace names files by this machine's paths: kept histories carry none
+# (the interpreter's and the packages' folders, and this checkout's root, are cut off).
+_MACHINE_PATHS = (
+    (re.compile(r'/[^"\s\\]*?/site-packages/'), "site-packages/"),
+    (re.compile(r'/[^"\s\\]*?/lib/python3\.\d+/'), "python3.11/"),
+)
+
+
+def without_machine_paths(text: str) -> str:
+    for pattern, short in _MACHINE_PATHS:
+        text = pattern.sub(short, text)
+    return text.replace(str(HERE.parents[1]) + "/", "")
+
+
 async def save(client: Client, name: str, workflow_id: str, suffix: str, *, run_id: str | None = None) -> Path:
     """Write one workflow's history as tests/histories/<name>.<suffix>.json (never over a kept one)."""
     history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
     path = HERE / f"{name}.{suffix}.json"
     if path.exists():
         raise SystemExit(f"{path.name} is kept: pick a new suffix")
-    path.write_text(history.to_json())
+    path.write_text(without_machine_paths(history.to_json()))
     return path
 
 
