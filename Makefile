@@ -44,7 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/usage_ingest.py
 	$(BIN)/python bench/api_outage.py
 	$(BIN)/python bench/chaos_dunning.py
-	$(BIN)/python bench/retention_cost.py
+	$(BIN)/python bench/growth_cost.py
 	$(BIN)/python bench/webhook_delivery.py
 	$(BIN)/python bench/customers_list.py
 

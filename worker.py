@@ -19,7 +19,7 @@ from activities.dunning import DunningActivities
 from activities.email import EmailActivities
 from activities.ops import OpsActivities
 from activities.policy import PolicyActivities
-from activities.retention import RetentionActivities
+from activities.renewal import RenewalActivities
 from activities.store import StoreActivities
 from activities.stripe import StripeActivities
 from activities.stripe.previews import RenewalPreviews
@@ -32,14 +32,14 @@ from lifecycle.temporal import connect, ensure_search_attributes
 from workflows.card_expiry import CardExpiryWorkflow
 from workflows.customer import CustomerWorkflow
 from workflows.dunning import DunningWorkflow
-from workflows.offer import OfferWorkflow
+from workflows.growth.offer import OfferWorkflow
+from workflows.growth.renewal import RenewalWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.plan_change import PlanChangeWorkflow
-from workflows.renewal import RenewalWorkflow
+from workflows.retention.winback import WinbackWorkflow
 from workflows.trial import TrialWorkflow
 from workflows.usage_nudge import UsageNudgeWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
-from workflows.winback import WinbackWorkflow
 
 WORKFLOWS: Sequence[type] = (
     CustomerWorkflow,
@@ -62,7 +62,7 @@ def build_activities(settings: Settings, session_factory: sessionmaker[Session])
     email = EmailActivities(session_factory, settings, make_provider(settings))
     stripe_acts = StripeActivities.from_settings(settings, session_factory)
     dunning = DunningActivities(session_factory, settings)
-    retention = RetentionActivities(session_factory, RenewalPreviews(stripe_acts.stripe_client))
+    retention = RenewalActivities(session_factory, RenewalPreviews(stripe_acts.stripe_client))
     webhooks = WebhookActivities(session_factory, settings)
     ops = OpsActivities(session_factory)
     winback = WinbackActivities(session_factory)

@@ -2,8 +2,8 @@
 customer_dunning_*.json): DunningWorkflow's paths and the entity's side of them.
 
 Run after an intended, versioned change to workflows/dunning/ (or its schedule,
-workflows/dunning_schedule.py, or its effects, workflows/dunning_effects.py) or
-workflows/dunning_link.py:
+workflows/dunning/schedule.py, or its effects, workflows/dunning/effects.py) or
+workflows/dunning/entity.py:
 
     .venv/bin/python -m tests.record_dunning_histories vN   # a new suffix
 

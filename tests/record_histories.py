@@ -6,7 +6,7 @@ Run after an intended, versioned change to workflow code:
     .venv/bin/python -m tests.record_usage_histories vN    # usage nudges
     .venv/bin/python -m tests.record_billing_histories vN  # Stripe billing (starts localstripe)
     .venv/bin/python -m tests.record_dunning_histories vN  # dunning (starts localstripe)
-    .venv/bin/python -m tests.record_renewal_histories vN  # renewal, expansion offer, team promotion
+    .venv/bin/python -m tests.record_growth_histories vN  # renewal, expansion offer, team promotion
     .venv/bin/python -m tests.record_webhooks_histories vN # webhooks to the product (a local receiver)
     .venv/bin/python -m tests.record_retention_histories vN  # save offers, win-back (localstripe)
 

@@ -18,8 +18,8 @@ from lifecycle.contracts.ids import campaign_workflow_id, customer_workflow_id, 
 from lifecycle.contracts.ops import WAIT_PAUSED, WAIT_TIMER
 from starter.ops.actions import ActionRequest, take_action
 from starter.ops.why import why_waiting
+from tests.record_growth_histories import _active, _annual, _send
 from tests.record_histories import main, recording, save
-from tests.record_renewal_histories import _active, _annual, _send
 from tests.support.helpers import eventually
 
 CID = "rec-p1"

@@ -1,7 +1,7 @@
 """Record the retention histories the replay tests keep: the entity's save-offer and
 win-back paths (customer_retention_*) and the win-back child (winback_*).
 
-Run after an intended, versioned change to workflows/winback_link.py or workflows/winback.py:
+Run after an intended, versioned change to workflows/retention/entity.py or workflows/retention/winback.py:
 
     .venv/bin/python -m tests.record_retention_histories vN   # a new suffix
 

@@ -71,10 +71,10 @@ async def test_a_eur_customer_never_reads_a_dollar_sign(email_db: EmailDB) -> No
     dollars only, says "US$" and why: never a bare "$"."""
     from temporalio.testing import ActivityEnvironment
 
-    from activities.retention import RetentionActivities
+    from activities.renewal import RenewalActivities
+    from lifecycle.contracts.growth import RenewalInput, RenewalTermsInput
     from lifecycle.contracts.policy import EmailStep
-    from lifecycle.contracts.retention import RenewalInput, RenewalTermsInput
-    from workflows.renewal import reminder_context
+    from workflows.growth.renewal import reminder_context
 
     _eur_customer(email_db, "eur-1")
     await _send(email_db, "eur-1", "trial_reminder", {"days_left": 3, "has_payment_method": True}, "t1")
@@ -82,7 +82,7 @@ async def test_a_eur_customer_never_reads_a_dollar_sign(email_db: EmailDB) -> No
     assert "€18/month" in trial and _bare_dollars(trial) == []
 
     _eur_customer(email_db, "eur-2", plan="professional", interval="year", amount=44100)
-    terms = await ActivityEnvironment().run(RetentionActivities(email_db.factory).renewal_terms,
+    terms = await ActivityEnvironment().run(RenewalActivities(email_db.factory).renewal_terms,
                                             RenewalTermsInput("eur-2", "sub_eur-2"))
     step = EmailStep(name="renewal_30d", template="renewal_reminder", days_before_end=30)
     inp = RenewalInput("eur-2", dt.datetime(2027, 1, 1, tzinfo=dt.UTC), "professional", "year", [step])
@@ -103,7 +103,7 @@ def test_jpy_and_kwd_are_formatted_by_their_minor_units() -> None:
     """Stripe's amounts are in the currency's minor unit: yen have none (5000 is ¥5,000, not
     ¥50), Kuwaiti dinars have three (1500 fils is KWD 1.500); ISK is two-decimal in the API."""
     from lifecycle.contracts.dunning import DunningInvoice
-    from workflows.dunning_effects import recovered_context
+    from workflows.dunning.effects import recovered_context
 
     assert (minor_units("jpy"), minor_units("KWD"), minor_units("eur")) == (0, 3, 2)
     assert money(5000, "jpy") == "¥5,000"
@@ -183,9 +183,9 @@ async def test_dates_in_emails_are_in_the_customers_time_zone(email_db: EmailDB)
     await _send(email_db, "utc-1", "dunning_reminder", context, "d3")
     assert "March 10, 2026" in _sent(email_db, "utc-1", "dunning_reminder")
     # the renewal on January 1, 05:00 UTC is on December 31 in Los Angeles
+    from lifecycle.contracts.growth import RenewalInput, RenewalTerms
     from lifecycle.contracts.policy import EmailStep
-    from lifecycle.contracts.retention import RenewalInput, RenewalTerms
-    from workflows.renewal import reminder_context
+    from workflows.growth.renewal import reminder_context
 
     step = EmailStep(name="renewal_30d", template="renewal_reminder", days_before_end=30)
     renews = RenewalInput("la-1", dt.datetime(2027, 1, 1, 5, tzinfo=dt.UTC), "professional", "year", [step])
@@ -234,13 +234,13 @@ async def test_the_renewal_reminder_quotes_the_preview_and_the_default_card(emai
     import stripe
     from temporalio.testing import ActivityEnvironment
 
-    from activities.retention import RetentionActivities
+    from activities.renewal import RenewalActivities
     from activities.stripe.previews import RenewalPreviews
     from lifecycle.billing.cards import record_card, set_default_card
     from lifecycle.billing.payment_shapes import CardRec
+    from lifecycle.contracts.growth import RenewalInput, RenewalTermsInput
     from lifecycle.contracts.policy import EmailStep
-    from lifecycle.contracts.retention import RenewalInput, RenewalTermsInput
-    from workflows.renewal import reminder_context
+    from workflows.growth.renewal import reminder_context
 
     _eur_customer(email_db, "ren-eu", plan="professional", interval="year", amount=44100)
     with session_scope(email_db.factory) as s:
@@ -254,7 +254,7 @@ async def test_the_renewal_reminder_quotes_the_preview_and_the_default_card(emai
 
     async def terms(answer: object, timeout_s: float = 10.0):  # type: ignore[no-untyped-def]
         fake = _FakeStripe(answer)
-        acts = RetentionActivities(email_db.factory, RenewalPreviews(fake, timeout_s=timeout_s))  # type: ignore[arg-type]
+        acts = RenewalActivities(email_db.factory, RenewalPreviews(fake, timeout_s=timeout_s))  # type: ignore[arg-type]
         got = await env.run(acts.renewal_terms, RenewalTermsInput("ren-eu", "sub_ren-eu"))
         return got, fake.v1.invoices.calls  # type: ignore[attr-defined]
 
@@ -277,7 +277,7 @@ async def test_offer_emails_quote_the_customers_currency_or_say_us_dollars(email
     """The expansion offer to a EUR customer quotes Professional at Stripe's EUR prices; the
     team promotion's Business has no EUR price in the mirror, so it says US$99 and why."""
     from lifecycle.contracts.tiers import tiers_from_catalog
-    from workflows.retention import tier_offer
+    from workflows.growth.entity import tier_offer
 
     _eur_customer(email_db, "eur-o")
     with session_scope(email_db.factory) as s:
@@ -305,13 +305,13 @@ async def test_the_renewal_preview_against_localstripe_includes_tax(
     and that is what the terms quote. Without the tax the preview equals the mirror."""
     from temporalio.testing import ActivityEnvironment
 
-    from activities.retention import RetentionActivities
+    from activities.renewal import RenewalActivities
     from activities.stripe.previews import RenewalPreviews
-    from lifecycle.contracts.retention import RenewalTermsInput
+    from lifecycle.contracts.growth import RenewalTermsInput
     from tests.support.stripe import subscribed
 
     cid, result = await subscribed(session_factory, stripe_acts, stripe_client, "professional", "year")
-    acts = RetentionActivities(session_factory, RenewalPreviews(stripe_client))
+    acts = RenewalActivities(session_factory, RenewalPreviews(stripe_client))
     env = ActivityEnvironment()
     plain = await env.run(acts.renewal_terms, RenewalTermsInput(cid, result.stripe_subscription_id))
     assert (plain.source, plain.amount_cents, plain.currency) == ("preview", 49000, "usd")

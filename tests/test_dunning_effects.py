@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from lifecycle.contracts.dunning import DunningInvoice, DunningSetup
 from lifecycle.contracts.policy import load_policy
 from lifecycle.settings import PROJECT_ROOT
-from workflows.dunning_effects import email_context, recovered_context
-from workflows.dunning_schedule import DunningSchedule
+from workflows.dunning.effects import email_context, recovered_context
+from workflows.dunning.schedule import DunningSchedule
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

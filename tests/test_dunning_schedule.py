@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from lifecycle.contracts.dunning import ENGINE, STRIPE, DunningInvoice, DunningSetup
 from lifecycle.contracts.policy import load_policy
 from lifecycle.settings import PROJECT_ROOT
-from workflows.dunning_schedule import END, RETRY, STAGE, DunningSchedule
+from workflows.dunning.schedule import END, RETRY, STAGE, DunningSchedule
 
 POLICY = load_policy(PROJECT_ROOT / "templates" / "campaigns.toml").dunning
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -29,7 +29,7 @@ from tests.support.helpers import eventually, timeline
 from tests.support.retention import Retained
 from tests.test_card_expiry import card_event, month_of, reminders, until
 from tests.test_card_expiry import sign_up as card_sign_up
-from tests.test_retention_workflow import customer, exists, periods, renewal_mails
+from tests.test_growth_workflow import customer, exists, periods, renewal_mails
 from worker import build_worker
 
 SKIPPED = "skipped by ops"

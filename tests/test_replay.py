@@ -6,7 +6,7 @@ new histories with ``python -m tests.record_histories`` (trial, onboarding,
 continue-as-new), ``tests.record_usage_histories`` (usage nudges) or
 ``tests.record_billing_histories`` (subscriptions, trial conversion, dunning, plan
 changes), ``tests.record_dunning_histories`` (payment recovery),
-``tests.record_card_expiry_histories`` (pre-dunning) or ``tests.record_renewal_histories``
+``tests.record_card_expiry_histories`` (pre-dunning) or ``tests.record_growth_histories``
 (renewal reminders, expansion offer, team promotion), ``tests.record_webhooks_histories``
 (webhooks to the product), ``tests.record_ops_histories`` (pause, resume, skip-step,
 cancel-campaign), ``tests.record_ops_paused_starts_histories`` (campaigns started while

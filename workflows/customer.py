@@ -11,8 +11,8 @@ so handling order is arrival order and continue-as-new carries unhandled events 
 Every message of the entity is defined here: the ``event`` signal, the
 ``change_subscription`` update (with its validator) and the ``state`` query. The
 subscription itself (Stripe calls, the billing state, the stage that follows it) is a
-:class:`~workflows.subscription.Subscription` this workflow owns; the retention campaigns
-(renewal reminders, expansion offer, team promotion) a :class:`~workflows.retention.Retention`;
+:class:`~workflows.subscription.Subscription` this workflow owns; the growth campaigns
+(renewal reminders, expansion offer, team promotion) a :class:`~workflows.growth.entity.Growth`;
 the usage thresholds' webhooks and nudges a :class:`~workflows.usage_thresholds.UsageThresholds`.
 """
 
@@ -77,17 +77,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows import patches
     from workflows.campaign import finished_workflow_id
     from workflows.card_on_file import CardReminders
-    from workflows.dunning_link import DunningLink
+    from workflows.dunning.entity import DunningSide
+    from workflows.growth.entity import Growth
     from workflows.notify import publish
     from workflows.onboarding import OnboardingWorkflow
     from workflows.ops import Ops
     from workflows.policy_versions import PolicyVersions
-    from workflows.retention import Retention
+    from workflows.retention.entity import RetentionSide
     from workflows.subscription import Subscription
     from workflows.timeline import record_event
     from workflows.trial import TrialWorkflow
     from workflows.usage_thresholds import UsageThresholds
-    from workflows.winback_link import WinbackLink
 
 SEEN_EVENT_IDS_KEPT = 500
 
@@ -120,13 +120,13 @@ class CustomerWorkflow:
             begun=lambda: self._begun,
             tiers=self._tiers,
         )
-        self._dunning = DunningLink(self._state, set_stage=self._set_stage)
-        self._retention = Retention(self._state, self._policy, self._tiers)
+        self._dunning = DunningSide(self._state, set_stage=self._set_stage)
+        self._growth = Growth(self._state, self._policy, self._tiers)
         self._ops = Ops(self._state, campaigns_changed=self._campaigns_changed)
         sub = self._subscription
         self._cards = CardReminders(self._state, self._policy)
         self._usage = UsageThresholds(self._state, self._policy, self._tiers, self._ops)
-        self._winback = WinbackLink(
+        self._retention = RetentionSide(
             self._state,
             self._policy,
             sub,
@@ -156,8 +156,8 @@ class CustomerWorkflow:
             EventKind.PLAN_CHANGED: sub.on_plan_changed,
             EventKind.PLAN_CHANGE_DROPPED: sub.on_plan_change_dropped,
             EventKind.DEFAULT_CARD: self._cards.on_default_card,
-            EventKind.SAVE_OFFER_EXPIRED: self._winback.on_offer_expired,
-            EventKind.PAUSE_ENDED: self._winback.on_pause_ended,
+            EventKind.SAVE_OFFER_EXPIRED: self._retention.on_offer_expired,
+            EventKind.PAUSE_ENDED: self._retention.on_pause_ended,
         }
 
     # --- messages -----------------------------------------------------------------------
@@ -188,14 +188,14 @@ class CustomerWorkflow:
         if not self._begun and workflow.patched(patches.BILLING_WAIT_UNTIL_BEGUN):
             await self._subscription.until_begun()
         if req.action == "cancel" and req.detail.get("reason") and workflow.patched(patches.RETENTION_SAVE_OFFERS):
-            result = await self._winback.cancel(req)  # may answer with a save offer
+            result = await self._retention.cancel(req)  # may answer with a save offer
         else:
             result = await self._subscription.request(req)
             if req.action == "cancel" and self._state.winback.offer is not None and self._state.winback.offer.is_open:
                 if workflow.patched(patches.RETENTION_CANCEL_WITHDRAWS_OFFER):
-                    await self._winback.withdraw_open_offer()
+                    await self._retention.withdraw_open_offer()
         if workflow.patched(patches.RETENTION_CAMPAIGNS):
-            await self._retention.sync_renewal()  # a cancel or plan change drops a waiting reminder
+            await self._growth.sync_renewal()  # a cancel or plan change drops a waiting reminder
         return result
 
     @change_subscription.validator
@@ -214,34 +214,34 @@ class CustomerWorkflow:
     async def accept_save_offer(self, ans: OfferAnswer) -> SubscriptionResult:
         """Take the save offer made to a cancellation (the cancellation is dropped)."""
         await self._versions.until_loaded()
-        return await self._winback.answer(ans, accept=True)
+        return await self._retention.answer(ans, accept=True)
 
     @workflow.update
     async def decline_save_offer(self, ans: OfferAnswer) -> SubscriptionResult:
         """Say no to the save offer: the cancellation goes ahead as asked."""
         await self._versions.until_loaded()
-        return await self._winback.answer(ans, accept=False)
+        return await self._retention.answer(ans, accept=False)
 
     @accept_save_offer.validator
     def _validate_accept_save_offer(self, ans: OfferAnswer) -> None:
         if self._judged():
-            self._refuse(self._winback.answer_refusal(ans))
+            self._refuse(self._retention.answer_refusal(ans))
 
     @decline_save_offer.validator
     def _validate_decline_save_offer(self, ans: OfferAnswer) -> None:
         if self._judged():
-            self._refuse(self._winback.answer_refusal(ans))
+            self._refuse(self._retention.answer_refusal(ans))
 
     @workflow.update
     async def reactivate(self, req: ReactivateRequest) -> SubscriptionResult:
         """Subscribe again after a cancellation or an expired trial (the reactivation page)."""
         await self._versions.until_loaded()
-        return await self._winback.reactivate(req)
+        return await self._retention.reactivate(req)
 
     @reactivate.validator
     def _validate_reactivate(self, req: ReactivateRequest) -> None:
         if self._judged():
-            self._refuse(self._winback.reactivate_refusal(req))
+            self._refuse(self._retention.reactivate_refusal(req))
 
     def _judged(self) -> bool:
         """Whether a validator can decide now: not in a run continued with a version id
@@ -293,7 +293,7 @@ class CustomerWorkflow:
         if input.state is None and input.origin == "signup":
             await self._begin_trial()
             self._begun = True
-        self._winback.resume_timers()  # an open save offer's window, a pause (after continue-as-new)
+        self._retention.resume_timers()  # an open save offer's window, a pause (after continue-as-new)
         while True:
             await workflow.wait_condition(
                 lambda: bool(self._pending) or self._should_continue_as_new() or self._versions.heard is not None
@@ -308,7 +308,7 @@ class CustomerWorkflow:
                 if not older:
                     await self._dispatch(event)
                 if workflow.patched(patches.RETENTION_CAMPAIGNS) and not older:
-                    await self._retention.after_event(event)  # renewal, expansion, team promotion
+                    await self._growth.after_event(event)  # renewal, expansion, team promotion
                 self._ops.prune_waits()  # a campaign it ended or replaced stops counting
                 self._handled_this_run += 1
             if self._should_continue_as_new():
@@ -341,10 +341,10 @@ class CustomerWorkflow:
         self._policy, self._tiers = version.policy, version.tiers
         self._state.policy_version = version.version_id
         self._subscription._tiers = version.tiers
-        self._retention._policy, self._retention._tiers = version.policy, version.tiers
+        self._growth._policy, self._growth._tiers = version.policy, version.tiers
         self._cards._policy = version.policy
         self._usage._policy, self._usage._tiers = version.policy, version.tiers
-        self._winback._policy = version.policy
+        self._retention._policy = version.policy
 
     def _should_continue_as_new(self) -> bool:
         return (
@@ -435,7 +435,7 @@ class CustomerWorkflow:
         # Every marketing send also checks the suppression list; the state shows ops the opt-out.
         self._state.marketing_opt_out = True
         if "winback" in self._state.campaigns:  # only there with the retention-winback patch
-            await self._winback.unsubscribed()
+            await self._retention.unsubscribed()
 
     async def _on_resubscribed(self, event: CustomerEvent) -> None:
         self._state.marketing_opt_out = False
@@ -453,7 +453,7 @@ class CustomerWorkflow:
                           {"campaign": campaign, "outcome": outcome}, key=event.event_id)
         self._campaigns_changed()
         if campaign == "winback":  # only started with the retention-winback patch
-            await self._winback.winback_finished(outcome, cause=event.event_id)
+            await self._retention.winback_finished(outcome, cause=event.event_id)
         if campaign == "trial" and self._state.stage == TRIALING:
             if outcome == "subscribed":  # the subscription decides the stage, not the trial
                 await self._subscription.settle(event.event_id)
@@ -462,7 +462,7 @@ class CustomerWorkflow:
             else:
                 await self._set_stage(ACTIVE if outcome == "converted" else EXPIRED, cause=event.event_id)
 
-    # --- billing events that dunning hears too (workflows/dunning_link.py) --------------
+    # --- billing events that dunning hears too (workflows/dunning/entity.py) --------------
 
     async def _on_invoice_failed(self, event: CustomerEvent) -> None:
         await self._subscription.on_invoice_payment_failed(event)
@@ -526,7 +526,7 @@ class CustomerWorkflow:
                 key=f"stage:{previous}->{stage}:{cause}",
             )
         if stage in (CANCELED, EXPIRED) and workflow.patched(patches.RETENTION_WINBACK):
-            await self._winback.start_winback(stage)
+            await self._retention.start_winback(stage)
 
     async def _start_campaign(self, campaign: str, run_fn: object, arg: object, *parts: str) -> None:
         """Start a campaign child (deterministic id, ABANDON on parent close); it reports back by signal."""

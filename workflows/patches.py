@@ -100,7 +100,7 @@ DUNNING_HEARS_SUBSCRIPTION_END = "dunning-hears-subscription-end"
 CARD_EXPIRY_REMINDERS = "card-expiry-reminders"
 # --- CustomerWorkflow (retention) ----------------------------------------------------------
 
-# After each event and each subscription request the entity asks workflows/retention.py:
+# After each event and each subscription request the entity asks workflows/growth/entity.py:
 # renewal reminders for annual plans (customer-{id}/renewal/{date}, moved or dropped with
 # the subscription), the expansion offer after high-usage periods, the team promotion
 # (activation reports counted, the first-report de-duplication for onboarding unchanged).

@@ -131,7 +131,7 @@ def refusal(req: SubscriptionRequest, b: BillingState, plans: list[str]) -> str 
 
 def holding_for_offer(state: CustomerState) -> bool:
     """Stripe's ``cancel_at_period_end`` only holds an open save offer
-    (workflows/winback_link.py): the customer has not yet canceled."""
+    (workflows/retention/entity.py): the customer has not yet canceled."""
     b, offer = state.billing, state.winback.offer
     return b.cancel_at_period_end and offer is not None and offer.is_open and offer.holds_cancel
 
@@ -140,7 +140,7 @@ def as_asked(state: CustomerState) -> BillingState:
     """The billing state as the customer asked for it: a cancel at period end that only
     holds an open save offer is not yet the customer's cancellation, so a plain cancel
     still goes ahead, a subscribe is refused as before the offer and the renewal reminders
-    go on (workflows/retention.py)."""
+    go on (workflows/growth/entity.py)."""
     if holding_for_offer(state):
         return dataclasses.replace(state.billing, cancel_at_period_end=False)
     return state.billing

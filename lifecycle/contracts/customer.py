@@ -13,9 +13,9 @@ from typing import Any
 
 from lifecycle.contracts.billing import BillingState
 from lifecycle.contracts.cards import CardOnFile
+from lifecycle.contracts.growth import GrowthState
 from lifecycle.contracts.ops import CampaignWait
 from lifecycle.contracts.policy import CampaignPolicy
-from lifecycle.contracts.retention import RetentionState
 from lifecycle.contracts.stages import TRIALING
 from lifecycle.contracts.tiers import Tiers
 from lifecycle.contracts.winback import WinbackState
@@ -59,7 +59,7 @@ class CustomerState:
     marketing_opt_out: bool = False  # unsubscribed from marketing email (a suppression is recorded too)
     card: CardOnFile | None = None  # the default card as Stripe last told us (expiry reminders)
     # renewal reminders, expansion offers, team promotion: what the entity remembers of them
-    retention: RetentionState = field(default_factory=RetentionState)
+    retention: GrowthState = field(default_factory=GrowthState)
     paused: bool = False  # ops paused the marketing campaigns (lifecycle/contracts/ops.py)
     held_nudges: list[str] = field(default_factory=list)  # usage nudges started paused: told at resume
     winback: WinbackState = field(default_factory=WinbackState)  # save offers, win-back

@@ -1,4 +1,4 @@
-"""Policy for retention: ``[renewal]`` (reminders and the expansion offer),
+"""Policy for growth and retention: ``[renewal]`` (reminders and the expansion offer),
 ``[team_promotion]``, ``[save_offers]`` and ``[winback]``.
 
 No ``from __future__ import annotations``: these dataclasses cross Temporal.

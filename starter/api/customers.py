@@ -79,7 +79,7 @@ class DunningView(BaseModel):
 
 
 class RetentionView(BaseModel):
-    """The retention campaigns as the entity remembers them (workflows/retention.py)."""
+    """The retention campaigns as the entity remembers them (workflows/growth/entity.py)."""
 
     renewal_date: datetime | None = Field(description="the renewal whose reminders were scheduled (annual plans)")
     renewal_reminders_running: bool

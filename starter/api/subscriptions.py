@@ -115,7 +115,7 @@ _STATUS_BY_TYPE = {
     # are answered by starter.api.stripe_errors.stripe_http_error
     "StripeNotConfigured": status.HTTP_503_SERVICE_UNAVAILABLE,
     "CatalogNotSynced": status.HTTP_503_SERVICE_UNAVAILABLE,
-    # retention (workflows/winback_link.py)
+    # retention (workflows/retention/entity.py)
     "NoSuchOffer": status.HTTP_404_NOT_FOUND,
     "OfferClosed": status.HTTP_409_CONFLICT,
     "AlreadyActive": status.HTTP_409_CONFLICT,

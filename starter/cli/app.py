@@ -174,9 +174,9 @@ def customer_show(customer_id: str) -> None:
                           f"(failing since {failing['since']:%Y-%m-%d %H:%M} UTC, retried): "
                           f"{safe(failing['error'])}; Stripe keeps billing until it succeeds[/red]")
 
-        from starter.cli.retention import retention_lines
+        from starter.cli.growth import growth_lines
 
-        for line in retention_lines(session, customer_id):
+        for line in growth_lines(session, customer_id):
             console.print(safe(line))
 
         ent = UsageService(sessions).entitlements(customer_id)

@@ -31,8 +31,8 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.search_attributes import DUNNING_STATE
     from workflows import patches
     from workflows.campaign import report_finished
+    from workflows.dunning.effects import recovered_context
     from workflows.dunning.state import DunningRun, _message
-    from workflows.dunning_effects import recovered_context
     from workflows.options import (
         DUNNING_END_RETRY_FIRST,
         DUNNING_END_RETRY_MAX,

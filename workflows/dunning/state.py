@@ -31,8 +31,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from lifecycle.contracts.policy import DunningPolicy
     from workflows.controls import EntityReports
-    from workflows.dunning_effects import DunningEffects, email_context
-    from workflows.dunning_schedule import DunningSchedule, retryable
+    from workflows.dunning.effects import DunningEffects, email_context
+    from workflows.dunning.schedule import DunningSchedule, retryable
 
 
 
@@ -71,7 +71,7 @@ class DunningRun:
         self._end_failing_since: datetime | None = None
 
 
-    # --- schedule: workflows/dunning_schedule.py ----------------------------------------
+    # --- schedule: workflows/dunning/schedule.py ----------------------------------------
 
     @property
     def _policy(self) -> DunningPolicy:
@@ -100,7 +100,7 @@ class DunningRun:
             open_invoices=[i.invoice_id for i in self._open()], was_suspended=was_suspended, key=key,
         )
 
-    # --- effects: workflows/dunning_effects.py ------------------------------------------
+    # --- effects: workflows/dunning/effects.py ------------------------------------------
 
     def _days(self) -> float:
         return self._schedule.days(workflow.now())

@@ -16,10 +16,10 @@ state changes in one place. Every side effect has a key from the workflow id and
 (``…/retry/2/in_…``), so a worker crash never sends or charges twice.
 
 What is due when (the stages' days, the retry days, the end day, and how granted grace
-moves them) is the schedule's: ``DunningSchedule`` (workflows/dunning_schedule.py), a
+moves them) is the schedule's: ``DunningSchedule`` (workflows/dunning/schedule.py), a
 plain object this workflow owns; the loop takes the step it names and marks it taken.
 What it tells (the timeline, its saved state, the product's webhooks, the emails and their
-variables) goes through ``DunningEffects`` (workflows/dunning_effects.py).
+variables) goes through ``DunningEffects`` (workflows/dunning/effects.py).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.campaign import report_finished
     from workflows.dunning.end_action import DunningEnd
     from workflows.dunning.retry import DunningRetries
-    from workflows.dunning_schedule import RETRY, STAGE
+    from workflows.dunning.schedule import RETRY, STAGE
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
 
 
@@ -250,7 +250,7 @@ class DunningWorkflow(DunningRetries, DunningEnd):
             except TimeoutError:
                 pass
 
-    # --- schedule: workflows/dunning_schedule.py ----------------------------------------
+    # --- schedule: workflows/dunning/schedule.py ----------------------------------------
 
     def _lift_if_moved(self) -> None:
         """After an extension, a suspending stage whose new day is ahead is left again."""

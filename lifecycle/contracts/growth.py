@@ -1,4 +1,4 @@
-"""What crosses Temporal for retention: the renewal reminders, the expansion offer and the
+"""What crosses Temporal for growth: the renewal reminders, the expansion offer and the
 team promotion (the entity's memory of them, the children's inputs, the activity's answer).
 
 One dataclass in, one out; new fields get defaults so running histories still decode.
@@ -29,7 +29,7 @@ class HighPeriod:
 
 
 @dataclass
-class RetentionState:
+class GrowthState:
     """What the entity remembers for retention (part of CustomerState, kept across
     continue-as-new)."""
 

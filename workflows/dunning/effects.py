@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.policy import EmailStep
     from lifecycle.contracts.webhooks import DUNNING_STATE_CHANGED, ENTITLEMENTS_CHANGED
     from workflows import patches
-    from workflows.dunning_schedule import DunningSchedule
+    from workflows.dunning.schedule import DunningSchedule
     from workflows.email_step import send_step_email
     from workflows.notify import publish
     from workflows.options import STORE_RETRY, STORE_TIMEOUT

@@ -1,4 +1,4 @@
-"""The pure parts of retention: the [renewal] and [team_promotion] policy (a malformed one is
+"""The pure parts of growth: the [renewal] and [team_promotion] policy (a malformed one is
 refused with the key named), which high-usage periods run back to back, and what a
 renewal reminder states when the billing mirror knows little."""
 
@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from lifecycle.contracts.growth import GrowthState, RenewalInput, RenewalTerms
 from lifecycle.contracts.money import money
 from lifecycle.contracts.policy import EmailStep, PolicyError, load_policy, parse_policy
-from lifecycle.contracts.retention import RenewalInput, RenewalTerms, RetentionState
 from lifecycle.contracts.tiers import tiers_from_catalog
 from lifecycle.settings import PROJECT_ROOT
-from workflows.renewal import reminder_context
+from workflows.growth.renewal import reminder_context
 
 DEFAULT = PROJECT_ROOT / "templates" / "campaigns.toml"
 T0 = datetime(2027, 1, 1, tzinfo=UTC)
@@ -64,7 +64,7 @@ def month(i: int) -> tuple[datetime, datetime]:
 
 
 def test_high_periods_count_back_to_back_only() -> None:
-    r = RetentionState()
+    r = GrowthState()
     assert r.remember_high_period(*month(0)) and not r.remember_high_period(*month(0))
     assert r.consecutive_high_periods(month(0)[0]) == 1
     r.remember_high_period(*month(2))  # a gap: month 1 was not high
@@ -75,7 +75,7 @@ def test_high_periods_count_back_to_back_only() -> None:
 
 
 def test_a_period_without_a_known_end_is_adjacent_to_one_starting_within_32_days() -> None:
-    r = RetentionState()
+    r = GrowthState()
     r.remember_high_period(T0, None)
     r.remember_high_period(T0 + timedelta(days=31), None)
     r.remember_high_period(T0 + timedelta(days=100), None)
@@ -84,7 +84,7 @@ def test_a_period_without_a_known_end_is_adjacent_to_one_starting_within_32_days
 
 
 def test_only_the_last_periods_are_kept() -> None:
-    r = RetentionState()
+    r = GrowthState()
     for i in range(20):
         r.remember_high_period(*month(i))
     assert [p.start for p in r.high_periods] == [month(i)[0] for i in range(14, 20)]

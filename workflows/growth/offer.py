@@ -2,7 +2,7 @@
 
 Used for the expansion offer (``customer-{id}/expansion/{YYYYMMDD}``, the period that made
 it two high periods in a row) and the team promotion (``customer-{id}/team-promotion``,
-once). The entity decides (who, what, when: workflows/retention.py); this child sends
+once). The entity decides (who, what, when: workflows/growth/entity.py); this child sends
 through the email step (caps, quiet hours and unsubscribes apply: it may wait), records
 the offer on the customer's timeline with what was offered and what became of the email,
 and reports back.
@@ -14,7 +14,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from lifecycle.contracts.campaigns import CampaignStatus
-    from lifecycle.contracts.retention import OfferInput
+    from lifecycle.contracts.growth import OfferInput
     from workflows.campaign import report_finished
     from workflows.controls import SKIPPED_BY_OPS, ControlledCampaign, Controls
     from workflows.email_step import send_step_email

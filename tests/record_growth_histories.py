@@ -1,11 +1,11 @@
-"""Record the retention histories the replay tests keep (tests/histories/*renewal*.json,
+"""Record the growth histories the replay tests keep (tests/histories/*renewal*.json,
 offer_*.json, customer_retention*.json): the renewal reminders (sent; moved to a new
 period), the expansion offer and the team promotion, with the entity that decided them.
 
-Run after an intended, versioned change to workflows/renewal.py, workflows/offer.py or
-workflows/retention.py:
+Run after an intended, versioned change to workflows/growth/renewal.py, workflows/growth/offer.py or
+workflows/growth/entity.py:
 
-    .venv/bin/python -m tests.record_renewal_histories vN   # a new suffix
+    .venv/bin/python -m tests.record_growth_histories vN   # a new suffix
 
 Keep the old files: replaying histories recorded by older code is what proves a change
 is safe for running workflows. Billing reaches the entity as the Stripe hand-over sends it
@@ -165,10 +165,10 @@ async def record(suffix: str = "v1") -> list[Path]:
 
 
 def main() -> None:
-    """``python -m tests.record_renewal_histories SUFFIX``: these histories' names are their
+    """``python -m tests.record_growth_histories SUFFIX``: these histories' names are their
     own (new workflows start at v1), so only a suffix one of them already has is refused."""
     if len(sys.argv) != 2 or not re.fullmatch(r"v\d+", sys.argv[1]):
-        raise SystemExit("usage: python -m tests.record_renewal_histories vN  (a suffix these histories lack)")
+        raise SystemExit("usage: python -m tests.record_growth_histories vN  (a suffix these histories lack)")
     suffix = sys.argv[1]
     if kept := [n for n in NAMES if (HERE / f"{n}.{suffix}.json").exists()]:
         raise SystemExit(f"{suffix} is taken ({kept[0]}.{suffix}.json): keep old histories, pick a new suffix")

@@ -20,11 +20,11 @@ from temporalio import activity
 from activities.stripe.previews import RenewalPreviews
 from lifecycle.billing.cards import default_card
 from lifecycle.billing.currencies import CATALOG_CURRENCY, customer_currency, subscription_currency
-from lifecycle.contracts.retention import RenewalTerms, RenewalTermsInput
+from lifecycle.contracts.growth import RenewalTerms, RenewalTermsInput
 from lifecycle.models import Customer, Subscription
 
 
-class RetentionActivities:
+class RenewalActivities:
     def __init__(self, session_factory: sessionmaker[Session], previews: RenewalPreviews | None = None) -> None:
         self._sessions = session_factory
         self._previews = previews or RenewalPreviews(None)

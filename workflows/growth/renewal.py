@@ -15,16 +15,16 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.retention import RetentionActivities
+    from activities.renewal import RenewalActivities
     from lifecycle.contracts.campaigns import CampaignStatus
-    from lifecycle.contracts.money import money
-    from lifecycle.contracts.policy import EmailStep
-    from lifecycle.contracts.retention import (
+    from lifecycle.contracts.growth import (
         RENEWAL_CAMPAIGN,
         RenewalInput,
         RenewalTerms,
         RenewalTermsInput,
     )
+    from lifecycle.contracts.money import money
+    from lifecycle.contracts.policy import EmailStep
     from lifecycle.contracts.tiers import Tiers, tiers_from_catalog
     from workflows import patches
     from workflows.campaign import report_finished
@@ -137,7 +137,7 @@ class RenewalWorkflow(ControlledCampaign):
                 controls.step_done(reminder.name)
                 continue
             terms: RenewalTerms = await workflow.execute_activity_method(
-                RetentionActivities.renewal_terms,
+                RenewalActivities.renewal_terms,
                 RenewalTermsInput(input.customer_id, input.stripe_subscription_id),
                 start_to_close_timeout=STORE_TIMEOUT,
                 retry_policy=STORE_RETRY,

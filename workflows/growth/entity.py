@@ -1,19 +1,19 @@
-"""Retention, as CustomerWorkflow decides it: a plain object the workflow owns (like its
+"""Growth (renewal reminders, the expansion offer, the team promotion), as CustomerWorkflow decides it: a plain object the workflow owns (like its
 :class:`~workflows.subscription.Subscription`).
 
 After every event the entity handled (and after every subscription request) it asks
-:meth:`Retention.after_event` / :meth:`Retention.sync_renewal`, which decide from the
+:meth:`Growth.after_event` / :meth:`Growth.sync_renewal`, which decide from the
 entity's own durable state, with no activity to read anything:
 
 - **renewal**: an annual, live subscription that is not set to cancel gets a
-  :class:`~workflows.renewal.RenewalWorkflow` for its current period end. When the
+  :class:`~workflows.growth.renewal.RenewalWorkflow` for its current period end. When the
   period end moves, the running one is told to ``drop`` and a new one starts for the new
   date; a cancellation or a plan change (applied, or a downgrade scheduled) drops it, and
   once it has closed the same date's reminders start again on the new terms if the
   subscription is still annual and no longer set to cancel.
 - **expansion offer**: every ``usage_threshold`` event (80 % or 100 %) marks its billing
   period as high; when the policy's number of back-to-back high periods is reached, an
-  :class:`~workflows.offer.OfferWorkflow` offers the next tier (its price and what it
+  :class:`~workflows.growth.offer.OfferWorkflow` offers the next tier (its price and what it
   adds), or for a monthly customer on the top tier the annual interval at ten months'
   price; at most once per ``expansion_every_days``.
 - **team promotion**: the ``seats`` metric reported at or above ``min_seats`` (a usage
@@ -44,23 +44,23 @@ with workflow.unsafe.imports_passed_through():
         UsageThreshold,
         payload_of,
     )
-    from lifecycle.contracts.ids import campaign_workflow_id, renewal_workflow_id
-    from lifecycle.contracts.money import money
-    from lifecycle.contracts.ops import PAUSE_SIGNAL, RESUME_SIGNAL
-    from lifecycle.contracts.policy import CampaignPolicy
-    from lifecycle.contracts.retention import (
+    from lifecycle.contracts.growth import (
         EXPANSION_CAMPAIGN,
         RENEWAL_CAMPAIGN,
         TEAM_PROMOTION_CAMPAIGN,
         OfferInput,
         RenewalInput,
     )
+    from lifecycle.contracts.ids import campaign_workflow_id, renewal_workflow_id
+    from lifecycle.contracts.money import money
+    from lifecycle.contracts.ops import PAUSE_SIGNAL, RESUME_SIGNAL
+    from lifecycle.contracts.policy import CampaignPolicy
     from lifecycle.contracts.search_attributes import customer_search_attributes
     from lifecycle.contracts.stages import TRIALING
     from lifecycle.contracts.tiers import Tier, Tiers, added_by
     from workflows import patches
-    from workflows.offer import OfferWorkflow
-    from workflows.renewal import RenewalWorkflow
+    from workflows.growth.offer import OfferWorkflow
+    from workflows.growth.renewal import RenewalWorkflow
     from workflows.subscription import as_asked, holding_for_offer, terms
     from workflows.timeline import data_error, record_event
 
@@ -87,7 +87,7 @@ def tier_offer(tier: Tier, current: Tier) -> dict[str, Any]:
     }
 
 
-class Retention:
+class Growth:
     """Renewal reminders, the expansion offer and the team promotion for one customer."""
 
     def __init__(self, state: CustomerState, policy: CampaignPolicy, tiers: Tiers | None) -> None:
@@ -101,7 +101,7 @@ class Retention:
         return self._state.retention
 
     async def after_event(self, event: CustomerEvent) -> None:
-        """The entity handled ``event``: what it means for retention."""
+        """The entity handled ``event``: what it means for growth."""
         async with self._lock:
             self._note_tier()
             r, team_asked = self._r, False

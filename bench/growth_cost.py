@@ -1,4 +1,4 @@
-"""Retention cost benchmark: the Temporal actions and history events the retention
+"""Growth cost benchmark: the Temporal actions and history events the growth
 campaigns add per annual customer per year.
 
 For N customers on an annual Professional plan it runs one year on the time-skipping
@@ -9,19 +9,19 @@ period (a new renewal starts), two high-usage periods in a row make the expansio
 offer and three invitations the team promotion. It then reads every history and counts,
 per customer:
 
-- the retention children's own actions (``RenewalWorkflow``, ``OfferWorkflow``): their
+- the growth children's own actions (``RenewalWorkflow``, ``OfferWorkflow``): their
   start, activities scheduled, timers started, signals sent, markers;
-- the entity's actions for retention: children started, ``drop`` signals sent, the
+- the entity's actions for growth: children started, ``drop`` signals sent, the
   ``retention-campaigns`` patch marker, and the children's ``campaign_finished`` signals
   it received;
 - the children's history events.
 
 An action is what Temporal Cloud bills as one (a start, an activity, a timer, a signal,
-a child start, a marker). The usage nudges the crossings also start are not retention
+a child start, a marker). The usage nudges the crossings also start are not growth
 and are not counted. Exit 1 if a customer did not get exactly two reminders and two
 offers.
 
-Run: ``.venv/bin/python bench/retention_cost.py [--customers N] [--json]``. The last
+Run: ``.venv/bin/python bench/growth_cost.py [--customers N] [--json]``. The last
 line with ``--json`` is one JSON object.
 """
 
@@ -73,7 +73,7 @@ ACTION_EVENTS = {
     "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED",
     "EVENT_TYPE_MARKER_RECORDED",
 }
-RETENTION_CHILDREN = ("RenewalWorkflow", "OfferWorkflow")
+GROWTH_CHILDREN = ("RenewalWorkflow", "OfferWorkflow")
 
 
 def log(*a: Any) -> None:
@@ -99,12 +99,12 @@ def child_actions(events: list[dict[str, Any]]) -> int:
     return 1 + sum(1 for e in events if e["eventType"] in ACTION_EVENTS)  # 1: its start
 
 
-def entity_retention_actions(events: list[dict[str, Any]]) -> int:
+def entity_growth_actions(events: list[dict[str, Any]]) -> int:
     n = 0
     for e in events:
         kind, a = e["eventType"], _attrs(e)
         if kind == "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED":
-            n += a["workflowType"]["name"] in RETENTION_CHILDREN
+            n += a["workflowType"]["name"] in GROWTH_CHILDREN
         elif kind == "EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED":
             n += a.get("signalName") == "drop"
         elif kind == "EVENT_TYPE_MARKER_RECORDED":
@@ -194,7 +194,7 @@ async def _year(env: WorkflowEnvironment, settings: Settings, sessions: Any, cus
             "offer_actions": child_actions(histories[1]) + child_actions(histories[2]),
             # the next year's renewal so far: its start and first timer belong to this year
             "next_renewal_actions": child_actions(renewal2),
-            "entity_actions": entity_retention_actions(entity),
+            "entity_actions": entity_growth_actions(entity),
             "child_history_events": sum(len(h) for h in histories),
             "reminders": sum(1 for m in mails if m == "renewal"),
             "offers": sum(1 for m in mails if m in ("expansion", "team_promotion")),
@@ -220,12 +220,12 @@ def main() -> int:
     m = result["mean"]
     print(f"{result['customers']} annual customers, one year on the time-skipping server "
           f"({result['wall_seconds']} s wall)")
-    print(f"  Temporal actions per customer-year for retention: {result['actions_per_customer_year']}")
+    print(f"  Temporal actions per customer-year for growth: {result['actions_per_customer_year']}")
     print(f"    renewal reminders: {m['renewal_actions']}  (+ next year's renewal started: "
           f"{m['next_renewal_actions']})")
     print(f"    expansion offer + team promotion: {m['offer_actions']}")
     print(f"    the entity's own (children started, drops, marker, reports heard): {m['entity_actions']}")
-    print(f"  history events of the year's retention children: {m['child_history_events']}")
+    print(f"  history events of the year's growth children: {m['child_history_events']}")
     print(f"  emails: {m['reminders']} reminders, {m['offers']} offers per customer; "
           f"customers without exactly 2 + 2: {result['wrong_customers']}")
     if args.json:

@@ -1,4 +1,4 @@
-"""What ``lifecycle customer show`` says about the retention campaigns, from the timeline.
+"""What ``lifecycle customer show`` says about the growth campaigns, from the timeline.
 
 The offers (``offer_made``: expansion, team promotion) and the renewal reminders (sent,
 or skipped with the reason) are timeline entries and emails the workflows recorded; this
@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lifecycle.contracts.retention import (
+from lifecycle.contracts.growth import (
     EXPANSION_CAMPAIGN,
     RENEWAL_CAMPAIGN,
     TEAM_PROMOTION_CAMPAIGN,
@@ -20,7 +20,7 @@ from lifecycle.models import EmailMessage, LifecycleEvent
 LABELS = {EXPANSION_CAMPAIGN: "expansion offer", TEAM_PROMOTION_CAMPAIGN: "team promotion"}
 
 
-def retention_lines(session: Session, customer_id: str) -> list[str]:
+def growth_lines(session: Session, customer_id: str) -> list[str]:
     """``offers: expansion offer 2026-12-02 business $99 (sent); team promotion -`` and the
     renewal reminders sent and skipped (plain text: the caller escapes it)."""
     made = session.scalars(

@@ -74,7 +74,7 @@ CLOSING: dict[str, tuple[type[InvoiceFacts], str, str]] = {
 }
 
 
-class DunningLink:
+class DunningSide:
     """Starts, feeds and hears the customer's one dunning child."""
 
     def __init__(self, state: CustomerState, *, set_stage: SetStage) -> None:

@@ -8,10 +8,10 @@ import datetime as dt
 
 from temporalio.testing import ActivityEnvironment
 
-from activities.retention import RetentionActivities
+from activities.renewal import RenewalActivities
 from lifecycle.billing.cards import record_card, set_default_card
 from lifecycle.billing.payment_shapes import CardRec
-from lifecycle.contracts.retention import RenewalTerms, RenewalTermsInput
+from lifecycle.contracts.growth import RenewalTerms, RenewalTermsInput
 from lifecycle.db import make_engine, make_session_factory
 from lifecycle.models import Customer, StripeEvent, Subscription
 from tests.support.helpers import add_customer
@@ -43,7 +43,7 @@ async def test_the_mirrored_amount_and_the_default_card_of_this_customer(db_url:
             record_card(s, CardRec("pm_evt_2", "cus_ren1", "mastercard", "4444", 12, 2030), 200)
             set_default_card(s, "ren-1", "pm_evt_1", 150)
             s.commit()
-        acts = RetentionActivities(sessions)
+        acts = RenewalActivities(sessions)
         env = ActivityEnvironment()
         known = await env.run(acts.renewal_terms, RenewalTermsInput("ren-1", "sub_ren1"))
         assert known == RenewalTerms(amount_cents=44100, card="Visa ending 4242")

@@ -78,9 +78,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows import patches
     from workflows.notify import publish
     from workflows.options import STORE_RETRY, STORE_TIMEOUT
+    from workflows.retention.winback import WinbackWorkflow
     from workflows.subscription import Subscription, terms
     from workflows.timeline import data_error, record_event
-    from workflows.winback import WinbackWorkflow
 
 CAMPAIGN = "winback"
 ENDED_STAGES = (CANCELED, EXPIRED, LOST)
@@ -101,7 +101,7 @@ def cheaper_tier(tiers: list[Tier], code: str) -> Tier | None:
     return max(lower, key=lambda t: t.rank) if lower else None
 
 
-class WinbackLink:
+class RetentionSide:
     """Save offers and win-back for one customer (state in ``state.winback``)."""
 
     def __init__(
@@ -549,4 +549,4 @@ class WinbackLink:
             return result
 
 
-__all__ = ["CANCEL_REASONS", "WinbackLink", "cheaper_tier"]
+__all__ = ["CANCEL_REASONS", "RetentionSide", "cheaper_tier"]
